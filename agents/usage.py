@@ -1,0 +1,100 @@
+"""Usage agent: raw usage records in, period totals and dead letters out, in batches.
+
+The agent only moves data: it groups a batch by partition, hands each group to
+:func:`domain.intake.run_intake` with lookups into the tables, writes back each
+touched key once, and sends what the intake decided.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import orjson
+from faust.types import EventT, StreamT
+
+from agents.partition import acting_as, by_partition
+from app.gate import plans_gate
+from app.main import app, catalog, clock, metrics, settings, topics
+from domain.accounts import AccountPlan
+from domain.intake import IntakeResult, IntakeRules, RawRecord, run_intake
+from domain.usage import AccountTotals
+from tables.accounts import accounts
+from tables.dedup import dedup
+from tables.totals import period_totals
+
+logger = logging.getLogger(__name__)
+
+RULES = IntakeRules(
+    max_clock_skew_ms=int(settings.max_clock_skew_s * 1000),
+    dedup_horizon_ms=int(settings.dedup_horizon_s * 1000),
+    late_grace_ms=int(settings.late_grace_s * 1000),
+)
+
+
+def _plan_of(account_id: str) -> AccountPlan | None:
+    held = accounts.get(account_id)
+    return None if held is None else AccountPlan.from_json(orjson.loads(held))
+
+
+def _totals_of(account_id: str) -> AccountTotals:
+    held = period_totals.get(account_id)
+    return AccountTotals.from_json(None if held is None else orjson.loads(held))
+
+
+def _seen_at(key: str) -> int | None:
+    held = dedup.get(key)
+    return None if held is None else int(held)
+
+
+def _raw(event: EventT, arrived_ms: int) -> RawRecord:
+    message = event.message
+    return RawRecord(
+        key=message.key,
+        value=message.value,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        arrived_ms=arrived_ms,
+    )
+
+
+async def _apply(result: IntakeResult) -> None:
+    """Write state and send what one partition group decided (current event is set)."""
+    for account_id, totals in result.totals.items():
+        period_totals[account_id] = orjson.dumps(totals.to_json())
+    for key, seen_ms in result.seen.items():
+        dedup[key] = str(seen_ms).encode()
+    for raw, letter in result.dead_letters:
+        await topics.usage_dlq.send(key=raw.key, value=orjson.dumps(letter))
+    for account_id, raw in result.rekey:
+        await topics.rekey.send(key=account_id.encode(), value=raw.value)
+    for outcome, count in result.outcomes.items():
+        metrics.records.labels(outcome=outcome).inc(count)
+
+
+async def process_batch(events: list[EventT]) -> None:
+    """Run the intake over one batch, partition by partition."""
+    started = time.perf_counter()
+    now_ms = clock.now_ms()
+    for partition, group in by_partition(events).items():
+        await plans_gate.wait_caught_up(partition)
+        with acting_as(group[-1]):
+            result = run_intake(
+                (_raw(event, now_ms) for event in group),
+                now_ms=now_ms,
+                rules=RULES,
+                catalog=catalog,
+                plan_of=_plan_of,
+                totals_of=_totals_of,
+                seen_at=_seen_at,
+            )
+            await _apply(result)
+    metrics.batch_seconds.observe(time.perf_counter() - started)
+
+
+@app.agent(topics.usage_in)
+async def process_usage(stream: StreamT[bytes]) -> None:
+    """Consume usage records (and re-keyed ones) in batches."""
+    async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
+        await process_batch(list(events))

@@ -1,0 +1,95 @@
+"""Prometheus metrics of the worker, all built by one typed factory.
+
+The factory takes the registry as an argument so tests get a fresh one. Names
+follow the contract (section 5); label values are created up front so every
+series exists, at zero, from the first scrape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+Outcome = Literal["accepted", "duplicate", "invalid", "late", "unknown_account"]
+OUTCOMES: Final[tuple[Outcome, ...]] = ("accepted", "duplicate", "invalid", "late", "unknown_account")
+EVENT_KINDS: Final[tuple[str, ...]] = ("threshold-near", "threshold-hit", "sudden-drop")
+PLAN_OUTCOMES: Final[tuple[str, ...]] = ("applied", "stale", "invalid", "tombstone")
+
+# Event latency spans sub-second (hot path) to minutes (drop evaluation after grace).
+_LATENCY_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """Every metric the worker exports."""
+
+    registry: CollectorRegistry
+    records: Counter
+    plan_records: Counter
+    events: Counter
+    event_latency: Histogram
+    batch_seconds: Histogram
+    consumer_lag: Gauge
+    table_keys: Gauge
+    rebalances: Counter
+    ready: Gauge
+
+
+def build_metrics(registry: CollectorRegistry, tables: tuple[str, ...] = ()) -> Metrics:
+    """Create the worker's metrics in ``registry``."""
+    records = Counter(
+        "moments_records_total",
+        "Usage records processed, by outcome (each record counts under exactly one).",
+        ["outcome"],
+        registry=registry,
+    )
+    for outcome in OUTCOMES:
+        records.labels(outcome=outcome)
+    plan_records = Counter(
+        "moments_plan_records_total",
+        "Account-plan records processed, by outcome.",
+        ["outcome"],
+        registry=registry,
+    )
+    for outcome in PLAN_OUTCOMES:
+        plan_records.labels(outcome=outcome)
+    events = Counter("moments_events_total", "Moment events emitted.", ["kind"], registry=registry)
+    for kind in EVENT_KINDS:
+        events.labels(kind=kind)
+    table_keys = Gauge(
+        "moments_table_keys", "Keys held in each table on this worker.", ["table"], registry=registry
+    )
+    for table in tables:
+        table_keys.labels(table=table)
+    return Metrics(
+        registry=registry,
+        records=records,
+        plan_records=plan_records,
+        events=events,
+        event_latency=Histogram(
+            "moments_event_latency_seconds",
+            "Event emission time minus arrival time of the record (or tick) that caused it.",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        batch_seconds=Histogram(
+            "moments_batch_seconds",
+            "Time to process one batch of usage records.",
+            registry=registry,
+        ),
+        consumer_lag=Gauge(
+            "moments_consumer_lag",
+            "Messages between this worker's position and the end of each assigned partition.",
+            ["topic", "partition"],
+            registry=registry,
+        ),
+        table_keys=table_keys,
+        rebalances=Counter(
+            "moments_rebalances_total", "Consumer-group rebalances seen.", registry=registry
+        ),
+        ready=Gauge(
+            "moments_ready", "1 when partitions are assigned and tables recovered.", registry=registry
+        ),
+    )

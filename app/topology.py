@@ -1,0 +1,110 @@
+"""Start-up check and creation of the Kafka topics the worker relies on.
+
+Runs before Faust starts, so a mis-laid-out cluster stops the worker with a
+message saying what to change instead of a crash deep inside table code
+(Faust writes a table key to the changelog partition of the record being
+processed, so inputs and changelogs must have the same partition count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from config.settings import Settings
+from domain.errors import TopologyError
+
+logger = logging.getLogger(__name__)
+
+EVENT_KINDS = ("threshold-near", "threshold-hit", "sudden-drop")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic the worker needs, and how to create it when missing."""
+
+    name: str
+    partitions: int
+    compacted: bool = False
+    co_partitioned: bool = False
+
+
+def required_topics(settings: Settings) -> list[TopicSpec]:
+    """Inputs (co-partitioned), dead-letter and event topics."""
+    n = settings.partitions
+    specs = [
+        TopicSpec(settings.topic_usage, n, co_partitioned=True),
+        TopicSpec(settings.topic_accounts, n, compacted=True, co_partitioned=True),
+        TopicSpec(settings.topic_rekey, n, co_partitioned=True),
+        TopicSpec(settings.topic_usage_dlq, n),
+        TopicSpec(settings.topic_accounts_dlq, n),
+    ]
+    specs += [TopicSpec(settings.event_topic(kind), n) for kind in EVENT_KINDS]
+    return specs
+
+
+def check_layout(settings: Settings, existing: Mapping[str, int]) -> None:
+    """Raise :class:`TopologyError` unless existing inputs fit ``MOMENTS_PARTITIONS``.
+
+    ``existing`` maps topic name to partition count for topics already in Kafka.
+    """
+    usage, accounts = settings.topic_usage, settings.topic_accounts
+    if usage in existing and accounts in existing and existing[usage] != existing[accounts]:
+        raise TopologyError(
+            f"{usage} has {existing[usage]} partitions but {accounts} has "
+            f"{existing[accounts]}: both must have the same count, keyed by account id "
+            f"(add partitions to the smaller one, or recreate it)"
+        )
+    for name in (usage, accounts, settings.topic_rekey):
+        if name in existing and existing[name] != settings.partitions:
+            raise TopologyError(
+                f"{name} has {existing[name]} partitions but MOMENTS_PARTITIONS="
+                f"{settings.partitions}: set MOMENTS_PARTITIONS={existing[name]} so that "
+                f"the worker's tables match its inputs"
+            )
+
+
+async def ensure_topics(settings: Settings, client_kwargs: Mapping[str, object]) -> list[str]:
+    """Check the layout, create missing topics, and return the names created."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=list(settings.kafka_bootstrap), request_timeout_ms=15000, **client_kwargs
+    )
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        raise TopologyError(
+            f"cannot reach Kafka at {','.join(settings.kafka_bootstrap)} ({exc!r}): "
+            f"check MOMENTS_KAFKA_BOOTSTRAP and that the brokers are up"
+        ) from exc
+    try:
+        specs = required_topics(settings)
+        existing: dict[str, int] = {}
+        for info in await admin.describe_topics([s.name for s in specs]):
+            if info.get("error_code", 0) == 0 and info.get("partitions"):
+                existing[info["topic"]] = len(info["partitions"])
+        check_layout(settings, existing)
+        missing = [s for s in specs if s.name not in existing]
+        created: list[str] = []
+        for spec in missing:
+            config = {"cleanup.policy": "compact"} if spec.compacted else {}
+            topic = NewTopic(spec.name, spec.partitions, settings.replication, topic_configs=config)
+            try:
+                await admin.create_topics([topic])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass  # another worker of the group won the race
+        if created:
+            logger.info("created topics: %s", ", ".join(created))
+        return created
+    finally:
+        await admin.close()
+
+
+def ensure_topics_sync(settings: Settings, client_kwargs: Mapping[str, object]) -> list[str]:
+    """:func:`ensure_topics` for synchronous callers (the CLI, before Faust's loop)."""
+    return asyncio.run(ensure_topics(settings, client_kwargs))

@@ -1,0 +1,273 @@
+"""Validation of the two input records: usage (contract 1.1) and account plans (contract 1.2).
+
+Each parser turns a raw Kafka value into a frozen record or raises a ``RecordError`` whose
+message is a short reason that starts with the field at fault (``"quantity: must be a finite
+number >= 0, got -3"``). The reason goes to the dead-letter topic, where the producer's team
+reads it, so it says what was expected and shows what arrived.
+
+:func:`parse_usage` runs for every usage record: it checks types with ``type(x) is ...`` and
+precompiled patterns and builds no intermediate objects.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any, Final, Literal, get_args
+
+import orjson
+
+from domain.catalog import METRIC_PATTERN, Catalog, Plan
+from domain.errors import InvalidPlanRecord, InvalidUsageRecord
+from domain.periods import PeriodLength, default_anchor
+from domain.timeutil import (
+    MAX_TIMESTAMP_MS,
+    MIN_TIMESTAMP_MS,
+    datetime_to_ms,
+    parse_rfc3339,
+    parse_rfc3339_ms,
+    to_rfc3339,
+)
+
+PlanStatus = Literal["active", "paused", "cancelled"]
+"""An account's status; only ``active`` accounts get events."""
+
+PLAN_STATUSES: Final[tuple[PlanStatus, ...]] = get_args(PlanStatus)
+
+ID_MAX_CHARS: Final = 128
+"""Longest ``record_id`` or ``account_id`` accepted (contract 1.1)."""
+
+_SHOW_MAX_CHARS: Final = 60
+_ZERO: Final = Decimal(0)
+_METRIC_RULE: Final = "must match [a-z0-9_.-]{1,64}"
+_TIMESTAMP_RULE: Final = (
+    "must be an RFC 3339 string with an offset, like 2026-01-31T09:30:00Z, "
+    "or integer epoch milliseconds"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One valid usage record: ``quantity`` of ``metric`` used by an account at ``timestamp_ms``.
+
+    ``timestamp_ms`` is the event time in epoch milliseconds (UTC); ``record_id`` is the
+    producer's idempotency key.
+    """
+
+    record_id: str
+    account_id: str
+    metric: str
+    quantity: Decimal
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRecord:
+    """An account's plan as last published by billing.
+
+    ``billing_anchor`` is ``None`` when billing sent none: see :meth:`anchor`. ``limits`` holds
+    the account's overrides of its plan's allotments. ``updated_at_ms`` orders records of one
+    account: an older one than the one held is ignored.
+    """
+
+    account_id: str
+    plan_id: str
+    billing_anchor: datetime | None
+    status: PlanStatus
+    limits: Mapping[str, Decimal] = field(hash=False)
+    updated_at_ms: int
+
+    @property
+    def active(self) -> bool:
+        """Whether the account gets events (only ``active`` accounts do)."""
+        return self.status == "active"
+
+    def anchor(self, length: PeriodLength) -> datetime:
+        """The start of the account's billing periods: its ``billing_anchor``, else the default
+        (1st of the month at 00:00 UTC; a Monday for weekly periods; midnight for daily ones)."""
+        return self.billing_anchor if self.billing_anchor is not None else default_anchor(length)
+
+    def limit(self, plan: Plan, metric: str) -> Decimal | None:
+        """The account's allotment of ``metric``: its own override, else ``plan``'s, else
+        ``None`` (unlimited)."""
+        override = self.limits.get(metric)
+        return override if override is not None else plan.limit(metric)
+
+
+def parse_usage(raw: bytes | None, now_ms: int, max_skew_ms: int) -> UsageRecord:
+    """Validate a raw ``usage-records`` value against contract 1.1.
+
+    ``now_ms`` is the worker's clock; a timestamp later than ``now_ms + max_skew_ms`` is
+    refused, because it would open billing periods that have not started. Fields other than the
+    five required ones (``attributes`` among them) are ignored whatever they hold. Raises
+    :class:`InvalidUsageRecord` with a reason that names the field.
+    """
+    value = _load_object(raw, InvalidUsageRecord)
+    record_id = _identifier(value, "record_id", InvalidUsageRecord)
+    account_id = _identifier(value, "account_id", InvalidUsageRecord)
+
+    metric = value.get("metric")
+    if type(metric) is not str or not METRIC_PATTERN.fullmatch(metric):
+        raise InvalidUsageRecord(_reason(value, "metric", metric, _METRIC_RULE))
+
+    quantity = _decimal(value.get("quantity"))
+    if quantity is None or quantity < _ZERO:
+        raise InvalidUsageRecord(
+            _reason(value, "quantity", value.get("quantity"), "must be a finite number >= 0")
+        )
+
+    stamp = value.get("timestamp")
+    if type(stamp) is int:
+        timestamp_ms = stamp
+    elif type(stamp) is str:
+        try:
+            timestamp_ms = parse_rfc3339_ms(stamp)
+        except ValueError as exc:
+            raise InvalidUsageRecord(f"timestamp: {exc}, got {_show(stamp)}") from None
+    else:
+        raise InvalidUsageRecord(_reason(value, "timestamp", stamp, _TIMESTAMP_RULE))
+    if not MIN_TIMESTAMP_MS <= timestamp_ms <= MAX_TIMESTAMP_MS:
+        raise InvalidUsageRecord(
+            f"timestamp: {_show(stamp)} is outside 1970-01-01T00:00:00Z..9999-12-31T23:59:59Z"
+        )
+    if timestamp_ms > now_ms + max_skew_ms:
+        raise InvalidUsageRecord(
+            f"timestamp: {_timestamp_text(stamp)} is more than {max_skew_ms / 1000:g} s in the "
+            f"future (worker clock {to_rfc3339(now_ms)})"
+        )
+    return UsageRecord(record_id, account_id, metric, quantity, timestamp_ms)
+
+
+def parse_plan(raw: bytes, catalog: Catalog) -> PlanRecord:
+    """Validate a raw ``account-plans`` value against contract 1.2 and ``catalog``.
+
+    Tombstones (a null Kafka value) mean "forget the account" and are the caller's to handle
+    before calling this. JSON ``null`` in an optional field counts as absent. Raises
+    :class:`InvalidPlanRecord` with a reason that names the field.
+    """
+    value = _load_object(raw, InvalidPlanRecord)
+    account_id = _identifier(value, "account_id", InvalidPlanRecord)
+
+    plan_id = value.get("plan_id")
+    if type(plan_id) is not str or not plan_id:
+        raise InvalidPlanRecord(_reason(value, "plan_id", plan_id, "must be a plan id string"))
+    if catalog.plan(plan_id) is None:
+        raise InvalidPlanRecord(
+            f"plan_id: {plan_id!r} is not in the plan catalog "
+            f"(known: {', '.join(catalog.plan_ids)})"
+        )
+
+    anchor = value.get("billing_anchor")
+    billing_anchor = None if anchor is None else _datetime(anchor, "billing_anchor")
+
+    status: PlanStatus = "active"
+    raw_status = value.get("status")
+    if raw_status is not None:
+        if raw_status not in PLAN_STATUSES:
+            raise InvalidPlanRecord(
+                f"status: must be one of {', '.join(PLAN_STATUSES)}, got {_show(raw_status)}"
+            )
+        status = raw_status
+
+    limits: dict[str, Decimal] = {}
+    raw_limits = value.get("limits")
+    if raw_limits is not None:
+        if type(raw_limits) is not dict:
+            raise InvalidPlanRecord(
+                f"limits: must be an object of metric -> number, got {_show(raw_limits)}"
+            )
+        for metric, raw_limit in raw_limits.items():
+            if not METRIC_PATTERN.fullmatch(metric):
+                raise InvalidPlanRecord(f"limits: metric {_show(metric)} {_METRIC_RULE}")
+            limit = _decimal(raw_limit)
+            if limit is None or limit <= _ZERO:
+                raise InvalidPlanRecord(
+                    f"limits.{metric}: must be a finite number > 0, got {_show(raw_limit)}"
+                )
+            limits[metric] = limit
+
+    if "updated_at" not in value or value["updated_at"] is None:
+        raise InvalidPlanRecord("updated_at: missing")
+    updated_at = _datetime(value["updated_at"], "updated_at")
+    return PlanRecord(
+        account_id=account_id,
+        plan_id=plan_id,
+        billing_anchor=billing_anchor,
+        status=status,
+        limits=MappingProxyType(limits),
+        updated_at_ms=datetime_to_ms(updated_at),
+    )
+
+
+def _load_object(
+    raw: bytes | None, error: type[InvalidUsageRecord] | type[InvalidPlanRecord]
+) -> dict[str, Any]:
+    if not raw:
+        raise error("empty value")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise error(f"invalid JSON: {exc}") from None
+    if type(value) is not dict:
+        raise error(f"value: must be a JSON object, got {_show(value)}")
+    return value
+
+
+def _identifier(
+    value: dict[str, Any], name: str, error: type[InvalidUsageRecord] | type[InvalidPlanRecord]
+) -> str:
+    text = value.get(name)
+    if type(text) is not str or not 0 < len(text) <= ID_MAX_CHARS:
+        raise error(_reason(value, name, text, f"must be a string of 1..{ID_MAX_CHARS} characters"))
+    return text
+
+
+def _decimal(number: object) -> Decimal | None:
+    """``number`` as an exact Decimal when it is a finite JSON number (not a boolean), else
+    ``None``. Floats go through their shortest repr, so 0.1 becomes Decimal("0.1")."""
+    if type(number) is int:
+        return Decimal(number)
+    if type(number) is float and math.isfinite(number):
+        # -0.0 would otherwise stay a negative zero and print as "-0.0" in events.
+        return Decimal(repr(number)) if number else _ZERO
+    return None
+
+
+def _datetime(text: object, name: str) -> datetime:
+    if type(text) is not str:
+        raise InvalidPlanRecord(
+            f"{name}: must be an RFC 3339 string with an offset, got {_show(text)}"
+        )
+    try:
+        return parse_rfc3339(text)
+    except ValueError as exc:
+        raise InvalidPlanRecord(f"{name}: {exc}, got {_show(text)}") from None
+
+
+def _reason(value: dict[str, Any], name: str, got: object, rule: str) -> str:
+    """``name: missing`` when the field is absent, else ``name: <rule>, got <value>``."""
+    if name not in value:
+        return f"{name}: missing"
+    return f"{name}: {rule}, got {_show(got)}"
+
+
+def _show(got: object) -> str:
+    """``got`` as the JSON it arrived as, cut short: producers read JSON, not Python reprs."""
+    try:
+        text = orjson.dumps(got).decode()
+    except TypeError:
+        text = repr(got)
+    if len(text) > _SHOW_MAX_CHARS:
+        return text[: _SHOW_MAX_CHARS - 3] + "..."
+    return text
+
+
+def _timestamp_text(stamp: object) -> str:
+    """A timestamp as its sender wrote it, with the UTC time spelled out for epoch ms."""
+    if type(stamp) is int:
+        return f"{stamp} ({to_rfc3339(stamp)})"
+    return str(stamp)

@@ -1,0 +1,82 @@
+"""Period totals of one account: the state the usage path folds records into.
+
+One :class:`AccountTotals` holds, per metric, the totals of the few most recent
+billing periods (the current one, plus the previous ones while late records may
+still count). Keeping one value per account lets a batch touch each account's
+state once, however many of its records the batch holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from domain.periods import Period
+
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A period total before and after one record was added."""
+
+    metric: str
+    period: Period
+    before: Decimal
+    after: Decimal
+
+
+@dataclass(slots=True)
+class AccountTotals:
+    """Per-metric, per-period usage totals of one account.
+
+    ``periods[metric][(start_ms, end_ms)]`` is the sum of accepted quantities of
+    that metric whose timestamps fall in the period.
+    """
+
+    periods: dict[str, dict[tuple[int, int], Decimal]] = field(default_factory=dict)
+
+    def add(self, metric: str, period: Period, quantity: Decimal) -> Change:
+        """Add ``quantity`` to the total of ``metric`` in ``period``."""
+        by_period = self.periods.setdefault(metric, {})
+        key = (period.start_ms, period.end_ms)
+        before = by_period.get(key, _ZERO)
+        after = before + quantity
+        by_period[key] = after
+        return Change(metric, period, before, after)
+
+    def total(self, metric: str, period: Period) -> Decimal:
+        """Total of ``metric`` in ``period`` (zero when nothing was counted)."""
+        return self.periods.get(metric, {}).get((period.start_ms, period.end_ms), _ZERO)
+
+    def prune(self, keep_end_after_ms: int) -> bool:
+        """Forget periods that ended at or before ``keep_end_after_ms``; True if any went."""
+        changed = False
+        for metric in list(self.periods):
+            by_period = self.periods[metric]
+            for key in [k for k in by_period if k[1] <= keep_end_after_ms]:
+                del by_period[key]
+                changed = True
+            if not by_period:
+                del self.periods[metric]
+        return changed
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form for the table (decimals as strings, so nothing is rounded)."""
+        return {
+            metric: {f"{s}:{e}": str(total) for (s, e), total in by_period.items()}
+            for metric, by_period in self.periods.items()
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> AccountTotals:
+        """Inverse of :meth:`to_json`; ``None`` gives empty totals."""
+        totals = cls()
+        for metric, by_period in (data or {}).items():
+            parsed: dict[tuple[int, int], Decimal] = {}
+            for span, total in by_period.items():
+                start, _, end = span.partition(":")
+                parsed[(int(start), int(end))] = Decimal(total)
+            totals.periods[metric] = parsed
+        return totals

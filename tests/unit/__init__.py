@@ -1,0 +1,1 @@
+"""Unit tests: pure domain code, no Kafka, no Faust."""

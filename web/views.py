@@ -1,0 +1,107 @@
+"""HTTP endpoints: ``/healthz``, ``/readyz``, ``/metrics`` and ``/accounts/{id}``.
+
+``/accounts/{id}`` is answered by the worker that owns the account's partition;
+others forward the request there (Faust's table routing).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.gate import plans_gate
+from app.main import app, catalog, metrics
+from domain.accounts import AccountPlan
+from domain.timeutil import to_rfc3339
+from domain.usage import AccountTotals
+from tables.accounts import accounts
+from tables.totals import period_totals
+
+
+def readiness() -> dict[str, Any]:
+    """Whether this worker is assigned, recovered and caught up on plans, and why not."""
+    recovery = app.tables.recovery
+    checks = {
+        "started": bool(app.consumer is not None and app.consumer.started_at_least_once()),
+        "not_rebalancing": not app.rebalancing,
+        "tables_recovered": bool(recovery.completed.is_set()),
+        "plans_caught_up": plans_gate.all_caught_up(),
+    }
+    return {"ready": all(checks.values()), "checks": checks}
+
+
+def account_view(account_id: str) -> dict[str, Any] | None:
+    """What the worker holds for one account, or None when it knows nothing of it."""
+    raw_plan = accounts.get(account_id)
+    raw_totals = period_totals.get(account_id)
+    if raw_plan is None and raw_totals is None:
+        return None
+    plan = None if raw_plan is None else AccountPlan.from_json(orjson.loads(raw_plan))
+    totals = AccountTotals.from_json(None if raw_totals is None else orjson.loads(raw_totals))
+    catalog_plan = None if plan is None else catalog.plan(plan.plan_id)
+    metrics_out: dict[str, list[dict[str, Any]]] = {}
+    for metric, by_period in sorted(totals.periods.items()):
+        limit = None if plan is None or catalog_plan is None else plan.limit(catalog_plan, metric)
+        metrics_out[metric] = [
+            {
+                "period": {"start": to_rfc3339(start), "end": to_rfc3339(end)},
+                "total": float(total),
+                "limit": None if limit is None else float(limit),
+            }
+            for (start, end), total in sorted(by_period.items())
+        ]
+    return {
+        "account_id": account_id,
+        "plan": None
+        if plan is None
+        else {
+            "id": plan.plan_id,
+            "name": catalog_plan.name if catalog_plan else None,
+            "status": plan.status,
+            "billing_anchor": None if plan.anchor_ms is None else to_rfc3339(plan.anchor_ms),
+            "limits": {m: float(v) for m, v in plan.limits.items()},
+            "updated_at": to_rfc3339(plan.updated_at_ms),
+        },
+        "status": None if plan is None else plan.status,
+        "period_totals": metrics_out,
+    }
+
+
+@app.page("/healthz")
+class Healthz(View):
+    """Alive: the event loop answers."""
+
+    async def get(self, request: Request) -> Response:
+        return self.json({"status": "alive"})
+
+
+@app.page("/readyz")
+class Readyz(View):
+    """Ready: assigned, tables recovered, plans caught up. 503 otherwise."""
+
+    async def get(self, request: Request) -> Response:
+        state = readiness()
+        return self.json(state, status=200 if state["ready"] else 503)
+
+
+@app.page("/metrics")
+class Metrics(View):
+    """Prometheus text format."""
+
+    async def get(self, request: Request) -> Response:
+        return self.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+
+@app.page("/accounts/{account_id}")
+class Account(View):
+    """Plan, status and period totals of one account, from the worker that owns it."""
+
+    @app.table_route(table=accounts, match_info="account_id")
+    async def get(self, request: Request, account_id: str) -> Response:
+        view = account_view(account_id)
+        if view is None:
+            return self.json({"error": f"account {account_id!r} is unknown"}, status=404)
+        return self.json(view)
