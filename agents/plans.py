@@ -12,6 +12,7 @@ import logging
 import orjson
 from faust.types import EventT, StreamT
 
+from agents.batch import Writes
 from app.gate import plans_gate
 from app.main import app, catalog, clock, metrics, topics
 from domain.accounts import AccountPlan, supersedes
@@ -23,13 +24,14 @@ from tables.accounts import accounts
 logger = logging.getLogger(__name__)
 
 
-async def apply_plan_event(event: EventT) -> str:
+async def apply_plan_event(event: EventT, writes: Writes) -> str:
     """Apply one account-plans record; returns its outcome."""
     message = event.message
+    partition = message.partition
     key = message.key.decode("utf-8", "replace") if message.key is not None else None
     if message.value is None:
-        if key is not None and key in accounts:
-            del accounts[key]
+        if key is not None:
+            writes.delete(accounts, key, partition)
         return "tombstone"
     try:
         record = parse_plan(message.value, catalog)
@@ -42,13 +44,14 @@ async def apply_plan_event(event: EventT) -> str:
         letter = dead_letter(
             exc, message.topic, message.partition, message.offset, message.value, clock.now_ms()
         )
-        await topics.accounts_dlq.send(key=message.key, value=orjson.dumps(letter))
+        await writes.send(topics.accounts_dlq, message.key, orjson.dumps(letter), partition)
         return "invalid"
     raw_held = accounts.get(record.account_id)
     held = None if raw_held is None else AccountPlan.from_json(orjson.loads(raw_held))
     if not supersedes(record, held):
         return "stale"
-    accounts[record.account_id] = orjson.dumps(AccountPlan.from_record(record).to_json())
+    plan = orjson.dumps(AccountPlan.from_record(record).to_json())
+    writes.put(accounts, record.account_id, plan, partition)
     return "applied"
 
 
@@ -56,6 +59,8 @@ async def apply_plan_event(event: EventT) -> str:
 async def process_plans(stream: StreamT[bytes]) -> None:
     """Consume account-plans records and report progress to the plans gate."""
     async for event in stream.events():
-        outcome = await apply_plan_event(event)
+        writes = Writes()
+        outcome = await apply_plan_event(event, writes)
+        await writes.flush()
         metrics.plan_records.labels(outcome=outcome).inc()
         plans_gate.processed(event.message.partition, event.message.offset)

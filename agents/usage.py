@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 
 import orjson
 from faust.types import EventT, StreamT
 
-from agents.partition import acting_as, by_partition
+from agents.batch import Writes, acting_as, by_partition, pinned
 from app.gate import plans_gate
 from app.main import app, catalog, clock, metrics, settings, topics
 from domain.accounts import AccountPlan
@@ -59,24 +60,31 @@ def _raw(event: EventT, arrived_ms: int) -> RawRecord:
     )
 
 
-async def _apply(result: IntakeResult) -> None:
+async def _apply(result: IntakeResult, partition: int, writes: Writes) -> None:
     """Write state and send what one partition group decided (current event is set)."""
     for account_id, totals in result.totals.items():
-        period_totals[account_id] = orjson.dumps(totals.to_json())
+        writes.put(period_totals, account_id, orjson.dumps(totals.to_json()), partition)
     for key, seen_ms in result.seen.items():
-        dedup[key] = str(seen_ms).encode()
+        writes.put(dedup, key, str(seen_ms).encode(), partition)
     for raw, letter in result.dead_letters:
-        await topics.usage_dlq.send(key=raw.key, value=orjson.dumps(letter))
+        await writes.send(topics.usage_dlq, raw.key, orjson.dumps(letter), partition)
     for account_id, raw in result.rekey:
-        await topics.rekey.send(key=account_id.encode(), value=raw.value)
-    for outcome, count in result.outcomes.items():
-        metrics.records.labels(outcome=outcome).inc(count)
+        # Plain (non-transactional) send: the account's partition may belong to another
+        # worker, whose transaction we cannot join. A repeat after a crash is harmless:
+        # the record is deduplicated by record_id when it comes back.
+        writes.add(
+            await app.producer.send(
+                settings.topic_rekey, account_id.encode(), raw.value, None, None, None
+            )
+        )
 
 
 async def process_batch(events: list[EventT]) -> None:
     """Run the intake over one batch, partition by partition."""
     started = time.perf_counter()
     now_ms = clock.now_ms()
+    writes = Writes()
+    outcomes: Counter[str] = Counter()
     for partition, group in by_partition(events).items():
         await plans_gate.wait_caught_up(partition)
         with acting_as(group[-1]):
@@ -89,7 +97,11 @@ async def process_batch(events: list[EventT]) -> None:
                 totals_of=_totals_of,
                 seen_at=_seen_at,
             )
-            await _apply(result)
+            await _apply(result, partition, writes)
+        outcomes.update(result.outcomes)
+    await writes.flush()
+    for outcome, count in outcomes.items():
+        metrics.records.labels(outcome=outcome).inc(count)
     metrics.batch_seconds.observe(time.perf_counter() - started)
 
 
@@ -97,4 +109,13 @@ async def process_batch(events: list[EventT]) -> None:
 async def process_usage(stream: StreamT[bytes]) -> None:
     """Consume usage records (and re-keyed ones) in batches."""
     async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
-        await process_batch(list(events))
+        batch = list(events)
+        try:
+            with pinned(batch):
+                await process_batch(batch)
+        except Exception as exc:
+            # Unacked, the batch is redelivered after the restart; carrying on would
+            # commit later offsets past it.
+            logger.exception("usage batch failed; stopping the worker")
+            await app.crash(exc)
+            raise

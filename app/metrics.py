@@ -10,12 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 Outcome = Literal["accepted", "duplicate", "invalid", "late", "unknown_account"]
 OUTCOMES: Final[tuple[Outcome, ...]] = ("accepted", "duplicate", "invalid", "late", "unknown_account")
 EVENT_KINDS: Final[tuple[str, ...]] = ("threshold-near", "threshold-hit", "sudden-drop")
 PLAN_OUTCOMES: Final[tuple[str, ...]] = ("applied", "stale", "invalid", "tombstone")
+
+# The *_created series double every counter for no dashboard we ship.
+disable_created_metrics()
 
 # Event latency spans sub-second (hot path) to minutes (drop evaluation after grace).
 _LATENCY_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)

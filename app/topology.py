@@ -84,7 +84,11 @@ async def ensure_topics(settings: Settings, client_kwargs: Mapping[str, object])
     try:
         specs = required_topics(settings)
         existing: dict[str, int] = {}
-        for info in await admin.describe_topics([s.name for s in specs]):
+        # Describe only topics that exist: a metadata request for a missing topic can
+        # auto-create it with the broker's default partition count.
+        present = set(await admin.list_topics())
+        wanted = [s.name for s in specs if s.name in present]
+        for info in await admin.describe_topics(wanted) if wanted else []:
             if info.get("error_code", 0) == 0 and info.get("partitions"):
                 existing[info["topic"]] = len(info["partitions"])
         check_layout(settings, existing)

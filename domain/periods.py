@@ -40,11 +40,6 @@ WEEK_MS: Final = 7 * DAY_MS
 
 _EPOCH_ORDINAL: Final = EPOCH.toordinal()
 
-# Consecutive records of an account nearly always fall in the period of the previous one, so
-# period_containing remembers the last period per (anchor, length). Clearing it wholesale when
-# it is full keeps it bounded without the bookkeeping of an LRU.
-_RECENT_PERIODS_MAX: Final = 65_536
-_recent_periods: dict[tuple[datetime, str], Period] = {}
 _DAYS_IN_MONTH: Final = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
@@ -95,6 +90,13 @@ class Period:
 def default_anchor(length: PeriodLength) -> datetime:
     """The anchor used when an account has none: the 1st of the month, a Monday, or midnight."""
     return DEFAULT_WEEK_ANCHOR if length == "week" else DEFAULT_ANCHOR
+
+
+# Consecutive records of an account nearly always fall in the period of the previous one, so
+# period_containing remembers the last period per (anchor, length). Clearing it wholesale when
+# it is full keeps it bounded without the bookkeeping of an LRU.
+_RECENT_PERIODS_MAX: Final = 65_536
+_recent_periods: dict[tuple[datetime, str], Period] = {}
 
 
 def period_containing(ts_ms: int, anchor: datetime, length: PeriodLength) -> Period:

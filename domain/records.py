@@ -153,13 +153,12 @@ def parse_plan(raw: bytes, catalog: Catalog) -> PlanRecord:
     account_id = _identifier(value, "account_id", InvalidPlanRecord)
 
     plan_id = value.get("plan_id")
-    if type(plan_id) is not str or not plan_id:
-        raise InvalidPlanRecord(_reason(value, "plan_id", plan_id, "must be a plan id string"))
+    known = ", ".join(catalog.plan_ids)
+    if type(plan_id) is not str:
+        rule = f"must be the id of a catalog plan ({known})"
+        raise InvalidPlanRecord(_reason(value, "plan_id", plan_id, rule))
     if catalog.plan(plan_id) is None:
-        raise InvalidPlanRecord(
-            f"plan_id: {plan_id!r} is not in the plan catalog "
-            f"(known: {', '.join(catalog.plan_ids)})"
-        )
+        raise InvalidPlanRecord(f"plan_id: {plan_id!r} is not in the plan catalog (known: {known})")
 
     anchor = value.get("billing_anchor")
     billing_anchor = None if anchor is None else _datetime(anchor, "billing_anchor")

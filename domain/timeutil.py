@@ -31,7 +31,7 @@ _ONE_MS = timedelta(milliseconds=1)
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
     r"[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
-    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
 _RFC3339_SHAPE = (
     "must be an RFC 3339 date-time with an offset, like 2026-01-31T09:30:00Z "

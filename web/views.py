@@ -25,9 +25,8 @@ def readiness() -> dict[str, Any]:
     """Whether this worker is assigned, recovered and caught up on plans, and why not."""
     recovery = app.tables.recovery
     checks = {
-        "started": bool(app.consumer is not None and app.consumer.started_at_least_once()),
-        "not_rebalancing": not app.rebalancing,
         "tables_recovered": bool(recovery.completed.is_set()),
+        "not_rebalancing": not app.rebalancing,
         "plans_caught_up": plans_gate.all_caught_up(),
     }
     return {"ready": all(checks.values()), "checks": checks}
@@ -92,7 +91,9 @@ class Metrics(View):
     """Prometheus text format."""
 
     async def get(self, request: Request) -> Response:
-        return self.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp refuses a charset inside content_type; Prometheus' text format is UTF-8.
+        content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
+        return self.bytes(generate_latest(metrics.registry), content_type=content_type)
 
 
 @app.page("/accounts/{account_id}")

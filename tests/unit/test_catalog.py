@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 
@@ -51,12 +52,14 @@ BASE_PLANS: list[dict[str, str]] = [
 ]
 
 
-def catalog_text(header: str = HEADER, plan: int | None = None, **fields: str | None) -> str:
+def catalog_text(
+    header: str = HEADER, plan: int | None = None, fields: Mapping[str, str | None] | None = None
+) -> str:
     """The test catalog as TOML, with ``fields`` of plan number ``plan`` replaced or dropped."""
     lines = [header]
     for index, base in enumerate(BASE_PLANS):
         entry: dict[str, str | None] = dict(base)
-        if index == plan:
+        if index == plan and fields:
             entry.update(fields)
         lines.append("[[plans]]")
         lines.extend(f"{key} = {value}" for key, value in entry.items() if value is not None)
@@ -135,7 +138,9 @@ def test_defaults_and_optional_fields() -> None:
 
 
 def test_a_limit_for_an_unlisted_metric_is_allowed() -> None:
-    catalog = parse_catalog(catalog_text(plan=0, limits="{ api_calls = 10, seats = 2 }"))
+    catalog = parse_catalog(
+        catalog_text(plan=0, fields={"limits": "{ api_calls = 10, seats = 2 }"})
+    )
 
     free = catalog.plan("free")
     assert free is not None
@@ -144,7 +149,7 @@ def test_a_limit_for_an_unlisted_metric_is_allowed() -> None:
 
 
 def test_an_empty_near_levels_list_means_no_threshold_near() -> None:
-    catalog = parse_catalog(catalog_text(plan=1, near_levels="[]"))
+    catalog = parse_catalog(catalog_text(plan=1, fields={"near_levels": "[]"}))
 
     pro = catalog.plan("pro")
     assert pro is not None
@@ -159,7 +164,7 @@ def test_every_period_length_is_accepted(period: str) -> None:
     assert catalog.period == period
 
 
-PLAN_ERRORS = [
+PLAN_ERRORS: list[tuple[int, dict[str, str | None], str, str, str]] = [
     # (plan index, field overrides, text naming the plan, field, words of the accepted values)
     (1, {"id": None}, "plans[1]", "id", "needs an id"),
     (1, {"id": "5"}, "plans[1]", "id", "must be a string"),
@@ -211,7 +216,7 @@ def test_plan_errors_name_file_plan_and_field(
     plan: int, fields: dict[str, str | None], names_plan: str, names_field: str, accepted: str
 ) -> None:
     with pytest.raises(CatalogError) as caught:
-        parse_catalog(catalog_text(plan=plan, **fields), source="etc/plans.toml")
+        parse_catalog(catalog_text(plan=plan, fields=fields), source="etc/plans.toml")
 
     message = str(caught.value)
     assert message.startswith("etc/plans.toml: ")
