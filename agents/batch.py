@@ -27,16 +27,16 @@ from faust.streams import _current_event
 from faust.types import EventT
 
 
-def by_partition(events: Sequence[EventT]) -> dict[int, list[EventT]]:
+def by_partition(events: Sequence[EventT[Any]]) -> dict[int, list[EventT[Any]]]:
     """Events grouped by partition number, each group in offset order."""
-    groups: dict[int, list[EventT]] = {}
+    groups: dict[int, list[EventT[Any]]] = {}
     for event in events:
         groups.setdefault(event.message.partition, []).append(event)
     return groups
 
 
 @contextmanager
-def acting_as(event: EventT) -> Iterator[None]:
+def acting_as(event: EventT[Any]) -> Iterator[None]:
     """Make ``event`` Faust's current event for the duration of the block."""
     token = _current_event.set(weakref.ref(event))
     try:
@@ -46,7 +46,7 @@ def acting_as(event: EventT) -> Iterator[None]:
 
 
 @contextmanager
-def pinned(events: Sequence[EventT]) -> Iterator[None]:
+def pinned(events: Sequence[EventT[Any]]) -> Iterator[None]:
     """Ack ``events`` only if the block succeeds (see module docstring)."""
     for event in events:
         event.message.incref()

@@ -10,13 +10,13 @@ from app.main import app, settings
 plans_gate.configure(settings.topic_accounts, (settings.topic_usage, settings.topic_rekey))
 
 
-@app.on_partitions_assigned.connect
-async def gate_on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
-    """Capture plans end offsets for every new assignment."""
-    await on_assigned(plans_gate, sender, assigned)
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types receivers as sync-or-awaitable only
+async def gate_on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+    """Hold usage of every new assignment until its plans are read."""
+    await on_assigned(plans_gate, sender, args[0])
 
 
-@app.timer(TICK_S)
+@app.timer(TICK_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
 async def gate_tick() -> None:
     """Keep held usage partitions paused until their plans are read."""
     await monitor(plans_gate, app)

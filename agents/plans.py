@@ -24,7 +24,7 @@ from tables.accounts import accounts
 logger = logging.getLogger(__name__)
 
 
-async def apply_plan_event(event: EventT, writes: Writes) -> str:
+async def apply_plan_event(event: EventT[bytes], writes: Writes) -> str:
     """Apply one account-plans record; returns its outcome."""
     message = event.message
     partition = message.partition

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from typing import cast
 
 import orjson
+from faust import Stream
 from faust.types import EventT, StreamT
 
 from agents.batch import Writes, acting_as, by_partition, pinned
@@ -48,7 +50,7 @@ def _seen_at(key: str) -> int | None:
     return None if held is None else int(held)
 
 
-def _raw(event: EventT, arrived_ms: int) -> RawRecord:
+def _raw(event: EventT[bytes], arrived_ms: int) -> RawRecord:
     message = event.message
     return RawRecord(
         key=message.key,
@@ -79,7 +81,7 @@ async def _apply(result: IntakeResult, partition: int, writes: Writes) -> None:
         )
 
 
-async def process_batch(events: list[EventT]) -> None:
+async def process_batch(events: list[EventT[bytes]]) -> None:
     """Run the intake over one batch, partition by partition."""
     started = time.perf_counter()
     now_ms = clock.now_ms()
@@ -108,7 +110,10 @@ async def process_batch(events: list[EventT]) -> None:
 @app.agent(topics.usage_in)
 async def process_usage(stream: StreamT[bytes]) -> None:
     """Consume usage records (and re-keyed ones) in batches."""
-    async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
+    # take_events is on Stream but missing from faust's StreamT protocol.
+    async for events in cast(Stream[bytes], stream).take_events(
+        settings.batch_size, within=settings.batch_window_s
+    ):
         batch = list(events)
         try:
             with pinned(batch):

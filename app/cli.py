@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from domain.errors import ConfigError
 
@@ -35,7 +36,9 @@ def cmd_check_config(_: argparse.Namespace) -> int:
     print("settings:")
     for name, value in settings.summary().items():
         print(f"  {name} = {value}")
-    print(f"plan catalog ({settings.plans_file}): period={catalog.period} currency={catalog.currency}")
+    print(
+        f"plan catalog ({settings.plans_file}): period={catalog.period} currency={catalog.currency}"
+    )
     for plan in catalog.plans:
         limits = ", ".join(f"{m}={v}" for m, v in sorted(plan.limits.items())) or "unlimited"
         print(f"  {plan.rank}. {plan.id} ({plan.name}) {plan.price} {catalog.currency}: {limits}")
@@ -79,6 +82,43 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return run_tail(args)
 
 
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _seconds_or_rate(*, zero_ok: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+            rule = "a number >= 0" if zero_ok else "a number > 0"
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    return parse
+
+
+def _event_kind(text: str) -> str:
+    from app.topology import EVENT_KINDS
+
+    if text not in EVENT_KINDS:
+        raise argparse.ArgumentTypeError(
+            f"unknown event kind {text!r}; accepted: {', '.join(EVENT_KINDS)}"
+        )
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``moments`` argument parser."""
     parser = argparse.ArgumentParser(prog="moments", description=__doc__)
@@ -87,17 +127,48 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check-config", help="validate settings and the plan catalog").set_defaults(
         func=cmd_check_config
     )
-    sim = sub.add_parser("simulate", help="publish simulated plans and usage")
-    sim.add_argument("--accounts", type=int, default=20, help="number of simulated accounts")
-    sim.add_argument("--rate", type=float, default=50.0, help="usage records per second")
-    sim.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: forever)")
-    sim.add_argument("--bad-every", type=int, default=200, help="one bad record in this many")
-    sim.add_argument("--seed", type=int, default=1, help="random seed")
+    sim = sub.add_parser(
+        "simulate",
+        help="publish simulated plans and usage",
+        description="Publish one plan per account, then realistic usage keyed by account id: "
+        "daily rhythms, bursts, a couple of accounts that near their limit within minutes, "
+        "occasional duplicates and one bad record in --bad-every. Ctrl-C or SIGTERM stops it.",
+    )
+    sim.add_argument("--accounts", type=_count(1), default=20, help="number of simulated accounts")
+    sim.add_argument(
+        "--rate",
+        type=_seconds_or_rate(zero_ok=False),
+        default=50.0,
+        help="usage records per second",
+    )
+    sim.add_argument(
+        "--duration",
+        type=_seconds_or_rate(zero_ok=True),
+        default=0.0,
+        help="seconds to run (0: until stopped)",
+    )
+    sim.add_argument(
+        "--bad-every", type=_count(0), default=200, help="one bad record in this many (0: none)"
+    )
+    sim.add_argument("--seed", type=int, default=1, help="random seed (same seed, same traffic)")
     sim.set_defaults(func=cmd_simulate)
-    tail = sub.add_parser("tail", help="print moment events as they arrive")
-    tail.add_argument("kinds", nargs="*", help="threshold-near, threshold-hit, sudden-drop")
-    tail.add_argument("--json", action="store_true", help="print JSON lines")
-    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest event")
+    tail = sub.add_parser(
+        "tail",
+        help="print moment events as they arrive",
+        description="Follow the event topics (read_committed, no consumer group) and print one "
+        "line per event: time, kind, account, metric, level and message title.",
+    )
+    tail.add_argument(
+        "kinds",
+        nargs="*",
+        type=_event_kind,
+        metavar="KIND",
+        help="threshold-near, threshold-hit or sudden-drop (default: all three)",
+    )
+    tail.add_argument("--json", action="store_true", help="print each event as a JSON line")
+    tail.add_argument(
+        "--from-beginning", action="store_true", help="start at the oldest event kept"
+    )
     tail.set_defaults(func=cmd_tail)
     return parser
 

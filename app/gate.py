@@ -150,7 +150,46 @@ async def _capture_targets(gate: PlansGate, app: Any, plans: list[Any], generati
         # own highwaters() is a cache that is empty until the first fetch.
         ends = await thread.call_thread(thread._ensure_consumer().end_offsets, plans)
     gate.set_targets({tp.partition: int(end) for tp, end in ends.items()})
-    logger.info("plans gate: read account plans up to %s", {tp.partition: e for tp, e in ends.items()})
+    logger.info(
+        "plans gate: read account plans up to %s", {tp.partition: e for tp, e in ends.items()}
+    )
+
+
+def caught_up(
+    *,
+    target: int,
+    processed_next: int,
+    committed: int | None,
+    position: int | None,
+    last_read: int | None,
+) -> bool:
+    """Whether a plans partition has been read up to ``target`` (its end at assignment).
+
+    Any of: the plans agent processed up to the target; the group's committed offset
+    is there (nothing left since the last run); or the fetch position is past it and
+    the last record handed to the agent is processed. The last case matters because
+    transaction markers take offsets no record has, so "processed offset + 1 reaches
+    the end" need not ever happen.
+    """
+    if target <= 0 or processed_next >= target:
+        return True
+    if committed is not None and committed >= target:
+        return True
+    return (
+        position is not None
+        and position >= target
+        and processed_next >= 0
+        and last_read is not None
+        and last_read < processed_next
+    )
+
+
+async def _position(consumer: Any, tp: Any) -> int | None:
+    try:
+        position = await consumer.position(tp)
+    except Exception:  # noqa: BLE001 - no position before the first seek; try next tick
+        return None
+    return None if position is None else int(position)
 
 
 async def monitor(gate: PlansGate, app: Any) -> None:
@@ -164,23 +203,22 @@ async def monitor(gate: PlansGate, app: Any) -> None:
         target = gate.target(tp.partition)
         if target is None:
             continue
-        if gate.processed_next(tp.partition) >= target:
-            gate.open(tp.partition)
-            continue
-        position = await consumer.position(tp)
-        # Transaction markers take offsets no record has, so "processed offset + 1
-        # reaches the end" may never happen: a fetch position at the end with every
-        # record read also processed means caught up too.
-        read = consumer._read_offset.get(tp)
-        if position is not None and position >= target and (
-            read is None or read < gate.processed_next(tp.partition)
+        if caught_up(
+            target=target,
+            processed_next=gate.processed_next(tp.partition),
+            committed=consumer._committed_offset.get(tp),
+            position=await _position(consumer, tp),
+            last_read=consumer._read_offset.get(tp),
         ):
             gate.open(tp.partition)
     release = [tp for tp in consumer.assignment() if tp in consumer._paused_partitions]
     release = [tp for tp in release if tp.topic in gate.usage_topics and not gate.holds(tp)]
     if release:
         consumer._moments_original_resume(release)
-        logger.info("account plans read: resumed usage of partitions %s", sorted(tp.partition for tp in release))
+        logger.info(
+            "account plans read: resumed usage of partitions %s",
+            sorted(tp.partition for tp in release),
+        )
 
 
 plans_gate = PlansGate()

@@ -13,15 +13,35 @@ from typing import Final, Literal
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 Outcome = Literal["accepted", "duplicate", "invalid", "late", "unknown_account"]
-OUTCOMES: Final[tuple[Outcome, ...]] = ("accepted", "duplicate", "invalid", "late", "unknown_account")
+OUTCOMES: Final[tuple[Outcome, ...]] = (
+    "accepted",
+    "duplicate",
+    "invalid",
+    "late",
+    "unknown_account",
+)
 EVENT_KINDS: Final[tuple[str, ...]] = ("threshold-near", "threshold-hit", "sudden-drop")
 PLAN_OUTCOMES: Final[tuple[str, ...]] = ("applied", "stale", "invalid", "tombstone")
 
 # The *_created series double every counter for no dashboard we ship.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
 # Event latency spans sub-second (hot path) to minutes (drop evaluation after grace).
-_LATENCY_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+_LATENCY_BUCKETS: Final = (
+    0.01,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    1800.0,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +76,16 @@ def build_metrics(registry: CollectorRegistry, tables: tuple[str, ...] = ()) -> 
         ["outcome"],
         registry=registry,
     )
-    for outcome in PLAN_OUTCOMES:
-        plan_records.labels(outcome=outcome)
+    for plan_outcome in PLAN_OUTCOMES:
+        plan_records.labels(outcome=plan_outcome)
     events = Counter("moments_events_total", "Moment events emitted.", ["kind"], registry=registry)
     for kind in EVENT_KINDS:
         events.labels(kind=kind)
     table_keys = Gauge(
-        "moments_table_keys", "Keys held in each table on this worker.", ["table"], registry=registry
+        "moments_table_keys",
+        "Keys held in each table on this worker.",
+        ["table"],
+        registry=registry,
     )
     for table in tables:
         table_keys.labels(table=table)
@@ -93,6 +116,8 @@ def build_metrics(registry: CollectorRegistry, tables: tuple[str, ...] = ()) -> 
             "moments_rebalances_total", "Consumer-group rebalances seen.", registry=registry
         ),
         ready=Gauge(
-            "moments_ready", "1 when partitions are assigned and tables recovered.", registry=registry
+            "moments_ready",
+            "1 when partitions are assigned and tables recovered.",
+            registry=registry,
         ),
     )

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import faust
 
-from config.settings import Settings
 from app.topology import EVENT_KINDS
+from config.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,36 +50,146 @@ def _v(name: str, default: str | None, accepted: str, doc: str, secret: bool = F
 #: Every variable the worker reads, in the order the README documents them.
 VARIABLES: tuple[Variable, ...] = (
     _v("KAFKA_BOOTSTRAP", "localhost:9092", "comma-separated host:port list", "Kafka brokers"),
-    _v("APP_ID", "usage-moments", "letters, digits, . _ -", "consumer group and prefix of internal topics"),
-    _v("DATA_DIR", "./moments-data", "a writable directory", "RocksDB state of this worker process (one per process)"),
-    _v("PARTITIONS", "8", "an integer from 1 to 1000", "partitions of the topics the worker creates"),
-    _v("REPLICATION", "1", "an integer from 1 to 10", "replication factor of the topics the worker creates"),
-    _v("STANDBY_REPLICAS", "1", "an integer from 0 to 10", "warm standby copies of each table partition on other workers"),
+    _v(
+        "APP_ID",
+        "usage-moments",
+        "letters, digits, . _ -",
+        "consumer group and prefix of internal topics",
+    ),
+    _v(
+        "DATA_DIR",
+        "./moments-data",
+        "a writable directory",
+        "RocksDB state of this worker process (one per process)",
+    ),
+    _v(
+        "PARTITIONS",
+        "8",
+        "an integer from 1 to 1000",
+        "partitions of the topics the worker creates",
+    ),
+    _v(
+        "REPLICATION",
+        "1",
+        "an integer from 1 to 10",
+        "replication factor of the topics the worker creates",
+    ),
+    _v(
+        "STANDBY_REPLICAS",
+        "1",
+        "an integer from 0 to 10",
+        "warm standby copies of each table partition on other workers",
+    ),
     _v("WEB_HOST", "0.0.0.0", "a host name or IP address to bind", "HTTP bind address"),  # noqa: S104
-    _v("WEB_PORT", "6066", "an integer from 1 to 65535", "HTTP port (/metrics, /healthz, /readyz, /accounts/{id})"),
-    _v("WEB_ADVERTISED_HOST", None, "a host name other workers can reach", "host in this worker's URL for peers (default: the machine's host name)"),
+    _v(
+        "WEB_PORT",
+        "6066",
+        "an integer from 1 to 65535",
+        "HTTP port (/metrics, /healthz, /readyz, /accounts/{id})",
+    ),
+    _v(
+        "WEB_ADVERTISED_HOST",
+        None,
+        "a host name other workers can reach",
+        "host in this worker's URL for peers (default: the machine's host name)",
+    ),
     _v("LOG_LEVEL", "info", "debug, info, warning, error or critical", "log level"),
-    _v("PROCESSING_GUARANTEE", "exactly_once", "exactly_once or at_least_once", "Kafka transactions (exactly_once) or plain commits"),
-    _v("COMMIT_INTERVAL", "1s", "a duration such as 500ms, 1s, 2m", "how often offsets (and, under exactly_once, transactions) commit"),
-    _v("TOPIC_USAGE", "usage-records", "a Kafka topic name", "usage records input; its dead letters go to NAME.dlq"),
-    _v("TOPIC_ACCOUNTS", "account-plans", "a Kafka topic name", "compacted account plans input; dead letters to NAME.dlq"),
-    _v("TOPIC_PREFIX", "moments", "a Kafka topic name prefix", "event topics are PREFIX.threshold-near, PREFIX.threshold-hit, PREFIX.sudden-drop"),
+    _v(
+        "PROCESSING_GUARANTEE",
+        "exactly_once",
+        "exactly_once or at_least_once",
+        "Kafka transactions (exactly_once) or plain commits",
+    ),
+    _v(
+        "COMMIT_INTERVAL",
+        "1s",
+        "a duration such as 500ms, 1s, 2m",
+        "how often offsets (and, under exactly_once, transactions) commit",
+    ),
+    _v(
+        "TOPIC_USAGE",
+        "usage-records",
+        "a Kafka topic name",
+        "usage records input; its dead letters go to NAME.dlq",
+    ),
+    _v(
+        "TOPIC_ACCOUNTS",
+        "account-plans",
+        "a Kafka topic name",
+        "compacted account plans input; dead letters to NAME.dlq",
+    ),
+    _v(
+        "TOPIC_PREFIX",
+        "moments",
+        "a Kafka topic name prefix",
+        "event topics are PREFIX.threshold-near, PREFIX.threshold-hit, PREFIX.sudden-drop",
+    ),
     _v("PLANS_FILE", str(PACKAGED_PLANS_FILE), "a readable TOML file", "plan catalog"),
     _v("MESSAGES_FILE", str(PACKAGED_MESSAGES_FILE), "a readable TOML file", "message templates"),
-    _v("DEDUP_HORIZON", "7d", "a duration such as 12h, 7d", "a repeated record_id within this horizon counts once"),
+    _v(
+        "DEDUP_HORIZON",
+        "7d",
+        "a duration such as 12h, 7d",
+        "a repeated record_id within this horizon counts once",
+    ),
     _v("MAX_CLOCK_SKEW", "5m", "a duration", "records further in the future than this are invalid"),
     _v("LATE_GRACE", "1h", "a duration", "after a period ends plus this, its records are late"),
-    _v("DROP_GRACE", "15m", "a duration", "a UTC day is evaluated for drops this long after it closes"),
-    _v("DROP_RECENT_DAYS", "3", "an integer from 1 to 14", "complete days compared with the baseline"),
-    _v("DROP_BASELINE_WEEKS", "4", "an integer from 1 to 8", "weeks of same-weekday history forming the baseline"),
-    _v("DROP_MIN_EXPECTED", "100", "a number >= 0", "expected volume below which no drop is reported"),
-    _v("DROP_FRACTION", "0.7", "a number strictly between 0 and 1", "recent <= (1 - fraction) * expected is a drop"),
+    _v(
+        "DROP_GRACE",
+        "15m",
+        "a duration",
+        "a UTC day is evaluated for drops this long after it closes",
+    ),
+    _v(
+        "DROP_RECENT_DAYS",
+        "3",
+        "an integer from 1 to 14",
+        "complete days compared with the baseline",
+    ),
+    _v(
+        "DROP_BASELINE_WEEKS",
+        "4",
+        "an integer from 1 to 8",
+        "weeks of same-weekday history forming the baseline",
+    ),
+    _v(
+        "DROP_MIN_EXPECTED",
+        "100",
+        "a number >= 0",
+        "expected volume below which no drop is reported",
+    ),
+    _v(
+        "DROP_FRACTION",
+        "0.7",
+        "a number strictly between 0 and 1",
+        "recent <= (1 - fraction) * expected is a drop",
+    ),
     _v("DAILY_RETENTION_DAYS", "35", "an integer from 35 to 400", "days of daily totals kept"),
-    _v("BATCH_SIZE", "2000", "an integer from 1 to 100000", "records processed together in one step"),
+    _v(
+        "BATCH_SIZE",
+        "2000",
+        "an integer from 1 to 100000",
+        "records processed together in one step",
+    ),
     _v("BATCH_WINDOW", "50ms", "a duration up to 10s", "how long a step waits to fill a batch"),
-    _v("ROCKSDB_CACHE_MB", "256", "an integer from 8 to 65536", "total RocksDB block cache of this worker, shared out over its table partitions"),
-    _v("ROCKSDB_WRITE_BUFFER_MB", "4", "an integer from 1 to 512", "RocksDB memtable size per table partition"),
-    _v("SECURITY_PROTOCOL", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", "Kafka security protocol"),
+    _v(
+        "ROCKSDB_CACHE_MB",
+        "256",
+        "an integer from 8 to 65536",
+        "total RocksDB block cache of this worker, shared out over its table partitions",
+    ),
+    _v(
+        "ROCKSDB_WRITE_BUFFER_MB",
+        "4",
+        "an integer from 1 to 512",
+        "RocksDB memtable size per table partition",
+    ),
+    _v(
+        "SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+        "Kafka security protocol",
+    ),
     _v("SASL_MECHANISM", "PLAIN", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", "SASL mechanism"),
     _v("SASL_USERNAME", None, "a user name", "SASL user"),
     _v("SASL_PASSWORD", None, "a password", "SASL password (never logged)", secret=True),
@@ -185,7 +295,8 @@ class _Reader:
 
     def text(self, key: str) -> str:
         value = self.raw(key)
-        assert value is not None  # every required variable has a default
+        if value is None:  # only variables without a default can be missing
+            raise self.fail(key, "")
         return value
 
     def optional(self, key: str) -> str | None:
@@ -257,9 +368,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     app_id = r.text("APP_ID")
     if not _TOPIC.match(app_id):
         raise r.fail("APP_ID", app_id)
-    plans_file = r.path("PLANS_FILE", must_exist=True)
-    messages_file = r.path("MESSAGES_FILE", must_exist=False)
-    assert plans_file is not None and messages_file is not None
+    plans_file = r.path("PLANS_FILE", must_exist=True) or PACKAGED_PLANS_FILE
+    messages_file = r.path("MESSAGES_FILE", must_exist=True) or PACKAGED_MESSAGES_FILE
     protocol = r.choice("SECURITY_PROTOCOL", get_args(SecurityProtocol), fold=False)
     username = r.optional("SASL_USERNAME")
     password = r.optional("SASL_PASSWORD")
@@ -310,7 +420,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise SettingsError(
             "MOMENTS_DAILY_RETENTION_DAYS",
             str(settings.daily_retention_days),
-            f"at least MOMENTS_DROP_RECENT_DAYS + 7 * MOMENTS_DROP_BASELINE_WEEKS = {retention_needed}",
+            "at least MOMENTS_DROP_RECENT_DAYS + 7 * MOMENTS_DROP_BASELINE_WEEKS"
+            f" = {retention_needed}",
         )
     return settings
 

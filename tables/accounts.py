@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import faust
+from faust.types import TableT
 
 from app.main import app, rocksdb_options, settings
 
-accounts: faust.Table = app.Table(
+accounts: TableT[str, bytes] = app.Table(
     "accounts",
     key_type=str,
     value_type=bytes,

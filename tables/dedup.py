@@ -6,11 +6,11 @@ RocksDB store) of its account, whichever worker owns it.
 
 from __future__ import annotations
 
-import faust
+from faust.types import TableT
 
 from app.main import app, rocksdb_options, settings
 
-dedup: faust.Table = app.Table(
+dedup: TableT[str, bytes] = app.Table(
     "dedup",
     key_type=str,
     value_type=bytes,

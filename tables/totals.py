@@ -5,11 +5,11 @@ One value per account so that a batch writes each account once.
 
 from __future__ import annotations
 
-import faust
+from faust.types import TableT
 
 from app.main import app, rocksdb_options, settings
 
-period_totals: faust.Table = app.Table(
+period_totals: TableT[str, bytes] = app.Table(
     "period-totals",
     key_type=str,
     value_type=bytes,

@@ -6,9 +6,10 @@ others forward the request there (Faust's table routing).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
+from faust.tables.manager import TableManager
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -23,7 +24,7 @@ from tables.totals import period_totals
 
 def readiness() -> dict[str, Any]:
     """Whether this worker is assigned, recovered and caught up on plans, and why not."""
-    recovery = app.tables.recovery
+    recovery = cast(TableManager, app.tables).recovery
     checks = {
         "tables_recovered": bool(recovery.completed.is_set()),
         "not_rebalancing": not app.rebalancing,
@@ -100,7 +101,8 @@ class Metrics(View):
 class Account(View):
     """Plan, status and period totals of one account, from the worker that owns it."""
 
-    @app.table_route(table=accounts, match_info="account_id")
+    # faust types table_route for handlers without URL parameters
+    @app.table_route(table=accounts, match_info="account_id")  # type: ignore[arg-type]
     async def get(self, request: Request, account_id: str) -> Response:
         view = account_view(account_id)
         if view is None:

@@ -1,0 +1,348 @@
+"""``moments tail``: follow the event topics and print each event on one line.
+
+The consumer reads ``read_committed`` (only events of committed transactions, as a notifier
+would) without a consumer group, so it never disturbs anyone's offsets. It assigns partitions
+itself and looks for new ones every few seconds: a topic the worker creates after ``tail``
+started is read from its beginning, so no event of it is missed, while the topics that existed
+at start are read from their end (or from the beginning with ``--from-beginning``).
+
+The event schema (contract section 3) may still change, so formatting is defensive: a missing
+or odd field prints as ``-``, and a value that is not a JSON object still prints a line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, TextIO
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from app.topology import EVENT_KINDS
+from domain.timeutil import ms_to_datetime, parse_rfc3339
+
+MISSING: Final = "-"
+DISCOVER_EVERY_S: Final = 5.0
+POLL_TIMEOUT_MS: Final = 500
+_TITLE_MAX_CHARS: Final = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def parse_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
+    """The kinds to follow, in the canonical order, without repeats; all of them when none.
+
+    Raises ``ValueError`` naming the accepted kinds when one is unknown.
+    """
+    wanted = list(kinds)
+    unknown = [k for k in wanted if k not in EVENT_KINDS]
+    if unknown:
+        raise ValueError(
+            f"unknown event kind {', '.join(map(repr, unknown))}; "
+            f"accepted: {', '.join(EVENT_KINDS)}"
+        )
+    return tuple(k for k in EVENT_KINDS if k in wanted) if wanted else EVENT_KINDS
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def _clean(text: str, limit: int = 60) -> str:
+    """One line of printable text: control characters and newlines become spaces."""
+    text = _CONTROL.sub(" ", text).strip()
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text or MISSING
+
+
+def _text(value: object, limit: int = 60) -> str:
+    if isinstance(value, str):
+        return _clean(value, limit)
+    if isinstance(value, bool) or value is None or isinstance(value, dict | list):
+        return MISSING
+    return _clean(str(value), limit)
+
+
+def _instant(value: object) -> datetime | None:
+    """An aware datetime from an RFC 3339 string or epoch milliseconds, else None."""
+    try:
+        if isinstance(value, str):
+            return parse_rfc3339(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return ms_to_datetime(value)
+    except (ValueError, OverflowError):
+        return None
+    return None
+
+
+def format_time(moment: datetime | None, today: date | None = None) -> str:
+    """``HH:MM:SS`` in local time; with the date in front when it is not today."""
+    if moment is None:
+        return MISSING.ljust(8)
+    local = moment.astimezone()
+    if local.date() == (today if today is not None else datetime.now().astimezone().date()):
+        return local.strftime("%H:%M:%S")
+    return local.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_level(value: object) -> str:
+    """A level such as ``0.8`` as ``80%``; ``-`` when absent or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return MISSING
+    try:
+        number = Decimal(str(value)) * 100
+    except InvalidOperation:
+        return MISSING
+    if not number.is_finite():
+        return MISSING
+    number = number.quantize(Decimal("0.1")).normalize()
+    text = f"{number:f}"
+    return f"{text}%"
+
+
+def _level(event: Mapping[str, Any]) -> str:
+    if "level" in event and event["level"] is not None:
+        return format_level(event["level"])
+    crossed = event.get("crossed_levels")
+    if isinstance(crossed, list) and crossed:
+        return format_level(crossed[-1])
+    return MISSING
+
+
+def _title(event: Mapping[str, Any]) -> str:
+    message = event.get("message")
+    if isinstance(message, Mapping):
+        return _text(message.get("title"), _TITLE_MAX_CHARS)
+    if isinstance(message, str):
+        return _text(message, _TITLE_MAX_CHARS)
+    return MISSING
+
+
+def _line(when: str, kind: str, account: str, metric: str, level: str, title: str) -> str:
+    return f"{when}  {kind:<15} {account:<10} {metric:<10} {level:>4}  {title}"
+
+
+def format_event(
+    kind: str,
+    key: bytes | None,
+    value: bytes,
+    timestamp_ms: int | None,
+    today: date | None = None,
+) -> str:
+    """One readable line for an event read from the topic of ``kind``.
+
+    Fields come from the event itself when present and sane, else from the Kafka record (the
+    key for the account, the record timestamp for the time), else print as ``-``.
+    """
+    key_text = _clean(key.decode("utf-8", "replace")) if key else MISSING
+    fallback_time = None if timestamp_ms is None else ms_to_datetime(timestamp_ms)
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        event = None
+    if not isinstance(event, dict):
+        raw = _clean(value.decode("utf-8", "replace"))
+        when = format_time(fallback_time, today)
+        return _line(when, kind, key_text, MISSING, MISSING, f"(not a JSON object: {raw})")
+
+    moment = _instant(event.get("triggered_at")) or _instant(event.get("emitted_at"))
+    event_kind = event.get("kind")
+    account = _text(event.get("account_id"))
+    return _line(
+        format_time(moment or fallback_time, today),
+        _text(event_kind) if event_kind in EVENT_KINDS else kind,
+        account if account != MISSING else key_text,
+        _text(event.get("metric")),
+        _level(event),
+        _title(event),
+    )
+
+
+def json_line(value: bytes) -> str | None:
+    """The event as one JSON line (the raw value when it already is one), or None if the value
+    is not JSON."""
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    text = value.decode("utf-8", "replace").strip()
+    if "\n" not in text and "\r" not in text:
+        return text
+    return orjson.dumps(parsed).decode()
+
+
+# ---------------------------------------------------------------------------- Kafka side
+
+
+class _Follower:
+    """Keeps a group-less consumer assigned to every partition of the wanted topics."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        admin: AIOKafkaAdminClient,
+        topics: Sequence[str],
+        from_beginning: bool,
+    ) -> None:
+        self.consumer = consumer
+        self.admin = admin
+        self.topics = topics
+        self.from_beginning = from_beginning
+        self.assigned: set[TopicPartition] = set()
+        self.first = True
+        self.missing_reported: set[str] = set()
+
+    async def _partitions(self) -> set[TopicPartition]:
+        present = set(await self.admin.list_topics())
+        # Describe only topics that exist: asking for a missing one can auto-create it.
+        wanted = [t for t in self.topics if t in present]
+        for topic in self.topics:
+            if topic not in present and topic not in self.missing_reported:
+                self.missing_reported.add(topic)
+                print(
+                    f"moments tail: topic {topic} does not exist yet (`moments worker` creates "
+                    "it); waiting for it",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        partitions: set[TopicPartition] = set()
+        for info in await self.admin.describe_topics(wanted) if wanted else []:
+            if info.get("error_code", 0) != 0:
+                continue
+            for part in info.get("partitions", []):
+                partitions.add(TopicPartition(info["topic"], part["partition"]))
+        return partitions
+
+    async def refresh(self) -> None:
+        """Assign new partitions, keeping the position of those already followed."""
+        partitions = await self._partitions()
+        if partitions == self.assigned and not self.first:
+            return
+        kept = partitions & self.assigned
+        positions = {tp: await self.consumer.position(tp) for tp in kept}
+        new = sorted(partitions - self.assigned)
+        self.consumer.assign(sorted(partitions))
+        for tp, offset in positions.items():
+            self.consumer.seek(tp, offset)
+        if new:
+            if self.first and not self.from_beginning:
+                await self.consumer.seek_to_end(*new)
+            else:
+                await self.consumer.seek_to_beginning(*new)
+        self.assigned = partitions
+        self.first = False
+
+
+def _install_stop_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Stop on SIGTERM, and on SIGINT unless the caller ignores it (a shell's background job:
+    ``scripts/run-local`` stops us with SIGTERM then). Repeated signals change nothing."""
+    signals = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signals.append(signal.SIGINT)
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+            loop.add_signal_handler(sig, stop.set)
+
+
+def _emit(out: TextIO, line: str) -> None:
+    out.write(line + "\n")
+    out.flush()
+
+
+async def _tail(args: argparse.Namespace, kinds: tuple[str, ...], out: TextIO) -> int:
+    from app.security import client_kwargs
+    from config.settings import load_settings
+
+    settings = load_settings(os.environ)
+    kwargs = client_kwargs(settings)
+    bootstrap = list(settings.kafka_bootstrap)
+    kind_of = {settings.event_topic(kind): kind for kind in kinds}
+    stop = asyncio.Event()
+    _install_stop_handlers(asyncio.get_running_loop(), stop)
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id="moments-tail",
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        **kwargs,
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="moments-tail", **kwargs)
+    try:
+        await admin.start()
+        await consumer.start()
+        follower = _Follower(consumer, admin, list(kind_of), args.from_beginning)
+        loop = asyncio.get_running_loop()
+        next_discovery = 0.0
+        while not stop.is_set():
+            if loop.time() >= next_discovery:
+                await follower.refresh()
+                next_discovery = loop.time() + DISCOVER_EVERY_S
+            if not follower.assigned:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=DISCOVER_EVERY_S)
+                continue
+            batches = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
+            messages = sorted(
+                (m for batch in batches.values() for m in batch), key=lambda m: m.timestamp
+            )
+            for message in messages:
+                if message.value is None:
+                    continue  # a tombstone: not an event
+                kind = kind_of.get(message.topic, message.topic)
+                if args.json:
+                    line = json_line(message.value)
+                    if line is None:
+                        print(
+                            f"moments tail: skipped a value that is not JSON at "
+                            f"{message.topic}/{message.partition}@{message.offset}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        continue
+                else:
+                    line = format_event(kind, message.key, message.value, message.timestamp)
+                _emit(out, line)
+    except KafkaError as exc:
+        print(
+            f"moments tail: Kafka at {','.join(bootstrap)} failed: {exc!r}; "
+            "check MOMENTS_KAFKA_BOOTSTRAP and that the brokers are up",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        with contextlib.suppress(KafkaError, TimeoutError):
+            await asyncio.wait_for(consumer.stop(), timeout=10)
+        with contextlib.suppress(KafkaError, TimeoutError):
+            await asyncio.wait_for(admin.close(), timeout=10)
+    return 0
+
+
+def run_tail(args: argparse.Namespace) -> int:
+    """Entry point of ``moments tail``; returns the exit status."""
+    try:
+        kinds = parse_kinds(args.kinds)
+    except ValueError as exc:
+        print(f"moments tail: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_tail(args, kinds, sys.stdout))
+    except BrokenPipeError:
+        # Output piped into `head` or a closed pager: nothing left to say. Point stdout at
+        # devnull so that the interpreter's final flush does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

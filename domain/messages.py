@@ -1,0 +1,460 @@
+"""Message wording: number, money and date formatting, and the operators' templates.
+
+Every event carries a ``message {title, body}`` ready to send (contract 3). The words live in
+``config/messages.toml`` (``MOMENTS_MESSAGES_FILE``) so that operators can edit them without a
+release: one ``title`` and ``body`` per kind and suggestion action, plus the two ``[pace]``
+sentences a threshold-near body can include. Templates are rendered with ``str.format_map``
+over already formatted strings, so a template decides wording, never number formats.
+
+:func:`load_templates` checks at start-up that every template exists and uses only the
+placeholders its kind and action provide (:data:`PLACEHOLDERS`); a mistake stops the worker
+with a :class:`~domain.errors.ConfigError` naming the file, the template and the placeholder.
+
+Prose formats (the ``format_*`` functions) are chosen for people: ``12,345`` and ``1,234.5``
+with no float noise, ``80%``, ``$79`` or ``$19.50``, ``December 1, 2026`` rather than an ISO
+timestamp. They are locale-independent: a worker's locale never changes a message.
+"""
+
+from __future__ import annotations
+
+import string
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
+from os import PathLike
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Final, Literal
+
+from domain.errors import ConfigError
+from domain.periods import Period, date_to_day, day_start_ms
+from domain.timeutil import ms_to_datetime
+
+if TYPE_CHECKING:  # suggestions imports the formatters below; only the types are needed here.
+    from domain.catalog import Catalog, Plan
+    from domain.projection import Projection
+    from domain.suggestions import Suggestion
+
+Kind = Literal["threshold-near", "threshold-hit", "sudden-drop"]
+"""The three kinds of moment, as in event ``kind`` and topic names."""
+
+KINDS: Final[tuple[Kind, ...]] = ("threshold-near", "threshold-hit", "sudden-drop")
+
+# ---------------------------------------------------------------------------------------------
+# Prose formats
+# ---------------------------------------------------------------------------------------------
+
+_MONTHS: Final = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+_CURRENCY_SYMBOLS: Final = MappingProxyType({"USD": "$", "EUR": "€", "GBP": "£"})
+_ZERO: Final = Decimal(0)
+_ONE: Final = Decimal(1)
+_HUNDRED: Final = Decimal(100)
+
+
+def _quantize(value: Decimal, places: int, rounding: str) -> Decimal:
+    """``value`` rounded to ``places`` decimals, with enough precision never to fail."""
+    with localcontext() as ctx:
+        ctx.prec = max(ctx.prec, value.adjusted() + places + 4)
+        return value.quantize(_ONE.scaleb(-places), rounding=rounding)
+
+
+def format_number(value: Decimal | int, places: int = 2) -> str:
+    """``value`` with thousands separators, at most ``places`` decimals, no trailing zeros.
+
+    ``Decimal("12345")`` -> ``12,345``; ``Decimal("1234.50")`` -> ``1,234.5``;
+    ``Decimal("0.1") + Decimal("0.2")`` -> ``0.3``. Rounds half to even; never prints ``-0``.
+    """
+    number = _quantize(Decimal(value), places, ROUND_HALF_EVEN)
+    if number == number.to_integral_value():
+        number = _quantize(number, 0, ROUND_HALF_EVEN)
+    else:
+        number = number.normalize()
+    if number.is_zero():
+        number = abs(number)
+    return format(number, ",f")
+
+
+def format_approx(value: Decimal | int) -> str:
+    """``value`` rounded the way people say "about": whole from 100 up, one decimal from 1 up,
+    two below (``about 1,200 a day``, ``about 13.3 a day``, ``about 0.25 GB``)."""
+    number = abs(Decimal(value))
+    places = 0 if number >= _HUNDRED else 1 if number >= _ONE else 2
+    return format_number(value, places)
+
+
+def format_percent(ratio: Decimal) -> str:
+    """``ratio`` as a whole percentage rounded down: ``Decimal("0.8")`` -> ``80%``.
+
+    Rounding down means a message never claims 100 % of a limit that is not reached yet.
+    A ratio strictly between 0 and 1 % reads ``under 1%`` rather than a misleading ``0%``.
+    """
+    percent = ratio * _HUNDRED
+    if _ZERO < percent < _ONE:
+        return "under 1%"
+    return f"{format_number(_quantize(percent, 0, ROUND_FLOOR), 0)}%"
+
+
+def format_level(level: Decimal) -> str:
+    """A threshold level as an exact percentage: ``0.8`` -> ``80%``, ``0.125`` -> ``12.5%``."""
+    return f"{format_number(level * _HUNDRED, 2)}%"
+
+
+def format_money(amount: Decimal, currency: str) -> str:
+    """``amount`` of ``currency``: ``$79``, ``$19.50``, ``€1,499``, ``CHF 20``, ``-$60``.
+
+    A symbol for USD, EUR and GBP, else the ISO code and a space; cents only when the amount
+    is not whole.
+    """
+    cents = _quantize(amount, 2, ROUND_HALF_EVEN)
+    places = 0 if cents == cents.to_integral_value() else 2
+    text = format(_quantize(abs(cents), places, ROUND_HALF_EVEN), ",f")
+    symbol = _CURRENCY_SYMBOLS.get(currency)
+    money = f"{symbol}{text}" if symbol is not None else f"{currency} {text}"
+    return f"-{money}" if cents < _ZERO else money
+
+
+def format_date(ms: int) -> str:
+    """The UTC calendar date of instant ``ms`` in prose: ``December 1, 2026``."""
+    return format_calendar_date(ms_to_datetime(ms).date())
+
+
+def format_calendar_date(day: date) -> str:
+    """A calendar date in prose: ``December 1, 2026``."""
+    return f"{_MONTHS[day.month - 1]} {day.day}, {day.year}"
+
+
+def format_days(days: int) -> str:
+    """A span of recent days in prose: ``the last day``, ``the last 3 days``."""
+    return "the last day" if days == 1 else f"the last {days} days"
+
+
+# ---------------------------------------------------------------------------------------------
+# Templates
+# ---------------------------------------------------------------------------------------------
+
+_COMMON: Final = frozenset(
+    {
+        "account_id",  # acct-42
+        "metric",  # api_calls
+        "unit",  # API calls (catalog [metrics])
+        "plan_name",  # Starter
+        "plan_price",  # $19
+        "period_word",  # month | week | day
+        "period_start_date",  # November 1, 2026
+        "reset_date",  # December 1, 2026: the period end, when usage starts again from zero
+        "total",  # 8,000: usage so far this period
+        "projected_total",  # about-rounded period total at the current pace
+        "rationale",  # the suggestion's rationale sentence
+    }
+)
+_SUGGESTED: Final = frozenset(
+    {
+        "suggested_plan",  # Growth
+        "suggested_price",  # $79
+        "suggested_limit",  # 100,000, or "unlimited"
+        "price_delta",  # $60: the price difference, without sign (wording says more or less)
+    }
+)
+_THRESHOLD: Final = frozenset(
+    {
+        "limit",  # 10,000
+        "percent",  # 80%: usage / limit, rounded down
+        "level_percent",  # 80%: the level crossed
+        "remaining",  # 2,000: limit - usage, at least 0
+    }
+)
+_DROP: Final = frozenset(
+    {
+        "recent_days",  # 3
+        "recent_span",  # the last 3 days
+        "recent_total",  # 40
+        "recent_daily",  # 13.3: recent usage per day
+        "usual_daily",  # 1,200: expected usage per day
+        "expected_total",  # 3,600: expected usage over the recent days
+        "drop_percent",  # 97%: how far below expected
+        "last_active_date",  # November 27, 2026
+    }
+)
+
+PLACEHOLDERS: Final[Mapping[tuple[str, str], frozenset[str]]] = MappingProxyType(
+    {
+        ("threshold-near", "upgrade"): _COMMON | _THRESHOLD | _SUGGESTED | {"pace"},
+        ("threshold-near", "none"): _COMMON | _THRESHOLD | {"pace"},
+        ("threshold-hit", "upgrade"): _COMMON | _THRESHOLD | _SUGGESTED | {"limit_date", "over"},
+        ("threshold-hit", "none"): _COMMON | _THRESHOLD | {"limit_date", "over"},
+        ("sudden-drop", "pause"): _COMMON | _DROP,
+        ("sudden-drop", "downgrade"): _COMMON | _DROP | _SUGGESTED,
+        ("sudden-drop", "none"): _COMMON | _DROP,
+        # The two sentences a threshold-near body gets as {pace}.
+        ("pace", "reaches_limit"): (_COMMON - {"rationale"}) | _THRESHOLD | {"limit_date"},
+        ("pace", "within_limit"): (_COMMON - {"rationale"}) | _THRESHOLD,
+    }
+)
+"""Placeholders each template may use, by ``(table, key)`` of ``messages.toml``: the kind and
+suggestion action for messages, ``("pace", ...)`` for the two pace sentences."""
+
+_FIELDS: Final = ("title", "body")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A rendered message: a short title and a body of a few sentences."""
+
+    title: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Templates:
+    """The validated templates of one file.
+
+    ``messages[(kind, action)]`` is a ``{"title": ..., "body": ...}`` pair; ``pace`` holds the
+    ``reaches_limit`` and ``within_limit`` sentences.
+    """
+
+    source: str
+    messages: Mapping[tuple[str, str], Mapping[str, str]]
+    pace: Mapping[str, str]
+
+    def render(self, kind: str, action: str, values: Mapping[str, str]) -> Message:
+        """The message of ``kind`` for a suggestion ``action``, filled with ``values``."""
+        template = self.messages[(kind, action)]
+        return Message(
+            _fill(template["title"], values).strip(), _fill(template["body"], values).strip()
+        )
+
+
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    # Validation guarantees that every placeholder is one the caller supplies.
+    return template.format_map(values)
+
+
+def load_templates(path: str | PathLike[str]) -> Templates:
+    """Read and validate the message templates at ``path`` (:class:`ConfigError` if unusable)."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"{source}: cannot read the message templates ({exc.strerror or exc}); "
+            "set MOMENTS_MESSAGES_FILE to the path of a readable TOML file"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return parse_templates(text, source)
+
+
+def parse_templates(text: str, source: str = "config/messages.toml") -> Templates:
+    """Validate the TOML templates ``text``; ``source`` names it in error messages."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+
+    tables = sorted({table for table, _ in PLACEHOLDERS})
+    unknown = sorted(set(document) - set(tables))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown table {', '.join(f'[{u}]' for u in unknown)}; "
+            f"accepted: {', '.join(f'[{t}]' for t in tables)}"
+        )
+    messages: dict[tuple[str, str], Mapping[str, str]] = {}
+    pace: dict[str, str] = {}
+    for table in tables:
+        section = document.get(table)
+        keys = sorted(key for t, key in PLACEHOLDERS if t == table)
+        if not isinstance(section, dict):
+            raise ConfigError(
+                f"{source}: [{table}] missing; it needs {', '.join(keys)} "
+                f"({'sentences' if table == 'pace' else 'tables with a title and a body'})"
+            )
+        extra = sorted(set(section) - set(keys))
+        if extra:
+            raise ConfigError(
+                f"{source}: [{table}] unknown key {', '.join(map(repr, extra))}; "
+                f"accepted: {', '.join(map(repr, keys))}"
+            )
+        for key in keys:
+            allowed = PLACEHOLDERS[(table, key)]
+            if table == "pace":
+                pace[key] = _template(section.get(key), f"[pace] {key}", allowed, source)
+                continue
+            where = f"[{table}.{key}]"
+            entry = section.get(key)
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{source}: {where} missing; it needs a title and a body")
+            extra = sorted(set(entry) - set(_FIELDS))
+            if extra:
+                raise ConfigError(
+                    f"{source}: {where} unknown key {', '.join(map(repr, extra))}; "
+                    "accepted: 'title', 'body'"
+                )
+            messages[(table, key)] = MappingProxyType(
+                {f: _template(entry.get(f), f"{where} {f}", allowed, source) for f in _FIELDS}
+            )
+    return Templates(source, MappingProxyType(messages), MappingProxyType(pace))
+
+
+def _template(value: object, where: str, allowed: frozenset[str], source: str) -> str:
+    """``value`` if it is a non-empty template using only ``allowed`` plain placeholders."""
+    if value is None:
+        raise ConfigError(f"{source}: {where}: missing")
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{source}: {where}: must be a non-empty string")
+    try:
+        fields = list(string.Formatter().parse(value))
+    except ValueError as exc:
+        raise ConfigError(
+            f"{source}: {where}: {exc}; write a literal brace as {{{{ or }}}}"
+        ) from None
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if name not in allowed:
+            raise ConfigError(
+                f"{source}: {where}: unknown placeholder {{{name}}}; "
+                f"known here: {', '.join(f'{{{p}}}' for p in sorted(allowed))}"
+            )
+        if spec or conversion:
+            raise ConfigError(
+                f"{source}: {where}: placeholder {{{name}}} has a format or conversion; "
+                "values arrive formatted, write it as a plain {name}"
+            )
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Messages of the three kinds
+# ---------------------------------------------------------------------------------------------
+
+
+def _common(
+    catalog: Catalog,
+    plan: Plan,
+    account_id: str,
+    metric: str,
+    period: Period,
+    total: Decimal,
+    projection: Projection,
+    suggestion: Suggestion,
+) -> dict[str, str]:
+    values = {
+        "account_id": account_id,
+        "metric": metric,
+        "unit": catalog.unit(metric),
+        "plan_name": plan.name,
+        "plan_price": format_money(plan.price, catalog.currency),
+        "period_word": catalog.period,
+        "period_start_date": format_date(period.start_ms),
+        "reset_date": format_date(period.end_ms),
+        "total": format_number(total),
+        "projected_total": format_approx(projection.period_total),
+        "rationale": suggestion.rationale,
+    }
+    suggested = None if suggestion.plan_id is None else catalog.plan(suggestion.plan_id)
+    if suggested is not None and suggestion.price is not None:
+        limit = suggested.limit(metric)
+        values["suggested_plan"] = suggested.name
+        values["suggested_price"] = format_money(suggestion.price, catalog.currency)
+        values["suggested_limit"] = "unlimited" if limit is None else format_number(limit)
+        values["price_delta"] = format_money(abs(suggestion.price_delta or _ZERO), catalog.currency)
+    return values
+
+
+def threshold_message(
+    templates: Templates,
+    *,
+    kind: Literal["threshold-near", "threshold-hit"],
+    catalog: Catalog,
+    plan: Plan,
+    account_id: str,
+    metric: str,
+    period: Period,
+    total: Decimal,
+    limit: Decimal,
+    level: Decimal,
+    projection: Projection,
+    suggestion: Suggestion,
+) -> Message:
+    """The message of a threshold moment: ``total`` of ``limit`` used, crossing ``level``.
+
+    ``limit`` is the account's allotment (its override, else the plan's). For threshold-near
+    the ``{pace}`` sentence says when the limit will be reached at this pace, or that it will
+    not be before ``reset_date``; for threshold-hit ``{limit_date}`` is the day it was reached.
+    """
+    values = _common(catalog, plan, account_id, metric, period, total, projection, suggestion)
+    values.update(
+        limit=format_number(limit),
+        percent=format_percent(total / limit),
+        level_percent=format_level(level),
+        remaining=format_number(max(limit - total, _ZERO)),
+    )
+    reached = projection.limit_reached_at_ms
+    if kind == "threshold-hit":
+        values["over"] = format_number(max(total - limit, _ZERO))
+        if reached is None:
+            # domain.events passes the announcing record's time; a hit without one is a bug.
+            raise ValueError("a threshold-hit projection needs limit_reached_at_ms")
+        values["limit_date"] = format_date(reached)
+    else:
+        pace_values = {k: v for k, v in values.items() if k != "rationale"}
+        if reached is not None:
+            pace_values["limit_date"] = format_date(reached)
+            values["pace"] = _fill(templates.pace["reaches_limit"], pace_values).strip()
+        else:
+            values["pace"] = _fill(templates.pace["within_limit"], pace_values).strip()
+    return templates.render(kind, suggestion.action, values)
+
+
+def drop_message(
+    templates: Templates,
+    *,
+    catalog: Catalog,
+    plan: Plan,
+    account_id: str,
+    metric: str,
+    period: Period,
+    total: Decimal,
+    projection: Projection,
+    suggestion: Suggestion,
+    recent_days: int,
+    recent_total: Decimal,
+    expected_total: Decimal,
+    ratio: Decimal,
+    last_active_at_ms: int | None,
+    first_recent_day: date,
+) -> Message:
+    """The message of a sudden drop: ``recent_total`` over ``recent_days`` against the
+    ``expected_total``, with the period-to-date ``total`` and the ``projection`` at the new
+    pace. Without a known ``last_active_at_ms`` the last activity reads as the day before the
+    recent days began, which is right in the silent case that has no activity since."""
+    values = _common(catalog, plan, account_id, metric, period, total, projection, suggestion)
+    last_active = last_active_at_ms
+    if last_active is None:
+        last_active = day_start_ms(date_to_day(first_recent_day)) - 1
+    values.update(
+        recent_days=str(recent_days),
+        recent_span=format_days(recent_days),
+        recent_total=format_number(recent_total),
+        recent_daily=format_approx(recent_total / recent_days),
+        usual_daily=format_approx(expected_total / recent_days),
+        expected_total=format_approx(expected_total),
+        drop_percent=format_percent(max(_ONE - ratio, _ZERO)),
+        last_active_date=format_date(last_active),
+    )
+    return templates.render("sudden-drop", suggestion.action, values)
