@@ -18,11 +18,14 @@ from faust.types import EventT, StreamT
 
 from agents.batch import Writes, acting_as, by_partition, pinned
 from app.gate import plans_gate
-from app.main import app, catalog, clock, metrics, settings, topics
+from app.main import app, catalog, clock, metrics, settings, templates, topics
 from domain.accounts import AccountPlan
+from domain.detection import DetectionResult, Moment, detect_thresholds
 from domain.intake import IntakeResult, IntakeRules, RawRecord, run_intake
+from domain.thresholds import AnnouncedLevels
 from domain.usage import AccountTotals
 from tables.accounts import accounts
+from tables.announced import announced
 from tables.dedup import dedup
 from tables.totals import period_totals
 
@@ -45,12 +48,17 @@ def _totals_of(account_id: str) -> AccountTotals:
     return AccountTotals.from_json(None if held is None else orjson.loads(held))
 
 
+def _announced_of(account_id: str) -> AnnouncedLevels:
+    held = announced.get(account_id)
+    return AnnouncedLevels.from_json(None if held is None else orjson.loads(held))
+
+
 def _seen_at(key: str) -> int | None:
     held = dedup.get(key)
     return None if held is None else int(held)
 
 
-def _raw(event: EventT[bytes], arrived_ms: int) -> RawRecord:
+def _raw(event: EventT[bytes]) -> RawRecord:
     message = event.message
     return RawRecord(
         key=message.key,
@@ -58,16 +66,28 @@ def _raw(event: EventT[bytes], arrived_ms: int) -> RawRecord:
         topic=message.topic,
         partition=message.partition,
         offset=message.offset,
-        arrived_ms=arrived_ms,
+        # Broker (or producer) time of the record: event latency is measured from here.
+        arrived_ms=int(message.timestamp * 1000),
     )
 
 
-async def _apply(result: IntakeResult, partition: int, writes: Writes) -> None:
-    """Write state and send what one partition group decided (current event is set)."""
+async def _apply(
+    result: IntakeResult, detected: DetectionResult, partition: int, writes: Writes
+) -> None:
+    """Write state and send what one partition group decided (current event is set).
+
+    Events go to the source partition: it is where the account's state lives, so its
+    events stay in order and inside that partition's transaction.
+    """
     for account_id, totals in result.totals.items():
         writes.put(period_totals, account_id, orjson.dumps(totals.to_json()), partition)
     for key, seen_ms in result.seen.items():
         writes.put(dedup, key, str(seen_ms).encode(), partition)
+    for account_id, levels in detected.announced.items():
+        writes.put(announced, account_id, orjson.dumps(levels.to_json()), partition)
+    for moment in detected.moments:
+        value = orjson.dumps(moment.payload)
+        await writes.send(topics.events[moment.kind], moment.account_id.encode(), value, partition)
     for raw, letter in result.dead_letters:
         await writes.send(topics.usage_dlq, raw.key, orjson.dumps(letter), partition)
     for account_id, raw in result.rekey:
@@ -87,11 +107,12 @@ async def process_batch(events: list[EventT[bytes]]) -> None:
     now_ms = clock.now_ms()
     writes = Writes()
     outcomes: Counter[str] = Counter()
+    moments: list[Moment] = []
     for partition, group in by_partition(events).items():
         await plans_gate.wait_caught_up(partition)
         with acting_as(group[-1]):
             result = run_intake(
-                (_raw(event, now_ms) for event in group),
+                (_raw(event) for event in group),
                 now_ms=now_ms,
                 rules=RULES,
                 catalog=catalog,
@@ -99,11 +120,24 @@ async def process_batch(events: list[EventT[bytes]]) -> None:
                 totals_of=_totals_of,
                 seen_at=_seen_at,
             )
-            await _apply(result, partition, writes)
+            detected = detect_thresholds(
+                result.accepted,
+                now_ms=now_ms,
+                prune_before_ms=now_ms - RULES.late_grace_ms,
+                catalog=catalog,
+                templates=templates,
+                announced_of=_announced_of,
+            )
+            await _apply(result, detected, partition, writes)
         outcomes.update(result.outcomes)
+        moments.extend(detected.moments)
     await writes.flush()
     for outcome, count in outcomes.items():
         metrics.records.labels(outcome=outcome).inc(count)
+    emitted_s = clock.now_ms() / 1000
+    for moment in moments:
+        metrics.events.labels(kind=moment.kind).inc()
+        metrics.event_latency.observe(max(0.0, emitted_s - moment.arrived_ms / 1000))
     metrics.batch_seconds.observe(time.perf_counter() - started)
 
 

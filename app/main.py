@@ -22,11 +22,12 @@ from app.security import broker_credentials
 from app.topics import Topics, build_topics
 from config.settings import Settings, load_settings
 from domain.catalog import Catalog, load_catalog
+from domain.messages import Templates, load_templates
 
 logger = logging.getLogger(__name__)
 
 #: Tables of the worker, named here so metrics and the RocksDB budget know them up front.
-TABLE_NAMES = ("accounts", "period-totals", "dedup")
+TABLE_NAMES = ("accounts", "period-totals", "dedup", "announced")
 
 
 def rocksdb_options(settings: Settings) -> dict[str, Any]:
@@ -79,6 +80,7 @@ def build_app(settings: Settings) -> faust.App:
 
 settings: Settings = load_settings(os.environ)
 catalog: Catalog = load_catalog(settings.plans_file)
+templates: Templates = load_templates(settings.messages_file)
 clock: Clock = WallClock()
 metrics: Metrics = build_metrics(CollectorRegistry(auto_describe=True), TABLE_NAMES)
 app: faust.App = build_app(settings)

@@ -16,9 +16,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from app.gate import plans_gate
 from app.main import app, catalog, metrics
 from domain.accounts import AccountPlan
+from domain.thresholds import AnnouncedLevels, level_text
 from domain.timeutil import to_rfc3339
 from domain.usage import AccountTotals
 from tables.accounts import accounts
+from tables.announced import announced
 from tables.totals import period_totals
 
 
@@ -41,6 +43,8 @@ def account_view(account_id: str) -> dict[str, Any] | None:
         return None
     plan = None if raw_plan is None else AccountPlan.from_json(orjson.loads(raw_plan))
     totals = AccountTotals.from_json(None if raw_totals is None else orjson.loads(raw_totals))
+    raw_levels = announced.get(account_id)
+    levels = AnnouncedLevels.from_json(None if raw_levels is None else orjson.loads(raw_levels))
     catalog_plan = None if plan is None else catalog.plan(plan.plan_id)
     metrics_out: dict[str, list[dict[str, Any]]] = {}
     for metric, by_period in sorted(totals.periods.items()):
@@ -50,6 +54,12 @@ def account_view(account_id: str) -> dict[str, Any] | None:
                 "period": {"start": to_rfc3339(start), "end": to_rfc3339(end)},
                 "total": float(total),
                 "limit": None if limit is None else float(limit),
+                "announced": {
+                    plan_id: [float(level_text(level)) for level in sorted(found)]
+                    for plan_id, found in levels.levels.get(metric, {})
+                    .get((start, end), {})
+                    .items()
+                },
             }
             for (start, end), total in sorted(by_period.items())
         ]

@@ -271,6 +271,28 @@ class Stack:
         assert len(out) >= count, f"read {len(out)} of {count} messages from {topic}"
         return out
 
+    async def read_all(self, topic: str, *, settle_s: float = 2.0) -> list[Any]:
+        """Every committed message of ``topic``, once none arrived for ``settle_s``."""
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=BOOTSTRAP,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        out: list[Any] = []
+        try:
+            quiet_since = time.monotonic()
+            while time.monotonic() - quiet_since < settle_s:
+                batch = await consumer.getmany(timeout_ms=300)
+                for messages in batch.values():
+                    out.extend(messages)
+                    quiet_since = time.monotonic()
+        finally:
+            await consumer.stop()
+        return out
+
     async def account(self, worker: Worker, account_id: str) -> dict[str, Any] | None:
         status, body = await worker.get(f"/accounts/{account_id}")
         return body if status == 200 else None

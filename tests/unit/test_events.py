@@ -14,7 +14,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator
 
 from domain.catalog import Catalog, Plan, load_catalog
 from domain.events import (
@@ -29,38 +29,12 @@ from domain.messages import Templates, load_templates
 from domain.periods import Period, period_containing
 from domain.thresholds import Crossing, detect
 from domain.timeutil import DAY_MS, parse_rfc3339, parse_rfc3339_ms
+from tests.schema import SCHEMA, assert_valid, errors
 
 D = Decimal
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = json.loads((ROOT / "config" / "schemas" / "moment-event.schema.json").read_text())
 NOV_START = parse_rfc3339_ms("2026-11-01T00:00:00Z")
 PERIOD = Period.from_ms(NOV_START, parse_rfc3339_ms("2026-12-01T00:00:00Z"))
-
-
-def _format_checker() -> FormatChecker:
-    # jsonschema checks "date-time" only with the optional rfc3339-validator installed; check
-    # it with the project's own RFC 3339 parser so the format is never silently skipped.
-    checker = FormatChecker()
-
-    @checker.checks("date-time", raises=ValueError)
-    def date_time(value: object) -> bool:
-        # Formats apply to strings only; other types are the "type" keyword's business.
-        return not isinstance(value, str) or bool(parse_rfc3339(value))
-
-    return checker
-
-
-VALIDATOR = Draft202012Validator(SCHEMA, format_checker=_format_checker())
-
-
-def errors(event: dict[str, Any]) -> list[str]:
-    return [error.message for error in VALIDATOR.iter_errors(event)]
-
-
-def assert_valid(event: dict[str, Any]) -> None:
-    assert errors(event) == []
-    # Ready for JSON as is: no Decimal, no datetime.
-    assert orjson.loads(orjson.dumps(event)) == event
 
 
 @pytest.fixture(scope="module")

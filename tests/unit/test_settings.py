@@ -1,0 +1,405 @@
+"""Worker settings (contract 5): defaults, one error per bad variable that names it, durations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from config.settings import (
+    PACKAGED_MESSAGES_FILE,
+    PACKAGED_PLANS_FILE,
+    VARIABLES,
+    Settings,
+    load_settings,
+    unknown_variables,
+)
+from domain.errors import ConfigError, SettingsError
+
+Env = dict[str, str]
+
+
+@pytest.fixture
+def make_env() -> Callable[..., Env]:
+    """Factory: a ``MOMENTS_*`` environment from short names, ``make_env(PARTITIONS="4")``."""
+
+    def make(**short: str) -> Env:
+        return {f"MOMENTS_{name}": value for name, value in short.items()}
+
+    return make
+
+
+def refused(env: Env) -> SettingsError:
+    with pytest.raises(SettingsError) as info:
+        load_settings(env)
+    return info.value
+
+
+# --- defaults -------------------------------------------------------------------------------
+
+
+def test_defaults_are_the_contracts() -> None:
+    s = load_settings({})
+    assert s.kafka_bootstrap == ("localhost:9092",)
+    assert s.app_id == "usage-moments"
+    assert s.web_port == 6066
+    assert s.processing_guarantee == "exactly_once"
+    assert s.topic_usage == "usage-records"
+    assert s.topic_accounts == "account-plans"
+    assert s.topic_prefix == "moments"
+    assert s.dedup_horizon_s == 7 * 86400
+    assert s.max_clock_skew_s == 5 * 60
+    assert s.late_grace_s == 3600
+    assert s.drop_grace_s == 15 * 60
+    assert s.drop_recent_days == 3
+    assert s.drop_baseline_weeks == 4
+    assert s.drop_min_expected == Decimal(100)
+    assert s.drop_fraction == Decimal("0.7")
+    assert s.daily_retention_days >= 35
+    assert s.plans_file == PACKAGED_PLANS_FILE
+    assert s.messages_file == PACKAGED_MESSAGES_FILE
+    assert s.security_protocol == "PLAINTEXT"
+    assert s.sasl_username is None and s.sasl_password is None
+
+
+def test_derived_topic_names() -> None:
+    s = load_settings({"MOMENTS_TOPIC_USAGE": "u", "MOMENTS_TOPIC_PREFIX": "ev"})
+    assert s.topic_usage_dlq == "u.dlq"
+    assert s.topic_accounts_dlq == "account-plans.dlq"
+    assert s.event_topic("threshold-hit") == "ev.threshold-hit"
+    assert s.topic_rekey.startswith("usage-moments")
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+def test_blank_values_mean_the_default(blank: str) -> None:
+    env = {v.name: blank for v in VARIABLES}
+    assert load_settings(env) == load_settings({})
+
+
+def test_values_are_stripped_and_choices_fold_case(make_env: Callable[..., Env]) -> None:
+    s = load_settings(
+        make_env(
+            PARTITIONS=" 12 ",
+            PROCESSING_GUARANTEE="AT_LEAST_ONCE",
+            LOG_LEVEL="Debug",
+            SECURITY_PROTOCOL="ssl",
+            KAFKA_BOOTSTRAP="a:1, b:2 ,",
+        )
+    )
+    assert s.partitions == 12
+    assert s.processing_guarantee == "at_least_once"
+    assert s.log_level == "debug"
+    assert s.security_protocol == "SSL"
+    assert s.kafka_bootstrap == ("a:1", "b:2")
+
+
+def test_every_variable_is_documented_once() -> None:
+    names = [v.name for v in VARIABLES]
+    assert len(names) == len(set(names))
+    assert all(n.startswith("MOMENTS_") and v.accepted for n, v in zip(names, VARIABLES, strict=True))
+
+
+# --- bad values -----------------------------------------------------------------------------
+
+BAD_VALUES: list[tuple[str, str]] = [
+    ("KAFKA_BOOTSTRAP", "localhost"),
+    ("KAFKA_BOOTSTRAP", "a:1,b"),
+    ("KAFKA_BOOTSTRAP", ",,"),
+    ("KAFKA_BOOTSTRAP", "host:port"),
+    ("APP_ID", "has space"),
+    ("APP_ID", "a/b"),
+    ("PARTITIONS", "zero"),
+    ("PARTITIONS", "0"),
+    ("PARTITIONS", "-1"),
+    ("PARTITIONS", "1001"),
+    ("PARTITIONS", "8.0"),
+    ("PARTITIONS", "0x10"),
+    ("REPLICATION", "0"),
+    ("REPLICATION", "11"),
+    ("STANDBY_REPLICAS", "-1"),
+    ("STANDBY_REPLICAS", "two"),
+    ("WEB_PORT", "0"),
+    ("WEB_PORT", "65536"),
+    ("WEB_PORT", "http"),
+    ("LOG_LEVEL", "verbose"),
+    ("PROCESSING_GUARANTEE", "maybe"),
+    ("PROCESSING_GUARANTEE", "exactly-once"),
+    ("COMMIT_INTERVAL", "fast"),
+    ("COMMIT_INTERVAL", "301s"),
+    ("COMMIT_INTERVAL", "-1s"),
+    ("TOPIC_USAGE", "usage records"),
+    ("TOPIC_USAGE", "usage/records"),
+    ("TOPIC_USAGE", "x" * 201),
+    ("TOPIC_ACCOUNTS", "plans!"),
+    ("TOPIC_PREFIX", "mo ments"),
+    ("TOPIC_PREFIX", "ü"),
+    ("PLANS_FILE", "/nonexistent/plans.toml"),
+    ("MESSAGES_FILE", "/nonexistent/messages.toml"),
+    ("DEDUP_HORIZON", "7 days"),
+    ("DEDUP_HORIZON", "7D"),
+    ("DEDUP_HORIZON", "1y"),
+    ("DEDUP_HORIZON", "-7d"),
+    ("DEDUP_HORIZON", "1.2.3h"),
+    ("MAX_CLOCK_SKEW", "5min"),
+    ("LATE_GRACE", "h"),
+    ("LATE_GRACE", "1e3s"),
+    ("DROP_GRACE", "2d"),
+    ("DROP_RECENT_DAYS", "0"),
+    ("DROP_RECENT_DAYS", "15"),
+    ("DROP_BASELINE_WEEKS", "0"),
+    ("DROP_BASELINE_WEEKS", "9"),
+    ("DROP_MIN_EXPECTED", "-1"),
+    ("DROP_MIN_EXPECTED", "lots"),
+    ("DROP_MIN_EXPECTED", "NaN"),
+    ("DROP_MIN_EXPECTED", "Infinity"),
+    ("DROP_FRACTION", "0"),
+    ("DROP_FRACTION", "1"),
+    ("DROP_FRACTION", "1.5"),
+    ("DROP_FRACTION", "-0.1"),
+    ("DROP_FRACTION", "NaN"),
+    ("DROP_FRACTION", "70%"),
+    ("DAILY_RETENTION_DAYS", "34"),
+    ("DAILY_RETENTION_DAYS", "401"),
+    ("BATCH_SIZE", "0"),
+    ("BATCH_SIZE", "100001"),
+    ("BATCH_WINDOW", "11s"),
+    ("ROCKSDB_CACHE_MB", "7"),
+    ("ROCKSDB_WRITE_BUFFER_MB", "513"),
+    ("SECURITY_PROTOCOL", "TLS"),
+    ("SASL_MECHANISM", "GSSAPI"),
+    ("SSL_CAFILE", "/nonexistent/ca.pem"),
+    ("SSL_CERTFILE", "/nonexistent/cert.pem"),
+    ("SSL_KEYFILE", "/nonexistent/key.pem"),
+]
+
+
+@pytest.mark.parametrize(("short", "value"), BAD_VALUES, ids=[f"{n}={v[:20]}" for n, v in BAD_VALUES])
+def test_a_bad_value_names_its_variable(short: str, value: str) -> None:
+    exc = refused({f"MOMENTS_{short}": value})
+    assert exc.variable == f"MOMENTS_{short}"
+    assert f"MOMENTS_{short}" in str(exc)
+    assert "\n" not in str(exc)
+    assert isinstance(exc, ConfigError)
+
+
+@pytest.mark.parametrize(
+    ("short", "value"),
+    [
+        pytest.param(
+            "KAFKA_BOOTSTRAP",
+            "localhost:99999",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="config/settings.py _HOSTPORT accepts any 1-5 digit port, so a broker "
+                "port above 65535 passes and fails later at connection time",
+            ),
+        ),
+        pytest.param(
+            "TOPIC_USAGE",
+            ".",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="config/settings.py _TOPIC accepts '.' and '..', which Kafka refuses as "
+                "topic names",
+            ),
+        ),
+        pytest.param(
+            "TOPIC_ACCOUNTS",
+            "..",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="config/settings.py _TOPIC accepts '.' and '..', which Kafka refuses as "
+                "topic names",
+            ),
+        ),
+        pytest.param(
+            "DEDUP_HORIZON",
+            "1" + "0" * 400 + "w",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="config/settings.py _Reader.duration_s: float() of a huge number is inf, "
+                "accepted (inf > inf is False), then int(inf * 1000) in agents/usage.py raises "
+                "OverflowError instead of a SettingsError",
+            ),
+        ),
+    ],
+)
+def test_values_kafka_or_the_worker_cannot_use_are_refused(short: str, value: str) -> None:
+    exc = refused({f"MOMENTS_{short}": value})
+    assert exc.variable == f"MOMENTS_{short}"
+
+
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
+@pytest.mark.parametrize(
+    ("given_vars", "missing"),
+    [
+        ({}, "MOMENTS_SASL_USERNAME"),
+        ({"MOMENTS_SASL_PASSWORD": "pw"}, "MOMENTS_SASL_USERNAME"),
+        ({"MOMENTS_SASL_USERNAME": "svc"}, "MOMENTS_SASL_PASSWORD"),
+    ],
+)
+def test_sasl_needs_username_and_password(protocol: str, given_vars: Env, missing: str) -> None:
+    exc = refused({"MOMENTS_SECURITY_PROTOCOL": protocol, **given_vars})
+    assert exc.variable == missing
+    assert missing in str(exc) and protocol in str(exc)
+    assert "pw" not in str(exc)
+
+
+def test_sasl_with_credentials_is_accepted() -> None:
+    s = load_settings(
+        {
+            "MOMENTS_SECURITY_PROTOCOL": "SASL_SSL",
+            "MOMENTS_SASL_MECHANISM": "SCRAM-SHA-512",
+            "MOMENTS_SASL_USERNAME": "svc",
+            "MOMENTS_SASL_PASSWORD": "hunter2",
+        }
+    )
+    assert (s.security_protocol, s.sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert (s.sasl_username, s.sasl_password) == ("svc", "hunter2")
+
+
+@pytest.mark.parametrize(
+    ("recent", "weeks", "retention", "ok"),
+    [
+        ("3", "4", "35", True),  # 3 + 28 = 31
+        ("7", "4", "35", True),  # 35 exactly
+        ("8", "4", "35", False),  # 36
+        ("14", "8", "69", False),  # 70
+        ("14", "8", "70", True),
+    ],
+)
+def test_retention_must_cover_recent_days_and_baseline(
+    make_env: Callable[..., Env], recent: str, weeks: str, retention: str, ok: bool
+) -> None:
+    env = make_env(
+        DROP_RECENT_DAYS=recent, DROP_BASELINE_WEEKS=weeks, DAILY_RETENTION_DAYS=retention
+    )
+    if ok:
+        assert load_settings(env).daily_retention_days == int(retention)
+    else:
+        exc = refused(env)
+        assert exc.variable == "MOMENTS_DAILY_RETENTION_DAYS"
+        assert str(int(recent) + 7 * int(weeks)) in str(exc)
+
+
+def test_existing_files_are_accepted(tmp_path: Path, make_env: Callable[..., Env]) -> None:
+    plans = tmp_path / "plans.toml"
+    plans.write_text("", encoding="utf-8")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("", encoding="utf-8")
+    s = load_settings(make_env(PLANS_FILE=str(plans), SSL_CAFILE=str(ca)))
+    assert (s.plans_file, s.ssl_cafile) == (plans, ca)
+
+
+def test_a_directory_is_not_a_plans_file(tmp_path: Path) -> None:
+    assert refused({"MOMENTS_PLANS_FILE": str(tmp_path)}).variable == "MOMENTS_PLANS_FILE"
+
+
+# --- integers and durations -----------------------------------------------------------------
+
+INT_RANGES = [
+    ("PARTITIONS", "partitions", 1, 1000),
+    ("REPLICATION", "replication", 1, 10),
+    ("WEB_PORT", "web_port", 1, 65535),
+    ("BATCH_SIZE", "batch_size", 1, 100_000),
+    ("ROCKSDB_CACHE_MB", "rocksdb_cache_mb", 8, 65536),
+]
+
+
+@pytest.mark.parametrize(("short", "attr", "low", "high"), INT_RANGES)
+@given(data=st.data())
+def test_integers_inside_their_range_only(
+    short: str, attr: str, low: int, high: int, data: st.DataObject
+) -> None:
+    number = data.draw(st.integers(min_value=low - 10**6, max_value=high + 10**6))
+    env = {f"MOMENTS_{short}": str(number)}
+    if low <= number <= high:
+        assert getattr(load_settings(env), attr) == number
+    else:
+        assert refused(env).variable == f"MOMENTS_{short}"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("500ms", 0.5),
+        ("1500ms", 1.5),
+        ("2s", 2.0),
+        ("2", 2.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("1.5h", 5400.0),
+        ("7d", 604800.0),
+        ("2w", 1209600.0),
+        ("0s", 0.0),
+        (" 3 m ", 180.0),
+    ],
+)
+def test_durations_parse_every_unit(text: str, seconds: float) -> None:
+    assert load_settings({"MOMENTS_DEDUP_HORIZON": text}).dedup_horizon_s == pytest.approx(seconds)
+
+
+UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@given(amount=st.integers(min_value=0, max_value=10**6), unit=st.sampled_from(sorted(UNIT_S)))
+def test_any_whole_duration_parses(amount: int, unit: str) -> None:
+    s = load_settings({"MOMENTS_LATE_GRACE": f"{amount}{unit}"})
+    assert s.late_grace_s == pytest.approx(amount * UNIT_S[unit])
+
+
+@given(text=st.text(alphabet="0123456789.msdhwxy -", min_size=1, max_size=8))
+def test_a_duration_is_parsed_or_refused_by_name(text: str) -> None:
+    try:
+        value = load_settings({"MOMENTS_MAX_CLOCK_SKEW": text}).max_clock_skew_s
+    except SettingsError as exc:
+        assert exc.variable == "MOMENTS_MAX_CLOCK_SKEW"
+    else:
+        assert value >= 0
+
+
+# --- summary and typos ----------------------------------------------------------------------
+
+
+def test_summary_masks_the_password() -> None:
+    s = load_settings(
+        {
+            "MOMENTS_SECURITY_PROTOCOL": "SASL_SSL",
+            "MOMENTS_SASL_USERNAME": "svc",
+            "MOMENTS_SASL_PASSWORD": "s3cr3t-value",
+        }
+    )
+    summary = s.summary()
+    assert summary["sasl_password"] == "***"
+    assert summary["sasl_username"] == "svc"
+    assert "s3cr3t-value" not in repr(summary)
+    assert "s3cr3t-value" not in repr(s)
+
+
+def test_summary_lists_every_setting_as_text() -> None:
+    summary = load_settings({}).summary()
+    assert set(summary) == set(Settings.__dataclass_fields__)
+    assert all(isinstance(v, str) for v in summary.values())
+    assert summary["sasl_password"] == "(unset)"
+    assert summary["kafka_bootstrap"] == "localhost:9092"
+    assert summary["web_port"] == "6066"
+
+
+def test_only_the_password_is_secret() -> None:
+    assert [v.name for v in VARIABLES if v.secret] == ["MOMENTS_SASL_PASSWORD"]
+
+
+def test_unknown_variables_finds_typos() -> None:
+    env = {
+        "MOMENTS_PARTITION": "8",
+        "MOMENTS_PARTITIONS": "8",
+        "MOMENTS_KAFKA_BOOTSTRAPS": "x:1",
+        "PATH": "/bin",
+        "moments_partitions": "8",
+    }
+    assert unknown_variables(env) == ["MOMENTS_KAFKA_BOOTSTRAPS", "MOMENTS_PARTITION"]
+    assert unknown_variables({v.name: "x" for v in VARIABLES}) == []

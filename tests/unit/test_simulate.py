@@ -1,0 +1,272 @@
+"""The simulator's pure part: deterministic for a seed, valid records valid, bad records bad."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.simulate import BAD_KINDS, SimRecord, Simulator, daily_rhythm
+from domain.catalog import Catalog, load_catalog
+from domain.errors import InvalidUsageRecord
+from domain.records import UsageRecord, parse_plan, parse_usage
+
+SHIPPED = Path(__file__).resolve().parents[2] / "config" / "plans.toml"
+NOW_MS = 1_767_268_800_000  # 2026-01-01T12:00:00Z
+SKEW_MS = 300_000  # MOMENTS_MAX_CLOCK_SKEW's default
+MINUTE_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog(SHIPPED)
+
+
+@pytest.fixture
+def make_sim(catalog: Catalog) -> Callable[..., Simulator]:
+    """A factory of simulators on the shipped catalog; keyword arguments override defaults."""
+
+    def make(**overrides: object) -> Simulator:
+        options: dict[str, object] = {"accounts": 20, "rate": 50.0, "bad_every": 200, "seed": 1}
+        options.update(overrides)
+        return Simulator(catalog, run_id="test", **options)  # type: ignore[arg-type]
+
+    return make
+
+
+def run(sim: Simulator, seconds: int, per_second: int, start_ms: int = NOW_MS) -> list[SimRecord]:
+    """Records of ``seconds`` one-second ticks of ``per_second`` records each."""
+    out: list[SimRecord] = []
+    for second in range(seconds):
+        out += sim.next_records(per_second, start_ms + second * 1000)
+    return out
+
+
+def parse(record: SimRecord, now_ms: int = NOW_MS) -> UsageRecord:
+    return parse_usage(record.value, now_ms, SKEW_MS)
+
+
+# ---------------------------------------------------------------------------- determinism
+
+
+def test_same_seed_same_plans_and_records(make_sim: Callable[..., Simulator]) -> None:
+    first, second = make_sim(seed=7), make_sim(seed=7)
+    assert first.plans(NOW_MS) == second.plans(NOW_MS)
+    assert run(first, 30, 20) == run(second, 30, 20)
+
+
+def test_other_seed_other_traffic(make_sim: Callable[..., Simulator]) -> None:
+    assert run(make_sim(seed=1), 5, 20) != run(make_sim(seed=2), 5, 20)
+
+
+def test_record_ids_carry_the_run_id_and_are_unique_apart_from_duplicates(
+    make_sim: Callable[..., Simulator],
+) -> None:
+    records = [r for r in run(make_sim(), 60, 50) if r.kind == "usage"]
+    ids = [parse(r).record_id for r in records]
+    assert len(ids) == len(set(ids))
+    assert all(i.startswith("test-") for i in ids)
+
+
+# ---------------------------------------------------------------------------- plans
+
+
+def test_one_valid_plan_per_account_keyed_by_account(
+    make_sim: Callable[..., Simulator], catalog: Catalog
+) -> None:
+    sim = make_sim(accounts=60)
+    plans = sim.plans(NOW_MS)
+    assert len(plans) == 60
+    for key, value in plans:
+        plan = parse_plan(value, catalog)
+        assert plan.account_id == key.decode()
+        assert plan.active
+        assert plan.updated_at_ms == NOW_MS
+    ids = [key.decode() for key, _ in plans]
+    assert ids == [f"acct-{i:04d}" for i in range(1, 61)]
+
+
+def test_plans_are_mostly_lower_rungs_and_some_have_an_anchor(
+    make_sim: Callable[..., Simulator], catalog: Catalog
+) -> None:
+    parsed = [parse_plan(v, catalog) for _, v in make_sim(accounts=200).plans(NOW_MS)]
+    ranks = Counter(p.plan_id for p in parsed)
+    lower = {catalog.plans[0].id, catalog.plans[1].id}
+    assert sum(n for plan_id, n in ranks.items() if plan_id in lower) > 100
+    assert len(ranks) >= 4  # the upper rungs appear too
+    anchored = [p for p in parsed if p.billing_anchor is not None]
+    assert 20 < len(anchored) < 120
+    assert all(p.billing_anchor.timestamp() * 1000 < NOW_MS for p in anchored)  # type: ignore[union-attr]
+
+
+def test_hot_accounts_are_on_the_lowest_plan(
+    make_sim: Callable[..., Simulator], catalog: Catalog
+) -> None:
+    sim = make_sim()
+    assert sim.hot_metric == "api_calls"
+    assert len(sim.hot_accounts) == 2
+    assert all(a.plan.id == catalog.plans[0].id for a in sim.hot_accounts)
+
+
+# ---------------------------------------------------------------------------- usage
+
+
+def test_valid_records_parse_and_are_keyed_by_account(
+    make_sim: Callable[..., Simulator], catalog: Catalog
+) -> None:
+    records = run(make_sim(), 120, 50)
+    good = [r for r in records if r.kind != "bad"]
+    assert good
+    metrics: Counter[str] = Counter()
+    for record in good:
+        usage = parse(record, NOW_MS + 120_000)
+        assert usage.account_id == record.key.decode()
+        assert usage.quantity >= 0
+        metrics[usage.metric] += 1
+    assert set(metrics) == set(catalog.units)  # every catalog metric is used
+    assert metrics.most_common(1)[0][0] == "api_calls"
+
+
+@pytest.mark.parametrize("bad_every", [7, 50, 200])
+def test_one_bad_record_in_bad_every_rotating_through_the_kinds(
+    make_sim: Callable[..., Simulator], bad_every: int
+) -> None:
+    records = run(make_sim(bad_every=bad_every), 40, 50)
+    bad = [r for r in records if r.kind == "bad"]
+    assert len(bad) == len(records) // bad_every
+    assert [r.bad_kind for r in bad] == [BAD_KINDS[i % len(BAD_KINDS)] for i in range(len(bad))]
+    for record in bad:
+        with pytest.raises(InvalidUsageRecord):
+            parse(record, NOW_MS + 40_000)
+
+
+def test_each_bad_kind_fails_for_its_own_reason(make_sim: Callable[..., Simulator]) -> None:
+    bad = [r for r in run(make_sim(bad_every=3), 10, 30) if r.kind == "bad"]
+    reasons: dict[str, set[str]] = {}
+    for record in bad:
+        with pytest.raises(InvalidUsageRecord) as caught:
+            parse(record, NOW_MS + 10_000)
+        assert record.bad_kind is not None
+        reasons.setdefault(record.bad_kind, set()).add(str(caught.value).split(":")[0])
+    assert reasons["not-json"] == {"invalid JSON"}
+    assert reasons["negative-quantity"] == {"quantity"}
+    assert reasons["future-timestamp"] == {"timestamp"}
+    assert reasons["bad-metric"] == {"metric"}
+    assert reasons["missing-field"] <= {
+        "record_id",
+        "account_id",
+        "metric",
+        "quantity",
+        "timestamp",
+    }
+
+
+def test_no_bad_records_when_bad_every_is_zero(make_sim: Callable[..., Simulator]) -> None:
+    assert not [r for r in run(make_sim(bad_every=0), 20, 50) if r.kind == "bad"]
+
+
+def test_duplicates_repeat_an_earlier_record(make_sim: Callable[..., Simulator]) -> None:
+    records = run(make_sim(), 60, 50)
+    duplicates = [r for r in records if r.kind == "duplicate"]
+    assert 10 <= len(duplicates) <= 60  # about one in a hundred
+    sent = {r.value for r in records if r.kind == "usage"}
+    assert all(d.value in sent for d in duplicates)
+
+
+def test_stats_count_every_kind(make_sim: Callable[..., Simulator]) -> None:
+    sim = make_sim()
+    records = run(sim, 20, 50)
+    kinds = Counter(r.kind for r in records)
+    assert (sim.stats.usage, sim.stats.duplicates, sim.stats.bad) == (
+        kinds["usage"],
+        kinds["duplicate"],
+        kinds["bad"],
+    )
+    assert sim.stats.total == 1000
+
+
+@pytest.mark.parametrize("rate", [10, 50, 200])
+def test_hot_accounts_cross_half_their_limit_within_minutes_at_any_rate(
+    make_sim: Callable[..., Simulator], rate: int
+) -> None:
+    sim = make_sim(rate=float(rate))
+    hot = {a.account_id: Decimal(str(a.limit("api_calls"))) for a in sim.hot_accounts}
+    totals: Counter[str] = Counter()
+    seconds = 7 * 60
+    for record in run(sim, seconds, rate):
+        if record.kind != "usage":
+            continue
+        usage = parse(record, NOW_MS + seconds * 1000)
+        if usage.account_id in hot and usage.metric == "api_calls":
+            totals[usage.account_id] += usage.quantity  # type: ignore[assignment]
+    for account_id, limit in hot.items():
+        # ~10 % a minute: half the limit after ~5 minutes, not yet all of it after 7.
+        assert limit * Decimal("0.5") <= totals[account_id] < limit * Decimal("1.0")
+
+
+def test_bursts_happen(make_sim: Callable[..., Simulator]) -> None:
+    sim = make_sim()
+    bursting: set[str] = set()
+    for second in range(20 * 60):
+        sim.next_records(5, NOW_MS + second * 1000)
+        bursting |= {a.account_id for a in sim.accounts if a.burst is not None}
+    assert len(bursting) >= 3
+    assert not bursting & {a.account_id for a in sim.hot_accounts}
+
+
+def test_timestamps_are_recent_in_both_accepted_forms(make_sim: Callable[..., Simulator]) -> None:
+    records = [r for r in run(make_sim(), 60, 50) if r.kind == "usage"]
+    stamps = [orjson.loads(r.value)["timestamp"] for r in records]
+    assert {type(s) for s in stamps} == {int, str}
+    for record in records:
+        usage = parse(record, NOW_MS + 60_000)
+        assert NOW_MS - 11 * MINUTE_MS <= usage.timestamp_ms <= NOW_MS + 60_000
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32),
+    accounts=st.integers(1, 40),
+    bad_every=st.integers(0, 20),
+    rate=st.floats(0.5, 5000),
+)
+def test_every_record_is_what_it_claims(
+    catalog: Catalog, seed: int, accounts: int, bad_every: int, rate: float
+) -> None:
+    sim = Simulator(catalog, accounts=accounts, rate=rate, bad_every=bad_every, seed=seed)
+    for key, value in sim.plans(NOW_MS):
+        assert parse_plan(value, catalog).account_id == key.decode()
+    for record in run(sim, 5, 40):
+        if record.kind == "bad":
+            with pytest.raises(InvalidUsageRecord):
+                parse(record, NOW_MS + 5000)
+        else:
+            assert parse(record, NOW_MS + 5000).account_id == record.key.decode()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("accounts", 0), ("rate", 0.0), ("rate", float("inf")), ("bad_every", -1)]
+)
+def test_nonsense_options_are_refused(
+    make_sim: Callable[..., Simulator], option: str, value: object
+) -> None:
+    with pytest.raises(ValueError, match=option):
+        make_sim(**{option: value})
+
+
+def test_daily_rhythm_peaks_in_the_afternoon_and_rests_at_weekends() -> None:
+    day = 1_767_571_200_000  # Monday 2026-01-05T00:00:00Z
+    hours = [daily_rhythm(day + h * 3_600_000, 0.0) for h in range(24)]
+    assert hours.index(max(hours)) == 15
+    assert hours.index(min(hours)) == 3
+    assert all(0.4 < h < 1.6 for h in hours)
+    saturday = day + 5 * 86_400_000
+    assert daily_rhythm(saturday + 15 * 3_600_000, 0.0) < max(hours)
+    # In another time zone the same rhythm is shifted: 15:00 local is 06:00 UTC at +9.
+    assert daily_rhythm(day + 6 * 3_600_000, 9.0) == pytest.approx(max(hours))
