@@ -19,13 +19,16 @@ from faust.types import EventT, StreamT
 from agents.batch import Writes, acting_as, by_partition, pinned
 from app.gate import plans_gate
 from app.main import app, catalog, clock, metrics, settings, templates, topics
+from app.progress import usage_progress
 from domain.accounts import AccountPlan
+from domain.daily import AccountDaily
 from domain.detection import DetectionResult, Moment, detect_thresholds
 from domain.intake import IntakeResult, IntakeRules, RawRecord, run_intake
 from domain.thresholds import AnnouncedLevels
 from domain.usage import AccountTotals
 from tables.accounts import accounts
 from tables.announced import announced
+from tables.daily import daily
 from tables.dedup import dedup
 from tables.totals import period_totals
 
@@ -35,6 +38,7 @@ RULES = IntakeRules(
     max_clock_skew_ms=int(settings.max_clock_skew_s * 1000),
     dedup_horizon_ms=int(settings.dedup_horizon_s * 1000),
     late_grace_ms=int(settings.late_grace_s * 1000),
+    daily_retention_days=settings.daily_retention_days,
 )
 
 
@@ -51,6 +55,11 @@ def _totals_of(account_id: str) -> AccountTotals:
 def _announced_of(account_id: str) -> AnnouncedLevels:
     held = announced.get(account_id)
     return AnnouncedLevels.from_json(None if held is None else orjson.loads(held))
+
+
+def _daily_of(account_id: str) -> AccountDaily:
+    held = daily.get(account_id)
+    return AccountDaily.from_json(None if held is None else orjson.loads(held))
 
 
 def _seen_at(key: str) -> int | None:
@@ -77,12 +86,16 @@ async def _apply(
     """Write state and send what one partition group decided (current event is set).
 
     Events go to the source partition: it is where the account's state lives, so its
-    events stay in order and inside that partition's transaction.
+    events stay in order and inside that partition's transaction. All state is read
+    and written before the first ``await``, so the drop agent (same event loop, same
+    tables) never interleaves between our read and our write of an account.
     """
     for account_id, totals in result.totals.items():
         writes.put(period_totals, account_id, orjson.dumps(totals.to_json()), partition)
     for key, seen_ms in result.seen.items():
         writes.put(dedup, key, str(seen_ms).encode(), partition)
+    for account_id, days in result.daily.items():
+        writes.put(daily, account_id, orjson.dumps(days.to_json()), partition)
     for account_id, levels in detected.announced.items():
         writes.put(announced, account_id, orjson.dumps(levels.to_json()), partition)
     for moment in detected.moments:
@@ -119,11 +132,12 @@ async def process_batch(events: list[EventT[bytes]]) -> None:
                 plan_of=_plan_of,
                 totals_of=_totals_of,
                 seen_at=_seen_at,
+                daily_of=_daily_of,
             )
             detected = detect_thresholds(
                 result.accepted,
                 now_ms=now_ms,
-                prune_before_ms=now_ms - RULES.late_grace_ms,
+                prune_before_ms=now_ms - RULES.late_grace_ms - 1,
                 catalog=catalog,
                 templates=templates,
                 announced_of=_announced_of,
@@ -132,6 +146,9 @@ async def process_batch(events: list[EventT[bytes]]) -> None:
         outcomes.update(result.outcomes)
         moments.extend(detected.moments)
     await writes.flush()
+    for event in events:
+        message = event.message
+        usage_progress.processed(message.topic, message.partition, message.offset)
     for outcome, count in outcomes.items():
         metrics.records.labels(outcome=outcome).inc(count)
     emitted_s = clock.now_ms() / 1000

@@ -16,7 +16,7 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
-from app.clock import Clock, WallClock
+from app.clock import Clock, ManualClock, WallClock
 from app.metrics import Metrics, build_metrics
 from app.security import broker_credentials
 from app.topics import Topics, build_topics
@@ -27,7 +27,7 @@ from domain.messages import Templates, load_templates
 logger = logging.getLogger(__name__)
 
 #: Tables of the worker, named here so metrics and the RocksDB budget know them up front.
-TABLE_NAMES = ("accounts", "period-totals", "dedup", "announced")
+TABLE_NAMES = ("accounts", "period-totals", "dedup", "announced", "daily", "evaluations")
 
 
 def rocksdb_options(settings: Settings) -> dict[str, Any]:
@@ -81,7 +81,11 @@ def build_app(settings: Settings) -> faust.App:
 settings: Settings = load_settings(os.environ)
 catalog: Catalog = load_catalog(settings.plans_file)
 templates: Templates = load_templates(settings.messages_file)
-clock: Clock = WallClock()
+clock: Clock = (
+    WallClock()
+    if settings.clock == "wall"
+    else ManualClock(settings.clock_start_ms or WallClock().now_ms())
+)
 metrics: Metrics = build_metrics(CollectorRegistry(auto_describe=True), TABLE_NAMES)
 app: faust.App = build_app(settings)
 topics: Topics = build_topics(app, settings)

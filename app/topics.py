@@ -16,6 +16,7 @@ class Topics:
 
     usage: faust.TopicT
     rekey: faust.TopicT
+    ticks: faust.TopicT
     usage_in: faust.TopicT
     accounts: faust.TopicT
     usage_dlq: faust.TopicT
@@ -32,6 +33,7 @@ def build_topics(app: faust.App, settings: Settings) -> Topics:
     return Topics(
         usage=raw(settings.topic_usage),
         rekey=raw(settings.topic_rekey),
+        ticks=raw(settings.topic_ticks),
         usage_in=app.topic(
             settings.topic_usage,
             settings.topic_rekey,

@@ -41,6 +41,7 @@ def required_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_usage, n, co_partitioned=True),
         TopicSpec(settings.topic_accounts, n, compacted=True, co_partitioned=True),
         TopicSpec(settings.topic_rekey, n, co_partitioned=True),
+        TopicSpec(settings.topic_ticks, n, co_partitioned=True),
         TopicSpec(settings.topic_usage_dlq, n),
         TopicSpec(settings.topic_accounts_dlq, n),
     ]
@@ -60,7 +61,7 @@ def check_layout(settings: Settings, existing: Mapping[str, int]) -> None:
             f"{existing[accounts]}: both must have the same count, keyed by account id "
             f"(add partitions to the smaller one, or recreate it)"
         )
-    for name in (usage, accounts, settings.topic_rekey):
+    for name in (usage, accounts, settings.topic_rekey, settings.topic_ticks):
         if name in existing and existing[name] != settings.partitions:
             raise TopologyError(
                 f"{name} has {existing[name]} partitions but MOMENTS_PARTITIONS="

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from domain.errors import SettingsError
+from domain.timeutil import parse_rfc3339_ms
 
 ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+ClockKind = Literal["wall", "manual"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
@@ -30,6 +32,15 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 _HOSTPORT = re.compile(r"^[A-Za-z0-9._\[\]:-]+:\d{1,5}$")
+
+
+def _valid_topic(name: str) -> bool:
+    # Kafka's own rule: legal characters, at most 249, and not "." or "..".
+    return bool(_TOPIC.match(name)) and name not in (".", "..")
+
+
+def _valid_hostport(text: str) -> bool:
+    return bool(_HOSTPORT.match(text)) and 0 < int(text.rpartition(":")[2]) <= 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +184,18 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     _v("BATCH_WINDOW", "50ms", "a duration up to 10s", "how long a step waits to fill a batch"),
     _v(
+        "EVALUATION_CHECK",
+        "5s",
+        "a duration from 100ms to 5m",
+        "how often a worker checks whether a closed day awaits drop evaluation",
+    ),
+    _v(
+        "CLOCK",
+        "wall",
+        "wall, manual or manual:<RFC 3339 instant>",
+        "manual: time starts now (or at the instant given) and moves only by POST /clock; for tests",
+    ),
+    _v(
         "ROCKSDB_CACHE_MB",
         "256",
         "an integer from 8 to 65536",
@@ -232,6 +255,9 @@ class Settings:
     daily_retention_days: int
     batch_size: int
     batch_window_s: float
+    evaluation_check_s: float
+    clock: ClockKind
+    clock_start_ms: int | None
     rocksdb_cache_mb: int
     rocksdb_write_buffer_mb: int
     security_protocol: SecurityProtocol
@@ -251,6 +277,11 @@ class Settings:
     def topic_accounts_dlq(self) -> str:
         """Dead-letter topic of account plans."""
         return f"{self.topic_accounts}.dlq"
+
+    @property
+    def topic_ticks(self) -> str:
+        """Internal topic of day-close ticks that trigger drop evaluation per partition."""
+        return f"{self.app_id}-ticks"
 
     @property
     def topic_rekey(self) -> str:
@@ -322,13 +353,15 @@ class _Reader:
             raise self.fail(key, value)
         return number
 
-    def duration_s(self, key: str, high_s: float = math.inf) -> float:
+    def duration_s(self, key: str, high_s: float = math.inf, low_s: float = 0.0) -> float:
         value = self.text(key)
         match = _DURATION.match(value)
         if match is None:
             raise self.fail(key, value)
         seconds = float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
-        if seconds > high_s:
+        if not math.isfinite(seconds):
+            raise self.fail(key, value)
+        if not low_s <= seconds <= high_s:
             raise self.fail(key, value)
         return seconds
 
@@ -341,7 +374,7 @@ class _Reader:
 
     def topic(self, key: str) -> str:
         value = self.text(key)
-        if not _TOPIC.match(value):
+        if not _valid_topic(value):
             raise self.fail(key, value)
         return value
 
@@ -363,10 +396,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     """
     r = _Reader(env)
     brokers = tuple(b.strip() for b in r.text("KAFKA_BOOTSTRAP").split(",") if b.strip())
-    if not brokers or not all(_HOSTPORT.match(b) for b in brokers):
+    if not brokers or not all(_valid_hostport(b) for b in brokers):
         raise r.fail("KAFKA_BOOTSTRAP", r.text("KAFKA_BOOTSTRAP"))
     app_id = r.text("APP_ID")
-    if not _TOPIC.match(app_id):
+    if not _valid_topic(app_id):
         raise r.fail("APP_ID", app_id)
     plans_file = r.path("PLANS_FILE", must_exist=True) or PACKAGED_PLANS_FILE
     messages_file = r.path("MESSAGES_FILE", must_exist=True) or PACKAGED_MESSAGES_FILE
@@ -376,6 +409,14 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if protocol.startswith("SASL") and (username is None or password is None):
         missing = "MOMENTS_SASL_USERNAME" if username is None else "MOMENTS_SASL_PASSWORD"
         raise SettingsError(missing, "", f"a value when MOMENTS_SECURITY_PROTOCOL={protocol}")
+    clock_text = r.text("CLOCK")
+    clock_kind, _, clock_start = clock_text.partition(":")
+    if clock_kind not in get_args(ClockKind) or (clock_start and clock_kind != "manual"):
+        raise r.fail("CLOCK", clock_text)
+    try:
+        clock_start_ms = parse_rfc3339_ms(clock_start) if clock_start else None
+    except ValueError:
+        raise r.fail("CLOCK", clock_text) from None
     settings = Settings(
         kafka_bootstrap=brokers,
         app_id=app_id,
@@ -405,6 +446,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         daily_retention_days=r.integer("DAILY_RETENTION_DAYS", 35, 400),
         batch_size=r.integer("BATCH_SIZE", 1, 100_000),
         batch_window_s=r.duration_s("BATCH_WINDOW", high_s=10),
+        evaluation_check_s=r.duration_s("EVALUATION_CHECK", low_s=0.1, high_s=300),
+        clock=clock_kind,  # type: ignore[arg-type]  # checked against the Literal's args
+        clock_start_ms=clock_start_ms,
         rocksdb_cache_mb=r.integer("ROCKSDB_CACHE_MB", 8, 65536),
         rocksdb_write_buffer_mb=r.integer("ROCKSDB_WRITE_BUFFER_MB", 1, 512),
         security_protocol=protocol,  # type: ignore[arg-type]  # checked against the Literal's args

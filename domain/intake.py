@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 from domain.accounts import AccountPlan, period_of
 from domain.catalog import Catalog
+from domain.daily import AccountDaily
 from domain.deadletter import DeadLetter, dead_letter
 from domain.errors import InvalidUsageRecord
+from domain.periods import utc_day
 from domain.records import UsageRecord, parse_usage
 from domain.usage import AccountTotals, Change
 
@@ -38,6 +40,7 @@ class IntakeRules:
     max_clock_skew_ms: int
     dedup_horizon_ms: int
     late_grace_ms: int
+    daily_retention_days: int = 35
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,7 @@ class IntakeResult:
     totals: dict[str, AccountTotals] = field(default_factory=dict)
     seen: dict[str, int] = field(default_factory=dict)
     accepted: list[Accepted] = field(default_factory=list)
+    daily: dict[str, AccountDaily] = field(default_factory=dict)
 
 
 def dedup_key(account_id: str, record_id: str) -> str:
@@ -76,6 +80,7 @@ def run_intake(
     plan_of: Callable[[str], AccountPlan | None],
     totals_of: Callable[[str], AccountTotals],
     seen_at: Callable[[str], int | None],
+    daily_of: Callable[[str], AccountDaily] | None = None,
 ) -> IntakeResult:
     """Fold ``batch`` into state; every record ends under exactly one outcome.
 
@@ -84,9 +89,13 @@ def run_intake(
     (counted in calendar months until a plan arrives) or ``accepted``. A record whose
     Kafka key is not its account id is not judged here: it is re-keyed, so it is
     counted when it comes back on its account's partition.
+
+    With ``daily_of``, every counted record (accepted, unknown account or late) also
+    goes into its UTC day's total while that day is kept (sudden-drop detection).
     """
     result = IntakeResult()
     plans: dict[str, AccountPlan | None] = {}
+    oldest_day = utc_day(now_ms) - rules.daily_retention_days + 1
     for raw in batch:
         try:
             record = parse_usage(raw.value, now_ms, rules.max_clock_skew_ms)
@@ -108,6 +117,11 @@ def run_intake(
             result.outcomes["duplicate"] += 1
             continue
         result.seen[key] = now_ms
+        if daily_of is not None and utc_day(record.timestamp_ms) >= oldest_day:
+            daily = result.daily.get(account)
+            if daily is None:
+                daily = result.daily[account] = daily_of(account)
+            daily.add(record.metric, record.timestamp_ms, record.quantity)
         if account in plans:
             plan = plans[account]
         else:
@@ -123,5 +137,8 @@ def run_intake(
         result.outcomes["accepted" if plan is not None else "unknown_account"] += 1
         result.accepted.append(Accepted(record, raw, plan, change))
     for totals in result.totals.values():
-        totals.prune(now_ms - rules.late_grace_ms)
+        # Keep a period while it still accepts records (late only *after* end + grace).
+        totals.prune(now_ms - rules.late_grace_ms - 1)
+    for daily in result.daily.values():
+        daily.prune(oldest_day)
     return result

@@ -13,15 +13,32 @@ from faust.tables.manager import TableManager
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app.clock import ManualClock
 from app.gate import plans_gate
-from app.main import app, catalog, metrics
+from app.main import app, catalog, clock, metrics, settings
 from domain.accounts import AccountPlan
+from domain.daily import AccountDaily
+from domain.periods import day_to_date
 from domain.thresholds import AnnouncedLevels, level_text
 from domain.timeutil import to_rfc3339
 from domain.usage import AccountTotals
 from tables.accounts import accounts
 from tables.announced import announced
+from tables.daily import daily
+from tables.evaluations import evaluations
 from tables.totals import period_totals
+
+
+RECENT_DAYS_SHOWN = 14
+
+
+def partition_of(account_id: str) -> int:
+    """Partition of the account's state (its key's partition in the changelog)."""
+    return int(
+        app.producer.key_partition(
+            daily.changelog_topic.get_topic_name(), account_id.encode()
+        ).partition
+    )
 
 
 def readiness() -> dict[str, Any]:
@@ -39,7 +56,7 @@ def account_view(account_id: str) -> dict[str, Any] | None:
     """What the worker holds for one account, or None when it knows nothing of it."""
     raw_plan = accounts.get(account_id)
     raw_totals = period_totals.get(account_id)
-    if raw_plan is None and raw_totals is None:
+    if raw_plan is None and raw_totals is None and daily.get(account_id) is None:
         return None
     plan = None if raw_plan is None else AccountPlan.from_json(orjson.loads(raw_plan))
     totals = AccountTotals.from_json(None if raw_totals is None else orjson.loads(raw_totals))
@@ -63,6 +80,26 @@ def account_view(account_id: str) -> dict[str, Any] | None:
             }
             for (start, end), total in sorted(by_period.items())
         ]
+    raw_daily = daily.get(account_id)
+    days = AccountDaily.from_json(None if raw_daily is None else orjson.loads(raw_daily))
+    evaluated = evaluations.get(f"p{partition_of(account_id)}")
+    drops = {
+        "last_evaluated_day": None
+        if evaluated is None
+        else day_to_date(int(evaluated)).isoformat(),
+        "open_episodes": {
+            metric: {"since": day_to_date(episode.opened_day).isoformat()}
+            for metric, episode in sorted(days.episodes.items())
+            if episode.opened_day is not None
+        },
+        "recent_daily_totals": {
+            metric: {
+                day_to_date(day).isoformat(): float(total)
+                for day, total in sorted(history.days.items())[-RECENT_DAYS_SHOWN:]
+            }
+            for metric, history in sorted(days.metrics.items())
+        },
+    }
     return {
         "account_id": account_id,
         "plan": None
@@ -77,6 +114,7 @@ def account_view(account_id: str) -> dict[str, Any] | None:
         },
         "status": None if plan is None else plan.status,
         "period_totals": metrics_out,
+        "drops": drops,
     }
 
 
@@ -105,6 +143,26 @@ class Metrics(View):
         # aiohttp refuses a charset inside content_type; Prometheus' text format is UTF-8.
         content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
         return self.bytes(generate_latest(metrics.registry), content_type=content_type)
+
+
+@app.page("/clock")
+class ClockView(View):
+    """Read the worker's clock; with MOMENTS_CLOCK=manual, move it (tests)."""
+
+    async def get(self, request: Request) -> Response:
+        return self.json({"now_ms": clock.now_ms(), "kind": settings.clock})
+
+    async def post(self, request: Request) -> Response:
+        if not isinstance(clock, ManualClock):
+            return self.json(
+                {"error": "the clock moves only with MOMENTS_CLOCK=manual"}, status=403
+            )
+        body = await request.json()
+        now_ms = body.get("now_ms") if isinstance(body, dict) else None
+        if type(now_ms) is not int:
+            return self.json({"error": 'expected {"now_ms": <epoch milliseconds>}'}, status=400)
+        clock.set_ms(now_ms)
+        return self.json({"now_ms": clock.now_ms(), "kind": settings.clock})
 
 
 @app.page("/accounts/{account_id}")

@@ -100,7 +100,9 @@ def test_values_are_stripped_and_choices_fold_case(make_env: Callable[..., Env])
 def test_every_variable_is_documented_once() -> None:
     names = [v.name for v in VARIABLES]
     assert len(names) == len(set(names))
-    assert all(n.startswith("MOMENTS_") and v.accepted for n, v in zip(names, VARIABLES, strict=True))
+    assert all(
+        n.startswith("MOMENTS_") and v.accepted for n, v in zip(names, VARIABLES, strict=True)
+    )
 
 
 # --- bad values -----------------------------------------------------------------------------
@@ -167,6 +169,9 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("BATCH_SIZE", "0"),
     ("BATCH_SIZE", "100001"),
     ("BATCH_WINDOW", "11s"),
+    ("EVALUATION_CHECK", "50ms"),
+    ("EVALUATION_CHECK", "6m"),
+    ("CLOCK", "fake"),
     ("ROCKSDB_CACHE_MB", "7"),
     ("ROCKSDB_WRITE_BUFFER_MB", "513"),
     ("SECURITY_PROTOCOL", "TLS"),
@@ -177,7 +182,9 @@ BAD_VALUES: list[tuple[str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("short", "value"), BAD_VALUES, ids=[f"{n}={v[:20]}" for n, v in BAD_VALUES])
+@pytest.mark.parametrize(
+    ("short", "value"), BAD_VALUES, ids=[f"{n}={v[:20]}" for n, v in BAD_VALUES]
+)
 def test_a_bad_value_names_its_variable(short: str, value: str) -> None:
     exc = refused({f"MOMENTS_{short}": value})
     assert exc.variable == f"MOMENTS_{short}"
@@ -189,43 +196,10 @@ def test_a_bad_value_names_its_variable(short: str, value: str) -> None:
 @pytest.mark.parametrize(
     ("short", "value"),
     [
-        pytest.param(
-            "KAFKA_BOOTSTRAP",
-            "localhost:99999",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="config/settings.py _HOSTPORT accepts any 1-5 digit port, so a broker "
-                "port above 65535 passes and fails later at connection time",
-            ),
-        ),
-        pytest.param(
-            "TOPIC_USAGE",
-            ".",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="config/settings.py _TOPIC accepts '.' and '..', which Kafka refuses as "
-                "topic names",
-            ),
-        ),
-        pytest.param(
-            "TOPIC_ACCOUNTS",
-            "..",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="config/settings.py _TOPIC accepts '.' and '..', which Kafka refuses as "
-                "topic names",
-            ),
-        ),
-        pytest.param(
-            "DEDUP_HORIZON",
-            "1" + "0" * 400 + "w",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="config/settings.py _Reader.duration_s: float() of a huge number is inf, "
-                "accepted (inf > inf is False), then int(inf * 1000) in agents/usage.py raises "
-                "OverflowError instead of a SettingsError",
-            ),
-        ),
+        ("KAFKA_BOOTSTRAP", "localhost:99999"),
+        ("TOPIC_USAGE", "."),
+        ("TOPIC_ACCOUNTS", ".."),
+        ("DEDUP_HORIZON", "1" + "0" * 400 + "w"),
     ],
 )
 def test_values_kafka_or_the_worker_cannot_use_are_refused(short: str, value: str) -> None:
@@ -374,7 +348,7 @@ def test_summary_masks_the_password() -> None:
         }
     )
     summary = s.summary()
-    assert summary["sasl_password"] == "***"
+    assert summary["sasl_password"] == "***"  # noqa: S105
     assert summary["sasl_username"] == "svc"
     assert "s3cr3t-value" not in repr(summary)
     assert "s3cr3t-value" not in repr(s)
@@ -384,7 +358,7 @@ def test_summary_lists_every_setting_as_text() -> None:
     summary = load_settings({}).summary()
     assert set(summary) == set(Settings.__dataclass_fields__)
     assert all(isinstance(v, str) for v in summary.values())
-    assert summary["sasl_password"] == "(unset)"
+    assert summary["sasl_password"] == "(unset)"  # noqa: S105
     assert summary["kafka_bootstrap"] == "localhost:9092"
     assert summary["web_port"] == "6066"
 

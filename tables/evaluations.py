@@ -1,0 +1,21 @@
+"""Evaluations table: ``p<partition>`` -> last UTC day (epoch-day number) evaluated for drops.
+
+Written in the same step as the drop events of that evaluation, so a day is evaluated
+once per partition across restarts and rebalances.
+"""
+
+from __future__ import annotations
+
+from faust.types import TableT
+
+from app.main import app, rocksdb_options, settings
+
+evaluations: TableT[str, bytes] = app.Table(
+    "evaluations",
+    key_type=str,
+    value_type=bytes,
+    default=None,
+    partitions=settings.partitions,
+    options=rocksdb_options(settings),
+    help="Last UTC day evaluated for sudden drops, per partition.",
+)
