@@ -69,7 +69,9 @@ async def evaluate_partition(event: EventT[bytes]) -> int:
     writes = Writes()
     moments: list[Moment] = []
     store = daily.data._db_for_partition(partition)  # type: ignore[attr-defined]  # RocksDB store
-    keys = [bytes(k) for k in store.keys()]
+    # Faust keeps its own bookkeeping (the persisted changelog offset) in the same
+    # database, under a key no account id can have.
+    keys = [bytes(k) for k in store.keys() if not bytes(k).startswith(b"__faust\x00")]
     for n, raw_key in enumerate(keys, 1):
         account_id = raw_key.decode()
         raw = daily.get(account_id)

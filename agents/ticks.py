@@ -110,7 +110,12 @@ async def check_evaluations() -> None:
             None,
         )
         item.sent_at = time.monotonic()
-        logger.info("partition %d: day %d closed and backlog consumed; tick sent", partition, due)
+        logger.info(
+            "partition %d: day %d closed and backlog consumed (%s); tick sent",
+            partition,
+            due,
+            {f"{tp.topic}:{tp.partition}": end for tp, end in item.targets.items()},
+        )
 
 
 @app.timer(settings.evaluation_check_s)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped

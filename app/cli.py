@@ -11,6 +11,7 @@ import importlib
 import logging
 import math
 import os
+import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 
@@ -48,6 +49,20 @@ def cmd_check_config(_: argparse.Namespace) -> int:
     return 0
 
 
+COMPONENT_PACKAGES = ("tables", "agents", "web")
+
+
+def load_components() -> list[str]:
+    """Import every module of the tables, agents and web packages; errors propagate."""
+    loaded: list[str] = []
+    for package_name in COMPONENT_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.iter_modules(package.__path__, f"{package_name}."):
+            importlib.import_module(info.name)
+            loaded.append(info.name)
+    return loaded
+
+
 def cmd_worker(_: argparse.Namespace) -> int:
     """Check the topics, then run a Faust worker until SIGTERM/SIGINT."""
     import faust
@@ -62,7 +77,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
         logger.warning("%s is not a setting of usage-moments (typo?)", name)
     ensure_topics_sync(settings, client_kwargs(settings))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    main.app.discover()
+    load_components()
     worker = faust.Worker(main.app, loglevel=settings.log_level.upper(), quiet=True)
     worker.execute_from_commandline()
     return 0  # pragma: no cover - execute_from_commandline exits the process

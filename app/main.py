@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.types import TableT
 from prometheus_client import CollectorRegistry
 
 from app.clock import Clock, ManualClock, WallClock
@@ -50,6 +51,27 @@ def rocksdb_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def new_table(app: faust.App, settings: Settings, name: str, help: str) -> TableT[str, bytes]:
+    """A RocksDB-backed, changelogged table of str keys and raw byte values.
+
+    Keys are stored and changelogged as plain UTF-8, not Faust's default JSON, so a
+    changelog key hashes to the same partition as the input record's key; table
+    routing of ``/accounts/{id}`` depends on that. Faust derives the key codec from
+    ``key_type`` alone, so the table is declared with ``bytes`` keys (the raw codec,
+    which also takes ``str``); every caller passes ``str`` account ids.
+    """
+    table = app.Table(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        default=None,
+        partitions=settings.partitions,
+        options=rocksdb_options(settings),
+        help=help,
+    )
+    return cast(TableT[str, bytes], table)
+
+
 def build_app(settings: Settings) -> faust.App:
     """Create the Faust app from settings (no I/O until the worker starts)."""
     advertised = settings.web_advertised_host or socket.gethostname()
@@ -73,7 +95,9 @@ def build_app(settings: Settings) -> faust.App:
         canonical_url=f"http://{advertised}:{settings.web_port}",
         # Our own /metrics replaces Faust's statistics pages.
         web_metrics_enabled=False,
-        autodiscover=["tables", "agents", "web"],
+        # Discovery is ours (app.cli.load_components): Faust's only logs a warning
+        # when a module fails to import, and the worker then runs without it.
+        autodiscover=False,
         origin="app",
     )
 

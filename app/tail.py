@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -31,6 +32,8 @@ from aiokafka.errors import KafkaError
 
 from app.topology import EVENT_KINDS
 from domain.timeutil import ms_to_datetime, parse_rfc3339
+
+logger = logging.getLogger(__name__)
 
 MISSING: Final = "-"
 DISCOVER_EVERY_S: Final = 5.0
@@ -289,7 +292,10 @@ async def _tail(args: argparse.Namespace, kinds: tuple[str, ...], out: TextIO) -
         next_discovery = 0.0
         while not stop.is_set():
             if loop.time() >= next_discovery:
-                await follower.refresh()
+                try:
+                    await follower.refresh()
+                except KafkaError as exc:  # a hiccup of the cluster: keep what we follow
+                    logger.warning("could not refresh the event topics' partitions: %r", exc)
                 next_discovery = loop.time() + DISCOVER_EVERY_S
             if not follower.assigned:
                 with contextlib.suppress(TimeoutError):
@@ -333,6 +339,9 @@ async def _tail(args: argparse.Namespace, kinds: tuple[str, ...], out: TextIO) -
 
 def run_tail(args: argparse.Namespace) -> int:
     """Entry point of ``moments tail``; returns the exit status."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # aiokafka logs every (re)assignment at INFO: noise between the events we print.
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
     try:
         kinds = parse_kinds(args.kinds)
     except ValueError as exc:

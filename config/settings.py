@@ -193,7 +193,7 @@ VARIABLES: tuple[Variable, ...] = (
         "CLOCK",
         "wall",
         "wall, manual or manual:<RFC 3339 instant>",
-        "manual: time starts now (or at the instant given) and moves only by POST /clock; for tests",
+        "manual: time starts now (or at the given instant) and moves only by POST /clock (tests)",
     ),
     _v(
         "ROCKSDB_CACHE_MB",

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from faust.types import TableT
 
-from app.main import app, rocksdb_options, settings
+from app.main import app, new_table, settings
 
-accounts: TableT[str, bytes] = app.Table(
-    "accounts",
-    key_type=str,
-    value_type=bytes,
-    default=None,
-    partitions=settings.partitions,
-    options=rocksdb_options(settings),
-    help="Plan records in force, by account id.",
+accounts: TableT[str, bytes] = new_table(
+    app, settings, "accounts", "Plan records in force, by account id."
 )

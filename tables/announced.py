@@ -9,14 +9,8 @@ from __future__ import annotations
 
 from faust.types import TableT
 
-from app.main import app, rocksdb_options, settings
+from app.main import app, new_table, settings
 
-announced: TableT[str, bytes] = app.Table(
-    "announced",
-    key_type=str,
-    value_type=bytes,
-    default=None,
-    partitions=settings.partitions,
-    options=rocksdb_options(settings),
-    help="Threshold levels announced per account, metric, period and plan.",
+announced: TableT[str, bytes] = new_table(
+    app, settings, "announced", "Threshold levels announced per account, metric, period and plan."
 )

@@ -7,14 +7,8 @@ from __future__ import annotations
 
 from faust.types import TableT
 
-from app.main import app, rocksdb_options, settings
+from app.main import app, new_table, settings
 
-daily: TableT[str, bytes] = app.Table(
-    "daily",
-    key_type=str,
-    value_type=bytes,
-    default=None,
-    partitions=settings.partitions,
-    options=rocksdb_options(settings),
-    help="Daily usage totals and drop episodes per account.",
+daily: TableT[str, bytes] = new_table(
+    app, settings, "daily", "Daily usage totals and drop episodes per account."
 )

@@ -8,14 +8,8 @@ from __future__ import annotations
 
 from faust.types import TableT
 
-from app.main import app, rocksdb_options, settings
+from app.main import app, new_table, settings
 
-dedup: TableT[str, bytes] = app.Table(
-    "dedup",
-    key_type=str,
-    value_type=bytes,
-    default=None,
-    partitions=settings.partitions,
-    options=rocksdb_options(settings),
-    help="record_ids seen within the dedup horizon.",
+dedup: TableT[str, bytes] = new_table(
+    app, settings, "dedup", "record_ids seen within the dedup horizon."
 )

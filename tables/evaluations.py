@@ -8,14 +8,8 @@ from __future__ import annotations
 
 from faust.types import TableT
 
-from app.main import app, rocksdb_options, settings
+from app.main import app, new_table, settings
 
-evaluations: TableT[str, bytes] = app.Table(
-    "evaluations",
-    key_type=str,
-    value_type=bytes,
-    default=None,
-    partitions=settings.partitions,
-    options=rocksdb_options(settings),
-    help="Last UTC day evaluated for sudden drops, per partition.",
+evaluations: TableT[str, bytes] = new_table(
+    app, settings, "evaluations", "Last UTC day evaluated for sudden drops, per partition."
 )

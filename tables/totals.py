@@ -7,14 +7,8 @@ from __future__ import annotations
 
 from faust.types import TableT
 
-from app.main import app, rocksdb_options, settings
+from app.main import app, new_table, settings
 
-period_totals: TableT[str, bytes] = app.Table(
-    "period-totals",
-    key_type=str,
-    value_type=bytes,
-    default=None,
-    partitions=settings.partitions,
-    options=rocksdb_options(settings),
-    help="Usage totals per account, metric and billing period.",
+period_totals: TableT[str, bytes] = new_table(
+    app, settings, "period-totals", "Usage totals per account, metric and billing period."
 )

@@ -28,7 +28,6 @@ from tables.daily import daily
 from tables.evaluations import evaluations
 from tables.totals import period_totals
 
-
 RECENT_DAYS_SHOWN = 14
 
 

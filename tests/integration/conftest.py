@@ -216,6 +216,13 @@ class Stack:
         finally:
             await admin.close()
 
+    async def create_inputs(self) -> None:
+        """Create the input topics, as producers would before any worker runs."""
+        await self.create_topics(
+            {self.usage_topic: self.partitions, self.plans_topic: self.partitions},
+            compact={self.plans_topic},
+        )
+
     async def send(self, topic: str, key: str | bytes | None, value: Any) -> None:
         producer = await self.producer()
         raw_key = key.encode() if isinstance(key, str) else key

@@ -85,6 +85,7 @@ NOV = date(2026, 11, 4)  # the worker's "today": recent days are Nov 1-3
 
 
 async def test_silent_and_partial_drops_fire_once_until_recovery(stack: Stack) -> None:
+    await stack.create_inputs()
     yesterday = NOV - timedelta(days=1)
     baseline = span(NOV - timedelta(days=31), NOV - timedelta(days=4))
     await stack.plan("silent", "starter")  # pausable
@@ -135,10 +136,21 @@ async def test_silent_and_partial_drops_fire_once_until_recovery(stack: Stack) -
     silent_events = [e for e in events if e["account_id"] == "silent"]
     assert len(silent_events) == 2, events
     assert len({e["event_id"] for e in silent_events}) == 2
-    assert await worker.metric("moments_events_total", kind="sudden-drop") == 3
+    # By Nov 8, "steady" has been silent since Nov 4 and fires; "young" went quiet with
+    # 9 days of history: too new on Nov 3, but by Nov 8 it has the 14 days before its
+    # recent days that the contract asks for, and it fires too.
+    assert sorted(e["account_id"] for e in events) == [
+        "partial",
+        "silent",
+        "silent",
+        "steady",
+        "young",
+    ]
+    assert await worker.metric("moments_events_total", kind="sudden-drop") == 5
 
 
 async def test_restart_with_a_backlog_of_normal_usage_fires_nothing(stack: Stack) -> None:
+    await stack.create_inputs()
     accounts = [f"busy-{i}" for i in range(30)]
     first_day = NOV - timedelta(days=31)
     for account in accounts:
@@ -165,6 +177,7 @@ async def test_restart_with_a_backlog_of_normal_usage_fires_nothing(stack: Stack
 
 
 async def test_two_workers_never_both_emit_for_an_account(stack: Stack) -> None:
+    await stack.create_inputs()
     accounts = [f"quiet-{i}" for i in range(12)]
     for account in accounts:
         await stack.plan(account, "starter")
