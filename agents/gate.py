@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.gate import TICK_S, monitor, on_assigned, plans_gate
-from app.main import app, settings
+from app.main import app, metrics, settings
 
 plans_gate.configure(settings.topic_accounts, (settings.topic_usage, settings.topic_rekey))
 
@@ -13,6 +13,7 @@ plans_gate.configure(settings.topic_accounts, (settings.topic_usage, settings.to
 @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types receivers as sync-or-awaitable only
 async def gate_on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
     """Hold usage of every new assignment until its plans are read."""
+    metrics.rebalances.inc()
     await on_assigned(plans_gate, sender, args[0])
 
 

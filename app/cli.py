@@ -12,8 +12,10 @@ import logging
 import math
 import os
 import pkgutil
+import shutil
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from domain.errors import ConfigError
 
@@ -50,6 +52,32 @@ def cmd_check_config(_: argparse.Namespace) -> int:
 
 
 COMPONENT_PACKAGES = ("tables", "agents", "web")
+CLEAN_SHUTDOWN = ".clean-shutdown"
+
+
+def discard_state_after_crash(data_dir: Path) -> bool:
+    """Delete local table state unless the last run of this data dir stopped cleanly.
+
+    Faust writes RocksDB at once but Kafka only at commit; after a crash the local
+    stores can hold writes of transactions Kafka aborted (a dedup entry, say, for a
+    record that is then redelivered and would be taken for a repeat). Faust never
+    rolls them back, so we rebuild from the changelogs, which hold only committed
+    state. Returns True when state was discarded.
+    """
+    marker = data_dir / CLEAN_SHUTDOWN
+    stores = [p for p in data_dir.glob("v*/tables") if p.is_dir()]
+    clean = marker.exists()
+    marker.unlink(missing_ok=True)
+    if clean or not stores:
+        return False
+    for path in stores:
+        shutil.rmtree(path)
+    logger.warning(
+        "%s: the last run did not stop cleanly; local table state discarded, "
+        "rebuilding from the changelog topics",
+        data_dir,
+    )
+    return True
 
 
 def load_components() -> list[str]:
@@ -77,9 +105,15 @@ def cmd_worker(_: argparse.Namespace) -> int:
         logger.warning("%s is not a setting of usage-moments (typo?)", name)
     ensure_topics_sync(settings, client_kwargs(settings))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    discard_state_after_crash(settings.data_dir)
     load_components()
     worker = faust.Worker(main.app, loglevel=settings.log_level.upper(), quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            (settings.data_dir / CLEAN_SHUTDOWN).touch()
+        raise
     return 0  # pragma: no cover - execute_from_commandline exits the process
 
 

@@ -42,10 +42,12 @@ def required_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_accounts, n, compacted=True, co_partitioned=True),
         TopicSpec(settings.topic_rekey, n, co_partitioned=True),
         TopicSpec(settings.topic_ticks, n, co_partitioned=True),
-        TopicSpec(settings.topic_usage_dlq, n),
-        TopicSpec(settings.topic_accounts_dlq, n),
+        # Outputs too: they are written to the source record's partition number, inside
+        # that partition's transaction (see agents/outputs.py).
+        TopicSpec(settings.topic_usage_dlq, n, co_partitioned=True),
+        TopicSpec(settings.topic_accounts_dlq, n, co_partitioned=True),
     ]
-    specs += [TopicSpec(settings.event_topic(kind), n) for kind in EVENT_KINDS]
+    specs += [TopicSpec(settings.event_topic(kind), n, co_partitioned=True) for kind in EVENT_KINDS]
     return specs
 
 
@@ -61,7 +63,7 @@ def check_layout(settings: Settings, existing: Mapping[str, int]) -> None:
             f"{existing[accounts]}: both must have the same count, keyed by account id "
             f"(add partitions to the smaller one, or recreate it)"
         )
-    for name in (usage, accounts, settings.topic_rekey, settings.topic_ticks):
+    for name in [s.name for s in required_topics(settings) if s.co_partitioned]:
         if name in existing and existing[name] != settings.partitions:
             raise TopologyError(
                 f"{name} has {existing[name]} partitions but MOMENTS_PARTITIONS="

@@ -6,15 +6,14 @@ others forward the request there (Faust's table routing).
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from faust.tables.manager import TableManager
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.clock import ManualClock
-from app.gate import plans_gate
+from app.health import readiness
 from app.main import app, catalog, clock, metrics, settings
 from domain.accounts import AccountPlan
 from domain.daily import AccountDaily
@@ -38,17 +37,6 @@ def partition_of(account_id: str) -> int:
             daily.changelog_topic.get_topic_name(), account_id.encode()
         ).partition
     )
-
-
-def readiness() -> dict[str, Any]:
-    """Whether this worker is assigned, recovered and caught up on plans, and why not."""
-    recovery = cast(TableManager, app.tables).recovery
-    checks = {
-        "tables_recovered": bool(recovery.completed.is_set()),
-        "not_rebalancing": not app.rebalancing,
-        "plans_caught_up": plans_gate.all_caught_up(),
-    }
-    return {"ready": all(checks.values()), "checks": checks}
 
 
 def account_view(account_id: str) -> dict[str, Any] | None:
@@ -130,7 +118,7 @@ class Readyz(View):
     """Ready: assigned, tables recovered, plans caught up. 503 otherwise."""
 
     async def get(self, request: Request) -> Response:
-        state = readiness()
+        state = readiness(app)
         return self.json(state, status=200 if state["ready"] else 503)
 
 
