@@ -21,9 +21,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	scripts/ensure-promtool >/dev/null
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install the project with its dev dependencies
+install: $(STAMP) ## create .venv, install the project with its dev dependencies, and promtool
 
 lint: $(STAMP) ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff check .

@@ -63,7 +63,15 @@ def check_layout(settings: Settings, existing: Mapping[str, int]) -> None:
             f"{existing[accounts]}: both must have the same count, keyed by account id "
             f"(add partitions to the smaller one, or recreate it)"
         )
+    inputs = {usage, accounts}
     for name in [s.name for s in required_topics(settings) if s.co_partitioned]:
+        if name in existing and existing[name] != settings.partitions and name not in inputs:
+            raise TopologyError(
+                f"{name} has {existing[name]} partitions but MOMENTS_PARTITIONS="
+                f"{settings.partitions}: the worker writes it partition for partition with "
+                f"its inputs, so recreate {name} with {settings.partitions} partitions "
+                f"(or delete it and let the worker create it)"
+            )
         if name in existing and existing[name] != settings.partitions:
             raise TopologyError(
                 f"{name} has {existing[name]} partitions but MOMENTS_PARTITIONS="

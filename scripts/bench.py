@@ -328,6 +328,8 @@ class WorkerRun:
     rss_samples_mb: list[float] = field(default_factory=list)
     outcomes: dict[str, float] = field(default_factory=dict)
     events: float = 0.0
+    batches: float = 0.0
+    batch_s: float = 0.0
     rebalances: float | None = None
     exit_code: int | None = None
     stop_s: float = 0.0
@@ -467,6 +469,8 @@ def run_worker(args: argparse.Namespace, data: Dataset, guarantee: Guarantee) ->
             k.split('"')[1]: v for k, v in series.items() if k.startswith("moments_records_total{")
         }
         run.events = total(series, "moments_events_total")
+        run.batches = series.get("moments_batch_seconds_count", 0.0)
+        run.batch_s = series.get("moments_batch_seconds_sum", 0.0)
         if any(k.startswith("moments_rebalances_total") for k in series):
             run.rebalances = total(series, "moments_rebalances_total")
         return run
@@ -514,6 +518,13 @@ def report_run(run: WorkerRun, data: Dataset) -> None:
         f"{data.records - expected_dup} distinct + {expected_dup} repeats);"
         f" events {run.events:.0f}; rebalances {run.rebalances}"
     )
+    if run.batches:
+        print(
+            f"  {run.batches:.0f} usage batches, {run.processed / run.batches:.0f} records each"
+            f" on average, {1000 * run.batch_s / run.batches:.0f} ms each; inside"
+            f" process_batch {run.batch_s:.1f}s of the {run.done_s:.1f}s"
+            f" ({100 * run.batch_s / max(run.done_s, 1e-9):.0f}%)"
+        )
     print(f"  stopped with SIGTERM in {run.stop_s:.1f}s, exit status {run.exit_code}")
     if run.notable:
         print(f"  notable log lines ({sum(run.notable.values())}):")

@@ -43,7 +43,9 @@ def test_required_topics(make_settings: Callable[..., Settings]) -> None:
     assert [n for n, s in specs.items() if s.compacted] == ["account-plans"]
     co_partitioned = {n for n, s in specs.items() if s.co_partitioned}
     assert {"usage-records", "account-plans", settings.topic_rekey} <= co_partitioned
-    assert not co_partitioned & {"usage-records.dlq", "account-plans.dlq"}
+    # Outputs are written to their input's partition number, so they must match too.
+    assert {"usage-records.dlq", "account-plans.dlq"} <= co_partitioned
+    assert {f"moments.{kind}" for kind in EVENT_KINDS} <= co_partitioned
     # Every topic beyond the contract's is internal: prefixed by the app id.
     assert all(n.startswith(f"{settings.app_id}-") for n in set(specs) - CONTRACT_TOPICS)
 
@@ -64,13 +66,21 @@ def test_required_topics_follow_the_names_in_settings(
         {},
         {"usage-records": 8},
         {"usage-records": 8, "account-plans": 8, "usage-moments-usage-rekeyed": 8},
-        {"usage-records.dlq": 3, "moments.threshold-hit": 1, "unrelated": 99},
+        {"usage-records.dlq": 8, "moments.threshold-hit": 8, "unrelated": 99},
     ],
 )
 def test_a_fitting_layout_passes(
     make_settings: Callable[..., Settings], existing: dict[str, int]
 ) -> None:
     check_layout(make_settings(8), existing)
+
+
+@pytest.mark.parametrize("topic", ["usage-records.dlq", "moments.threshold-hit"])
+def test_an_output_topic_with_another_partition_count_is_refused(
+    make_settings: Callable[..., Settings], topic: str
+) -> None:
+    with pytest.raises(TopologyError, match=f"recreate {topic} with 8 partitions"):
+        check_layout(make_settings(8), {topic: 3})
 
 
 @pytest.mark.parametrize(("usage", "plans"), [(8, 4), (4, 8), (1, 2)])
@@ -89,12 +99,12 @@ def co_partitioned(settings: Settings) -> list[str]:
     return [s.name for s in required_topics(settings) if s.co_partitioned]
 
 
-@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("index", range(2))
 def test_inputs_must_match_moments_partitions(
     make_settings: Callable[..., Settings], index: int
 ) -> None:
     settings = make_settings(8)
-    topic = co_partitioned(settings)[index]
+    topic = co_partitioned(settings)[index]  # usage-records, account-plans
     with pytest.raises(TopologyError) as info:
         check_layout(settings, {topic: 12})
     message = str(info.value)
