@@ -7,6 +7,7 @@ from typing import Any
 
 from app.health import readiness
 from app.main import TABLE_NAMES, app, metrics
+from app.offsets import position
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +37,10 @@ async def refresh_gauges() -> None:
         if tp.topic in changelogs:
             continue
         highwater = consumer.highwater(tp)
-        try:
-            position = await consumer.position(tp)
-        except Exception:  # noqa: BLE001, S112 - no position before the first fetch
+        at = await position(consumer, tp)
+        if highwater is None or at is None:
             continue
-        if highwater is None or position is None:
-            continue
-        lag = max(0, int(highwater) - int(position))
+        lag = max(0, int(highwater) - at)
         metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
     for name in TABLE_NAMES:
         table = app.tables.get(name)

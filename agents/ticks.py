@@ -24,6 +24,7 @@ import orjson
 from agents.drops import evaluation_key
 from app.gate import caught_up, plans_gate
 from app.main import app, clock, settings
+from app.offsets import end_offsets, position
 from app.progress import usage_progress
 from domain.evaluation import due_day
 from tables.evaluations import evaluations
@@ -52,21 +53,6 @@ def _evaluated_day(partition: int) -> int | None:
     return None if held is None else int(held)
 
 
-async def _end_offsets(tps: list[Any]) -> dict[Any, int]:
-    consumer: Any = app.consumer  # Faust's Consumer; ConsumerT lacks the thread
-    thread = consumer._thread
-    ends = await thread.call_thread(thread._ensure_consumer().end_offsets, tps)
-    return {tp: int(end) for tp, end in ends.items()}
-
-
-async def _position(consumer: Any, tp: Any) -> int | None:
-    try:
-        position = await consumer.position(tp)
-    except Exception:  # noqa: BLE001 - no position before the first seek
-        return None
-    return None if position is None else int(position)
-
-
 async def check_evaluations() -> None:
     """One check: schedule, and send when ready, the due day's tick per partition."""
     consumer: Any = app.consumer
@@ -87,7 +73,7 @@ async def check_evaluations() -> None:
         item = pending.get(partition)
         if item is None or item.day != due:
             tps = [tp for tp in inputs if tp.partition == partition]
-            item = pending[partition] = Pending(due, await _end_offsets(tps))
+            item = pending[partition] = Pending(due, await end_offsets(consumer, tps))
         if item.sent_at is not None and time.monotonic() - item.sent_at < _RESEND_S:
             continue
         ready = True
@@ -96,7 +82,7 @@ async def check_evaluations() -> None:
                 target=target,
                 processed_next=usage_progress.processed_next(tp),
                 committed=consumer._committed_offset.get(tp),
-                position=await _position(consumer, tp),
+                position=await position(consumer, tp),
                 last_read=consumer._read_offset.get(tp),
             )
         if not ready:

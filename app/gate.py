@@ -19,6 +19,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from app.offsets import end_offsets, position
+
 logger = logging.getLogger(__name__)
 
 TICK_S = 0.1
@@ -143,13 +145,8 @@ async def _capture_targets(gate: PlansGate, app: Any, plans: list[Any], generati
         await asyncio.sleep(TICK_S)
     if app.consumer_generation_id != generation:
         return
-    ends: dict[Any, int] = {}
-    if plans:
-        thread = app.consumer._thread
-        # Broker end offsets (the last stable offset under read_committed): Faust's
-        # own highwaters() is a cache that is empty until the first fetch.
-        ends = await thread.call_thread(thread._ensure_consumer().end_offsets, plans)
-    gate.set_targets({tp.partition: int(end) for tp, end in ends.items()})
+    ends = await end_offsets(app.consumer, plans)
+    gate.set_targets({tp.partition: end for tp, end in ends.items()})
     logger.info(
         "plans gate: read account plans up to %s", {tp.partition: e for tp, e in ends.items()}
     )
@@ -184,14 +181,6 @@ def caught_up(
     )
 
 
-async def _position(consumer: Any, tp: Any) -> int | None:
-    try:
-        position = await consumer.position(tp)
-    except Exception:  # noqa: BLE001 - no position before the first seek; try next tick
-        return None
-    return None if position is None else int(position)
-
-
 async def monitor(gate: PlansGate, app: Any) -> None:
     """One tick: open partitions whose plans are read, and resume their usage."""
     consumer = app.consumer
@@ -207,7 +196,7 @@ async def monitor(gate: PlansGate, app: Any) -> None:
             target=target,
             processed_next=gate.processed_next(tp.partition),
             committed=consumer._committed_offset.get(tp),
-            position=await _position(consumer, tp),
+            position=await position(consumer, tp),
             last_read=consumer._read_offset.get(tp),
         ):
             gate.open(tp.partition)

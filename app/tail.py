@@ -93,7 +93,10 @@ def format_time(moment: datetime | None, today: date | None = None) -> str:
     """``HH:MM:SS`` in local time; with the date in front when it is not today."""
     if moment is None:
         return MISSING.ljust(8)
-    local = moment.astimezone()
+    try:
+        local = moment.astimezone()
+    except (OverflowError, ValueError):  # at the edge of datetime's range
+        return MISSING.ljust(8)
     if local.date() == (today if today is not None else datetime.now().astimezone().date()):
         return local.strftime("%H:%M:%S")
     return local.strftime("%Y-%m-%d %H:%M:%S")
@@ -105,11 +108,11 @@ def format_level(value: object) -> str:
         return MISSING
     try:
         number = Decimal(str(value)) * 100
-    except InvalidOperation:
+        if not number.is_finite():
+            return MISSING
+        number = number.quantize(Decimal("0.1")).normalize()
+    except InvalidOperation:  # not a number, or too large to show to a tenth
         return MISSING
-    if not number.is_finite():
-        return MISSING
-    number = number.quantize(Decimal("0.1")).normalize()
     text = f"{number:f}"
     return f"{text}%"
 
@@ -149,7 +152,7 @@ def format_event(
     key for the account, the record timestamp for the time), else print as ``-``.
     """
     key_text = _clean(key.decode("utf-8", "replace")) if key else MISSING
-    fallback_time = None if timestamp_ms is None else ms_to_datetime(timestamp_ms)
+    fallback_time = None if timestamp_ms is None else _instant(timestamp_ms)
     try:
         event = orjson.loads(value)
     except orjson.JSONDecodeError:

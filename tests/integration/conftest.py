@@ -144,6 +144,19 @@ class Worker:
             self.proc.wait()
 
 
+async def _committed_reader(topic: str) -> AIOKafkaConsumer:
+    """A started, group-less read_committed consumer of ``topic`` from its start."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=BOOTSTRAP,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    return consumer
+
+
 @dataclass
 class Stack:
     """Names of one test's app and topics, and helpers to talk to them."""
@@ -258,14 +271,7 @@ class Stack:
 
     async def read(self, topic: str, count: int, timeout: float = 30.0) -> list[Any]:
         """Read ``count`` committed messages of ``topic`` from the start (fails on fewer)."""
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=BOOTSTRAP,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-        )
-        await consumer.start()
+        consumer = await _committed_reader(topic)
         out: list[Any] = []
         try:
             deadline = time.monotonic() + timeout
@@ -280,14 +286,7 @@ class Stack:
 
     async def read_all(self, topic: str, *, settle_s: float = 2.0) -> list[Any]:
         """Every committed message of ``topic``, once none arrived for ``settle_s``."""
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=BOOTSTRAP,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-        )
-        await consumer.start()
+        consumer = await _committed_reader(topic)
         out: list[Any] = []
         try:
             quiet_since = time.monotonic()

@@ -1,0 +1,415 @@
+"""``moments tail``'s pure side: kinds, and lines for complete, partial and garbage events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.tail import MISSING, format_event, format_level, format_time, json_line, parse_kinds
+from app.topology import EVENT_KINDS
+from domain.timeutil import datetime_to_ms
+
+TODAY = date(2026, 11, 24)
+TRIGGERED = "2026-11-24T09:30:05Z"
+ARRIVED_MS = datetime_to_ms(datetime(2026, 11, 24, 9, 30, 7, tzinfo=UTC))
+
+
+def set_zone(monkeypatch: pytest.MonkeyPatch, zone: str) -> None:
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+
+
+@pytest.fixture(autouse=True)
+def utc_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time is UTC unless a test says otherwise, so lines do not depend on the host."""
+    set_zone(monkeypatch, "UTC")
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
+def make_event() -> Callable[..., bytes]:
+    """Factory of event values: a complete threshold-hit, with fields replaced or removed."""
+
+    def make(drop: tuple[str, ...] = (), **changes: Any) -> bytes:
+        event: dict[str, Any] = {
+            "schema_version": 1,
+            "event_id": "0" * 64,
+            "kind": "threshold-hit",
+            "account_id": "acct-42",
+            "metric": "api_calls",
+            "level": 1.0,
+            "crossed_levels": [0.8, 1.0],
+            "message": {"title": "You've used all 10,000 API calls", "body": "..."},
+            "triggered_at": TRIGGERED,
+            "emitted_at": "2026-11-24T09:30:06Z",
+        }
+        event.update(changes)
+        for name in drop:
+            event.pop(name, None)
+        return orjson.dumps(event)
+
+    return make
+
+
+def fields(line: str) -> list[str]:
+    """time, kind, account, metric, level, then the title as one field."""
+    when, rest = line.split("  ", 1)  # a time never holds two spaces in a row
+    kind, account, metric, level, title = rest.split(maxsplit=4)
+    return [when.strip(), kind, account, metric, level, title]
+
+
+def fmt(value: bytes, key: bytes | None = b"acct-key", ts: int | None = ARRIVED_MS) -> str:
+    return format_event("threshold-near", key, value, ts, today=TODAY)
+
+
+# --- parse_kinds ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given_kinds", "expected"),
+    [
+        ([], EVENT_KINDS),
+        (["sudden-drop"], ("sudden-drop",)),
+        (["sudden-drop", "threshold-near"], ("threshold-near", "sudden-drop")),
+        (["threshold-hit", "threshold-hit"], ("threshold-hit",)),
+        (list(reversed(EVENT_KINDS)), EVENT_KINDS),
+    ],
+)
+def test_parse_kinds(given_kinds: list[str], expected: tuple[str, ...]) -> None:
+    assert parse_kinds(given_kinds) == expected
+
+
+@pytest.mark.parametrize("kinds", [["drop"], ["sudden-drop", "Threshold-Hit"], [""]])
+def test_parse_kinds_names_what_is_accepted(kinds: list[str]) -> None:
+    with pytest.raises(ValueError, match="accepted: threshold-near, threshold-hit, sudden-drop"):
+        parse_kinds(kinds)
+
+
+# --- format_level and format_time -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.8, "80%"),
+        (1.0, "100%"),
+        (1, "100%"),
+        (0.5, "50%"),
+        ("0.75", "75%"),
+        (0.333, "33.3%"),
+        (0.9999, "100%"),
+        (0, "0%"),
+        (None, MISSING),
+        (True, MISSING),
+        (False, MISSING),
+        ([0.8], MISSING),
+        ({"level": 0.8}, MISSING),
+        ("high", MISSING),
+        ("", MISSING),
+        ("NaN", MISSING),
+        ("sNaN", MISSING),
+        ("Infinity", MISSING),
+        (float("inf"), MISSING),
+        (float("nan"), MISSING),
+    ],
+)
+def test_format_level(value: object, text: str) -> None:
+    assert format_level(value) == text
+
+
+@pytest.mark.parametrize("value", [1e30, "1e26", 10**40])
+def test_format_level_of_an_absurd_number_does_not_raise(value: object) -> None:
+    text = format_level(value)
+    assert text == MISSING or text.endswith("%")
+
+
+def test_format_time() -> None:
+    moment = datetime(2026, 11, 24, 9, 30, 5, tzinfo=UTC)
+    assert format_time(moment, TODAY) == "09:30:05"
+    assert format_time(moment, date(2026, 11, 25)) == "2026-11-24 09:30:05"
+    assert format_time(None, TODAY) == "-       "
+
+
+def test_format_time_is_in_local_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_zone(monkeypatch, "Asia/Tokyo")
+    moment = datetime(2026, 11, 24, 20, 0, 0, tzinfo=UTC)
+    assert format_time(moment, date(2026, 11, 25)) == "05:00:00"
+
+
+# --- format_event: complete and partial events ----------------------------------------------
+
+
+def test_a_complete_event(make_event: Callable[..., bytes]) -> None:
+    line = fmt(make_event())
+    assert line == (
+        "09:30:05  threshold-hit   acct-42    api_calls  100%  You've used all 10,000 API calls"
+    )
+
+
+def test_a_complete_event_of_another_day(make_event: Callable[..., bytes]) -> None:
+    line = format_event("threshold-hit", None, make_event(), None, today=date(2026, 12, 1))
+    assert line.startswith("2026-11-24 09:30:05  threshold-hit ")
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"drop": ("metric",)}, ["09:30:05", "threshold-hit", "acct-42", MISSING, "100%"]),
+        ({"drop": ("level",)}, ["09:30:05", "threshold-hit", "acct-42", "api_calls", "100%"]),
+        (
+            {"drop": ("level", "crossed_levels")},
+            ["09:30:05", "threshold-hit", "acct-42", "api_calls", MISSING],
+        ),
+        (
+            {"level": None, "crossed_levels": []},
+            ["09:30:05", "threshold-hit", "acct-42", "api_calls", MISSING],
+        ),
+        ({"level": "high"}, ["09:30:05", "threshold-hit", "acct-42", "api_calls", MISSING]),
+        ({"drop": ("account_id",)}, ["09:30:05", "threshold-hit", "acct-key", "api_calls", "100%"]),
+        ({"account_id": ""}, ["09:30:05", "threshold-hit", "acct-key", "api_calls", "100%"]),
+        ({"account_id": {"id": 1}}, ["09:30:05", "threshold-hit", "acct-key", "api_calls", "100%"]),
+        ({"drop": ("kind",)}, ["09:30:05", "threshold-near", "acct-42", "api_calls", "100%"]),
+        ({"kind": "mystery"}, ["09:30:05", "threshold-near", "acct-42", "api_calls", "100%"]),
+        (
+            {"kind": ["threshold-hit"]},
+            ["09:30:05", "threshold-near", "acct-42", "api_calls", "100%"],
+        ),
+        (
+            {"drop": ("triggered_at",)},
+            ["09:30:06", "threshold-hit", "acct-42", "api_calls", "100%"],
+        ),
+        (
+            {"drop": ("triggered_at", "emitted_at")},
+            ["09:30:07", "threshold-hit", "acct-42", "api_calls", "100%"],
+        ),
+        (
+            {"triggered_at": "yesterday"},
+            ["09:30:06", "threshold-hit", "acct-42", "api_calls", "100%"],
+        ),
+        (
+            {"triggered_at": ARRIVED_MS + 1000},
+            ["09:30:08", "threshold-hit", "acct-42", "api_calls", "100%"],
+        ),
+        ({"triggered_at": True}, ["09:30:06", "threshold-hit", "acct-42", "api_calls", "100%"]),
+        ({"metric": 42}, ["09:30:05", "threshold-hit", "acct-42", "42", "100%"]),
+        ({"metric": None}, ["09:30:05", "threshold-hit", "acct-42", MISSING, "100%"]),
+    ],
+)
+def test_partial_events_print_what_they_have(
+    make_event: Callable[..., bytes], changes: dict[str, Any], expected: list[str]
+) -> None:
+    line = fmt(make_event(**changes))
+    assert fields(line)[:5] == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "title"),
+    [
+        (None, MISSING),
+        ({}, MISSING),
+        ({"title": None}, MISSING),
+        ({"title": ["a"]}, MISSING),
+        ({"title": "   "}, MISSING),
+        ({"title": 7}, "7"),
+        ({"title": "Two\nlines\tand\x00a NUL"}, "Two lines and a NUL"),
+        ("just text", "just text"),
+        (["no"], MISSING),
+    ],
+)
+def test_the_title(make_event: Callable[..., bytes], message: object, title: str) -> None:
+    assert fields(fmt(make_event(message=message)))[5] == title
+
+
+def test_a_long_title_is_cut(make_event: Callable[..., bytes]) -> None:
+    line = fmt(make_event(message={"title": "x" * 500}))
+    title = fields(line)[5]
+    assert len(title) == 200 and title.endswith("...")
+
+
+def test_nothing_but_braces(make_event: Callable[..., bytes]) -> None:
+    line = format_event("sudden-drop", None, b"{}", None, today=TODAY)
+    assert fields(line) == [MISSING, "sudden-drop", MISSING, MISSING, MISSING, MISSING]
+
+
+def test_a_key_with_control_characters_stays_on_one_line() -> None:
+    line = format_event("sudden-drop", b"acct\n\x1b[31m", b"{}", ARRIVED_MS, today=TODAY)
+    assert "\n" not in line and "\x1b" not in line
+    assert fields(line)[2] == "acct"
+
+
+# --- format_event: garbage ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"",
+        b"not json",
+        b"\xff\xfe",
+        b"null",
+        b"[1, 2]",
+        b'"a string"',
+        b"12",
+        b"1e999",
+        b"{",
+        b"[" * 5000 + b"]" * 5000,
+        b'{"a": "\xff"}',
+        b"line one\nline two\r\n\x00",
+    ],
+)
+def test_garbage_still_prints_one_line(value: bytes) -> None:
+    line = fmt(value)
+    assert "\n" not in line and "\r" not in line
+    when, kind, account, metric, level, title = fields(line)
+    assert (when, kind, account, metric, level) == (
+        "09:30:07",
+        "threshold-near",
+        "acct-key",
+        MISSING,
+        MISSING,
+    )
+    assert title.startswith("(not a JSON object:")
+
+
+def test_garbage_without_key_or_timestamp() -> None:
+    line = format_event("sudden-drop", None, b"\x00", None, today=TODAY)
+    assert fields(line) == [
+        MISSING,
+        "sudden-drop",
+        MISSING,
+        MISSING,
+        MISSING,
+        "(not a JSON object: -)",
+    ]
+
+
+@pytest.mark.parametrize(
+    "triggered_at",
+    [
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "2026-02-30T00:00:00Z",
+        "2026-11-24T09:30:05",
+        -62_135_596_800_000,
+        253_402_300_799_999,
+        9_000_000_000_000_000_000,
+        -9_000_000_000_000_000_000,
+    ],
+)
+def test_odd_instants_never_raise(make_event: Callable[..., bytes], triggered_at: object) -> None:
+    line = fmt(make_event(triggered_at=triggered_at, drop=("emitted_at",)))
+    assert fields(line)[1:5] == ["threshold-hit", "acct-42", "api_calls", "100%"]
+
+
+@pytest.mark.parametrize(
+    ("zone", "triggered_at"),
+    [
+        ("America/New_York", "0001-01-01T00:00:00Z"),
+        ("America/New_York", -62_135_596_800_000),
+        ("Asia/Tokyo", "9999-12-31T23:59:59Z"),
+        ("Asia/Tokyo", 253_402_300_799_999),
+    ],
+)
+def test_instants_at_the_edge_of_time_in_a_local_zone(
+    monkeypatch: pytest.MonkeyPatch,
+    make_event: Callable[..., bytes],
+    zone: str,
+    triggered_at: object,
+) -> None:
+    set_zone(monkeypatch, zone)
+    fmt(make_event(triggered_at=triggered_at))
+
+
+def test_an_absurd_kafka_timestamp_does_not_raise() -> None:
+    line = format_event("sudden-drop", b"acct-1", b"{}", 2**62, today=TODAY)
+    assert fields(line)[0] == MISSING
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b'{"level": 1e30}', b'{"crossed_levels": [0.8, 1e30]}', b'{"level": "1e26"}'],
+)
+def test_an_event_with_an_absurd_level_does_not_raise(value: bytes) -> None:
+    fmt(value)
+
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(-1e6, 1e6, allow_nan=False)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+event_keys = st.sampled_from(
+    [
+        "kind",
+        "account_id",
+        "metric",
+        "level",
+        "crossed_levels",
+        "message",
+        "triggered_at",
+        "emitted_at",
+        "title",
+    ]
+)
+
+
+@given(st.dictionaries(event_keys | st.text(max_size=8), json_values, max_size=8))
+def test_any_json_object_prints_one_line(event: dict[str, Any]) -> None:
+    line = fmt(orjson.dumps(event))
+    assert "\n" not in line and "\r" not in line
+    assert fields(line)[1] in EVENT_KINDS
+
+
+@given(st.binary(max_size=200), st.none() | st.binary(max_size=20))
+def test_any_bytes_print_one_line(value: bytes, key: bytes | None) -> None:
+    line = fmt(value, key)
+    assert "\n" not in line and "\r" not in line
+
+
+# --- json_line ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        (b'{"kind":"sudden-drop","n":1.50}', '{"kind":"sudden-drop","n":1.50}'),  # as it came
+        (b'  {"a": 1}\n', '{"a": 1}'),
+        (b'{\n  "a": 1,\n  "b": [1, 2]\n}', '{"a":1,"b":[1,2]}'),
+        (b'{"a":\r\n1}', '{"a":1}'),
+        (b"null", "null"),
+        (b"[]", "[]"),
+    ],
+)
+def test_json_line(value: bytes, line: str) -> None:
+    assert json_line(value) == line
+
+
+@pytest.mark.parametrize("value", [b"", b"not json", b"{", b"\xff", b'{"a": "\xff"}', b"1 2"])
+def test_json_line_of_garbage_is_none(value: bytes) -> None:
+    assert json_line(value) is None
+
+
+@given(json_values)
+def test_json_line_is_one_line_with_the_same_value(value: Any) -> None:
+    pretty = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+    line = json_line(pretty)
+    assert line is not None and "\n" not in line
+    assert orjson.loads(line) == value
