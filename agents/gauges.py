@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from app.health import readiness
-from app.main import TABLE_NAMES, app, metrics
+from app.main import TABLE_NAMES, app, metrics, settings
 from app.offsets import position
 
 logger = logging.getLogger(__name__)
@@ -31,10 +31,15 @@ async def refresh_gauges() -> None:
     consumer: Any = app.consumer
     if consumer is None:
         return
-    changelogs = set(app.tables.changelog_topics)
+    inputs = {
+        settings.topic_usage,
+        settings.topic_rekey,
+        settings.topic_accounts,
+        settings.topic_ticks,
+    }
     metrics.consumer_lag.clear()
     for tp in consumer.assignment():
-        if tp.topic in changelogs:
+        if tp.topic not in inputs:  # not changelogs (standby) nor our own outputs
             continue
         highwater = consumer.highwater(tp)
         at = await position(consumer, tp)
