@@ -8,7 +8,7 @@ worker do something within minutes:
   a few with a per-account limit override);
 * each account uses several metrics of the catalog at its own base pace (a fraction of its
   allotment per month), following a daily rhythm in its own time zone, with noise;
-* a couple of *hot* accounts on the lowest plan burn about 10 % of their limit per minute, so
+* a couple of *hot* accounts on the lowest plan burn about 30 % of their limit per minute, so
   they cross their near levels within minutes and hit the limit in about ten;
 * now and then an account bursts for a few minutes at many times its usual pace;
 * about one record in a hundred is re-sent with the same ``record_id`` (a producer retry);
@@ -64,8 +64,8 @@ REQUIRED_FIELDS: Final = ("record_id", "account_id", "metric", "quantity", "time
 MINUTE_MS: Final = 60_000
 MINUTES_PER_MONTH: Final = 30 * 24 * 60
 
-HOT_FRACTION_PER_MIN: Final = (0.08, 0.12)
-"""Share of its limit a hot account uses per minute: crosses 50 % in ~5 min, 100 % in ~10."""
+HOT_FRACTION_PER_MIN: Final = (0.25, 0.35)
+"""Share of its limit a hot account uses per minute: crosses 50 % in ~2 min, 100 % in ~3-4."""
 
 BURST_EVERY_MS: Final = 120_000
 """Mean time between two bursts over the whole fleet."""

@@ -543,6 +543,21 @@ def table_row(cells: tuple[str, ...], widths: tuple[int, ...]) -> str:
     )
 
 
+def source_version() -> str:
+    """The commit of the worker being measured, marked dirty when the tree has changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (commit or "unknown") + (" (dirty tree)" if dirty else "")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=200_000, help="usage records (N)")
@@ -594,7 +609,7 @@ def main() -> int:
     print(
         f"bench {run_id}: {args.records} records, {args.accounts} accounts, "
         f"{args.partitions} partitions, broker {args.bootstrap}, "
-        f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}"
+        f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}, worker at {source_version()}"
     )
 
     asyncio.run(create_topics(args.bootstrap, data))
