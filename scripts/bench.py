@@ -322,6 +322,8 @@ class WorkerRun:
     rate: float = 0.0
     cpu_s: float = 0.0
     cpu_window_s: float = 0.0
+    cpu_wall_s: float = 0.0
+    """Wall time the CPU figures cover (less than done_s when the worker died mid-run)."""
     broker_cpu_window_s: float | None = None
     machine_busy_pct: float = 0.0
     peak_rss_mb: float = 0.0
@@ -414,6 +416,7 @@ def run_worker(args: argparse.Namespace, data: Dataset, guarantee: Guarantee) ->
         print(f"  ready after {run.ready_s:.1f}s ({run.at_ready:.0f} records already counted)")
 
         last = (ready_at, run.at_ready, cpu_at_ready)
+        cpu_until = ready_at
         last_progress = (ready_at, run.at_ready)
         series: dict[str, float] = {}
         while True:
@@ -442,6 +445,10 @@ def run_worker(args: argparse.Namespace, data: Dataset, guarantee: Guarantee) ->
                 cpu = cpu_seconds(pid)
                 rss = status_kb(pid, "VmRSS") / 1024
                 run.rss_samples_mb.append(rss)
+                # Kept up to date so a worker that dies mid-run still leaves figures.
+                run.cpu_s, run.cpu_window_s = cpu, cpu - cpu_at_ready
+                run.peak_rss_mb = status_kb(pid, "VmHWM") / 1024
+                cpu_until = now
                 print(
                     f"  t+{now - ready_at:6.1f}s  {run.processed:9.0f} records"
                     f"  {(run.processed - last[1]) / (now - last[0]):8.0f} rec/s"
@@ -451,6 +458,7 @@ def run_worker(args: argparse.Namespace, data: Dataset, guarantee: Guarantee) ->
                 last = (now, run.processed, cpu)
         end = time.monotonic()
         if proc.poll() is None:
+            cpu_until = end
             run.cpu_s = cpu_seconds(pid)
             run.cpu_window_s = run.cpu_s - cpu_at_ready
             run.peak_rss_mb = status_kb(pid, "VmHWM") / 1024
@@ -463,6 +471,7 @@ def run_worker(args: argparse.Namespace, data: Dataset, guarantee: Guarantee) ->
         )
         elapsed = run.done_s if run.finished else end - ready_at
         run.rate = run.processed / elapsed if elapsed > 0 else 0.0
+        run.cpu_wall_s = cpu_until - ready_at
         if not run.finished:
             run.done_s = elapsed
         run.outcomes = {
@@ -499,8 +508,8 @@ def report_run(run: WorkerRun, data: Dataset) -> None:
     )
     if run.cpu_window_s:
         print(
-            f"  worker CPU {run.cpu_window_s:.1f}s in that window"
-            f" ({100 * run.cpu_window_s / max(run.done_s, 1e-9):.0f}% of one core),"
+            f"  worker CPU {run.cpu_window_s:.1f}s over {run.cpu_wall_s:.1f}s"
+            f" ({100 * run.cpu_window_s / max(run.cpu_wall_s, 1e-9):.0f}% of one core),"
             f" {run.cpu_s:.1f}s since start; machine busy {run.machine_busy_pct:.0f}%"
             f" of {os.cpu_count()} CPUs"
             + (
@@ -652,7 +661,7 @@ def main() -> int:
         )
     )
     for run in runs:
-        cpu_pct = 100 * run.cpu_window_s / run.done_s if run.done_s > 0 else 0.0
+        cpu_pct = 100 * run.cpu_window_s / run.cpu_wall_s if run.cpu_wall_s > 0 else 0.0
         label = f"worker {run.guarantee}" + ("" if run.finished else " (partial)")
         cells = (
             label,
