@@ -17,6 +17,7 @@ import orjson
 from faust.types import EventT, StreamT
 
 from agents.batch import Writes
+from app.commits import commit_guard
 from app.main import app, catalog, clock, metrics, settings, templates, topics
 from domain.accounts import AccountPlan
 from domain.daily import AccountDaily
@@ -126,4 +127,7 @@ async def evaluate_partition(event: EventT[bytes]) -> int:
 async def evaluate_drops(stream: StreamT[bytes]) -> None:
     """Consume ticks: one closed day of one partition each."""
     async for event in stream.events():
-        await evaluate_partition(event)
+        commit_guard.install(app.consumer)
+        async with commit_guard.lock:  # the whole evaluation and its tick: one transaction
+            await evaluate_partition(event)
+            event.ack()

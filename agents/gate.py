@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.commits import commit_guard
 from app.gate import TICK_S, monitor, on_assigned, plans_gate
 from app.main import app, metrics, settings
 
@@ -14,6 +15,7 @@ plans_gate.configure(settings.topic_accounts, (settings.topic_usage, settings.to
 async def gate_on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
     """Hold usage of every new assignment until its plans are read."""
     metrics.rebalances.inc()
+    commit_guard.install(sender.consumer)
     await on_assigned(plans_gate, sender, args[0])
 
 

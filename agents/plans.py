@@ -13,6 +13,7 @@ import orjson
 from faust.types import EventT, StreamT
 
 from agents.batch import Writes
+from app.commits import commit_guard
 from app.gate import plans_gate
 from app.main import app, catalog, clock, metrics, topics
 from domain.accounts import AccountPlan, supersedes
@@ -59,8 +60,11 @@ async def apply_plan_event(event: EventT[bytes], writes: Writes) -> str:
 async def process_plans(stream: StreamT[bytes]) -> None:
     """Consume account-plans records and report progress to the plans gate."""
     async for event in stream.events():
-        writes = Writes()
-        outcome = await apply_plan_event(event, writes)
-        await writes.flush()
+        commit_guard.install(app.consumer)
+        async with commit_guard.lock:  # the record, its state and its offset: one transaction
+            writes = Writes()
+            outcome = await apply_plan_event(event, writes)
+            await writes.flush()
+            event.ack()
         metrics.plan_records.labels(outcome=outcome).inc()
         plans_gate.processed(event.message.partition, event.message.offset)

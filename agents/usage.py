@@ -17,6 +17,7 @@ from faust import Stream
 from faust.types import EventT, StreamT
 
 from agents.batch import Writes, acting_as, by_partition, pinned
+from app.commits import commit_guard
 from app.gate import plans_gate
 from app.main import app, catalog, clock, metrics, settings, templates, topics
 from app.progress import usage_progress
@@ -122,7 +123,6 @@ async def process_batch(events: list[EventT[bytes]]) -> None:
     outcomes: Counter[str] = Counter()
     moments: list[Moment] = []
     for partition, group in by_partition(events).items():
-        await plans_gate.wait_caught_up(partition)
         with acting_as(group[-1]):
             result = run_intake(
                 (_raw(event) for event in group),
@@ -166,9 +166,14 @@ async def process_usage(stream: StreamT[bytes]) -> None:
         settings.batch_size, within=settings.batch_window_s
     ):
         batch = list(events)
+        # Outside the commit guard: a rebalance commits, and may be what we wait for.
+        for partition in sorted({event.message.partition for event in batch}):
+            await plans_gate.wait_caught_up(partition)
+        commit_guard.install(app.consumer)
         try:
-            with pinned(batch):
-                await process_batch(batch)
+            async with commit_guard.lock:
+                with pinned(batch):
+                    await process_batch(batch)
         except Exception as exc:
             # Unacked, the batch is redelivered after the restart; carrying on would
             # commit later offsets past it.
