@@ -19,17 +19,14 @@ from faust.types import EventT, StreamT
 from agents.batch import Writes
 from app.commits import commit_guard
 from app.main import app, catalog, clock, metrics, settings, templates, topics
-from domain.accounts import AccountPlan
-from domain.daily import AccountDaily
 from domain.detection import Moment
 from domain.drops import DropRules
 from domain.evaluation import evaluate_account
 from domain.periods import utc_day
-from domain.usage import AccountTotals
-from tables.accounts import accounts
-from tables.daily import daily
+from tables.accounts import plan_of
+from tables.daily import daily, daily_of
 from tables.evaluations import evaluations
-from tables.totals import period_totals
+from tables.totals import totals_of
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +72,12 @@ async def evaluate_partition(event: EventT[bytes]) -> int:
     keys = [bytes(k) for k in store.keys() if not bytes(k).startswith(b"__faust\x00")]
     for n, raw_key in enumerate(keys, 1):
         account_id = raw_key.decode()
-        raw = daily.get(account_id)
-        if raw is None:
+        if daily.get(account_id) is None:
             continue
-        state = AccountDaily.from_json(orjson.loads(raw))
+        state = daily_of(account_id)
         pruned = state.prune(oldest_day)
-        raw_plan = accounts.get(account_id)
-        plan = None if raw_plan is None else AccountPlan.from_json(orjson.loads(raw_plan))
-        raw_totals = period_totals.get(account_id)
-        totals = AccountTotals.from_json(None if raw_totals is None else orjson.loads(raw_totals))
+        plan = plan_of(account_id)
+        totals = totals_of(account_id)
         found, changed = evaluate_account(
             account_id,
             state,

@@ -20,7 +20,7 @@ from domain.accounts import AccountPlan, supersedes
 from domain.deadletter import dead_letter
 from domain.errors import InvalidPlanRecord
 from domain.records import parse_plan
-from tables.accounts import accounts
+from tables.accounts import accounts, plan_of
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ async def apply_plan_event(event: EventT[bytes], writes: Writes) -> str:
         )
         await writes.send(topics.accounts_dlq, message.key, orjson.dumps(letter), partition)
         return "invalid"
-    raw_held = accounts.get(record.account_id)
-    held = None if raw_held is None else AccountPlan.from_json(orjson.loads(raw_held))
+    held = plan_of(record.account_id)
     if not supersedes(record, held):
         return "stale"
     plan = orjson.dumps(AccountPlan.from_record(record).to_json())

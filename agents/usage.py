@@ -21,17 +21,13 @@ from app.commits import commit_guard
 from app.gate import plans_gate
 from app.main import app, catalog, clock, metrics, settings, templates, topics
 from app.progress import usage_progress
-from domain.accounts import AccountPlan
-from domain.daily import AccountDaily
 from domain.detection import DetectionResult, Moment, detect_thresholds
 from domain.intake import IntakeResult, IntakeRules, RawRecord, run_intake
-from domain.thresholds import AnnouncedLevels
-from domain.usage import AccountTotals
-from tables.accounts import accounts
-from tables.announced import announced
-from tables.daily import daily
+from tables.accounts import plan_of
+from tables.announced import announced, announced_of
+from tables.daily import daily, daily_of
 from tables.dedup import dedup
-from tables.totals import period_totals
+from tables.totals import period_totals, totals_of
 
 logger = logging.getLogger(__name__)
 
@@ -41,26 +37,6 @@ RULES = IntakeRules(
     late_grace_ms=int(settings.late_grace_s * 1000),
     daily_retention_days=settings.daily_retention_days,
 )
-
-
-def _plan_of(account_id: str) -> AccountPlan | None:
-    held = accounts.get(account_id)
-    return None if held is None else AccountPlan.from_json(orjson.loads(held))
-
-
-def _totals_of(account_id: str) -> AccountTotals:
-    held = period_totals.get(account_id)
-    return AccountTotals.from_json(None if held is None else orjson.loads(held))
-
-
-def _announced_of(account_id: str) -> AnnouncedLevels:
-    held = announced.get(account_id)
-    return AnnouncedLevels.from_json(None if held is None else orjson.loads(held))
-
-
-def _daily_of(account_id: str) -> AccountDaily:
-    held = daily.get(account_id)
-    return AccountDaily.from_json(None if held is None else orjson.loads(held))
 
 
 def _seen_at(key: str) -> int | None:
@@ -129,10 +105,10 @@ async def process_batch(events: list[EventT[bytes]]) -> None:
                 now_ms=now_ms,
                 rules=RULES,
                 catalog=catalog,
-                plan_of=_plan_of,
-                totals_of=_totals_of,
+                plan_of=plan_of,
+                totals_of=totals_of,
                 seen_at=_seen_at,
-                daily_of=_daily_of,
+                daily_of=daily_of,
             )
             detected = detect_thresholds(
                 result.accepted,
@@ -140,7 +116,7 @@ async def process_batch(events: list[EventT[bytes]]) -> None:
                 prune_before_ms=now_ms - RULES.late_grace_ms - 1,
                 catalog=catalog,
                 templates=templates,
-                announced_of=_announced_of,
+                announced_of=announced_of,
             )
             await _apply(result, detected, partition, writes)
         outcomes.update(result.outcomes)

@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import random
-import signal
 import sys
 import time
 from collections import deque
@@ -39,6 +38,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from app.signals import install_stop_handlers
 from config.settings import Settings
 from domain.catalog import Catalog, Plan
 from domain.timeutil import DAY_MS, to_rfc3339
@@ -462,21 +462,6 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _install_stop_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """Stop on SIGTERM, and on SIGINT unless the caller ignores it.
-
-    A shell starts background jobs with SIGINT ignored so that Ctrl-C reaches only the
-    foreground job; honouring that lets ``scripts/run-local`` stop us in order. Repeated signals
-    are harmless: the first one starts a clean stop, later ones change nothing.
-    """
-    signals = [signal.SIGTERM]
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        signals.append(signal.SIGINT)
-    for sig in signals:
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
-            loop.add_signal_handler(sig, stop.set)
-
-
 class _Delivery:
     """Counts acknowledgements and failures of sent records without waiting for them."""
 
@@ -590,7 +575,7 @@ async def _simulate(args: argparse.Namespace) -> int:
     await ensure_topics(settings, kwargs)
 
     stop = asyncio.Event()
-    _install_stop_handlers(asyncio.get_running_loop(), stop)
+    install_stop_handlers(asyncio.get_running_loop(), stop)
     producer = AIOKafkaProducer(
         bootstrap_servers=list(settings.kafka_bootstrap),
         client_id="moments-simulate",

@@ -18,7 +18,6 @@ import contextlib
 import logging
 import os
 import re
-import signal
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
@@ -30,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from app.signals import install_stop_handlers
 from app.topology import EVENT_KINDS
 from domain.timeutil import ms_to_datetime, parse_rfc3339
 
@@ -250,17 +250,6 @@ class _Follower:
         self.first = False
 
 
-def _install_stop_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """Stop on SIGTERM, and on SIGINT unless the caller ignores it (a shell's background job:
-    ``scripts/run-local`` stops us with SIGTERM then). Repeated signals change nothing."""
-    signals = [signal.SIGTERM]
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        signals.append(signal.SIGINT)
-    for sig in signals:
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
-            loop.add_signal_handler(sig, stop.set)
-
-
 def _emit(out: TextIO, line: str) -> None:
     out.write(line + "\n")
     out.flush()
@@ -275,7 +264,7 @@ async def _tail(args: argparse.Namespace, kinds: tuple[str, ...], out: TextIO) -
     bootstrap = list(settings.kafka_bootstrap)
     kind_of = {settings.event_topic(kind): kind for kind in kinds}
     stop = asyncio.Event()
-    _install_stop_handlers(asyncio.get_running_loop(), stop)
+    install_stop_handlers(asyncio.get_running_loop(), stop)
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,

@@ -8,24 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.clock import ManualClock
 from app.health import readiness
 from app.main import app, catalog, clock, metrics, settings
-from domain.accounts import AccountPlan
-from domain.daily import AccountDaily
 from domain.periods import day_to_date
-from domain.thresholds import AnnouncedLevels, level_text
+from domain.thresholds import level_text
 from domain.timeutil import to_rfc3339
-from domain.usage import AccountTotals
-from tables.accounts import accounts
-from tables.announced import announced
-from tables.daily import daily
+from tables.accounts import accounts, plan_of
+from tables.announced import announced_of
+from tables.daily import daily, daily_of
 from tables.evaluations import evaluations
-from tables.totals import period_totals
+from tables.totals import period_totals, totals_of
 
 RECENT_DAYS_SHOWN = 14
 
@@ -41,14 +37,12 @@ def partition_of(account_id: str) -> int:
 
 def account_view(account_id: str) -> dict[str, Any] | None:
     """What the worker holds for one account, or None when it knows nothing of it."""
-    raw_plan = accounts.get(account_id)
-    raw_totals = period_totals.get(account_id)
-    if raw_plan is None and raw_totals is None and daily.get(account_id) is None:
+    plan = plan_of(account_id)
+    known = plan is not None or account_id in period_totals or account_id in daily
+    if not known:
         return None
-    plan = None if raw_plan is None else AccountPlan.from_json(orjson.loads(raw_plan))
-    totals = AccountTotals.from_json(None if raw_totals is None else orjson.loads(raw_totals))
-    raw_levels = announced.get(account_id)
-    levels = AnnouncedLevels.from_json(None if raw_levels is None else orjson.loads(raw_levels))
+    totals = totals_of(account_id)
+    levels = announced_of(account_id)
     catalog_plan = None if plan is None else catalog.plan(plan.plan_id)
     metrics_out: dict[str, list[dict[str, Any]]] = {}
     for metric, by_period in sorted(totals.periods.items()):
@@ -67,8 +61,7 @@ def account_view(account_id: str) -> dict[str, Any] | None:
             }
             for (start, end), total in sorted(by_period.items())
         ]
-    raw_daily = daily.get(account_id)
-    days = AccountDaily.from_json(None if raw_daily is None else orjson.loads(raw_daily))
+    days = daily_of(account_id)
     evaluated = evaluations.get(f"p{partition_of(account_id)}")
     drops = {
         "last_evaluated_day": None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -19,12 +19,10 @@ from domain.daily import AccountDaily
 from domain.drops import CLOSED, DailyTotals, Episode
 from domain.intake import IntakeResult, IntakeRules, RawRecord, dedup_key, run_intake
 from domain.periods import date_to_day, day_start_ms, utc_day
-from domain.timeutil import datetime_to_ms
 from domain.usage import AccountTotals
+from tests.unit.factories import DAY_MS, HOUR_MS, NOW, Raws, ms
 
 D = Decimal
-HOUR_MS = 3_600_000
-DAY_MS = 24 * HOUR_MS
 CATALOG: Catalog = parse_catalog(
     """
 [defaults]
@@ -48,11 +46,6 @@ RULES = IntakeRules(
 )
 
 
-def ms(text: str) -> int:
-    return datetime_to_ms(datetime.fromisoformat(text).replace(tzinfo=UTC))
-
-
-NOW = ms("2026-03-15T12:00:00")
 TODAY = utc_day(NOW)
 OLDEST_KEPT = TODAY - RULES.daily_retention_days + 1  # 2026-02-09
 MONDAY = date_to_day(date(2026, 3, 2))
@@ -205,32 +198,6 @@ def test_json_round_trip_property(
 
 
 # --- the intake fills the daily totals ------------------------------------------------------
-
-
-@dataclass
-class Raws:
-    """Factory of raw usage records with consecutive offsets (as in test_intake)."""
-
-    next_offset: int = 100
-
-    def value(self, value: bytes | None, key: bytes | None = b"acct-1") -> RawRecord:
-        raw = RawRecord(key, value, "usage-records", 0, self.next_offset, NOW - 10)
-        self.next_offset += 1
-        return raw
-
-    def usage(self, key: bytes | None | str = "same", **fields: Any) -> RawRecord:
-        record: dict[str, Any] = {
-            "record_id": f"r-{self.next_offset}",
-            "account_id": "acct-1",
-            "metric": "api_calls",
-            "quantity": 1,
-            "timestamp": NOW - HOUR_MS,
-        }
-        record.update(fields)
-        if key == "same":
-            key = record["account_id"].encode()
-        assert not isinstance(key, str)
-        return self.value(orjson.dumps(record), key)
 
 
 def plan(account: str = "acct-1", status: Status = "active") -> AccountPlan:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import orjson
 import pytest
@@ -17,8 +15,8 @@ from domain.accounts import AccountPlan
 from domain.catalog import Catalog, parse_catalog
 from domain.intake import IntakeResult, IntakeRules, RawRecord, dedup_key, run_intake
 from domain.periods import Period
-from domain.timeutil import datetime_to_ms
 from domain.usage import AccountTotals
+from tests.unit.factories import DAY_MS, HOUR_MS, NOW, Raws, ms
 
 D = Decimal
 CATALOG_TOML = """
@@ -41,18 +39,11 @@ limits = { api_calls = 1000 }
 """
 CATALOG: Catalog = parse_catalog(CATALOG_TOML, "test-plans.toml")
 
-HOUR_MS = 3_600_000
-DAY_MS = 24 * HOUR_MS
 RULES = IntakeRules(
     max_clock_skew_ms=5 * 60_000, dedup_horizon_ms=7 * DAY_MS, late_grace_ms=HOUR_MS
 )
 
 
-def ms(text: str) -> int:
-    return datetime_to_ms(datetime.fromisoformat(text).replace(tzinfo=UTC))
-
-
-NOW = ms("2026-03-15T12:00:00")
 MARCH = Period.from_ms(ms("2026-03-01T00:00:00"), ms("2026-04-01T00:00:00"))
 FEB = Period.from_ms(ms("2026-02-01T00:00:00"), ms("2026-03-01T00:00:00"))
 
@@ -66,34 +57,6 @@ def plan(account: str = "acct-1", anchor: str | None = None, **limits: str) -> A
         limits={m: D(v) for m, v in limits.items()},
         updated_at_ms=NOW - DAY_MS,
     )
-
-
-@dataclass
-class Raws:
-    """Factory of raw Kafka records with consecutive offsets."""
-
-    topic: str = "usage-records"
-    partition: int = 3
-    next_offset: int = 100
-
-    def value(self, value: bytes | None, key: bytes | None = b"acct-1") -> RawRecord:
-        raw = RawRecord(key, value, self.topic, self.partition, self.next_offset, NOW - 10)
-        self.next_offset += 1
-        return raw
-
-    def usage(self, key: bytes | None | str = "same", **fields: Any) -> RawRecord:
-        record: dict[str, Any] = {
-            "record_id": f"r-{self.next_offset}",
-            "account_id": "acct-1",
-            "metric": "api_calls",
-            "quantity": 1,
-            "timestamp": NOW - HOUR_MS,
-        }
-        record.update(fields)
-        if key == "same":
-            key = record["account_id"].encode()
-        assert not isinstance(key, str)
-        return self.value(orjson.dumps(record), key)
 
 
 @dataclass
