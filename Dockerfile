@@ -40,6 +40,8 @@ COPY tables ./tables
 COPY config ./config
 COPY domain ./domain
 COPY web ./web
+COPY state ./state
+COPY engine ./engine
 RUN pip install --no-cache-dir --no-deps . \
     && moments --help > /dev/null
 

@@ -1,127 +1,140 @@
-"""Drop agent: evaluates every tracked account of a partition when a tick arrives.
+"""Drop evaluation: a tick starts it, slices of accounts finish it.
 
-Ticks are records of the co-partitioned ticks topic (sent by ``agents.ticks``), so
-the evaluation runs as ordinary stream processing of partition p: its episode
-updates, drop events, the "day evaluated" mark and the tick's offset commit in
-one Kafka transaction under exactly-once. A repeated tick finds the day marked
-and does nothing.
+A tick (a record of the co-partitioned ticks topic, sent by ``agents.ticks`` once
+partition p has consumed the backlog it had when a UTC day closed) marks day d as
+*started* in the evaluations table, in the tick's own step. The engine then runs
+:meth:`DropEvaluation.run_slice` as background steps: each evaluates the next
+:data:`SLICE_ACCOUNTS` accounts of the partition (silent ones included: every
+account with daily history), sends their drop events and moves the cursor, in one
+transaction. Usage steps run between slices, so a large partition never stalls
+usage for longer than one slice. A crash resumes at the cursor; a repeated tick
+finds the day started or done and does nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
-from faust.types import EventT, StreamT
 
-from agents.batch import Writes
-from app.commits import commit_guard
-from app.main import app, catalog, clock, metrics, settings, templates, topics
-from domain.detection import Moment
+from app.main import Runtime
 from domain.drops import DropRules
 from domain.evaluation import evaluate_account
 from domain.periods import utc_day
+from engine.step import Step
+from state.store import PartitionStore
 from tables.accounts import plan_of
-from tables.daily import daily, daily_of
-from tables.evaluations import evaluations
+from tables.daily import DAILY, decode_daily, put_daily
+from tables.evaluations import Evaluation, evaluation_of, put_evaluation
 from tables.totals import totals_of
 
 logger = logging.getLogger(__name__)
 
-RULES = DropRules(
-    recent_days=settings.drop_recent_days,
-    baseline_weeks=settings.drop_baseline_weeks,
-    min_expected=settings.drop_min_expected,
-    fraction=settings.drop_fraction,
-)
-# Yield to the event loop between accounts now and then, so a large partition does
-# not stall the other agents (never inside one account's read-modify-write).
-_YIELD_EVERY = 500
+#: Accounts per slice: a slice is one transaction and must stay well under a second.
+SLICE_ACCOUNTS = 2000
 
 
-def evaluation_key(partition: int) -> str:
-    """Key of a partition's "last evaluated day" in the evaluations table."""
-    return f"p{partition}"
-
-
-async def evaluate_partition(event: EventT[bytes]) -> int:
-    """Evaluate the tick's day for every account of its partition; returns events sent."""
-    message = event.message
-    partition = message.partition
-    try:
-        day = int(orjson.loads(message.value or b"")["day"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        logger.warning(
-            "partition %d: ignoring malformed tick at offset %d", partition, message.offset
-        )
-        return 0
-    held = evaluations.get(evaluation_key(partition))
-    if held is not None and int(held) >= day:
-        return 0
-    started = time.perf_counter()
-    now_ms = clock.now_ms()
-    oldest_day = utc_day(now_ms) - settings.daily_retention_days + 1
-    arrived_ms = int(message.timestamp * 1000)
-    writes = Writes()
-    moments: list[Moment] = []
-    store = daily.data._db_for_partition(partition)  # type: ignore[attr-defined]  # RocksDB store
-    # Faust keeps its own bookkeeping (the persisted changelog offset) in the same
-    # database, under a key no account id can have.
-    keys = [bytes(k) for k in store.keys() if not bytes(k).startswith(b"__faust\x00")]
-    for n, raw_key in enumerate(keys, 1):
-        account_id = raw_key.decode()
-        if daily.get(account_id) is None:
-            continue
-        state = daily_of(account_id)
-        pruned = state.prune(oldest_day)
-        plan = plan_of(account_id)
-        totals = totals_of(account_id)
-        found, changed = evaluate_account(
-            account_id,
-            state,
-            plan,
-            totals,
-            day,
-            rules=RULES,
-            catalog=catalog,
-            templates=templates,
-            now_ms=now_ms,
-            arrived_ms=arrived_ms,
-        )
-        if state.is_empty():
-            writes.delete(daily, account_id, partition)
-        elif changed or pruned:
-            writes.put(daily, account_id, orjson.dumps(state.to_json()), partition)
-        moments.extend(found)
-        if n % _YIELD_EVERY == 0:
-            await asyncio.sleep(0)
-    for moment in moments:
-        value = orjson.dumps(moment.payload)
-        await writes.send(topics.events[moment.kind], moment.account_id.encode(), value, partition)
-    writes.put(evaluations, evaluation_key(partition), str(day).encode(), partition)
-    await writes.flush()
-    emitted_s = clock.now_ms() / 1000
-    for moment in moments:
-        metrics.events.labels(kind=moment.kind).inc()
-        metrics.event_latency.observe(max(0.0, emitted_s - moment.arrived_ms / 1000))
-    logger.info(
-        "partition %d: evaluated day %d for %d accounts in %.3fs, %d drop events",
-        partition,
-        day,
-        len(keys),
-        time.perf_counter() - started,
-        len(moments),
+def drop_rules(runtime: Runtime) -> DropRules:
+    """The drop rules from settings."""
+    s = runtime.settings
+    return DropRules(
+        recent_days=s.drop_recent_days,
+        baseline_weeks=s.drop_baseline_weeks,
+        min_expected=s.drop_min_expected,
+        fraction=s.drop_fraction,
     )
-    return len(moments)
 
 
-@app.agent(topics.ticks)
-async def evaluate_drops(stream: StreamT[bytes]) -> None:
-    """Consume ticks: one closed day of one partition each."""
-    async for event in stream.events():
-        commit_guard.install(app.consumer)
-        async with commit_guard.lock:  # the whole evaluation and its tick: one transaction
-            await evaluate_partition(event)
-            event.ack()
+class TicksHandler:
+    """Handles the ticks topic: starts the evaluation of a closed day."""
+
+    def process(self, step: Step, topic: str, records: Sequence[Any]) -> None:
+        """Mark the newest day of ``records`` started, unless it was already."""
+        days: list[int] = []
+        for record in records:
+            try:
+                days.append(int(orjson.loads(record.value or b"")["day"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                logger.warning(
+                    "partition %d: ignoring malformed tick at offset %d",
+                    step.partition,
+                    record.offset,
+                )
+        if not days:
+            return
+        day = max(days)
+        held = evaluation_of(step.state, step.partition)
+        if held is not None and held.day >= day:
+            return
+        put_evaluation(step.state, step.partition, Evaluation(day, ""))
+        logger.info("partition %d: evaluating day %d for drops", step.partition, day)
+
+
+class DropEvaluation:
+    """The engine's background work: evaluation slices of started days."""
+
+    def __init__(self, runtime: Runtime, slice_accounts: int = SLICE_ACCOUNTS) -> None:
+        self.runtime = runtime
+        self.rules = drop_rules(runtime)
+        self.slice_accounts = slice_accounts
+
+    def pending(self, store: PartitionStore, partition: int) -> bool:
+        """Whether the partition has a started, unfinished evaluation."""
+        held = evaluation_of(store, partition)
+        return held is not None and not held.done
+
+    def run_slice(self, step: Step) -> None:
+        """Evaluate the next accounts after the cursor; finish the day when none are left."""
+        rt = self.runtime
+        state = step.state
+        held = evaluation_of(state, step.partition)
+        if held is None or held.cursor is None:
+            return
+        oldest_day = utc_day(step.now_ms) - rt.settings.daily_retention_days + 1
+        start = None if held.cursor == "" else held.cursor.encode() + b"\x00"
+        last: str | None = None
+        count = 0
+        events = 0
+        for raw_key, value in state.store.items(DAILY.name, start):
+            if count >= self.slice_accounts:
+                break
+            count += 1
+            account_id = raw_key.decode()
+            last = account_id
+            days = decode_daily(value)
+            pruned = days.prune(oldest_day)
+            found, changed = evaluate_account(
+                account_id,
+                days,
+                plan_of(state, account_id),
+                totals_of(state, account_id),
+                held.day,
+                rules=self.rules,
+                catalog=rt.catalog,
+                templates=rt.templates,
+                now_ms=step.now_ms,
+                arrived_ms=step.now_ms,
+            )
+            if changed or pruned or days.is_empty():
+                put_daily(state, account_id, days)
+            for moment in found:
+                step.send(
+                    rt.settings.event_topic(moment.kind),
+                    moment.account_id.encode(),
+                    orjson.dumps(moment.payload),
+                )
+                events += 1
+        done = count < self.slice_accounts
+        put_evaluation(state, step.partition, Evaluation(held.day, None if done else last))
+        if done:
+            logger.info("partition %d: day %d evaluated for drops", step.partition, held.day)
+        kinds = [rt.settings.event_topic("sudden-drop")] * events
+        metrics = rt.metrics
+
+        def count_events() -> None:
+            if kinds:
+                metrics.events.labels(kind="sudden-drop").inc(len(kinds))
+
+        step.on_commit(count_events)

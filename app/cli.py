@@ -7,15 +7,11 @@ with one line naming it (exit status 2) before anything connects to Kafka.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import math
 import os
-import pkgutil
-import shutil
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from domain.errors import ConfigError
 
@@ -51,69 +47,28 @@ def cmd_check_config(_: argparse.Namespace) -> int:
     return 0
 
 
-COMPONENT_PACKAGES = ("tables", "agents", "web")
-CLEAN_SHUTDOWN = ".clean-shutdown"
-
-
-def discard_state_after_crash(data_dir: Path) -> bool:
-    """Delete local table state unless the last run of this data dir stopped cleanly.
-
-    Faust writes RocksDB at once but Kafka only at commit; after a crash the local
-    stores can hold writes of transactions Kafka aborted (a dedup entry, say, for a
-    record that is then redelivered and would be taken for a repeat). Faust never
-    rolls them back, so we rebuild from the changelogs, which hold only committed
-    state. Returns True when state was discarded.
-    """
-    marker = data_dir / CLEAN_SHUTDOWN
-    stores = [p for p in data_dir.glob("v*/tables") if p.is_dir()]
-    clean = marker.exists()
-    marker.unlink(missing_ok=True)
-    if clean or not stores:
-        return False
-    for path in stores:
-        shutil.rmtree(path)
-    logger.warning(
-        "%s: the last run did not stop cleanly; local table state discarded, "
-        "rebuilding from the changelog topics",
-        data_dir,
-    )
-    return True
-
-
-def load_components() -> list[str]:
-    """Import every module of the tables, agents and web packages; errors propagate."""
-    loaded: list[str] = []
-    for package_name in COMPONENT_PACKAGES:
-        package = importlib.import_module(package_name)
-        for info in pkgutil.iter_modules(package.__path__, f"{package_name}."):
-            importlib.import_module(info.name)
-            loaded.append(info.name)
-    return loaded
-
-
 def cmd_worker(_: argparse.Namespace) -> int:
-    """Check the topics, then run a Faust worker until SIGTERM/SIGINT."""
-    import faust
-
+    """Check the topics, then run a Faust worker with the engine until SIGTERM/SIGINT."""
+    from agents import install, table_specs
+    from app.faust_internals import Worker
+    from app.main import build_runtime
     from app.security import client_kwargs
     from app.topology import ensure_topics_sync
-    from config.settings import unknown_variables
+    from config.settings import load_settings, unknown_variables
+    from web.views import register
 
-    main = importlib.import_module("app.main")
-    settings = main.settings
+    settings = load_settings(os.environ)
     for name in unknown_variables(os.environ):
         logger.warning("%s is not a setting of usage-moments (typo?)", name)
-    ensure_topics_sync(settings, client_kwargs(settings))
+    runtime = build_runtime(settings)
+    ensure_topics_sync(settings, client_kwargs(settings), table_specs(runtime))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    discard_state_after_crash(settings.data_dir)
-    load_components()
-    worker = faust.Worker(main.app, loglevel=settings.log_level.upper(), quiet=True)
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        if exc.code in (0, None):
-            (settings.data_dir / CLEAN_SHUTDOWN).touch()
-        raise
+    engine = install(runtime)
+    register(runtime, engine)
+    worker = Worker(runtime.app, loglevel=settings.log_level.upper(), quiet=True)
+    worker.shutdown_timeout_s = settings.shutdown_timeout_s
+    worker.engine = engine
+    worker.execute_from_commandline()
     return 0  # pragma: no cover - execute_from_commandline exits the process
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from config.settings import Settings
 from domain.errors import TopologyError
+from state.table import TableSpec
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +33,21 @@ class TopicSpec:
     partitions: int
     compacted: bool = False
     co_partitioned: bool = False
+    retention_ms: int | None = None
+
+    def config(self) -> dict[str, str]:
+        """Topic configuration to create it with."""
+        config: dict[str, str] = {}
+        if self.compacted:
+            config["cleanup.policy"] = "compact"
+        if self.retention_ms is not None:
+            config["cleanup.policy"] = "delete"
+            config["retention.ms"] = str(self.retention_ms)
+        return config
 
 
-def required_topics(settings: Settings) -> list[TopicSpec]:
-    """Inputs (co-partitioned), dead-letter and event topics."""
+def required_topics(settings: Settings, tables: Sequence[TableSpec] = ()) -> list[TopicSpec]:
+    """Inputs (co-partitioned), dead-letter, event and changelog topics."""
     n = settings.partitions
     specs = [
         TopicSpec(settings.topic_usage, n, co_partitioned=True),
@@ -43,11 +55,22 @@ def required_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_rekey, n, co_partitioned=True),
         TopicSpec(settings.topic_ticks, n, co_partitioned=True),
         # Outputs too: they are written to the source record's partition number, inside
-        # that partition's transaction (see agents/outputs.py).
+        # that partition's transaction, so one account's events stay in order.
         TopicSpec(settings.topic_usage_dlq, n, co_partitioned=True),
         TopicSpec(settings.topic_accounts_dlq, n, co_partitioned=True),
     ]
     specs += [TopicSpec(settings.event_topic(kind), n, co_partitioned=True) for kind in EVENT_KINDS]
+    # Changelogs: partition p holds the state of input partition p.
+    specs += [
+        TopicSpec(
+            t.changelog_topic(settings.app_id),
+            n,
+            compacted=t.changelog == "keyed",
+            co_partitioned=True,
+            retention_ms=t.retention_ms if t.changelog == "segments" else None,
+        )
+        for t in tables
+    ]
     return specs
 
 
@@ -80,7 +103,11 @@ def check_layout(settings: Settings, existing: Mapping[str, int]) -> None:
             )
 
 
-async def ensure_topics(settings: Settings, client_kwargs: Mapping[str, object]) -> list[str]:
+async def ensure_topics(
+    settings: Settings,
+    client_kwargs: Mapping[str, object],
+    tables: Sequence[TableSpec] = (),
+) -> list[str]:
     """Check the layout, create missing topics, and return the names created."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=list(settings.kafka_bootstrap), request_timeout_ms=15000, **client_kwargs
@@ -93,7 +120,7 @@ async def ensure_topics(settings: Settings, client_kwargs: Mapping[str, object])
             f"check MOMENTS_KAFKA_BOOTSTRAP and that the brokers are up"
         ) from exc
     try:
-        specs = required_topics(settings)
+        specs = required_topics(settings, tables)
         existing: dict[str, int] = {}
         # Describe only topics that exist: a metadata request for a missing topic can
         # auto-create it with the broker's default partition count.
@@ -106,8 +133,9 @@ async def ensure_topics(settings: Settings, client_kwargs: Mapping[str, object])
         missing = [s for s in specs if s.name not in existing]
         created: list[str] = []
         for spec in missing:
-            config = {"cleanup.policy": "compact"} if spec.compacted else {}
-            topic = NewTopic(spec.name, spec.partitions, settings.replication, topic_configs=config)
+            topic = NewTopic(
+                spec.name, spec.partitions, settings.replication, topic_configs=spec.config()
+            )
             try:
                 await admin.create_topics([topic])
                 created.append(spec.name)
@@ -120,6 +148,10 @@ async def ensure_topics(settings: Settings, client_kwargs: Mapping[str, object])
         await admin.close()
 
 
-def ensure_topics_sync(settings: Settings, client_kwargs: Mapping[str, object]) -> list[str]:
+def ensure_topics_sync(
+    settings: Settings,
+    client_kwargs: Mapping[str, object],
+    tables: Sequence[TableSpec] = (),
+) -> list[str]:
     """:func:`ensure_topics` for synchronous callers (the CLI, before Faust's loop)."""
-    return asyncio.run(ensure_topics(settings, client_kwargs))
+    return asyncio.run(ensure_topics(settings, client_kwargs, tables))

@@ -178,16 +178,40 @@ VARIABLES: tuple[Variable, ...] = (
     _v("DAILY_RETENTION_DAYS", "35", "an integer from 35 to 400", "days of daily totals kept"),
     _v(
         "BATCH_SIZE",
-        "2000",
+        "10000",
         "an integer from 1 to 100000",
-        "records processed together in one step",
+        "most records one fetch hands to the engine (a step per partition of them)",
     ),
-    _v("BATCH_WINDOW", "50ms", "a duration up to 10s", "how long a step waits to fill a batch"),
+    _v(
+        "BATCH_WINDOW",
+        "50ms",
+        "a duration up to 10s",
+        "accepted for compatibility; the engine takes whatever a fetch returns",
+    ),
     _v(
         "EVALUATION_CHECK",
         "5s",
         "a duration from 100ms to 5m",
         "how often a worker checks whether a closed day awaits drop evaluation",
+    ),
+    _v(
+        "SESSION_TIMEOUT",
+        "10s",
+        "a duration from 6s to 5m",
+        "how long the group waits for a silent worker before moving its partitions",
+    ),
+    _v(
+        "INSTANCE_ID",
+        None,
+        "letters, digits, . _ - (unique per worker, stable across restarts)",
+        "static group membership: a restart within the session timeout keeps the "
+        "worker's partitions without a rebalance (e.g. a StatefulSet pod name)",
+    ),
+    _v(
+        "SHUTDOWN_TIMEOUT",
+        "30s",
+        "a duration from 1s to 10m",
+        "on SIGTERM, the worker commits what it finished and exits within this",
     ),
     _v(
         "CLOCK",
@@ -256,6 +280,9 @@ class Settings:
     batch_size: int
     batch_window_s: float
     evaluation_check_s: float
+    session_timeout_s: float
+    instance_id: str | None
+    shutdown_timeout_s: float
     clock: ClockKind
     clock_start_ms: int | None
     rocksdb_cache_mb: int
@@ -388,6 +415,13 @@ class _Reader:
         return path
 
 
+def _instance_id(r: _Reader) -> str | None:
+    value = r.optional("INSTANCE_ID")
+    if value is not None and not _valid_topic(value):
+        raise r.fail("INSTANCE_ID", value)
+    return value
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Parse ``MOMENTS_*`` variables from ``env`` (usually ``os.environ``).
 
@@ -447,6 +481,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         batch_size=r.integer("BATCH_SIZE", 1, 100_000),
         batch_window_s=r.duration_s("BATCH_WINDOW", high_s=10),
         evaluation_check_s=r.duration_s("EVALUATION_CHECK", low_s=0.1, high_s=300),
+        session_timeout_s=r.duration_s("SESSION_TIMEOUT", low_s=6, high_s=300),
+        instance_id=_instance_id(r),
+        shutdown_timeout_s=r.duration_s("SHUTDOWN_TIMEOUT", low_s=1, high_s=600),
         clock=clock_kind,  # type: ignore[arg-type]  # checked against the Literal's args
         clock_start_ms=clock_start_ms,
         rocksdb_cache_mb=r.integer("ROCKSDB_CACHE_MB", 8, 65536),

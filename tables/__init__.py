@@ -1,1 +1,18 @@
+"""The worker's tables, declared on the project's store layer (:mod:`state`).
 
+One table per module; each owns its encoding both ways and offers typed readers
+(over anything with ``get(table, key)``: a step's :class:`~state.transaction.StepState`
+or a :class:`~state.store.PartitionStore`) and writers (on a step).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Reader(Protocol):
+    """What a table reader needs: a point lookup by table and key."""
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        """The value of ``key`` in ``table``, or None."""
+        ...

@@ -1,24 +1,29 @@
 """Announced table: account id -> levels announced per metric, period and plan.
 
-Values are ``AnnouncedLevels`` JSON.
-
-Written in the same step as the events it records, so a restart neither repeats nor loses one.
+Values are ``AnnouncedLevels`` JSON. Written in the same step (and Kafka
+transaction) as the events it records, so a restart neither repeats nor loses one.
 """
 
 from __future__ import annotations
 
 import orjson
-from faust.types import TableT
 
-from app.main import app, new_table, settings
 from domain.thresholds import AnnouncedLevels
+from state.table import TableSpec
+from state.transaction import StepState
+from tables import Reader
 
-announced: TableT[str, bytes] = new_table(
-    app, settings, "announced", "Threshold levels announced per account, metric, period and plan."
+ANNOUNCED = TableSpec(
+    "announced", "Threshold levels announced per account, metric, period and plan."
 )
 
 
-def announced_of(account_id: str) -> AnnouncedLevels:
+def announced_of(view: Reader, account_id: str) -> AnnouncedLevels:
     """Levels announced for ``account_id`` (none when nothing was)."""
-    held = announced.get(account_id)
+    held = view.get(ANNOUNCED.name, account_id.encode())
     return AnnouncedLevels.from_json(None if held is None else orjson.loads(held))
+
+
+def put_announced(state: StepState, account_id: str, levels: AnnouncedLevels) -> None:
+    """Record the levels announced for ``account_id``."""
+    state.put(ANNOUNCED.name, account_id.encode(), orjson.dumps(levels.to_json()))

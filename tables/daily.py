@@ -1,22 +1,36 @@
 """Daily table: account id -> per-metric UTC daily totals and open drop episodes.
 
-Values are ``AccountDaily`` JSON; days older than MOMENTS_DAILY_RETENTION_DAYS are deleted.
+Values are ``AccountDaily`` JSON; days older than MOMENTS_DAILY_RETENTION_DAYS are
+deleted. Its keys are also the list of accounts a drop evaluation walks.
 """
 
 from __future__ import annotations
 
 import orjson
-from faust.types import TableT
 
-from app.main import app, new_table, settings
 from domain.daily import AccountDaily
+from state.table import TableSpec
+from state.transaction import StepState
+from tables import Reader
 
-daily: TableT[str, bytes] = new_table(
-    app, settings, "daily", "Daily usage totals and drop episodes per account."
-)
+DAILY = TableSpec("daily", "Daily usage totals and drop episodes per account.")
 
 
-def daily_of(account_id: str) -> AccountDaily:
+def daily_of(view: Reader, account_id: str) -> AccountDaily:
     """Daily totals and drop episodes held for ``account_id`` (empty when none)."""
-    held = daily.get(account_id)
+    held = view.get(DAILY.name, account_id.encode())
+    return decode_daily(held)
+
+
+def decode_daily(held: bytes | None) -> AccountDaily:
+    """An ``AccountDaily`` from its stored bytes (empty for None)."""
     return AccountDaily.from_json(None if held is None else orjson.loads(held))
+
+
+def put_daily(state: StepState, account_id: str, days: AccountDaily) -> None:
+    """Store ``days`` for ``account_id`` (deleting the key when nothing is left)."""
+    key = account_id.encode()
+    if days.is_empty():
+        state.delete(DAILY.name, key)
+    else:
+        state.put(DAILY.name, key, orjson.dumps(days.to_json()))

@@ -1,15 +1,104 @@
-"""Dedup table: ``account_id \\x1f record_id`` -> first-seen time (epoch ms, ASCII).
+"""Dedup table: which ``record_id`` each account sent within the dedup horizon.
 
-Keyed with the account so that a repeat always lands on the partition (and
-RocksDB store) of its account, whichever worker owns it.
+Column ``dedup``: 16-byte BLAKE2b of the (account, record_id) key -> first-seen
+time (8-byte big-endian epoch ms). Column ``dedup-expiry`` (local index):
+first-seen time + hash -> empty, so expiry is a range scan from the oldest.
+
+The changelog is not one record per key: a step writes one *segment* holding every
+entry it added (24 bytes each), and the changelog topic deletes segments by
+retention (horizon plus a day). Restore replays the segments still kept and skips
+entries already past the horizon. So dedup costs one changelog record per step,
+and its disk, memory and recovery time are bounded by the horizon.
 """
 
 from __future__ import annotations
 
-from faust.types import TableT
+import struct
+from collections.abc import Mapping, Sequence
+from hashlib import blake2b
 
-from app.main import app, new_table, settings
+from state.store import PartitionStore
+from state.table import TableSpec, Writes
+from state.transaction import StepState
 
-dedup: TableT[str, bytes] = new_table(
-    app, settings, "dedup", "record_ids seen within the dedup horizon."
-)
+_SEEN = struct.Struct(">q")
+_HASH_BYTES = 16
+_ENTRY = _HASH_BYTES + _SEEN.size
+EXPIRY = "dedup-expiry"
+_DAY_MS = 86_400_000
+
+
+def key_hash(key: str) -> bytes:
+    """Fixed-size digest of a dedup key (the domain's unambiguous account/record key)."""
+    return blake2b(key.encode(), digest_size=_HASH_BYTES).digest()
+
+
+def encode_segment(writes: Mapping[bytes, bytes | None]) -> bytes:
+    """One changelog value holding a step's new entries."""
+    return b"".join(h + seen for h, seen in writes.items() if seen is not None)
+
+
+def restore_segment(value: bytes, now_ms: int, horizon_ms: int) -> Writes:
+    """The writes a segment restores: its entries still inside the horizon."""
+    dedup: dict[bytes, bytes | None] = {}
+    expiry: dict[bytes, bytes | None] = {}
+    cutoff = now_ms - horizon_ms
+    for i in range(0, len(value) - _ENTRY + 1, _ENTRY):
+        h = value[i : i + _HASH_BYTES]
+        seen = value[i + _HASH_BYTES : i + _ENTRY]
+        if _SEEN.unpack(seen)[0] > cutoff:
+            dedup[h] = seen
+            expiry[seen + h] = b""
+    return {"dedup": dedup, EXPIRY: expiry}
+
+
+def dedup_table(horizon_ms: int) -> TableSpec:
+    """The dedup table for a given horizon (its changelog keeps segments that long)."""
+    return TableSpec(
+        "dedup",
+        "record_ids seen within the dedup horizon.",
+        changelog="segments",
+        local_columns=(EXPIRY,),
+        encode_segment=encode_segment,
+        restore_segment=lambda value, now_ms: restore_segment(value, now_ms, horizon_ms),
+        retention_ms=horizon_ms + _DAY_MS,
+    )
+
+
+def seen_many(state: StepState, hashes: Sequence[bytes]) -> dict[bytes, int]:
+    """First-seen times of the hashes held (absent ones are left out), one multi-get."""
+    out: dict[bytes, int] = {}
+    for h, held in zip(hashes, state.get_many("dedup", hashes), strict=True):
+        if held is not None:
+            out[h] = _SEEN.unpack(held)[0]
+    return out
+
+
+def mark_seen(state: StepState, h: bytes, seen_ms: int) -> None:
+    """Record that the record of hash ``h`` was first seen at ``seen_ms``."""
+    seen = _SEEN.pack(seen_ms)
+    state.put("dedup", h, seen)
+    state.put(EXPIRY, seen + h, b"")
+
+
+def expire(store: PartitionStore, now_ms: int, horizon_ms: int, limit: int = 50_000) -> int:
+    """Delete up to ``limit`` entries first seen more than the horizon ago (local only).
+
+    An entry whose record was seen again later (and re-marked) keeps its newer value:
+    only the index entry of the old sighting goes.
+    """
+    cutoff = _SEEN.pack(now_ms - horizon_ms)
+    index_keys: list[bytes] = []
+    for key, _ in store.items(EXPIRY):
+        if key[: _SEEN.size] > cutoff or len(index_keys) >= limit:
+            break
+        index_keys.append(key)
+    if not index_keys:
+        return 0
+    hashes = [k[_SEEN.size :] for k in index_keys]
+    current = store.get_many("dedup", hashes)
+    stale = [
+        h for h, k, held in zip(hashes, index_keys, current, strict=True) if held == k[: _SEEN.size]
+    ]
+    store.apply({EXPIRY: dict.fromkeys(index_keys), "dedup": dict.fromkeys(stale)})
+    return len(index_keys)

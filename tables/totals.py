@@ -1,22 +1,26 @@
 """Period-totals table: account id -> per-metric, per-period totals (``AccountTotals`` JSON).
 
-One value per account so that a batch writes each account once.
+One value per account so that a step writes each account once.
 """
 
 from __future__ import annotations
 
 import orjson
-from faust.types import TableT
 
-from app.main import app, new_table, settings
 from domain.usage import AccountTotals
+from state.table import TableSpec
+from state.transaction import StepState
+from tables import Reader
 
-period_totals: TableT[str, bytes] = new_table(
-    app, settings, "period-totals", "Usage totals per account, metric and billing period."
-)
+TOTALS = TableSpec("period-totals", "Usage totals per account, metric and billing period.")
 
 
-def totals_of(account_id: str) -> AccountTotals:
+def totals_of(view: Reader, account_id: str) -> AccountTotals:
     """Period totals held for ``account_id`` (empty when none)."""
-    held = period_totals.get(account_id)
+    held = view.get(TOTALS.name, account_id.encode())
     return AccountTotals.from_json(None if held is None else orjson.loads(held))
+
+
+def put_totals(state: StepState, account_id: str, totals: AccountTotals) -> None:
+    """Store ``totals`` for ``account_id``."""
+    state.put(TOTALS.name, account_id.encode(), orjson.dumps(totals.to_json()))

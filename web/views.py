@@ -1,7 +1,8 @@
-"""HTTP endpoints: ``/healthz``, ``/readyz``, ``/metrics`` and ``/accounts/{id}``.
+"""HTTP endpoints: ``/healthz``, ``/readyz``, ``/metrics``, ``/clock`` and ``/accounts/{id}``.
 
 ``/accounts/{id}`` is answered by the worker that owns the account's partition;
-others forward the request there (Faust's table routing).
+others forward the request there (Faust's topic routing, by the usage topic).
+:func:`register` adds the views to a runtime's app.
 """
 
 from __future__ import annotations
@@ -11,38 +12,35 @@ from typing import Any
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from agents.usage import key_partition
 from app.clock import ManualClock
-from app.health import readiness
-from app.main import app, catalog, clock, metrics, settings
+from app.main import Runtime
+from domain.catalog import Catalog
 from domain.periods import day_to_date
 from domain.thresholds import level_text
 from domain.timeutil import to_rfc3339
-from tables.accounts import accounts, plan_of
+from engine.engine import Engine
+from state.store import PartitionStore
+from tables.accounts import plan_of
 from tables.announced import announced_of
-from tables.daily import daily, daily_of
-from tables.evaluations import evaluations
-from tables.totals import period_totals, totals_of
+from tables.daily import DAILY, daily_of
+from tables.evaluations import evaluation_of
+from tables.totals import TOTALS, totals_of
 
 RECENT_DAYS_SHOWN = 14
 
 
-def partition_of(account_id: str) -> int:
-    """Partition of the account's state (its key's partition in the changelog)."""
-    return int(
-        app.producer.key_partition(
-            daily.changelog_topic.get_topic_name(), account_id.encode()
-        ).partition
-    )
-
-
-def account_view(account_id: str) -> dict[str, Any] | None:
+def account_view(
+    store: PartitionStore, partition: int, catalog: Catalog, account_id: str
+) -> dict[str, Any] | None:
     """What the worker holds for one account, or None when it knows nothing of it."""
-    plan = plan_of(account_id)
-    known = plan is not None or account_id in period_totals or account_id in daily
+    plan = plan_of(store, account_id)
+    key = account_id.encode()
+    known = plan is not None or any(store.get(t.name, key) for t in (TOTALS, DAILY))
     if not known:
         return None
-    totals = totals_of(account_id)
-    levels = announced_of(account_id)
+    totals = totals_of(store, account_id)
+    levels = announced_of(store, account_id)
     catalog_plan = None if plan is None else catalog.plan(plan.plan_id)
     metrics_out: dict[str, list[dict[str, Any]]] = {}
     for metric, by_period in sorted(totals.periods.items()):
@@ -61,12 +59,12 @@ def account_view(account_id: str) -> dict[str, Any] | None:
             }
             for (start, end), total in sorted(by_period.items())
         ]
-    days = daily_of(account_id)
-    evaluated = evaluations.get(f"p{partition_of(account_id)}")
+    days = daily_of(store, account_id)
+    evaluation = evaluation_of(store, partition)
     drops = {
         "last_evaluated_day": None
-        if evaluated is None
-        else day_to_date(int(evaluated)).isoformat(),
+        if evaluation is None
+        else day_to_date(evaluation.day if evaluation.done else evaluation.day - 1).isoformat(),
         "open_episodes": {
             metric: {"since": day_to_date(episode.opened_day).isoformat()}
             for metric, episode in sorted(days.episodes.items())
@@ -98,61 +96,71 @@ def account_view(account_id: str) -> dict[str, Any] | None:
     }
 
 
-@app.page("/healthz")
-class Healthz(View):
-    """Alive: the event loop answers."""
+def register(runtime: Runtime, engine: Engine) -> None:
+    """Add every view to ``runtime.app``."""
+    app = runtime.app
+    settings = runtime.settings
+    metrics = runtime.metrics
+    clock = runtime.clock
+    usage_topic = app.topic(settings.topic_usage, key_type=bytes, value_type=bytes, acks=False)
 
-    async def get(self, request: Request) -> Response:
-        return self.json({"status": "alive"})
+    @app.page("/healthz")
+    class Healthz(View):
+        """Alive: the event loop answers."""
 
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "alive"})
 
-@app.page("/readyz")
-class Readyz(View):
-    """Ready: assigned, tables recovered, plans caught up. 503 otherwise."""
+    @app.page("/readyz")
+    class Readyz(View):
+        """Ready: assigned, stores restored, plans caught up. 503 otherwise."""
 
-    async def get(self, request: Request) -> Response:
-        state = readiness(app)
-        return self.json(state, status=200 if state["ready"] else 503)
+        async def get(self, request: Request) -> Response:
+            checks = engine.readiness()
+            ready = engine.is_ready()
+            return self.json({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
+    @app.page("/metrics")
+    class MetricsView(View):
+        """Prometheus text format."""
 
-@app.page("/metrics")
-class Metrics(View):
-    """Prometheus text format."""
+        async def get(self, request: Request) -> Response:
+            # aiohttp refuses a charset inside content_type; Prometheus' text format is UTF-8.
+            content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
+            return self.bytes(generate_latest(metrics.registry), content_type=content_type)
 
-    async def get(self, request: Request) -> Response:
-        # aiohttp refuses a charset inside content_type; Prometheus' text format is UTF-8.
-        content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
-        return self.bytes(generate_latest(metrics.registry), content_type=content_type)
+    @app.page("/clock")
+    class ClockView(View):
+        """Read the worker's clock; with MOMENTS_CLOCK=manual, move it (tests)."""
 
+        async def get(self, request: Request) -> Response:
+            return self.json({"now_ms": clock.now_ms(), "kind": settings.clock})
 
-@app.page("/clock")
-class ClockView(View):
-    """Read the worker's clock; with MOMENTS_CLOCK=manual, move it (tests)."""
+        async def post(self, request: Request) -> Response:
+            if not isinstance(clock, ManualClock):
+                return self.json(
+                    {"error": "the clock moves only with MOMENTS_CLOCK=manual"}, status=403
+                )
+            body = await request.json()
+            now_ms = body.get("now_ms") if isinstance(body, dict) else None
+            if type(now_ms) is not int:
+                return self.json({"error": 'expected {"now_ms": <epoch milliseconds>}'}, status=400)
+            clock.set_ms(now_ms)
+            return self.json({"now_ms": clock.now_ms(), "kind": settings.clock})
 
-    async def get(self, request: Request) -> Response:
-        return self.json({"now_ms": clock.now_ms(), "kind": settings.clock})
+    @app.page("/accounts/{account_id}")
+    class Account(View):
+        """Plan, status, totals and drop state of one account, from the worker owning it."""
 
-    async def post(self, request: Request) -> Response:
-        if not isinstance(clock, ManualClock):
-            return self.json(
-                {"error": "the clock moves only with MOMENTS_CLOCK=manual"}, status=403
-            )
-        body = await request.json()
-        now_ms = body.get("now_ms") if isinstance(body, dict) else None
-        if type(now_ms) is not int:
-            return self.json({"error": 'expected {"now_ms": <epoch milliseconds>}'}, status=400)
-        clock.set_ms(now_ms)
-        return self.json({"now_ms": clock.now_ms(), "kind": settings.clock})
-
-
-@app.page("/accounts/{account_id}")
-class Account(View):
-    """Plan, status and period totals of one account, from the worker that owns it."""
-
-    # faust types table_route for handlers without URL parameters
-    @app.table_route(table=accounts, match_info="account_id")  # type: ignore[arg-type]
-    async def get(self, request: Request, account_id: str) -> Response:
-        view = account_view(account_id)
-        if view is None:
-            return self.json({"error": f"account {account_id!r} is unknown"}, status=404)
-        return self.json(view)
+        @app.topic_route(usage_topic, match_info="account_id")  # type: ignore[arg-type]  # faust types routed handlers without URL parameters
+        async def get(self, request: Request, account_id: str) -> Response:
+            partition = key_partition(account_id.encode(), settings.partitions)
+            owned = engine.owned.get(partition)
+            if owned is None or not owned.ready:
+                return self.json(
+                    {"error": f"partition {partition} is not ready on this worker"}, status=503
+                )
+            view = account_view(owned.store, partition, runtime.catalog, account_id)
+            if view is None:
+                return self.json({"error": f"account {account_id!r} is unknown"}, status=404)
+            return self.json(view)

@@ -1,0 +1,207 @@
+"""Every reach into Faust's (and mode's) private internals, in one place.
+
+Written against faust-streaming 0.15.3 and mode-streaming 0.7.1 (aiokafka 0.14.0).
+Why each reach exists:
+
+- **Bulk records** (:class:`BulkConsumer._getmany`): Faust's per-event stream path
+  (a ConsumerMessage, a task and several futures per record) caps a worker near
+  7,400 records/s here. We take the engine's topics' records right where Faust's
+  fetcher receives them in bulk, and hand the rest (none today) back to Faust.
+  The engine's topics are registered with ``acks=False``, so Faust never acks or
+  commits them: their offsets are committed by the engine, inside each step's
+  transaction (exactly-once) or after it (at-least-once).
+- **Holding partitions** (:meth:`BulkConsumer.hold`): Faust resumes every assigned
+  partition when its own recovery ends; a partition the engine is still restoring,
+  or whose account plans are not read yet, must stay paused.
+- **read_committed without Faust's transactions**: the app runs Faust in
+  at-least-once mode, so Faust starts no transactional producers of its own (its
+  transaction manager stops producers without aborting, and logs
+  ``IllegalOperation`` on shutdown); the engine does exactly-once itself, and the
+  group consumer is switched to ``read_committed`` here.
+- **Shutdown watchdog** (:class:`Worker`): SIGTERM must end the process within
+  MOMENTS_SHUTDOWN_TIMEOUT whatever Faust's own stop does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import faust
+from aiokafka import TopicPartition
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+FAUST_VERSION = "0.15.3"
+
+
+class _Thread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        if getattr(self.consumer, "read_committed", False):
+            # aiokafka builds its Fetcher in start() from this attribute.
+            consumer._isolation_level = "read_committed"
+        return consumer
+
+
+class BulkConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer, with the engine's topics taken in bulk."""
+
+    engine: Engine | None = None
+    read_committed: bool = False
+
+    def _new_consumer_thread(self) -> Any:
+        return _Thread(self, loop=self.loop, beacon=self.beacon)
+
+    def _held(self) -> set[tuple[str, int]]:
+        held: set[tuple[str, int]] | None = getattr(self, "_moments_held", None)
+        if held is None:
+            held = set()
+            self._moments_held = held
+        return held
+
+    def hold(self, tps: Iterable[TopicPartition]) -> None:
+        """Pause ``tps`` until :meth:`release`, whatever Faust resumes meanwhile."""
+        tps = {(tp.topic, tp.partition) for tp in tps}
+        self._held().update(tps)
+        super().pause_partitions({TP(t, p) for t, p in tps})
+
+    def release(self, tps: Iterable[TopicPartition]) -> None:
+        """Resume ``tps`` (only those currently assigned)."""
+        wanted = {(tp.topic, tp.partition) for tp in tps}
+        self._held().difference_update(wanted)
+        assigned = {(tp.topic, tp.partition) for tp in self.assignment()}
+        super().resume_partitions({TP(t, p) for t, p in wanted if (t, p) in assigned})
+
+    def resume_partitions(self, tps: Iterable[Any]) -> None:
+        held = self._held()
+        super().resume_partitions({tp for tp in tps if (tp.topic, tp.partition) not in held})
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        records = dict(await super()._getmany(active_partitions, timeout))
+        engine = self.engine
+        if engine is None:
+            return records
+        try:
+            generation = self.app.consumer_generation_id
+            mine = {tp: records.pop(tp) for tp in list(records) if tp.topic in engine.handlers}
+            if mine:
+                if self.flow_active and engine.accepts(generation):
+                    await engine.submit(mine, generation)
+                elif self.flow_active:
+                    # Not ours to process now (a rebalance is under way): fetch them again.
+                    for tp, items in mine.items():
+                        if items:
+                            await self.seek(tp, items[0].offset)
+                # With the flow stopped Faust seeks every partition back to its
+                # committed offset itself (Consumer.getmany).
+        finally:
+            engine.fetch_returned()
+        return records
+
+    async def commit_offsets(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """At-least-once: commit plain consumer offsets (on the consumer's thread)."""
+        ok = await self._thread.commit(
+            {TP(tp.topic, tp.partition): off for tp, off in offsets.items()}
+        )
+        if not ok:
+            raise RuntimeError("offset commit refused (rebalance under way)")
+
+
+class BulkTransport(faust_aiokafka.Transport):
+    """The aiokafka transport with :class:`BulkConsumer`."""
+
+    Consumer = BulkConsumer
+
+
+class MomentsApp(faust.App):
+    """A Faust app whose transport is :class:`BulkTransport`."""
+
+    def _new_transport(self) -> Any:
+        return BulkTransport(self.conf.broker_consumer, self)
+
+
+class ConsumerHooks:
+    """What the engine needs of the Faust consumer (see ``engine.engine.Hooks``)."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    @property
+    def consumer(self) -> BulkConsumer:
+        consumer = self.app.consumer
+        if not isinstance(consumer, BulkConsumer):
+            raise TypeError("the app's consumer is not a BulkConsumer (see MomentsApp)")
+        return consumer
+
+    def hold(self, tps: Iterable[TopicPartition]) -> None:
+        self.consumer.hold(tps)
+
+    def release(self, tps: Iterable[TopicPartition]) -> None:
+        self.consumer.release(tps)
+
+    async def position(self, tp: TopicPartition) -> int | None:
+        try:
+            found = await self.consumer.position(TP(tp.topic, tp.partition))
+        except Exception:  # noqa: BLE001 - no position before the first seek
+            return None
+        return None if found is None else int(found)
+
+    async def seek(self, tp: TopicPartition, offset: int) -> None:
+        await self.consumer.seek(TP(tp.topic, tp.partition), offset)
+
+    async def crash(self, exc: BaseException) -> None:
+        await self.app.crash(exc)
+
+
+def attach(app: faust.App, engine: Engine, *, read_committed: bool) -> None:
+    """Route the engine's topics' records to ``engine`` (call before the worker starts)."""
+    BulkConsumer.engine = engine
+    BulkConsumer.read_committed = read_committed
+
+
+def register_topics(app: faust.App, names: Iterable[str]) -> None:
+    """Subscribe the group to ``names`` without any Faust agent or acking."""
+    for name in names:
+        app.topics.add(app.topic(name, key_type=bytes, value_type=bytes, acks=False))
+
+
+class Worker(faust.Worker):
+    """Faust's worker with a hard deadline on SIGTERM/SIGINT shutdown."""
+
+    shutdown_timeout_s: float = 30.0
+    engine: Engine | None = None
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        if not self._signal_stop_time:
+            _start_watchdog(self.shutdown_timeout_s, self.engine)
+        super()._schedule_shutdown(signal)
+
+
+def _start_watchdog(timeout_s: float, engine: Engine | None) -> None:
+    def expire() -> None:
+        stopped = engine is None or engine.stopped
+        logger.error(
+            "shutdown took longer than MOMENTS_SHUTDOWN_TIMEOUT=%ss; exiting now (%s)",
+            timeout_s,
+            "state committed" if stopped else "step in flight abandoned",
+        )
+        logging.shutdown()
+        os._exit(0 if stopped else 1)
+
+    timer = threading.Timer(max(1.0, timeout_s - 0.5), expire)
+    timer.daemon = True
+    timer.start()
+
+
+def generation_of(app: faust.App) -> int:
+    """The consumer group generation of the current assignment."""
+    return int(app.consumer_generation_id)

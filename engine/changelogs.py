@@ -1,0 +1,226 @@
+"""Reading changelogs into partition stores: restore before a partition is processed,
+and standby replicas that keep following partitions another worker owns.
+
+One consumer (no group, ``read_committed``, assign mode) serves both. A store
+resumes from the changelog offsets it recorded (or from the beginning when it has
+none), and a restore is finished when the consumer's *position* has reached the
+end offset taken at its start: under read_committed, transaction markers and
+aborted records take offsets that are never delivered as records, so waiting for
+the record at ``end - 1`` (what Faust does) can wait forever. The end offset is
+the last stable offset, read fresh from the broker (Faust reads a cached value
+that is -1 until the first fetch: its ConsistencyError and empty restores).
+Callers fence the partition's previous producer first, so a dead worker's open
+transaction is aborted and does not hold the last stable offset back.
+
+Each fetched chunk is applied as one write batch per store, data and changelog
+offsets together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from state.store import PartitionStore
+from state.table import TableSpec, Writes
+
+logger = logging.getLogger(__name__)
+
+_FETCH_MS = 200
+_MAX_RECORDS = 50_000
+
+
+@dataclass(slots=True)
+class _Follow:
+    store: PartitionStore
+    spec: TableSpec
+    #: Position to reach (active restore); None: follow forever (standby).
+    target: int | None = None
+    done: asyncio.Future[None] | None = None
+    restored: int = 0
+
+
+@dataclass(slots=True)
+class RestoreReport:
+    """What a restore read: records per table, and how long it took."""
+
+    records: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class ChangelogReader:
+    """Restores active partitions and follows standby ones, from one consumer."""
+
+    def __init__(
+        self,
+        consumer_factory: Callable[[], AIOKafkaConsumer],
+        app_id: str,
+        specs: Sequence[TableSpec],
+        now_ms: Callable[[], int],
+    ) -> None:
+        self._factory = consumer_factory
+        self._app_id = app_id
+        self._specs = tuple(specs)
+        self._now_ms = now_ms
+        self._consumer: AIOKafkaConsumer | None = None
+        self._follows: dict[TopicPartition, _Follow] = {}
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._restored: dict[str, int] = {}
+
+    def topic_partitions(self, partition: int) -> list[tuple[TopicPartition, TableSpec]]:
+        """Changelog partitions (and their tables) of input ``partition``."""
+        return [
+            (TopicPartition(s.changelog_topic(self._app_id), partition), s) for s in self._specs
+        ]
+
+    async def start(self) -> None:
+        """Start the consumer and the reading loop."""
+        consumer = self._factory()
+        await consumer.start()
+        self._consumer = consumer
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        """Stop reading (pending restores fail) and close the consumer."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for follow in self._follows.values():
+            if follow.done is not None and not follow.done.done():
+                follow.done.set_exception(asyncio.CancelledError())
+        self._follows.clear()
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """Fresh last stable offsets of ``tps`` (any topics) from the broker."""
+        if not tps or self._consumer is None:
+            return {}
+        ends = await self._consumer.end_offsets(list(tps))
+        return {tp: int(end) for tp, end in ends.items()}
+
+    async def restore(self, stores: Mapping[int, PartitionStore]) -> RestoreReport:
+        """Bring every store of ``stores`` (partition -> store) up to its changelogs' end."""
+        started = time.monotonic()
+        report = RestoreReport()
+        if not stores:
+            return report
+        async with self._lock:
+            tps = [tp for p in stores for tp, _ in self.topic_partitions(p)]
+            ends = await self.end_offsets(tps)
+            waits: list[asyncio.Future[None]] = []
+            loop = asyncio.get_running_loop()
+            for partition, store in stores.items():
+                for tp, spec in self.topic_partitions(partition):
+                    end = ends.get(tp, 0)
+                    stored = store.changelog_offset(spec.name)
+                    if stored is not None and stored + 1 >= end:
+                        if stored + 1 > end:
+                            logger.warning(
+                                "%s: store holds offset %d but the changelog ends at %d "
+                                "(recreated topic, or a transaction still open on it)",
+                                tp,
+                                stored,
+                                end,
+                            )
+                        continue
+                    done: asyncio.Future[None] = loop.create_future()
+                    waits.append(done)
+                    self._follows[tp] = _Follow(store, spec, end, done)
+            self._changed.set()
+        if waits:
+            await asyncio.gather(*waits)
+        report.seconds = time.monotonic() - started
+        report.records = dict(self._restored)
+        self._restored.clear()
+        return report
+
+    def follow(self, partition: int, store: PartitionStore) -> None:
+        """Keep ``store`` (a standby) following its changelogs until :meth:`unfollow`."""
+        for tp, spec in self.topic_partitions(partition):
+            self._follows[tp] = _Follow(store, spec)
+        self._changed.set()
+
+    def unfollow(self, partition: int) -> None:
+        """Stop following ``partition`` (it became active here, or went elsewhere)."""
+        for tp, _ in self.topic_partitions(partition):
+            follow = self._follows.pop(tp, None)
+            if follow is not None and follow.done is not None and not follow.done.done():
+                follow.done.cancel()
+        self._changed.set()
+
+    def following(self) -> set[int]:
+        """Partitions followed as standbys."""
+        return {tp.partition for tp, f in self._follows.items() if f.target is None}
+
+    async def _reassign(self, consumer: AIOKafkaConsumer) -> None:
+        tps = list(self._follows)
+        consumer.assign(tps)
+        for tp in tps:
+            follow = self._follows[tp]
+            stored = follow.store.changelog_offset(follow.spec.name)
+            if stored is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, stored + 1)
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError("changelog reader not started")
+        while True:
+            if self._changed.is_set():
+                self._changed.clear()
+                await self._reassign(consumer)
+            if not self._follows:
+                await self._changed.wait()
+                continue
+            batch = await consumer.getmany(timeout_ms=_FETCH_MS, max_records=_MAX_RECORDS)
+            if self._changed.is_set():
+                continue  # the assignment changed under the fetch: re-seek from the stores
+            self._apply(batch)
+            for tp, follow in list(self._follows.items()):
+                if follow.target is None:
+                    continue
+                if await consumer.position(tp) >= follow.target:
+                    del self._follows[tp]
+                    if follow.done is not None and not follow.done.done():
+                        follow.done.set_result(None)
+
+    def _apply(self, batch: Mapping[TopicPartition, Sequence[object]]) -> None:
+        now_ms = self._now_ms()
+        by_store: dict[int, tuple[PartitionStore, Writes, dict[str, int]]] = {}
+        for tp, records in batch.items():
+            follow = self._follows.get(tp)
+            if follow is None or not records:
+                continue
+            store, spec = follow.store, follow.spec
+            entry = by_store.get(id(store))
+            if entry is None:
+                entry = by_store[id(store)] = (store, {}, {})
+            _, writes, offsets = entry
+            if spec.changelog == "segments":
+                if spec.restore_segment is None:
+                    raise TypeError(f"table {spec.name}: segments need restore_segment")
+                for record in records:
+                    value = record.value  # type: ignore[attr-defined]
+                    if value:
+                        for column, changes in spec.restore_segment(value, now_ms).items():
+                            writes.setdefault(column, {}).update(changes)
+            else:
+                changes = writes.setdefault(spec.name, {})
+                for record in records:
+                    changes[record.key] = record.value  # type: ignore[attr-defined]
+            offsets[spec.name] = int(records[-1].offset)  # type: ignore[attr-defined]
+            self._restored[spec.name] = self._restored.get(spec.name, 0) + len(records)
+        for store, writes, offsets in by_store.values():
+            store.apply(writes, offsets)

@@ -1,0 +1,552 @@
+"""The engine: owns partitions, runs steps in bulk, applies state only after commit.
+
+Data flow of one step of partition p (see docs/architecture.md)::
+
+    records of p (plans, usage, re-keyed usage, ticks), fetched in bulk
+      -> handlers decide, reading state through a StepState, writing to it
+      -> one Kafka transaction: changelog records (one per touched key), events,
+         dead letters, re-keyed records, and the input offsets
+      -> commit; then one RocksDB write batch: the step's state + changelog offsets
+
+Records reach the engine through :meth:`Engine.submit` from Faust's fetch path
+(:mod:`app.faust_internals`), and steps run in the engine's own task, so Faust
+stopping its fetcher never cancels a step half-way. Partitions are processed in
+parallel (one transaction each); one partition never has two steps at once.
+
+Background work (a drop evaluation) runs as slices between fetches: each slice is
+a step of its own, so a million accounts to evaluate never stall usage for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiokafka import TopicPartition
+
+from engine.changelogs import ChangelogReader
+from engine.committers import Committer, Fenced, StepFailed
+from engine.step import Messages, Step
+from state.store import PartitionStore, StoreOptions, open_partition
+from state.table import TableSpec
+from state.transaction import StepState
+
+logger = logging.getLogger(__name__)
+
+_RETRY_MAX_S = 5.0
+_GATE_CHECK_S = 0.1
+_MAINTENANCE_S = 60.0
+
+
+class Handler(Protocol):
+    """Turns one topic's records of a step into state writes and messages."""
+
+    def process(self, step: Step, topic: str, records: Sequence[Any]) -> None:
+        """Decide for ``records`` (all of one topic, of ``step.partition``, in order)."""
+
+
+class Background(Protocol):
+    """Work a partition does in slices when it has no records to process (drop evaluation)."""
+
+    def pending(self, store: PartitionStore, partition: int) -> bool:
+        """Whether ``partition`` has a slice to run."""
+        ...
+
+    def run_slice(self, step: Step) -> None:
+        """Do one bounded slice of the work as ``step``."""
+
+
+class Maintenance(Protocol):
+    """Local housekeeping of a store (e.g. expiring dedup entries); no changelog."""
+
+    def __call__(self, store: PartitionStore, now_ms: int) -> None: ...
+
+
+class Hooks(Protocol):
+    """What the engine asks of the consumer around it (Faust's, in the worker)."""
+
+    def hold(self, tps: Iterable[TopicPartition]) -> None:
+        """Stop delivering records of ``tps`` until released."""
+
+    def release(self, tps: Iterable[TopicPartition]) -> None:
+        """Deliver records of ``tps`` again."""
+
+    async def position(self, tp: TopicPartition) -> int | None:
+        """The consumer's position on ``tp``."""
+        ...
+
+    async def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Fetch ``tp`` again from ``offset``."""
+
+    async def crash(self, exc: BaseException) -> None:
+        """Stop the worker with an error."""
+
+
+@dataclass(slots=True)
+class Owned:
+    """A partition this worker processes."""
+
+    partition: int
+    store: PartitionStore
+    ready: bool = False
+    plans_target: int | None = None
+    plans_caught_up: bool = False
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    position: int
+    fetches: int
+
+
+class Engine:
+    """Partitions, stores, steps and their commits, for one worker process."""
+
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        data_dir: Path,
+        specs: Sequence[TableSpec],
+        handlers: Mapping[str, Handler],
+        topic_order: Sequence[str],
+        plans_topic: str,
+        usage_topics: Sequence[str],
+        committer: Committer,
+        reader: ChangelogReader,
+        store_options: StoreOptions,
+        now_ms: Callable[[], int],
+        background: Background | None = None,
+        maintenance: Maintenance | None = None,
+        standby_replicas: int = 0,
+        hooks: Hooks,
+        on_step: Callable[[int, int, float], None] | None = None,
+    ) -> None:
+        self.app_id = app_id
+        self.root = data_dir / "state"
+        self.specs = tuple(specs)
+        self._changelogged = {s.name: s for s in self.specs}
+        self.columns = tuple(c for s in self.specs for c in s.columns)
+        self.handlers = dict(handlers)
+        self.topic_order = tuple(topic_order)
+        self.plans_topic = plans_topic
+        self.usage_topics = tuple(usage_topics)
+        self.committer = committer
+        self.reader = reader
+        self.store_options = store_options
+        self.now_ms = now_ms
+        self.background = background
+        self.maintenance = maintenance
+        self.standby_replicas = standby_replicas
+        self.on_step = on_step
+        self.hooks = hooks
+        self.stopped = False
+        self._started = False
+
+        self.owned: dict[int, Owned] = {}
+        self.standby: dict[int, PartitionStore] = {}
+        self.next_offset: dict[TopicPartition, int] = {}
+        self.generation = -1
+        self.assigned_once = asyncio.Event()
+        self.failed: BaseException | None = None
+        self._accepting = False
+        self._queue: asyncio.Queue[tuple[int, dict[Any, list[Any]]]] = asyncio.Queue(maxsize=2)
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._stop_requested = asyncio.Event()
+        self._background_due: set[int] = set()
+        self._fetches = 0
+        self._snapshots: dict[tuple[TopicPartition, int], _Snapshot] = {}
+        self._last_gate_check = 0.0
+        self._last_maintenance = time.monotonic()
+        self._prepare_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start reading changelogs and the step loop (once)."""
+        if self._started:
+            return
+        self._started = True
+        self.root.mkdir(parents=True, exist_ok=True)
+        await self.reader.start()
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        """Finish the step in flight, then close producers, reader and stores."""
+        self._stopping = True
+        self._accepting = False
+        self._stop_requested.set()
+        async with self._lock:  # the step in flight commits (or fails) first
+            task, self._task = self._task, None
+            if task is not None:
+                task.cancel()
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+        if self._prepare_task is not None:
+            self._prepare_task.cancel()
+            await asyncio.gather(self._prepare_task, return_exceptions=True)
+        await self.committer.stop()
+        await self.reader.stop()
+        for owned in self.owned.values():
+            owned.store.close()
+        for store in self.standby.values():
+            store.close()
+        self.owned.clear()
+        self.standby.clear()
+        self.stopped = True
+        logger.info("engine stopped: every finished step is committed and stored")
+
+    # -- readiness and progress --------------------------------------------------
+
+    def is_ready(self) -> bool:
+        """Assigned at least once, every owned partition restored and its plans read."""
+        return (
+            self.assigned_once.is_set()
+            and self._accepting
+            and all(o.ready and o.plans_caught_up for o in self.owned.values())
+        )
+
+    def readiness(self) -> dict[str, bool]:
+        """The checks behind :meth:`is_ready`."""
+        return {
+            "assigned": self.assigned_once.is_set(),
+            "not_rebalancing": self._accepting,
+            "tables_recovered": all(o.ready for o in self.owned.values()),
+            "plans_caught_up": all(o.plans_caught_up for o in self.owned.values()),
+        }
+
+    def store_of(self, partition: int) -> PartitionStore | None:
+        """The store of an owned (or standby) partition."""
+        owned = self.owned.get(partition)
+        if owned is not None:
+            return owned.store
+        return self.standby.get(partition)
+
+    def processed_next(self, tp: TopicPartition) -> int:
+        """Offset after the last record of ``tp`` processed and committed (-1: none)."""
+        return self.next_offset.get(tp, -1)
+
+    async def caught_up(self, tp: TopicPartition, target: int) -> bool:
+        """Whether every record of ``tp`` below ``target`` has been processed.
+
+        Either a processed record reached it, or the consumer's position passed it
+        (transaction markers take offsets no record has) *and* a fetch has returned
+        and been processed since that position was read: records below a position
+        have left the fetch buffer, but may still be on their way to :meth:`submit`.
+        """
+        if target <= 0 or self.processed_next(tp) >= target:
+            return True
+        key = (tp, target)
+        snap = self._snapshots.get(key)
+        if snap is not None and snap.position >= target:
+            if self._fetches > snap.fetches and self._queue.empty():
+                self._snapshots.pop(key, None)
+                return True
+            return False
+        fetches = self._fetches
+        position = await self.hooks.position(tp)
+        if position is not None:
+            self._snapshots[key] = _Snapshot(position, fetches)
+        return False
+
+    # -- rebalance -----------------------------------------------------------------
+
+    async def on_revoked(self) -> None:
+        """A rebalance starts: let the step in flight finish, accept nothing more."""
+        self._accepting = False
+        async with self._lock:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+        if self._prepare_task is not None:
+            self._prepare_task.cancel()
+
+    async def on_assigned(self, assigned: Iterable[TopicPartition], generation: int) -> None:
+        """A new assignment: hold every input, then fence, restore and release in a task."""
+        await self.start()
+        self.generation = generation
+        self._snapshots.clear()
+        inputs = [tp for tp in assigned if tp.topic in self.topic_order]
+        partitions = {tp.partition for tp in inputs}
+        async with self._lock:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            for partition in [p for p in self.owned if p not in partitions]:
+                owned = self.owned.pop(partition)
+                await self.committer.close(partition)
+                self._drop_offsets(partition)
+                self._background_due.discard(partition)
+                if self.standby_replicas > 0:
+                    self.standby[partition] = owned.store
+                    self.reader.follow(partition, owned.store)
+                else:
+                    owned.store.close()
+            for partition in partitions:
+                held = self.owned.get(partition)
+                if held is not None:
+                    owned = held
+                else:
+                    store = self.standby.pop(partition, None)
+                    if store is not None:
+                        self.reader.unfollow(partition)
+                    else:
+                        store = open_partition(
+                            self.root, partition, self.columns, self.store_options
+                        )
+                    owned = self.owned[partition] = Owned(partition, store)
+                owned.ready = False
+                owned.plans_caught_up = False
+                owned.plans_target = None
+                self._drop_offsets(partition)
+            self.hooks.hold(inputs)
+            self._accepting = True
+        self.assigned_once.set()
+        self._prepare_task = asyncio.ensure_future(self._prepare(sorted(partitions), generation))
+
+    def _drop_offsets(self, partition: int) -> None:
+        for tp in [tp for tp in self.next_offset if tp.partition == partition]:
+            del self.next_offset[tp]
+
+    async def _prepare(self, partitions: list[int], generation: int) -> None:
+        """Fence each partition's previous producer, restore its stores, then release it."""
+        try:
+            started = time.monotonic()
+            await asyncio.gather(*(self.committer.open(p) for p in partitions))
+            stores = {p: self.owned[p].store for p in partitions if p in self.owned}
+            report = await self.reader.restore(stores)
+            if generation != self.generation:
+                return
+            plans = [TopicPartition(self.plans_topic, p) for p in partitions]
+            ends = await self.reader.end_offsets(plans)
+            release: list[TopicPartition] = []
+            for p in partitions:
+                owned = self.owned.get(p)
+                if owned is None:
+                    continue
+                owned.ready = True
+                owned.plans_target = ends.get(TopicPartition(self.plans_topic, p), 0)
+                release += [
+                    TopicPartition(t, p) for t in self.topic_order if t not in self.usage_topics
+                ]
+                self._background_due.add(p)
+            self.hooks.release(release)
+            logger.info(
+                "partitions %s ready in %.2fs (restored %s); reading account plans up to %s",
+                partitions,
+                time.monotonic() - started,
+                report.records or "nothing",
+                {tp.partition: e for tp, e in ends.items()},
+            )
+            await self._check_gates()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - anything here leaves partitions unusable
+            logger.exception("preparing partitions %s failed; stopping the worker", partitions)
+            self.failed = exc
+            await self.hooks.crash(exc)
+
+    async def _check_gates(self) -> None:
+        """Release the usage of partitions whose account plans have been read."""
+        for owned in list(self.owned.values()):
+            if not owned.ready or owned.plans_caught_up or owned.plans_target is None:
+                continue
+            tp = TopicPartition(self.plans_topic, owned.partition)
+            if await self.caught_up(tp, owned.plans_target):
+                owned.plans_caught_up = True
+                self.hooks.release(TopicPartition(t, owned.partition) for t in self.usage_topics)
+                logger.info("partition %d: account plans read; usage released", owned.partition)
+
+    # -- records in ---------------------------------------------------------------
+
+    def fetch_returned(self) -> None:
+        """A fetch of the consumer returned (with or without records of ours)."""
+        self._fetches += 1
+
+    def accepts(self, generation: int) -> bool:
+        """Whether records fetched under ``generation`` may be submitted."""
+        return self._accepting and generation == self.generation and not self._stopping
+
+    async def submit(self, records: dict[Any, list[Any]], generation: int) -> None:
+        """Queue fetched records (topic-partition -> records) for the step loop."""
+        await self._queue.put((generation, records))
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            timeout = 0.02 if self._background_due else 0.5
+            try:
+                generation, records = await asyncio.wait_for(self._queue.get(), timeout)
+            except TimeoutError:
+                generation, records = -1, {}
+            async with self._lock:
+                if self._stopping:
+                    return
+                if records and generation == self.generation and self._accepting:
+                    await self._process(records)
+                if self._accepting:
+                    await self._housekeeping()
+
+    async def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now - self._last_gate_check >= _GATE_CHECK_S:
+            self._last_gate_check = now
+            await self._check_gates()
+        if self._background_due and self._queue.empty():
+            await self._run_background()
+        if self.maintenance is not None and now - self._last_maintenance >= _MAINTENANCE_S:
+            self._last_maintenance = now
+            for owned in list(self.owned.values()):
+                if owned.ready:
+                    self.maintenance(owned.store, self.now_ms())
+
+    async def _process(self, records: dict[Any, list[Any]]) -> None:
+        by_partition: dict[int, dict[str, list[Any]]] = {}
+        for tp, items in records.items():
+            owned = self.owned.get(tp.partition)
+            if owned is None or not owned.ready or not items:
+                if items and owned is not None:
+                    # Fetched before the hold took effect: fetch them again later.
+                    await self.hooks.seek(TopicPartition(tp.topic, tp.partition), items[0].offset)
+                continue
+            key = TopicPartition(tp.topic, tp.partition)
+            start = self.next_offset.get(key, -1)
+            if start > items[0].offset:  # re-fetched after a seek: skip what is done
+                items = [r for r in items if r.offset >= start]
+                if not items:
+                    continue
+            by_partition.setdefault(tp.partition, {})[tp.topic] = items
+        if by_partition:
+            await asyncio.gather(*(self._step(p, t) for p, t in by_partition.items()))
+
+    async def _step(self, partition: int, by_topic: dict[str, list[Any]]) -> None:
+        owned = self.owned[partition]
+        offsets = {
+            TopicPartition(topic, partition): items[-1].offset + 1
+            for topic, items in by_topic.items()
+        }
+
+        def decide(step: Step) -> None:
+            for topic in self.topic_order:
+                items = by_topic.get(topic)
+                if items:
+                    self.handlers[topic].process(step, topic, items)
+
+        if await self._commit_step(owned, decide, offsets):
+            self.next_offset.update(offsets)
+            self._background_due.add(partition)
+
+    async def _run_background(self) -> None:
+        background = self.background
+        if background is None:
+            self._background_due.clear()
+            return
+        due = [
+            self.owned[p]
+            for p in sorted(self._background_due)
+            if p in self.owned and self.owned[p].ready and self.owned[p].plans_caught_up
+        ]
+        self._background_due.clear()
+        pending = [o for o in due if background.pending(o.store, o.partition)]
+        if not pending:
+            return
+
+        async def one(owned: Owned) -> None:
+            if await self._commit_step(owned, background.run_slice, {}):
+                self._background_due.add(owned.partition)
+
+        await asyncio.gather(*(one(o) for o in pending))
+
+    async def _commit_step(
+        self,
+        owned: Owned,
+        decide: Callable[[Step], None],
+        offsets: Mapping[TopicPartition, int],
+    ) -> bool:
+        """Decide, commit to Kafka, then apply to RocksDB; retry transient failures.
+
+        Returns False when the step was abandoned (partition lost, or stopping).
+        """
+        attempt = 0
+        generation = self.generation
+        while True:
+            started = time.perf_counter()
+            step = Step(owned.partition, StepState(owned.store), self.now_ms())
+            decide(step)
+            messages, targets = self._with_changelogs(step)
+            try:
+                written = await self.committer.commit(owned.partition, messages, offsets)
+            except Fenced as exc:
+                logger.error(
+                    "partition %d: fenced by another worker (%s); abandoning it",
+                    owned.partition,
+                    exc,
+                )
+                owned.ready = False
+                return False
+            except (StepFailed, OSError, Exception) as exc:  # noqa: BLE001
+                attempt += 1
+                if self._stopping or generation != self.generation or not self._accepting:
+                    logger.warning(
+                        "partition %d: step abandoned (%r); it will be redone from the "
+                        "committed offsets",
+                        owned.partition,
+                        exc,
+                    )
+                    return False
+                delay = min(_RETRY_MAX_S, 0.2 * 2**attempt)
+                logger.warning(
+                    "partition %d: step failed (%r); local state untouched, retrying in %.1fs",
+                    owned.partition,
+                    exc,
+                    delay,
+                )
+                try:
+                    await asyncio.wait_for(self._stop_requested.wait(), delay)
+                except TimeoutError:
+                    pass
+                await self._reopen(owned.partition)
+                continue
+            changelog_offsets = {
+                name: written[target] for target, name in targets.items() if target in written
+            }
+            owned.store.apply(step.state.updates(), changelog_offsets)
+            for callback in step.after_commit:
+                callback()
+            if self.on_step is not None:
+                self.on_step(owned.partition, len(messages), time.perf_counter() - started)
+            return True
+
+    async def _reopen(self, partition: int) -> None:
+        try:
+            await self.committer.open(partition)
+        except Exception:  # noqa: BLE001 - the next attempt reports what is wrong
+            logger.warning("partition %d: producer restart failed", partition, exc_info=True)
+
+    def _with_changelogs(self, step: Step) -> tuple[Messages, dict[tuple[str, int], str]]:
+        """The step's messages plus its changelog records (one per touched key)."""
+        messages: Messages = dict(step.messages)
+        targets: dict[tuple[str, int], str] = {}
+        for column, changes in step.state.updates().items():
+            spec = self._changelogged.get(column)
+            if spec is None or not changes:
+                continue  # a local index column: rebuilt from its table's changelog
+            target = (spec.changelog_topic(self.app_id), step.partition)
+            if spec.changelog == "segments":
+                if spec.encode_segment is None:
+                    raise TypeError(f"table {spec.name}: segments need encode_segment")
+                value = spec.encode_segment(changes)
+                if not value:
+                    continue
+                messages[target] = [(os.urandom(8), value)]
+            else:
+                messages[target] = list(changes.items())  # type: ignore[arg-type]  # None: tombstone
+            targets[target] = spec.name
+        return messages, targets

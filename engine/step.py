@@ -1,0 +1,42 @@
+"""One processing step of one partition: what handlers see and fill in.
+
+A handler reads state through :attr:`Step.state`, decides, writes state back to
+it, and queues messages with :meth:`Step.send`. It never awaits: a step's whole
+decision is made before its Kafka transaction starts, so nothing can interleave
+between a read and the write that depends on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from state.transaction import StepState
+
+#: (topic, partition) -> [(key, value)]
+Messages = dict[tuple[str, int], list[tuple[bytes | None, bytes]]]
+
+
+@dataclass(slots=True)
+class Step:
+    """A unit of work on ``partition``: one Kafka transaction, one RocksDB write batch."""
+
+    partition: int
+    state: StepState
+    now_ms: int
+    messages: Messages = field(default_factory=dict)
+    #: Run once the step's transaction committed and its state is applied (metrics).
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    sent: int = 0
+
+    def send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> None:
+        """Queue a message; by default to this step's partition of ``topic``."""
+        target = self.partition if partition is None else partition
+        self.messages.setdefault((topic, target), []).append((key, value))
+        self.sent += 1
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after the step is committed (never when it fails)."""
+        self.after_commit.append(callback)

@@ -1,0 +1,165 @@
+"""One RocksDB database per input partition: a column family per table, plus metadata.
+
+Every table of a partition lives in the same database, so one processing step's
+writes to all of them, together with the changelog offsets they reflect, are one
+``WriteBatch``: atomic with the write-ahead log on, across column families. The
+engine applies a step's batch only after the step's Kafka transaction commits, so
+what is on disk never runs ahead of what Kafka holds; the recorded offsets tell
+recovery where to resume reading the changelogs.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import struct
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+from rocksdict import (
+    BlockBasedOptions,
+    Cache,
+    DBCompressionType,
+    Options,
+    Rdict,
+    WriteBatch,
+    WriteOptions,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Column family of the store's own bookkeeping (changelog offsets).
+META = "__meta__"
+_OFFSET_PREFIX = b"changelog-offset:"
+_OFFSET = struct.Struct(">q")
+
+#: ``None`` as a value deletes the key.
+Updates = Mapping[str, Mapping[bytes, bytes | None]]
+
+
+def _offset_key(table: str) -> bytes:
+    return _OFFSET_PREFIX + table.encode()
+
+
+class StoreOptions:
+    """RocksDB tuning shared by every partition of a worker (one block cache for all)."""
+
+    def __init__(self, *, cache_mb: int, write_buffer_mb: int) -> None:
+        self._cache = Cache(max(1, cache_mb) << 20)
+        self._write_buffer = max(1, write_buffer_mb) << 20
+
+    def options(self) -> Options:
+        """Options of one column family (and of the database)."""
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        opts.create_missing_column_families(True)
+        opts.set_write_buffer_size(self._write_buffer)
+        opts.set_max_write_buffer_number(2)
+        opts.set_target_file_size_base(16 << 20)
+        opts.set_max_open_files(128)
+        opts.set_compression_type(DBCompressionType.lz4())
+        table = BlockBasedOptions()
+        table.set_block_cache(self._cache)
+        table.set_bloom_filter(10, False)
+        opts.set_block_based_table_factory(table)
+        return opts
+
+
+class PartitionStore:
+    """The tables of one input partition, in one RocksDB database at ``path``."""
+
+    def __init__(self, path: Path, tables: Sequence[str], options: StoreOptions) -> None:
+        self.path = path
+        self.tables = tuple(tables)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        families = {name: options.options() for name in (*self.tables, META)}
+        self._db = Rdict(str(path), options.options(), column_families=families)
+        self._cf = {name: self._db.get_column_family(name) for name in families}
+        self._handles = {name: self._db.get_column_family_handle(name) for name in families}
+        # The WAL stays on: a process crash keeps every applied batch, and a machine
+        # crash loses a suffix of batches together with the offsets they recorded.
+        self._write_opts = WriteOptions()
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        """The value of ``key`` in ``table``, or None."""
+        value: bytes | None = self._cf[table].get(key)
+        return value
+
+    def get_many(self, table: str, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Values of ``keys`` (None where missing), in order, with one multi-get."""
+        if not keys:
+            return []
+        values: list[bytes | None] = self._cf[table].get(list(keys)) or []
+        return values
+
+    def items(self, table: str, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Key-ordered ``(key, value)`` pairs of ``table`` from ``start`` (inclusive)."""
+        it = self._cf[table].iter()
+        if start is None:
+            it.seek_to_first()
+        else:
+            it.seek(start)
+        while it.valid():
+            yield it.key(), it.value()
+            it.next()
+
+    def estimate_keys(self, table: str) -> int:
+        """RocksDB's estimate of the number of keys in ``table``."""
+        cf = self._cf[table]
+        return int(cf.property_int_value("rocksdb.estimate-num-keys") or 0)
+
+    def changelog_offset(self, table: str) -> int | None:
+        """Offset of the last changelog record of ``table`` reflected here, or None."""
+        held = self._cf[META].get(_offset_key(table))
+        return None if held is None else int(_OFFSET.unpack(held)[0])
+
+    def changelog_offsets(self) -> dict[str, int | None]:
+        """:meth:`changelog_offset` of every table."""
+        return {table: self.changelog_offset(table) for table in self.tables}
+
+    def apply(self, updates: Updates, offsets: Mapping[str, int] | None = None) -> None:
+        """Write ``updates`` (table -> key -> value or None) and ``offsets`` atomically."""
+        batch = WriteBatch(raw_mode=True)
+        for table, changes in updates.items():
+            handle = self._handles[table]
+            for key, value in changes.items():
+                if value is None:
+                    batch.delete(key, handle)
+                else:
+                    batch.put(key, value, handle)
+        if offsets:
+            meta = self._handles[META]
+            for table, offset in offsets.items():
+                batch.put(_offset_key(table), _OFFSET.pack(offset), meta)
+        if batch.len():
+            self._db.write(batch, self._write_opts)
+
+    def delete_many(self, table: str, keys: Iterable[bytes]) -> int:
+        """Delete ``keys`` of ``table`` locally (no changelog); returns how many."""
+        batch = WriteBatch(raw_mode=True)
+        handle = self._handles[table]
+        n = 0
+        for key in keys:
+            batch.delete(key, handle)
+            n += 1
+        if n:
+            self._db.write(batch, self._write_opts)
+        return n
+
+    def close(self) -> None:
+        """Flush and close the database."""
+        self._cf.clear()
+        self._handles.clear()
+        self._db.close()
+
+
+def destroy(path: Path) -> None:
+    """Remove a partition's database from disk (it will restore from the changelogs)."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def open_partition(
+    root: Path, partition: int, tables: Sequence[str], options: StoreOptions
+) -> PartitionStore:
+    """Open (creating if needed) the store of ``partition`` under ``root``."""
+    return PartitionStore(root / f"p{partition}", tables, options)

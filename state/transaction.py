@@ -1,0 +1,68 @@
+"""A processing step's view of one partition store: reads through, writes coalesced.
+
+Nothing here touches RocksDB's contents: reads go to the store (or to what the
+step already wrote), writes stay in memory, one per key however often it was
+written, until the engine has committed the step's Kafka transaction and calls
+:meth:`StepState.updates` to apply them. An aborted step simply drops the object,
+leaving the store as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from state.store import PartitionStore
+
+_MISSING = object()
+
+
+class StepState:
+    """Reads and pending writes of one step on one partition store."""
+
+    __slots__ = ("store", "_writes", "_local")
+
+    def __init__(self, store: PartitionStore) -> None:
+        self.store = store
+        self._writes: dict[str, dict[bytes, bytes | None]] = {}
+        # Writes that are local only (no changelog record), e.g. dedup index entries
+        # whose changelog is a per-step segment written by the table itself.
+        self._local: set[str] = set()
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        """The value as this step sees it (its own writes first)."""
+        pending = self._writes.get(table)
+        if pending is not None:
+            found = pending.get(key, _MISSING)
+            if found is not _MISSING:
+                return found  # type: ignore[return-value]  # bytes | None, narrowed by _MISSING
+        return self.store.get(table, key)
+
+    def get_many(self, table: str, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Values of ``keys`` as this step sees them, with one multi-get for the rest."""
+        pending = self._writes.get(table, {})
+        missing = [k for k in keys if k not in pending]
+        fetched = dict(zip(missing, self.store.get_many(table, missing), strict=True))
+        return [pending[k] if k in pending else fetched[k] for k in keys]
+
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        """Set ``key`` (the last write of a key in a step wins)."""
+        self._writes.setdefault(table, {})[key] = value
+
+    def delete(self, table: str, key: bytes) -> None:
+        """Delete ``key``."""
+        self._writes.setdefault(table, {})[key] = None
+
+    def mark_local(self, table: str) -> None:
+        """``table``'s writes get no changelog records of their own."""
+        self._local.add(table)
+
+    def is_local(self, table: str) -> bool:
+        """Whether ``table``'s writes skip the per-key changelog."""
+        return table in self._local
+
+    def updates(self) -> dict[str, dict[bytes, bytes | None]]:
+        """Every pending write: table -> key -> value (None deletes)."""
+        return self._writes
+
+    def __len__(self) -> int:
+        return sum(len(w) for w in self._writes.values())
