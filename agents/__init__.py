@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from app.faust_internals import ConsumerHooks, attach, register_topics
+from app.faust_internals import ConsumerHooks, attach, register_topics, standby_partitions
 from app.main import Runtime
 from app.security import client_kwargs
 from engine.changelogs import ChangelogReader
@@ -137,7 +137,8 @@ def install(runtime: Runtime) -> Engine:
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types receivers as sync-or-awaitable only
     async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
         runtime.metrics.rebalances.inc()
-        await engine.on_assigned(args[0], int(app.consumer_generation_id))
+        standbys = standby_partitions(app, s.topic_usage)
+        await engine.on_assigned(args[0], int(app.consumer_generation_id), standbys)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types receivers as sync-or-awaitable only
     async def on_shutdown(sender: Any, *args: Any, **kwargs: Any) -> None:

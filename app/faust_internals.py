@@ -202,6 +202,20 @@ def _start_watchdog(timeout_s: float, engine: Engine | None) -> None:
     timer.start()
 
 
+def standby_partitions(app: faust.App, topic: str) -> set[int]:
+    """Partitions of ``topic`` the group's assignor made this worker a standby for.
+
+    Faust's PartitionAssignor computes standbys for every co-partitioned topic and
+    ships them to each member, but only changelog topics of Faust tables get them
+    as Kafka partitions; we read the list and follow our own changelogs.
+    """
+    try:
+        standbys = app.assignor.assigned_standbys()
+    except Exception:  # noqa: BLE001 - no assignment yet
+        return set()
+    return {tp.partition for tp in standbys if tp.topic == topic}
+
+
 def generation_of(app: faust.App) -> int:
     """The consumer group generation of the current assignment."""
     return int(app.consumer_generation_id)

@@ -268,13 +268,23 @@ class Engine:
         if self._prepare_task is not None:
             self._prepare_task.cancel()
 
-    async def on_assigned(self, assigned: Iterable[TopicPartition], generation: int) -> None:
-        """A new assignment: hold every input, then fence, restore and release in a task."""
+    async def on_assigned(
+        self,
+        assigned: Iterable[TopicPartition],
+        generation: int,
+        standbys: Iterable[int] = (),
+    ) -> None:
+        """A new assignment: hold every input, then fence, restore and release in a task.
+
+        ``standbys``: partitions whose stores this worker keeps warm for a fast takeover
+        (the group assignor's standby assignment), following their changelogs.
+        """
         await self.start()
         self.generation = generation
         self._snapshots.clear()
         inputs = [tp for tp in assigned if tp.topic in self.topic_order]
         partitions = {tp.partition for tp in inputs}
+        warm = set(standbys) - partitions if self.standby_replicas > 0 else set()
         async with self._lock:
             while not self._queue.empty():
                 self._queue.get_nowait()
@@ -283,20 +293,24 @@ class Engine:
                 await self.committer.close(partition)
                 self._drop_offsets(partition)
                 self._background_due.discard(partition)
-                if self.standby_replicas > 0:
-                    self.standby[partition] = owned.store
-                    self.reader.follow(partition, owned.store)
-                else:
-                    owned.store.close()
+                self.standby[partition] = owned.store
+            for partition in [p for p in self.standby if p not in warm]:
+                self.reader.unfollow(partition)
+                if partition not in partitions:
+                    self.standby.pop(partition).close()
+            for partition in sorted(warm):
+                if partition not in self.standby:
+                    self.standby[partition] = open_partition(
+                        self.root, partition, self.columns, self.store_options
+                    )
+                self.reader.follow(partition, self.standby[partition])
             for partition in partitions:
                 held = self.owned.get(partition)
                 if held is not None:
                     owned = held
                 else:
                     store = self.standby.pop(partition, None)
-                    if store is not None:
-                        self.reader.unfollow(partition)
-                    else:
+                    if store is None:
                         store = open_partition(
                             self.root, partition, self.columns, self.store_options
                         )
@@ -308,6 +322,8 @@ class Engine:
             self.hooks.hold(inputs)
             self._accepting = True
         self.assigned_once.set()
+        if warm:
+            logger.info("standby partitions (following their changelogs): %s", sorted(warm))
         self._prepare_task = asyncio.ensure_future(self._prepare(sorted(partitions), generation))
 
     def _drop_offsets(self, partition: int) -> None:

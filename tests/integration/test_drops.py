@@ -30,7 +30,13 @@ def clock_env(day: date, hour: int = 1) -> dict[str, str]:
 
 
 async def history(
-    stack: Stack, account: str, days: Iterable[date], per_day: float, *, per_record: int = 1
+    stack: Stack,
+    account: str,
+    days: Iterable[date],
+    per_day: float,
+    *,
+    per_record: int = 1,
+    hour: int = 12,
 ) -> None:
     """``per_day`` api_calls on each day, in ``per_record`` records."""
     producer = await stack.producer()
@@ -41,7 +47,7 @@ async def history(
                 "account_id": account,
                 "metric": "api_calls",
                 "quantity": per_day / per_record,
-                "timestamp": at(day) + i,
+                "timestamp": at(day, hour) + i,
             }
             await producer.send(stack.usage_topic, key=account.encode(), value=orjson.dumps(record))
     await producer.flush()
@@ -125,7 +131,9 @@ async def test_silent_and_partial_drops_fire_once_until_recovery(stack: Stack) -
     assert len(await drop_events(stack)) == 2
 
     # "silent" recovers on Nov 5 (back to its usual 3 days' worth), then goes quiet again.
-    await history(stack, "silent", [NOV + timedelta(days=1)], 3000)
+    # At 00:00 of Nov 5, an hour before the worker's clock: not in the future, whenever
+    # the worker reads it (at noon it raced the clock move below and could be invalid).
+    await history(stack, "silent", [NOV + timedelta(days=1)], 3000, hour=0)
     await move_clock(worker, NOV + timedelta(days=2))
     await eventually(lambda: evaluated(stack, worker, "silent", NOV + timedelta(days=1)))
     view = await stack.account(worker, "silent")
