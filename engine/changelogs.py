@@ -123,6 +123,8 @@ class ChangelogReader:
                 for tp, spec in self.topic_partitions(partition):
                     end = ends.get(tp, 0)
                     stored = store.changelog_offset(spec.name)
+                    if stored is None and end <= 0:
+                        continue  # an empty changelog: nothing to read
                     if stored is not None and stored + 1 >= end:
                         if stored + 1 > end:
                             logger.warning(

@@ -105,6 +105,45 @@ class _Snapshot:
     fetches: int
 
 
+class _Stats:
+    """Step figures logged every so often: records, steps, time deciding vs committing."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self.every_s = every_s
+        self._reset(time.monotonic())
+
+    def _reset(self, now: float) -> None:
+        self.since = now
+        self.records = 0
+        self.steps = 0
+        self.messages = 0
+        self.step_s = 0.0
+        self.commit_s = 0.0
+
+    def add(self, messages: int, step_s: float, commit_s: float) -> None:
+        self.steps += 1
+        self.messages += messages
+        self.step_s += step_s
+        self.commit_s += commit_s
+
+    def maybe_log(self) -> None:
+        now = time.monotonic()
+        if now - self.since < self.every_s or not self.steps:
+            return
+        logger.info(
+            "last %.0fs: %d records in %d steps (%.0f per step), %d messages out; "
+            "per step %.1f ms, of which %.1f ms in the Kafka commit",
+            now - self.since,
+            self.records,
+            self.steps,
+            self.records / self.steps,
+            self.messages,
+            1000 * self.step_s / self.steps,
+            1000 * self.commit_s / self.steps,
+        )
+        self._reset(now)
+
+
 class Engine:
     """Partitions, stores, steps and their commits, for one worker process."""
 
@@ -167,6 +206,8 @@ class Engine:
         self._last_gate_check = 0.0
         self._last_maintenance = time.monotonic()
         self._prepare_task: asyncio.Task[None] | None = None
+        self._stats = _Stats()
+        self._inflight: dict[int, asyncio.Task[None]] = {}
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -184,7 +225,8 @@ class Engine:
         self._stopping = True
         self._accepting = False
         self._stop_requested.set()
-        async with self._lock:  # the step in flight commits (or fails) first
+        async with self._lock:  # the steps in flight commit (or fail) first
+            await self._drain_inflight()
             task, self._task = self._task, None
             if task is not None:
                 task.cancel()
@@ -247,7 +289,11 @@ class Engine:
         key = (tp, target)
         snap = self._snapshots.get(key)
         if snap is not None and snap.position >= target:
-            if self._fetches > snap.fetches and self._queue.empty():
+            if (
+                self._fetches > snap.fetches
+                and self._queue.empty()
+                and not self._busy(tp.partition)
+            ):
                 self._snapshots.pop(key, None)
                 return True
             return False
@@ -265,6 +311,7 @@ class Engine:
         async with self._lock:
             while not self._queue.empty():
                 self._queue.get_nowait()
+            await self._drain_inflight()
         if self._prepare_task is not None:
             self._prepare_task.cancel()
 
@@ -288,6 +335,7 @@ class Engine:
         async with self._lock:
             while not self._queue.empty():
                 self._queue.get_nowait()
+            await self._drain_inflight()
             for partition in [p for p in self.owned if p not in partitions]:
                 owned = self.owned.pop(partition)
                 await self.committer.close(partition)
@@ -396,6 +444,16 @@ class Engine:
     # -- the loop --------------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the engine cannot go on: stop the worker
+            logger.exception("engine loop failed; stopping the worker")
+            self.failed = exc
+            await self.hooks.crash(exc)
+
+    async def _loop(self) -> None:
         while True:
             timeout = 0.02 if self._background_due else 0.5
             try:
@@ -440,9 +498,24 @@ class Engine:
                     continue
             by_partition.setdefault(tp.partition, {})[tp.topic] = items
         if by_partition:
-            await asyncio.gather(*(self._step(p, t) for p, t in by_partition.items()))
+            self._stats.records += sum(len(i) for t in by_partition.values() for i in t.values())
+            for partition, by_topic in by_partition.items():
+                # One step at a time per partition (the next decides on the state the
+                # previous one applied), but steps of different partitions overlap:
+                # one commits while the next is decided.
+                await self._wait_partition(partition)
+                self._inflight[partition] = asyncio.ensure_future(self._step(partition, by_topic))
+            self._stats.maybe_log()
 
     async def _step(self, partition: int, by_topic: dict[str, list[Any]]) -> None:
+        try:
+            await self._step_unguarded(partition, by_topic)
+        except Exception as exc:  # noqa: BLE001 - a bug in a handler: stop, never skip records
+            logger.exception("partition %d: step raised; stopping the worker", partition)
+            self.failed = exc
+            await self.hooks.crash(exc)
+
+    async def _step_unguarded(self, partition: int, by_topic: dict[str, list[Any]]) -> None:
         owned = self.owned[partition]
         offsets = {
             TopicPartition(topic, partition): items[-1].offset + 1
@@ -459,6 +532,19 @@ class Engine:
             self.next_offset.update(offsets)
             self._background_due.add(partition)
 
+    def _busy(self, partition: int) -> bool:
+        task = self._inflight.get(partition)
+        return task is not None and not task.done()
+
+    async def _wait_partition(self, partition: int) -> None:
+        task = self._inflight.pop(partition, None)
+        if task is not None:
+            await task  # a failure here was already handled inside the step
+
+    async def _drain_inflight(self) -> None:
+        for partition in list(self._inflight):
+            await self._wait_partition(partition)
+
     async def _run_background(self) -> None:
         background = self.background
         if background is None:
@@ -470,6 +556,8 @@ class Engine:
             if p in self.owned and self.owned[p].ready and self.owned[p].plans_caught_up
         ]
         self._background_due.clear()
+        for owned in due:
+            await self._wait_partition(owned.partition)
         pending = [o for o in due if background.pending(o.store, o.partition)]
         if not pending:
             return
@@ -498,7 +586,9 @@ class Engine:
             decide(step)
             messages, targets = self._with_changelogs(step)
             try:
+                commit_started = time.perf_counter()
                 written = await self.committer.commit(owned.partition, messages, offsets)
+                commit_s = time.perf_counter() - commit_started
             except Fenced as exc:
                 logger.error(
                     "partition %d: fenced by another worker (%s); abandoning it",
@@ -536,8 +626,10 @@ class Engine:
             owned.store.apply(step.state.updates(), changelog_offsets)
             for callback in step.after_commit:
                 callback()
+            elapsed = time.perf_counter() - started
+            self._stats.add(sum(len(m) for m in messages.values()), elapsed, commit_s)
             if self.on_step is not None:
-                self.on_step(owned.partition, len(messages), time.perf_counter() - started)
+                self.on_step(owned.partition, len(messages), elapsed)
             return True
 
     async def _reopen(self, partition: int) -> None:
