@@ -9,7 +9,7 @@ import pytest
 
 from tests.integration.conftest import Stack, eventually, total_of
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
 async def test_sigkill_mid_stream_then_restart_counts_and_announces_exactly_once(
