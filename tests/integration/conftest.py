@@ -32,7 +32,8 @@ pytestmark = pytest.mark.integration
 
 MOMENTS = Path(sys.executable).with_name("moments")
 BOOTSTRAP = os.environ.get("MOMENTS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-_ports = itertools.count(16066)
+# Spread by process, so two pytest runs on one machine rarely race for a port.
+_ports = itertools.count(16066 + (os.getpid() % 40) * 50)
 
 
 def _free_port() -> int:
