@@ -90,8 +90,11 @@ class UsageHandler:
         )
         for account_id, totals in result.totals.items():
             put_totals(state, account_id, totals)
+        by_seen: dict[int, list[bytes]] = {}
         for key, seen_ms in result.seen.items():
-            mark_seen(state, key_hash(key), seen_ms)
+            by_seen.setdefault(seen_ms, []).append(key_hash(key))
+        for seen_ms, hashes in by_seen.items():
+            mark_seen(state, hashes, seen_ms)
         for account_id, days in result.daily.items():
             put_daily(state, account_id, days)
         for account_id, levels in detected.announced.items():

@@ -225,4 +225,5 @@ class ChangelogReader:
             offsets[spec.name] = int(records[-1].offset)  # type: ignore[attr-defined]
             self._restored[spec.name] = self._restored.get(spec.name, 0) + len(records)
         for store, writes, offsets in by_store.values():
+            store.objects.clear()  # decoded values no longer match what is stored
             store.apply(writes, offsets)

@@ -164,6 +164,7 @@ class Engine:
         background: Background | None = None,
         maintenance: Maintenance | None = None,
         standby_replicas: int = 0,
+        cached_objects: int = 0,
         hooks: Hooks,
         on_step: Callable[[int, int, float], None] | None = None,
     ) -> None:
@@ -183,6 +184,7 @@ class Engine:
         self.background = background
         self.maintenance = maintenance
         self.standby_replicas = standby_replicas
+        self.cached_objects = cached_objects
         self.on_step = on_step
         self.hooks = hooks
         self.stopped = False
@@ -362,6 +364,8 @@ class Engine:
                         store = open_partition(
                             self.root, partition, self.columns, self.store_options
                         )
+                    store.objects.clear()
+                    store.objects.max_entries = self.cached_objects
                     owned = self.owned[partition] = Owned(partition, store)
                 owned.ready = False
                 owned.plans_caught_up = False
@@ -590,6 +594,7 @@ class Engine:
                 written = await self.committer.commit(owned.partition, messages, offsets)
                 commit_s = time.perf_counter() - commit_started
             except Fenced as exc:
+                owned.store.objects.clear()
                 logger.error(
                     "partition %d: fenced by another worker (%s); abandoning it",
                     owned.partition,
@@ -598,6 +603,8 @@ class Engine:
                 owned.ready = False
                 return False
             except (StepFailed, OSError, Exception) as exc:  # noqa: BLE001
+                # A handler may have changed cached objects in place: drop them all.
+                owned.store.objects.clear()
                 attempt += 1
                 if self._stopping or generation != self.generation or not self._accepting:
                     logger.warning(
@@ -623,7 +630,13 @@ class Engine:
             changelog_offsets = {
                 name: written[target] for target, name in targets.items() if target in written
             }
-            owned.store.apply(step.state.updates(), changelog_offsets)
+            updates = step.state.updates()
+            owned.store.apply(updates, changelog_offsets)
+            objects = step.state.objects
+            owned.store.objects.forget(
+                (t, k) for t, changes in updates.items() for k in changes if (t, k) not in objects
+            )
+            owned.store.objects.update(objects)
             for callback in step.after_commit:
                 callback()
             elapsed = time.perf_counter() - started

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import struct
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -65,11 +66,58 @@ class StoreOptions:
         return opts
 
 
+class ObjectCache:
+    """Decoded values of a store's hottest keys, so a step skips decoding them.
+
+    Holds exactly what RocksDB holds, decoded: the engine adds a step's objects only
+    after the step is applied, and clears the cache when a step fails (a handler may
+    have changed a cached object in place before the failure).
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[tuple[str, bytes], object] = OrderedDict()
+
+    def get(self, table: str, key: bytes) -> object | None:
+        """The cached object of ``key``, or None."""
+        found = self._items.get((table, key))
+        if found is not None:
+            self._items.move_to_end((table, key))
+        return found
+
+    def update(self, objects: Mapping[tuple[str, bytes], object]) -> None:
+        """Cache ``objects`` (as now applied), evicting the least recently used."""
+        items = self._items
+        for k, obj in objects.items():
+            if obj is None:
+                items.pop(k, None)
+                continue
+            items[k] = obj
+            items.move_to_end(k)
+        while len(items) > self.max_entries:
+            items.popitem(last=False)
+
+    def forget(self, keys: Iterable[tuple[str, bytes]]) -> None:
+        """Drop ``keys`` (deleted, or written without an object)."""
+        for k in keys:
+            self._items.pop(k, None)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class PartitionStore:
     """The tables of one input partition, in one RocksDB database at ``path``."""
 
-    def __init__(self, path: Path, tables: Sequence[str], options: StoreOptions) -> None:
+    def __init__(
+        self, path: Path, tables: Sequence[str], options: StoreOptions, cached_objects: int = 0
+    ) -> None:
         self.path = path
+        self.objects = ObjectCache(cached_objects)
         self.tables = tuple(tables)
         path.parent.mkdir(parents=True, exist_ok=True)
         families = {name: options.options() for name in (*self.tables, META)}
@@ -159,7 +207,11 @@ def destroy(path: Path) -> None:
 
 
 def open_partition(
-    root: Path, partition: int, tables: Sequence[str], options: StoreOptions
+    root: Path,
+    partition: int,
+    tables: Sequence[str],
+    options: StoreOptions,
+    cached_objects: int = 0,
 ) -> PartitionStore:
     """Open (creating if needed) the store of ``partition`` under ``root``."""
-    return PartitionStore(root / f"p{partition}", tables, options)
+    return PartitionStore(root / f"p{partition}", tables, options, cached_objects)

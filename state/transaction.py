@@ -9,17 +9,19 @@ leaving the store as it was.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar, cast
 
 from state.store import PartitionStore
 
 _MISSING = object()
+T = TypeVar("T")
 
 
 class StepState:
     """Reads and pending writes of one step on one partition store."""
 
-    __slots__ = ("store", "_writes", "_local")
+    __slots__ = ("store", "_writes", "_local", "objects")
 
     def __init__(self, store: PartitionStore) -> None:
         self.store = store
@@ -27,6 +29,8 @@ class StepState:
         # Writes that are local only (no changelog record), e.g. dedup index entries
         # whose changelog is a per-step segment written by the table itself.
         self._local: set[str] = set()
+        #: Decoded values this step read or wrote, for the store's object cache.
+        self.objects: dict[tuple[str, bytes], object] = {}
 
     def get(self, table: str, key: bytes) -> bytes | None:
         """The value as this step sees it (its own writes first)."""
@@ -43,6 +47,25 @@ class StepState:
         missing = [k for k in keys if k not in pending]
         fetched = dict(zip(missing, self.store.get_many(table, missing), strict=True))
         return [pending[k] if k in pending else fetched[k] for k in keys]
+
+    def get_object(self, table: str, key: bytes, decode: Callable[[bytes | None], T]) -> T:
+        """The decoded value of ``key``: from this step, the store's cache, or RocksDB."""
+        k = (table, key)
+        found = self.objects.get(k)
+        if found is None:
+            found = self.store.objects.get(table, key)
+            if found is None or key in self._writes.get(table, ()):
+                found = decode(self.get(table, key))
+            self.objects[k] = found
+        return cast(T, found)
+
+    def put_object(self, table: str, key: bytes, obj: object, value: bytes | None) -> None:
+        """Write ``value`` (None deletes) whose decoded form is ``obj``."""
+        if value is None:
+            self.delete(table, key)
+        else:
+            self.put(table, key, value)
+        self.objects[(table, key)] = obj
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
         """Set ``key`` (the last write of a key in a step wins)."""

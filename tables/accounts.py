@@ -12,17 +12,24 @@ from tables import Reader
 ACCOUNTS = TableSpec("accounts", "Plan records in force, by account id.")
 
 
+def decode_plan(held: bytes | None) -> AccountPlan | None:
+    """An ``AccountPlan`` from its stored bytes (None for None)."""
+    return None if held is None else AccountPlan.from_json(orjson.loads(held))
+
+
 def plan_of(view: Reader, account_id: str) -> AccountPlan | None:
     """The plan held for ``account_id``, or None when none is known."""
-    held = view.get(ACCOUNTS.name, account_id.encode())
-    return None if held is None else AccountPlan.from_json(orjson.loads(held))
+    if isinstance(view, StepState):
+        return view.get_object(ACCOUNTS.name, account_id.encode(), decode_plan)
+    return decode_plan(view.get(ACCOUNTS.name, account_id.encode()))
 
 
 def put_plan(state: StepState, account_id: str, plan: AccountPlan) -> None:
     """Hold ``plan`` for ``account_id``."""
-    state.put(ACCOUNTS.name, account_id.encode(), orjson.dumps(plan.to_json()))
+    value = orjson.dumps(plan.to_json())
+    state.put_object(ACCOUNTS.name, account_id.encode(), plan, value)
 
 
 def forget_plan(state: StepState, account_id: str) -> None:
     """Forget the plan of ``account_id`` (a tombstone)."""
-    state.delete(ACCOUNTS.name, account_id.encode())
+    state.put_object(ACCOUNTS.name, account_id.encode(), None, None)

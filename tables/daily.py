@@ -18,8 +18,9 @@ DAILY = TableSpec("daily", "Daily usage totals and drop episodes per account.")
 
 def daily_of(view: Reader, account_id: str) -> AccountDaily:
     """Daily totals and drop episodes held for ``account_id`` (empty when none)."""
-    held = view.get(DAILY.name, account_id.encode())
-    return decode_daily(held)
+    if isinstance(view, StepState):
+        return view.get_object(DAILY.name, account_id.encode(), decode_daily)
+    return decode_daily(view.get(DAILY.name, account_id.encode()))
 
 
 def decode_daily(held: bytes | None) -> AccountDaily:
@@ -30,7 +31,5 @@ def decode_daily(held: bytes | None) -> AccountDaily:
 def put_daily(state: StepState, account_id: str, days: AccountDaily) -> None:
     """Store ``days`` for ``account_id`` (deleting the key when nothing is left)."""
     key = account_id.encode()
-    if days.is_empty():
-        state.delete(DAILY.name, key)
-    else:
-        state.put(DAILY.name, key, orjson.dumps(days.to_json()))
+    value = None if days.is_empty() else orjson.dumps(days.to_json())
+    state.put_object(DAILY.name, key, days, value)

@@ -1,8 +1,9 @@
 """Dedup table: which ``record_id`` each account sent within the dedup horizon.
 
 Column ``dedup``: 16-byte BLAKE2b of the (account, record_id) key -> first-seen
-time (8-byte big-endian epoch ms). Column ``dedup-expiry`` (local index):
-first-seen time + hash -> empty, so expiry is a range scan from the oldest.
+time (8-byte big-endian epoch ms). Column ``dedup-expiry`` (local index): one entry
+per step, first-seen time + a random suffix -> the hashes that step marked, so
+expiry is a range scan from the oldest and costs one index write per step.
 
 The changelog is not one record per key: a step writes one *segment* holding every
 entry it added (24 bytes each), and the changelog topic deletes segments by
@@ -13,6 +14,7 @@ and its disk, memory and recovery time are bounded by the horizon.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Mapping, Sequence
 from hashlib import blake2b
@@ -26,6 +28,7 @@ _HASH_BYTES = 16
 _ENTRY = _HASH_BYTES + _SEEN.size
 EXPIRY = "dedup-expiry"
 _DAY_MS = 86_400_000
+_SUFFIX = 8
 
 
 def key_hash(key: str) -> bytes:
@@ -41,14 +44,17 @@ def encode_segment(writes: Mapping[bytes, bytes | None]) -> bytes:
 def restore_segment(value: bytes, now_ms: int, horizon_ms: int) -> Writes:
     """The writes a segment restores: its entries still inside the horizon."""
     dedup: dict[bytes, bytes | None] = {}
-    expiry: dict[bytes, bytes | None] = {}
+    by_seen: dict[bytes, list[bytes]] = {}
     cutoff = now_ms - horizon_ms
     for i in range(0, len(value) - _ENTRY + 1, _ENTRY):
         h = value[i : i + _HASH_BYTES]
         seen = value[i + _HASH_BYTES : i + _ENTRY]
         if _SEEN.unpack(seen)[0] > cutoff:
             dedup[h] = seen
-            expiry[seen + h] = b""
+            by_seen.setdefault(seen, []).append(h)
+    expiry: dict[bytes, bytes | None] = {
+        seen + os.urandom(_SUFFIX): b"".join(hashes) for seen, hashes in by_seen.items()
+    }
     return {"dedup": dedup, EXPIRY: expiry}
 
 
@@ -74,31 +80,39 @@ def seen_many(state: StepState, hashes: Sequence[bytes]) -> dict[bytes, int]:
     return out
 
 
-def mark_seen(state: StepState, h: bytes, seen_ms: int) -> None:
-    """Record that the record of hash ``h`` was first seen at ``seen_ms``."""
+def mark_seen(state: StepState, hashes: Sequence[bytes], seen_ms: int) -> None:
+    """Record that the records of ``hashes`` were first seen at ``seen_ms``."""
+    if not hashes:
+        return
     seen = _SEEN.pack(seen_ms)
-    state.put("dedup", h, seen)
-    state.put(EXPIRY, seen + h, b"")
+    for h in hashes:
+        state.put("dedup", h, seen)
+    state.put(EXPIRY, seen + os.urandom(_SUFFIX), b"".join(hashes))
 
 
-def expire(store: PartitionStore, now_ms: int, horizon_ms: int, limit: int = 50_000) -> int:
-    """Delete up to ``limit`` entries first seen more than the horizon ago (local only).
+def expire(store: PartitionStore, now_ms: int, horizon_ms: int, limit: int = 500) -> int:
+    """Delete entries first seen more than the horizon ago (local only); returns how many.
 
-    An entry whose record was seen again later (and re-marked) keeps its newer value:
-    only the index entry of the old sighting goes.
+    Looks at up to ``limit`` index entries (steps) per call. An entry whose record
+    was seen again later (and re-marked) keeps its newer value: only the old
+    sighting's index entry goes.
     """
     cutoff = _SEEN.pack(now_ms - horizon_ms)
-    index_keys: list[bytes] = []
-    for key, _ in store.items(EXPIRY):
-        if key[: _SEEN.size] > cutoff or len(index_keys) >= limit:
+    index: list[tuple[bytes, bytes]] = []
+    for key, value in store.items(EXPIRY):
+        if key[: _SEEN.size] > cutoff or len(index) >= limit:
             break
-        index_keys.append(key)
-    if not index_keys:
+        index.append((key, value))
+    if not index:
         return 0
-    hashes = [k[_SEEN.size :] for k in index_keys]
-    current = store.get_many("dedup", hashes)
-    stale = [
-        h for h, k, held in zip(hashes, index_keys, current, strict=True) if held == k[: _SEEN.size]
-    ]
-    store.apply({EXPIRY: dict.fromkeys(index_keys), "dedup": dict.fromkeys(stale)})
-    return len(index_keys)
+    stale: dict[bytes, bytes | None] = {}
+    removed = 0
+    for key, value in index:
+        seen = key[: _SEEN.size]
+        hashes = [value[i : i + _HASH_BYTES] for i in range(0, len(value), _HASH_BYTES)]
+        for h, held in zip(hashes, store.get_many("dedup", hashes), strict=True):
+            if held == seen:
+                stale[h] = None
+                removed += 1
+    store.apply({EXPIRY: dict.fromkeys(k for k, _ in index), "dedup": stale})
+    return removed

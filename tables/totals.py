@@ -15,12 +15,19 @@ from tables import Reader
 TOTALS = TableSpec("period-totals", "Usage totals per account, metric and billing period.")
 
 
+def decode_totals(held: bytes | None) -> AccountTotals:
+    """An ``AccountTotals`` from its stored bytes (empty for None)."""
+    return AccountTotals.from_json(None if held is None else orjson.loads(held))
+
+
 def totals_of(view: Reader, account_id: str) -> AccountTotals:
     """Period totals held for ``account_id`` (empty when none)."""
-    held = view.get(TOTALS.name, account_id.encode())
-    return AccountTotals.from_json(None if held is None else orjson.loads(held))
+    if isinstance(view, StepState):
+        return view.get_object(TOTALS.name, account_id.encode(), decode_totals)
+    return decode_totals(view.get(TOTALS.name, account_id.encode()))
 
 
 def put_totals(state: StepState, account_id: str, totals: AccountTotals) -> None:
     """Store ``totals`` for ``account_id``."""
-    state.put(TOTALS.name, account_id.encode(), orjson.dumps(totals.to_json()))
+    value = orjson.dumps(totals.to_json())
+    state.put_object(TOTALS.name, account_id.encode(), totals, value)
