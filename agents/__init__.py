@@ -128,6 +128,7 @@ def install(runtime: Runtime) -> Engine:
         # per worker (~120 MB measured on the peer benchmark's accounts).
         cached_objects=max(1000, 80_000 // s.partitions),
         hooks=hooks,
+        on_step=lambda partition, messages, seconds: runtime.metrics.batch_seconds.observe(seconds),
     )
     register_topics(app, handlers)
     attach(app, engine, read_committed=s.processing_guarantee == "exactly_once")
