@@ -20,6 +20,7 @@ a step of its own, so a million accounts to evaluate never stall usage for long.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -42,6 +43,8 @@ logger = logging.getLogger(__name__)
 _RETRY_MAX_S = 5.0
 _GATE_CHECK_S = 0.1
 _MAINTENANCE_S = 60.0
+#: Records fetched but waiting for their partition's step, beyond which fetching waits.
+_MAX_PENDING_RECORDS = 50_000
 
 
 class Handler(Protocol):
@@ -210,6 +213,8 @@ class Engine:
         self._prepare_task: asyncio.Task[None] | None = None
         self._stats = _Stats()
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._pending: dict[int, dict[str, list[Any]]] = {}
+        self._pending_records = 0
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -291,11 +296,7 @@ class Engine:
         key = (tp, target)
         snap = self._snapshots.get(key)
         if snap is not None and snap.position >= target:
-            if (
-                self._fetches > snap.fetches
-                and self._queue.empty()
-                and not self._busy(tp.partition)
-            ):
+            if self._fetches > snap.fetches and self._queue.empty() and self._idle(tp.partition):
                 self._snapshots.pop(key, None)
                 return True
             return False
@@ -477,7 +478,7 @@ class Engine:
         if now - self._last_gate_check >= _GATE_CHECK_S:
             self._last_gate_check = now
             await self._check_gates()
-        if self._background_due and self._queue.empty():
+        if self._background_due:
             await self._run_background()
         if self.maintenance is not None and now - self._last_maintenance >= _MAINTENANCE_S:
             self._last_maintenance = now
@@ -504,12 +505,38 @@ class Engine:
         if by_partition:
             self._stats.records += sum(len(i) for t in by_partition.values() for i in t.values())
             for partition, by_topic in by_partition.items():
-                # One step at a time per partition (the next decides on the state the
-                # previous one applied), but steps of different partitions overlap:
-                # one commits while the next is decided.
-                await self._wait_partition(partition)
-                self._inflight[partition] = asyncio.ensure_future(self._step(partition, by_topic))
+                pending = self._pending.setdefault(partition, {})
+                for topic, items in by_topic.items():
+                    pending.setdefault(topic, []).extend(items)
+                self._pending_records += sum(len(i) for i in by_topic.values())
+                self._kick(partition)
+            # Backpressure: the fetcher waits while too much is waiting for its step.
+            while self._pending_records > _MAX_PENDING_RECORDS and self._inflight:
+                await asyncio.wait(list(self._inflight.values()), return_when="FIRST_COMPLETED")
             self._stats.maybe_log()
+
+    def _kick(self, partition: int) -> None:
+        """Start the partition's next step if none is in flight.
+
+        One step at a time per partition (the next decides on the state the previous
+        one applied), but steps of different partitions overlap, and records that
+        arrive for a busy partition wait to become its next (bigger) step while the
+        loop goes on with the other partitions.
+        """
+        if self._busy(partition) or not self._accepting or self._stopping:
+            return
+        by_topic = self._pending.pop(partition, None)
+        if not by_topic:
+            return
+        self._pending_records -= sum(len(i) for i in by_topic.values())
+        task = asyncio.ensure_future(self._step(partition, by_topic))
+        self._inflight[partition] = task
+        task.add_done_callback(functools.partial(self._step_done, partition))
+
+    def _step_done(self, partition: int, task: asyncio.Future[None]) -> None:
+        if self._inflight.get(partition) is task:
+            del self._inflight[partition]
+        self._kick(partition)
 
     async def _step(self, partition: int, by_topic: dict[str, list[Any]]) -> None:
         try:
@@ -540,37 +567,45 @@ class Engine:
         task = self._inflight.get(partition)
         return task is not None and not task.done()
 
-    async def _wait_partition(self, partition: int) -> None:
-        task = self._inflight.pop(partition, None)
-        if task is not None:
-            await task  # a failure here was already handled inside the step
+    def _idle(self, partition: int) -> bool:
+        """No step in flight and no records waiting for one."""
+        return not self._busy(partition) and partition not in self._pending
 
     async def _drain_inflight(self) -> None:
-        for partition in list(self._inflight):
-            await self._wait_partition(partition)
+        """Drop records waiting for a step (they are fetched again from the committed
+        offsets after the rebalance or restart) and wait for the steps in flight."""
+        self._pending.clear()
+        self._pending_records = 0
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
 
     async def _run_background(self) -> None:
         background = self.background
         if background is None:
             self._background_due.clear()
             return
-        due = [
-            self.owned[p]
-            for p in sorted(self._background_due)
-            if p in self.owned and self.owned[p].ready and self.owned[p].plans_caught_up
-        ]
-        self._background_due.clear()
-        for owned in due:
-            await self._wait_partition(owned.partition)
-        pending = [o for o in due if background.pending(o.store, o.partition)]
-        if not pending:
-            return
+        for partition in sorted(self._background_due):
+            owned = self.owned.get(partition)
+            if owned is None or not owned.ready or not owned.plans_caught_up:
+                self._background_due.discard(partition)
+                continue
+            if not self._idle(partition):
+                continue  # usage first; the slice comes when the partition is idle
+            self._background_due.discard(partition)
+            if not background.pending(owned.store, partition):
+                continue
+            task = asyncio.ensure_future(self._slice(owned, background))
+            self._inflight[partition] = task
+            task.add_done_callback(functools.partial(self._step_done, partition))
 
-        async def one(owned: Owned) -> None:
+    async def _slice(self, owned: Owned, background: Background) -> None:
+        try:
             if await self._commit_step(owned, background.run_slice, {}):
                 self._background_due.add(owned.partition)
-
-        await asyncio.gather(*(one(o) for o in pending))
+        except Exception as exc:  # noqa: BLE001 - a bug in background work: stop
+            logger.exception("partition %d: background step raised", owned.partition)
+            self.failed = exc
+            await self.hooks.crash(exc)
 
     async def _commit_step(
         self,
