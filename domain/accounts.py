@@ -10,10 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal, cast
+from typing import Any, Final, Literal, cast
 
 from domain.catalog import Catalog, Plan
-from domain.periods import Period, PeriodLength, calendar_month, default_anchor, period_containing
+from domain.periods import (
+    Period,
+    PeriodLength,
+    calendar_month,
+    default_anchor,
+    period_containing_ms,
+)
 from domain.records import PlanRecord
 from domain.timeutil import datetime_to_ms
 
@@ -84,8 +90,27 @@ def supersedes(new: PlanRecord, held: AccountPlan | None) -> bool:
     return held is None or new.updated_at_ms >= held.updated_at_ms
 
 
+# Epoch ms of AccountPlan.anchor() per (anchor_ms, length): the anchor goes through a datetime
+# once per account rather than once per record. Bounded like the period cache.
+_ANCHORS_MAX: Final = 65_536
+_anchors: dict[tuple[int | None, str], int] = {}
+
+
+def _anchor_ms(plan: AccountPlan, length: PeriodLength) -> int:
+    """``datetime_to_ms(plan.anchor(length))``, remembered."""
+    key = (plan.anchor_ms, length)
+    anchor_ms = _anchors.get(key)
+    if anchor_ms is None:
+        anchor_ms = datetime_to_ms(plan.anchor(length))
+        if len(_anchors) >= _ANCHORS_MAX:
+            _anchors.clear()
+        _anchors[key] = anchor_ms
+    return anchor_ms
+
+
 def period_of(plan: AccountPlan | None, ts_ms: int, catalog: Catalog) -> Period:
     """The billing period containing ``ts_ms``; calendar months while the plan is unknown."""
     if plan is None:
         return calendar_month(ts_ms)
-    return period_containing(ts_ms, plan.anchor(catalog.period), catalog.period)
+    length = catalog.period
+    return period_containing_ms(ts_ms, _anchor_ms(plan, length), length)

@@ -47,7 +47,7 @@ class AccountDaily:
 
     def is_empty(self) -> bool:
         """No day kept and no open episode: the account can be forgotten."""
-        return not self.episodes and all(not d.days for d in self.metrics.values())
+        return not self.episodes and all(d.is_empty() for d in self.metrics.values())
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form for the daily table."""

@@ -38,7 +38,6 @@ def _to_decimal(value: Fraction) -> Decimal:
     return _SHOWN.divide(Decimal(value.numerator), Decimal(value.denominator))
 
 
-@dataclass(slots=True)
 class DailyTotals:
     """Usage of one (account, metric) per UTC day, the state drop detection reads.
 
@@ -51,11 +50,84 @@ class DailyTotals:
     baseline days count as observed. ``last_active_ms`` is the latest event time of a record
     with a positive quantity (``last_active_at`` in a drop event). Records may arrive out of
     order, so both are a minimum and a maximum, not the first and last seen.
+
+    Totals read with :meth:`from_json` stay in their stored text form until ``days`` is read:
+    the usage path adds to one or two days of a month-long history per batch, then writes it
+    back, so it touches only those days instead of parsing and re-printing every one of them.
+    The stored form is the one :meth:`to_json` writes (day numbers in ascending order, each
+    total as ``str`` of its Decimal); additions and pruning work on it directly and give the
+    same totals, and the same JSON, as on parsed days.
     """
 
-    days: dict[int, Decimal] = field(default_factory=dict)
-    first_day: int | None = None
-    last_active_ms: int | None = None
+    __slots__ = (
+        "_days",
+        "_text",
+        "_text_shared",
+        "_pending_day",
+        "_pending_total",
+        "first_day",
+        "last_active_ms",
+    )
+    __match_args__ = ("days", "first_day", "last_active_ms")
+
+    _days: dict[int, Decimal] | None
+    _text: dict[str, str]
+    _text_shared: bool
+    _pending_day: int | None
+    _pending_total: Decimal
+    first_day: int | None
+    last_active_ms: int | None
+
+    def __init__(
+        self,
+        days: dict[int, Decimal] | None = None,
+        first_day: int | None = None,
+        last_active_ms: int | None = None,
+    ) -> None:
+        # Either _days holds the parsed days, or it is None and _text holds them as stored.
+        self._days = {} if days is None else days
+        self._text = {}
+        # The text dict belongs to someone else too (the JSON it came from or went into): it is
+        # copied before it is changed.
+        self._text_shared = False
+        # The day being added to in the stored form, and its total: written into _text (see
+        # _flush) before anything reads it, so several records of a day print it once.
+        self._pending_day = None
+        self._pending_total = _ZERO
+        self.first_day = first_day
+        self.last_active_ms = last_active_ms
+
+    @property
+    def days(self) -> dict[int, Decimal]:
+        """Usage per UTC day number (parsed from the stored form on first use)."""
+        days = self._days
+        if days is None:
+            days = self._days = {int(day): Decimal(total) for day, total in self._flush().items()}
+            self._text = {}
+        return days
+
+    @days.setter
+    def days(self, days: dict[int, Decimal]) -> None:
+        self._days = days
+        self._text = {}
+        self._pending_day = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DailyTotals) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.days, self.first_day, self.last_active_ms) == (
+            other.days,
+            other.first_day,
+            other.last_active_ms,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaced
+
+    def __repr__(self) -> str:
+        return (
+            f"DailyTotals(days={self.days!r}, first_day={self.first_day!r}, "
+            f"last_active_ms={self.last_active_ms!r})"
+        )
 
     def add(self, ts_ms: int, quantity: Decimal) -> None:
         """Count ``quantity`` (finite, >= 0) on the UTC day of event time ``ts_ms``.
@@ -69,19 +141,82 @@ class DailyTotals:
         if self.first_day is None or day < self.first_day:
             self.first_day = day
         if quantity > 0:
-            self.days[day] = self.days.get(day, _ZERO) + quantity
+            days = self._days
+            if days is not None or not self._add_to_text(day, quantity):
+                days = self.days
+                days[day] = days.get(day, _ZERO) + quantity
             if self.last_active_ms is None or ts_ms > self.last_active_ms:
                 self.last_active_ms = ts_ms
 
+    def _add_to_text(self, day: int, quantity: Decimal) -> bool:
+        """Add ``quantity`` to ``day`` in the stored form; False (nothing done) when ``day`` is
+        new and not after the last stored day, as appending it would break the order."""
+        if day == self._pending_day:
+            self._pending_total = self._pending_total + quantity
+            return True
+        text = self._flush()
+        held = text.get(str(day))
+        if held is None:
+            if text and int(next(reversed(text))) >= day:
+                return False
+            total = _ZERO + quantity
+        else:
+            total = Decimal(held) + quantity
+        self._pending_day = day
+        self._pending_total = total
+        return True
+
+    def _flush(self) -> dict[str, str]:
+        """The stored form, with the pending day's total written into it (at the end when the
+        day is new: it was checked to come after every stored day, and nothing was added
+        since)."""
+        text = self._text
+        day = self._pending_day
+        if day is not None:
+            if self._text_shared:
+                text = self._text = dict(text)
+                self._text_shared = False
+            text[str(day)] = str(self._pending_total)
+            self._pending_day = None
+        return text
+
     def total(self, day: int) -> Decimal:
         """Usage on day number ``day`` (zero when nothing was counted)."""
-        return self.days.get(day, _ZERO)
+        days = self._days
+        if days is None:
+            held = self._flush().get(str(day))
+            return _ZERO if held is None else Decimal(held)
+        return days.get(day, _ZERO)
+
+    def is_empty(self) -> bool:
+        """No day with usage kept (``first_day`` and ``last_active_ms`` aside)."""
+        days = self._days
+        if days is None:
+            return self._pending_day is None and not self._text
+        return not days
 
     def prune(self, oldest_day_kept: int) -> bool:
         """Forget days before ``oldest_day_kept``; True if any went. ``first_day`` stays."""
-        old = [day for day in self.days if day < oldest_day_kept]
+        days = self._days
+        if days is None:
+            # Stored days ascend, so the old ones are at the front.
+            text = self._flush()
+            old_keys: list[str] = []
+            for key in text:
+                if int(key) >= oldest_day_kept:
+                    break
+                old_keys.append(key)
+            if not old_keys:
+                return False
+            if self._text_shared:
+                text = self._text = dict(text)
+                self._text_shared = False
+            for key in old_keys:
+                del text[key]
+            return True
+        old = [day for day in days if day < oldest_day_kept]
         for day in old:
-            del self.days[day]
+            del days[day]
         return bool(old)
 
     def to_json(self) -> dict[str, Any]:
@@ -95,19 +230,29 @@ class DailyTotals:
             data["f"] = self.first_day
         if self.last_active_ms is not None:
             data["a"] = self.last_active_ms
-        if self.days:
-            data["d"] = {str(day): str(total) for day, total in sorted(self.days.items())}
+        days = self._days
+        if days is None:
+            text = self._flush()
+            if text:
+                data["d"] = text
+                self._text_shared = True
+        elif days:
+            data["d"] = {str(day): str(total) for day, total in sorted(days.items())}
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> DailyTotals:
         """Inverse of :meth:`to_json`; ``None`` gives empty totals."""
         data = data or {}
-        return cls(
-            days={int(day): Decimal(total) for day, total in data.get("d", {}).items()},
-            first_day=data.get("f"),
-            last_active_ms=data.get("a"),
-        )
+        text = data.get("d", {})
+        totals = cls(None, data.get("f"), data.get("a"))
+        if type(text) is dict:
+            totals._days = None
+            totals._text = text
+            totals._text_shared = True
+        else:  # not what to_json writes: parse it now, as strictly as ever
+            totals._days = {int(day): Decimal(total) for day, total in text.items()}
+        return totals
 
 
 @dataclass(frozen=True, slots=True)

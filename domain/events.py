@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date
-from decimal import ROUND_FLOOR, Decimal, localcontext
+from decimal import ROUND_FLOOR, Decimal, getcontext, localcontext
 from typing import Any, Final, Literal
 
 from domain.catalog import Catalog, Plan
@@ -60,6 +60,8 @@ def json_number(value: Decimal) -> int | float:
 
 def round_ratio(value: Decimal) -> Decimal:
     """``value`` rounded down to 6 decimals, as ratios are written in events."""
+    if value.adjusted() + 10 <= getcontext().prec:  # the context has the digits already
+        return value.quantize(_RATIO_QUANTUM, rounding=ROUND_FLOOR)
     with localcontext() as ctx:
         ctx.prec = max(ctx.prec, value.adjusted() + 10)
         return value.quantize(_RATIO_QUANTUM, rounding=ROUND_FLOOR)

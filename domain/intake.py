@@ -16,8 +16,9 @@ from domain.catalog import Catalog
 from domain.daily import AccountDaily
 from domain.deadletter import DeadLetter, dead_letter
 from domain.errors import InvalidUsageRecord
-from domain.periods import utc_day
+from domain.periods import Period, day_start_ms, utc_day
 from domain.records import UsageRecord, parse_usage
+from domain.slots import slot_setter
 from domain.usage import AccountTotals, Change
 
 
@@ -67,8 +68,13 @@ class IntakeResult:
 
 
 def dedup_key(account_id: str, record_id: str) -> str:
-    """Dedup-table key: account first, so a repeat lands on its account's partition."""
-    return f"{account_id}\x1f{record_id}"
+    """Dedup-table key: account first, so a repeat lands on its account's partition.
+
+    ``<length of account_id>:<account_id>\x1f<record_id>``: the length makes the key
+    unambiguous whatever the ids hold (both may contain ``\x1f`` or ``:``), so records of two
+    accounts can never share a key.
+    """
+    return f"{len(account_id)}:{account_id}\x1f{record_id}"
 
 
 def run_intake(
@@ -94,51 +100,81 @@ def run_intake(
     goes into its UTC day's total while that day is kept (sudden-drop detection).
     """
     result = IntakeResult()
+    outcomes = result.outcomes
+    dead_letters = result.dead_letters
+    rekey = result.rekey
+    seen = result.seen
+    all_totals = result.totals
+    all_daily = result.daily
+    accepted = result.accepted
     plans: dict[str, AccountPlan | None] = {}
+    # The period of each account's last record: its next record nearly always falls in it,
+    # and the account's plan (so its periods) is fixed for the batch.
+    last_period: dict[str, Period] = {}
+    max_skew_ms = rules.max_clock_skew_ms
+    horizon_ms = rules.dedup_horizon_ms
+    late_before_ms = now_ms - rules.late_grace_ms
     oldest_day = utc_day(now_ms) - rules.daily_retention_days + 1
+    oldest_daily_ms = day_start_ms(oldest_day)
     for raw in batch:
         try:
-            record = parse_usage(raw.value, now_ms, rules.max_clock_skew_ms)
+            record = parse_usage(raw.value, now_ms, max_skew_ms)
         except InvalidUsageRecord as exc:
-            result.outcomes["invalid"] += 1
-            result.dead_letters.append(
+            outcomes["invalid"] += 1
+            dead_letters.append(
                 (raw, dead_letter(exc, raw.topic, raw.partition, raw.offset, raw.value, now_ms))
             )
             continue
         account = record.account_id
         if raw.key is None or raw.key != account.encode():
-            result.rekey.append((account, raw))
+            rekey.append((account, raw))
             continue
         key = dedup_key(account, record.record_id)
-        first_seen = result.seen.get(key)
+        first_seen = seen.get(key)
         if first_seen is None:
             first_seen = seen_at(key)
-        if first_seen is not None and now_ms - first_seen < rules.dedup_horizon_ms:
-            result.outcomes["duplicate"] += 1
+        if first_seen is not None and now_ms - first_seen < horizon_ms:
+            outcomes["duplicate"] += 1
             continue
-        result.seen[key] = now_ms
-        if daily_of is not None and utc_day(record.timestamp_ms) >= oldest_day:
-            daily = result.daily.get(account)
+        seen[key] = now_ms
+        timestamp_ms = record.timestamp_ms
+        if daily_of is not None and timestamp_ms >= oldest_daily_ms:
+            daily = all_daily.get(account)
             if daily is None:
-                daily = result.daily[account] = daily_of(account)
-            daily.add(record.metric, record.timestamp_ms, record.quantity)
+                daily = all_daily[account] = daily_of(account)
+            daily.add(record.metric, timestamp_ms, record.quantity)
         if account in plans:
             plan = plans[account]
         else:
             plan = plans[account] = plan_of(account)
-        period = period_of(plan, record.timestamp_ms, catalog)
-        if period.end_ms + rules.late_grace_ms < now_ms:
-            result.outcomes["late"] += 1
+        period = last_period.get(account)
+        if period is None or not period.start_ms <= timestamp_ms < period.end_ms:
+            period = last_period[account] = period_of(plan, timestamp_ms, catalog)
+        if period.end_ms < late_before_ms:
+            outcomes["late"] += 1
             continue
-        totals = result.totals.get(account)
+        totals = all_totals.get(account)
         if totals is None:
-            totals = result.totals[account] = totals_of(account)
+            totals = all_totals[account] = totals_of(account)
         change = totals.add(record.metric, period, record.quantity)
-        result.outcomes["accepted" if plan is not None else "unknown_account"] += 1
-        result.accepted.append(Accepted(record, raw, plan, change))
-    for totals in result.totals.values():
+        outcomes["accepted" if plan is not None else "unknown_account"] += 1
+        # Accepted(record, raw, plan, change), by its slot setters (see domain.slots).
+        item: Accepted = _new(Accepted)
+        _set_record(item, record)
+        _set_raw(item, raw)
+        _set_plan(item, plan)
+        _set_change(item, change)
+        accepted.append(item)
+    for totals in all_totals.values():
         # Keep a period while it still accepts records (late only *after* end + grace).
         totals.prune(now_ms - rules.late_grace_ms - 1)
-    for daily in result.daily.values():
+    for daily in all_daily.values():
         daily.prune(oldest_day)
     return result
+
+
+_new = object.__new__
+_set_record = slot_setter(Accepted, "record")
+_set_raw = slot_setter(Accepted, "raw")
+_set_plan = slot_setter(Accepted, "plan")
+_set_change = slot_setter(Accepted, "change")

@@ -22,7 +22,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, getcontext, localcontext
 from os import PathLike
 from pathlib import Path
 from types import MappingProxyType
@@ -66,11 +66,19 @@ _ONE: Final = Decimal(1)
 _HUNDRED: Final = Decimal(100)
 
 
+_QUANTA: Final = tuple(_ONE.scaleb(-places) for places in range(8))
+"""``1E-places`` for the numbers of decimals messages use: quantize only reads its exponent."""
+
+
 def _quantize(value: Decimal, places: int, rounding: str) -> Decimal:
     """``value`` rounded to ``places`` decimals, with enough precision never to fail."""
+    quantum = _QUANTA[places] if 0 <= places < len(_QUANTA) else _ONE.scaleb(-places)
+    needed = value.adjusted() + places + 4
+    if needed <= getcontext().prec:  # the context has the digits already (the usual case)
+        return value.quantize(quantum, rounding=rounding)
     with localcontext() as ctx:
-        ctx.prec = max(ctx.prec, value.adjusted() + places + 4)
-        return value.quantize(_ONE.scaleb(-places), rounding=rounding)
+        ctx.prec = needed
+        return value.quantize(quantum, rounding=rounding)
 
 
 def format_number(value: Decimal | int, places: int = 2) -> str:
@@ -79,6 +87,11 @@ def format_number(value: Decimal | int, places: int = 2) -> str:
     ``Decimal("12345")`` -> ``12,345``; ``Decimal("1234.50")`` -> ``1,234.5``;
     ``Decimal("0.1") + Decimal("0.2")`` -> ``0.3``. Rounds half to even; never prints ``-0``.
     """
+    if type(value) is int:
+        return f"{value:,}"
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        # Whole already: what the roundings below come to, without them.
+        return f"{int(value):,}"
     number = _quantize(Decimal(value), places, ROUND_HALF_EVEN)
     if number == number.to_integral_value():
         number = _quantize(number, 0, ROUND_HALF_EVEN)
@@ -120,6 +133,17 @@ def format_money(amount: Decimal, currency: str) -> str:
     A symbol for USD, EUR and GBP, else the ISO code and a space; cents only when the amount
     is not whole.
     """
+    if (
+        amount.is_finite()
+        and amount == amount.to_integral_value()
+        and amount.adjusted() + 6 <= getcontext().prec  # abs() below would round past this
+    ):
+        # Whole already: what the roundings below come to, without them.
+        whole = int(amount)
+        text = f"{abs(whole):,}"
+        symbol = _CURRENCY_SYMBOLS.get(currency)
+        money = f"{symbol}{text}" if symbol is not None else f"{currency} {text}"
+        return f"-{money}" if whole < 0 else money
     cents = _quantize(amount, 2, ROUND_HALF_EVEN)
     places = 0 if cents == cents.to_integral_value() else 2
     text = format(_quantize(abs(cents), places, ROUND_HALF_EVEN), ",f")

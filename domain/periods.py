@@ -38,6 +38,8 @@ default weeks run Monday to Monday (ISO 8601 weeks)."""
 
 WEEK_MS: Final = 7 * DAY_MS
 
+_DEFAULT_ANCHOR_MS: Final = datetime_to_ms(DEFAULT_ANCHOR)
+
 _EPOCH_ORDINAL: Final = EPOCH.toordinal()
 
 _DAYS_IN_MONTH: Final = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -93,10 +95,10 @@ def default_anchor(length: PeriodLength) -> datetime:
 
 
 # Consecutive records of an account nearly always fall in the period of the previous one, so
-# period_containing remembers the last period per (anchor, length). Clearing it wholesale when
-# it is full keeps it bounded without the bookkeeping of an LRU.
+# the last period is remembered per (anchor, length), the anchor in epoch ms. Clearing the
+# cache wholesale when it is full keeps it bounded without the bookkeeping of an LRU.
 _RECENT_PERIODS_MAX: Final = 65_536
-_recent_periods: dict[tuple[datetime, str], Period] = {}
+_recent_periods: dict[tuple[int, str], Period] = {}
 
 
 def period_containing(ts_ms: int, anchor: datetime, length: PeriodLength) -> Period:
@@ -106,19 +108,23 @@ def period_containing(ts_ms: int, anchor: datetime, length: PeriodLength) -> Per
     Instants before the anchor get the periods that precede it. Raises ``ValueError`` for a
     naive anchor, an unknown length, or a period outside the years 1..9999.
     """
-    key = (anchor, length)
+    return period_containing_ms(ts_ms, datetime_to_ms(anchor), length)
+
+
+def period_containing_ms(ts_ms: int, anchor_ms: int, length: PeriodLength) -> Period:
+    """:func:`period_containing` with the anchor in epoch milliseconds (the per-record form)."""
+    key = (anchor_ms, length)
     recent = _recent_periods.get(key)
     if recent is not None and recent.start_ms <= ts_ms < recent.end_ms:
         return recent
-    period = _compute_period(ts_ms, anchor, length)
+    period = _compute_period(ts_ms, anchor_ms, length)
     if len(_recent_periods) >= _RECENT_PERIODS_MAX:
         _recent_periods.clear()
     _recent_periods[key] = period
     return period
 
 
-def _compute_period(ts_ms: int, anchor: datetime, length: PeriodLength) -> Period:
-    anchor_ms = datetime_to_ms(anchor)
+def _compute_period(ts_ms: int, anchor_ms: int, length: PeriodLength) -> Period:
     if length not in PERIOD_LENGTHS:
         raise ValueError(f"unknown period length {length!r}: expected one of {PERIOD_LENGTHS}")
     try:
@@ -133,10 +139,41 @@ def _compute_period(ts_ms: int, anchor: datetime, length: PeriodLength) -> Perio
         raise ValueError(f"the period containing {ts_ms} falls outside the years 1..9999") from None
 
 
+# Periods as state keys ("start_ms:end_ms" text) and back. Periods are shared by many accounts
+# (every account without its own anchor has the same ones) and recur in every batch, so each
+# text is split and parsed, or printed, once. Bounded like the period cache.
+_SPANS_MAX: Final = 65_536
+_span_of_text: dict[str, tuple[int, int]] = {}
+_text_of_span: dict[tuple[int, int], str] = {}
+
+
+def span_of_text(text: str) -> tuple[int, int]:
+    """``(start_ms, end_ms)`` of a period's state key ``"start_ms:end_ms"``."""
+    span = _span_of_text.get(text)
+    if span is None:
+        start, _, end = text.partition(":")
+        span = (int(start), int(end))
+        if len(_span_of_text) >= _SPANS_MAX:
+            _span_of_text.clear()
+        _span_of_text[text] = span
+    return span
+
+
+def span_text(span: tuple[int, int]) -> str:
+    """The state key ``"start_ms:end_ms"`` of the period ``(start_ms, end_ms)``."""
+    text = _text_of_span.get(span)
+    if text is None:
+        text = f"{span[0]}:{span[1]}"
+        if len(_text_of_span) >= _SPANS_MAX:
+            _text_of_span.clear()
+        _text_of_span[span] = text
+    return text
+
+
 def calendar_month(ts_ms: int) -> Period:
     """The UTC calendar month containing ``ts_ms``: where usage of accounts with no known plan
     accumulates until a plan arrives."""
-    return period_containing(ts_ms, DEFAULT_ANCHOR, "month")
+    return period_containing_ms(ts_ms, _DEFAULT_ANCHOR_MS, "month")
 
 
 def utc_day(ts_ms: int) -> int:

@@ -13,7 +13,7 @@ Arithmetic is decimal throughout. Projected totals are rounded for people (see
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, getcontext, localcontext
 from typing import Final
 
 from domain.periods import Period
@@ -48,10 +48,14 @@ def round_total(projected: Decimal, total: Decimal) -> Decimal:
     else:
         # Totals are finite, so the exponent is a number, never "n", "N" or "F".
         quantum = min(_CENT, _ONE.scaleb(int(total.normalize().as_tuple().exponent)))
-    with localcontext() as ctx:
-        # quantize fails rather than round when the result needs more digits than the context.
-        ctx.prec = max(ctx.prec, projected.adjusted() + 4)
+    # quantize fails rather than round when the result needs more digits than the context.
+    needed = projected.adjusted() + 4
+    if needed <= getcontext().prec:  # the context has the digits already (the usual case)
         rounded = projected.quantize(quantum, rounding=ROUND_HALF_EVEN)
+    else:
+        with localcontext() as ctx:
+            ctx.prec = needed
+            rounded = projected.quantize(quantum, rounding=ROUND_HALF_EVEN)
     return max(rounded, total)
 
 

@@ -5,8 +5,8 @@ message is a short reason that starts with the field at fault (``"quantity: must
 number >= 0, got -3"``). The reason goes to the dead-letter topic, where the producer's team
 reads it, so it says what was expected and shows what arrived.
 
-:func:`parse_usage` runs for every usage record: it checks types with ``type(x) is ...`` and
-precompiled patterns and builds no intermediate objects.
+:func:`parse_usage` runs for every usage record: it checks types with ``type(x) is ...``, matches
+a metric name against its pattern once (then remembers it), and builds no intermediate objects.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import orjson
 from domain.catalog import METRIC_PATTERN, Catalog, Plan
 from domain.errors import InvalidPlanRecord, InvalidUsageRecord
 from domain.periods import PeriodLength, default_anchor
+from domain.slots import slot_setter
 from domain.timeutil import (
     MAX_TIMESTAMP_MS,
     MIN_TIMESTAMP_MS,
@@ -43,6 +44,7 @@ ID_MAX_CHARS: Final = 128
 
 _SHOW_MAX_CHARS: Final = 60
 _ZERO: Final = Decimal(0)
+_INFINITY: Final = math.inf
 _METRIC_RULE: Final = "must match [a-z0-9_.-]{1,64}"
 _TIMESTAMP_RULE: Final = (
     "must be an RFC 3339 string with an offset, like 2026-01-31T09:30:00Z, "
@@ -63,6 +65,13 @@ class UsageRecord:
     metric: str
     quantity: Decimal
     timestamp_ms: int
+
+
+_set_record_id = slot_setter(UsageRecord, "record_id")
+_set_account_id = slot_setter(UsageRecord, "account_id")
+_set_metric = slot_setter(UsageRecord, "metric")
+_set_quantity = slot_setter(UsageRecord, "quantity")
+_set_timestamp_ms = slot_setter(UsageRecord, "timestamp_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +107,25 @@ class PlanRecord:
         return override if override is not None else plan.limit(metric)
 
 
+# Metric names already matched against METRIC_PATTERN: a few names make up nearly every
+# record, and a set lookup is much cheaper than a regex match. Bounded like the other caches.
+_KNOWN_METRICS_MAX: Final = 1024
+_known_metrics: set[str] = set()
+
+
+def _usage_record(
+    record_id: str, account_id: str, metric: str, quantity: Decimal, timestamp_ms: int
+) -> UsageRecord:
+    """``UsageRecord(...)`` by its slot setters (see :mod:`domain.slots`)."""
+    record: UsageRecord = object.__new__(UsageRecord)
+    _set_record_id(record, record_id)
+    _set_account_id(record, account_id)
+    _set_metric(record, metric)
+    _set_quantity(record, quantity)
+    _set_timestamp_ms(record, timestamp_ms)
+    return record
+
+
 def parse_usage(raw: bytes | None, now_ms: int, max_skew_ms: int) -> UsageRecord:
     """Validate a raw ``usage-records`` value against contract 1.1.
 
@@ -107,20 +135,34 @@ def parse_usage(raw: bytes | None, now_ms: int, max_skew_ms: int) -> UsageRecord
     :class:`InvalidUsageRecord` with a reason that names the field.
     """
     value = _load_object(raw, InvalidUsageRecord)
-    record_id = _identifier(value, "record_id", InvalidUsageRecord)
-    account_id = _identifier(value, "account_id", InvalidUsageRecord)
+    get = value.get
+    record_id = get("record_id")
+    if type(record_id) is not str or not 0 < len(record_id) <= ID_MAX_CHARS:
+        record_id = _identifier(value, "record_id", InvalidUsageRecord)
+    account_id = get("account_id")
+    if type(account_id) is not str or not 0 < len(account_id) <= ID_MAX_CHARS:
+        account_id = _identifier(value, "account_id", InvalidUsageRecord)
 
-    metric = value.get("metric")
-    if type(metric) is not str or not METRIC_PATTERN.fullmatch(metric):
-        raise InvalidUsageRecord(_reason(value, "metric", metric, _METRIC_RULE))
+    metric = get("metric")
+    if type(metric) is not str or metric not in _known_metrics:
+        if type(metric) is not str or not METRIC_PATTERN.fullmatch(metric):
+            raise InvalidUsageRecord(_reason(value, "metric", metric, _METRIC_RULE))
+        if len(_known_metrics) >= _KNOWN_METRICS_MAX:
+            _known_metrics.clear()
+        _known_metrics.add(metric)
 
-    quantity = _decimal(value.get("quantity"))
-    if quantity is None or quantity < _ZERO:
-        raise InvalidUsageRecord(
-            _reason(value, "quantity", value.get("quantity"), "must be a finite number >= 0")
-        )
+    number = get("quantity")
+    # The common cases first: a whole number, or a finite float (orjson never yields NaN or
+    # infinity, but a caller's JSON may), each checked for sign before it becomes a Decimal.
+    if type(number) is int and number >= 0:
+        quantity = Decimal(number)
+    elif type(number) is float and number >= 0.0 and number != _INFINITY:
+        # -0.0 would otherwise stay a negative zero and print as "-0.0" in events.
+        quantity = Decimal(repr(number)) if number else _ZERO
+    else:
+        raise InvalidUsageRecord(_reason(value, "quantity", number, "must be a finite number >= 0"))
 
-    stamp = value.get("timestamp")
+    stamp = get("timestamp")
     if type(stamp) is int:
         timestamp_ms = stamp
     elif type(stamp) is str:
@@ -139,7 +181,7 @@ def parse_usage(raw: bytes | None, now_ms: int, max_skew_ms: int) -> UsageRecord
             f"timestamp: {_timestamp_text(stamp)} is more than {max_skew_ms / 1000:g} s in the "
             f"future (worker clock {to_rfc3339(now_ms)})"
         )
-    return UsageRecord(record_id, account_id, metric, quantity, timestamp_ms)
+    return _usage_record(record_id, account_id, metric, quantity, timestamp_ms)
 
 
 def parse_plan(raw: bytes, catalog: Catalog) -> PlanRecord:

@@ -18,7 +18,7 @@ from decimal import Decimal, Inexact, localcontext
 from typing import Any, Final, Literal
 
 from domain.accounts import AccountPlan
-from domain.periods import Period
+from domain.periods import Period, span_of_text, span_text
 
 _DEFAULT_PRECISION: Final = 28
 
@@ -41,17 +41,56 @@ class Crossing:
     crossed: tuple[Decimal, ...]
 
 
-def reaches(total: Decimal, level: Decimal, limit: Decimal) -> bool:
-    """Whether ``total >= level * limit``, computed exactly.
-
-    The product gets as many digits as it needs (Decimal's default context keeps 28 and would
-    round a long product), and ``Inexact`` is trapped so a rounding could never go unnoticed.
-    """
+def _product(level: Decimal, limit: Decimal) -> Decimal:
+    """``level * limit``, exact: with as many digits as it needs (Decimal's default context
+    keeps 28 and would round a long product), and ``Inexact`` trapped so a rounding could never
+    go unnoticed."""
     digits = len(level.as_tuple().digits) + len(limit.as_tuple().digits)
     with localcontext() as ctx:
         ctx.prec = max(_DEFAULT_PRECISION, digits + 1)
         ctx.traps[Inexact] = True
-        return total >= level * limit
+        return level * limit
+
+
+def reaches(total: Decimal, level: Decimal, limit: Decimal) -> bool:
+    """Whether ``total >= level * limit``, computed exactly (Decimal comparisons are exact,
+    and the product is too)."""
+    return total >= _product(level, limit)
+
+
+Threshold = tuple[Decimal, Decimal]
+"""A level and the period total that reaches it: ``(level, level * limit)``."""
+
+# thresholds() per (levels, limit): a few plans and metrics make nearly every pair, so each
+# product is worked out once. Bounded like the other caches (accounts may have own limits).
+_THRESHOLDS_MAX: Final = 65_536
+_thresholds: dict[tuple[tuple[Decimal, ...], Decimal], tuple[Threshold, ...]] = {}
+
+
+def thresholds(levels: Sequence[Decimal], limit: Decimal) -> tuple[Threshold, ...]:
+    """Each distinct level of ``levels`` (by value; the first written wins) with the total that
+    reaches it, ``level * limit`` exactly (as in :func:`reaches`), ascending by level."""
+    key = (tuple(levels), limit)
+    found = _thresholds.get(key)
+    if found is None:
+        distinct = sorted(dict.fromkeys(key[0]))
+        found = tuple((level, _product(level, limit)) for level in distinct)
+        if len(_thresholds) >= _THRESHOLDS_MAX:
+            _thresholds.clear()
+        _thresholds[key] = found
+    return found
+
+
+def _crossing(
+    total: Decimal, levels: tuple[Threshold, ...], announced: Set[Decimal]
+) -> Crossing | None:
+    """The levels of ``levels`` that ``total`` reaches and that are not in ``announced``."""
+    crossed = tuple(
+        level for level, reached_at in levels if level not in announced and total >= reached_at
+    )
+    if not crossed:
+        return None
+    return Crossing(crossed[-1], crossed)
 
 
 def detect(
@@ -68,12 +107,7 @@ def detect(
     """
     if limit is None:
         return None
-    crossed = sorted(
-        {level for level in levels if level not in announced and reaches(total, level, limit)}
-    )
-    if not crossed:
-        return None
-    return Crossing(crossed[-1], tuple(crossed))
+    return _crossing(total, thresholds(levels, limit), announced)
 
 
 def should_announce(plan: AccountPlan | None, *, late: bool = False) -> bool:
@@ -89,11 +123,39 @@ def level_text(level: Decimal) -> str:
     """A level as plain decimal text with at least one fractional digit: ``0.8``, ``0.75``,
     ``1.0``. It is the text JSON gives the event's ``level`` number and the level part of the
     event id (see :mod:`domain.events`), and how levels are stored in state."""
-    text = format(level.normalize(), "f")
-    return text if "." in text else f"{text}.0"
+    # The text depends on the value only (0.8 and 0.80 give "0.8"), except for the sign of a
+    # zero, so a cache by value holds for every level but zero. Plans have a few levels.
+    text = _level_texts.get(level) if level else None
+    if text is None:
+        text = format(level.normalize(), "f")
+        if "." not in text:
+            text = f"{text}.0"
+        if level:
+            if len(_level_texts) >= _LEVELS_MAX:
+                _level_texts.clear()
+            _level_texts[level] = text
+    return text
+
+
+def _level_of_text(text: str) -> Decimal:
+    """``Decimal(text)`` of a stored level, remembered (levels are a few texts)."""
+    level = _levels_of_text.get(text)
+    if level is None:
+        level = Decimal(text)
+        if len(_levels_of_text) >= _LEVELS_MAX:
+            _levels_of_text.clear()
+        _levels_of_text[text] = level
+    return level
+
+
+_LEVELS_MAX: Final = 4096
+_level_texts: dict[Decimal, str] = {}
+_levels_of_text: dict[str, Decimal] = {}
 
 
 _Span = tuple[int, int]
+_NO_SPANS: Final[dict[_Span, dict[str, set[Decimal]]]] = {}
+_NOTHING: Final[frozenset[Decimal]] = frozenset()
 
 
 @dataclass(slots=True)
@@ -129,12 +191,33 @@ class AnnouncedLevels:
     ) -> Crossing | None:
         """:func:`detect` against what is announced, and mark what it finds as announced.
 
-        The one call the usage path makes per accepted record of an account that
-        :func:`should_announce` lets through.
+        What the usage path does per accepted record of an account that
+        :func:`should_announce` lets through (through :meth:`observe_thresholds`).
         """
-        crossing = detect(total, limit, levels, self.announced(metric, period, plan_id))
+        if limit is None:
+            return None
+        return self.observe_thresholds(metric, period, plan_id, total, thresholds(levels, limit))
+
+    def observe_thresholds(
+        self,
+        metric: str,
+        period: Period,
+        plan_id: str,
+        total: Decimal,
+        levels: tuple[Threshold, ...],
+    ) -> Crossing | None:
+        """:meth:`observe` with the levels and the totals reaching them already worked out
+        (:func:`thresholds` of the plan's levels and the account's limit)."""
+        span = (period.start_ms, period.end_ms)
+        by_plan = self.levels.get(metric, _NO_SPANS).get(span)
+        held = None if by_plan is None else by_plan.get(plan_id)
+        crossing = _crossing(total, levels, held or _NOTHING)
         if crossing is not None:
-            self.mark(metric, period, plan_id, crossing.crossed)
+            if held is None:
+                if by_plan is None:
+                    by_plan = self.levels.setdefault(metric, {}).setdefault(span, {})
+                held = by_plan[plan_id] = set()
+            held.update(crossing.crossed)
         return crossing
 
     def prune(self, keep_end_after_ms: int) -> bool:
@@ -160,11 +243,11 @@ class AnnouncedLevels:
         """
         return {
             metric: {
-                f"{start}:{end}": {
+                span_text(span): {
                     plan_id: [level_text(level) for level in sorted(levels)]
                     for plan_id, levels in by_plan.items()
                 }
-                for (start, end), by_plan in by_span.items()
+                for span, by_plan in by_span.items()
             }
             for metric, by_span in self.levels.items()
         }
@@ -173,13 +256,14 @@ class AnnouncedLevels:
     def from_json(cls, data: dict[str, Any] | None) -> AnnouncedLevels:
         """Inverse of :meth:`to_json`; ``None`` gives nothing announced."""
         announced = cls()
-        for metric, by_span in (data or {}).items():
-            parsed: dict[_Span, dict[str, set[Decimal]]] = {}
-            for span, by_plan in by_span.items():
-                start, _, end = span.partition(":")
-                parsed[(int(start), int(end))] = {
-                    plan_id: {Decimal(level) for level in levels}
-                    for plan_id, levels in by_plan.items()
+        if data:
+            held = announced.levels
+            for metric, by_span in data.items():
+                held[metric] = {
+                    span_of_text(span): {
+                        plan_id: {_level_of_text(level) for level in levels}
+                        for plan_id, levels in by_plan.items()
+                    }
+                    for span, by_plan in by_span.items()
                 }
-            announced.levels[metric] = parsed
         return announced

@@ -9,7 +9,8 @@ in UTC.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Final
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 """The Unix epoch, aware, in UTC."""
@@ -33,10 +34,27 @@ _RFC3339 = re.compile(
     r"[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
     r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
+# The same shape with its fields captured, for the per-record fast path of parse_rfc3339_ms.
+_RFC3339_FIELDS = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})"
+    r"[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:[Zz]|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))"
+)
 _RFC3339_SHAPE = (
     "must be an RFC 3339 date-time with an offset, like 2026-01-31T09:30:00Z "
     "or 2026-01-31T10:30:00+01:00"
 )
+
+
+_EPOCH_ORDINAL: Final = EPOCH.toordinal()
+
+# Day number (days since 1970-01-01) of each "YYYY-MM-DD" text seen, and the reverse, so a
+# date is checked, converted or printed once, not once per record or event. Records come from
+# a few days at a time; clearing a cache when it is full keeps it bounded without the
+# bookkeeping of an LRU.
+_DAY_NUMBERS_MAX: Final = 4096
+_day_numbers: dict[str, int] = {}
+_date_texts: dict[int, str] = {}
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -59,17 +77,62 @@ def to_rfc3339(ms: int) -> str:
 
     Milliseconds are written only when not zero, so whole seconds read cleanly in messages.
     """
-    dt = ms_to_datetime(ms)
-    if ms % 1000:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    day, ms_of_day = divmod(ms, DAY_MS)
+    date_text = _date_texts.get(day)
+    if date_text is None:
+        # strftime, as ever, for the date (it also refuses instants outside datetime's range).
+        date_text = ms_to_datetime(ms).strftime("%Y-%m-%d")
+        if len(_date_texts) >= _DAY_NUMBERS_MAX:
+            _date_texts.clear()
+        _date_texts[day] = date_text
+    seconds, millis = divmod(ms_of_day, 1000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    if millis:
+        return f"{date_text}T{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}Z"
+    return f"{date_text}T{hour:02d}:{minute:02d}:{second:02d}Z"
+
+
+def _day_number(text: str) -> int | None:
+    """Day number of the date ``YYYY-MM-DD`` (ASCII digits), or None if no such date exists."""
+    day = _day_numbers.get(text)
+    if day is None:
+        try:
+            day = date(int(text[:4]), int(text[5:7]), int(text[8:10])).toordinal()
+        except ValueError:
+            return None
+        day -= _EPOCH_ORDINAL
+        if len(_day_numbers) >= _DAY_NUMBERS_MAX:
+            _day_numbers.clear()
+        _day_numbers[text] = day
+    return day
 
 
 def parse_rfc3339_ms(text: str) -> int:
     """Epoch milliseconds of an RFC 3339 date-time with an offset; see :func:`parse_rfc3339`.
 
-    Faster than ``datetime_to_ms(parse_rfc3339(text))``, for the per-record path.
+    Faster than ``datetime_to_ms(parse_rfc3339(text))``, for the per-record path: a valid
+    date-time is converted with integer arithmetic (sub-millisecond digits truncated, as
+    ``datetime.fromisoformat`` truncates beyond microseconds and the conversion floors).
+    Anything else takes the ``datetime`` path, which words the error.
     """
+    match = _RFC3339_FIELDS.fullmatch(text)
+    if match is not None:
+        date_text, hour, minute, second, fraction, sign, off_hour, off_minute = match.groups()
+        day = _day_number(date_text)
+        h, m, s = int(hour), int(minute), int(second)
+        if day is not None and h < 24 and m < 60 and s < 60:
+            ms = ((day * 24 + h) * 60 + m) * 60_000 + s * 1000
+            if fraction is not None:
+                ms += int(fraction[:3].ljust(3, "0"))
+            if sign is not None:
+                offset_ms = (int(off_hour) * 60 + int(off_minute)) * 60_000
+                ms += -offset_ms if sign == "+" else offset_ms
+            return ms
+    return _parse_rfc3339_ms_slow(text)
+
+
+def _parse_rfc3339_ms_slow(text: str) -> int:
     if not _RFC3339.fullmatch(text):
         raise ValueError(_RFC3339_SHAPE)
     try:

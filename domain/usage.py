@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from domain.periods import Period
+from domain.periods import Period, span_of_text, span_text
+from domain.slots import slot_setter
 
 _ZERO = Decimal(0)
 
@@ -39,12 +40,20 @@ class AccountTotals:
 
     def add(self, metric: str, period: Period, quantity: Decimal) -> Change:
         """Add ``quantity`` to the total of ``metric`` in ``period``."""
-        by_period = self.periods.setdefault(metric, {})
+        by_period = self.periods.get(metric)
+        if by_period is None:
+            by_period = self.periods[metric] = {}
         key = (period.start_ms, period.end_ms)
         before = by_period.get(key, _ZERO)
         after = before + quantity
         by_period[key] = after
-        return Change(metric, period, before, after)
+        # Change(metric, period, before, after), by its slot setters (see domain.slots).
+        change: Change = _new(Change)
+        _set_metric(change, metric)
+        _set_period(change, period)
+        _set_before(change, before)
+        _set_after(change, after)
+        return change
 
     def total(self, metric: str, period: Period) -> Decimal:
         """Total of ``metric`` in ``period`` (zero when nothing was counted)."""
@@ -52,6 +61,8 @@ class AccountTotals:
 
     def prune(self, keep_end_after_ms: int) -> bool:
         """Forget periods that ended at or before ``keep_end_after_ms``; True if any went."""
+        if _all_open(self.periods, keep_end_after_ms):  # the usual case, checked cheaply
+            return False
         changed = False
         for metric in list(self.periods):
             by_period = self.periods[metric]
@@ -65,7 +76,7 @@ class AccountTotals:
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form for the table (decimals as strings, so nothing is rounded)."""
         return {
-            metric: {f"{s}:{e}": str(total) for (s, e), total in by_period.items()}
+            metric: {span_text(span): str(total) for span, total in by_period.items()}
             for metric, by_period in self.periods.items()
         }
 
@@ -73,10 +84,28 @@ class AccountTotals:
     def from_json(cls, data: dict[str, Any] | None) -> AccountTotals:
         """Inverse of :meth:`to_json`; ``None`` gives empty totals."""
         totals = cls()
-        for metric, by_period in (data or {}).items():
-            parsed: dict[tuple[int, int], Decimal] = {}
-            for span, total in by_period.items():
-                start, _, end = span.partition(":")
-                parsed[(int(start), int(end))] = Decimal(total)
-            totals.periods[metric] = parsed
+        if data:
+            periods = totals.periods
+            for metric, by_period in data.items():
+                periods[metric] = {
+                    span_of_text(span): Decimal(total) for span, total in by_period.items()
+                }
         return totals
+
+
+def _all_open(periods: dict[str, dict[tuple[int, int], Decimal]], keep_end_after_ms: int) -> bool:
+    """Whether every metric holds periods, all ending after ``keep_end_after_ms``."""
+    for by_period in periods.values():
+        if not by_period:
+            return False
+        for _, end in by_period:
+            if end <= keep_end_after_ms:
+                return False
+    return True
+
+
+_new = object.__new__
+_set_metric = slot_setter(Change, "metric")
+_set_period = slot_setter(Change, "period")
+_set_before = slot_setter(Change, "before")
+_set_after = slot_setter(Change, "after")

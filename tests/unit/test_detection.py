@@ -297,6 +297,23 @@ def test_announced_state_is_returned_for_changed_accounts_only(
     assert result.announced["acct-1"].announced("api_calls", MARCH, "starter") == {D("0.8")}
 
 
+def test_state_is_read_once_a_total_reaches_a_level_and_once_per_batch(
+    announced: Callable[..., Announced],
+) -> None:
+    # starter: api_calls 100 (levels 0.8 and 1.0); growth: storage_gb 50 (levels 0.5 and up).
+    batch = Batch()
+    batch.add("acct-1", quantity=70)  # 70 % of its limit: no level can be crossed
+    batch.add("acct-2", quantity=79)
+    batch.add("acct-2", quantity=2)  # 81 %: 0.8
+    batch.add("acct-2", quantity=1)  # still read from the batch's copy
+    batch.add("acct-3", metric="storage_gb", quantity=20)  # 40 % of 50
+    accepted = batch.accepted(plan("acct-1"), plan("acct-2"), plan("acct-3", plan_id="growth"))
+    table = announced()
+    result = table.detect(accepted)
+    assert table.reads == ["acct-2"]
+    assert summary(result) == [("threshold-near", 0.8, [0.8], "r-2")]
+
+
 def test_an_account_crossing_twice_in_a_batch_is_returned_once(
     announced: Callable[..., Announced],
 ) -> None:

@@ -159,6 +159,82 @@ def test_json_round_trip_property(batch: list[tuple[int, Decimal]], keep_from: i
     assert DailyTotals.from_json(orjson.loads(orjson.dumps(daily.to_json()))) == daily
 
 
+# Totals read back from JSON keep their days as stored text until ``days`` is read; whatever
+# happens to them, they must behave as totals whose days were parsed, and leave the JSON they
+# came from, or went out as, alone.
+DAY0 = MONDAY - 40
+stored_days = st.lists(
+    st.tuples(
+        st.integers(0, 40),
+        st.sampled_from([Decimal(0), Decimal(1), Decimal("0.10"), Decimal("1E+3"), Decimal(7)])
+        | st.decimals(min_value=0, max_value=10**6, places=3, allow_nan=False),
+    ),
+    max_size=12,
+)
+operations = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("add"),
+            st.integers(-2, 45),
+            st.integers(0, DAY_MS - 1),
+            st.sampled_from([Decimal(0), Decimal(2), Decimal("0.25"), Decimal("2.50E+2")])
+            | st.decimals(min_value=0, max_value=10**6, places=2, allow_nan=False),
+        ),
+        st.tuples(st.just("prune"), st.integers(-2, 46)),
+        st.tuples(st.just("total"), st.integers(-2, 45)),
+        st.tuples(st.sampled_from(["to_json", "is_empty", "days"])),
+    ),
+    max_size=25,
+)
+
+
+def apply(daily: DailyTotals, op: tuple[object, ...]) -> object:
+    match op:
+        case ("add", int(day), int(ms), Decimal() as quantity):
+            daily.add(day_start_ms(DAY0 + day) + ms, quantity)
+            return None
+        case ("prune", int(day)):
+            return daily.prune(DAY0 + day)
+        case ("total", int(day)):
+            return daily.total(DAY0 + day)
+        case ("to_json",):
+            return list(daily.to_json().get("d", {}).items())  # order too: it is what is stored
+        case ("is_empty",):
+            return daily.is_empty()
+        case ("days",):
+            return dict(daily.days)
+    raise AssertionError(op)
+
+
+@given(stored_days, st.integers(-1, 40), operations)
+def test_totals_read_from_json_behave_as_parsed_totals(
+    history: list[tuple[int, Decimal]], keep_from: int, ops: list[tuple[object, ...]]
+) -> None:
+    written = DailyTotals()
+    for day, quantity in history:
+        written.add(day_start_ms(DAY0 + day), quantity)
+    written.prune(DAY0 + keep_from)
+    data = orjson.loads(orjson.dumps(written.to_json()))
+    before = orjson.dumps(data)
+    stored = DailyTotals.from_json(data)
+    parsed = DailyTotals(
+        {int(day): Decimal(total) for day, total in data.get("d", {}).items()},
+        data.get("f"),
+        data.get("a"),
+    )
+    handed_out = []
+    for op in ops:
+        assert apply(stored, op) == apply(parsed, op)
+        if op[0] == "to_json":
+            json = stored.to_json()
+            handed_out.append((json, orjson.dumps(json)))
+    assert orjson.dumps(stored.to_json()) == orjson.dumps(parsed.to_json())
+    assert stored == parsed
+    assert orjson.dumps(data) == before
+    for json, text in handed_out:
+        assert orjson.dumps(json) == text
+
+
 # --- DropRules -----------------------------------------------------------------------------
 
 

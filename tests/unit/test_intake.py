@@ -220,6 +220,29 @@ def test_same_record_id_of_other_accounts_is_not_a_duplicate(
     assert result.outcomes == {"accepted": 2}
 
 
+def test_ids_holding_the_separator_do_not_make_other_accounts_duplicates(
+    make_state: Callable[..., State],
+) -> None:
+    # Joined with the separator alone, both would be "a\x1fb\x1fc".
+    raws = Raws()
+    state = make_state(plan("a\x1fb"), plan("a"))
+    first = state.run([raws.usage(account_id="a\x1fb", record_id="c")])
+    second = state.run([raws.usage(account_id="a", record_id="b\x1fc")])
+    assert (first.outcomes, second.outcomes) == ({"accepted": 1}, {"accepted": 1})
+    assert len(state.seen) == 2
+
+
+ids = st.text(alphabet=st.sampled_from("ab:1\x1f"), max_size=6)
+
+
+@given(head=ids, middle=ids, tail=ids, separator=st.sampled_from(["\x1f", ":", "1", "a"]))
+def test_dedup_keys_of_two_ways_to_split_the_same_text_differ(
+    head: str, middle: str, tail: str, separator: str
+) -> None:
+    # (head+sep+middle, tail) and (head, middle+sep+tail): the same characters, other ids.
+    assert dedup_key(head + separator + middle, tail) != dedup_key(head, middle + separator + tail)
+
+
 @pytest.mark.parametrize(
     ("age_ms", "outcome"),
     [

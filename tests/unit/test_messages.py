@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from pathlib import Path
 
 import pytest
@@ -142,6 +142,57 @@ def test_format_number_is_plain_grouped_and_close(value: Decimal) -> None:
     text = format_number(value)
     assert re.fullmatch(r"-?\d{1,3}(,\d{3})*(\.\d{1,2})?", text), text
     assert abs(D(text.replace(",", "")) - value) <= D("0.005")
+
+
+def rounded(value: Decimal, places: int, rounding: str) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = max(ctx.prec, value.adjusted() + places + 4)
+        return value.quantize(D(1).scaleb(-places), rounding=rounding)
+
+
+def reference_format_number(value: Decimal | int, places: int) -> str:
+    """format_number by rounding alone, without its shortcut for whole values."""
+    number = rounded(D(value), places, ROUND_HALF_EVEN)
+    if number == number.to_integral_value():
+        number = rounded(number, 0, ROUND_HALF_EVEN)
+    else:
+        number = number.normalize()
+    if number.is_zero():
+        number = abs(number)
+    return format(number, ",f")
+
+
+def reference_format_money(amount: Decimal, currency: str) -> str:
+    """format_money by rounding alone, without its shortcut for whole amounts."""
+    cents = rounded(amount, 2, ROUND_HALF_EVEN)
+    places = 0 if cents == cents.to_integral_value() else 2
+    text = format(rounded(abs(cents), places, ROUND_HALF_EVEN), ",f")
+    money = f"$ {text}" if currency == "USD" else f"{currency} {text}"
+    return f"-{money}" if cents < 0 else money
+
+
+numbers = (
+    st.decimals(allow_nan=False, allow_infinity=False)
+    | st.decimals(min_value=-(10**40), max_value=10**40, places=0)
+    | st.sampled_from([D("-0"), D("-0.00"), D("1E+3"), D("1.000E+5"), D("12.50"), D("-7.0")])
+    | st.integers(-(10**30), 10**30)
+)
+
+
+@given(value=numbers, places=st.integers(0, 3))
+def test_format_number_of_whole_values_is_what_rounding_gives(
+    value: Decimal | int, places: int
+) -> None:
+    assert format_number(value, places) == reference_format_number(value, places)
+
+
+@given(amount=numbers.map(D), currency=st.sampled_from(["USD", "CHF"]))
+def test_format_money_of_whole_amounts_is_what_rounding_gives(
+    amount: Decimal, currency: str
+) -> None:
+    assert format_money(amount, currency).replace("$", "$ ") == reference_format_money(
+        amount, currency
+    )
 
 
 # --- Templates ---------------------------------------------------------------------------------

@@ -66,6 +66,32 @@ def test_detect_orders_unsorted_levels_and_ignores_repeats() -> None:
     assert detect(D(90), D(100), levels, frozenset()) == Crossing(D("0.8"), (D("0.5"), D("0.8")))
 
 
+level_values = st.sampled_from(
+    [D("0.5"), D("0.50"), D("0.75"), D("0.8"), D("0.80"), D("0.9"), D(1), D("1.0"), D("1.5")]
+)
+exact_numbers = st.decimals(min_value=0, max_value=10**6, places=3, allow_nan=False)
+
+
+@given(
+    total=exact_numbers,
+    limit=st.decimals(min_value="0.001", max_value=10**6, places=3, allow_nan=False),
+    levels=st.lists(level_values, max_size=6),
+    announced=st.frozensets(level_values, max_size=3),
+)
+def test_detect_is_the_exact_definition(
+    total: Decimal, limit: Decimal, levels: list[Decimal], announced: frozenset[Decimal]
+) -> None:
+    new = sorted(
+        {
+            lv
+            for lv in levels
+            if lv not in announced and Fraction(total) >= Fraction(lv) * Fraction(limit)
+        }
+    )
+    expected = Crossing(new[-1], tuple(new)) if new else None
+    assert detect(total, limit, levels, announced) == expected
+
+
 def test_reaches_is_exact_beyond_default_decimal_precision() -> None:
     # 30 significant digits: in the default 28-digit context 0.8 * limit would round to
     # ...654.31 and a total of ...654.311 would wrongly count as reached.
