@@ -7,6 +7,7 @@ with one line naming it (exit status 2) before anything connects to Kafka.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import math
 import os
@@ -65,6 +66,12 @@ def cmd_worker(_: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = install(runtime)
     register(runtime, engine)
+    # The data path allocates several small objects per record; with the default
+    # thresholds the young generation is collected every 700 allocations (2-5 us per
+    # record measured). Long-lived start-up objects are frozen out of collections.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     worker = Worker(runtime.app, loglevel=settings.log_level.upper(), quiet=True)
     worker.shutdown_timeout_s = settings.shutdown_timeout_s
     worker.engine = engine
