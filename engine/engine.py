@@ -45,6 +45,29 @@ _GATE_CHECK_S = 0.1
 _MAINTENANCE_S = 60.0
 #: Records fetched but waiting for their partition's step, beyond which fetching waits.
 _MAX_PENDING_RECORDS = 50_000
+#: Most records in one step: bounds a transaction's size and time (and its messages).
+_MAX_STEP_RECORDS = 20_000
+
+
+def _take(waiting: dict[str, list[Any]], limit: int) -> dict[str, list[Any]]:
+    """Up to ``limit`` records from ``waiting`` (topic -> records), oldest first per topic.
+
+    Whole topics go first; the topic that crosses the limit is split, its tail left
+    in ``waiting`` (so records of one topic stay in order across steps).
+    """
+    taken: dict[str, list[Any]] = {}
+    room = limit
+    for topic in list(waiting):
+        items = waiting[topic]
+        if len(items) <= room:
+            taken[topic] = waiting.pop(topic)
+            room -= len(items)
+        else:
+            if room > 0:
+                taken[topic] = items[:room]
+                waiting[topic] = items[room:]
+            break
+    return taken
 
 
 class Handler(Protocol):
@@ -525,9 +548,12 @@ class Engine:
         """
         if self._busy(partition) or not self._accepting or self._stopping:
             return
-        by_topic = self._pending.pop(partition, None)
-        if not by_topic:
+        waiting = self._pending.pop(partition, None)
+        if not waiting:
             return
+        by_topic = _take(waiting, _MAX_STEP_RECORDS)
+        if waiting:
+            self._pending[partition] = waiting  # the rest makes the step after
         self._pending_records -= sum(len(i) for i in by_topic.values())
         task = asyncio.ensure_future(self._step(partition, by_topic))
         self._inflight[partition] = task
@@ -698,10 +724,10 @@ class Engine:
             if spec.changelog == "segments":
                 if spec.encode_segment is None:
                     raise TypeError(f"table {spec.name}: segments need encode_segment")
-                value = spec.encode_segment(changes)
-                if not value:
+                values = spec.encode_segment(changes)
+                if not values:
                     continue
-                messages[target] = [(os.urandom(8), value)]
+                messages[target] = [(os.urandom(8), value) for value in values]
             else:
                 messages[target] = list(changes.items())  # type: ignore[arg-type]  # None: tombstone
             targets[target] = spec.name

@@ -29,8 +29,9 @@ class TableSpec:
     changelog: Literal["keyed", "segments"] = "keyed"
     #: Extra column families the table keeps locally (indexes), never changelogged.
     local_columns: tuple[str, ...] = ()
-    #: ``segments`` only: the step's writes to this table -> one changelog value.
-    encode_segment: Callable[[Mapping[bytes, bytes | None]], bytes] | None = None
+    #: ``segments`` only: the step's writes to this table -> changelog values (each well
+    #: under Kafka's message size limit).
+    encode_segment: Callable[[Mapping[bytes, bytes | None]], list[bytes]] | None = None
     #: ``segments`` only: (changelog value, now in epoch ms) -> writes to apply.
     restore_segment: Callable[[bytes, int], Writes] | None = None
     #: ``segments`` only: how long the changelog keeps a segment (ms).

@@ -36,9 +36,16 @@ def key_hash(key: str) -> bytes:
     return blake2b(key.encode(), digest_size=_HASH_BYTES).digest()
 
 
-def encode_segment(writes: Mapping[bytes, bytes | None]) -> bytes:
-    """One changelog value holding a step's new entries."""
-    return b"".join(h + seen for h, seen in writes.items() if seen is not None)
+#: Entries per segment record: 480 kB, well under Kafka's default 1 MB message limit.
+SEGMENT_ENTRIES = 20_000
+
+
+def encode_segment(writes: Mapping[bytes, bytes | None]) -> list[bytes]:
+    """Changelog values holding a step's new entries (one per 20,000 entries)."""
+    entries = [h + seen for h, seen in writes.items() if seen is not None]
+    return [
+        b"".join(entries[i : i + SEGMENT_ENTRIES]) for i in range(0, len(entries), SEGMENT_ENTRIES)
+    ]
 
 
 def restore_segment(value: bytes, now_ms: int, horizon_ms: int) -> Writes:

@@ -58,13 +58,24 @@ def test_a_step_reads_its_own_writes_and_leaves_the_store_alone_until_applied(
 def test_dedup_segments_restore_only_what_is_inside_the_horizon() -> None:
     h1, h2 = key_hash("1:ax"), key_hash("1:ay")
     writes = {h1: (1_000).to_bytes(8, "big"), h2: (5_000).to_bytes(8, "big")}
-    segment = encode_segment(writes)
+    [segment] = encode_segment(writes)
     assert len(segment) == 48
     restored = restore_segment(segment, now_ms=6_000, horizon_ms=2_000)
     assert restored["dedup"] == {h2: (5_000).to_bytes(8, "big")}
     [(index_key, index_value)] = restored[EXPIRY].items()
     assert index_key.startswith((5_000).to_bytes(8, "big"))
     assert index_value == h2
+
+
+def test_dedup_segments_are_split_to_stay_under_the_message_limit() -> None:
+    writes = {key_hash(str(i)): (1_000).to_bytes(8, "big") for i in range(45_000)}
+    segments = encode_segment(writes)
+    assert [len(s) // 24 for s in segments] == [20_000, 20_000, 5_000]
+    assert all(len(s) < 1_000_000 for s in segments)
+    restored: dict[bytes, bytes | None] = {}
+    for segment in segments:
+        restored.update(restore_segment(segment, now_ms=1_500, horizon_ms=1_000)["dedup"])
+    assert restored == writes
 
 
 def test_dedup_expiry_deletes_old_entries_but_not_ones_seen_again(
