@@ -52,7 +52,7 @@ test-integration: $(STAMP) ## integration tier only (broker started and stopped 
 run: $(STAMP) ## worker + simulator + tail; starts a local broker when MOMENTS_KAFKA_BOOTSTRAP is unset
 	scripts/run-local
 
-bench: $(STAMP) ## throughput of the worker against a plain aiokafka loop (prints figures)
+bench: $(STAMP) ## engine figures against their targets: throughput, two workers, latency, RSS, rebuild, plans (prints)
 	$(KAFKA) start
 	trap '$(KAFKA) stop' EXIT; \
 	  MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/python scripts/bench.py

@@ -7,7 +7,12 @@ or a :class:`~state.store.PartitionStore`) and writers (on a step).
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from state.transaction import StepState
+
+T = TypeVar("T")
 
 
 class Reader(Protocol):
@@ -16,3 +21,10 @@ class Reader(Protocol):
     def get(self, table: str, key: bytes) -> bytes | None:
         """The value of ``key`` in ``table``, or None."""
         ...
+
+
+def read(view: Reader, table: str, key: bytes, decode: Callable[[bytes | None], T]) -> T:
+    """``key`` of ``table`` decoded: through a step's object cache, or straight from a store."""
+    if isinstance(view, StepState):
+        return view.get_object(table, key, decode)
+    return decode(view.get(table, key))

@@ -7,7 +7,7 @@ import orjson
 from domain.accounts import AccountPlan
 from state.table import TableSpec
 from state.transaction import StepState
-from tables import Reader
+from tables import Reader, read
 
 ACCOUNTS = TableSpec("accounts", "Plan records in force, by account id.")
 
@@ -19,9 +19,7 @@ def decode_plan(held: bytes | None) -> AccountPlan | None:
 
 def plan_of(view: Reader, account_id: str) -> AccountPlan | None:
     """The plan held for ``account_id``, or None when none is known."""
-    if isinstance(view, StepState):
-        return view.get_object(ACCOUNTS.name, account_id.encode(), decode_plan)
-    return decode_plan(view.get(ACCOUNTS.name, account_id.encode()))
+    return read(view, ACCOUNTS.name, account_id.encode(), decode_plan)
 
 
 def put_plan(state: StepState, account_id: str, plan: AccountPlan) -> None:

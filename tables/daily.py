@@ -11,16 +11,14 @@ import orjson
 from domain.daily import AccountDaily
 from state.table import TableSpec
 from state.transaction import StepState
-from tables import Reader
+from tables import Reader, read
 
 DAILY = TableSpec("daily", "Daily usage totals and drop episodes per account.")
 
 
 def daily_of(view: Reader, account_id: str) -> AccountDaily:
     """Daily totals and drop episodes held for ``account_id`` (empty when none)."""
-    if isinstance(view, StepState):
-        return view.get_object(DAILY.name, account_id.encode(), decode_daily)
-    return decode_daily(view.get(DAILY.name, account_id.encode()))
+    return read(view, DAILY.name, account_id.encode(), decode_daily)
 
 
 def decode_daily(held: bytes | None) -> AccountDaily:

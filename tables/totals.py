@@ -10,7 +10,7 @@ import orjson
 from domain.usage import AccountTotals
 from state.table import TableSpec
 from state.transaction import StepState
-from tables import Reader
+from tables import Reader, read
 
 TOTALS = TableSpec("period-totals", "Usage totals per account, metric and billing period.")
 
@@ -22,9 +22,7 @@ def decode_totals(held: bytes | None) -> AccountTotals:
 
 def totals_of(view: Reader, account_id: str) -> AccountTotals:
     """Period totals held for ``account_id`` (empty when none)."""
-    if isinstance(view, StepState):
-        return view.get_object(TOTALS.name, account_id.encode(), decode_totals)
-    return decode_totals(view.get(TOTALS.name, account_id.encode()))
+    return read(view, TOTALS.name, account_id.encode(), decode_totals)
 
 
 def put_totals(state: StepState, account_id: str, totals: AccountTotals) -> None:
