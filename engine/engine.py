@@ -238,6 +238,7 @@ class Engine:
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._pending: dict[int, dict[str, list[Any]]] = {}
         self._pending_records = 0
+        self._in_hand = False
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -319,7 +320,12 @@ class Engine:
         key = (tp, target)
         snap = self._snapshots.get(key)
         if snap is not None and snap.position >= target:
-            if self._fetches > snap.fetches and self._queue.empty() and self._idle(tp.partition):
+            if (
+                self._fetches > snap.fetches
+                and self._queue.empty()
+                and not self._in_hand
+                and self._idle(tp.partition)
+            ):
                 self._snapshots.pop(key, None)
                 return True
             return False
@@ -488,12 +494,19 @@ class Engine:
                 generation, records = await asyncio.wait_for(self._queue.get(), timeout)
             except TimeoutError:
                 generation, records = -1, {}
+            # Out of the queue but not yet waiting for a step: caught_up() must not
+            # take this moment for "nothing left".
+            self._in_hand = bool(records)
+            try:
+                async with self._lock:
+                    if self._stopping:
+                        return
+                    if records and generation == self.generation and self._accepting:
+                        await self._process(records)
+            finally:
+                self._in_hand = False
             async with self._lock:
-                if self._stopping:
-                    return
-                if records and generation == self.generation and self._accepting:
-                    await self._process(records)
-                if self._accepting:
+                if self._accepting and not self._stopping:
                     await self._housekeeping()
 
     async def _housekeeping(self) -> None:
