@@ -115,7 +115,7 @@ VARIABLES: tuple[Variable, ...] = (
         "COMMIT_INTERVAL",
         "1s",
         "a duration such as 500ms, 1s, 2m",
-        "how often offsets (and, under exactly_once, transactions) commit",
+        "accepted for compatibility; every step commits its own transaction (no commit timer)",
     ),
     _v(
         "TOPIC_USAGE",
