@@ -140,7 +140,16 @@ class ChangelogReader:
                     self._follows[tp] = _Follow(store, spec, end, done)
             self._changed.set()
         if waits:
-            await asyncio.gather(*waits)
+            try:
+                await asyncio.gather(*waits)
+            except BaseException:
+                # Cancelled (a rebalance): stop writing into these stores now; the
+                # partition's next owner, maybe this worker again, restores anew.
+                for tp, follow in list(self._follows.items()):
+                    if follow.done in waits:
+                        del self._follows[tp]
+                self._changed.set()
+                raise
         report.seconds = time.monotonic() - started
         report.records = dict(self._restored)
         self._restored.clear()
