@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 _RETRY_MAX_S = 5.0
 _GATE_CHECK_S = 0.1
-_MAINTENANCE_S = 60.0
+_MAINTENANCE_S = 5.0
 #: Records fetched but waiting for their partition's step, beyond which fetching waits.
 _MAX_PENDING_RECORDS = 50_000
 #: Most records in one step: bounds a transaction's size and time (and its messages).

@@ -97,19 +97,22 @@ def mark_seen(state: StepState, hashes: Sequence[bytes], seen_ms: int) -> None:
     state.put(EXPIRY, seen + os.urandom(_SUFFIX), b"".join(hashes))
 
 
-def expire(store: PartitionStore, now_ms: int, horizon_ms: int, limit: int = 500) -> int:
+def expire(store: PartitionStore, now_ms: int, horizon_ms: int, limit: int = 50_000) -> int:
     """Delete entries first seen more than the horizon ago (local only); returns how many.
 
-    Looks at up to ``limit`` index entries (steps) per call. An entry whose record
-    was seen again later (and re-marked) keeps its newer value: only the old
-    sighting's index entry goes.
+    Takes whole steps' index entries until about ``limit`` hashes, so one call stays
+    short (it runs on the engine's loop); called often, it keeps up with intake. An
+    entry whose record was seen again later (and re-marked) keeps its newer value:
+    only the old sighting's index entry goes.
     """
     cutoff = _SEEN.pack(now_ms - horizon_ms)
     index: list[tuple[bytes, bytes]] = []
+    hashes_taken = 0
     for key, value in store.items(EXPIRY):
-        if key[: _SEEN.size] > cutoff or len(index) >= limit:
+        if key[: _SEEN.size] > cutoff or hashes_taken >= limit:
             break
         index.append((key, value))
+        hashes_taken += len(value) // _HASH_BYTES
     if not index:
         return 0
     stale: dict[bytes, bytes | None] = {}

@@ -102,6 +102,19 @@ def test_dedup_expiry_deletes_old_entries_but_not_ones_seen_again(
     store.close()
 
 
+def test_dedup_expiry_takes_bounded_chunks(tmp_path: Path, options: StoreOptions) -> None:
+    store = open_partition(tmp_path, 0, COLUMNS, options)
+    for step_no in range(5):
+        step = StepState(store)
+        mark_seen(step, [key_hash(f"{step_no}-{i}") for i in range(100)], 1_000 + step_no)
+        store.apply(step.updates())
+    assert expire(store, now_ms=10_000, horizon_ms=1_000, limit=150) == 200  # two steps
+    assert expire(store, now_ms=10_000, horizon_ms=1_000, limit=150) == 200
+    assert expire(store, now_ms=10_000, horizon_ms=1_000, limit=150) == 100
+    assert list(store.items("dedup")) == []
+    store.close()
+
+
 def test_dedup_hash_distinguishes_what_a_separator_join_would_not() -> None:
     from domain.intake import dedup_key
 
