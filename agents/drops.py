@@ -13,6 +13,7 @@ finds the day started or done and does nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -23,13 +24,15 @@ import orjson
 from app.main import Runtime
 from domain.drops import DropRules
 from domain.evaluation import evaluate_account
-from domain.periods import utc_day
+from domain.periods import Period, utc_day
 from engine.step import Step
 from state.store import PartitionStore
+from state.transaction import StepState
 from tables.accounts import plan_of
+from tables.announced import announced_of, put_announced
 from tables.daily import DAILY, decode_daily, put_daily
 from tables.evaluations import Evaluation, evaluation_of, put_evaluation
-from tables.totals import totals_of
+from tables.totals import put_totals, totals_of
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +77,13 @@ class TicksHandler:
         logger.info("partition %d: evaluating day %d for drops", step.partition, day)
 
 
+def _reached_at(
+    state: StepState, account_id: str, metric: str, period: Period, plan_id: str
+) -> int | None:
+    """When the account's limit of ``metric`` was reached in ``period`` (drop projections)."""
+    return announced_of(state, account_id).reached_at(metric, period, plan_id)
+
+
 class DropEvaluation:
     """The engine's background work: evaluation slices of started days."""
 
@@ -96,6 +106,7 @@ class DropEvaluation:
             return
         started = time.perf_counter()
         oldest_day = utc_day(step.now_ms) - rt.settings.daily_retention_days + 1
+        stale_before_ms = step.now_ms - int(rt.settings.late_grace_s * 1000) - 1
         start = None if held.cursor == "" else held.cursor.encode() + b"\x00"
         last: str | None = None
         count = 0
@@ -108,20 +119,31 @@ class DropEvaluation:
             last = account_id
             days = decode_daily(value)
             pruned = days.prune(oldest_day)
+            totals = totals_of(state, account_id)
             found, changed = evaluate_account(
                 account_id,
                 days,
                 plan_of(state, account_id),
-                totals_of(state, account_id),
+                totals,
                 held.day,
                 rules=self.rules,
                 catalog=rt.catalog,
                 templates=rt.templates,
                 now_ms=step.now_ms,
                 arrived_ms=step.now_ms,
+                limit_reached_at=functools.partial(_reached_at, state, account_id),
             )
-            if changed or pruned or days.is_empty():
-                put_daily(state, account_id, days)
+            # The sweep of stale state (#8): every account with state has a daily key (a
+            # counted record writes one), so here, once a day, each account's periods that
+            # no longer accept records go, whether or not the account still sends any.
+            if totals.prune(stale_before_ms):
+                put_totals(state, account_id, totals)
+            announced = announced_of(state, account_id)
+            if announced.prune(stale_before_ms):
+                put_announced(state, account_id, announced)
+            holds_more = bool(totals.periods or announced.levels or announced.reached)
+            if changed or pruned or (days.is_empty() and not holds_more):
+                put_daily(state, account_id, days, keep=holds_more)
             for moment in found:
                 step.send(
                     rt.settings.event_topic(moment.kind),

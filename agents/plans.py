@@ -1,8 +1,10 @@
 """Account-plans handler: keeps the accounts table in step with the billing system.
 
-Contract 1.2: tombstones forget the account, a record older than the one held is
-ignored, a plan missing from the catalog (or any invalid record) goes to the
-dead-letter topic.
+Contract 1.2: tombstones forget the account (all of its state, and a record older
+than the tombstone is ignored after it), a record older than the one held is
+ignored, a plan missing from the catalog, a record without a key (or any invalid
+record) goes to the dead-letter topic, and an invalid optional entry (a limit <= 0)
+is left out, logged and counted while the rest applies.
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ from domain.accounts import AccountPlan, supersedes
 from domain.deadletter import dead_letter
 from domain.errors import InvalidPlanRecord
 from domain.records import parse_plan
+from domain.regroup import periods_change, regroup_totals
 from engine.step import Step
-from tables.accounts import forget_plan, plan_of, put_plan
+from tables.accounts import plan_of, put_plan
+from tables.daily import daily_of
+from tables.forget import forget_account, forgotten_at
+from tables.totals import put_totals, totals_of
 
 logger = logging.getLogger(__name__)
 
@@ -31,40 +37,89 @@ class PlansHandler:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.dlq_topic = runtime.settings.topic_accounts_dlq
+        #: Fields of the current step's invalid entries left out (counted on commit).
+        self.left_out: list[str] = []
 
     def apply(self, step: Step, topic: str, record: Any) -> str:
         """Apply one account-plans record to the step; returns its outcome."""
         state = step.state
-        key = record.key.decode("utf-8", "replace") if record.key is not None else None
+        if record.key is None:
+            # Where usage is keyed by account, a keyless plan lands on a partition its
+            # account's usage never reads (contract 1.2).
+            return self._refuse(
+                step, topic, record, "key: missing; key account-plans records by account id"
+            )
+        key = record.key.decode("utf-8", "replace")
         if record.value is None:
-            if key is not None:
-                forget_plan(state, key)
+            forget_account(state, key, int(record.timestamp))
             return "tombstone"
         try:
             parsed = parse_plan(record.value, self.runtime.catalog)
-            if key is not None and key != parsed.account_id:
-                raise InvalidPlanRecord(
-                    f"account_id: {parsed.account_id!r} differs from the record key {key!r}; "
-                    f"key account-plans records by account id"
-                )
         except InvalidPlanRecord as exc:
-            letter = dead_letter(
-                exc, topic, step.partition, record.offset, record.value, step.now_ms
+            return self._refuse(step, topic, record, str(exc))
+        if key != parsed.account_id:
+            return self._refuse(
+                step,
+                topic,
+                record,
+                f"account_id: {parsed.account_id!r} differs from the record key {key!r}; "
+                f"key account-plans records by account id",
             )
-            step.send(self.dlq_topic, record.key, orjson.dumps(letter))
-            return "invalid"
-        if not supersedes(parsed, plan_of(state, parsed.account_id)):
+        account = parsed.account_id
+        held = plan_of(state, account)
+        if held is None:
+            forgotten = forgotten_at(state, account)
+            if forgotten is not None and parsed.updated_at_ms < forgotten:
+                return "stale"  # older than the tombstone that deleted the account
+        elif not supersedes(parsed, held):
             return "stale"
-        put_plan(state, parsed.account_id, AccountPlan.from_record(parsed))
+        plan = AccountPlan.from_record(parsed)
+        if periods_change(held, plan):
+            self._regroup(step, account, plan)
+        put_plan(state, account, plan)
+        for reason in parsed.left_out:
+            self.left_out.append(reason.partition(":")[0].partition(".")[0])
+            logger.warning(
+                "account-plans[%d]@%d: left out %s; the rest of the record applies",
+                step.partition,
+                record.offset,
+                reason,
+            )
         return "applied"
+
+    def _regroup(self, step: Step, account: str, plan: AccountPlan) -> None:
+        """Put the account's totals in ``plan``'s periods (contract 2: usage sent before the
+        plan, or before an anchor change, counts in the period it falls in)."""
+        state = step.state
+        if not totals_of(state, account).periods:
+            return
+        grace_ms = int(self.runtime.settings.late_grace_s * 1000)
+        totals = regroup_totals(
+            daily_of(state, account),
+            plan,
+            self.runtime.catalog,
+            keep_end_after_ms=step.now_ms - grace_ms - 1,
+        )
+        put_totals(state, account, totals)
+
+    def _refuse(self, step: Step, topic: str, record: Any, reason: str) -> str:
+        letter = dead_letter(
+            reason, topic, step.partition, record.offset, record.value, step.now_ms
+        )
+        step.send(self.dlq_topic, record.key, orjson.dumps(letter))
+        return "invalid"
 
     def process(self, step: Step, topic: str, records: Sequence[Any]) -> None:
         """Apply every record in order (a later one sees the earlier ones' writes)."""
+        self.left_out = []
         outcomes: Counter[str] = Counter(self.apply(step, topic, r) for r in records)
+        left_out = Counter(self.left_out)
         metrics = self.runtime.metrics
 
         def count() -> None:
             for outcome, n in outcomes.items():
                 metrics.plan_records.labels(outcome=outcome).inc(n)
+            for name, n in left_out.items():
+                metrics.plan_entries_left_out.labels(field=name).inc(n)
 
         step.on_commit(count)

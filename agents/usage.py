@@ -87,6 +87,7 @@ class UsageHandler:
             catalog=rt.catalog,
             templates=rt.templates,
             announced_of=lambda account: announced_of(state, account),
+            clock=rt.clock.now_ms,  # emitted_at: when each event is made, not the step start
         )
         for account_id, totals in result.totals.items():
             put_totals(state, account_id, totals)

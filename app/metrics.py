@@ -22,6 +22,8 @@ OUTCOMES: Final[tuple[Outcome, ...]] = (
 )
 EVENT_KINDS: Final[tuple[str, ...]] = ("threshold-near", "threshold-hit", "sudden-drop")
 PLAN_OUTCOMES: Final[tuple[str, ...]] = ("applied", "stale", "invalid", "tombstone")
+#: Optional fields of account-plans records whose invalid entries are left out (contract 1.2).
+PLAN_OPTIONAL_FIELDS: Final[tuple[str, ...]] = ("limits", "members", "region")
 
 # The *_created series double every counter for no dashboard we ship.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
@@ -51,6 +53,7 @@ class Metrics:
     registry: CollectorRegistry
     records: Counter
     plan_records: Counter
+    plan_entries_left_out: Counter
     events: Counter
     event_latency: Histogram
     batch_seconds: Histogram
@@ -78,6 +81,15 @@ def build_metrics(registry: CollectorRegistry, tables: tuple[str, ...] = ()) -> 
     )
     for plan_outcome in PLAN_OUTCOMES:
         plan_records.labels(outcome=plan_outcome)
+    plan_entries_left_out = Counter(
+        "moments_plan_entries_left_out_total",
+        "Invalid optional entries of account-plans records (a limit <= 0, say) left out "
+        "while the rest of the record applied, by field.",
+        ["field"],
+        registry=registry,
+    )
+    for name in PLAN_OPTIONAL_FIELDS:
+        plan_entries_left_out.labels(field=name)
     events = Counter("moments_events_total", "Moment events emitted.", ["kind"], registry=registry)
     for kind in EVENT_KINDS:
         events.labels(kind=kind)
@@ -93,6 +105,7 @@ def build_metrics(registry: CollectorRegistry, tables: tuple[str, ...] = ()) -> 
         registry=registry,
         records=records,
         plan_records=plan_records,
+        plan_entries_left_out=plan_entries_left_out,
         events=events,
         event_latency=Histogram(
             "moments_event_latency_seconds",

@@ -19,7 +19,7 @@ from domain.catalog import Catalog, Plan
 from domain.events import threshold_event
 from domain.intake import Accepted
 from domain.messages import Templates
-from domain.thresholds import AnnouncedLevels, Threshold, should_announce, thresholds
+from domain.thresholds import HIT_LEVEL, AnnouncedLevels, Threshold, should_announce, thresholds
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +111,15 @@ def detect_thresholds(
     catalog: Catalog,
     templates: Templates,
     announced_of: Callable[[str], AnnouncedLevels],
+    clock: Callable[[], int] | None = None,
 ) -> DetectionResult:
     """Announce every level the accepted records crossed (contract 3.1).
 
     At most one event per record (for the highest new level), each (account, metric,
     period, plan, level) at most once. Accounts without a known, active plan and
     metrics without a limit announce nothing. An account's announced levels are looked up
-    (once per batch) only when one of its totals reaches a level.
+    (once per batch) only when one of its totals reaches a level. ``clock`` stamps each
+    event's ``emitted_at`` as it is made (``now_ms`` without one).
     """
     result = DetectionResult()
     changed = result.announced
@@ -145,6 +147,8 @@ def detect_thresholds(
         if crossing is None:
             continue
         changed[account] = announced
+        if HIT_LEVEL in crossing.crossed:
+            announced.note_reached(metric, change.period, plan.plan_id, item.record.timestamp_ms)
         payload = threshold_event(
             templates=templates,
             catalog=catalog,
@@ -157,7 +161,8 @@ def detect_thresholds(
             crossing=crossing,
             trigger_record_id=item.record.record_id,
             triggered_at_ms=item.record.timestamp_ms,
-            emitted_at_ms=now_ms,
+            emitted_at_ms=now_ms if clock is None else clock(),
+            limit_reached_at_ms=announced.reached_at(metric, change.period, plan.plan_id),
         )
         result.moments.append(Moment(payload["kind"], account, payload, item.raw.arrived_ms))
     for announced in changed.values():

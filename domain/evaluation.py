@@ -7,6 +7,7 @@ the same step as the events.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from domain.accounts import AccountPlan, period_of
@@ -16,7 +17,7 @@ from domain.detection import Moment
 from domain.drops import DropRules, assess, step
 from domain.events import drop_event
 from domain.messages import Templates
-from domain.periods import day_start_ms, day_to_date, utc_day
+from domain.periods import Period, day_start_ms, day_to_date, utc_day
 from domain.usage import AccountTotals
 
 _ZERO = Decimal(0)
@@ -39,12 +40,15 @@ def evaluate_account(
     templates: Templates,
     now_ms: int,
     arrived_ms: int,
+    limit_reached_at: Callable[[str, Period, str], int | None] | None = None,
 ) -> tuple[list[Moment], bool]:
     """Assess every tracked metric of the account with ``day`` as the last complete day.
 
     Returns the drop events and whether the episode state changed. Episodes move for
     every account (so a paused account's drop is not announced later, when it is
     reactivated); events go only to active accounts with a plan in the catalog.
+    ``limit_reached_at(metric, period, plan_id)`` tells when the period's limit was reached,
+    when it was (the record that announced 1.0), for the drop's projection.
     """
     moments: list[Moment] = []
     changed = False
@@ -78,6 +82,9 @@ def evaluate_account(
             first_recent_day=day_to_date(assessment.first_recent_day),
             evaluated_at_ms=closed_at_ms,
             emitted_at_ms=now_ms,
+            limit_reached_at_ms=(
+                None if limit_reached_at is None else limit_reached_at(metric, period, plan.plan_id)
+            ),
         )
         moments.append(Moment("sudden-drop", account_id, payload, arrived_ms))
     return moments, changed

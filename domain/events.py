@@ -9,9 +9,10 @@ JSON encoding:
 
 - Instants are RFC 3339 in UTC with a ``Z`` (:func:`domain.timeutil.to_rfc3339`), with
   milliseconds only when they are not zero: ``2026-11-01T00:00:00Z``.
-- Quantities, limits, prices and totals are JSON numbers: an integer when the value is whole
-  (``10000``, ``19``), else the float nearest to the decimal (``12.5``, ``0.29``), written
-  with the shortest digits that read back as that float.
+- Quantities, limits, prices and totals are JSON numbers written exactly
+  (:mod:`domain.numbers`): an integer when whole and below 2**63 (``10000``, ``19``), else the
+  shortest text of a double (``12.5``, ``0.29``, ``1e+20``); the intake refuses records whose
+  totals could not be written so. Derived figures (projections, means) are the nearest double.
 - Ratios (``usage.ratio``, ``drop.ratio``) are rounded down to 6 decimals, so a ratio never
   shows a level as reached before it is.
 - ``level`` and ``crossed_levels`` are always floats, so 1.0 is written ``1.0`` as in the
@@ -39,6 +40,7 @@ from typing import Any, Final, Literal
 
 from domain.catalog import Catalog, Plan
 from domain.messages import Message, Templates, drop_message, threshold_message
+from domain.numbers import json_number
 from domain.periods import Period
 from domain.projection import Projection, project, project_recent
 from domain.suggestions import Suggestion, suggest_for_drop, suggest_upgrade
@@ -49,13 +51,6 @@ SCHEMA_VERSION: Final = 1
 """Value of ``schema_version`` in every event; bumped only for incompatible changes."""
 
 _RATIO_QUANTUM: Final = Decimal("0.000001")
-
-
-def json_number(value: Decimal) -> int | float:
-    """``value`` as a JSON number: ``int`` when whole, else the nearest ``float``."""
-    if value == value.to_integral_value():
-        return int(value)
-    return float(value)
 
 
 def round_ratio(value: Decimal) -> Decimal:
@@ -176,6 +171,7 @@ def threshold_event(
     trigger_record_id: str,
     triggered_at_ms: int,
     emitted_at_ms: int,
+    limit_reached_at_ms: int | None = None,
 ) -> dict[str, Any]:
     """The threshold-near or threshold-hit event of ``crossing`` (contract 3, 3.1).
 
@@ -187,8 +183,9 @@ def threshold_event(
     projected total.
     """
     kind = threshold_kind(crossing.level)
-    reached_now = triggered_at_ms if HIT_LEVEL in crossing.crossed else None
-    projection = project(total, period, triggered_at_ms, limit, reached_now)
+    # When this record reached the limit, that is when; else when an earlier one did.
+    reached = triggered_at_ms if HIT_LEVEL in crossing.crossed else limit_reached_at_ms
+    projection = project(total, period, triggered_at_ms, limit, reached)
     suggestion = suggest_upgrade(catalog, plan, metric, projection.period_total, limit)
     message = threshold_message(
         templates,

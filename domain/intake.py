@@ -16,9 +16,11 @@ from domain.catalog import Catalog
 from domain.daily import AccountDaily
 from domain.deadletter import DeadLetter, dead_letter
 from domain.errors import InvalidUsageRecord
+from domain.numbers import exact_in_json
 from domain.periods import Period, day_start_ms, utc_day
 from domain.records import UsageRecord, parse_usage
 from domain.slots import slot_setter
+from domain.timeutil import to_rfc3339
 from domain.usage import AccountTotals, Change
 
 
@@ -136,13 +138,7 @@ def run_intake(
         if first_seen is not None and now_ms - first_seen < horizon_ms:
             outcomes["duplicate"] += 1
             continue
-        seen[key] = now_ms
         timestamp_ms = record.timestamp_ms
-        if daily_of is not None and timestamp_ms >= oldest_daily_ms:
-            daily = all_daily.get(account)
-            if daily is None:
-                daily = all_daily[account] = daily_of(account)
-            daily.add(record.metric, timestamp_ms, record.quantity)
         if account in plans:
             plan = plans[account]
         else:
@@ -150,13 +146,35 @@ def run_intake(
         period = last_period.get(account)
         if period is None or not period.start_ms <= timestamp_ms < period.end_ms:
             period = last_period[account] = period_of(plan, timestamp_ms, catalog)
-        if period.end_ms < late_before_ms:
+        late = period.end_ms < late_before_ms
+        if not late:
+            totals = all_totals.get(account)
+            if totals is None:
+                totals = all_totals[account] = totals_of(account)
+            change = totals.add(record.metric, period, record.quantity)
+            if not exact_in_json(change.after):
+                # Contract 4: a total no event could carry exactly is refused, not retried.
+                totals.undo(change)
+                outcomes["invalid"] += 1
+                reason = (
+                    f"quantity: {record.quantity} would make the total of {record.metric} in "
+                    f"the period from {to_rfc3339(period.start_ms)} {change.after}, which "
+                    f"events cannot carry exactly (see domain/numbers.py)"
+                )
+                letter = dead_letter(
+                    reason, raw.topic, raw.partition, raw.offset, raw.value, now_ms
+                )
+                dead_letters.append((raw, letter))
+                continue
+        seen[key] = now_ms
+        if daily_of is not None and timestamp_ms >= oldest_daily_ms:
+            daily = all_daily.get(account)
+            if daily is None:
+                daily = all_daily[account] = daily_of(account)
+            daily.add(record.metric, timestamp_ms, record.quantity)
+        if late:
             outcomes["late"] += 1
             continue
-        totals = all_totals.get(account)
-        if totals is None:
-            totals = all_totals[account] = totals_of(account)
-        change = totals.add(record.metric, period, record.quantity)
         outcomes["accepted" if plan is not None else "unknown_account"] += 1
         # Accepted(record, raw, plan, change), by its slot setters (see domain.slots).
         item: Accepted = _new(Accepted)

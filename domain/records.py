@@ -12,6 +12,7 @@ a metric name against its pattern once (then remembers it), and builds no interm
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,7 @@ import orjson
 
 from domain.catalog import METRIC_PATTERN, Catalog, Plan
 from domain.errors import InvalidPlanRecord, InvalidUsageRecord
+from domain.numbers import MAX_AMOUNT, MIN_AMOUNT, exact_in_json
 from domain.periods import PeriodLength, default_anchor
 from domain.slots import slot_setter
 from domain.timeutil import (
@@ -43,6 +45,13 @@ ID_MAX_CHARS: Final = 128
 """Longest ``record_id`` or ``account_id`` accepted (contract 1.1)."""
 
 _SHOW_MAX_CHARS: Final = 60
+# Integers up to 2**53 are exact in JSON (domain.numbers) and far below its ceiling; a float's
+# repr is always exact, so floats need only the bounds.
+_INT53: Final = 2**53
+_INT64: Final = 2.0**64
+_BIG_QUANTITY: Final = re.compile(rb'"quantity"\s*:\s*(\d{20,})(?![.eE\d])')
+_MIN_FLOAT: Final = float(MIN_AMOUNT)
+_MAX_FLOAT: Final = float(MAX_AMOUNT)
 _ZERO: Final = Decimal(0)
 _INFINITY: Final = math.inf
 _METRIC_RULE: Final = "must match [a-z0-9_.-]{1,64}"
@@ -89,6 +98,8 @@ class PlanRecord:
     status: PlanStatus
     limits: Mapping[str, Decimal] = field(hash=False)
     updated_at_ms: int
+    #: Why each invalid optional entry (a limit <= 0, say) was left out; the rest applies.
+    left_out: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -154,11 +165,22 @@ def parse_usage(raw: bytes | None, now_ms: int, max_skew_ms: int) -> UsageRecord
     number = get("quantity")
     # The common cases first: a whole number, or a finite float (orjson never yields NaN or
     # infinity, but a caller's JSON may), each checked for sign before it becomes a Decimal.
-    if type(number) is int and number >= 0:
+    if type(number) is int and 0 <= number <= _INT53:
         quantity = Decimal(number)
     elif type(number) is float and number >= 0.0 and number != _INFINITY:
         # -0.0 would otherwise stay a negative zero and print as "-0.0" in events.
         quantity = Decimal(repr(number)) if number else _ZERO
+        if number and not _MIN_FLOAT <= number <= _MAX_FLOAT:
+            raise InvalidUsageRecord(_amount_reason("quantity", number))
+        if number >= _INT64:
+            literal = _BIG_QUANTITY.search(raw or b"")
+            if literal is not None and Decimal(literal[1].decode()) != quantity:
+                # orjson reads integers past 64 bits as the nearest double: refuse, not round.
+                raise InvalidUsageRecord(_amount_reason("quantity", int(literal[1])))
+    elif type(number) is int and number > 0:
+        quantity = Decimal(number)
+        if not exact_in_json(quantity):
+            raise InvalidUsageRecord(_amount_reason("quantity", number))
     else:
         raise InvalidUsageRecord(_reason(value, "quantity", number, "must be a finite number >= 0"))
 
@@ -215,21 +237,26 @@ def parse_plan(raw: bytes, catalog: Catalog) -> PlanRecord:
         status = raw_status
 
     limits: dict[str, Decimal] = {}
+    left_out: list[str] = []
     raw_limits = value.get("limits")
     if raw_limits is not None:
         if type(raw_limits) is not dict:
-            raise InvalidPlanRecord(
-                f"limits: must be an object of metric -> number, got {_show(raw_limits)}"
-            )
-        for metric, raw_limit in raw_limits.items():
-            if not METRIC_PATTERN.fullmatch(metric):
-                raise InvalidPlanRecord(f"limits: metric {_show(metric)} {_METRIC_RULE}")
-            limit = _decimal(raw_limit)
-            if limit is None or limit <= _ZERO:
-                raise InvalidPlanRecord(
-                    f"limits.{metric}: must be a finite number > 0, got {_show(raw_limit)}"
-                )
-            limits[metric] = limit
+            rule = "must be an object of metric -> number"
+            left_out.append(f"limits: {rule}, got {_show(raw_limits)}")
+        else:
+            for metric, raw_limit in raw_limits.items():
+                if not METRIC_PATTERN.fullmatch(metric):
+                    left_out.append(f"limits: metric {_show(metric)} {_METRIC_RULE}")
+                    continue
+                limit = _decimal(raw_limit)
+                if limit is None or limit <= _ZERO:
+                    left_out.append(
+                        f"limits.{metric}: must be a finite number > 0, got {_show(raw_limit)}"
+                    )
+                elif not exact_in_json(limit):
+                    left_out.append(_amount_reason(f"limits.{metric}", raw_limit))
+                else:
+                    limits[metric] = limit
 
     if "updated_at" not in value or value["updated_at"] is None:
         raise InvalidPlanRecord("updated_at: missing")
@@ -241,6 +268,7 @@ def parse_plan(raw: bytes, catalog: Catalog) -> PlanRecord:
         status=status,
         limits=MappingProxyType(limits),
         updated_at_ms=datetime_to_ms(updated_at),
+        left_out=tuple(left_out),
     )
 
 
@@ -305,6 +333,15 @@ def _show(got: object) -> str:
     if len(text) > _SHOW_MAX_CHARS:
         return text[: _SHOW_MAX_CHARS - 3] + "..."
     return text
+
+
+def _amount_reason(name: str, got: object) -> str:
+    """Why an amount was refused: events could not carry it, or its totals, exactly."""
+    return (
+        f"{name}: {_show(got)} cannot be carried exactly in events: amounts must be 0 or "
+        f"between {MIN_AMOUNT:g} and {MAX_AMOUNT:g}, whole numbers below 2**63 exactly "
+        f"representable as a double, or a double's shortest decimal text"
+    )
 
 
 def _timestamp_text(stamp: object) -> str:

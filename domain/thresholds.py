@@ -158,6 +158,9 @@ _NO_SPANS: Final[dict[_Span, dict[str, set[Decimal]]]] = {}
 _NOTHING: Final[frozenset[Decimal]] = frozenset()
 
 
+_REACHED_KEY: Final = "@reached"
+
+
 @dataclass(slots=True)
 class AnnouncedLevels:
     """The levels already announced for one account, per metric, billing period and plan.
@@ -168,6 +171,17 @@ class AnnouncedLevels:
     """
 
     levels: dict[str, dict[_Span, dict[str, set[Decimal]]]] = field(default_factory=dict)
+    #: (metric, span, plan_id) -> event time of the record that reached the limit (level 1.0):
+    #: what a later event of the period gives as ``projection.limit_reached_at``.
+    reached: dict[tuple[str, _Span, str], int] = field(default_factory=dict)
+
+    def note_reached(self, metric: str, period: Period, plan_id: str, at_ms: int) -> None:
+        """Remember that the limit of ``metric`` under ``plan_id`` was reached at ``at_ms``."""
+        self.reached.setdefault((metric, (period.start_ms, period.end_ms), plan_id), at_ms)
+
+    def reached_at(self, metric: str, period: Period, plan_id: str) -> int | None:
+        """When the limit of ``metric`` under ``plan_id`` was reached in ``period``, if known."""
+        return self.reached.get((metric, (period.start_ms, period.end_ms), plan_id))
 
     def announced(self, metric: str, period: Period, plan_id: str) -> frozenset[Decimal]:
         """Levels already announced for ``metric`` in ``period`` under ``plan_id``."""
@@ -234,6 +248,9 @@ class AnnouncedLevels:
                 changed = True
             if not by_span:
                 del self.levels[metric]
+        for key in [k for k in self.reached if k[1][1] <= keep_end_after_ms]:
+            del self.reached[key]
+            changed = True
         return changed
 
     def to_json(self) -> dict[str, Any]:
@@ -241,7 +258,7 @@ class AnnouncedLevels:
 
         Levels are written as text (:func:`level_text`), ascending, so nothing is rounded.
         """
-        return {
+        out: dict[str, Any] = {
             metric: {
                 span_text(span): {
                     plan_id: [level_text(level) for level in sorted(levels)]
@@ -251,6 +268,13 @@ class AnnouncedLevels:
             }
             for metric, by_span in self.levels.items()
         }
+        if self.reached:
+            # "@" cannot start a metric name, so the key never meets a metric's.
+            out[_REACHED_KEY] = [
+                [metric, span_text(span), plan_id, at_ms]
+                for (metric, span, plan_id), at_ms in self.reached.items()
+            ]
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> AnnouncedLevels:
@@ -258,7 +282,11 @@ class AnnouncedLevels:
         announced = cls()
         if data:
             held = announced.levels
+            for metric, span, plan_id, at_ms in data.get(_REACHED_KEY, ()):
+                announced.reached[(metric, span_of_text(span), plan_id)] = at_ms
             for metric, by_span in data.items():
+                if metric == _REACHED_KEY:
+                    continue
                 held[metric] = {
                     span_of_text(span): {
                         plan_id: {_level_of_text(level) for level in levels}

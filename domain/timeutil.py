@@ -129,7 +129,22 @@ def parse_rfc3339_ms(text: str) -> int:
                 offset_ms = (int(off_hour) * 60 + int(off_minute)) * 60_000
                 ms += -offset_ms if sign == "+" else offset_ms
             return ms
+        if day is not None and s == 60 and h < 24 and m < 60:
+            return _leap_second_ms(text)
     return _parse_rfc3339_ms_slow(text)
+
+
+def _leap_second_ms(text: str) -> int:
+    """A leap second (``23:59:60`` UTC, RFC 3339 5.7) as the last millisecond before the next
+    UTC day, as Unix time has no 61st second: it stays in its day and billing period."""
+    match = _RFC3339_FIELDS.fullmatch(text)
+    if match is None:
+        raise ValueError(_RFC3339_SHAPE)
+    start, end = match.span(4)
+    ms = parse_rfc3339_ms(text[:start] + "59.999" + text[match.end(5) if match[5] else end :])
+    if ms % DAY_MS != DAY_MS - 1:
+        raise ValueError("not a real date and time (a leap second is 23:59:60 in UTC only)")
+    return ms
 
 
 def _parse_rfc3339_ms_slow(text: str) -> int:
@@ -150,6 +165,9 @@ def parse_rfc3339(text: str) -> datetime:
     """
     if not _RFC3339.fullmatch(text):
         raise ValueError(_RFC3339_SHAPE)
+    match = _RFC3339_FIELDS.fullmatch(text)
+    if match is not None and match[4] == "60":
+        return ms_to_datetime(_leap_second_ms(text))
     try:
         parsed = datetime.fromisoformat(text.upper())
     except ValueError as exc:

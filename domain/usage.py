@@ -55,6 +55,17 @@ class AccountTotals:
         _set_after(change, after)
         return change
 
+    def undo(self, change: Change) -> None:
+        """Take back ``change``, the latest :meth:`add` (a record refused after all)."""
+        by_period = self.periods[change.metric]
+        key = (change.period.start_ms, change.period.end_ms)
+        if change.before:
+            by_period[key] = change.before
+        else:  # nothing was counted before: leave no zero behind
+            del by_period[key]
+            if not by_period:
+                del self.periods[change.metric]
+
     def total(self, metric: str, period: Period) -> Decimal:
         """Total of ``metric`` in ``period`` (zero when nothing was counted)."""
         return self.periods.get(metric, {}).get((period.start_ms, period.end_ms), _ZERO)

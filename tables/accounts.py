@@ -26,8 +26,3 @@ def put_plan(state: StepState, account_id: str, plan: AccountPlan) -> None:
     """Hold ``plan`` for ``account_id``."""
     value = orjson.dumps(plan.to_json())
     state.put_object(ACCOUNTS.name, account_id.encode(), plan, value)
-
-
-def forget_plan(state: StepState, account_id: str) -> None:
-    """Forget the plan of ``account_id`` (a tombstone)."""
-    state.put_object(ACCOUNTS.name, account_id.encode(), None, None)

@@ -25,5 +25,9 @@ def announced_of(view: Reader, account_id: str) -> AnnouncedLevels:
 
 
 def put_announced(state: StepState, account_id: str, levels: AnnouncedLevels) -> None:
-    """Record the levels announced for ``account_id``."""
-    state.put(ANNOUNCED.name, account_id.encode(), orjson.dumps(levels.to_json()))
+    """Record the levels announced for ``account_id`` (deleting the key when none are left)."""
+    key = account_id.encode()
+    if levels.levels or levels.reached:
+        state.put(ANNOUNCED.name, key, orjson.dumps(levels.to_json()))
+    else:
+        state.delete(ANNOUNCED.name, key)

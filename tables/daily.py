@@ -26,8 +26,9 @@ def decode_daily(held: bytes | None) -> AccountDaily:
     return AccountDaily.from_json(None if held is None else orjson.loads(held))
 
 
-def put_daily(state: StepState, account_id: str, days: AccountDaily) -> None:
-    """Store ``days`` for ``account_id`` (deleting the key when nothing is left)."""
+def put_daily(state: StepState, account_id: str, days: AccountDaily, *, keep: bool = False) -> None:
+    """Store ``days`` for ``account_id``, deleting the key when nothing is left unless
+    ``keep`` (the account still holds other state the daily sweep must come back for)."""
     key = account_id.encode()
-    value = None if days.is_empty() else orjson.dumps(days.to_json())
+    value = None if days.is_empty() and not keep else orjson.dumps(days.to_json())
     state.put_object(DAILY.name, key, days, value)

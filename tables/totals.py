@@ -26,6 +26,6 @@ def totals_of(view: Reader, account_id: str) -> AccountTotals:
 
 
 def put_totals(state: StepState, account_id: str, totals: AccountTotals) -> None:
-    """Store ``totals`` for ``account_id``."""
-    value = orjson.dumps(totals.to_json())
+    """Store ``totals`` for ``account_id`` (deleting the key when no period is left)."""
+    value = orjson.dumps(totals.to_json()) if totals.periods else None
     state.put_object(TOTALS.name, account_id.encode(), totals, value)

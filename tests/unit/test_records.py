@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from domain.catalog import Catalog, Plan
 from domain.deadletter import b64_or_text, dead_letter
 from domain.errors import InvalidPlanRecord, InvalidUsageRecord
+from domain.numbers import json_number
 from domain.records import PlanRecord, UsageRecord, parse_plan, parse_usage
 
 NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -109,7 +110,8 @@ def test_timestamp_forms(timestamp: Any, expected_ms: int) -> None:
         (0.29, Decimal("0.29")),
         (1e-7, Decimal("1E-7")),
         (2.5e16, Decimal("2.5E+16")),
-        (18446744073709551615, Decimal(18446744073709551615)),
+        (2**60, Decimal(2**60)),  # a double holds it exactly
+        (1e20, Decimal("1E+20")),  # "unlimited"-sized, still exact
     ],
 )
 def test_quantity_is_the_exact_decimal_of_what_was_written(
@@ -119,6 +121,25 @@ def test_quantity_is_the_exact_decimal_of_what_was_written(
 
     assert parsed == expected
     assert parsed.is_signed() is False
+
+
+@pytest.mark.parametrize(
+    "quantity",
+    [2**64 - 1, 2**53 + 1, 1e31, 1e-31, 5e-324, 1e308],
+)
+def test_quantities_events_could_not_carry_exactly_are_refused(quantity: float) -> None:
+    with pytest.raises(InvalidUsageRecord, match="^quantity: .* cannot be carried exactly"):
+        parse(usage(quantity=quantity))
+
+
+def test_an_integer_past_64_bits_is_refused_not_rounded_to_a_double() -> None:
+    # orjson reads it as the double 1e20; counting that would silently drop the 1.
+    raw = usage(quantity=7).replace(b'"quantity":7', b'"quantity":100000000000000000001')
+
+    with pytest.raises(InvalidUsageRecord, match="100000000000000000001 cannot be carried"):
+        parse(raw)
+    exact = usage(quantity=7).replace(b'"quantity":7', b'"quantity":100000000000000000000')
+    assert parse(exact).quantity == Decimal("1e20")
 
 
 def test_unknown_fields_and_any_attributes_are_ignored() -> None:
@@ -279,7 +300,7 @@ def test_arbitrary_json_gives_a_record_or_invalid_usage_record(value: Any) -> No
 
 
 @given(
-    quantity=st.floats(min_value=0, allow_infinity=False) | st.integers(0, 2**64 - 1),
+    quantity=st.floats(min_value=1e-30, max_value=1e30) | st.just(0.0) | st.integers(0, 2**53),
     timestamp=st.integers(0, NOW_MS + SKEW_MS),
 )
 def test_valid_quantities_and_timestamps_round_trip(quantity: float, timestamp: int) -> None:
@@ -287,6 +308,18 @@ def test_valid_quantities_and_timestamps_round_trip(quantity: float, timestamp: 
 
     assert record.quantity == Decimal(repr(quantity)) if quantity else record.quantity == 0
     assert record.timestamp_ms == timestamp
+
+
+@given(quantity=st.floats(min_value=0, allow_infinity=False) | st.integers(0, 2**64 - 1))
+def test_every_accepted_quantity_is_exact_in_json(quantity: float) -> None:
+    try:
+        parsed = parse(usage(quantity=quantity)).quantity
+    except InvalidUsageRecord:
+        return
+    # An independent check of "exact": the JSON text an event would hold reads back, as a
+    # Python number, to the very value counted.
+    text = orjson.dumps(json_number(parsed))
+    assert Decimal(text.decode()) == parsed
 
 
 # ---- plans ----
@@ -365,12 +398,6 @@ INVALID_PLANS = [
         'status: must be one of active, paused, cancelled, got "frozen"',
     ),
     (plan_record(status=["active"]), "status: must be one of active, paused, cancelled"),
-    (plan_record(limits=[1]), "limits: must be an object of metric -> number, got [1]"),
-    (plan_record(limits={"API": 5}), 'limits: metric "API" must match [a-z0-9_.-]{1,64}'),
-    (plan_record(limits={"api_calls": 0}), "limits.api_calls: must be a finite number > 0, got 0"),
-    (plan_record(limits={"api_calls": -1}), "limits.api_calls: must be a finite number > 0"),
-    (plan_record(limits={"api_calls": True}), "limits.api_calls: must be a finite number > 0"),
-    (plan_record(limits={"api_calls": "5"}), "limits.api_calls: must be a finite number > 0"),
     (plan_record(updated_at=...), "updated_at: missing"),
     (plan_record(updated_at=None), "updated_at: missing"),
     (plan_record(updated_at=NOW_MS), "updated_at: must be an RFC 3339 string with an offset"),
@@ -385,6 +412,39 @@ def test_invalid_plan_records_say_which_field_and_why(raw: bytes, reason: str) -
 
     assert reason in str(caught.value)
     assert str(caught.value).startswith(reason.split(":")[0])
+
+
+BAD_LIMIT_ENTRIES = [
+    ([1], "limits: must be an object of metric -> number, got [1]"),
+    ({"API": 5}, 'limits: metric "API" must match [a-z0-9_.-]{1,64}'),
+    ({"api_calls": 0}, "limits.api_calls: must be a finite number > 0, got 0"),
+    ({"api_calls": -1}, "limits.api_calls: must be a finite number > 0"),
+    ({"api_calls": True}, "limits.api_calls: must be a finite number > 0"),
+    ({"api_calls": "5"}, "limits.api_calls: must be a finite number > 0"),
+    ({"api_calls": 1e31}, "limits.api_calls: 1e+31 cannot be carried exactly"),
+]
+
+
+@pytest.mark.parametrize(("limits", "reason"), BAD_LIMIT_ENTRIES)
+def test_an_invalid_limit_is_left_out_and_the_rest_of_the_record_applies(
+    limits: Any, reason: str
+) -> None:
+    # Contract 1.2: the plan or status change the record carries must not be lost with it.
+    extra = {"storage_gb": 3} if isinstance(limits, dict) else {}
+    value = limits if not isinstance(limits, dict) else {**limits, **extra}
+    record = parse_plan(plan_record(plan_id="growth", status="paused", limits=value), CATALOG)
+
+    assert (record.plan_id, record.status) == ("growth", "paused")
+    assert dict(record.limits) == {m: Decimal(v) for m, v in extra.items()}
+    assert len(record.left_out) == 1
+    assert reason in record.left_out[0]
+
+
+def test_an_unlimited_sized_override_is_kept_exactly() -> None:
+    record = parse_plan(plan_record(limits={"api_calls": 1e20}), CATALOG)
+
+    assert record.limits == {"api_calls": Decimal("1e20")}
+    assert record.left_out == ()
 
 
 plan_like_objects = st.dictionaries(

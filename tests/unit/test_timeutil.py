@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from domain.timeutil import MAX_TIMESTAMP_MS, parse_rfc3339_ms, to_rfc3339
+from domain.timeutil import MAX_TIMESTAMP_MS, parse_rfc3339, parse_rfc3339_ms, to_rfc3339
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SHAPE = re.compile(
@@ -25,11 +25,19 @@ def reference_parse_ms(text: str) -> int:
     """RFC 3339 to epoch ms by datetime, as parse_rfc3339_ms has always been defined."""
     if not SHAPE.fullmatch(text):
         raise ValueError("shape")
+    leap = text[17:19] == "60"
+    if leap:  # a leap second: the second before it, plus 999 ms, if that ends a UTC day
+        text = text[:17] + "59" + re.sub(r"^\.[0-9]+", "", text[19:])
     try:
         parsed = datetime.fromisoformat(text.upper())
     except ValueError:
         raise ValueError("not real") from None
-    return (parsed - EPOCH) // timedelta(milliseconds=1)
+    ms = (parsed - EPOCH) // timedelta(milliseconds=1)
+    if leap:
+        ms += 999
+        if (parsed.astimezone(UTC).hour, parsed.astimezone(UTC).minute) != (23, 59):
+            raise ValueError("not real")
+    return ms
 
 
 def reference_to_rfc3339(ms: int) -> str:
@@ -82,6 +90,20 @@ def outcome(parse: Callable[[str], int], text: str) -> int | str:
 @example(text="2025-12-31T23:59:60Z")
 def test_parse_rfc3339_ms_is_the_datetime_definition(text: str) -> None:
     assert outcome(parse_rfc3339_ms, text) == outcome(reference_parse_ms, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2016-12-31T23:59:60Z", "2016-12-31T23:59:60.25Z", "2017-01-01T00:59:60+01:00"],
+)
+def test_a_leap_second_is_the_last_millisecond_of_its_utc_day(text: str) -> None:
+    assert to_rfc3339(parse_rfc3339_ms(text)) == "2016-12-31T23:59:59.999Z"
+    assert parse_rfc3339(text) == datetime(2016, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)
+
+
+def test_a_sixtieth_second_elsewhere_is_not_a_real_time() -> None:
+    with pytest.raises(ValueError, match="a leap second is 23:59:60 in UTC only"):
+        parse_rfc3339_ms("2016-12-31T12:00:60Z")
 
 
 @pytest.mark.parametrize(

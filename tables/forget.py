@@ -1,0 +1,30 @@
+"""Forgetting an account (a tombstone on ``account-plans``, contract 1.2).
+
+Every table keyed by account id loses the account; the daily table keeps a marker with the
+tombstone's time, so a plan record older than the deletion (a late replay) is not applied
+after it. The marker expires with the daily retention, in the daily sweep.
+"""
+
+from __future__ import annotations
+
+from domain.daily import AccountDaily
+from domain.usage import AccountTotals
+from state.transaction import StepState
+from tables.accounts import ACCOUNTS
+from tables.announced import ANNOUNCED
+from tables.daily import daily_of, put_daily
+from tables.totals import TOTALS
+
+
+def forget_account(state: StepState, account_id: str, at_ms: int) -> None:
+    """Delete everything held for ``account_id``; remember it was deleted at ``at_ms``."""
+    key = account_id.encode()
+    state.put_object(ACCOUNTS.name, key, None, None)
+    state.put_object(TOTALS.name, key, AccountTotals(), None)
+    state.delete(ANNOUNCED.name, key)
+    put_daily(state, account_id, AccountDaily.forgotten(at_ms))
+
+
+def forgotten_at(state: StepState, account_id: str) -> int | None:
+    """When ``account_id`` was deleted, if a tombstone did so within the daily retention."""
+    return daily_of(state, account_id).forgotten_at_ms
