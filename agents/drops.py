@@ -55,6 +55,12 @@ def drop_rules(runtime: Runtime) -> DropRules:
 class TicksHandler:
     """Handles the ticks topic: starts the evaluation of a closed day."""
 
+    def reject(self, step: Step, topic: str, record: Any, reason: str) -> None:
+        """A tick that cannot be processed: ticks carry no data worth keeping; it is skipped."""
+        logger.error(
+            "partition %d: tick at offset %d skipped: %s", step.partition, record.offset, reason
+        )
+
     def process(self, step: Step, topic: str, records: Sequence[Any]) -> None:
         """Mark the newest day of ``records`` started, unless it was already."""
         days: list[int] = []

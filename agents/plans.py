@@ -109,6 +109,12 @@ class PlansHandler:
         step.send(self.dlq_topic, record.key, orjson.dumps(letter))
         return "invalid"
 
+    def reject(self, step: Step, topic: str, record: Any, reason: str) -> None:
+        """Dead-letter a record the engine found unprocessable; it counts as ``invalid``."""
+        self._refuse(step, topic, record, reason)
+        metrics = self.runtime.metrics
+        step.on_commit(lambda: metrics.plan_records.labels(outcome="invalid").inc())
+
     def process(self, step: Step, topic: str, records: Sequence[Any]) -> None:
         """Apply every record in order (a later one sees the earlier ones' writes)."""
         self.left_out = []

@@ -17,6 +17,7 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from app.main import Runtime
+from domain.deadletter import dead_letter
 from domain.detection import detect_thresholds
 from domain.intake import IntakeRules, RawRecord, run_intake
 from engine.step import Step
@@ -55,6 +56,15 @@ class UsageHandler:
         self.rekey_topic = settings.topic_rekey
         self.dlq_topic = settings.topic_usage_dlq
         self.partitions = settings.partitions
+
+    def reject(self, step: Step, topic: str, record: Any, reason: str) -> None:
+        """Dead-letter a record the engine found unprocessable; it counts as ``invalid``."""
+        letter = dead_letter(
+            reason, topic, step.partition, record.offset, record.value, step.now_ms
+        )
+        step.send(self.dlq_topic, record.key, orjson.dumps(letter))
+        metrics = self.runtime.metrics
+        step.on_commit(lambda: metrics.records.labels(outcome="invalid").inc())
 
     def process(self, step: Step, topic: str, records: Sequence[Any]) -> None:
         """Fold ``records`` into the step's state and queue events and dead letters."""

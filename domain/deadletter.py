@@ -2,19 +2,31 @@
 
 A dead letter keeps the original value so the producer's team can see, fix and replay it. The
 value is stored as text when it is UTF-8 (the normal case: JSON), and as base64 otherwise, so
-the dead letter itself is always valid JSON.
+the dead letter itself is always valid JSON. A value longer than :data:`RAW_MAX_BYTES` is cut
+there (a multi-byte character cut in two makes the cut value base64) and ``raw_bytes`` says
+how long it was.
 """
 
 from __future__ import annotations
 
 import base64
-from typing import TypedDict
+from typing import Final, NotRequired, TypedDict
 
 from domain.timeutil import to_rfc3339
 
+_ERROR_MAX_CHARS: Final = 2000
+
+RAW_MAX_BYTES: Final = 64 * 1024
+"""Most of a refused value a dead letter keeps: a value near the broker's size limit would
+otherwise make a dead letter the broker refuses too, and the worker could never move on."""
+
 
 class DeadLetter(TypedDict):
-    """The JSON object written to ``<topic>.dlq``."""
+    """The JSON object written to ``<topic>.dlq``.
+
+    ``raw_bytes`` (the original size) is present only when ``raw`` holds just the first
+    :data:`RAW_MAX_BYTES` of the value.
+    """
 
     error: str
     topic: str
@@ -22,6 +34,7 @@ class DeadLetter(TypedDict):
     offset: int
     raw: str | None
     at: str
+    raw_bytes: NotRequired[int]
 
 
 def b64_or_text(raw: bytes) -> str:
@@ -45,11 +58,14 @@ def dead_letter(
     ``raw`` is the record's original value (``None`` for a record without one, written as
     JSON null); ``at_ms`` is when it was refused, written as RFC 3339 UTC.
     """
-    return {
-        "error": str(error),
+    letter: DeadLetter = {
+        "error": str(error)[:_ERROR_MAX_CHARS],
         "topic": topic,
         "partition": partition,
         "offset": offset,
-        "raw": None if raw is None else b64_or_text(raw),
+        "raw": None if raw is None else b64_or_text(raw[:RAW_MAX_BYTES]),
         "at": to_rfc3339(at_ms),
     }
+    if raw is not None and len(raw) > RAW_MAX_BYTES:
+        letter["raw_bytes"] = len(raw)
+    return letter

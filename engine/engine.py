@@ -27,9 +27,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from aiokafka import TopicPartition
+from aiokafka.errors import (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 from engine.changelogs import ChangelogReader
 from engine.committers import Committer, Fenced, StepFailed
@@ -75,6 +80,47 @@ class Handler(Protocol):
 
     def process(self, step: Step, topic: str, records: Sequence[Any]) -> None:
         """Decide for ``records`` (all of one topic, of ``step.partition``, in order)."""
+
+    def reject(self, step: Step, topic: str, record: Any, reason: str) -> None:
+        """Give up on ``record``, which cannot be processed: dead-letter it and count it."""
+
+
+class Poison(Exception):
+    """A step failed in a way that trying the same records again cannot fix: deciding
+    raised (a record the rules cannot handle), or Kafka refused a message for good (too
+    large). The engine then narrows the step down to the record at fault (contract 4)."""
+
+
+#: Kafka errors a retry cannot fix: the message itself is refused.
+_REFUSED: Final = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is Kafka refusing a message for good."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, _REFUSED):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _halves(by_topic: dict[str, list[Any]]) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """``by_topic`` split in two steps, every topic's records staying in order."""
+    first: dict[str, list[Any]] = {}
+    second: dict[str, list[Any]] = {}
+    total = sum(len(items) for items in by_topic.values())
+    room = (total + 1) // 2
+    for topic, items in by_topic.items():
+        head, tail = items[:room], items[room:]
+        room -= len(head)
+        if head:
+            first[topic] = head
+        if tail:
+            second[topic] = tail
+    return first, second
 
 
 class Background(Protocol):
@@ -123,6 +169,7 @@ class Owned:
     ready: bool = False
     plans_target: int | None = None
     plans_caught_up: bool = False
+    background_suspended: bool = False
 
 
 @dataclass(slots=True)
@@ -579,13 +626,75 @@ class Engine:
 
     async def _step(self, partition: int, by_topic: dict[str, list[Any]]) -> None:
         try:
-            await self._step_unguarded(partition, by_topic)
-        except Exception as exc:  # noqa: BLE001 - a bug in a handler: stop, never skip records
+            await self._step_isolating(partition, by_topic)
+        except Exception as exc:  # noqa: BLE001 - the engine itself failed: stop
             logger.exception("partition %d: step raised; stopping the worker", partition)
             self.failed = exc
             await self.hooks.crash(exc)
 
-    async def _step_unguarded(self, partition: int, by_topic: dict[str, list[Any]]) -> None:
+    async def _step_isolating(self, partition: int, by_topic: dict[str, list[Any]]) -> bool:
+        """Run the step; when it is poisoned, run its halves, down to the record at fault.
+
+        Retrying a poisoned step as it is would stall the partition for ever (contract 4:
+        nothing a producer sends may). Halving costs a few extra steps only when a step
+        fails this way; every record but the one at fault is processed as usual, in order.
+        Returns False when the step was abandoned (partition lost, or stopping).
+        """
+        try:
+            return await self._step_unguarded(partition, by_topic)
+        except Poison as exc:
+            count = sum(len(items) for items in by_topic.values())
+            if count > 1:
+                logger.warning(
+                    "partition %d: a step of %d records failed for good (%s); "
+                    "narrowing it down to the record at fault",
+                    partition,
+                    count,
+                    exc,
+                )
+                first, second = _halves(by_topic)
+                return await self._step_isolating(partition, first) and await self._step_isolating(
+                    partition, second
+                )
+            return await self._reject(partition, by_topic, exc)
+
+    async def _reject(self, partition: int, by_topic: dict[str, list[Any]], exc: Poison) -> bool:
+        """Dead-letter the one record of ``by_topic``, which cannot be processed."""
+        [(topic, [record])] = by_topic.items()
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        reason = f"unprocessable: {cause!r}"
+        logger.error(
+            "partition %d: %s[%d]@%d cannot be processed (%r); dead-lettered",
+            partition,
+            topic,
+            partition,
+            record.offset,
+            cause,
+        )
+        handler = self.handlers[topic]
+        offsets = {TopicPartition(topic, partition): record.offset + 1}
+        owned = self.owned[partition]
+
+        def decide(step: Step) -> None:
+            handler.reject(step, topic, record, reason)
+
+        try:
+            done = await self._commit_step(owned, decide, offsets)
+        except Poison:
+            # Not even its dead letter can be written: move past it, loudly.
+            logger.error(
+                "partition %d: %s[%d]@%d skipped: its dead letter was refused too",
+                partition,
+                topic,
+                partition,
+                record.offset,
+            )
+            done = await self._commit_step(owned, lambda step: None, offsets)
+        if done:
+            self.next_offset.update(offsets)
+        return done
+
+    async def _step_unguarded(self, partition: int, by_topic: dict[str, list[Any]]) -> bool:
         owned = self.owned[partition]
         offsets = {
             TopicPartition(topic, partition): items[-1].offset + 1
@@ -601,6 +710,8 @@ class Engine:
         if await self._commit_step(owned, decide, offsets):
             self.next_offset.update(offsets)
             self._background_due.add(partition)
+            return True
+        return False
 
     def _busy(self, partition: int) -> bool:
         task = self._inflight.get(partition)
@@ -625,7 +736,12 @@ class Engine:
             return
         for partition in sorted(self._background_due):
             owned = self.owned.get(partition)
-            if owned is None or not owned.ready or not owned.plans_caught_up:
+            if (
+                owned is None
+                or not owned.ready
+                or not owned.plans_caught_up
+                or owned.background_suspended
+            ):
                 self._background_due.discard(partition)
                 continue
             if not self._idle(partition):
@@ -641,6 +757,16 @@ class Engine:
         try:
             if await self._commit_step(owned, background.run_slice, {}):
                 self._background_due.add(owned.partition)
+        except Poison as exc:
+            # No record to set aside here: stop this partition's background work until it
+            # is assigned again, and keep its usage going (contract 4: nothing stalls it).
+            logger.error(
+                "partition %d: background work failed for good (%s); suspended until the "
+                "partition is assigned again",
+                owned.partition,
+                exc,
+            )
+            owned.background_suspended = True
         except Exception as exc:  # noqa: BLE001 - a bug in background work: stop
             logger.exception("partition %d: background step raised", owned.partition)
             self.failed = exc
@@ -661,8 +787,12 @@ class Engine:
         while True:
             started = time.perf_counter()
             step = Step(owned.partition, StepState(owned.store), self.now_ms())
-            decide(step)
-            messages, targets = self._with_changelogs(step)
+            try:
+                decide(step)
+                messages, targets = self._with_changelogs(step)
+            except Exception as exc:  # noqa: BLE001 - deterministic: the same records fail again
+                owned.store.objects.clear()  # a handler may have changed cached objects
+                raise Poison(f"deciding failed: {exc!r}") from exc
             try:
                 commit_started = time.perf_counter()
                 written = await self.committer.commit(owned.partition, messages, offsets)
@@ -679,6 +809,9 @@ class Engine:
             except (StepFailed, OSError, Exception) as exc:  # noqa: BLE001
                 # A handler may have changed cached objects in place: drop them all.
                 owned.store.objects.clear()
+                if _refused(exc):
+                    await self._reopen(owned.partition)
+                    raise Poison(f"Kafka refused a message: {exc!r}") from exc
                 attempt += 1
                 if self._stopping or generation != self.generation or not self._accepting:
                     logger.warning(

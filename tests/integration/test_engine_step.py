@@ -9,9 +9,8 @@ what the engine asks of it: holds, releases, seeks.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from engine.changelogs import ChangelogReader
-from engine.committers import TransactionalCommitter
+from engine.committers import StepFailed, TransactionalCommitter, Written, _send
 from engine.engine import Engine
-from engine.step import Step
+from engine.step import Messages, Step
 from state.store import StoreOptions, open_partition
 from state.table import TableSpec
 from tests.integration.conftest import BOOTSTRAP, eventually
@@ -55,14 +54,37 @@ class Recorder:
         self.crashed.append(exc)
 
 
+class FlakyCommitter(TransactionalCommitter):
+    """Sends a step's messages in a transaction, then fails it, while ``failures`` last."""
+
+    failures = 0
+
+    async def commit(
+        self, partition: int, messages: Messages, offsets: Mapping[TopicPartition, int]
+    ) -> Written:
+        if self.failures > 0:
+            self.failures -= 1
+            producer = self._producers[partition]
+            await producer.begin_transaction()
+            await _send(producer, messages)  # the messages reach the broker...
+            await producer.abort_transaction()  # ...in a transaction that never commits
+            raise StepFailed("injected failure")
+        return await super().commit(partition, messages, offsets)
+
+
 class Counter:
     """A handler: counts records per key; emits one message (big on request)."""
 
     def __init__(self, out_topic: str) -> None:
         self.out_topic = out_topic
 
+    def reject(self, step: Step, topic: str, record: Any, reason: str) -> None:
+        step.send(self.out_topic + ".dlq", record.key, reason.encode()[:200])
+
     def process(self, step: Step, topic: str, records: Sequence[Any]) -> None:
         for record in records:
+            if record.value == b"poison":
+                raise ValueError("a record the rules cannot handle")
             held = step.state.get(TABLE.name, record.key)
             count = 1 + (0 if held is None else int(held))
             step.state.put(TABLE.name, record.key, str(count).encode())
@@ -116,6 +138,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
             names["out"]: {"max.message.bytes": "4096"},
             names["changelog"]: {"cleanup.policy": "compact"},
             names["plans"]: {},
+            names["out"] + ".dlq": {},
         }
     )
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
@@ -133,6 +156,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
         )
 
     hooks = Recorder()
+    committer = FlakyCommitter(factory, app_id, app_id)
     engine = Engine(
         app_id=app_id,
         data_dir=tmp_path,
@@ -141,7 +165,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
         topic_order=[names["in"]],
         plans_topic=names["plans"],  # empty: the gate opens at once
         usage_topics=[],
-        committer=TransactionalCommitter(factory, app_id, app_id),
+        committer=committer,
         reader=ChangelogReader(reader_consumer, app_id, [TABLE], lambda: 0),
         store_options=StoreOptions(cache_mb=8, write_buffer_mb=1),
         now_ms=lambda: 0,
@@ -150,7 +174,13 @@ async def setup(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     await engine.on_assigned([TopicPartition(names["in"], 0)], generation=1)
     await eventually(lambda: _ready(engine), timeout=30)
     try:
-        yield {"engine": engine, "names": names, "producer": producer, "hooks": hooks}
+        yield {
+            "engine": engine,
+            "names": names,
+            "producer": producer,
+            "hooks": hooks,
+            "committer": committer,
+        }
     finally:
         await engine.stop()
         await producer.stop()
@@ -189,15 +219,13 @@ async def test_a_failed_step_leaves_rocksdb_and_kafka_unchanged(
 ) -> None:
     engine: Engine = setup["engine"]
     names = setup["names"]
+    setup["committer"].failures = 10**6  # every attempt fails after sending its messages
     await setup["producer"].send_and_wait(names["in"], b"small", key=b"a")
-    await setup["producer"].send_and_wait(names["in"], b"big", key=b"b")
-    records = await _records(names["in"], 2)
+    records = await _records(names["in"], 1)
     await engine.submit({TopicPartition(names["in"], 0): records}, 1)
-    # The step retries (its output can never be delivered); give it a few attempts.
-    await asyncio.sleep(3)
+    await eventually(lambda: _attempted(setup["committer"], 3), timeout=20)
     store = engine.owned[0].store
     assert store.get(TABLE.name, b"a") is None
-    assert store.get(TABLE.name, b"b") is None
     assert store.changelog_offset(TABLE.name) is None
     assert await _records(names["changelog"], 1) == []  # aborted: invisible read_committed
     assert await _records(names["out"], 1) == []
@@ -208,3 +236,52 @@ async def test_a_failed_step_leaves_rocksdb_and_kafka_unchanged(
     )
     assert reopened.get(TABLE.name, b"a") is None
     reopened.close()
+
+
+async def _attempted(committer: FlakyCommitter, times: int) -> bool:
+    return committer.failures <= 10**6 - times
+
+
+async def test_a_failing_step_is_retried_until_it_commits(setup: dict[str, Any]) -> None:
+    engine: Engine = setup["engine"]
+    names = setup["names"]
+    setup["committer"].failures = 2
+    await setup["producer"].send_and_wait(names["in"], b"small", key=b"a")
+    records = await _records(names["in"], 1)
+    await engine.submit({TopicPartition(names["in"], 0): records}, 1)
+
+    async def applied() -> bool:
+        return engine.owned[0].store.get(TABLE.name, b"a") == b"1"
+
+    await eventually(applied, timeout=20)
+    assert len(await _records(names["out"], 2)) == 1  # the aborted attempts left nothing
+
+
+async def test_records_that_can_never_be_processed_are_set_aside_and_the_rest_goes_on(
+    setup: dict[str, Any],
+) -> None:
+    # Contract 4: a record the rules raise on, or whose output Kafka refuses for good (a
+    # 50 kB message on a topic that takes 4 kB), must not stall the partition for ever.
+    engine: Engine = setup["engine"]
+    names = setup["names"]
+    values = [(b"a", b"small"), (b"b", b"big"), (b"c", b"poison"), (b"d", b"small")]
+    values += [(b"e", b"small")] * 5
+    for key, value in values:
+        await setup["producer"].send_and_wait(names["in"], value, key=key)
+    records = await _records(names["in"], len(values))
+    await engine.submit({TopicPartition(names["in"], 0): records}, 1)
+
+    async def done() -> bool:
+        return engine.processed_next(TopicPartition(names["in"], 0)) == records[-1].offset + 1
+
+    await eventually(done, timeout=30)
+    store = engine.owned[0].store
+    counts = {k: store.get(TABLE.name, k) for k in (b"a", b"b", b"c", b"d", b"e")}
+    assert counts == {b"a": b"1", b"b": None, b"c": None, b"d": b"1", b"e": b"5"}
+    rejected = await _records(names["out"] + ".dlq", 2)
+    assert sorted(r.key for r in rejected) == [b"b", b"c"]
+    reasons = {r.key: r.value.decode() for r in rejected}
+    assert "MessageSizeTooLarge" in reasons[b"b"]
+    assert "a record the rules cannot handle" in reasons[b"c"]
+    assert len(await _records(names["out"], 7)) == 7  # a, d and e's five, each once
+    assert setup["hooks"].crashed == []
