@@ -27,12 +27,14 @@ def _fail(exc: Exception) -> int:
 
 
 def cmd_check_config(_: argparse.Namespace) -> int:
-    """Validate settings and the plan catalog, and print a summary."""
+    """Validate settings, the plan catalog and the Kafka codecs, and print a summary."""
+    from app.codecs import CODECS, check_codecs
     from config.settings import load_settings, unknown_variables
     from domain.catalog import load_catalog
 
     settings = load_settings(os.environ)
     catalog = load_catalog(settings.plans_file)
+    check_codecs()
     print("settings:")
     for name, value in settings.summary().items():
         print(f"  {name} = {value}")
@@ -42,6 +44,7 @@ def cmd_check_config(_: argparse.Namespace) -> int:
     for plan in catalog.plans:
         limits = ", ".join(f"{m}={v}" for m, v in sorted(plan.limits.items())) or "unlimited"
         print(f"  {plan.rank}. {plan.id} ({plan.name}) {plan.price} {catalog.currency}: {limits}")
+    print(f"compression codecs decoded: none, {', '.join(CODECS)}")
     for name in unknown_variables(os.environ):
         print(f"warning: {name} is not a setting of usage-moments (typo?)")
     print("ok")
@@ -49,8 +52,9 @@ def cmd_check_config(_: argparse.Namespace) -> int:
 
 
 def cmd_worker(_: argparse.Namespace) -> int:
-    """Check the topics, then run a Faust worker with the engine until SIGTERM/SIGINT."""
+    """Check the codecs and topics, then run a Faust worker with the engine until SIGTERM."""
     from agents import install, table_specs
+    from app.codecs import check_codecs
     from app.faust_internals import Worker
     from app.main import build_runtime
     from app.security import client_kwargs
@@ -61,6 +65,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
     settings = load_settings(os.environ)
     for name in unknown_variables(os.environ):
         logger.warning("%s is not a setting of usage-moments (typo?)", name)
+    check_codecs()
     runtime = build_runtime(settings)
     ensure_topics_sync(settings, client_kwargs(settings), table_specs(runtime))
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,8 @@ Error tree::
     ├── ConfigError              start-up refuses to go on; the message says what to change
     │   ├── SettingsError        a MOMENTS_* variable has a wrong value (names the variable)
     │   ├── CatalogError         config/plans.toml is invalid (names the plan and field)
-    │   └── TopologyError        topics are not co-partitioned, or cannot be created
+    │   ├── TopologyError        topics are not co-partitioned, or cannot be created
+    │   └── CodecError           a Kafka compression codec cannot be decoded (missing package)
     └── RecordError              one input record is unusable; it goes to a dead-letter topic
         ├── InvalidUsageRecord   a usage record breaks contract 1.1
         └── InvalidPlanRecord    an account-plans record breaks contract 1.2
@@ -42,6 +43,10 @@ class CatalogError(ConfigError):
 
 class TopologyError(ConfigError):
     """Kafka topics are not laid out as the contract needs (e.g. not co-partitioned)."""
+
+
+class CodecError(ConfigError):
+    """A Kafka compression codec cannot be decoded: the installation lacks a package."""
 
 
 class RecordError(MomentsError):

@@ -67,6 +67,7 @@ def test_check_config_with_defaults(moments: Run) -> None:
     assert done.stdout.strip().splitlines()[-1] == "ok"
     assert "kafka_bootstrap = localhost:9092" in done.stdout
     assert "web_port = 6066" in done.stdout
+    assert "compression codecs decoded: none, gzip, snappy, lz4, zstd" in done.stdout
 
 
 def test_check_config_warns_about_typos(moments: Run) -> None:
