@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from domain.errors import CatalogError
+from domain.numbers import MAX_AMOUNT, MIN_AMOUNT, exact_in_json
 from domain.periods import PERIOD_LENGTHS, PeriodLength
 
 METRIC_PATTERN: Final = re.compile(r"[a-z0-9_.-]{1,64}")
@@ -246,6 +247,7 @@ class _Parser:
         price = self.number(entry["price"], where, "price")
         if price < 0:
             raise self.fail(where, f"price: must be a finite number >= 0, got {price}")
+        self.exact(price, where, "price")
         pausable = entry.get("pausable", False)
         if not isinstance(pausable, bool):
             raise self.fail(where, f"pausable: must be true or false, got {_got(pausable)}")
@@ -272,8 +274,18 @@ class _Parser:
                     f"limits.{metric}: must be a finite number > 0, got {limit}; "
                     "leave the metric out for no limit",
                 )
+            self.exact(limit, where, f"limits.{metric}")
             limits[metric] = limit
         return limits
+
+    def exact(self, value: Decimal, where: str, name: str) -> None:
+        """Refuse an amount events could not carry exactly (see :mod:`domain.numbers`)."""
+        if not exact_in_json(value):
+            raise self.fail(
+                where,
+                f"{name}: {value} cannot be carried exactly in events: use 0 or a number "
+                f"between {MIN_AMOUNT:g} and {MAX_AMOUNT:g} with at most 15 significant digits",
+            )
 
     def number(self, value: object, where: str, name: str) -> Decimal:
         # bool is an int subclass in Python, but `price = true` is a mistake, not 1.

@@ -204,6 +204,9 @@ PLAN_ERRORS: list[tuple[int, dict[str, str | None], str, str, str]] = [
     (1, {"pausible": "true"}, "plan 'pro'", "pausible", "accepted: 'id'"),
     (1, {"id": '"free"'}, "plan 'free'", "id", "unique"),
     (2, {"rank": "1"}, "plan 'max'", "rank", "also the rank of plan 'pro'"),
+    (1, {"limits": "{ api_calls = 1e31 }"}, "plan 'pro'", "limits.api_calls", "exactly"),
+    (1, {"limits": "{ api_calls = 1e-31 }"}, "plan 'pro'", "limits.api_calls", "exactly"),
+    (1, {"price": "9007199254740993"}, "plan 'pro'", "price", "exactly"),
 ]
 
 
