@@ -32,13 +32,26 @@ PLAN_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 _CURRENCY_PATTERN: Final = re.compile(r"[A-Z]{3}")
 
-_TOP_LEVEL_KEYS: Final = ("defaults", "metrics", "plans")
-_DEFAULTS_KEYS: Final = ("period", "currency", "near_levels")
-_PLAN_KEYS: Final = ("id", "name", "rank", "price", "pausable", "limits", "near_levels")
+_TOP_LEVEL_KEYS: Final = ("defaults", "metrics", "plans", "milestones", "offers")
+_DEFAULTS_KEYS: Final = ("period", "currency", "near_levels", "over_levels", "underuse_level")
+_PLAN_KEYS: Final = (
+    "id",
+    "name",
+    "rank",
+    "price",
+    "pausable",
+    "limits",
+    "near_levels",
+    "over_levels",
+    "overage",
+)
+_MILESTONE_KEYS: Final = ("metric", "at", "reward")
+_OFFER_KEYS: Final = ("members_added", "region_changed")
 
 DEFAULT_PERIOD: Final[PeriodLength] = "month"
 DEFAULT_CURRENCY: Final = "USD"
 DEFAULT_NEAR_LEVELS: Final[tuple[Decimal, ...]] = (Decimal("0.8"),)
+DEFAULT_UNDERUSE_LEVEL: Final = Decimal("0.3")
 _HIT_LEVEL: Final = Decimal(1)
 
 
@@ -48,7 +61,9 @@ class Plan:
 
     ``limits`` maps a metric to its allotment per period; a metric absent from it is unlimited
     in this plan (no thresholds, but still counted and watched for drops). ``near_levels`` is the
-    plan's effective list of threshold-near fractions: its own override, else the catalog's.
+    plan's effective list of threshold-near fractions: its own override, else the catalog's;
+    ``over_levels`` likewise, for the overage levels above 1.0 (contract 3.1). ``overage`` maps
+    a metric to its price per unit past the limit, where the plan prices overage.
     """
 
     id: str
@@ -58,15 +73,39 @@ class Plan:
     pausable: bool
     limits: Mapping[str, Decimal] = field(hash=False)
     near_levels: tuple[Decimal, ...]
+    over_levels: tuple[Decimal, ...] = ()
+    overage: Mapping[str, Decimal] = field(default_factory=lambda: MappingProxyType({}), hash=False)
 
     @property
     def levels(self) -> tuple[Decimal, ...]:
-        """Every level announced in this plan, ascending: the near levels, then 1.0 (hit)."""
-        return (*self.near_levels, _HIT_LEVEL)
+        """Every level announced in this plan, ascending: the near levels, 1.0 (hit), then the
+        overage levels."""
+        return (*self.near_levels, _HIT_LEVEL, *self.over_levels)
+
+    def overage_price(self, metric: str) -> Decimal | None:
+        """Price per unit of ``metric`` past the limit, or ``None`` when not priced."""
+        return self.overage.get(metric)
 
     def limit(self, metric: str) -> Decimal | None:
         """The plan's allotment of ``metric`` per period, or ``None`` when unlimited."""
         return self.limits.get(metric)
+
+
+@dataclass(frozen=True, slots=True)
+class Milestones:
+    """Lifetime milestones of one metric (contract 3.4), ascending, and their reward."""
+
+    metric: str
+    at: tuple[Decimal, ...]
+    reward: str
+
+
+@dataclass(frozen=True, slots=True)
+class Offers:
+    """Offers attached to account changes (contract 3.6); ``None`` when the catalog has none."""
+
+    members_added: str | None = None
+    region_changed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +117,12 @@ class Catalog:
     near_levels: tuple[Decimal, ...]
     units: Mapping[str, str] = field(hash=False)
     plans: tuple[Plan, ...]
+    over_levels: tuple[Decimal, ...] = ()
+    underuse_level: Decimal = DEFAULT_UNDERUSE_LEVEL
+    milestones: Mapping[str, Milestones] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
+    offers: Offers = Offers()
     _by_id: Mapping[str, Plan] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -162,10 +207,104 @@ class _Parser:
         near_levels = DEFAULT_NEAR_LEVELS
         if "near_levels" in defaults:
             near_levels = self.levels(defaults["near_levels"], "[defaults] near_levels")
+        over_levels: tuple[Decimal, ...] = ()
+        if "over_levels" in defaults:
+            over_levels = self.over_levels(defaults["over_levels"], "[defaults] over_levels")
+        underuse = DEFAULT_UNDERUSE_LEVEL
+        if "underuse_level" in defaults:
+            underuse = self.fraction(defaults["underuse_level"], "[defaults] underuse_level")
 
         units = self.units(self.table(document, "metrics", "[metrics]"))
-        plans = self.plans(document.get("plans"), near_levels)
-        return Catalog(period, currency, near_levels, MappingProxyType(units), plans)
+        plans = self.plans(document.get("plans"), near_levels, over_levels)
+        return Catalog(
+            period,
+            currency,
+            near_levels,
+            MappingProxyType(units),
+            plans,
+            over_levels=over_levels,
+            underuse_level=underuse,
+            milestones=MappingProxyType(self.milestones(document.get("milestones", []))),
+            offers=self.offers(self.table(document, "offers", "[offers]")),
+        )
+
+    def fraction(self, value: object, where: str) -> Decimal:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(where, f"must be a fraction between 0 and 1, got {_got(value)}")
+        fraction = Decimal(str(value))
+        if not 0 < fraction < 1:
+            raise self.fail(where, f"must be a fraction between 0 and 1, got {fraction}")
+        return fraction
+
+    def over_levels(self, value: object, where: str) -> tuple[Decimal, ...]:
+        accepted = "a list of fractions above 1.0, increasing, like [1.5, 2.0]"
+        if not isinstance(value, list):
+            raise self.fail(where, f"must be {accepted}, got {_got(value)}")
+        levels: list[Decimal] = []
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int | float):
+                raise self.fail(where, f"must be {accepted}, got {_got(item)}")
+            level = Decimal(str(item))
+            if not level.is_finite() or level <= 1:
+                raise self.fail(where, f"{level} is not above 1: over levels are past the limit")
+            if levels and level <= levels[-1]:
+                raise self.fail(
+                    where,
+                    f"must be strictly increasing, without repeats: {level} follows {levels[-1]}",
+                )
+            self.exact(level, where, "over level")
+            levels.append(level)
+        return tuple(levels)
+
+    def milestones(self, entries: object) -> dict[str, Milestones]:
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise self.fail(
+                "milestones", "must be an array of tables, written as [[milestones]] sections"
+            )
+        found: dict[str, Milestones] = {}
+        for index, entry in enumerate(entries):
+            where = f"milestones[{index}]"
+            self.no_unknown_keys(entry, _MILESTONE_KEYS, where, "field")
+            for required in _MILESTONE_KEYS:
+                if required not in entry:
+                    raise self.fail(where, f"{required}: missing; it is required")
+            metric = entry["metric"]
+            if not isinstance(metric, str):
+                raise self.fail(where, f"metric: must be a metric name, got {_got(metric)}")
+            self.metric_name(metric, f"{where} metric")
+            if metric in found:
+                raise self.fail(where, f"metric: {metric!r} has milestones already; merge them")
+            where = f"milestones for {metric!r}"
+            at = entry["at"]
+            if not isinstance(at, list) or not at:
+                raise self.fail(where, f"at: must be a non-empty list of numbers, got {_got(at)}")
+            values: list[Decimal] = []
+            for item in at:
+                value = self.number(item, where, "at")
+                if value <= 0:
+                    raise self.fail(where, f"at: milestones must be above 0, got {value}")
+                if values and value <= values[-1]:
+                    raise self.fail(
+                        where,
+                        f"at: must be strictly increasing, without repeats: "
+                        f"{value} follows {values[-1]}",
+                    )
+                self.exact(value, where, "at")
+                values.append(value)
+            reward = entry["reward"]
+            if not isinstance(reward, str) or not reward.strip():
+                raise self.fail(where, f"reward: must be a non-empty string, got {_got(reward)}")
+            found[metric] = Milestones(metric, tuple(values), reward.strip())
+        return found
+
+    def offers(self, table: dict[str, Any]) -> Offers:
+        self.no_unknown_keys(table, _OFFER_KEYS, "[offers]", "key")
+        texts: dict[str, str] = {}
+        for key, text in table.items():
+            if not isinstance(text, str) or not text.strip():
+                raise self.fail(f"[offers] {key}", f"must be a non-empty string, got {_got(text)}")
+            texts[key] = text.strip()
+        return Offers(**texts)
 
     def table(self, document: dict[str, Any], key: str, where: str) -> dict[str, Any]:
         value = document.get(key, {})
@@ -198,14 +337,22 @@ class _Parser:
         if not METRIC_PATTERN.fullmatch(metric):
             raise self.fail(where, "metric names must match [a-z0-9_.-]{1,64}")
 
-    def plans(self, entries: object, default_levels: tuple[Decimal, ...]) -> tuple[Plan, ...]:
+    def plans(
+        self,
+        entries: object,
+        default_levels: tuple[Decimal, ...],
+        default_over: tuple[Decimal, ...] = (),
+    ) -> tuple[Plan, ...]:
         if entries is None:
             raise self.fail("plans", "missing; add at least one [[plans]] table")
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise self.fail("plans", "must be an array of tables, written as [[plans]] sections")
         if not entries:
             raise self.fail("plans", "empty; add at least one [[plans]] table")
-        plans = [self.plan(index, entry, default_levels) for index, entry in enumerate(entries)]
+        plans = [
+            self.plan(index, entry, default_levels, default_over)
+            for index, entry in enumerate(entries)
+        ]
 
         by_id: dict[str, Plan] = {}
         by_rank: dict[int, Plan] = {}
@@ -223,7 +370,13 @@ class _Parser:
             by_rank[plan.rank] = plan
         return tuple(sorted(plans, key=lambda p: p.rank))
 
-    def plan(self, index: int, entry: dict[str, Any], default_levels: tuple[Decimal, ...]) -> Plan:
+    def plan(
+        self,
+        index: int,
+        entry: dict[str, Any],
+        default_levels: tuple[Decimal, ...],
+        default_over: tuple[Decimal, ...] = (),
+    ) -> Plan:
         where = f"plans[{index}]"
         plan_id = entry.get("id")
         if plan_id is None:
@@ -255,7 +408,38 @@ class _Parser:
         levels = default_levels
         if "near_levels" in entry:
             levels = self.levels(entry["near_levels"], f"{where}: near_levels")
-        return Plan(plan_id, name, rank, price, pausable, MappingProxyType(limits), levels)
+        over = default_over
+        if "over_levels" in entry:
+            over = self.over_levels(entry["over_levels"], f"{where}: over_levels")
+        overage: dict[str, Decimal] = {}
+        if "overage" in entry:
+            raw = entry["overage"]
+            if not isinstance(raw, dict):
+                raise self.fail(
+                    where,
+                    "overage: must be a table of metric = price per unit, like "
+                    f"{{ api_calls = 0.002 }}, got {_got(raw)}",
+                )
+            for metric, value in raw.items():
+                self.metric_name(metric, f"{where}: overage.{metric}")
+                price_per_unit = self.number(value, where, f"overage.{metric}")
+                if price_per_unit <= 0:
+                    raise self.fail(
+                        where, f"overage.{metric}: must be a price > 0, got {price_per_unit}"
+                    )
+                self.exact(price_per_unit, where, f"overage.{metric}")
+                overage[metric] = price_per_unit
+        return Plan(
+            plan_id,
+            name,
+            rank,
+            price,
+            pausable,
+            MappingProxyType(limits),
+            levels,
+            over,
+            MappingProxyType(overage),
+        )
 
     def limits(self, value: object, where: str) -> dict[str, Decimal]:
         if not isinstance(value, dict):
