@@ -100,7 +100,8 @@ async def counted(worker: Worker) -> dict[str, float]:
 
 
 @pytest.mark.xfail(
-    strict=True,
+    # Not strict: the growth (38-50 MB at 1M) straddles the 40 MB bound; 1 run in 5 passed.
+    strict=False,
     reason="issue #8 report: RSS grows ~50-60 bytes per record drained (182 MB at 200k, "
     "240 MB at 1M, 280 MB at 2M) while every record_id is within the dedup horizon",
 )
