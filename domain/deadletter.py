@@ -3,8 +3,7 @@
 A dead letter keeps the original value so the producer's team can see, fix and replay it. The
 value is stored as text when it is UTF-8 (the normal case: JSON), and as base64 otherwise, so
 the dead letter itself is always valid JSON. A value longer than :data:`RAW_MAX_BYTES` is cut
-there (a multi-byte character cut in two makes the cut value base64) and ``raw_bytes`` says
-how long it was.
+there (text stays text) and ``raw_bytes`` says how long it was.
 """
 
 from __future__ import annotations
@@ -45,6 +44,18 @@ def b64_or_text(raw: bytes) -> str:
         return base64.b64encode(raw).decode("ascii")
 
 
+def _kept(raw: bytes) -> str:
+    """What a dead letter keeps of ``raw``: all of it, or its first :data:`RAW_MAX_BYTES`
+    (text stays text: a character the cut splits is left out whole)."""
+    if len(raw) <= RAW_MAX_BYTES:
+        return b64_or_text(raw)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(raw[:RAW_MAX_BYTES]).decode("ascii")
+    return raw[:RAW_MAX_BYTES].decode("utf-8", "ignore")
+
+
 def dead_letter(
     error: str | BaseException,
     topic: str,
@@ -63,7 +74,7 @@ def dead_letter(
         "topic": topic,
         "partition": partition,
         "offset": offset,
-        "raw": None if raw is None else b64_or_text(raw[:RAW_MAX_BYTES]),
+        "raw": None if raw is None else _kept(raw),
         "at": to_rfc3339(at_ms),
     }
     if raw is not None and len(raw) > RAW_MAX_BYTES:

@@ -493,3 +493,15 @@ def test_dead_letter_of_a_record_without_value() -> None:
 
     assert letter["raw"] is None
     assert letter["at"] == "2026-01-01T00:00:00Z"
+
+
+def test_a_dead_letter_keeps_64_kib_of_a_long_value_and_says_how_long_it_was() -> None:
+    # A dead letter of a 1 MB value must itself stay far below the broker's message size.
+    text = ("é" * 600_000).encode()  # 1.2 MB of two-byte characters
+    letter = dead_letter("too long", "usage-records", 0, 7, text, 0)
+
+    assert letter["raw_bytes"] == len(text)
+    assert letter["raw"] == "é" * (64 * 1024 // 2)  # still text, cut between characters
+    binary = dead_letter("x", "usage-records", 0, 7, b"\xff" * 100_000, 0)
+    assert base64.b64decode(binary["raw"] or "") == b"\xff" * 64 * 1024
+    assert "raw_bytes" not in dead_letter("x", "usage-records", 0, 7, b"{}", 0)
