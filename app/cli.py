@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         type=_event_kind,
         metavar="KIND",
-        help="threshold-near, threshold-hit or sudden-drop (default: all three)",
+        help="a kind of moment, e.g. threshold-hit or milestone (default: every kind)",
     )
     tail.add_argument("--json", action="store_true", help="print each event as a JSON line")
     tail.add_argument(

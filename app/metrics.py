@@ -12,6 +12,8 @@ from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from domain.kinds import KINDS
+
 Outcome = Literal["accepted", "duplicate", "invalid", "late", "unknown_account"]
 OUTCOMES: Final[tuple[Outcome, ...]] = (
     "accepted",
@@ -20,7 +22,7 @@ OUTCOMES: Final[tuple[Outcome, ...]] = (
     "late",
     "unknown_account",
 )
-EVENT_KINDS: Final[tuple[str, ...]] = ("threshold-near", "threshold-hit", "sudden-drop")
+EVENT_KINDS: Final[tuple[str, ...]] = KINDS
 PLAN_OUTCOMES: Final[tuple[str, ...]] = ("applied", "stale", "invalid", "tombstone")
 #: Optional fields of account-plans records whose invalid entries are left out (contract 1.2).
 PLAN_OPTIONAL_FIELDS: Final[tuple[str, ...]] = ("limits", "members", "region")

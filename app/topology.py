@@ -18,11 +18,12 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from config.settings import Settings
 from domain.errors import TopologyError
+from domain.kinds import KINDS
 from state.table import TableSpec
 
 logger = logging.getLogger(__name__)
 
-EVENT_KINDS = ("threshold-near", "threshold-hit", "sudden-drop")
+EVENT_KINDS = KINDS
 
 
 @dataclass(frozen=True, slots=True)

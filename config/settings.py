@@ -133,7 +133,9 @@ VARIABLES: tuple[Variable, ...] = (
         "TOPIC_PREFIX",
         "moments",
         "a Kafka topic name prefix",
-        "event topics are PREFIX.threshold-near, PREFIX.threshold-hit, PREFIX.sudden-drop",
+        "event topics are PREFIX.<kind>: PREFIX.threshold-near, PREFIX.threshold-hit, "
+        "PREFIX.sudden-drop, PREFIX.usage-recovered, PREFIX.milestone, "
+        "PREFIX.billing-anniversary, PREFIX.account-change",
     ),
     _v("PLANS_FILE", str(PACKAGED_PLANS_FILE), "a readable TOML file", "plan catalog"),
     _v("MESSAGES_FILE", str(PACKAGED_MESSAGES_FILE), "a readable TOML file", "message templates"),

@@ -36,6 +36,8 @@ class AccountPlan:
     status: Status
     limits: dict[str, Decimal]
     updated_at_ms: int
+    members: int | None = None
+    region: str | None = None
 
     @classmethod
     def from_record(cls, record: PlanRecord) -> AccountPlan:
@@ -48,6 +50,8 @@ class AccountPlan:
             status=record.status,
             limits=dict(record.limits),
             updated_at_ms=record.updated_at_ms,
+            members=record.members,
+            region=record.region,
         )
 
     def anchor(self, length: PeriodLength) -> datetime:
@@ -70,6 +74,8 @@ class AccountPlan:
             "status": self.status,
             "limits": {m: str(v) for m, v in self.limits.items()},
             "updated_at_ms": self.updated_at_ms,
+            **({} if self.members is None else {"members": self.members}),
+            **({} if self.region is None else {"region": self.region}),
         }
 
     @classmethod
@@ -82,6 +88,8 @@ class AccountPlan:
             status=cast(Status, data["status"]),
             limits={m: Decimal(v) for m, v in data["limits"].items()},
             updated_at_ms=data["updated_at_ms"],
+            members=data.get("members"),
+            region=data.get("region"),
         )
 
 

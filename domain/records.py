@@ -48,6 +48,8 @@ _SHOW_MAX_CHARS: Final = 60
 # Integers up to 2**53 are exact in JSON (domain.numbers) and far below its ceiling; a float's
 # repr is always exact, so floats need only the bounds.
 _INT53: Final = 2**53
+# Members are counted in events and messages as integers: keep them in int64 and plausible.
+_MEMBERS_MAX: Final = 10**9
 _INT64: Final = 2.0**64
 _BIG_QUANTITY: Final = re.compile(rb'"quantity"\s*:\s*(\d{20,})(?![.eE\d])')
 _MIN_FLOAT: Final = float(MIN_AMOUNT)
@@ -100,6 +102,10 @@ class PlanRecord:
     updated_at_ms: int
     #: Why each invalid optional entry (a limit <= 0, say) was left out; the rest applies.
     left_out: tuple[str, ...] = ()
+    #: People (seats) on the account, when billing sent a valid count (contract 1.2).
+    members: int | None = None
+    #: Where the account is served, when billing sent a valid one (contract 1.2).
+    region: str | None = None
 
     @property
     def active(self) -> bool:
@@ -258,6 +264,17 @@ def parse_plan(raw: bytes, catalog: Catalog) -> PlanRecord:
                 else:
                     limits[metric] = limit
 
+    members = value.get("members")
+    if members is not None and (type(members) is not int or not 0 <= members <= _MEMBERS_MAX):
+        left_out.append(
+            f"members: must be an integer from 0 to {_MEMBERS_MAX}, got {_show(members)}"
+        )
+        members = None
+    region = value.get("region")
+    if region is not None and (type(region) is not str or not 0 < len(region) <= 64):
+        left_out.append(f"region: must be a string of 1..64 characters, got {_show(region)}")
+        region = None
+
     if "updated_at" not in value or value["updated_at"] is None:
         raise InvalidPlanRecord("updated_at: missing")
     updated_at = _datetime(value["updated_at"], "updated_at")
@@ -269,6 +286,8 @@ def parse_plan(raw: bytes, catalog: Catalog) -> PlanRecord:
         limits=MappingProxyType(limits),
         updated_at_ms=datetime_to_ms(updated_at),
         left_out=tuple(left_out),
+        members=members,
+        region=region,
     )
 
 

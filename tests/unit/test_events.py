@@ -325,8 +325,6 @@ def mutated(event: dict[str, Any], change: Any) -> dict[str, Any]:
                 "last_active_at": None,
             }
         ),
-        lambda e: e.update(extra=1),
-        lambda e: e["usage"].update(extra=1),
         lambda e: e.update(kind="threshold-hit"),  # level 0.8 is no hit
         lambda e: e.update(level=1.5),
         lambda e: e.update(crossed_levels=[]),
@@ -348,6 +346,13 @@ def test_schema_rejects_broken_threshold_events(
 ) -> None:
     event = make_threshold(catalog, templates)
     assert errors(mutated(event, change))
+
+
+def test_schema_accepts_fields_it_does_not_name(catalog: Catalog, templates: Templates) -> None:
+    # Changes to events are additive (contract 3): consumers ignore what they do not know.
+    event = make_threshold(catalog, templates)
+    assert not errors(mutated(event, lambda e: e.update(extra=1)))
+    assert not errors(mutated(event, lambda e: e["usage"].update(extra=1)))
 
 
 @pytest.mark.parametrize(

@@ -505,3 +505,14 @@ def test_a_dead_letter_keeps_64_kib_of_a_long_value_and_says_how_long_it_was() -
     binary = dead_letter("x", "usage-records", 0, 7, b"\xff" * 100_000, 0)
     assert base64.b64decode(binary["raw"] or "") == b"\xff" * 64 * 1024
     assert "raw_bytes" not in dead_letter("x", "usage-records", 0, 7, b"{}", 0)
+
+
+def test_members_and_region_are_read_and_invalid_ones_left_out() -> None:
+    record = parse_plan(plan_record(members=4, region="CA-ON"), CATALOG)
+    assert (record.members, record.region, record.left_out) == (4, "CA-ON", ())
+
+    bad = parse_plan(plan_record(members=-1, region="r" * 65, plan_id="growth"), CATALOG)
+    assert (bad.plan_id, bad.members, bad.region) == ("growth", None, None)
+    assert [reason.split(":")[0] for reason in bad.left_out] == ["members", "region"]
+    for members in (True, 2.5, "3", 10**10):
+        assert parse_plan(plan_record(members=members), CATALOG).members is None

@@ -31,6 +31,10 @@ CONTRACT_TOPICS = {
     "moments.threshold-near",
     "moments.threshold-hit",
     "moments.sudden-drop",
+    "moments.usage-recovered",
+    "moments.milestone",
+    "moments.billing-anniversary",
+    "moments.account-change",
 }
 
 
