@@ -54,6 +54,9 @@ class Recorder:
     async def crash(self, exc: BaseException) -> None:
         self.crashed.append(exc)
 
+    def broker_connected(self) -> bool:
+        return True
+
 
 class Counter:
     """A handler: counts records per key; emits one message (big on request)."""
