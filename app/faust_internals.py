@@ -18,6 +18,10 @@ Why each reach exists:
   transaction manager stops producers without aborting, and logs
   ``IllegalOperation`` on shutdown); the engine does exactly-once itself, and the
   group consumer is switched to ``read_committed`` here.
+- **Group coordinator state** (:meth:`BulkConsumer.coordinator_known`): Faust has no
+  notion of "connected"; aiokafka's group coordinator forgets the coordinator node
+  on the first failed heartbeat and finds it again only once a broker answers, which
+  is what readiness needs to know while the broker is away.
 - **Shutdown watchdog** (:class:`Worker`): SIGTERM must end the process within
   MOMENTS_SHUTDOWN_TIMEOUT whatever Faust's own stop does.
 """
@@ -84,6 +88,19 @@ class BulkConsumer(faust_aiokafka.Consumer):
     def resume_partitions(self, tps: Iterable[Any]) -> None:
         held = self._held()
         super().resume_partitions({tp for tp in tps if (tp.topic, tp.partition) not in held})
+
+    def coordinator_known(self) -> bool:
+        """Whether aiokafka's group coordinator knows the broker coordinating the group.
+
+        aiokafka sets ``coordinator_id`` to None when a heartbeat (or any group request)
+        fails to reach the coordinator and sets it again once a lookup succeeds. Read
+        from the web server's loop while the consumer thread writes it: one attribute
+        read of a plain value.
+        """
+        thread = getattr(self, "_thread", None)
+        consumer = getattr(thread, "_consumer", None)
+        coordinator = getattr(consumer, "_coordinator", None)
+        return getattr(coordinator, "coordinator_id", None) is not None
 
     async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
         records = dict(await super()._getmany(active_partitions, timeout))
@@ -160,6 +177,10 @@ class ConsumerHooks:
 
     async def crash(self, exc: BaseException) -> None:
         await self.app.crash(exc)
+
+    def broker_connected(self) -> bool:
+        consumer = self.app.consumer
+        return isinstance(consumer, BulkConsumer) and consumer.coordinator_known()
 
 
 def attach(app: faust.App, engine: Engine, *, read_committed: bool) -> None:

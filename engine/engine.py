@@ -159,6 +159,10 @@ class Hooks(Protocol):
     async def crash(self, exc: BaseException) -> None:
         """Stop the worker with an error."""
 
+    def broker_connected(self) -> bool:
+        """Whether the group consumer is in touch with its group's coordinator."""
+        ...
+
 
 @dataclass(slots=True)
 class Owned:
@@ -327,12 +331,13 @@ class Engine:
     # -- readiness and progress --------------------------------------------------
 
     def is_ready(self) -> bool:
-        """Assigned at least once, every owned partition restored and its plans read."""
-        return (
-            self.assigned_once.is_set()
-            and self._accepting
-            and all(o.ready and o.plans_caught_up for o in self.owned.values())
-        )
+        """Assigned at least once, every owned partition restored and its plans read,
+        and the broker coordinating the group reachable.
+
+        Without the last check a worker whose broker went away kept answering ready:
+        nothing else changes until the group rebalances after the broker is back.
+        """
+        return all(self.readiness().values())
 
     def readiness(self) -> dict[str, bool]:
         """The checks behind :meth:`is_ready`."""
@@ -341,6 +346,7 @@ class Engine:
             "not_rebalancing": self._accepting,
             "tables_recovered": all(o.ready for o in self.owned.values()),
             "plans_caught_up": all(o.plans_caught_up for o in self.owned.values()),
+            "broker_connected": self.hooks.broker_connected(),
         }
 
     def store_of(self, partition: int) -> PartitionStore | None:

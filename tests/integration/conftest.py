@@ -145,11 +145,11 @@ class Worker:
             self.proc.wait()
 
 
-async def _committed_reader(topic: str) -> AIOKafkaConsumer:
+async def _committed_reader(topic: str, bootstrap: str = BOOTSTRAP) -> AIOKafkaConsumer:
     """A started, group-less read_committed consumer of ``topic`` from its start."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=BOOTSTRAP,
+        bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         enable_auto_commit=False,
@@ -165,6 +165,8 @@ class Stack:
     tmp: Path
     app_id: str = field(default_factory=lambda: f"it-{uuid.uuid4().hex[:10]}")
     partitions: int = 2
+    #: Brokers of this stack: the shared one unless a test runs its own.
+    bootstrap: str = BOOTSTRAP
     workers: list[Worker] = field(default_factory=list)
     _producer: AIOKafkaProducer | None = None
 
@@ -183,7 +185,7 @@ class Stack:
     def env(self, data_dir: Path, port: int, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOMENTS_")}
         env.update(
-            MOMENTS_KAFKA_BOOTSTRAP=BOOTSTRAP,
+            MOMENTS_KAFKA_BOOTSTRAP=self.bootstrap,
             MOMENTS_APP_ID=self.app_id,
             MOMENTS_DATA_DIR=str(data_dir),
             MOMENTS_PARTITIONS=str(self.partitions),
@@ -208,12 +210,12 @@ class Stack:
 
     async def producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            self._producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
             await self._producer.start()
         return self._producer
 
     async def create_topics(self, counts: dict[str, int], compact: set[str] = frozenset()) -> None:  # type: ignore[assignment]
-        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:
             await admin.create_topics(
@@ -272,7 +274,7 @@ class Stack:
 
     async def read(self, topic: str, count: int, timeout: float = 30.0) -> list[Any]:
         """Read ``count`` committed messages of ``topic`` from the start (fails on fewer)."""
-        consumer = await _committed_reader(topic)
+        consumer = await _committed_reader(topic, self.bootstrap)
         out: list[Any] = []
         try:
             deadline = time.monotonic() + timeout
@@ -287,7 +289,7 @@ class Stack:
 
     async def read_all(self, topic: str, *, settle_s: float = 2.0) -> list[Any]:
         """Every committed message of ``topic``, once none arrived for ``settle_s``."""
-        consumer = await _committed_reader(topic)
+        consumer = await _committed_reader(topic, self.bootstrap)
         out: list[Any] = []
         try:
             quiet_since = time.monotonic()

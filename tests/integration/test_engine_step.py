@@ -53,6 +53,9 @@ class Recorder:
     async def crash(self, exc: BaseException) -> None:
         self.crashed.append(exc)
 
+    def broker_connected(self) -> bool:
+        return True
+
 
 class FlakyCommitter(TransactionalCommitter):
     """Sends a step's messages in a transaction, then fails it, while ``failures`` last."""
