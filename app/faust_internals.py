@@ -22,6 +22,10 @@ Why each reach exists:
   notion of "connected"; aiokafka's group coordinator forgets the coordinator node
   on the first failed heartbeat and finds it again only once a broker answers, which
   is what readiness needs to know while the broker is away.
+- **Fetch wait** (:data:`FETCH_MAX_WAIT_MS`): Faust fixes the group consumer's
+  ``fetch_max_wait_ms`` at 1,500 ms, so a partition taken over waited up to that long
+  for the empty fetch its plans gate needs; we set 200 ms, and poll at least every
+  200 ms (:data:`FETCH_POLL_S`; Faust polls with a 1 s timeout).
 - **Shutdown watchdog** (:class:`Worker`): SIGTERM must end the process within
   MOMENTS_SHUTDOWN_TIMEOUT whatever Faust's own stop does.
 """
@@ -45,11 +49,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FAUST_VERSION = "0.15.3"
+#: Longest a fetch with nothing to return waits at the broker (Faust's own value: 1,500).
+FETCH_MAX_WAIT_MS = 200
+#: Longest one poll of the group consumer waits for records (Faust's own value: 1 s).
+FETCH_POLL_S = 0.2
 
 
 class _Thread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
+        # Faust hard-codes fetch_max_wait_ms=1500: an empty fetch then answers only after
+        # 1.5 s, and every gate that waits for "a fetch has returned" (the plans gate of a
+        # partition taken over, the caught-up checks of drops) waits that long. A fetch with
+        # data returns at once either way. aiokafka builds its Fetcher in start() from it.
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         if getattr(self.consumer, "read_committed", False):
             # aiokafka builds its Fetcher in start() from this attribute.
             consumer._isolation_level = "read_committed"
@@ -103,6 +116,9 @@ class BulkConsumer(faust_aiokafka.Consumer):
         return getattr(coordinator, "coordinator_id", None) is not None
 
     async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        # Faust polls with a 1 s timeout; an idle poll is also what the engine's gates wait
+        # for ("a fetch has returned since"), so poll at least every FETCH_POLL_S.
+        timeout = min(timeout, FETCH_POLL_S)
         records = dict(await super()._getmany(active_partitions, timeout))
         engine = self.engine
         if engine is None:

@@ -68,6 +68,10 @@ class ChangelogReader:
         self._specs = tuple(specs)
         self._now_ms = now_ms
         self._consumer: AIOKafkaConsumer | None = None
+        # End offsets come from a consumer of their own: the reading consumer's assign()
+        # drops every other topic from its metadata, so each end_offsets() of the plans
+        # topic there waited for a metadata refresh (~1 s of every takeover).
+        self._offsets: AIOKafkaConsumer | None = None
         self._follows: dict[TopicPartition, _Follow] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -85,6 +89,9 @@ class ChangelogReader:
         consumer = self._factory()
         await consumer.start()
         self._consumer = consumer
+        offsets = self._factory()
+        await offsets.start()
+        self._offsets = offsets
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
@@ -100,12 +107,15 @@ class ChangelogReader:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
+        offsets, self._offsets = self._offsets, None
+        if offsets is not None:
+            await offsets.stop()
 
     async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         """Fresh last stable offsets of ``tps`` (any topics) from the broker."""
-        if not tps or self._consumer is None:
+        if not tps or self._offsets is None:
             return {}
-        ends = await self._consumer.end_offsets(list(tps))
+        ends = await self._offsets.end_offsets(list(tps))
         return {tp: int(end) for tp, end in ends.items()}
 
     async def restore(self, stores: Mapping[int, PartitionStore]) -> RestoreReport:

@@ -412,10 +412,14 @@ class Engine:
         (the group assignor's standby assignment), following their changelogs.
         """
         await self.start()
+        # Kept from the generation just before: nobody else can have held them in between,
+        # so their producers need no fencing (a takeover's new partitions are fenced first).
+        consecutive = generation == self.generation + 1
         self.generation = generation
         self._snapshots.clear()
         inputs = [tp for tp in assigned if tp.topic in self.topic_order]
         partitions = {tp.partition for tp in inputs}
+        kept = {p for p in partitions if p in self.owned} if consecutive else set()
         warm = set(standbys) - partitions if self.standby_replicas > 0 else set()
         async with self._lock:
             while not self._queue.empty():
@@ -459,23 +463,36 @@ class Engine:
         self.assigned_once.set()
         if warm:
             logger.info("standby partitions (following their changelogs): %s", sorted(warm))
-        self._prepare_task = asyncio.ensure_future(self._prepare(sorted(partitions), generation))
+        self._prepare_task = asyncio.ensure_future(
+            self._prepare(sorted(partitions), generation, kept)
+        )
 
     def _drop_offsets(self, partition: int) -> None:
         for tp in [tp for tp in self.next_offset if tp.partition == partition]:
             del self.next_offset[tp]
 
-    async def _prepare(self, partitions: list[int], generation: int) -> None:
-        """Fence each partition's previous producer, restore its stores, then release it."""
+    async def _prepare(
+        self, partitions: list[int], generation: int, kept: set[int] | None = None
+    ) -> None:
+        """Fence each partition's previous producer, restore its stores, then release it.
+
+        ``kept``: partitions this worker held in the previous generation too, whose producers
+        are still open and need no fencing.
+        """
         try:
             started = time.monotonic()
-            await asyncio.gather(*(self.committer.open(p) for p in partitions))
+            kept = kept or set()
+            await asyncio.gather(*(self.committer.open(p) for p in partitions if p not in kept))
+            fenced_s = time.monotonic() - started
             stores = {p: self.owned[p].store for p in partitions if p in self.owned}
-            report = await self.reader.restore(stores)
+            plans = [TopicPartition(self.plans_topic, p) for p in partitions]
+            # The plans' end offsets (what usage must wait for) are read while restoring:
+            # plans published by now are the ones a backlog of usage is judged under.
+            report, ends = await asyncio.gather(
+                self.reader.restore(stores), self.reader.end_offsets(plans)
+            )
             if generation != self.generation:
                 return
-            plans = [TopicPartition(self.plans_topic, p) for p in partitions]
-            ends = await self.reader.end_offsets(plans)
             release: list[TopicPartition] = []
             for p in partitions:
                 owned = self.owned.get(p)
@@ -489,10 +506,13 @@ class Engine:
                 self._background_due.add(p)
             self.hooks.release(release)
             logger.info(
-                "partitions %s ready in %.2fs (restored %s); reading account plans up to %s",
+                "partitions %s ready in %.2fs (fenced in %.2fs, restored %s in %.2fs); reading "
+                "account plans up to %s",
                 partitions,
                 time.monotonic() - started,
+                fenced_s,
                 report.records or "nothing",
+                report.seconds,
                 {tp.partition: e for tp, e in ends.items()},
             )
             await self._check_gates()
