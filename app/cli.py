@@ -60,8 +60,12 @@ def cmd_worker(_: argparse.Namespace) -> int:
     from app.security import client_kwargs
     from app.topology import ensure_topics_sync
     from config.settings import load_settings, unknown_variables
+    from state.store import pin_mmap_threshold
     from web.views import register
 
+    # Before RocksDB allocates anything: large blocks it frees must not stay in
+    # malloc's heaps (issue #8, see pin_mmap_threshold).
+    pin_mmap_threshold()
     settings = load_settings(os.environ)
     for name in unknown_variables(os.environ):
         logger.warning("%s is not a setting of usage-moments (typo?)", name)

@@ -10,7 +10,9 @@ recovery where to resume reading the changelogs.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import shutil
 import struct
 from collections import OrderedDict
@@ -36,6 +38,35 @@ _OFFSET = struct.Struct(">q")
 
 #: ``None`` as a value deletes the key.
 Updates = Mapping[str, Mapping[bytes, bytes | None]]
+
+
+#: glibc's ``mallopt`` parameter number of ``M_MMAP_THRESHOLD`` (malloc.h).
+_M_MMAP_THRESHOLD = -3
+#: glibc's default threshold: blocks of 128 kB or more get their own mapping.
+MMAP_THRESHOLD = 128 << 10
+
+
+def pin_mmap_threshold(nbytes: int = MMAP_THRESHOLD) -> bool:
+    """Fix glibc's mmap threshold, so large blocks RocksDB frees go back to the system.
+
+    By default glibc raises the threshold (up to 32 MB) each time a mapped block is
+    freed; after RocksDB frees its first memtable arena block (write buffer / 8) or
+    flush and compaction buffer, such blocks are carved from the heaps of the malloc
+    arenas (one per thread using RocksDB) and, once freed, stay there as holes that
+    are never returned. Issue #8: with the threshold left dynamic the worker's RSS
+    grew by ~60 MB over a 1M-record backlog (glibc free space 12 -> 98 MB, in-use
+    flat); set explicitly, the threshold stays put and RSS stays flat. Call it at
+    start-up, before any store opens. Returns False where malloc is not glibc's.
+    """
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return False
+        mallopt = ctypes.CDLL(None).mallopt
+    except (ValueError, OSError, AttributeError):  # no such confstr name, or no mallopt
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, nbytes))
 
 
 def _offset_key(table: str) -> bytes:
