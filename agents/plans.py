@@ -4,7 +4,9 @@ Contract 1.2: tombstones forget the account (all of its state, and a record olde
 than the tombstone is ignored after it), a record older than the one held is
 ignored, a plan missing from the catalog, a record without a key (or any invalid
 record) goes to the dead-letter topic, and an invalid optional entry (a limit <= 0)
-is left out, logged and counted while the rest applies.
+is left out, logged and counted while the rest applies. A record that changes an account
+already held (its plan, status, members or region) sends one ``account-change`` event per
+change (contract 3.6, rules in :mod:`domain.changes`), in the step that applies it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 import orjson
 
 from app.main import Runtime
-from domain.accounts import AccountPlan, supersedes
+from domain.accounts import AccountPlan, period_of, supersedes
+from domain.changes import KIND as CHANGE_KIND
+from domain.changes import change_events, diff_accounts
 from domain.deadletter import dead_letter
 from domain.errors import InvalidPlanRecord
 from domain.records import parse_plan
@@ -39,6 +43,8 @@ class PlansHandler:
         self.dlq_topic = runtime.settings.topic_accounts_dlq
         #: Fields of the current step's invalid entries left out (counted on commit).
         self.left_out: list[str] = []
+        #: Arrival times (ms) of the current step's account-change events (counted on commit).
+        self.changes_arrived: list[int] = []
 
     def apply(self, step: Step, topic: str, record: Any) -> str:
         """Apply one account-plans record to the step; returns its outcome."""
@@ -77,6 +83,8 @@ class PlansHandler:
         if periods_change(held, plan):
             self._regroup(step, account, plan)
         put_plan(state, account, plan)
+        if held is not None:
+            self._announce_changes(step, held, plan, int(record.timestamp))
         for reason in parsed.left_out:
             self.left_out.append(reason.partition(":")[0].partition(".")[0])
             logger.warning(
@@ -102,6 +110,34 @@ class PlansHandler:
         )
         put_totals(state, account, totals)
 
+    def _announce_changes(
+        self, step: Step, held: AccountPlan, plan: AccountPlan, arrived_ms: int
+    ) -> None:
+        """Send the account-change events of ``held`` becoming ``plan`` (contract 3.6)."""
+        rt = self.runtime
+        changes = diff_accounts(held, plan, rt.catalog)
+        if not changes:
+            return
+        # Plan changes say where the current period stands: the period containing now,
+        # under the new plan (its totals were just regrouped if its anchor moved).
+        period = period_of(plan, step.now_ms, rt.catalog)
+        totals = totals_of(step.state, plan.account_id)
+        usage = {metric: totals.total(metric, period) for metric in totals.periods}
+        events = change_events(
+            templates=rt.templates,
+            catalog=rt.catalog,
+            account=plan,
+            changes=changes,
+            period=period,
+            totals=usage,
+            emitted_at_ms=rt.clock.now_ms(),
+        )
+        topic = rt.settings.event_topic(CHANGE_KIND)
+        key = plan.account_id.encode()
+        for event in events:
+            step.send(topic, key, orjson.dumps(event))
+            self.changes_arrived.append(arrived_ms)
+
     def _refuse(self, step: Step, topic: str, record: Any, reason: str) -> str:
         letter = dead_letter(
             reason, topic, step.partition, record.offset, record.value, step.now_ms
@@ -118,14 +154,22 @@ class PlansHandler:
     def process(self, step: Step, topic: str, records: Sequence[Any]) -> None:
         """Apply every record in order (a later one sees the earlier ones' writes)."""
         self.left_out = []
+        self.changes_arrived = []
         outcomes: Counter[str] = Counter(self.apply(step, topic, r) for r in records)
         left_out = Counter(self.left_out)
+        arrivals = self.changes_arrived
         metrics = self.runtime.metrics
+        clock = self.runtime.clock
 
         def count() -> None:
             for outcome, n in outcomes.items():
                 metrics.plan_records.labels(outcome=outcome).inc(n)
             for name, n in left_out.items():
                 metrics.plan_entries_left_out.labels(field=name).inc(n)
+            if arrivals:
+                metrics.events.labels(kind=CHANGE_KIND).inc(len(arrivals))
+                emitted_s = clock.now_ms() / 1000
+                for arrived_ms in arrivals:
+                    metrics.event_latency.observe(max(0.0, emitted_s - arrived_ms / 1000))
 
         step.on_commit(count)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import string
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, getcontext, localcontext
@@ -215,6 +215,35 @@ _DROP: Final = frozenset(
     }
 )
 
+_CHANGE: Final = frozenset(
+    {
+        "account_id",  # acct-42
+        "plan_name",  # Growth: the plan after the change
+        "plan_price",  # $79
+        "period_word",  # month | week | day
+        "change_date",  # November 3, 2026: the plan record's updated_at
+        "rationale",  # the suggestion's rationale sentence
+    }
+)
+_CHANGE_PLAN: Final = _CHANGE | {
+    "old_plan_name",  # Starter
+    "old_plan_price",  # $19
+    "period_start_date",  # November 1, 2026: start of the current period
+    "reset_date",  # December 1, 2026: its end
+    "usage",  # 9,000 of 100,000 API calls (9%), 2 of 10 seats (20%); or "nothing used yet"
+}
+_CHANGE_KEYS: Final[Mapping[str, frozenset[str]]] = {
+    "plan_upgraded": _CHANGE_PLAN,
+    "plan_downgraded": _CHANGE_PLAN,
+    # Either way, when some metric is already past the new plan's limit this period.
+    "plan_past_limit": _CHANGE_PLAN | {"past"},  # 500 API calls and 2 GB of storage
+    "paused": _CHANGE | {"old_status"},  # active
+    "resumed": _CHANGE | {"old_status"},
+    "cancelled": _CHANGE | {"old_status"},
+    "members_added": _CHANGE | {"old_members", "members", "added"},  # 3 members, 5 members
+    "region_changed": _CHANGE | {"old_region", "region"},  # as published: CA, NY
+}
+
 PLACEHOLDERS: Final[Mapping[tuple[str, str], frozenset[str]]] = MappingProxyType(
     {
         ("threshold-near", "upgrade"): _COMMON | _THRESHOLD | _SUGGESTED | {"pace"},
@@ -227,6 +256,7 @@ PLACEHOLDERS: Final[Mapping[tuple[str, str], frozenset[str]]] = MappingProxyType
         # The two sentences a threshold-near body gets as {pace}.
         ("pace", "reaches_limit"): (_COMMON - {"rationale"}) | _THRESHOLD | {"limit_date"},
         ("pace", "within_limit"): (_COMMON - {"rationale"}) | _THRESHOLD,
+        **{("account-change", key): names for key, names in _CHANGE_KEYS.items()},
     }
 )
 """Placeholders each template may use, by ``(table, key)`` of ``messages.toml``: the kind and
@@ -482,3 +512,59 @@ def drop_message(
         last_active_date=format_date(last_active),
     )
     return templates.render("sudden-drop", suggestion.action, values)
+
+
+def _and_list(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def account_change_message(
+    templates: Templates,
+    *,
+    key: str,
+    catalog: Catalog,
+    plan: Plan,
+    account_id: str,
+    changed_at_ms: int,
+    period: Period,
+    figures: Sequence[tuple[str, Decimal, Decimal | None]],
+    past: Sequence[tuple[str, Decimal]],
+    rationale: str,
+    extra: Mapping[str, str],
+) -> Message:
+    """The message of an account change (contract 3.6), template ``[account-change.<key>]``.
+
+    ``plan`` is the account's plan after the change. Plan changes describe the current
+    ``period``: ``figures`` are its (metric, total, limit) with usage (limit ``None``:
+    unlimited), ``past`` the metrics already over the new limits and by how much. ``extra``
+    holds the values only this key has (old plan, statuses, member counts, regions), already
+    formatted.
+    """
+    values = {
+        "account_id": account_id,
+        "plan_name": plan.name,
+        "plan_price": format_money(plan.price, catalog.currency),
+        "period_word": catalog.period,
+        "change_date": format_date(changed_at_ms),
+        "rationale": rationale,
+        **extra,
+    }
+    if key in ("plan_upgraded", "plan_downgraded", "plan_past_limit"):
+        usage = [
+            f"{format_number(total)} {catalog.unit(metric)} (no limit)"
+            if limit is None
+            else f"{format_number(total)} of {format_number(limit)} {catalog.unit(metric)} "
+            f"({format_percent(total / limit)})"
+            for metric, total, limit in figures
+        ]
+        values.update(
+            period_start_date=format_date(period.start_ms),
+            reset_date=format_date(period.end_ms),
+            usage=", ".join(usage) if usage else "nothing used yet",
+        )
+        if past:
+            values["past"] = _and_list(
+                [f"{format_number(over)} {catalog.unit(metric)}" for metric, over in past]
+            )
+    return templates.render("account-change", key, values)
