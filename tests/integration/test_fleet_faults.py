@@ -305,7 +305,7 @@ async def test_crash_then_data_dir_deleted_rebuilds_and_emits_nothing_twice(
     assert load.rounds_sent == 150
 
     again = await stack.worker("w1-again", data_dir=data).start().ready()
-    restored = re.findall(r"ready in [0-9.]+s \(restored ([^)]*)\)", full_log(again))
+    restored = re.findall(r"ready in [0-9.]+s \(.*?restored (.*) in [0-9.]+s\)", full_log(again))
     assert restored and restored[0] != "nothing", restored
     expected = load.totals()
 
