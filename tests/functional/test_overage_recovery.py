@@ -85,7 +85,8 @@ def test_a_plan_without_an_overage_price_announces_overage_without_money(h: Harn
     assert (hit["level"], hit["crossed_levels"]) == (2.0, [0.5, 0.8, 1.0, 1.5, 2.0])
     assert "overage" not in hit
     assert hit["message"]["title"] == "You're 150% past your 1,000 API calls"
-    assert "$" not in hit["message"]["body"].split("API calls by")[0]
+    assert "of overage" not in hit["message"]["body"]
+    assert "Your allotment starts afresh on December 1, 2026." in hit["message"]["body"]
 
 
 def test_a_drop_then_a_recovery_each_once_and_resume_when_paused(h: Harness) -> None:

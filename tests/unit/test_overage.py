@@ -317,7 +317,7 @@ def test_every_overage_template_reads_well(
         assert "of overage so far" in event["message"]["body"]
     else:
         assert "overage" not in event
-        assert "by April 1, 2026, when it resets" in event["message"]["body"]
+        assert "Your allotment starts afresh on April 1, 2026." in event["message"]["body"]
 
 
 def test_the_exact_limit_is_still_a_plain_hit() -> None:
