@@ -5,7 +5,7 @@ partition p has consumed the backlog it had when a UTC day closed) marks day d a
 *started* in the evaluations table, in the tick's own step. The engine then runs
 :meth:`DropEvaluation.run_slice` as background steps: each evaluates the next
 :data:`SLICE_ACCOUNTS` accounts of the partition (silent ones included: every
-account with daily history), sends their drop events and moves the cursor, in one
+account with daily history), sends their drop and recovery events and moves the cursor, in one
 transaction. Usage steps run between slices, so a large partition never stalls
 usage for longer than one slice. A crash resumes at the cursor; a repeated tick
 finds the day started or done and does nothing.
@@ -116,7 +116,7 @@ class DropEvaluation:
         start = None if held.cursor == "" else held.cursor.encode() + b"\x00"
         last: str | None = None
         count = 0
-        events = 0
+        events: dict[str, int] = {}
         for raw_key, value in state.store.items(DAILY.name, start):
             if count >= self.slice_accounts:
                 break
@@ -156,7 +156,7 @@ class DropEvaluation:
                     moment.account_id.encode(),
                     orjson.dumps(moment.payload),
                 )
-                events += 1
+                events[moment.kind] = events.get(moment.kind, 0) + 1
         done = count < self.slice_accounts
         put_evaluation(state, step.partition, Evaluation(held.day, None if done else last))
         logger.debug(
@@ -167,11 +167,10 @@ class DropEvaluation:
         )
         if done:
             logger.info("partition %d: day %d evaluated for drops", step.partition, held.day)
-        kinds = [rt.settings.event_topic("sudden-drop")] * events
         metrics = rt.metrics
 
         def count_events() -> None:
-            if kinds:
-                metrics.events.labels(kind="sudden-drop").inc(len(kinds))
+            for kind, sent in events.items():
+                metrics.events.labels(kind=kind).inc(sent)
 
         step.on_commit(count_events)

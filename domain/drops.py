@@ -375,24 +375,37 @@ class Episode:
     """Whether a drop of one (account, metric) has been announced and not yet recovered.
 
     ``opened_day`` is the first recent day of the assessment that opened the episode (the day
-    in the event's identity), ``None`` when closed.
+    in the event's identity), ``None`` when closed. ``announced`` says whether the drop that
+    opened it was sent as an event: episodes move for every account, but only those with a
+    known, active plan get a sudden-drop, and only an announced drop gets a usage-recovered
+    when the episode ends (contract 3.3: none without a preceding drop event).
     """
 
     open: bool = False
     opened_day: int | None = None
+    announced: bool = True
 
     def __post_init__(self) -> None:
         if self.open != (self.opened_day is not None):
             raise ValueError("an open episode needs an opened_day, and a closed one has none")
 
-    def to_json(self) -> int | None:
-        """JSON-ready form: the opened day, or ``None`` when closed."""
+    def to_json(self) -> int | dict[str, Any] | None:
+        """JSON-ready form: the opened day (announced), ``{"day": d, "announced": false}``
+        (a drop that was not sent), or ``None`` when closed. A bare day is what versions
+        before recoveries wrote; those only kept announced drops of active accounts, the
+        usual case, so it still means announced."""
+        if self.opened_day is not None and not self.announced:
+            return {"day": self.opened_day, "announced": False}
         return self.opened_day
 
     @classmethod
-    def from_json(cls, data: int | None) -> Episode:
+    def from_json(cls, data: int | dict[str, Any] | None) -> Episode:
         """Inverse of :meth:`to_json`."""
-        return CLOSED if data is None else cls(True, data)
+        if data is None:
+            return CLOSED
+        if isinstance(data, dict):
+            return cls(True, int(data["day"]), bool(data.get("announced", True)))
+        return cls(True, data)
 
 
 CLOSED: Final = Episode()
@@ -407,6 +420,14 @@ def recovered(assessment: Assessment, rules: DropRules) -> bool:
     """
     recent = Fraction(assessment.recent_total)
     return recent >= Fraction(rules.rearm_ratio) * assessment.expected_exact
+
+
+def ended(before: Episode, after: Episode) -> int | None:
+    """The opened day of the episode an evaluation ended, when it ended an announced one:
+    the moment of a usage-recovered (contract 3.3). ``None`` otherwise."""
+    if before.open and not after.open and before.announced:
+        return before.opened_day
+    return None
 
 
 def step(episode: Episode, assessment: Assessment, rules: DropRules) -> tuple[bool, Episode]:

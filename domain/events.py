@@ -25,7 +25,9 @@ Event ids (lowercase hex SHA-256 of UTF-8 text, fields joined by ``|``):
   ``level`` is the shortest decimal text with at least one fractional digit (``0.8``,
   ``0.75``, ``1.0``) - the event's ``level`` as JSON writes it;
 - drops: ``sudden-drop|<account_id>|<metric>|<first_recent_day>``, the first of the recent
-  days as ``YYYY-MM-DD``.
+  days as ``YYYY-MM-DD``;
+- recoveries: ``usage-recovered|<account_id>|<metric>|<first_recent_day>``, the first recent
+  day of the drop that ended, as ``YYYY-MM-DD``.
 
 Only ``account_id`` may contain ``|`` (metrics, plan ids, instants and levels cannot), and it
 sits at a fixed position, so the text of two different moments never coincides.
@@ -36,14 +38,27 @@ from __future__ import annotations
 import hashlib
 from datetime import date
 from decimal import ROUND_FLOOR, Decimal, getcontext, localcontext
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from domain.catalog import Catalog, Plan
-from domain.messages import Message, Templates, drop_message, threshold_message
+from domain.kinds import Kind
+from domain.messages import (
+    Message,
+    Templates,
+    drop_message,
+    recovered_message,
+    threshold_message,
+)
 from domain.numbers import json_number
+from domain.overage import Overage, is_over_level, overage_of, overage_suggestion
 from domain.periods import Period
 from domain.projection import Projection, project, project_recent
-from domain.suggestions import Suggestion, suggest_for_drop, suggest_upgrade
+from domain.suggestions import (
+    Suggestion,
+    suggest_after_recovery,
+    suggest_for_drop,
+    suggest_upgrade,
+)
 from domain.thresholds import HIT_LEVEL, Crossing, level_text, threshold_kind
 from domain.timeutil import to_rfc3339
 
@@ -88,6 +103,12 @@ def drop_event_id(account_id: str, metric: str, first_recent_day: date) -> str:
     return _sha256("sudden-drop", account_id, metric, first_recent_day.isoformat())
 
 
+def recovered_event_id(account_id: str, metric: str, dropped_on: date) -> str:
+    """Id of a usage recovery: SHA-256 of ``usage-recovered|account_id|metric|YYYY-MM-DD``,
+    the day being the first recent day of the drop it ends (its ``dropped_on``)."""
+    return _sha256("usage-recovered", account_id, metric, dropped_on.isoformat())
+
+
 def _nullable_number(value: Decimal | None) -> int | float | None:
     return None if value is None else json_number(value)
 
@@ -98,7 +119,7 @@ def _instant(ms: int | None) -> str | None:
 
 def _base(
     *,
-    kind: Literal["threshold-near", "threshold-hit", "sudden-drop"],
+    kind: Kind,
     eid: str,
     catalog: Catalog,
     plan: Plan,
@@ -177,16 +198,28 @@ def threshold_event(
 
     ``total`` is the period total after the trigger record, ``limit`` the account's allotment
     of ``metric`` (its override, else the plan's), ``triggered_at_ms`` the record's event
-    time. The kind follows the highest level crossed: 1.0 is a hit. The projection runs at the
+    time. The kind follows the highest level crossed: 1.0 and above is a hit, and a hit above
+    1.0 carries the ``overage`` block when the plan prices overage of ``metric`` (its
+    suggestion's rationale then weighs that cost against the upgrade). The projection runs at the
     period-to-date pace as of the record; when this record reached the limit, that is when the
     limit was reached. The suggestion is :func:`~domain.suggestions.suggest_upgrade` of the
     projected total.
     """
     kind = threshold_kind(crossing.level)
-    # When this record reached the limit, that is when; else when an earlier one did.
+    # When this record reached the limit, that is when; else when an earlier one did. A hit
+    # above 1.0 whose limit time is unknown (state written before it was kept) falls back to
+    # this record's time: the limit was reached by then.
     reached = triggered_at_ms if HIT_LEVEL in crossing.crossed else limit_reached_at_ms
+    if reached is None and kind == "threshold-hit":
+        reached = triggered_at_ms
     projection = project(total, period, triggered_at_ms, limit, reached)
     suggestion = suggest_upgrade(catalog, plan, metric, projection.period_total, limit)
+    overage: Overage | None = None
+    if is_over_level(crossing.level):
+        overage = overage_of(plan, metric, total, limit, projection.period_total)
+        suggestion = overage_suggestion(
+            catalog, plan, metric, suggestion, projection.period_total, overage
+        )
     message = threshold_message(
         templates,
         kind=kind,
@@ -200,6 +233,7 @@ def threshold_event(
         level=crossing.level,
         projection=projection,
         suggestion=suggestion,
+        overage=overage,
     )
     event = _base(
         kind=kind,
@@ -216,6 +250,13 @@ def threshold_event(
     event["crossed_levels"] = [float(level) for level in crossing.crossed]
     event["trigger_record_id"] = trigger_record_id
     event["projection"] = _projection(projection)
+    if overage is not None:
+        event["overage"] = {
+            "units": json_number(overage.units),
+            "unit_price": json_number(overage.unit_price),
+            "cost": json_number(overage.cost),
+            "projected_cost": json_number(overage.projected_cost),
+        }
     event.update(_tail(message, suggestion, triggered_at_ms, emitted_at_ms))
     return event
 
@@ -290,6 +331,78 @@ def drop_event(
         "expected_total": json_number(expected_total),
         "ratio": json_number(round_ratio(ratio)),
         "last_active_at": _instant(last_active_at_ms),
+    }
+    event.update(_tail(message, suggestion, evaluated_at_ms, emitted_at_ms))
+    return event
+
+
+def recovered_event(
+    *,
+    templates: Templates,
+    catalog: Catalog,
+    plan: Plan,
+    paused: bool,
+    account_id: str,
+    metric: str,
+    period: Period,
+    total: Decimal,
+    limit: Decimal | None,
+    recent_days: int,
+    recent_total: Decimal,
+    expected_total: Decimal,
+    ratio: Decimal,
+    last_active_at_ms: int | None,
+    dropped_on: date,
+    evaluated_at_ms: int,
+    emitted_at_ms: int,
+    limit_reached_at_ms: int | None = None,
+) -> dict[str, Any]:
+    """The usage-recovered event of an evaluation at ``evaluated_at_ms`` that ended the drop
+    episode opened on ``dropped_on`` (contract 3, 3.3).
+
+    Fields as in :func:`drop_event`, with the current figures; ``drop`` adds the ended
+    drop's ``drop_event_id`` and ``dropped_on``. The suggestion is ``resume`` for a
+    ``paused`` account, else ``none``.
+    """
+    projection = project_recent(
+        total, period, evaluated_at_ms, limit, recent_total, recent_days, limit_reached_at_ms
+    )
+    suggestion = suggest_after_recovery(catalog, plan, metric, paused=paused)
+    message = recovered_message(
+        templates,
+        catalog=catalog,
+        plan=plan,
+        account_id=account_id,
+        metric=metric,
+        period=period,
+        total=total,
+        projection=projection,
+        suggestion=suggestion,
+        recent_days=recent_days,
+        recent_total=recent_total,
+        expected_total=expected_total,
+        dropped_on=dropped_on,
+    )
+    event = _base(
+        kind="usage-recovered",
+        eid=recovered_event_id(account_id, metric, dropped_on),
+        catalog=catalog,
+        plan=plan,
+        account_id=account_id,
+        metric=metric,
+        period=period,
+        total=total,
+        limit=limit,
+    )
+    event["projection"] = _projection(projection)
+    event["drop"] = {
+        "recent_days": recent_days,
+        "recent_total": json_number(recent_total),
+        "expected_total": json_number(expected_total),
+        "ratio": json_number(round_ratio(ratio)),
+        "last_active_at": _instant(last_active_at_ms),
+        "drop_event_id": drop_event_id(account_id, metric, dropped_on),
+        "dropped_on": dropped_on.isoformat(),
     }
     event.update(_tail(message, suggestion, evaluated_at_ms, emitted_at_ms))
     return event

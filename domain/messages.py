@@ -20,7 +20,7 @@ from __future__ import annotations
 import string
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, getcontext, localcontext
 from os import PathLike
@@ -34,6 +34,7 @@ from domain.timeutil import ms_to_datetime
 
 if TYPE_CHECKING:  # suggestions imports the formatters below; only the types are needed here.
     from domain.catalog import Catalog, Plan
+    from domain.overage import Overage
     from domain.projection import Projection
     from domain.suggestions import Suggestion
 
@@ -152,6 +153,19 @@ def format_money(amount: Decimal, currency: str) -> str:
     return f"-{money}" if cents < _ZERO else money
 
 
+def format_unit_price(amount: Decimal, currency: str) -> str:
+    """A price per unit, which may be a fraction of a cent: ``$0.002``, ``$1.50``, ``€0.0125``.
+
+    Whole cents read as :func:`format_money`; a smaller price keeps up to 6 decimals (rounded),
+    so ``$0.002`` never reads ``$0``.
+    """
+    if amount == _quantize(amount, 2, ROUND_HALF_EVEN):
+        return format_money(amount, currency)
+    text = format_number(amount, 6)
+    symbol = _CURRENCY_SYMBOLS.get(currency)
+    return f"{symbol}{text}" if symbol is not None else f"{currency} {text}"
+
+
 def format_date(ms: int) -> str:
     """The UTC calendar date of instant ``ms`` in prose: ``December 1, 2026``."""
     return format_calendar_date(ms_to_datetime(ms).date())
@@ -243,6 +257,32 @@ _CHANGE_KEYS: Final[Mapping[str, frozenset[str]]] = {
     "members_added": _CHANGE | {"old_members", "members", "added"},  # 3 members, 5 members
     "region_changed": _CHANGE | {"old_region", "region"},  # as published: CA, NY
 }
+_OVER: Final = frozenset(
+    {
+        "limit_date",  # November 20, 2026: the day the limit was reached
+        "over",  # 6,000: usage past the limit
+        "over_percent",  # 60%: usage past the limit as a share of it, rounded down
+    }
+)
+_OVERAGE_MONEY: Final = frozenset(
+    {
+        "unit_price",  # $0.002: the plan's price per unit past the limit
+        "overage_cost",  # $12: the overage so far at that price
+        "projected_overage_cost",  # $45: the overage the period is heading for
+    }
+)
+_RECOVERED: Final = frozenset(
+    {
+        "recent_days",  # 3
+        "recent_span",  # the last 3 days
+        "recent_total",  # 2,900
+        "recent_daily",  # 966.7: recent usage per day
+        "usual_daily",  # 1,000: expected usage per day
+        "expected_total",  # 3,000
+        "recovered_percent",  # 96%: recent usage as a share of the usual, rounded down
+        "dropped_on_date",  # November 1, 2026: the first day of the drop
+    }
+)
 
 PLACEHOLDERS: Final[Mapping[tuple[str, str], frozenset[str]]] = MappingProxyType(
     {
@@ -257,10 +297,21 @@ PLACEHOLDERS: Final[Mapping[tuple[str, str], frozenset[str]]] = MappingProxyType
         ("pace", "reaches_limit"): (_COMMON - {"rationale"}) | _THRESHOLD | {"limit_date"},
         ("pace", "within_limit"): (_COMMON - {"rationale"}) | _THRESHOLD,
         **{("account-change", key): names for key, names in _CHANGE_KEYS.items()},
+        # threshold-hit above level 1.0 (contract 3.1); {overage} is one [overage] sentence.
+        ("threshold-over", "upgrade"): _COMMON | _THRESHOLD | _SUGGESTED | _OVER | {"overage"},
+        ("threshold-over", "none"): _COMMON | _THRESHOLD | _OVER | {"overage"},
+        ("overage", "priced"): (_COMMON - {"rationale"}) | _THRESHOLD | _OVER | _OVERAGE_MONEY,
+        ("overage", "unpriced"): (_COMMON - {"rationale"}) | _THRESHOLD | _OVER,
+        ("usage-recovered", "resume"): _COMMON | _RECOVERED,
+        ("usage-recovered", "none"): _COMMON | _RECOVERED,
     }
 )
 """Placeholders each template may use, by ``(table, key)`` of ``messages.toml``: the kind and
-suggestion action for messages, ``("pace", ...)`` for the two pace sentences."""
+suggestion action for messages, ``("pace", ...)`` and ``("overage", ...)`` for the sentences
+that other templates include as ``{pace}`` and ``{overage}``."""
+
+_SENTENCES: Final = ("pace", "overage")
+"""Tables of sentences (one string per key) rather than of ``{title, body}`` messages."""
 
 _FIELDS: Final = ("title", "body")
 
@@ -278,12 +329,14 @@ class Templates:
     """The validated templates of one file.
 
     ``messages[(kind, action)]`` is a ``{"title": ..., "body": ...}`` pair; ``pace`` holds the
-    ``reaches_limit`` and ``within_limit`` sentences.
+    ``reaches_limit`` and ``within_limit`` sentences, ``overage`` the ``priced`` and
+    ``unpriced`` sentences of an overage message.
     """
 
     source: str
     messages: Mapping[tuple[str, str], Mapping[str, str]]
     pace: Mapping[str, str]
+    overage: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def render(self, kind: str, action: str, values: Mapping[str, str]) -> Message:
         """The message of ``kind`` for a suggestion ``action``, filled with ``values``."""
@@ -328,14 +381,14 @@ def parse_templates(text: str, source: str = "config/messages.toml") -> Template
             f"accepted: {', '.join(f'[{t}]' for t in tables)}"
         )
     messages: dict[tuple[str, str], Mapping[str, str]] = {}
-    pace: dict[str, str] = {}
+    sentences: dict[str, dict[str, str]] = {table: {} for table in _SENTENCES}
     for table in tables:
         section = document.get(table)
         keys = sorted(key for t, key in PLACEHOLDERS if t == table)
         if not isinstance(section, dict):
             raise ConfigError(
                 f"{source}: [{table}] missing; it needs {', '.join(keys)} "
-                f"({'sentences' if table == 'pace' else 'tables with a title and a body'})"
+                f"({'sentences' if table in _SENTENCES else 'tables with a title and a body'})"
             )
         extra = sorted(set(section) - set(keys))
         if extra:
@@ -345,8 +398,10 @@ def parse_templates(text: str, source: str = "config/messages.toml") -> Template
             )
         for key in keys:
             allowed = PLACEHOLDERS[(table, key)]
-            if table == "pace":
-                pace[key] = _template(section.get(key), f"[pace] {key}", allowed, source)
+            if table in _SENTENCES:
+                sentences[table][key] = _template(
+                    section.get(key), f"[{table}] {key}", allowed, source
+                )
                 continue
             where = f"[{table}.{key}]"
             entry = section.get(key)
@@ -361,7 +416,12 @@ def parse_templates(text: str, source: str = "config/messages.toml") -> Template
             messages[(table, key)] = MappingProxyType(
                 {f: _template(entry.get(f), f"{where} {f}", allowed, source) for f in _FIELDS}
             )
-    return Templates(source, MappingProxyType(messages), MappingProxyType(pace))
+    return Templates(
+        source,
+        MappingProxyType(messages),
+        MappingProxyType(sentences["pace"]),
+        MappingProxyType(sentences["overage"]),
+    )
 
 
 def _template(value: object, where: str, allowed: frozenset[str], source: str) -> str:
@@ -444,12 +504,15 @@ def threshold_message(
     level: Decimal,
     projection: Projection,
     suggestion: Suggestion,
+    overage: Overage | None = None,
 ) -> Message:
     """The message of a threshold moment: ``total`` of ``limit`` used, crossing ``level``.
 
     ``limit`` is the account's allotment (its override, else the plan's). For threshold-near
     the ``{pace}`` sentence says when the limit will be reached at this pace, or that it will
     not be before ``reset_date``; for threshold-hit ``{limit_date}`` is the day it was reached.
+    A threshold-hit above level 1.0 renders the ``threshold-over`` templates, whose
+    ``{overage}`` sentence speaks of the ``overage`` cost when the plan prices it.
     """
     values = _common(catalog, plan, account_id, metric, period, total, projection, suggestion)
     values.update(
@@ -465,6 +528,9 @@ def threshold_message(
             # domain.events passes the announcing record's time; a hit without one is a bug.
             raise ValueError("a threshold-hit projection needs limit_reached_at_ms")
         values["limit_date"] = format_date(reached)
+        if level > _ONE:
+            _overage_values(templates, values, catalog.currency, total, limit, overage)
+            return templates.render("threshold-over", suggestion.action, values)
     else:
         pace_values = {k: v for k, v in values.items() if k != "rationale"}
         if reached is not None:
@@ -473,6 +539,29 @@ def threshold_message(
         else:
             values["pace"] = _fill(templates.pace["within_limit"], pace_values).strip()
     return templates.render(kind, suggestion.action, values)
+
+
+def _overage_values(
+    templates: Templates,
+    values: dict[str, str],
+    currency: str,
+    total: Decimal,
+    limit: Decimal,
+    overage: Overage | None,
+) -> None:
+    """Add ``{over_percent}`` and the ``{overage}`` sentence of an overage message to
+    ``values`` (which already hold the threshold-hit ones)."""
+    values["over_percent"] = format_percent(max(total - limit, _ZERO) / limit)
+    sentence = {k: v for k, v in values.items() if k != "rationale"}
+    if overage is None:
+        values["overage"] = _fill(templates.overage["unpriced"], sentence).strip()
+        return
+    sentence.update(
+        unit_price=format_unit_price(overage.unit_price, currency),
+        overage_cost=format_money(overage.cost, currency),
+        projected_overage_cost=format_money(overage.projected_cost, currency),
+    )
+    values["overage"] = _fill(templates.overage["priced"], sentence).strip()
 
 
 def drop_message(
@@ -568,3 +657,37 @@ def account_change_message(
                 [f"{format_number(over)} {catalog.unit(metric)}" for metric, over in past]
             )
     return templates.render("account-change", key, values)
+
+
+def recovered_message(
+    templates: Templates,
+    *,
+    catalog: Catalog,
+    plan: Plan,
+    account_id: str,
+    metric: str,
+    period: Period,
+    total: Decimal,
+    projection: Projection,
+    suggestion: Suggestion,
+    recent_days: int,
+    recent_total: Decimal,
+    expected_total: Decimal,
+    dropped_on: date,
+) -> Message:
+    """The welcome-back message of a usage-recovered moment (contract 3.3): ``recent_total``
+    over ``recent_days`` is back near the ``expected_total``, after the drop that began on
+    ``dropped_on``."""
+    values = _common(catalog, plan, account_id, metric, period, total, projection, suggestion)
+    share = recent_total / expected_total if expected_total > _ZERO else _ONE
+    values.update(
+        recent_days=str(recent_days),
+        recent_span=format_days(recent_days),
+        recent_total=format_number(recent_total),
+        recent_daily=format_approx(recent_total / recent_days),
+        usual_daily=format_approx(expected_total / recent_days),
+        expected_total=format_approx(expected_total),
+        recovered_percent=format_percent(share),
+        dropped_on_date=format_calendar_date(dropped_on),
+    )
+    return templates.render("usage-recovered", suggestion.action, values)

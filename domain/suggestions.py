@@ -19,10 +19,10 @@ from typing import Final, Literal
 from domain.catalog import Catalog, Plan
 from domain.messages import format_approx, format_days, format_money, format_number
 
-Action = Literal["upgrade", "downgrade", "pause", "none"]
+Action = Literal["upgrade", "downgrade", "pause", "resume", "none"]
 """What a moment suggests; ``none`` comes with a rationale that says why nothing fits."""
 
-ACTIONS: Final[tuple[Action, ...]] = ("upgrade", "downgrade", "pause", "none")
+ACTIONS: Final[tuple[Action, ...]] = ("upgrade", "downgrade", "pause", "resume", "none")
 
 _ZERO: Final = Decimal(0)
 
@@ -33,7 +33,7 @@ class Suggestion:
 
     For ``upgrade`` and ``downgrade`` the plan fields name the suggested plan and
     ``price_delta`` is its price minus the current one (negative for a downgrade). For
-    ``pause`` and ``none`` no other plan is suggested and the plan fields are ``None``.
+    ``pause``, ``resume`` and ``none`` no other plan is suggested and the plan fields are ``None``.
     """
 
     action: Action
@@ -188,4 +188,27 @@ def suggest_for_drop(
     return _none(
         f"Even at the recent pace you'd use {pace}, more than a cheaper plan includes, so "
         "a smaller plan wouldn't fit; a quick check-in can tell whether something changed."
+    )
+
+
+def suggest_after_recovery(
+    catalog: Catalog, current: Plan, metric: str, *, paused: bool
+) -> Suggestion:
+    """The suggestion of a usage recovery (contract 3.3): ``resume`` when the account is
+    paused (its usage is back, its plan is not), else ``none``."""
+    unit = catalog.unit(metric)
+    if paused:
+        price = format_money(current.price, catalog.currency)
+        return Suggestion(
+            "resume",
+            None,
+            None,
+            None,
+            None,
+            f"Your use of {unit} is back while your {current.name} plan is paused; resume it "
+            f"({price} a {catalog.period}) to pick up where you left off.",
+        )
+    return _none(
+        f"Your use of {unit} is back to its usual level on your {current.name} plan; "
+        "nothing to change."
     )

@@ -1,10 +1,11 @@
 """Threshold detection (contract 3.1): which levels of a limit a record crossed.
 
-A level ``L`` of a plan (its ``near_levels``, then 1.0) is crossed when the period total reaches
-``L * limit``. Each (account, metric, period, plan, level) is announced at most once: the
-levels already announced are kept per account in :class:`AnnouncedLevels`, and a record whose
-total newly reaches several levels yields one :class:`Crossing` for the highest of them that
-still lists them all.
+A level ``L`` of a plan (its ``near_levels``, then 1.0, then its ``over_levels``) is crossed
+when the period total reaches ``L * limit``. Each (account, metric, period, plan, level) is
+announced at most once: the levels already announced are kept per account in
+:class:`AnnouncedLevels`, and a record whose total newly reaches several levels yields one
+:class:`Crossing` for the highest of them that still lists them all. Levels from 1.0 up are
+threshold-hit (above 1.0: overage), lower ones threshold-near.
 
 Everything here is exact decimal arithmetic: a total of exactly 80 % of a limit announces 0.8,
 also for limits such as 0.29 where a float product (``0.8 * 0.29``) would miss or overshoot.
@@ -29,8 +30,9 @@ ThresholdKind = Literal["threshold-near", "threshold-hit"]
 
 
 def threshold_kind(level: Decimal) -> ThresholdKind:
-    """``threshold-hit`` for level 1.0, else ``threshold-near``."""
-    return "threshold-hit" if level == HIT_LEVEL else "threshold-near"
+    """``threshold-hit`` for level 1.0 and the overage levels above it, else
+    ``threshold-near`` (contract 3.1: overage levels are announced like the limit itself)."""
+    return "threshold-hit" if level >= HIT_LEVEL else "threshold-near"
 
 
 @dataclass(frozen=True, slots=True)

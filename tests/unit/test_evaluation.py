@@ -18,7 +18,7 @@ from domain.daily import AccountDaily
 from domain.detection import Moment
 from domain.drops import CLOSED, DropRules, Episode
 from domain.evaluation import due_day, evaluate_account
-from domain.events import drop_event_id
+from domain.events import drop_event_id, recovered_event_id
 from domain.messages import Templates, load_templates
 from domain.periods import date_to_day, day_start_ms, day_to_date
 from domain.timeutil import datetime_to_ms, to_rfc3339
@@ -267,7 +267,8 @@ def test_accounts_without_an_active_plan_open_the_episode_silently(
     moments, changed = evaluate(daily, account_plan, totals)
     assert moments == []
     assert changed
-    assert daily.episode("api_calls") == Episode(True, FIRST_RECENT)
+    # Opened, but marked as never sent: its end will bring no usage-recovered (contract 3.3).
+    assert daily.episode("api_calls") == Episode(True, FIRST_RECENT, announced=False)
     # Reactivated the next day: the drop that happened while paused is not announced late.
     assert evaluate(daily, plan(), totals, day=DAY + 1) == ([], False)
 
@@ -322,6 +323,7 @@ def test_recovery_rearms_and_the_next_drop_has_a_new_id(
             assert changed and daily.episode("api_calls") == CLOSED
     assert emitted == [
         (DAY, drop_event_id("acct-1", "api_calls", day_to_date(FIRST_RECENT))),
+        (back + 1, recovered_event_id("acct-1", "api_calls", day_to_date(FIRST_RECENT))),
         (silent_again + 2, drop_event_id("acct-1", "api_calls", day_to_date(silent_again))),
     ]
 
@@ -412,7 +414,11 @@ def test_every_drop_event_is_valid_and_announced_once_per_episode(
         after = daily.episode("api_calls")
         assert changed is (after != before)
         assert len(moments) <= 1
-        if moments:
+        if moments and moments[0].kind == "usage-recovered":  # see tests/unit/test_recovery.py
+            assert before.open and not after.open
+            assert_valid(moments[0].payload)
+            assert moments[0].payload["drop"]["drop_event_id"] in ids
+        elif moments:
             assert not before.open and after.open
             event = moments[0].payload
             assert_valid(event)

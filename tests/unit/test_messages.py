@@ -199,7 +199,8 @@ def test_format_money_of_whole_amounts_is_what_rounding_gives(
 
 
 def test_shipped_templates_are_complete(templates: Templates) -> None:
-    assert set(templates.messages) | {("pace", k) for k in templates.pace} == set(PLACEHOLDERS)
+    sentences = {("pace", k) for k in templates.pace} | {("overage", k) for k in templates.overage}
+    assert set(templates.messages) | sentences == set(PLACEHOLDERS)
     assert templates.source == str(SHIPPED)
 
 
@@ -258,7 +259,8 @@ def test_missing_template_is_named() -> None:
     with pytest.raises(ConfigError, match=r"custom.toml: \[threshold-hit.none\] missing"):
         parse_templates(text[:start] + text[end:], "custom.toml")
     with pytest.raises(ConfigError, match=r"\[sudden-drop\] missing"):
-        parse_templates(text[: text.index("[sudden-drop.pause]")], "custom.toml")
+        cut = text.index("[sudden-drop.pause]"), text.index("# threshold-hit at an overage")
+        parse_templates(text[: cut[0]] + text[cut[1] :], "custom.toml")
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
