@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import urllib.request
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
