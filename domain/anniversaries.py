@@ -205,7 +205,8 @@ def suggest(
     """
     period = catalog.period
     if action == "upgrade":
-        reached = ", ".join(catalog.unit(m.metric) for m in recap if m.reached)
+        units = ", ".join(catalog.unit(m.metric) for m in recap if m.reached)
+        reached = f"your limit of {units}" if units else "your limits"
         again = f"this {period}" if first else f"this {period} and the one before"
         higher = catalog.higher(current)
         if not higher:
@@ -215,7 +216,7 @@ def suggest(
                 None,
                 None,
                 None,
-                f"You reached your limit of {reached} {again}; {current.name} is already the "
+                f"You reached {reached} {again}; {current.name} is already the "
                 "largest plan, so talk to us about a custom limit.",
             )
         covering = [p for p in higher if _covers_all(p, recap)]
@@ -227,7 +228,7 @@ def suggest(
             plan.name,
             plan.price,
             delta,
-            f"You reached your limit of {reached} {again}; {plan.name} "
+            f"You reached {reached} {again}; {plan.name} "
             f"{'has room for all of it' if plan in covering else 'is the largest plan'}.",
         )
     if action == "downgrade":
