@@ -12,12 +12,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from app.faust_internals import ConsumerHooks, attach, register_topics, standby_partitions
 from app.main import Runtime
 from app.security import client_kwargs
+from engine.background import Backgrounds
 from engine.changelogs import ChangelogReader
 from engine.committers import Committer, PlainCommitter, TransactionalCommitter
 from engine.engine import Engine, Handler
 from state.store import StoreOptions
 from state.table import TableSpec
 from tables.accounts import ACCOUNTS
+from tables.anniversaries import ANNIVERSARIES
+from tables.anniversary_passes import ANNIVERSARY_PASSES
 from tables.announced import ANNOUNCED
 from tables.daily import DAILY
 from tables.dedup import dedup_table, expire
@@ -30,7 +33,16 @@ logger = logging.getLogger(__name__)
 def table_specs(runtime: Runtime) -> tuple[TableSpec, ...]:
     """Every table of the worker."""
     horizon_ms = int(runtime.settings.dedup_horizon_s * 1000)
-    return (ACCOUNTS, TOTALS, dedup_table(horizon_ms), ANNOUNCED, DAILY, EVALUATIONS)
+    return (
+        ACCOUNTS,
+        TOTALS,
+        dedup_table(horizon_ms),
+        ANNOUNCED,
+        DAILY,
+        EVALUATIONS,
+        ANNIVERSARIES,
+        ANNIVERSARY_PASSES,
+    )
 
 
 def producer_factory(runtime: Runtime) -> Any:
@@ -77,10 +89,11 @@ def changelog_consumer_factory(runtime: Runtime) -> Any:
 
 def install(runtime: Runtime) -> Engine:
     """Build the engine with every handler, timer and hook, and attach it to the app."""
-    from agents.drops import DropEvaluation, TicksHandler
+    from agents.anniversaries import AnniversaryEvaluation
+    from agents.drops import DropEvaluation
     from agents.gauges import GAUGE_INTERVAL_S, refresh_gauges
     from agents.plans import PlansHandler
-    from agents.ticks import TickScheduler
+    from agents.ticks import TickScheduler, TicksHandlers
     from agents.usage import UsageHandler
 
     s = runtime.settings
@@ -91,7 +104,7 @@ def install(runtime: Runtime) -> Engine:
         s.topic_accounts: PlansHandler(runtime),
         s.topic_usage: usage,
         s.topic_rekey: usage,
-        s.topic_ticks: TicksHandler(),
+        s.topic_ticks: TicksHandlers(),
     }
     committer: Committer
     factory = producer_factory(runtime)
@@ -121,7 +134,7 @@ def install(runtime: Runtime) -> Engine:
             cache_mb=s.rocksdb_cache_mb, write_buffer_mb=s.rocksdb_write_buffer_mb
         ),
         now_ms=runtime.clock.now_ms,
-        background=DropEvaluation(runtime),
+        background=Backgrounds(DropEvaluation(runtime), AnniversaryEvaluation(runtime)),
         maintenance=lambda store, now_ms: _expire_dedup(store, now_ms, horizon_ms),
         standby_replicas=s.standby_replicas,
         # Decoded plans, totals and daily values of the hottest accounts: ~80k objects

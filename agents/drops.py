@@ -29,6 +29,7 @@ from engine.step import Step
 from state.store import PartitionStore
 from state.transaction import StepState
 from tables.accounts import plan_of
+from tables.anniversary_passes import keep_closed_after
 from tables.announced import announced_of, put_announced
 from tables.daily import DAILY, decode_daily, put_daily
 from tables.evaluations import Evaluation, evaluation_of, put_evaluation
@@ -113,6 +114,8 @@ class DropEvaluation:
         started = time.perf_counter()
         oldest_day = utc_day(step.now_ms) - rt.settings.daily_retention_days + 1
         stale_before_ms = step.now_ms - int(rt.settings.late_grace_s * 1000) - 1
+        # Closed periods wait for their billing anniversary (agents.anniversaries).
+        stale_before_ms = min(stale_before_ms, keep_closed_after(state, step.partition))
         start = None if held.cursor == "" else held.cursor.encode() + b"\x00"
         last: str | None = None
         count = 0

@@ -1,4 +1,5 @@
-"""Timer that sends a tick when a UTC day has closed and a partition is ready for it.
+"""Timer that sends a tick when a UTC day has closed, or an hour's billing periods became
+final, and a partition is ready for it.
 
 Contract 3.2: a closed day (after MOMENTS_DROP_GRACE) is evaluated once the
 partition has consumed the backlog it had at that moment, and a worker that starts
@@ -7,23 +8,37 @@ check, for every partition this worker owns whose last evaluated day is older th
 the due day, we note the usage end offsets once, wait until the engine has
 processed up to them, then send one tick to that partition of the ticks topic.
 
+Billing anniversaries (contract 3.5) ride on the same ticks: a tick carries the due day
+and the due *cut* (:func:`domain.anniversaries.due_cut`, a whole hour at or before
+``now - MOMENTS_LATE_GRACE``), and goes out when either is newer than what the partition has
+started, after the same catch-up. Periods end at their anchor's time of day, so a period is
+announced at worst an hour after it became final, plus the check interval, the catch-up and
+the pass itself.
+
 The tick is a plain send on purpose: the timer has no source record, and an idle
-partition has no transaction to join. Exactly-once comes from the ticks handler,
-which marks the day started in the same transaction as the tick's offset.
+partition has no transaction to join. Exactly-once comes from the ticks handlers,
+which mark the day (and the cut) started in the same transaction as the tick's offset.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
 
+from agents.anniversaries import start_pass
+from agents.drops import TicksHandler
 from app.main import Runtime
+from domain.anniversaries import due_cut
 from domain.evaluation import due_day
 from engine.engine import Engine
+from engine.step import Step
+from tables.anniversary_passes import pass_of
 from tables.evaluations import evaluation_of
 
 logger = logging.getLogger(__name__)
@@ -35,9 +50,10 @@ _RESEND_S = 60.0
 
 @dataclass(slots=True)
 class Pending:
-    """A partition waiting to evaluate ``day`` once usage reached ``targets``."""
+    """A partition waiting to evaluate ``day`` and ``cut`` once usage reached ``targets``."""
 
     day: int
+    cut: int
     targets: dict[TopicPartition, int]
     sent_at: float | None = None
 
@@ -54,20 +70,26 @@ class TickScheduler:
         """One check: schedule, and send when ready, the due day's tick per partition."""
         rt, engine = self.runtime, self.engine
         s = rt.settings
-        due = due_day(rt.clock.now_ms(), int(s.drop_grace_s * 1000))
+        now_ms = rt.clock.now_ms()
+        due = due_day(now_ms, int(s.drop_grace_s * 1000))
+        cut = due_cut(now_ms, int(s.late_grace_s * 1000))
         owned = {p: o for p, o in engine.owned.items() if o.ready and o.plans_caught_up}
         for partition in list(self.pending):
             if partition not in owned:
                 del self.pending[partition]
         for partition, o in sorted(owned.items()):
             held = evaluation_of(o.store, partition)
-            if held is not None and held.day >= due:
+            passed = pass_of(o.store, partition)
+            if (held is not None and held.day >= due) and (
+                passed is not None and passed.cut_ms >= cut
+            ):
                 self.pending.pop(partition, None)
                 continue
             item = self.pending.get(partition)
-            if item is None or item.day != due:
+            if item is None or item.day != due or item.cut != cut:
                 tps = [TopicPartition(t, partition) for t in (s.topic_usage, s.topic_rekey)]
-                item = self.pending[partition] = Pending(due, await engine.reader.end_offsets(tps))
+                targets = await engine.reader.end_offsets(tps)
+                item = self.pending[partition] = Pending(due, cut, targets)
             if item.sent_at is not None and time.monotonic() - item.sent_at < _RESEND_S:
                 continue
             ready = True
@@ -76,12 +98,35 @@ class TickScheduler:
             if not ready:
                 continue
             await rt.app.producer.send(
-                s.topic_ticks, b"tick", orjson.dumps({"day": due}), partition, None, None
+                s.topic_ticks,
+                b"tick",
+                orjson.dumps({"day": due, "cut": cut}),
+                partition,
+                None,
+                None,
             )
             item.sent_at = time.monotonic()
             logger.info(
-                "partition %d: day %d closed and backlog consumed (%s); tick sent",
+                "partition %d: day %d closed, cut %d due and backlog consumed (%s); tick sent",
                 partition,
                 due,
+                cut,
                 {f"{tp.topic}:{tp.partition}": end for tp, end in item.targets.items()},
             )
+
+
+class TicksHandlers:
+    """The ticks topic's handler: a tick starts the drop evaluation of its day and the
+    anniversary pass of its cut (each does nothing when already started)."""
+
+    def __init__(self) -> None:
+        self.drops = TicksHandler()
+
+    def reject(self, step: Step, topic: str, record: Any, reason: str) -> None:
+        """A tick that cannot be processed is skipped (see :meth:`TicksHandler.reject`)."""
+        self.drops.reject(step, topic, record, reason)
+
+    def process(self, step: Step, topic: str, records: Sequence[Any]) -> None:
+        """Start the day's drop evaluation and the cut's anniversary pass."""
+        self.drops.process(step, topic, records)
+        start_pass(step, records)

@@ -22,6 +22,7 @@ from domain.detection import detect_thresholds
 from domain.intake import IntakeRules, RawRecord, run_intake
 from engine.step import Step
 from tables.accounts import plan_of
+from tables.anniversary_passes import keep_closed_after
 from tables.announced import announced_of, put_announced
 from tables.daily import daily_of, put_daily
 from tables.dedup import key_hash, mark_seen
@@ -89,6 +90,7 @@ class UsageHandler:
             totals_of=lambda account: totals_of(state, account),
             seen_at=seen_at,
             daily_of=lambda account: daily_of(state, account),
+            keep_closed_after_ms=keep_closed_after(state, step.partition),
         )
         detected = detect_thresholds(
             result.accepted,

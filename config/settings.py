@@ -177,6 +177,13 @@ VARIABLES: tuple[Variable, ...] = (
         "a number strictly between 0 and 1",
         "recent <= (1 - fraction) * expected is a drop",
     ),
+    _v(
+        "UNDERUSE_LEVEL",
+        None,
+        "a number strictly between 0 and 1",
+        "billing anniversaries suggest a downgrade when every limited metric stayed at or "
+        "below this fraction of its limit (default: the catalog's underuse_level, 0.3)",
+    ),
     _v("DAILY_RETENTION_DAYS", "35", "an integer from 35 to 400", "days of daily totals kept"),
     _v(
         "BATCH_SIZE",
@@ -278,6 +285,7 @@ class Settings:
     drop_baseline_weeks: int
     drop_min_expected: Decimal
     drop_fraction: Decimal
+    underuse_level: Decimal | None
     daily_retention_days: int
     batch_size: int
     batch_window_s: float
@@ -424,6 +432,12 @@ def _instance_id(r: _Reader) -> str | None:
     return value
 
 
+def _underuse_level(r: _Reader) -> Decimal | None:
+    if r.optional("UNDERUSE_LEVEL") is None:
+        return None  # the catalog's
+    return r.decimal("UNDERUSE_LEVEL", lambda d: 0 < d < 1)
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Parse ``MOMENTS_*`` variables from ``env`` (usually ``os.environ``).
 
@@ -479,6 +493,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         drop_baseline_weeks=r.integer("DROP_BASELINE_WEEKS", 1, 8),
         drop_min_expected=r.decimal("DROP_MIN_EXPECTED", lambda d: d >= 0),
         drop_fraction=r.decimal("DROP_FRACTION", lambda d: 0 < d < 1),
+        underuse_level=_underuse_level(r),
         daily_retention_days=r.integer("DAILY_RETENTION_DAYS", 35, 400),
         batch_size=r.integer("BATCH_SIZE", 1, 100_000),
         batch_window_s=r.duration_s("BATCH_WINDOW", high_s=10),

@@ -36,15 +36,18 @@ sits at a fixed position, so the text of two different moments never coincides.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import date
 from decimal import ROUND_FLOOR, Decimal, getcontext, localcontext
 from typing import Any, Final
 
+from domain.anniversaries import MetricRecap, recap_text
 from domain.catalog import Catalog, Plan
 from domain.kinds import Kind
 from domain.messages import (
     Message,
     Templates,
+    anniversary_message,
     drop_message,
     recovered_message,
     threshold_message,
@@ -107,6 +110,11 @@ def recovered_event_id(account_id: str, metric: str, dropped_on: date) -> str:
     """Id of a usage recovery: SHA-256 of ``usage-recovered|account_id|metric|YYYY-MM-DD``,
     the day being the first recent day of the drop it ends (its ``dropped_on``)."""
     return _sha256("usage-recovered", account_id, metric, dropped_on.isoformat())
+
+
+def anniversary_event_id(account_id: str, period_start_ms: int) -> str:
+    """Id of a billing anniversary: SHA-256 of ``billing-anniversary|account_id|period_start``."""
+    return _sha256("billing-anniversary", account_id, to_rfc3339(period_start_ms))
 
 
 def _nullable_number(value: Decimal | None) -> int | float | None:
@@ -405,4 +413,63 @@ def recovered_event(
         "dropped_on": dropped_on.isoformat(),
     }
     event.update(_tail(message, suggestion, evaluated_at_ms, emitted_at_ms))
+    return event
+
+
+def anniversary_event(
+    *,
+    templates: Templates,
+    catalog: Catalog,
+    plan: Plan,
+    account_id: str,
+    period: Period,
+    recap: Sequence[MetricRecap],
+    periods_completed: int,
+    years: int | None,
+    suggestion: Suggestion,
+    emitted_at_ms: int,
+) -> dict[str, Any]:
+    """The billing-anniversary event of the closed ``period`` (contract 3, 3.5).
+
+    ``recap`` holds the period's final totals and the account's limits, one entry per metric
+    (see :func:`domain.anniversaries.recap_metrics`); ``triggered_at`` is the period's end.
+    """
+    message = anniversary_message(
+        templates,
+        catalog=catalog,
+        plan=plan,
+        account_id=account_id,
+        period=period,
+        periods_completed=periods_completed,
+        years=years,
+        recap=recap_text(catalog, recap),
+        suggestion=suggestion,
+    )
+    event: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": anniversary_event_id(account_id, period.start_ms),
+        "kind": "billing-anniversary",
+        "account_id": account_id,
+        "plan": {
+            "id": plan.id,
+            "name": plan.name,
+            "price": json_number(plan.price),
+            "currency": catalog.currency,
+        },
+        "period": {"start": to_rfc3339(period.start_ms), "end": to_rfc3339(period.end_ms)},
+        "recap": {
+            "metrics": [
+                {
+                    "metric": m.metric,
+                    "total": json_number(m.total),
+                    "limit": _nullable_number(m.limit),
+                    "ratio": _nullable_number(ratio_of(m.total, m.limit)),
+                    "unit": catalog.unit(m.metric),
+                }
+                for m in recap
+            ],
+            "anniversary": {"periods_completed": periods_completed, "years": years},
+        },
+    }
+    event.update(_tail(message, suggestion, period.end_ms, emitted_at_ms))
     return event

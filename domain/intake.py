@@ -89,6 +89,7 @@ def run_intake(
     totals_of: Callable[[str], AccountTotals],
     seen_at: Callable[[str], int | None],
     daily_of: Callable[[str], AccountDaily] | None = None,
+    keep_closed_after_ms: int | None = None,
 ) -> IntakeResult:
     """Fold ``batch`` into state; every record ends under exactly one outcome.
 
@@ -100,6 +101,10 @@ def run_intake(
 
     With ``daily_of``, every counted record (accepted, unknown account or late) also
     goes into its UTC day's total while that day is kept (sudden-drop detection).
+
+    A period that no longer accepts records is forgotten, unless it ends after
+    ``keep_closed_after_ms``: its billing anniversary is not announced yet, and announces
+    its totals as they stand (contract 3.5; see :mod:`agents.anniversaries`).
     """
     result = IntakeResult()
     outcomes = result.outcomes
@@ -183,9 +188,12 @@ def run_intake(
         _set_plan(item, plan)
         _set_change(item, change)
         accepted.append(item)
+    stale_ms = now_ms - rules.late_grace_ms - 1
+    if keep_closed_after_ms is not None:
+        stale_ms = min(stale_ms, keep_closed_after_ms)
     for totals in all_totals.values():
         # Keep a period while it still accepts records (late only *after* end + grace).
-        totals.prune(now_ms - rules.late_grace_ms - 1)
+        totals.prune(stale_ms)
     for daily in all_daily.values():
         daily.prune(oldest_day)
     return result

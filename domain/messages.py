@@ -283,9 +283,32 @@ _RECOVERED: Final = frozenset(
         "dropped_on_date",  # November 1, 2026: the first day of the drop
     }
 )
+_ANNIVERSARY: Final = frozenset(
+    {
+        "account_id",  # acct-42
+        "plan_name",  # Starter
+        "plan_price",  # $19
+        "period_word",  # month | week | day
+        "period_start_date",  # November 1, 2026: the closed period's start
+        "period_end_date",  # December 1, 2026: its end
+        "periods_completed",  # 12
+        "periods_text",  # 12 months
+        "recap",  # 9,500 of 10,000 API calls (95%) and 2 GB of storage
+        "rationale",  # the suggestion's rationale sentence
+    }
+)
+_ANNIVERSARY_YEARS: Final = _ANNIVERSARY | {"years", "years_text"}  # 2, 2 years
+_ANNIVERSARY_SUGGESTED: Final = frozenset({"suggested_plan", "suggested_price", "price_delta"})
 
 PLACEHOLDERS: Final[Mapping[tuple[str, str], frozenset[str]]] = MappingProxyType(
     {
+        ("billing-anniversary", "upgrade"): _ANNIVERSARY | _ANNIVERSARY_SUGGESTED,
+        ("billing-anniversary", "downgrade"): _ANNIVERSARY | _ANNIVERSARY_SUGGESTED,
+        ("billing-anniversary", "none"): _ANNIVERSARY,
+        # Whole years completed: the same actions, celebrating the years.
+        ("billing-anniversary-years", "upgrade"): _ANNIVERSARY_YEARS | _ANNIVERSARY_SUGGESTED,
+        ("billing-anniversary-years", "downgrade"): _ANNIVERSARY_YEARS | _ANNIVERSARY_SUGGESTED,
+        ("billing-anniversary-years", "none"): _ANNIVERSARY_YEARS,
         ("threshold-near", "upgrade"): _COMMON | _THRESHOLD | _SUGGESTED | {"pace"},
         ("threshold-near", "none"): _COMMON | _THRESHOLD | {"pace"},
         ("threshold-hit", "upgrade"): _COMMON | _THRESHOLD | _SUGGESTED | {"limit_date", "over"},
@@ -691,3 +714,46 @@ def recovered_message(
         dropped_on_date=format_calendar_date(dropped_on),
     )
     return templates.render("usage-recovered", suggestion.action, values)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{format_number(n)} {word}" if n == 1 else f"{format_number(n)} {word}s"
+
+
+def anniversary_message(
+    templates: Templates,
+    *,
+    catalog: Catalog,
+    plan: Plan,
+    account_id: str,
+    period: Period,
+    periods_completed: int,
+    years: int | None,
+    recap: str,
+    suggestion: Suggestion,
+) -> Message:
+    """The message of a billing anniversary: the closed ``period``'s ``recap`` (prose), the
+    periods completed, and the whole ``years`` when the period completes some (then the
+    ``billing-anniversary-years`` templates celebrate them)."""
+    values = {
+        "account_id": account_id,
+        "plan_name": plan.name,
+        "plan_price": format_money(plan.price, catalog.currency),
+        "period_word": catalog.period,
+        "period_start_date": format_date(period.start_ms),
+        "period_end_date": format_date(period.end_ms),
+        "periods_completed": format_number(periods_completed),
+        "periods_text": _count(periods_completed, catalog.period),
+        "recap": recap,
+        "rationale": suggestion.rationale,
+    }
+    if suggestion.plan_name is not None and suggestion.price is not None:
+        values["suggested_plan"] = suggestion.plan_name
+        values["suggested_price"] = format_money(suggestion.price, catalog.currency)
+        values["price_delta"] = format_money(abs(suggestion.price_delta or _ZERO), catalog.currency)
+    table = "billing-anniversary"
+    if years is not None:
+        table = "billing-anniversary-years"
+        values["years"] = format_number(years)
+        values["years_text"] = _count(years, "year")
+    return templates.render(table, suggestion.action, values)

@@ -11,6 +11,7 @@ from domain.daily import AccountDaily
 from domain.usage import AccountTotals
 from state.transaction import StepState
 from tables.accounts import ACCOUNTS
+from tables.anniversaries import forget_anniversary
 from tables.announced import ANNOUNCED
 from tables.daily import daily_of, put_daily
 from tables.totals import TOTALS
@@ -22,6 +23,7 @@ def forget_account(state: StepState, account_id: str, at_ms: int) -> None:
     state.put_object(ACCOUNTS.name, key, None, None)
     state.put_object(TOTALS.name, key, AccountTotals(), None)
     state.delete(ANNOUNCED.name, key)
+    forget_anniversary(state, account_id)
     put_daily(state, account_id, AccountDaily.forgotten(at_ms))
 
 

@@ -17,23 +17,36 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from agents.anniversaries import AnniversaryEvaluation
 from agents.drops import DropEvaluation
 from agents.plans import PlansHandler
 from agents.usage import UsageHandler
 from app.main import Runtime, build_runtime
 from config.settings import load_settings
+from domain.anniversaries import due_cut
 from domain.timeutil import DAY_MS, to_rfc3339
 from engine.step import Step
 from state.store import PartitionStore, StoreOptions, open_partition
 from state.transaction import StepState
 from tables.accounts import plan_of
+from tables.anniversary_passes import Pass, put_pass
 from tables.announced import announced_of
 from tables.daily import DAILY, daily_of
 from tables.dedup import EXPIRY
 from tables.evaluations import Evaluation, put_evaluation
 from tables.totals import totals_of
 
-COLUMNS = ("accounts", "period-totals", "dedup", EXPIRY, "announced", "daily", "evaluations")
+COLUMNS = (
+    "accounts",
+    "period-totals",
+    "dedup",
+    EXPIRY,
+    "announced",
+    "daily",
+    "evaluations",
+    "anniversaries",
+    "anniversary-passes",
+)
 
 
 class Record(NamedTuple):
@@ -259,8 +272,16 @@ def test_the_daily_sweep_prunes_periods_that_no_longer_accept_records(h: Harness
     h.usage(usage("silent", 5))  # an account that never has a plan
     assert totals_of(h.store, "a").periods and announced_of(h.store, "a").levels
 
-    # Two months later, with no record since: the sweep runs with the day's evaluation.
+    # Two months later, with no record since: the sweep runs with the day's evaluation, after
+    # the anniversary pass that announced the closed periods (they are kept until then).
     later = NOW_MS + 60 * DAY_MS
+    grace_ms = int(h.settings.late_grace_s * 1000)
+    start = Step(0, StepState(h.store), later)
+    put_pass(start.state, 0, Pass(due_cut(later, grace_ms), "", None))
+    h.store.apply(start.state.updates())
+    anniversaries = Step(0, StepState(h.store), later)
+    AnniversaryEvaluation(h.runtime).run_slice(anniversaries)
+    h.store.apply(anniversaries.state.updates())
     step = Step(0, StepState(h.store), later)
     put_evaluation(step.state, 0, Evaluation(later // DAY_MS - 1, ""))
     h.store.apply(step.state.updates())

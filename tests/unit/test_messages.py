@@ -258,9 +258,12 @@ def test_missing_template_is_named() -> None:
     end = text.index("[sudden-drop.pause]")
     with pytest.raises(ConfigError, match=r"custom.toml: \[threshold-hit.none\] missing"):
         parse_templates(text[:start] + text[end:], "custom.toml")
+    # Every [sudden-drop.*] table out, whatever tables follow them.
+    start = text.index("[sudden-drop.pause]")
+    after = re.search(r"^(#|\[(?!sudden-drop\.))", text[start:], re.MULTILINE)
+    end = len(text) if after is None else start + after.start()
     with pytest.raises(ConfigError, match=r"\[sudden-drop\] missing"):
-        cut = text.index("[sudden-drop.pause]"), text.index("# threshold-hit at an overage")
-        parse_templates(text[: cut[0]] + text[cut[1] :], "custom.toml")
+        parse_templates(text[:start] + text[end:], "custom.toml")
 
 
 def test_unreadable_file(tmp_path: Path) -> None:

@@ -164,6 +164,11 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("DROP_FRACTION", "-0.1"),
     ("DROP_FRACTION", "NaN"),
     ("DROP_FRACTION", "70%"),
+    ("UNDERUSE_LEVEL", "0"),
+    ("UNDERUSE_LEVEL", "1"),
+    ("UNDERUSE_LEVEL", "-0.2"),
+    ("UNDERUSE_LEVEL", "30%"),
+    ("UNDERUSE_LEVEL", "NaN"),
     ("DAILY_RETENTION_DAYS", "34"),
     ("DAILY_RETENTION_DAYS", "401"),
     ("BATCH_SIZE", "0"),
@@ -377,3 +382,8 @@ def test_unknown_variables_finds_typos() -> None:
     }
     assert unknown_variables(env) == ["MOMENTS_KAFKA_BOOTSTRAPS", "MOMENTS_PARTITION"]
     assert unknown_variables({v.name: "x" for v in VARIABLES}) == []
+
+
+def test_underuse_level_defaults_to_the_catalogs_and_overrides_it() -> None:
+    assert load_settings({}).underuse_level is None  # the catalog's underuse_level
+    assert load_settings({"MOMENTS_UNDERUSE_LEVEL": "0.25"}).underuse_level == Decimal("0.25")

@@ -1,0 +1,71 @@
+"""Anniversary passes table: ``p<partition>`` -> the partition's anniversary pass.
+
+Value: ``{"cut": <epoch ms>, "cursor": <last account done> | null, "done": <cut of the last
+complete pass> | null}``; ``cursor`` null means the pass at ``cut`` is complete (then ``done``
+equals ``cut``). Written in the same step as each slice's events, so a pass resumes where it
+stopped. ``done`` also tells the usage path which closed periods it may forget: those ending
+at or before it have been announced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+
+from state.table import TableSpec
+from state.transaction import StepState
+from tables import Reader
+
+ANNIVERSARY_PASSES = TableSpec(
+    "anniversary-passes", "Billing anniversary pass progress (cut and cursor) per partition."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """Progress of a partition's pass at ``cut``: complete when ``cursor`` is None."""
+
+    cut_ms: int
+    cursor: str | None
+    done_ms: int | None
+
+    @property
+    def complete(self) -> bool:
+        """Every account of the partition has been judged at ``cut_ms``."""
+        return self.cursor is None
+
+
+def _key(partition: int) -> bytes:
+    return f"p{partition}".encode()
+
+
+def pass_of(view: Reader, partition: int) -> Pass | None:
+    """The partition's latest pass, or None when it never started one."""
+    held = view.get(ANNIVERSARY_PASSES.name, _key(partition))
+    if held is None:
+        return None
+    data = orjson.loads(held)
+    done = data.get("done")
+    return Pass(int(data["cut"]), data.get("cursor"), None if done is None else int(done))
+
+
+def put_pass(state: StepState, partition: int, progress: Pass) -> None:
+    """Record the partition's pass progress."""
+    value = {"cut": progress.cut_ms, "cursor": progress.cursor, "done": progress.done_ms}
+    state.put(ANNIVERSARY_PASSES.name, _key(partition), orjson.dumps(value))
+
+
+#: Before any instant a period can have (years 1..9999): "keep every closed period".
+_KEEP_ALL: Final = -(2**62)
+
+
+def keep_closed_after(view: Reader, partition: int) -> int:
+    """Closed periods ending after this instant wait for their anniversary, so their totals
+    must be kept: the cut of the partition's last complete pass, since every closed period
+    ending at or before it has had its anniversary (before any pass completed: all of them)."""
+    progress = pass_of(view, partition)
+    if progress is None or progress.done_ms is None:
+        return _KEEP_ALL
+    return progress.done_ms

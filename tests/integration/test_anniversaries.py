@@ -1,0 +1,167 @@
+"""Billing anniversaries end to end: a movable worker clock, real broker, real RocksDB.
+
+Workers run with ``MOMENTS_CLOCK=manual:<instant>``; moving the clock past a period's end plus
+the late grace (1 h) and the next whole hour makes the period final, and the worker announces
+it once its partitions have caught up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import urllib.request
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from domain.anniversaries import due_cut
+from tests.integration.conftest import Stack, Worker, eventually, total_of
+from tests.schema import assert_valid
+
+pytestmark = pytest.mark.integration
+
+FAST = {"MOMENTS_EVALUATION_CHECK": "200ms"}
+ANCHOR = "2026-10-15T09:30:00Z"  # periods end on the 15th at 09:30 UTC
+GRACE_MS = 3_600_000
+
+
+def ms(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def clock_env(instant: str) -> dict[str, str]:
+    return {"MOMENTS_CLOCK": f"manual:{instant}", **FAST}
+
+
+async def move_clock(worker: Worker, instant: str) -> None:
+    body = orjson.dumps({"now_ms": ms(instant)})
+
+    def post() -> int:
+        request = urllib.request.Request(  # noqa: S310
+            f"http://127.0.0.1:{worker.port}/clock", data=body, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310
+            return int(resp.status)
+
+    assert await asyncio.to_thread(post) == 200
+
+
+async def passes_complete(stack: Stack, worker: Worker, now: str) -> None:
+    """Wait until every partition's anniversary pass at ``now``'s cut is complete."""
+    marker = f"anniversary pass at cut {due_cut(ms(now), GRACE_MS)} complete"
+
+    async def done() -> bool:
+        return worker.log_path.read_text(errors="replace").count(marker) >= stack.partitions
+
+    await eventually(done, timeout=60)
+
+
+async def anniversaries(stack: Stack, *, settle_s: float = 2.0) -> list[dict[str, Any]]:
+    messages = await stack.read_all(f"{stack.prefix}.billing-anniversary", settle_s=settle_s)
+    events = [orjson.loads(m.value) for m in messages]
+    for message, event in zip(messages, events, strict=True):
+        assert_valid(event)
+        assert message.key.decode() == event["account_id"]
+    return events
+
+
+def expected_id(account: str, period_start: str) -> str:
+    text = f"billing-anniversary|{account}|{period_start}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def test_one_anniversary_per_period_with_its_recap_exactly_once(stack: Stack) -> None:
+    await stack.create_inputs()
+    await stack.plan("busy", "starter", billing_anchor=ANCHOR)
+    await stack.plan("quiet", "starter", billing_anchor=ANCHOR)  # no usage at all
+    await stack.usage("busy", "b1", 9500, timestamp=ms("2026-11-10T12:00:00Z"))
+    await stack.usage("busy", "b2", 2, metric="storage_gb", timestamp=ms("2026-11-12T12:00:00Z"))
+    start = "2026-11-15T09:00:00Z"  # the first period (Oct 15 - Nov 15) still open
+    worker = await stack.worker("w1", **clock_env(start)).start().ready()
+
+    async def counted() -> bool:
+        return total_of(await stack.account(worker, "busy")) == 9500
+
+    await eventually(counted, timeout=60)
+    await passes_complete(stack, worker, start)
+    assert await anniversaries(stack, settle_s=1.0) == []
+
+    # The period ended at 09:30, its grace at 10:30; the pass at the 10:00 cut is due at 11:00.
+    now = "2026-11-15T11:05:00Z"
+    await move_clock(worker, now)
+    await passes_complete(stack, worker, now)
+    events = await anniversaries(stack)
+    by_account = {e["account_id"]: e for e in events}
+    assert sorted(by_account) == ["busy", "quiet"], events
+    busy = by_account["busy"]
+    assert busy["event_id"] == expected_id("busy", "2026-10-15T09:30:00Z")
+    assert busy["period"] == {"start": "2026-10-15T09:30:00Z", "end": "2026-11-15T09:30:00Z"}
+    assert busy["triggered_at"] == "2026-11-15T09:30:00Z"
+    assert busy["recap"]["anniversary"] == {"periods_completed": 1, "years": None}
+    metrics = {m["metric"]: m for m in busy["recap"]["metrics"]}
+    assert [m["metric"] for m in busy["recap"]["metrics"]] == sorted(metrics)
+    assert metrics["api_calls"] == {
+        "metric": "api_calls",
+        "total": 9500,
+        "limit": 10000,
+        "ratio": 0.95,
+        "unit": "API calls",
+    }
+    assert metrics["storage_gb"]["total"] == 2
+    assert metrics["seats"]["total"] == 0  # a limit without usage is in the recap too
+    assert busy["suggestion"]["action"] == "none"  # 95% of a limit: neither way
+    assert "9,500 of 10,000 API calls (95%)" in busy["message"]["body"]
+    quiet = by_account["quiet"]
+    assert all(m["total"] == 0 for m in quiet["recap"]["metrics"])
+    assert quiet["suggestion"]["action"] == "downgrade"
+    assert quiet["suggestion"]["plan_id"] == "free"
+
+    # A record of the closed period arriving now is late: it changes nothing.
+    await stack.usage("busy", "b3", 400, timestamp=ms("2026-11-15T09:00:00Z"))
+
+    async def late() -> bool:
+        return await worker.metric("moments_records_total", outcome="late") == 1
+
+    await eventually(late)
+    assert worker.stop() == 0
+
+    # Another worker, with an empty data directory, restores the state from the changelogs:
+    # the next passes announce nothing again.
+    later = "2026-11-15T13:05:00Z"
+    again = await stack.worker("w2", **clock_env(later)).start().ready()
+    await passes_complete(stack, again, later)
+    await move_clock(again, "2026-11-16T13:05:00Z")
+    await passes_complete(stack, again, "2026-11-16T13:05:00Z")
+    assert sorted(e["event_id"] for e in await anniversaries(stack)) == sorted(
+        e["event_id"] for e in events
+    )
+    assert await again.metric("moments_events_total", kind="billing-anniversary") == 0
+
+
+async def test_a_worker_started_after_two_periods_emits_only_the_latest(stack: Stack) -> None:
+    await stack.create_inputs()
+    anchor = "2026-09-15T09:30:00Z"
+    await stack.plan("away", "starter", billing_anchor=anchor)
+    await stack.usage("away", "a1", 3000, timestamp=ms("2026-10-05T12:00:00Z"))
+    first = "2026-10-10T12:00:00Z"
+    worker = await stack.worker("w1", **clock_env(first)).start().ready()
+
+    async def counted() -> bool:
+        return total_of(await stack.account(worker, "away")) == 3000
+
+    await eventually(counted, timeout=60)
+    await passes_complete(stack, worker, first)
+    assert worker.stop() == 0
+
+    # Nobody runs while two periods end (Oct 15 and Nov 15): the next worker announces the
+    # latest closed period only, its second since the anchor.
+    now = "2026-11-15T11:05:00Z"
+    again = await stack.worker("w1b", data_dir=stack.tmp / "w1", **clock_env(now)).start().ready()
+    await passes_complete(stack, again, now)
+    [event] = await anniversaries(stack)
+    assert event["period"] == {"start": "2026-10-15T09:30:00Z", "end": "2026-11-15T09:30:00Z"}
+    assert event["recap"]["anniversary"] == {"periods_completed": 2, "years": None}
+    api_calls = next(m for m in event["recap"]["metrics"] if m["metric"] == "api_calls")
+    assert api_calls["total"] == 0  # the 3,000 were in the period before, never announced
