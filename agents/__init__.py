@@ -22,6 +22,7 @@ from tables.announced import ANNOUNCED
 from tables.daily import DAILY
 from tables.dedup import dedup_table, expire
 from tables.evaluations import EVALUATIONS
+from tables.lifetime import LIFETIME
 from tables.totals import TOTALS
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 def table_specs(runtime: Runtime) -> tuple[TableSpec, ...]:
     """Every table of the worker."""
     horizon_ms = int(runtime.settings.dedup_horizon_s * 1000)
-    return (ACCOUNTS, TOTALS, dedup_table(horizon_ms), ANNOUNCED, DAILY, EVALUATIONS)
+    return (ACCOUNTS, TOTALS, dedup_table(horizon_ms), ANNOUNCED, DAILY, EVALUATIONS, LIFETIME)
 
 
 def producer_factory(runtime: Runtime) -> Any:

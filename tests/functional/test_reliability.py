@@ -33,7 +33,16 @@ from tables.dedup import EXPIRY
 from tables.evaluations import Evaluation, put_evaluation
 from tables.totals import totals_of
 
-COLUMNS = ("accounts", "period-totals", "dedup", EXPIRY, "announced", "daily", "evaluations")
+COLUMNS = (
+    "accounts",
+    "period-totals",
+    "dedup",
+    EXPIRY,
+    "announced",
+    "daily",
+    "evaluations",
+    "lifetime",
+)
 
 
 class Record(NamedTuple):

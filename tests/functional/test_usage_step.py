@@ -24,7 +24,16 @@ from tables.accounts import plan_of
 from tables.dedup import EXPIRY
 from tables.totals import totals_of
 
-COLUMNS = ("accounts", "period-totals", "dedup", EXPIRY, "announced", "daily", "evaluations")
+COLUMNS = (
+    "accounts",
+    "period-totals",
+    "dedup",
+    EXPIRY,
+    "announced",
+    "daily",
+    "evaluations",
+    "lifetime",
+)
 
 
 class Record(NamedTuple):
