@@ -204,7 +204,9 @@ def run_intake(
                 and plan is not None
                 and plan.status == "active"
                 and lifetime.due(record.metric, marks, lifetime_total)
+                and catalog.plan(plan.plan_id) is not None
             ):
+                lifetime.listed(record.metric, marks, lifetime_total)
                 milestones_due.append(
                     MilestoneDue(
                         record,

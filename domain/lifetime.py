@@ -90,20 +90,37 @@ class AccountLifetime:
         return held[1]
 
     def due(self, metric: str, milestones: Milestones, total: Decimal) -> bool:
-        """Whether ``total`` reaches a milestone of ``milestones`` not yet announced."""
-        lowest = self._lowest_pending(metric, milestones)
+        """Whether ``total`` reaches a milestone of ``milestones`` neither announced nor
+        already :meth:`listed` (one comparison, the usual case)."""
+        held = self._lowest.get(metric)  # inlined _lowest_pending: this runs per record
+        lowest = (
+            held[1]
+            if held is not None and held[0] is milestones
+            else self._lowest_pending(metric, milestones)
+        )
         return lowest is not None and total >= lowest
+
+    def listed(self, metric: str, milestones: Milestones, total: Decimal) -> None:
+        """Note that a record at ``total`` was listed to announce what it reaches, so that
+        later records of the batch are :meth:`due` only past it (else every record after a
+        crossing would be listed until detection announces it). :meth:`announce` or
+        :meth:`unlist` (a record that announced nothing after all) ends it."""
+        done = self.announced.get(metric, ())
+        above = next((m for m in milestones.at if m > total and m not in done), None)
+        self._lowest[metric] = (milestones, above)
+
+    def unlist(self, metric: str) -> None:
+        """Forget what :meth:`listed` noted: :meth:`due` follows the announced milestones."""
+        self._lowest.pop(metric, None)
 
     def announce(self, metric: str, milestones: Milestones, total: Decimal) -> tuple[Decimal, ...]:
         """Mark every milestone ``<= total`` not yet announced as announced; returns them,
         ascending (empty when there is none)."""
-        if not self.due(metric, milestones, total):
-            return ()
         done = self.announced.get(metric, ())
         new = tuple(m for m in milestones.at if m <= total and m not in done)
         if new:
             self.announced[metric] = tuple(sorted((*done, *new)))
-            del self._lowest[metric]
+        self._lowest.pop(metric, None)
         return new
 
     def is_empty(self) -> bool:

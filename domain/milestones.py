@@ -160,12 +160,13 @@ def detect_milestones(
     for item in due:
         record = item.record
         metric = record.metric
+        account = record.account_id
+        lifetime = lifetime_of(account)
         milestones = catalog.milestones.get(metric)
         plan = catalog.plan(item.plan.plan_id)
         if milestones is None or plan is None:
+            lifetime.unlist(metric)
             continue
-        account = record.account_id
-        lifetime = lifetime_of(account)
         reached = lifetime.announce(metric, milestones, item.lifetime_total)
         if not reached:
             continue

@@ -566,3 +566,14 @@ def test_milestones_match_the_replay_oracle(
 def record_index(triggered_at: str) -> int:
     """The index of the record an event names by its time (records are 1 ms apart)."""
     return parse_rfc3339_ms(triggered_at) - (NOW - HOUR_MS)
+
+
+def test_only_the_crossing_record_of_a_batch_is_listed() -> None:
+    world = World(plans={"acct-1": plan()})
+    result, found = world.run([world.raw(quantity=4) for _ in range(40)])  # 4, 8, ... 160
+    # Records at 12, 52 and 100: the crossings only, not every record after them.
+    assert [d.lifetime_total for d in result.milestones_due] == [12, 52, 100]
+    assert summary(found) == [(10, [10], 12), (50, [50], 52), (100, [100], 100)]
+    # The next batch is judged by what was announced.
+    _, found = world.run([world.raw(quantity=340)])
+    assert summary(found) == [(500, [500], 500)]
