@@ -25,6 +25,7 @@ from tables.announced import ANNOUNCED
 from tables.daily import DAILY
 from tables.dedup import dedup_table, expire
 from tables.evaluations import EVALUATIONS
+from tables.lifetime import LIFETIME
 from tables.totals import TOTALS
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def table_specs(runtime: Runtime) -> tuple[TableSpec, ...]:
         EVALUATIONS,
         ANNIVERSARIES,
         ANNIVERSARY_PASSES,
+        LIFETIME,
     )
 
 

@@ -20,12 +20,14 @@ from app.main import Runtime
 from domain.deadletter import dead_letter
 from domain.detection import detect_thresholds
 from domain.intake import IntakeRules, RawRecord, run_intake
+from domain.milestones import detect_milestones
 from engine.step import Step
 from tables.accounts import plan_of
 from tables.anniversary_passes import keep_closed_after
 from tables.announced import announced_of, put_announced
 from tables.daily import daily_of, put_daily
 from tables.dedup import key_hash, mark_seen
+from tables.lifetime import lifetime_of, put_lifetime
 from tables.totals import put_totals, totals_of
 
 logger = logging.getLogger(__name__)
@@ -91,6 +93,7 @@ class UsageHandler:
             seen_at=seen_at,
             daily_of=lambda account: daily_of(state, account),
             keep_closed_after_ms=keep_closed_after(state, step.partition),
+            lifetime_of=lambda account: lifetime_of(state, account),
         )
         detected = detect_thresholds(
             result.accepted,
@@ -100,6 +103,14 @@ class UsageHandler:
             templates=rt.templates,
             announced_of=lambda account: announced_of(state, account),
             clock=rt.clock.now_ms,  # emitted_at: when each event is made, not the step start
+        )
+        celebrated = detect_milestones(
+            result.milestones_due,
+            lifetime_of=result.lifetime.__getitem__,  # the intake's objects: marks go on them
+            catalog=rt.catalog,
+            templates=rt.templates,
+            now_ms=now_ms,
+            clock=rt.clock.now_ms,
         )
         for account_id, totals in result.totals.items():
             put_totals(state, account_id, totals)
@@ -112,8 +123,11 @@ class UsageHandler:
             put_daily(state, account_id, days)
         for account_id, levels in detected.announced.items():
             put_announced(state, account_id, levels)
+        for account_id, lifetime in result.lifetime.items():
+            put_lifetime(state, account_id, lifetime)
         events = rt.settings.event_topic
-        for moment in detected.moments:
+        moments = [*detected.moments, *celebrated.moments]
+        for moment in moments:
             step.send(events(moment.kind), moment.account_id.encode(), orjson.dumps(moment.payload))
         for raw, letter in result.dead_letters:
             step.send(self.dlq_topic, raw.key, orjson.dumps(letter))
@@ -125,7 +139,6 @@ class UsageHandler:
                 target = key_partition(account_key, self.partitions)
                 step.send(self.rekey_topic, account_key, raw.value, target)
         outcomes: Counter[str] = result.outcomes
-        moments = detected.moments
         metrics = rt.metrics
         clock = rt.clock
 

@@ -26,7 +26,15 @@ from domain.messages import Templates, load_templates
 logger = logging.getLogger(__name__)
 
 #: Tables of the worker, named here so metrics know them up front.
-TABLE_NAMES = ("accounts", "period-totals", "dedup", "announced", "daily", "evaluations")
+TABLE_NAMES = (
+    "accounts",
+    "period-totals",
+    "dedup",
+    "announced",
+    "daily",
+    "evaluations",
+    "lifetime",
+)
 
 
 def build_app(settings: Settings) -> faust.App:

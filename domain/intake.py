@@ -16,6 +16,7 @@ from domain.catalog import Catalog
 from domain.daily import AccountDaily
 from domain.deadletter import DeadLetter, dead_letter
 from domain.errors import InvalidUsageRecord
+from domain.lifetime import AccountLifetime, MilestoneDue
 from domain.numbers import exact_in_json
 from domain.periods import Period, day_start_ms, utc_day
 from domain.records import UsageRecord, parse_usage
@@ -67,6 +68,8 @@ class IntakeResult:
     seen: dict[str, int] = field(default_factory=dict)
     accepted: list[Accepted] = field(default_factory=list)
     daily: dict[str, AccountDaily] = field(default_factory=dict)
+    lifetime: dict[str, AccountLifetime] = field(default_factory=dict)
+    milestones_due: list[MilestoneDue] = field(default_factory=list)
 
 
 def dedup_key(account_id: str, record_id: str) -> str:
@@ -90,6 +93,7 @@ def run_intake(
     seen_at: Callable[[str], int | None],
     daily_of: Callable[[str], AccountDaily] | None = None,
     keep_closed_after_ms: int | None = None,
+    lifetime_of: Callable[[str], AccountLifetime] | None = None,
 ) -> IntakeResult:
     """Fold ``batch`` into state; every record ends under exactly one outcome.
 
@@ -105,6 +109,10 @@ def run_intake(
     A period that no longer accepts records is forgotten, unless it ends after
     ``keep_closed_after_ms``: its billing anniversary is not announced yet, and announces
     its totals as they stand (contract 3.5; see :mod:`agents.anniversaries`).
+    With ``lifetime_of``, every counted record also goes into its metric's lifetime total
+    (contract 3.4; a record that would make it inexact is refused like one that would make
+    the period total so), and a record of an active account with a known plan whose lifetime
+    total reaches a milestone not yet announced is listed in ``milestones_due``.
     """
     result = IntakeResult()
     outcomes = result.outcomes
@@ -114,6 +122,9 @@ def run_intake(
     all_totals = result.totals
     all_daily = result.daily
     accepted = result.accepted
+    all_lifetime = result.lifetime
+    milestones_due = result.milestones_due
+    milestones = dict(catalog.milestones)  # a plain dict: cheaper lookups per record
     plans: dict[str, AccountPlan | None] = {}
     # The period of each account's last record: its next record nearly always falls in it,
     # and the account's plan (so its periods) is fixed for the batch.
@@ -171,6 +182,45 @@ def run_intake(
                 )
                 dead_letters.append((raw, letter))
                 continue
+        if lifetime_of is not None:
+            lifetime = all_lifetime.get(account)
+            if lifetime is None:
+                lifetime = all_lifetime[account] = lifetime_of(account)
+            lifetime_total = lifetime.add(record.metric, record.quantity)
+            if lifetime_total is None:
+                # The same rule for the lifetime total: refused, and the period fold undone.
+                if not late:
+                    all_totals[account].undo(change)
+                outcomes["invalid"] += 1
+                reason = (
+                    f"quantity: {record.quantity} would make the lifetime total of "
+                    f"{record.metric} {lifetime.total(record.metric) + record.quantity}, "
+                    f"which events cannot carry exactly (see domain/numbers.py)"
+                )
+                letter = dead_letter(
+                    reason, raw.topic, raw.partition, raw.offset, raw.value, now_ms
+                )
+                dead_letters.append((raw, letter))
+                continue
+            marks = milestones.get(record.metric)
+            if (
+                marks is not None
+                and plan is not None
+                and plan.status == "active"
+                and lifetime.due(record.metric, marks, lifetime_total)
+                and catalog.plan(plan.plan_id) is not None
+            ):
+                lifetime.listed(record.metric, marks, lifetime_total)
+                milestones_due.append(
+                    MilestoneDue(
+                        record,
+                        raw.arrived_ms,
+                        plan,
+                        lifetime_total,
+                        None if late else period,
+                        None if late else change.after,
+                    )
+                )
         seen[key] = now_ms
         if daily_of is not None and timestamp_ms >= oldest_daily_ms:
             daily = all_daily.get(account)

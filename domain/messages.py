@@ -181,6 +181,51 @@ def format_days(days: int) -> str:
     return "the last day" if days == 1 else f"the last {days} days"
 
 
+def format_ordinal(number: int) -> str:
+    """``number`` as an English ordinal with thousands separators: ``1st``, ``2nd``, ``3rd``,
+    ``11th``, ``12th``, ``13th``, ``21st``, ``101st``, ``111th``, ``10,000th``."""
+    if number % 100 in (11, 12, 13):
+        suffix = "th"
+    else:
+        suffix = {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number:,}{suffix}"
+
+
+def format_series(values: Sequence[str]) -> str:
+    """Items in prose: ``10``, ``10 and 50``, ``10, 50 and 100``."""
+    if len(values) <= 1:
+        return "".join(values)
+    return f"{', '.join(values[:-1])} and {values[-1]}"
+
+
+def singular_unit(unit: str) -> str | None:
+    """The singular of a plural display unit, for ordinals (``API calls`` -> ``API call``,
+    ``purchases`` -> ``purchase``, ``searches`` -> ``search``, ``queries`` -> ``query``), or
+    ``None`` when the unit is not a plain plural count (``GB of storage``, ``kWh``, ``bus``),
+    where an ordinal would not read naturally."""
+    head, _, last = unit.rpartition(" ")
+    if not last.isascii() or not last.isalpha() or not last.islower() or len(last) < 3:
+        return None
+    if last.endswith(("ss", "us", "is")) or not last.endswith("s"):
+        return None
+    if last.endswith("ies") and len(last) > 4:
+        one = last[:-3] + "y"
+    elif last.endswith(("ches", "shes", "sses", "xes")):
+        one = last[:-2]
+    else:
+        one = last[:-1]
+    return f"{head} {one}" if head else one
+
+
+def format_milestone(value: Decimal, unit: str) -> str:
+    """A milestone in prose: ``your 50th purchase`` when it is a whole count of a plural
+    unit, else the amount with its unit (``2.5 GB of storage``, ``1,000 kWh``)."""
+    one = singular_unit(unit) if value == value.to_integral_value() else None
+    if one is None:
+        return f"{format_number(value)} {unit}"
+    return f"your {format_ordinal(int(value))} {one}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Templates
 # ---------------------------------------------------------------------------------------------
@@ -299,6 +344,22 @@ _ANNIVERSARY: Final = frozenset(
 )
 _ANNIVERSARY_YEARS: Final = _ANNIVERSARY | {"years", "years_text"}  # 2, 2 years
 _ANNIVERSARY_SUGGESTED: Final = frozenset({"suggested_plan", "suggested_price", "price_delta"})
+_MILESTONE: Final = frozenset(
+    {
+        "account_id",  # acct-42
+        "metric",  # purchases
+        "unit",  # purchases (catalog [metrics])
+        "plan_name",  # Starter
+        "plan_price",  # $19
+        "period_word",  # month | week | day
+        "milestone",  # 50: the highest milestone reached
+        "celebration",  # your 50th purchase (an ordinal when it reads naturally), 2.5 GB of storage
+        "reached",  # 10 and 50: every milestone this record reached
+        "lifetime_total",  # 52: the lifetime total after the record
+        "reward",  # 15% off your next order (the catalog's [[milestones]] reward)
+        "rationale",  # the suggestion's rationale sentence
+    }
+)
 
 PLACEHOLDERS: Final[Mapping[tuple[str, str], frozenset[str]]] = MappingProxyType(
     {
@@ -316,6 +377,7 @@ PLACEHOLDERS: Final[Mapping[tuple[str, str], frozenset[str]]] = MappingProxyType
         ("sudden-drop", "pause"): _COMMON | _DROP,
         ("sudden-drop", "downgrade"): _COMMON | _DROP | _SUGGESTED,
         ("sudden-drop", "none"): _COMMON | _DROP,
+        ("milestone", "reward"): _MILESTONE,
         # The two sentences a threshold-near body gets as {pace}.
         ("pace", "reaches_limit"): (_COMMON - {"rationale"}) | _THRESHOLD | {"limit_date"},
         ("pace", "within_limit"): (_COMMON - {"rationale"}) | _THRESHOLD,
@@ -757,3 +819,37 @@ def anniversary_message(
         values["years"] = format_number(years)
         values["years_text"] = _count(years, "year")
     return templates.render(table, suggestion.action, values)
+
+
+def milestone_message(
+    templates: Templates,
+    *,
+    catalog: Catalog,
+    plan: Plan,
+    account_id: str,
+    metric: str,
+    value: Decimal,
+    reached: Sequence[Decimal],
+    lifetime_total: Decimal,
+    reward: str,
+    rationale: str,
+) -> Message:
+    """The message of a lifetime milestone (contract 3.4): ``value`` (the highest of
+    ``reached``) of ``metric`` reached, ``lifetime_total`` in all, with the catalog's
+    ``reward``."""
+    unit = catalog.unit(metric)
+    values = {
+        "account_id": account_id,
+        "metric": metric,
+        "unit": unit,
+        "plan_name": plan.name,
+        "plan_price": format_money(plan.price, catalog.currency),
+        "period_word": catalog.period,
+        "milestone": format_number(value),
+        "celebration": format_milestone(value, unit),
+        "reached": format_series([format_number(m) for m in reached]),
+        "lifetime_total": format_number(lifetime_total),
+        "reward": reward,
+        "rationale": rationale,
+    }
+    return templates.render("milestone", "reward", values)

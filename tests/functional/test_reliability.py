@@ -46,6 +46,7 @@ COLUMNS = (
     "evaluations",
     "anniversaries",
     "anniversary-passes",
+    "lifetime",
 )
 
 

@@ -34,6 +34,7 @@ COLUMNS = (
     "evaluations",
     "anniversaries",
     "anniversary-passes",
+    "lifetime",
 )
 
 
