@@ -168,8 +168,10 @@ def run_intake(
             if totals is None:
                 totals = all_totals[account] = totals_of(account)
             change = totals.add(record.metric, period, record.quantity)
-            if not exact_in_json(change.after):
+            after = change.after
+            if not exact_in_json(after) or after - change.before != record.quantity:
                 # Contract 4: a total no event could carry exactly is refused, not retried.
+                # (The second test catches a sum the 28-digit context rounded: 1e25 + 0.001.)
                 totals.undo(change)
                 outcomes["invalid"] += 1
                 reason = (
