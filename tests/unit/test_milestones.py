@@ -363,20 +363,19 @@ def test_lifetime_counts_every_counted_record_once() -> None:
 
 def test_a_record_making_the_lifetime_total_inexact_is_dead_lettered_and_changes_nothing() -> None:
     world = World()
-    # Lifetime 1e25 already (from earlier periods); this period gets 1e25 more, then 0.001:
-    # 2e25 + 0.001 needs 29 digits. (The period total, 1e25 + 0.001, would round to 1e25 and
-    # pass its own check: the lifetime check is what refuses it.)
-    world.lifetime["acct-1"] = {"totals": {"purchases": "1e25"}}
-    result, found = world.run([world.raw(quantity="1e25"), world.raw(quantity="0.001")])
+    # Lifetime 2**53 - 2 already (from earlier periods); this period gets 1, then 0.5: the
+    # period total (1.5) is exact, but no double holds the lifetime total 2**53 - 0.5.
+    world.lifetime["acct-1"] = {"totals": {"purchases": str(2**53 - 2)}}
+    result, found = world.run([world.raw(quantity="1"), world.raw(quantity="0.5")])
     assert result.outcomes == {"unknown_account": 1, "invalid": 1}
     [(raw, letter)] = result.dead_letters
     assert raw.offset == 1
     assert "lifetime total of purchases" in letter["error"]
-    assert world.total() == D("2e25")
+    assert world.total() == D(2**53 - 1)
     # Nothing else moved: the period total, the daily total and dedup hold only the first.
-    assert [*result.totals["acct-1"].periods["purchases"].values()] == [D("1e25")]
+    assert [*result.totals["acct-1"].periods["purchases"].values()] == [D("1")]
     days = result.daily["acct-1"].to_json()
-    assert "0.001" not in orjson.dumps(days).decode()
+    assert "0.5" not in orjson.dumps(days).decode()
     assert len(result.seen) == 1
     assert found.moments == []
 
