@@ -178,8 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     tail = sub.add_parser(
         "tail",
         help="print moment events as they arrive",
-        description="Follow the event topics (read_committed, no consumer group) and print one "
-        "line per event: time, kind, account, metric, level and message title.",
+        description="Follow the event topics (read_committed, no consumer group) and print each "
+        "event on two lines: time, kind, account, metric and the key figures of its kind, then "
+        "its message title.",
     )
     tail.add_argument(
         "kinds",

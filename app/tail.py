@@ -1,4 +1,10 @@
-"""``moments tail``: follow the event topics and print each event on one line.
+"""``moments tail``: follow the event topics and print each event readably.
+
+Each event prints on two lines: the time, kind, account and metric with the key figures of its
+kind (level and usage for thresholds, with the overage cost when there is one; drop figures,
+and the drop a recovery ends; the milestone and lifetime total; the recap and years of an
+anniversary; what an account change changed; and the suggestion), then the message title,
+indented. ``--json`` prints each event as one raw JSON line instead.
 
 The consumer reads ``read_committed`` (only events of committed transactions, as a notifier
 would) without a consumer group, so it never disturbs anyone's offsets. It assigns partitions
@@ -21,7 +27,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any, Final, TextIO
 
 import orjson
@@ -31,6 +37,7 @@ from aiokafka.errors import KafkaError
 
 from app.signals import install_stop_handlers
 from app.topology import EVENT_KINDS
+from domain.messages import format_money, format_number, format_percent
 from domain.timeutil import ms_to_datetime, parse_rfc3339
 
 logger = logging.getLogger(__name__)
@@ -39,6 +46,9 @@ MISSING: Final = "-"
 DISCOVER_EVERY_S: Final = 5.0
 POLL_TIMEOUT_MS: Final = 500
 _TITLE_MAX_CHARS: Final = 200
+_FACTS_MAX_CHARS: Final = 300
+_RECAP_METRICS_SHOWN: Final = 4
+TITLE_INDENT: Final = " " * 10
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
@@ -135,8 +145,182 @@ def _title(event: Mapping[str, Any]) -> str:
     return MISSING
 
 
-def _line(when: str, kind: str, account: str, metric: str, level: str, title: str) -> str:
-    return f"{when}  {kind:<15} {account:<10} {metric:<10} {level:>4}  {title}"
+def _decimal(value: object) -> Decimal | None:
+    """A finite number from a JSON number (or numeric text), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    if not number.is_finite() or abs(number.adjusted()) > 30:  # absurd: not worth a figure
+        return None
+    return number
+
+
+def _num(value: object) -> str:
+    """``15,000``, ``3.5``; ``-`` when not a number."""
+    number = _decimal(value)
+    if number is None:
+        return MISSING
+    with localcontext() as ctx:
+        ctx.prec = 64  # room for 30 digits and the decimals, whatever the thread's context
+        return format_number(number)
+
+
+def _percent(value: object) -> str:
+    """A ratio as a whole percentage rounded down: ``66%``."""
+    number = _decimal(value)
+    if number is None:
+        return MISSING
+    with localcontext() as ctx:
+        ctx.prec = 64
+        return format_percent(number)
+
+
+def _money(value: object, currency: str) -> str:
+    number = _decimal(value)
+    if number is None:
+        return MISSING
+    with localcontext() as ctx:
+        ctx.prec = 64
+        return format_money(number, currency)
+
+
+def _mapping(event: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = event.get(name)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _date(value: object) -> str:
+    """The UTC date of an instant (``2026-11-21``), or a date as written; else ``-``."""
+    moment = _instant(value)
+    if moment is not None:
+        return moment.date().isoformat()
+    return _text(value, 10) if isinstance(value, str) else MISSING
+
+
+def _currency(event: Mapping[str, Any]) -> str:
+    currency = _mapping(event, "plan").get("currency")
+    return currency if isinstance(currency, str) and re.fullmatch("[A-Z]{3}", currency) else "USD"
+
+
+def _unit(usage: Mapping[str, Any]) -> str:
+    unit = usage.get("unit")
+    return _text(unit, 30) if isinstance(unit, str) else ""
+
+
+def _of(total: object, limit: object, unit: str) -> str:
+    """``15,000 of 10,000 API calls``, or ``17 purchases`` without a limit."""
+    amount = _num(total) if limit is None else f"{_num(total)} of {_num(limit)}"
+    return f"{amount} {unit}".rstrip()
+
+
+def _threshold_facts(event: Mapping[str, Any]) -> str:
+    usage = _mapping(event, "usage")
+    facts = f"{_level(event)} {_of(usage.get('total'), usage.get('limit'), _unit(usage))}"
+    overage = _mapping(event, "overage")
+    if overage:
+        currency = _currency(event)
+        facts += (
+            f"; overage {_money(overage.get('cost'), currency)} so far, "
+            f"{_money(overage.get('projected_cost'), currency)} projected"
+        )
+    return facts
+
+
+def _drop_facts(event: Mapping[str, Any]) -> str:
+    drop = _mapping(event, "drop")
+    unit = _unit(_mapping(event, "usage"))
+    facts = (
+        f"last {_num(drop.get('recent_days'))} days: {_num(drop.get('recent_total'))} {unit} "
+        f"vs {_num(drop.get('expected_total'))} expected ({_percent(drop.get('ratio'))})"
+    )
+    if event.get("kind") == "usage-recovered":
+        facts += (
+            f"; ends the drop of {_date(drop.get('dropped_on'))}, "
+            f"drop_event_id {_text(drop.get('drop_event_id'), 64)}"
+        )
+    return facts
+
+
+def _milestone_facts(event: Mapping[str, Any]) -> str:
+    milestone = _mapping(event, "milestone")
+    unit = _unit(_mapping(event, "usage")) or _text(event.get("metric"))
+    facts = f"milestone {_num(milestone.get('value'))} {unit}, lifetime total "
+    facts += _num(milestone.get("lifetime_total"))
+    reached = milestone.get("reached")
+    if isinstance(reached, list) and len(reached) > 1:
+        facts += f" (reached {', '.join(_num(m) for m in reached)})"
+    return facts
+
+
+def _anniversary_facts(event: Mapping[str, Any]) -> str:
+    recap = _mapping(event, "recap")
+    anniversary = _mapping(recap, "anniversary")
+    period = _mapping(event, "period")
+    facts = f"{_date(period.get('start'))}..{_date(period.get('end'))}"
+    facts += f", {_num(anniversary.get('periods_completed'))} periods"
+    years = anniversary.get("years")
+    if years is not None:
+        facts += f", {_num(years)} {'year' if years == 1 else 'years'}"
+    metrics = recap.get("metrics")
+    used = [
+        m
+        for m in (metrics if isinstance(metrics, list) else [])
+        if isinstance(m, Mapping) and _decimal(m.get("total")) not in (None, Decimal(0))
+    ]
+    shown = []
+    for m in used[:_RECAP_METRICS_SHOWN]:
+        figure = _of(m.get("total"), m.get("limit"), _unit(m) or _text(m.get("metric")))
+        if m.get("limit") is not None:
+            figure += f" ({_percent(m.get('ratio'))})"
+        shown.append(figure)
+    if len(used) > _RECAP_METRICS_SHOWN:
+        shown.append(f"{len(used) - _RECAP_METRICS_SHOWN} more")
+    return f"{facts}: {', '.join(shown) if shown else 'no usage'}"
+
+
+def _change_facts(event: Mapping[str, Any]) -> str:
+    change = _mapping(event, "change")
+    return f"{_text(change.get('type'))}: {_text(change.get('from'))} -> {_text(change.get('to'))}"
+
+
+_FACTS = {
+    "threshold-near": _threshold_facts,
+    "threshold-hit": _threshold_facts,
+    "sudden-drop": _drop_facts,
+    "usage-recovered": _drop_facts,
+    "milestone": _milestone_facts,
+    "billing-anniversary": _anniversary_facts,
+    "account-change": _change_facts,
+}
+
+
+def _suggestion(event: Mapping[str, Any]) -> str:
+    """``; suggests upgrade to Growth``, ``; suggests reward: 15% off your next order``; empty
+    for ``none`` or no suggestion."""
+    suggestion = _mapping(event, "suggestion")
+    action = suggestion.get("action")
+    if not isinstance(action, str) or action in ("", "none"):
+        return ""
+    text = f"; suggests {_text(action, 20)}"
+    if action in ("upgrade", "downgrade"):
+        text += f" to {_text(suggestion.get('plan_name'))}"
+    offer = suggestion.get("offer")
+    if isinstance(offer, str) and offer.strip():
+        text += f": {_text(offer, 80)}"
+    return text
+
+
+def event_facts(kind: str, event: Mapping[str, Any]) -> str:
+    """The key figures of an event of ``kind``, and its suggestion, on one line."""
+    facts = _FACTS.get(kind, _threshold_facts)(event) + _suggestion(event)
+    return _clean(facts, _FACTS_MAX_CHARS)
+
+
+def _line(when: str, kind: str, account: str, metric: str, facts: str) -> str:
+    return f"{when}  {kind:<19} {account:<10} {metric:<10} {facts}"
 
 
 def format_event(
@@ -146,7 +330,9 @@ def format_event(
     timestamp_ms: int | None,
     today: date | None = None,
 ) -> str:
-    """One readable line for an event read from the topic of ``kind``.
+    """Two readable lines for an event read from the topic of ``kind``: what and who with the
+    key figures of the kind, then the message title, indented. One line for a value that is
+    not a JSON object.
 
     Fields come from the event itself when present and sane, else from the Kafka record (the
     key for the account, the record timestamp for the time), else print as ``-``.
@@ -160,19 +346,20 @@ def format_event(
     if not isinstance(event, dict):
         raw = _clean(value.decode("utf-8", "replace"))
         when = format_time(fallback_time, today)
-        return _line(when, kind, key_text, MISSING, MISSING, f"(not a JSON object: {raw})")
+        return _line(when, kind, key_text, MISSING, f"(not a JSON object: {raw})")
 
     moment = _instant(event.get("triggered_at")) or _instant(event.get("emitted_at"))
     event_kind = event.get("kind")
+    shown_kind = event_kind if isinstance(event_kind, str) and event_kind in EVENT_KINDS else kind
     account = _text(event.get("account_id"))
-    return _line(
+    head = _line(
         format_time(moment or fallback_time, today),
-        _text(event_kind) if event_kind in EVENT_KINDS else kind,
+        shown_kind,
         account if account != MISSING else key_text,
         _text(event.get("metric")),
-        _level(event),
-        _title(event),
+        event_facts(shown_kind, event),
     )
+    return f"{head}\n{TITLE_INDENT}{_title(event)}"
 
 
 def json_line(value: bytes) -> str | None:

@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
-"""Print one example event of each kind, built by the real builders, for docs/events.md.
+"""Print one example event of each kind, built by the real domain code, for docs/events.md.
 
-The events come from :func:`domain.events.threshold_event` and :func:`domain.events.drop_event`
-with the shipped plan catalog (``config/plans.toml``) and message templates
-(``config/messages.toml``) and fixed inputs, so the output is the same on every run. Paste it
-into the "Example payloads" section of docs/events.md; ``tests/unit/test_docs_events.py`` fails
-when the doc and this output differ.
+Every event comes from the code the worker runs: thresholds from :func:`domain.thresholds.detect`
+and :func:`domain.events.threshold_event`, drops and recoveries from
+:func:`domain.events.drop_event` and :func:`domain.events.recovered_event`, milestones from
+:func:`domain.milestones.detect_milestones`, anniversaries from
+:func:`domain.anniversary_pass.evaluate_anniversary` (the pass's own judgement) and account
+changes from :func:`domain.changes.diff_accounts` and :func:`domain.changes.change_events`, with
+the shipped plan catalog (``config/plans.toml``), message templates (``config/messages.toml``)
+and fixed inputs, so the output is the same on every run. The examples tell one story: a
+Starter account, acct-0042, through November 2026 and into December, and a Growth account,
+acct-0117, that goes quiet and comes back. Paste the output into the "Example payloads"
+section of docs/events.md; ``tests/unit/test_docs_events.py`` fails when the doc and this
+output differ.
 
     .venv/bin/python scripts/gen-event-examples.py
 """
@@ -18,20 +25,34 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from domain.accounts import AccountPlan, period_of
+from domain.anniversaries import Summary, due_cut
+from domain.anniversary_pass import Held, PassRules, evaluate_anniversary
 from domain.catalog import Catalog, Plan, load_catalog
-from domain.events import drop_event, threshold_event
+from domain.changes import change_events, diff_accounts
+from domain.events import drop_event, recovered_event, threshold_event
+from domain.lifetime import AccountLifetime, MilestoneDue
 from domain.messages import Templates, load_templates
+from domain.milestones import detect_milestones
 from domain.periods import Period
+from domain.records import UsageRecord
 from domain.thresholds import detect
 from domain.timeutil import parse_rfc3339_ms
+from domain.usage import AccountTotals
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNT = "acct-0042"
 METRIC = "api_calls"
-# The billing period of every example: November 2026 (monthly plans, default anchor).
+LATE_GRACE_MS = 3_600_000  # MOMENTS_LATE_GRACE's default: 1 h
+# The billing period of the November examples: November 2026 (monthly plans, anchored on the
+# 1st: acct-0042 joined on December 1, 2025).
 PERIOD = Period.from_ms(
     parse_rfc3339_ms("2026-11-01T00:00:00Z"), parse_rfc3339_ms("2026-12-01T00:00:00Z")
 )
+
+
+def _ms(text: str) -> int:
+    return parse_rfc3339_ms(text)
 
 
 def _plan(catalog: Catalog, plan_id: str) -> Plan:
@@ -39,6 +60,19 @@ def _plan(catalog: Catalog, plan_id: str) -> Plan:
     if found is None:
         raise SystemExit(f"plan {plan_id!r} is not in the shipped catalog")
     return found
+
+
+def _account(plan_id: str, updated_at: str, **extra: Any) -> AccountPlan:
+    """acct-0042's plan record as the worker holds it."""
+    return AccountPlan(
+        account_id=ACCOUNT,
+        plan_id=plan_id,
+        anchor_ms=_ms("2025-12-01T00:00:00Z"),
+        status="active",
+        limits={},
+        updated_at_ms=_ms(updated_at),
+        **extra,
+    )
 
 
 def _threshold(
@@ -50,6 +84,7 @@ def _threshold(
     record_id: str,
     at: str,
     emitted: str,
+    limit_reached_at: str | None = None,
 ) -> dict[str, Any]:
     starter = _plan(catalog, "starter")
     limit = starter.limit(METRIC)
@@ -69,13 +104,106 @@ def _threshold(
         limit=limit,
         crossing=crossing,
         trigger_record_id=record_id,
-        triggered_at_ms=parse_rfc3339_ms(at),
-        emitted_at_ms=parse_rfc3339_ms(emitted),
+        triggered_at_ms=_ms(at),
+        emitted_at_ms=_ms(emitted),
+        limit_reached_at_ms=None if limit_reached_at is None else _ms(limit_reached_at),
     )
 
 
+def _milestone(catalog: Catalog, templates: Templates) -> dict[str, Any]:
+    """acct-0042's customers place 3 orders on November 18, its 50th to 52nd ever (the 10th
+    was celebrated in September); November's purchases come to 17 with them."""
+    lifetime = AccountLifetime(
+        totals={"purchases": Decimal(49)}, announced={"purchases": (Decimal(10),)}
+    )
+    record = UsageRecord(
+        "rec-9b41c7", ACCOUNT, "purchases", Decimal(3), _ms("2026-11-18T14:05:09Z")
+    )
+    total = lifetime.add("purchases", record.quantity)
+    assert total is not None  # noqa: S101  # 52 is exact
+    due = MilestoneDue(
+        record=record,
+        arrived_ms=_ms("2026-11-18T14:05:09.870Z"),
+        plan=_account("starter", "2025-12-01T00:00:00Z"),
+        lifetime_total=total,
+        period=PERIOD,
+        period_total=Decimal(17),
+    )
+    result = detect_milestones(
+        [due],
+        lifetime_of=lambda _: lifetime,
+        catalog=catalog,
+        templates=templates,
+        now_ms=_ms("2026-11-18T14:05:10.033Z"),
+    )
+    [moment] = result.moments
+    return moment.payload
+
+
+def _anniversary(catalog: Catalog, templates: Templates) -> dict[str, Any]:
+    """November closes acct-0042's first year: 15,000 API calls, past the limit as in October
+    (the held summary of the previous period), so the pass suggests a bigger plan."""
+    account = _account("starter", "2025-12-01T00:00:00Z")
+    span = (PERIOD.start_ms, PERIOD.end_ms)
+    totals = AccountTotals(
+        {
+            METRIC: {span: Decimal(15_000)},
+            "storage_gb": {span: Decimal("3.5")},
+            "seats": {span: Decimal(2)},
+        }
+    )
+    october = Held(Summary(PERIOD.start_ms, frozenset({METRIC}), underused=False), None)
+    now_ms = _ms("2026-12-01T01:05:00.318Z")  # the first pass after the period became final
+    _, event = evaluate_anniversary(
+        ACCOUNT,
+        account,
+        lambda: totals,
+        lambda: october,
+        due_cut(now_ms, LATE_GRACE_MS),
+        done_cut_ms=None,
+        rules=PassRules(catalog.underuse_level),
+        catalog=catalog,
+        templates=templates,
+        now_ms=now_ms,
+    )
+    if event is None:
+        raise SystemExit("the anniversary pass announced nothing")
+    return event
+
+
+def _changes(catalog: Catalog, templates: Templates) -> list[dict[str, Any]]:
+    """On December 1 acct-0042 moves to Growth (1,250 API calls into the new period), then
+    adds two members to its team of three."""
+    held = _account("starter", "2025-12-01T00:00:00Z", members=3)
+    events = []
+    for new, emitted, totals in (
+        (
+            _account("growth", "2026-12-01T09:12:40Z", members=3),
+            "2026-12-01T09:12:40.655Z",
+            {METRIC: Decimal(1_250)},
+        ),
+        (
+            _account("growth", "2026-12-03T16:48:00Z", members=5),
+            "2026-12-03T16:48:00.201Z",
+            {METRIC: Decimal(6_900)},
+        ),
+    ):
+        changes = diff_accounts(held, new, catalog)
+        events += change_events(
+            templates=templates,
+            catalog=catalog,
+            account=new,
+            changes=changes,
+            period=period_of(new, new.updated_at_ms, catalog),
+            totals=totals,
+            emitted_at_ms=_ms(emitted),
+        )
+        held = new
+    return events
+
+
 def examples() -> dict[str, dict[str, Any]]:
-    """One event per kind, by kind, in topic order."""
+    """The examples by section title, in topic order (a kind's variants after it)."""
     catalog = load_catalog(ROOT / "config" / "plans.toml")
     templates = load_templates(ROOT / "config" / "messages.toml")
     # Starter (10,000 API calls a month): 8,000 used on November 18 at 10:00 UTC.
@@ -98,6 +226,18 @@ def examples() -> dict[str, dict[str, Any]]:
         at="2026-11-24T15:20:00Z",
         emitted="2026-11-24T15:20:00.387Z",
     )
+    # ... and keeps going: 15,000 on November 28, 150% (the over level 1.5), at $0.002 per
+    # call past the limit.
+    over = _threshold(
+        catalog,
+        templates,
+        total=15_000,
+        announced=frozenset({Decimal("0.8"), Decimal("1.0")}),
+        record_id="rec-a20c55",
+        at="2026-11-28T11:45:00Z",
+        emitted="2026-11-28T11:45:00.291Z",
+        limit_reached_at="2026-11-24T15:20:00Z",
+    )
     # Another account, on Growth, usually makes about 1,200 API calls a day and made none on
     # November 21, 22 and 23: evaluated when November 23 closed (emitted after the 15 min grace).
     growth = _plan(catalog, "growth")
@@ -114,12 +254,44 @@ def examples() -> dict[str, dict[str, Any]]:
         recent_total=Decimal(0),
         expected_total=Decimal(3_600),
         ratio=Decimal(0),
-        last_active_at_ms=parse_rfc3339_ms("2026-11-20T17:42:10Z"),
+        last_active_at_ms=_ms("2026-11-20T17:42:10Z"),
         first_recent_day=date(2026, 11, 21),
-        evaluated_at_ms=parse_rfc3339_ms("2026-11-24T00:00:00Z"),
-        emitted_at_ms=parse_rfc3339_ms("2026-11-24T00:15:02.130Z"),
+        evaluated_at_ms=_ms("2026-11-24T00:00:00Z"),
+        emitted_at_ms=_ms("2026-11-24T00:15:02.130Z"),
     )
-    return {"threshold-near": near, "threshold-hit": hit, "sudden-drop": drop}
+    # It is back: 3,400 calls on November 27, 28 and 29, 94% of the usual 3,600, which ends
+    # the episode of the drop above.
+    recovered = recovered_event(
+        templates=templates,
+        catalog=catalog,
+        plan=growth,
+        paused=False,
+        account_id="acct-0117",
+        metric=METRIC,
+        period=PERIOD,
+        total=Decimal(27_400),
+        limit=growth.limit(METRIC),
+        recent_days=3,
+        recent_total=Decimal(3_400),
+        expected_total=Decimal(3_600),
+        ratio=Decimal(3_400) / Decimal(3_600),
+        last_active_at_ms=_ms("2026-11-29T22:10:31Z"),
+        dropped_on=date(2026, 11, 21),
+        evaluated_at_ms=_ms("2026-11-30T00:00:00Z"),
+        emitted_at_ms=_ms("2026-11-30T00:15:01.884Z"),
+    )
+    upgraded, members = _changes(catalog, templates)
+    return {
+        "threshold-near": near,
+        "threshold-hit": hit,
+        "threshold-hit past the limit (overage)": over,
+        "sudden-drop": drop,
+        "usage-recovered": recovered,
+        "milestone": _milestone(catalog, templates),
+        "billing-anniversary": _anniversary(catalog, templates),
+        "account-change (plan_upgraded)": upgraded,
+        "account-change (members_added)": members,
+    }
 
 
 def render(event: dict[str, Any]) -> str:
@@ -128,8 +300,8 @@ def render(event: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    for kind, event in examples().items():
-        print(f"### {kind}\n\n```json\n{render(event)}\n```\n")
+    for title, event in examples().items():
+        print(f"### {title}\n\n```json\n{render(event)}\n```\n")
 
 
 if __name__ == "__main__":

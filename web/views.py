@@ -1,7 +1,10 @@
 """HTTP endpoints: ``/healthz``, ``/readyz``, ``/metrics``, ``/clock`` and ``/accounts/{id}``.
 
 ``/accounts/{id}`` is answered by the worker that owns the account's partition;
-others forward the request there (Faust's topic routing, by the usage topic).
+others forward the request there (Faust's topic routing, by the usage topic). It shows what the
+worker holds of the account: plan and status, period totals with the threshold levels
+announced, lifetime totals with the milestones announced, daily totals and open drop episodes
+(with the id of the drop event that opened each), and the last billing anniversary judged.
 :func:`register` adds the views to a runtime's app.
 """
 
@@ -15,19 +18,61 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from agents.usage import key_partition
 from app.clock import ManualClock
 from app.main import Runtime
+from domain.accounts import AccountPlan, period_of
+from domain.anniversaries import periods_completed, whole_years
 from domain.catalog import Catalog
+from domain.events import drop_event_id
 from domain.periods import day_to_date
 from domain.thresholds import level_text
 from domain.timeutil import to_rfc3339
 from engine.engine import Engine
 from state.store import PartitionStore
 from tables.accounts import plan_of
+from tables.anniversaries import anniversary_of
 from tables.announced import announced_of
 from tables.daily import DAILY, daily_of
 from tables.evaluations import evaluation_of
+from tables.lifetime import LIFETIME, lifetime_of
 from tables.totals import TOTALS, totals_of
 
 RECENT_DAYS_SHOWN = 14
+
+
+def last_anniversary(
+    store: PartitionStore, catalog: Catalog, account_id: str, plan: AccountPlan | None
+) -> dict[str, Any] | None:
+    """The last billing period judged for its anniversary (contract 3.5), or None.
+
+    ``period`` is that closed period, ``periods_completed`` and ``years`` count from the
+    account's billing anchor (or, without one, from the origin the pass keeps), as its event
+    did; ``reached`` lists the metrics that reached their limit in it and ``underused`` says
+    whether every limited metric stayed at or below the underuse level (what the next
+    anniversary's suggestion is judged on). The period of an account that was not active then
+    was judged without an event.
+    """
+    held = anniversary_of(store, account_id)
+    if held is None:
+        return None
+    end_ms = held.summary.end_ms
+    out: dict[str, Any] = {
+        "period": None,
+        "periods_completed": None,
+        "years": None,
+        "reached": sorted(held.summary.reached),
+        "underused": held.summary.underused,
+    }
+    if plan is None:
+        out["period"] = {"start": None, "end": to_rfc3339(end_ms)}
+        return out
+    period = period_of(plan, end_ms - 1, catalog)
+    out["period"] = {"start": to_rfc3339(period.start_ms), "end": to_rfc3339(end_ms)}
+    origin_ms = plan.anchor_ms if plan.anchor_ms is not None else held.origin_ms
+    if origin_ms is not None and period.end_ms == end_ms:
+        completed = periods_completed(origin_ms, end_ms, catalog.period)
+        if completed >= 1:
+            out["periods_completed"] = completed
+            out["years"] = whole_years(origin_ms, period)
+    return out
 
 
 def account_view(
@@ -36,7 +81,7 @@ def account_view(
     """What the worker holds for one account, or None when it knows nothing of it."""
     plan = plan_of(store, account_id)
     key = account_id.encode()
-    known = plan is not None or any(store.get(t.name, key) for t in (TOTALS, DAILY))
+    known = plan is not None or any(store.get(t.name, key) for t in (TOTALS, DAILY, LIFETIME))
     if not known:
         return None
     totals = totals_of(store, account_id)
@@ -60,13 +105,22 @@ def account_view(
             for (start, end), total in sorted(by_period.items())
         ]
     days = daily_of(store, account_id)
+    lifetime = lifetime_of(store, account_id)
     evaluation = evaluation_of(store, partition)
     drops = {
         "last_evaluated_day": None
         if evaluation is None
         else day_to_date(evaluation.day if evaluation.done else evaluation.day - 1).isoformat(),
+        # "since": the first recent day of the drop (the event's dropped_on); the drop event's
+        # id only when it was sent (a drop of an inactive account opens an episode silently).
         "open_episodes": {
-            metric: {"since": day_to_date(episode.opened_day).isoformat()}
+            metric: {
+                "since": day_to_date(episode.opened_day).isoformat(),
+                "announced": episode.announced,
+                "drop_event_id": drop_event_id(account_id, metric, day_to_date(episode.opened_day))
+                if episode.announced
+                else None,
+            }
             for metric, episode in sorted(days.episodes.items())
             if episode.opened_day is not None
         },
@@ -92,7 +146,15 @@ def account_view(
         },
         "status": None if plan is None else plan.status,
         "period_totals": metrics_out,
+        "lifetime": {
+            metric: {
+                "total": float(lifetime.total(metric)),
+                "milestones_reached": [float(m) for m in lifetime.announced.get(metric, ())],
+            }
+            for metric in sorted({*lifetime.totals, *lifetime.announced})
+        },
         "drops": drops,
+        "last_anniversary": last_anniversary(store, catalog, account_id, plan),
     }
 
 

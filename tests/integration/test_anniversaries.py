@@ -117,6 +117,14 @@ async def test_one_anniversary_per_period_with_its_recap_exactly_once(stack: Sta
     assert all(m["total"] == 0 for m in quiet["recap"]["metrics"])
     assert quiet["suggestion"]["action"] == "downgrade"
     assert quiet["suggestion"]["plan_id"] == "free"
+    view = await stack.account(worker, "busy")
+    assert view is not None and view["last_anniversary"] == {
+        "period": busy["period"],
+        "periods_completed": 1,
+        "years": None,
+        "reached": [],
+        "underused": False,
+    }
 
     # A record of the closed period arriving now is late: it changes nothing.
     await stack.usage("busy", "b3", 400, timestamp=ms("2026-11-15T09:00:00Z"))

@@ -123,7 +123,9 @@ async def test_silent_and_partial_drops_fire_once_until_recovery(stack: Stack) -
     assert partial["suggestion"]["price_delta"] < 0
     view = await stack.account(worker, "silent")
     assert view is not None
-    assert view["drops"]["open_episodes"] == {"api_calls": {"since": "2026-11-01"}}
+    assert view["drops"]["open_episodes"] == {
+        "api_calls": {"since": "2026-11-01", "announced": True, "drop_event_id": silent["event_id"]}
+    }
 
     # Next day: still down, episode open: nothing new.
     await move_clock(worker, NOV + timedelta(days=1))

@@ -1,10 +1,13 @@
-"""``moments tail``'s pure side: kinds, and lines for complete, partial and garbage events."""
+"""``moments tail``'s pure side: kinds, and lines for complete, partial and garbage events of
+every kind (the real examples of docs/events.md included)."""
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -12,13 +15,36 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.tail import MISSING, format_event, format_level, format_time, json_line, parse_kinds
+from app.tail import (
+    MISSING,
+    TITLE_INDENT,
+    format_event,
+    format_level,
+    format_time,
+    json_line,
+    parse_kinds,
+)
 from app.topology import EVENT_KINDS
 from domain.timeutil import datetime_to_ms
 
 TODAY = date(2026, 11, 24)
 TRIGGERED = "2026-11-24T09:30:05Z"
 ARRIVED_MS = datetime_to_ms(datetime(2026, 11, 24, 9, 30, 7, tzinfo=UTC))
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(-1e6, 1e6, allow_nan=False)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def set_zone(monkeypatch: pytest.MonkeyPatch, zone: str) -> None:
@@ -46,8 +72,11 @@ def make_event() -> Callable[..., bytes]:
             "kind": "threshold-hit",
             "account_id": "acct-42",
             "metric": "api_calls",
+            "plan": {"id": "starter", "name": "Starter", "price": 19, "currency": "USD"},
+            "usage": {"total": 10_000, "limit": 10_000, "ratio": 1, "unit": "API calls"},
             "level": 1.0,
             "crossed_levels": [0.8, 1.0],
+            "suggestion": {"action": "upgrade", "plan_name": "Growth"},
             "message": {"title": "You've used all 10,000 API calls", "body": "..."},
             "triggered_at": TRIGGERED,
             "emitted_at": "2026-11-24T09:30:06Z",
@@ -60,11 +89,21 @@ def make_event() -> Callable[..., bytes]:
     return make
 
 
-def fields(line: str) -> list[str]:
-    """time, kind, account, metric, level, then the title as one field."""
-    when, rest = line.split("  ", 1)  # a time never holds two spaces in a row
-    kind, account, metric, level, title = rest.split(maxsplit=4)
-    return [when.strip(), kind, account, metric, level, title]
+def fields(text: str) -> list[str]:
+    """time, kind, account, metric, the first word of the figures (a threshold's level), then
+    the title (the second line) as one field."""
+    head, _, title = text.partition("\n")
+    when, rest = head.split("  ", 1)  # a time never holds two spaces in a row
+    kind, account, metric, facts = rest.split(maxsplit=3)
+    if title:
+        assert title.startswith(TITLE_INDENT) and not title[len(TITLE_INDENT)].isspace()
+    return [when.strip(), kind, account, metric, facts.split()[0], title.strip()]
+
+
+def facts(text: str) -> str:
+    """The figures of an event: the first line after the metric."""
+    head = text.split("\n", 1)[0]
+    return head.split("  ", 1)[1].split(maxsplit=3)[3]
 
 
 def fmt(value: bytes, key: bytes | None = b"acct-key", ts: int | None = ARRIVED_MS) -> str:
@@ -151,7 +190,9 @@ def test_format_time_is_in_local_time(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_complete_event(make_event: Callable[..., bytes]) -> None:
     line = fmt(make_event())
     assert line == (
-        "09:30:05  threshold-hit   acct-42    api_calls  100%  You've used all 10,000 API calls"
+        "09:30:05  threshold-hit       acct-42    api_calls  100% 10,000 of 10,000 API calls; "
+        "suggests upgrade to Growth\n"
+        "          You've used all 10,000 API calls"
     )
 
 
@@ -233,17 +274,204 @@ def test_a_long_title_is_cut(make_event: Callable[..., bytes]) -> None:
     line = fmt(make_event(message={"title": "x" * 500}))
     title = fields(line)[5]
     assert len(title) == 200 and title.endswith("...")
+    assert len(line.split("\n")) == 2
 
 
 def test_nothing_but_braces(make_event: Callable[..., bytes]) -> None:
     line = format_event("sudden-drop", None, b"{}", None, today=TODAY)
-    assert fields(line) == [MISSING, "sudden-drop", MISSING, MISSING, MISSING, MISSING]
+    assert fields(line) == [MISSING, "sudden-drop", MISSING, MISSING, "last", MISSING]
+    assert facts(line) == "last - days: - vs - expected (-)"
 
 
 def test_a_key_with_control_characters_stays_on_one_line() -> None:
     line = format_event("sudden-drop", b"acct\n\x1b[31m", b"{}", ARRIVED_MS, today=TODAY)
-    assert "\n" not in line and "\x1b" not in line
+    assert line.count("\n") == 1 and "\x1b" not in line
     assert fields(line)[2] == "acct"
+
+
+# --- format_event: every kind -------------------------------------------------------------
+
+
+def guide_examples() -> dict[str, dict[str, Any]]:
+    """The examples of docs/events.md, made by scripts/gen-event-examples.py."""
+    path = Path(__file__).resolve().parents[2] / "scripts" / "gen-event-examples.py"
+    spec = importlib.util.spec_from_file_location("gen_event_examples", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    examples: dict[str, dict[str, Any]] = module.examples()
+    return examples
+
+
+GUIDE_LINES = {
+    "threshold-near": (
+        "2026-11-18 10:00:00  threshold-near      acct-0042  api_calls  80% 8,000 of 10,000 API "
+        "calls; suggests upgrade to Growth",
+        "80% used: 8,000 of 10,000 API calls",
+    ),
+    "threshold-hit": (
+        "2026-11-24 15:20:00  threshold-hit       acct-0042  api_calls  100% 10,000 of 10,000 "
+        "API calls; suggests upgrade to Growth",
+        "You've reached your limit of 10,000 API calls",
+    ),
+    "threshold-hit past the limit (overage)": (
+        "2026-11-28 11:45:00  threshold-hit       acct-0042  api_calls  150% 15,000 of 10,000 "
+        "API calls; overage $10 so far, $12.74 projected; suggests upgrade to Growth",
+        "You're 50% past your 10,000 API calls",
+    ),
+    "sudden-drop": (
+        "2026-11-24 00:00:00  sudden-drop         acct-0117  api_calls  last 3 days: 0 API calls "
+        "vs 3,600 expected (0%); suggests pause",
+        "No API calls in the last 3 days",
+    ),
+    "usage-recovered": (
+        "2026-11-30 00:00:00  usage-recovered     acct-0117  api_calls  last 3 days: 3,400 API "
+        "calls vs 3,600 expected (94%); ends the drop of 2026-11-21, drop_event_id "
+        "ce033002adf45086e5ded0071b7170b642dcf99d49ce68784fb341dd9a398af0",
+        "Welcome back: 3,400 API calls in the last 3 days",
+    ),
+    "milestone": (
+        "2026-11-18 14:05:09  milestone           acct-0042  purchases  milestone 50 purchases, "
+        "lifetime total 52; suggests reward: 15% off your next order",
+        "Congratulations on your 50th purchase!",
+    ),
+    "billing-anniversary": (
+        "2026-12-01 00:00:00  billing-anniversary acct-0042  -          2026-11-01..2026-12-01, "
+        "12 periods, 1 year: 15,000 of 10,000 API calls (150%), 2 of 3 seats (66%), 3.5 of 10 "
+        "GB of storage (35%); suggests upgrade to Growth",
+        "Happy 1 year with us!",
+    ),
+    "account-change (plan_upgraded)": (
+        "2026-12-01 09:12:40  account-change      acct-0042  -          plan_upgraded: starter "
+        "-> growth",
+        "You're on Growth now",
+    ),
+    "account-change (members_added)": (
+        "2026-12-03 16:48:00  account-change      acct-0042  -          members_added: 3 -> 5; "
+        "suggests offer: a family discount: 10% off each member you add",
+        "Your account now has 5 members",
+    ),
+}
+
+
+def test_every_kind_prints_its_key_figures_and_title() -> None:
+    """The real example of every kind (docs/events.md), as `moments tail` prints it."""
+    examples = guide_examples()
+    assert {e["kind"] for e in examples.values()} == set(EVENT_KINDS)
+    assert set(examples) == set(GUIDE_LINES)
+    for title, event in examples.items():
+        text = format_event(
+            event["kind"],
+            event["account_id"].encode(),
+            orjson.dumps(event),
+            None,
+            today=date(2027, 1, 1),
+        )
+        head, message = GUIDE_LINES[title]
+        assert text == f"{head}\n{TITLE_INDENT}{message}", title
+
+
+def test_a_milestone_reaching_several_lists_them() -> None:
+    event = {
+        "kind": "milestone",
+        "metric": "purchases",
+        "milestone": {"value": 50, "lifetime_total": 60, "reached": [10, 50]},
+        "usage": {"unit": "purchases"},
+    }
+    assert facts(fmt(orjson.dumps(event))) == (
+        "milestone 50 purchases, lifetime total 60 (reached 10, 50)"
+    )
+
+
+def test_a_late_milestone_without_usage_names_the_metric() -> None:
+    event = {"kind": "milestone", "metric": "purchases", "milestone": {"value": 10}}
+    assert facts(fmt(orjson.dumps(event))) == "milestone 10 purchases, lifetime total -"
+
+
+def test_an_anniversary_without_usage_and_with_many_metrics() -> None:
+    recap: dict[str, Any] = {
+        "metrics": [{"metric": "a", "total": 0, "limit": 5, "ratio": 0, "unit": "a"}],
+        "anniversary": {"periods_completed": 3, "years": None},
+    }
+    event = {"kind": "billing-anniversary", "recap": recap}
+    assert facts(fmt(orjson.dumps(event))) == "-..-, 3 periods: no usage"
+    recap["metrics"] = [
+        {"metric": f"m{i}", "total": i + 1, "limit": None, "ratio": None, "unit": f"u{i}"}
+        for i in range(6)
+    ]
+    recap["anniversary"]["years"] = 2
+    assert facts(fmt(orjson.dumps(event))) == (
+        "-..-, 3 periods, 2 years: 1 u0, 2 u1, 3 u2, 4 u3, 2 more"
+    )
+
+
+def test_an_overage_in_another_currency() -> None:
+    event = {
+        "kind": "threshold-hit",
+        "level": 2.0,
+        "plan": {"currency": "CHF"},
+        "usage": {"total": 20, "limit": 10, "unit": "GB"},
+        "overage": {"cost": 5.5, "projected_cost": 1e40},
+    }
+    assert facts(fmt(orjson.dumps(event))) == (
+        "200% 20 of 10 GB; overage CHF 5.50 so far, - projected"
+    )
+
+
+kinds = st.sampled_from(EVENT_KINDS)
+blocks = st.sampled_from(
+    ["usage", "overage", "drop", "milestone", "recap", "change", "suggestion", "plan", "period"]
+)
+
+
+@given(
+    kinds,
+    st.dictionaries(blocks, json_values | st.dictionaries(st.text(max_size=16), json_values)),
+)
+def test_any_event_of_any_kind_prints_two_lines(kind: str, parts: dict[str, Any]) -> None:
+    event = {"kind": kind, "account_id": "acct-1", **parts}
+    line = fmt(orjson.dumps(event))
+    assert line.count("\n") == 1 and "\r" not in line
+    assert fields(line)[1] == kind
+
+
+@given(
+    kinds,
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "total",
+                "limit",
+                "ratio",
+                "unit",
+                "cost",
+                "projected_cost",
+                "recent_days",
+                "recent_total",
+                "expected_total",
+                "dropped_on",
+                "drop_event_id",
+                "value",
+                "lifetime_total",
+                "reached",
+                "metrics",
+                "anniversary",
+                "type",
+                "from",
+                "to",
+                "action",
+                "offer",
+                "plan_name",
+            ]
+        ),
+        json_values,
+    ),
+)
+def test_odd_values_inside_any_block_print_two_lines(kind: str, inner: dict[str, Any]) -> None:
+    block_names = ["usage", "overage", "drop", "milestone", "recap", "change", "suggestion"]
+    event = {"kind": kind, **{name: inner for name in block_names}}
+    line = fmt(orjson.dumps(event))
+    assert line.count("\n") == 1 and "\r" not in line
 
 
 # --- format_event: garbage ------------------------------------------------------------------
@@ -269,27 +497,14 @@ def test_a_key_with_control_characters_stays_on_one_line() -> None:
 def test_garbage_still_prints_one_line(value: bytes) -> None:
     line = fmt(value)
     assert "\n" not in line and "\r" not in line
-    when, kind, account, metric, level, title = fields(line)
-    assert (when, kind, account, metric, level) == (
-        "09:30:07",
-        "threshold-near",
-        "acct-key",
-        MISSING,
-        MISSING,
-    )
-    assert title.startswith("(not a JSON object:")
+    assert fields(line)[:4] == ["09:30:07", "threshold-near", "acct-key", MISSING]
+    assert facts(line).startswith("(not a JSON object:")
 
 
 def test_garbage_without_key_or_timestamp() -> None:
     line = format_event("sudden-drop", None, b"\x00", None, today=TODAY)
-    assert fields(line) == [
-        MISSING,
-        "sudden-drop",
-        MISSING,
-        MISSING,
-        MISSING,
-        "(not a JSON object: -)",
-    ]
+    assert fields(line)[:4] == [MISSING, "sudden-drop", MISSING, MISSING]
+    assert facts(line) == "(not a JSON object: -)"
 
 
 @pytest.mark.parametrize(
@@ -342,20 +557,6 @@ def test_an_event_with_an_absurd_level_does_not_raise(value: bytes) -> None:
     fmt(value)
 
 
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**53), 2**53)
-    | st.floats(-1e6, 1e6, allow_nan=False)
-    | st.text(max_size=20)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 event_keys = st.sampled_from(
     [
         "kind",
@@ -374,14 +575,14 @@ event_keys = st.sampled_from(
 @given(st.dictionaries(event_keys | st.text(max_size=8), json_values, max_size=8))
 def test_any_json_object_prints_one_line(event: dict[str, Any]) -> None:
     line = fmt(orjson.dumps(event))
-    assert "\n" not in line and "\r" not in line
+    assert line.count("\n") == 1 and "\r" not in line
     assert fields(line)[1] in EVENT_KINDS
 
 
 @given(st.binary(max_size=200), st.none() | st.binary(max_size=20))
-def test_any_bytes_print_one_line(value: bytes, key: bytes | None) -> None:
+def test_any_bytes_print_one_or_two_lines(value: bytes, key: bytes | None) -> None:
     line = fmt(value, key)
-    assert "\n" not in line and "\r" not in line
+    assert line.count("\n") <= 1 and "\r" not in line
 
 
 # --- json_line ------------------------------------------------------------------------------
