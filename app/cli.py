@@ -174,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--bad-every", type=_count(0), default=200, help="one bad record in this many (0: none)"
     )
     sim.add_argument("--seed", type=int, default=1, help="random seed (same seed, same traffic)")
+    sim.add_argument(
+        "--no-showcase",
+        dest="showcase",
+        action="store_false",
+        help="leave out the demo accounts whose history and records trigger every kind of moment",
+    )
     sim.set_defaults(func=cmd_simulate)
     tail = sub.add_parser(
         "tail",

@@ -12,7 +12,10 @@ worker do something within minutes:
   they cross their near levels within minutes and hit the limit in about ten;
 * now and then an account bursts for a few minutes at many times its usual pace;
 * about one record in a hundred is re-sent with the same ``record_id`` (a producer retry);
-* one record in ``--bad-every`` is invalid, rotating through :data:`BAD_KINDS`.
+* one record in ``--bad-every`` is invalid, rotating through :data:`BAD_KINDS`;
+* unless ``--no-showcase``, a few demo accounts (:mod:`app.demo`) whose backfilled history and
+  scheduled records trigger every kind of moment: their history goes out with the plans, before
+  the paced usage, and the log line starting with :data:`HISTORY_PUBLISHED` says it is in Kafka.
 
 Quantities are scaled by the expected record rate of each (account, metric), so the usage per
 minute does not depend on ``--rate``: a faster simulator sends more, smaller records.
@@ -38,6 +41,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from app.demo import Planned, Showcase, run_tag
 from app.signals import install_stop_handlers
 from config.settings import Settings
 from domain.catalog import Catalog, Plan
@@ -83,6 +87,10 @@ RFC3339_RATE: Final = 0.15
 FUTURE_MS: Final = 30 * DAY_MS
 """How far ahead a ``future-timestamp`` bad record is: far beyond any sane clock skew."""
 NOISE_SIGMA: Final = 0.35
+
+HISTORY_PUBLISHED: Final = "history published"
+"""Start of the log line that says the showcase's history is in Kafka: ``scripts/run-local``
+waits for it before it starts the worker, whose start-up evaluation then sees it."""
 
 SUMMARY_EVERY_S: Final = 10.0
 TICK_S: Final = 0.1
@@ -502,12 +510,31 @@ async def _publish(
     producer: AIOKafkaProducer,
     settings: Settings,
     stop: asyncio.Event,
+    showcase: Showcase | None = None,
 ) -> None:
-    """Send the plans, then paced usage until ``stop`` is set or ``--duration`` is over."""
+    """Send the plans and the showcase's history, then paced usage (and the showcase's live
+    records when due) until ``stop`` is set or ``--duration`` is over."""
     loop = asyncio.get_running_loop()
     delivery = _Delivery()
     for key, value in sim.plans(_now_ms()):
         await producer.send_and_wait(settings.topic_accounts, value, key=key)
+    live: deque[Planned] = deque()
+    if showcase is not None:
+        for planned in showcase.history:
+            topic = settings.topic_accounts if planned.topic == "plans" else settings.topic_usage
+            await producer.send(topic, planned.value, key=planned.key)
+        await producer.flush()
+        live.extend(sorted(showcase.live, key=lambda p: p.at_s))
+    if showcase is None:
+        logger.info("%s: none (--no-showcase)", HISTORY_PUBLISHED)
+    else:
+        logger.info(
+            "%s: %d plan and usage records of the demo accounts *-%s (weeks of usage, then "
+            "silence; anchors a year back; a milestone, overage and account changes to come)",
+            HISTORY_PUBLISHED,
+            len(showcase.history),
+            showcase.tag,
+        )
     hot = ", ".join(f"{a.account_id} ({a.plan.name})" for a in sim.hot_accounts) or "none"
     logger.info(
         "published %d account plans to %s; now ~%g usage records/s to %s "
@@ -537,6 +564,25 @@ async def _publish(
                 for record in sim.next_records(due, _now_ms()):
                     future = await producer.send(settings.topic_usage, record.value, key=record.key)
                     future.add_done_callback(delivery.done)
+            while live and live[0].at_s <= now - started:
+                planned = live.popleft()
+                topic = (
+                    settings.topic_accounts if planned.topic == "plans" else settings.topic_usage
+                )
+                future = await producer.send(topic, planned.value, key=planned.key)
+                future.add_done_callback(delivery.done)
+                if "usage-recovered" in planned.kinds:
+                    logger.info(
+                        "sent usage of %s again, after its drop: usage-recovered when the worker "
+                        "evaluates the next closed UTC day (00:00 UTC + MOMENTS_DROP_GRACE)",
+                        planned.key.decode(),
+                    )
+                elif planned.kinds:
+                    logger.info(
+                        "sent a record of %s, for %s",
+                        planned.key.decode(),
+                        ", ".join(planned.kinds),
+                    )
             if now - last_summary >= SUMMARY_EVERY_S:
                 logger.info(_summary("sent ", sim, delivery, now - started, reported))
                 reported = sim.stats.total
@@ -569,6 +615,17 @@ async def _simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         run_id=f"sim-{args.seed}-{_now_ms():x}",
     )
+    showcase = None
+    if getattr(args, "showcase", True):
+        now_ms = _now_ms()
+        showcase = Showcase(
+            catalog,
+            now_ms,
+            tag=run_tag(now_ms),
+            late_grace_ms=int(settings.late_grace_s * 1000),
+            drop_grace_ms=int(settings.drop_grace_s * 1000),
+            run_id=f"sim-{args.seed}-{now_ms:x}",
+        )
     kwargs = client_kwargs(settings)
     bootstrap = ",".join(settings.kafka_bootstrap)
     # The worker's own check: creates missing topics with its layout, refuses a wrong one.
@@ -586,7 +643,7 @@ async def _simulate(args: argparse.Namespace) -> int:
     )
     try:
         await producer.start()
-        await _publish(args, sim, producer, settings, stop)
+        await _publish(args, sim, producer, settings, stop, showcase)
     except KafkaError as exc:
         print(f"moments simulate: Kafka at {bootstrap} failed: {exc!r}", file=sys.stderr)
         return 1

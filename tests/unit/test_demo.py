@@ -1,0 +1,214 @@
+"""The simulator's showcase (app.demo): the records it plans trigger every kind of moment.
+
+Each test replays the planned records through the pure rules of the worker (drop assessment,
+anniversary periods, account-change diff) or through an independent sum (milestones,
+threshold levels), with the default settings and at several wall-clock times, including the
+awkward ones: just after midnight (before the drop grace), at a month's end.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from app.demo import Planned, Showcase
+from domain.accounts import AccountPlan
+from domain.anniversaries import HOUR_MS, due_cut, latest_closed
+from domain.catalog import Catalog, load_catalog
+from domain.changes import diff_accounts
+from domain.drops import CLOSED, DailyTotals, DropRules, assess, step
+from domain.evaluation import due_day
+from domain.periods import utc_day
+from domain.records import parse_plan, parse_usage
+
+SHIPPED = Path(__file__).resolve().parents[2] / "config" / "plans.toml"
+GRACE_MS = HOUR_MS
+DROP_GRACE_MS = 15 * 60_000
+SKEW_MS = 300_000
+RULES = DropRules(
+    recent_days=3, baseline_weeks=4, min_expected=Decimal(100), fraction=Decimal("0.7")
+)
+NOWS = [
+    1_796_092_416_000,  # 2026-12-01T02:33:36Z
+    1_767_225_000_000,  # 2025-12-31T23:50:00Z, a year's last minutes
+    1_767_226_200_000,  # 2026-01-01T00:10:00Z, before the drop grace
+    1_772_323_200_000 - 1,  # 2026-02-28T23:59:59.999Z
+    1_779_537_600_000,  # 2026-05-23T12:00:00Z, a Saturday
+]
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog(SHIPPED)
+
+
+def showcase(catalog: Catalog, now_ms: int) -> Showcase:
+    return Showcase(catalog, now_ms, tag="t", late_grace_ms=GRACE_MS, drop_grace_ms=DROP_GRACE_MS)
+
+
+def usage_of(records: list[Planned], account_id: str, now_ms: int) -> list[tuple[int, Decimal]]:
+    """(timestamp, quantity) of the account's usage records, validated as the worker does."""
+    out = []
+    for planned in records:
+        if planned.topic == "usage" and planned.key == account_id.encode():
+            usage = parse_usage(planned.value, now_ms + int(planned.at_s * 1000), SKEW_MS)
+            out.append((usage.timestamp_ms, Decimal(usage.quantity)))
+    return out
+
+
+def daily(records: list[tuple[int, Decimal]]) -> DailyTotals:
+    totals = DailyTotals()
+    for ts, quantity in records:
+        totals.add(ts, quantity)
+    return totals
+
+
+def test_the_showcase_promises_every_kind(catalog: Catalog) -> None:
+    assert showcase(catalog, NOWS[0]).kinds() == {
+        "threshold-near",
+        "threshold-hit",
+        "sudden-drop",
+        "usage-recovered",
+        "milestone",
+        "billing-anniversary",
+        "account-change",
+    }
+
+
+@pytest.mark.parametrize("now_ms", NOWS)
+def test_every_record_is_valid_and_none_is_in_the_future(catalog: Catalog, now_ms: int) -> None:
+    demo = showcase(catalog, now_ms)
+    for planned in demo.history + demo.live:
+        sent_ms = now_ms + int(planned.at_s * 1000)
+        if planned.topic == "plans":
+            assert parse_plan(planned.value, catalog).account_id == planned.key.decode()
+        else:
+            usage = parse_usage(planned.value, sent_ms, 0)  # not even within the skew
+            assert usage.account_id == planned.key.decode()
+            # Kept in daily totals: within the 35 days of retention.
+            assert utc_day(usage.timestamp_ms) > utc_day(now_ms) - 35
+    ids = [
+        orjson.loads(p.value)["record_id"] for p in demo.history + demo.live if p.topic == "usage"
+    ]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("now_ms", NOWS)
+def test_drop_at_the_due_day_and_recovery_at_the_next_one(catalog: Catalog, now_ms: int) -> None:
+    demo = showcase(catalog, now_ms)
+    due = due_day(now_ms, DROP_GRACE_MS)
+    records = demo.history + demo.live
+    for role in ("drop", "back"):
+        history = daily(usage_of(records, demo.account(role), now_ms))
+        assessment = assess(history, due, RULES)
+        emit, _ = step(CLOSED, assessment, RULES)
+        assert emit, (role, assessment)
+        assert assessment.recent_total == 0
+    drop = daily(usage_of(records, demo.account("drop"), now_ms))
+    # A worker crossing a day close while it starts evaluates the next day: a drop too.
+    assert assess(drop, due + 1, RULES).is_drop
+    back = daily(usage_of(records, demo.account("back"), now_ms))
+    _, episode = step(CLOSED, assess(back, due, RULES), RULES)
+    # The evaluation of the day of its last live record ends the episode: usage-recovered
+    # (today's, unless the live records cross midnight).
+    back_day = utc_day(max(ts for ts, _ in usage_of(demo.live, demo.account("back"), now_ms)))
+    assert back_day - utc_day(now_ms) in (0, 1)
+    emit, after = step(episode, assess(back, back_day, RULES), RULES)
+    assert not emit and not after.open
+    assert not assess(drop, back_day, RULES).recent_total  # the other stays silent
+
+
+@pytest.mark.parametrize("now_ms", NOWS)
+def test_anniversaries_final_at_the_current_cut_and_the_next(catalog: Catalog, now_ms: int) -> None:
+    demo = showcase(catalog, now_ms)
+    cut = due_cut(now_ms, GRACE_MS)
+    plans = {
+        p.key.decode(): parse_plan(p.value, catalog) for p in demo.history if p.topic == "plans"
+    }
+    for role, at_cut in (("year", cut), ("renew", cut + HOUR_MS)):
+        plan = AccountPlan.from_record(plans[demo.account(role)])
+        period = latest_closed(plan, at_cut, catalog)
+        assert period.end_ms == at_cut, role
+        # A year of periods: the anniversary message celebrates it.
+        assert plan.anchor_ms is not None and at_cut - plan.anchor_ms >= 365 * 86_400_000
+    # The cut after the next is due within two hours of the start, the first one at once.
+    assert now_ms - GRACE_MS - 2 * HOUR_MS < cut <= now_ms - GRACE_MS
+
+
+@pytest.mark.parametrize("now_ms", NOWS)
+def test_milestone_crossed_by_a_live_purchase(catalog: Catalog, now_ms: int) -> None:
+    demo = showcase(catalog, now_ms)
+    entry = catalog.milestones["purchases"]
+    account = demo.account("milestone").encode()
+    total = Decimal(0)
+    for planned in demo.history:
+        if planned.topic == "usage" and planned.key == account:
+            total += Decimal(str(orjson.loads(planned.value)["quantity"]))
+    assert total < entry.at[0]
+    for planned in sorted(demo.live, key=lambda p: p.at_s):
+        if planned.key != account:
+            continue
+        total += Decimal(str(orjson.loads(planned.value)["quantity"]))
+        assert ("milestone" in planned.kinds) == (total >= entry.at[0] > total - 1)
+    assert total >= entry.at[0]
+
+
+@pytest.mark.parametrize("now_ms", NOWS[:2])
+def test_thresholds_near_hit_and_overage_in_order(catalog: Catalog, now_ms: int) -> None:
+    demo = showcase(catalog, now_ms)
+    plan = demo.base_plan
+    limit = plan.limits[demo.metric]
+    over = plan.over_levels or catalog.over_levels
+    levels = sorted({*plan.near_levels, Decimal(1), *over})
+    account = demo.account("overage").encode()
+    total = Decimal(0)
+    seen: list[Decimal] = []
+    for planned in sorted(demo.live, key=lambda p: p.at_s):
+        if planned.key != account:
+            continue
+        before = total
+        total += Decimal(str(orjson.loads(planned.value)["quantity"]))
+        crossed = [lv for lv in levels if before < lv * limit <= total]
+        kind = None if not crossed else ("threshold-near" if crossed[-1] < 1 else "threshold-hit")
+        assert planned.kinds == (() if kind is None else (kind,))
+        seen += crossed
+    assert Decimal("0.8") in seen and Decimal(1) in seen and any(lv > 1 for lv in seen)
+    assert plan.overage.get(demo.metric)  # the overage event carries a cost
+
+
+def test_account_changes_one_of_each_type(catalog: Catalog) -> None:
+    demo = showcase(catalog, NOWS[0])
+    account = demo.account("change").encode()
+    records = [p for p in demo.history + sorted(demo.live, key=lambda p: p.at_s)]
+    held: tuple[int, AccountPlan] | None = None
+    types: list[str] = []
+    for planned in records:
+        if planned.key != account:
+            continue
+        record = parse_plan(planned.value, catalog)
+        plan = AccountPlan.from_record(record)
+        if held is not None:
+            assert record.updated_at_ms > held[0]
+            changes = [c.type for c in diff_accounts(held[1], plan, catalog)]
+            assert len(changes) == 1 and planned.kinds == ("account-change",)
+            types += changes
+        held = (record.updated_at_ms, plan)
+    assert types == [
+        "plan_upgraded",
+        "members_added",
+        "region_changed",
+        "paused",
+        "resumed",
+        "plan_downgraded",
+        "cancelled",
+    ]
+
+
+def test_same_clock_same_records_and_new_tag_new_accounts(catalog: Catalog) -> None:
+    first, second = showcase(catalog, NOWS[0]), showcase(catalog, NOWS[0])
+    assert first.history == second.history and first.live == second.live
+    other = Showcase(catalog, NOWS[0], tag="u")
+    assert {p.key for p in other.history}.isdisjoint({p.key for p in first.history})
