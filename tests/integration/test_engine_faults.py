@@ -26,7 +26,7 @@ from tests.integration.conftest import BOOTSTRAP, Stack, Worker, eventually, tot
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 FREE_LIMIT = 1000  # the catalog's "free" plan: api_calls 1,000, near levels 0.5 and 0.8
-FREE_LEVELS = (0.5, 0.8, 1.0)
+FREE_LEVELS = (0.5, 0.8, 1.0, 1.5, 2.0)  # and the default overage levels 1.5 and 2.0
 OUTCOMES = ("accepted", "duplicate", "invalid", "late", "unknown_account")
 
 
@@ -249,7 +249,7 @@ async def test_two_workers_one_killed_mid_stream_survivor_takes_over(stack: Stac
     # Every account is answered by either worker (each routes to the owner).
     assert await totals_of(stack, w2b, accounts) == {a: rounds * 10.0 for a in accounts}
 
-    expected = {(a, level) for a in accounts for level in FREE_LEVELS}
+    expected = {(a, level) for a in accounts for level in levels_reached(rounds * 10)}
     assert_announced_exactly_once(await threshold_events(stack), expected)
 
     assert w1.proc is not None and w1.proc.poll() is None, f"w1 exited:\n{w1.log()}"
