@@ -121,6 +121,23 @@ def _nullable_number(value: Decimal | None) -> int | float | None:
     return None if value is None else json_number(value)
 
 
+def _drop_figures(
+    recent_days: int,
+    recent_total: Decimal,
+    expected_total: Decimal,
+    ratio: Decimal,
+    last_active_at_ms: int | None,
+) -> dict[str, Any]:
+    """The ``drop`` block shared by sudden-drop and usage-recovered events."""
+    return {
+        "recent_days": recent_days,
+        "recent_total": json_number(recent_total),
+        "expected_total": json_number(expected_total),
+        "ratio": json_number(round_ratio(ratio)),
+        "last_active_at": _instant(last_active_at_ms),
+    }
+
+
 def _instant(ms: int | None) -> str | None:
     return None if ms is None else to_rfc3339(ms)
 
@@ -333,13 +350,9 @@ def drop_event(
         limit=limit,
     )
     event["projection"] = _projection(projection)
-    event["drop"] = {
-        "recent_days": recent_days,
-        "recent_total": json_number(recent_total),
-        "expected_total": json_number(expected_total),
-        "ratio": json_number(round_ratio(ratio)),
-        "last_active_at": _instant(last_active_at_ms),
-    }
+    event["drop"] = _drop_figures(
+        recent_days, recent_total, expected_total, ratio, last_active_at_ms
+    )
     event.update(_tail(message, suggestion, evaluated_at_ms, emitted_at_ms))
     return event
 
@@ -404,11 +417,7 @@ def recovered_event(
     )
     event["projection"] = _projection(projection)
     event["drop"] = {
-        "recent_days": recent_days,
-        "recent_total": json_number(recent_total),
-        "expected_total": json_number(expected_total),
-        "ratio": json_number(round_ratio(ratio)),
-        "last_active_at": _instant(last_active_at_ms),
+        **_drop_figures(recent_days, recent_total, expected_total, ratio, last_active_at_ms),
         "drop_event_id": drop_event_id(account_id, metric, dropped_on),
         "dropped_on": dropped_on.isoformat(),
     }
