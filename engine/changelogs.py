@@ -115,7 +115,9 @@ class ChangelogReader:
         """Fresh last stable offsets of ``tps`` (any topics) from the broker."""
         if not tps or self._offsets is None:
             return {}
-        ends = await self._offsets.end_offsets(list(tps))
+        # Shielded: a rebalance cancels the preparation that asked, and an offset request
+        # cancelled half-way could leave the shared consumer waiting on it; let it finish.
+        ends = await asyncio.shield(self._offsets.end_offsets(list(tps)))
         return {tp: int(end) for tp, end in ends.items()}
 
     async def restore(self, stores: Mapping[int, PartitionStore]) -> RestoreReport:

@@ -133,7 +133,13 @@ class TransactionalCommitter:
         if old is not None:
             await _stop_quietly(old)
         producer = self._factory(transactional_id=self.transactional_id(partition))
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            # Cancelled by a rebalance half-way (or failed): a started sender would go on
+            # initialising this transactional id beside the next producer; stop it.
+            await asyncio.shield(_stop_quietly(producer))
+            raise
         self._producers[partition] = producer
 
     async def close(self, partition: int) -> None:

@@ -400,6 +400,14 @@ class Engine:
         if self._prepare_task is not None:
             self._prepare_task.cancel()
 
+    async def _cancel_prepare(self) -> None:
+        """Stop the previous assignment's preparation and wait until it has (a producer it
+        was starting is stopped, not left running beside the next one)."""
+        task, self._prepare_task = self._prepare_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def on_assigned(
         self,
         assigned: Iterable[TopicPartition],
@@ -412,14 +420,20 @@ class Engine:
         (the group assignor's standby assignment), following their changelogs.
         """
         await self.start()
-        # Kept from the generation just before: nobody else can have held them in between,
-        # so their producers need no fencing (a takeover's new partitions are fenced first).
+        await self._cancel_prepare()
+        # Kept from the generation just before, where they were fully prepared: nobody else
+        # can have held them in between, so their producers need no fencing (a takeover's
+        # new partitions, and any whose preparation a rebalance cut short, are fenced).
         consecutive = generation == self.generation + 1
         self.generation = generation
         self._snapshots.clear()
         inputs = [tp for tp in assigned if tp.topic in self.topic_order]
         partitions = {tp.partition for tp in inputs}
-        kept = {p for p in partitions if p in self.owned} if consecutive else set()
+        kept = (
+            {p for p in partitions if p in self.owned and self.owned[p].ready}
+            if consecutive
+            else set()
+        )
         warm = set(standbys) - partitions if self.standby_replicas > 0 else set()
         async with self._lock:
             while not self._queue.empty():
@@ -485,14 +499,11 @@ class Engine:
             await asyncio.gather(*(self.committer.open(p) for p in partitions if p not in kept))
             fenced_s = time.monotonic() - started
             stores = {p: self.owned[p].store for p in partitions if p in self.owned}
-            plans = [TopicPartition(self.plans_topic, p) for p in partitions]
-            # The plans' end offsets (what usage must wait for) are read while restoring:
-            # plans published by now are the ones a backlog of usage is judged under.
-            report, ends = await asyncio.gather(
-                self.reader.restore(stores), self.reader.end_offsets(plans)
-            )
+            report = await self.reader.restore(stores)
             if generation != self.generation:
                 return
+            plans = [TopicPartition(self.plans_topic, p) for p in partitions]
+            ends = await self.reader.end_offsets(plans)
             release: list[TopicPartition] = []
             for p in partitions:
                 owned = self.owned.get(p)

@@ -9,6 +9,7 @@ what the engine asks of it: holds, releases, seeks.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -287,4 +288,31 @@ async def test_records_that_can_never_be_processed_are_set_aside_and_the_rest_go
     assert "MessageSizeTooLarge" in reasons[b"b"]
     assert "a record the rules cannot handle" in reasons[b"c"]
     assert len(await _records(names["out"], 7)) == 7  # a, d and e's five, each once
+    assert setup["hooks"].crashed == []
+
+
+async def test_an_assignment_cut_short_by_the_next_is_prepared_all_the_same(
+    setup: dict[str, Any],
+) -> None:
+    # Two rebalances in quick succession (two workers joining a second apart): the first
+    # assignment's preparation is cancelled half-way, possibly while a producer is starting.
+    # The partition must still end up ready, fenced and able to commit.
+    engine: Engine = setup["engine"]
+    names = setup["names"]
+    tp = TopicPartition(names["in"], 0)
+    for generation, pause in ((2, 0.0), (3, 0.01), (4, 0.05), (5, 0.2)):
+        await engine.on_revoked()
+        await engine.on_assigned([tp], generation=generation)
+        await asyncio.sleep(pause)  # cut the preparation at different points
+    await engine.on_revoked()
+    await engine.on_assigned([tp], generation=6)
+    await eventually(lambda: _ready(engine), timeout=30)
+    await setup["producer"].send_and_wait(names["in"], b"small", key=b"z")
+    records = await _records(names["in"], 1)
+    await engine.submit({tp: records}, 6)
+
+    async def applied() -> bool:
+        return engine.owned[0].store.get(TABLE.name, b"z") == b"1"
+
+    await eventually(applied, timeout=30)
     assert setup["hooks"].crashed == []
