@@ -126,6 +126,8 @@ class ChangelogReader:
         report = RestoreReport()
         if not stores:
             return report
+        if self._task is None or self._task.done():
+            raise RuntimeError("the changelog reader is not running; see its error above")
         async with self._lock:
             tps = [tp for p in stores for tp, _ in self.topic_partitions(p)]
             ends = await self.end_offsets(tps)
@@ -186,10 +188,12 @@ class ChangelogReader:
         return {tp.partition for tp, f in self._follows.items() if f.target is None}
 
     async def _reassign(self, consumer: AIOKafkaConsumer) -> None:
-        tps = list(self._follows)
-        consumer.assign(tps)
-        for tp in tps:
-            follow = self._follows[tp]
+        # A snapshot: follow(), unfollow() and restore() change the follows while a seek
+        # awaits (an await here once met a follow gone under it: KeyError, and the reading
+        # loop died, so every later restore waited for ever). _changed is set again then.
+        follows = list(self._follows.items())
+        consumer.assign([tp for tp, _ in follows])
+        for tp, follow in follows:
             stored = follow.store.changelog_offset(follow.spec.name)
             if stored is None:
                 await consumer.seek_to_beginning(tp)
@@ -197,6 +201,20 @@ class ChangelogReader:
                 consumer.seek(tp, stored + 1)
 
     async def _run(self) -> None:
+        try:
+            await self._read()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            # Nothing could restore or follow any more: fail every waiting restore at once
+            # (its partition's preparation then stops the worker) rather than hang.
+            logger.exception("changelog reader failed")
+            for follow in self._follows.values():
+                if follow.done is not None and not follow.done.done():
+                    follow.done.set_exception(exc)
+            raise
+
+    async def _read(self) -> None:
         consumer = self._consumer
         if consumer is None:
             raise RuntimeError("changelog reader not started")
@@ -215,7 +233,8 @@ class ChangelogReader:
                 if follow.target is None:
                     continue
                 if await consumer.position(tp) >= follow.target:
-                    del self._follows[tp]
+                    if self._follows.get(tp) is follow:  # not replaced while we awaited
+                        del self._follows[tp]
                     if follow.done is not None and not follow.done.done():
                         follow.done.set_result(None)
 
