@@ -256,3 +256,16 @@ def standby_partitions(app: faust.App, topic: str) -> set[int]:
 def generation_of(app: faust.App) -> int:
     """The consumer group generation of the current assignment."""
     return int(app.consumer_generation_id)
+
+
+async def warm_router(app: faust.App, topic: str) -> None:
+    """Load ``topic``'s partitions into the metadata of Faust's own producer.
+
+    Faust's topic routing (``app.topic_route``, our ``/accounts``) hashes a key with that
+    producer's metadata, which knows a topic only once the producer has used it, and ours
+    never produces (the engine has its own producers): whether ``/accounts`` could route
+    depended on whether the producer's first metadata fetch came after the topics were
+    created. Until this returns, routing raises; afterwards it works.
+    """
+    producer = await app.maybe_start_producer()
+    await producer._ensure_producer().partitions_for(topic)  # aiokafka waits for metadata

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.usage import key_partition
 from app.clock import ManualClock
+from app.faust_internals import warm_router
 from app.main import Runtime
 from domain.accounts import AccountPlan, period_of
 from domain.anniversaries import periods_completed, whole_years
@@ -165,6 +166,11 @@ def register(runtime: Runtime, engine: Engine) -> None:
     metrics = runtime.metrics
     clock = runtime.clock
     usage_topic = app.topic(settings.topic_usage, key_type=bytes, value_type=bytes, acks=False)
+
+    @app.task  # type: ignore[untyped-decorator]  # faust types its decorators loosely
+    async def warm_routing() -> None:
+        # /accounts routes by Faust's producer metadata, which would otherwise lack the topic.
+        await warm_router(app, settings.topic_usage)
 
     @app.page("/healthz")
     class Healthz(View):
