@@ -38,6 +38,12 @@ logger = logging.getLogger(__name__)
 SLICE_ACCOUNTS = 5000
 #: Anniversaries announced per slice (a totals read, a recap, an event and a write each).
 SLICE_EVENTS = 500
+#: Most seconds of rules per slice: a slice holds up its partition's usage (the engine runs
+#: one step per partition at a time) and the worker's one core, so it ends early when its
+#: time is up. Measured: slices of 5,000 accounts with no budget put the latency bench's
+#: p99 at 610 ms; the cursor is kept in the same transaction, so where a slice ends changes
+#: nothing but how many slices a pass takes.
+SLICE_BUDGET_S = 0.02
 
 KIND = "billing-anniversary"
 
@@ -86,11 +92,13 @@ class AnniversaryEvaluation:
         runtime: Runtime,
         slice_accounts: int = SLICE_ACCOUNTS,
         slice_events: int = SLICE_EVENTS,
+        slice_budget_s: float = SLICE_BUDGET_S,
     ) -> None:
         self.runtime = runtime
         self.rules = pass_rules(runtime)
         self.slice_accounts = slice_accounts
         self.slice_events = slice_events
+        self.slice_budget_s = slice_budget_s
 
     def pending(self, store: PartitionStore, partition: int) -> bool:
         """Whether the partition has a started, unfinished pass."""
@@ -105,6 +113,7 @@ class AnniversaryEvaluation:
         if held is None or held.cursor is None:
             return
         started = time.perf_counter()
+        deadline = started + self.slice_budget_s
         start = None if held.cursor == "" else held.cursor.encode() + b"\x00"
         topic = rt.settings.event_topic(KIND)
         last: str | None = None
@@ -112,7 +121,11 @@ class AnniversaryEvaluation:
         events = 0
         exhausted = True
         for raw_key, value in state.store.items(ACCOUNTS.name, start):
-            if count >= self.slice_accounts or events >= self.slice_events:
+            if (
+                count >= self.slice_accounts
+                or events >= self.slice_events
+                or (count and time.perf_counter() > deadline)
+            ):
                 exhausted = False
                 break
             count += 1

@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 #: Accounts per slice: a slice is one transaction, and the partition's usage waits
 #: behind it, so it must stay short (a few hundred ms with 35 days of history each).
 SLICE_ACCOUNTS = 500
+#: Most seconds of rules per slice, for the same reason (see agents.anniversaries): the
+#: cursor is kept in the slice's transaction, so an early end only makes more slices.
+SLICE_BUDGET_S = 0.02
 
 
 def drop_rules(runtime: Runtime) -> DropRules:
@@ -94,10 +97,16 @@ def _reached_at(
 class DropEvaluation:
     """The engine's background work: evaluation slices of started days."""
 
-    def __init__(self, runtime: Runtime, slice_accounts: int = SLICE_ACCOUNTS) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        slice_accounts: int = SLICE_ACCOUNTS,
+        slice_budget_s: float = SLICE_BUDGET_S,
+    ) -> None:
         self.runtime = runtime
         self.rules = drop_rules(runtime)
         self.slice_accounts = slice_accounts
+        self.slice_budget_s = slice_budget_s
 
     def pending(self, store: PartitionStore, partition: int) -> bool:
         """Whether the partition has a started, unfinished evaluation."""
@@ -112,6 +121,7 @@ class DropEvaluation:
         if held is None or held.cursor is None:
             return
         started = time.perf_counter()
+        deadline = started + self.slice_budget_s
         oldest_day = utc_day(step.now_ms) - rt.settings.daily_retention_days + 1
         stale_before_ms = step.now_ms - int(rt.settings.late_grace_s * 1000) - 1
         # Closed periods wait for their billing anniversary (agents.anniversaries).
@@ -120,8 +130,10 @@ class DropEvaluation:
         last: str | None = None
         count = 0
         events: dict[str, int] = {}
+        done = True
         for raw_key, value in state.store.items(DAILY.name, start):
-            if count >= self.slice_accounts:
+            if count >= self.slice_accounts or (count and time.perf_counter() > deadline):
+                done = False
                 break
             count += 1
             account_id = raw_key.decode()
@@ -160,7 +172,6 @@ class DropEvaluation:
                     orjson.dumps(moment.payload),
                 )
                 events[moment.kind] = events.get(moment.kind, 0) + 1
-        done = count < self.slice_accounts
         put_evaluation(state, step.partition, Evaluation(held.day, None if done else last))
         logger.debug(
             "partition %d: drop slice of %d accounts in %.3fs",

@@ -24,6 +24,9 @@ from tables.totals import totals_of
 from tests.functional.test_reliability import Harness, plan, usage
 from tests.schema import assert_valid
 
+#: A slice time budget no test machine reaches: these tests are about what one slice does.
+UNBOUNDED = float("inf")
+
 ANCHOR = "2026-10-15T09:30:00Z"
 KIND = "billing-anniversary"
 
@@ -125,7 +128,7 @@ def test_a_pass_in_slices_judges_every_account_once_and_resumes_at_its_cursor(
     h.usage(usage("no-plan", 5))  # usage without a plan: no anniversary
     h.now_ms = ms("2026-11-16T12:00:00Z")
     tick(h)
-    work = AnniversaryEvaluation(h.runtime, slice_accounts=3)
+    work = AnniversaryEvaluation(h.runtime, slice_accounts=3, slice_budget_s=UNBOUNDED)
 
     # A slice whose transaction never commits (a crash) changes nothing: the pass resumes.
     lost = Step(0, StepState(h.store), h.now_ms)
@@ -174,3 +177,24 @@ def test_the_underuse_level_setting_overrides_the_catalogs(h: Harness) -> None:
     by_account = {e["account_id"]: e for e in run_pass(h)}
     assert by_account["b"]["suggestion"]["action"] == "downgrade"
     assert orjson.loads(orjson.dumps(by_account["b"])) == by_account["b"]
+
+
+def test_a_slice_ends_when_its_time_is_up_and_the_pass_still_judges_everyone_once(
+    h: Harness,
+) -> None:
+    # Slices hold up their partition's usage: with no time at all, each judges one
+    # account (at least one, so a pass always progresses), and the pass is the same.
+    accounts = [f"acct-{i}" for i in range(5)]
+    for account in accounts:
+        h.plan(account.encode(), plan(account, billing_anchor=ANCHOR))
+    h.now_ms = ms("2026-11-16T12:00:00Z")
+    tick(h)
+    work = AnniversaryEvaluation(h.runtime, slice_budget_s=0.0)
+    step = Step(0, StepState(h.store), h.now_ms)
+    work.run_slice(step)
+    h.store.apply(step.state.updates())
+    assert len(h.events(step, KIND)) == 1
+    progress = pass_of(h.store, 0)
+    assert progress is not None and progress.cursor == accounts[0]
+    events = run_pass(h, work)
+    assert sorted(e["account_id"] for e in events) == accounts[1:]
