@@ -57,6 +57,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
     from app.codecs import check_codecs
     from app.faust_internals import Worker
     from app.main import build_runtime
+    from app.preflight import check_broker_access_sync
     from app.security import client_kwargs
     from app.topology import ensure_topics_sync
     from config.settings import load_settings, unknown_variables
@@ -71,6 +72,8 @@ def cmd_worker(_: argparse.Namespace) -> int:
         logger.warning("%s is not a setting of usage-moments (typo?)", name)
     check_codecs()
     runtime = build_runtime(settings)
+    # One clear line naming the setting when Kafka refuses us, before clients that retry.
+    check_broker_access_sync(settings, client_kwargs(settings))
     ensure_topics_sync(settings, client_kwargs(settings), table_specs(runtime))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = install(runtime)
