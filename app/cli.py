@@ -216,6 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else "INFO",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from app.redaction import install_kafka_credentials_filter
+
+    # Every command may talk SASL: aiokafka would log the credentials at debug level.
+    install_kafka_credentials_filter()
     try:
         code: int = args.func(args)
     except ConfigError as exc:

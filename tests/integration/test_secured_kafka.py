@@ -130,7 +130,12 @@ def _settings(broker: SecuredBroker, case: str) -> dict[str, str]:
     plain = {**sasl, "MOMENTS_SASL_MECHANISM": "PLAIN", "MOMENTS_SASL_USERNAME": PLAIN_USER}
     scram = {**sasl, "MOMENTS_SASL_MECHANISM": "SCRAM-SHA-512", "MOMENTS_SASL_USERNAME": SCRAM_USER}
     cases = {
-        "sasl-plain": {**plain, "MOMENTS_SASL_PASSWORD": PLAIN_PASSWORD},
+        # Debug level: aiokafka then logs every request, the SASL ones included.
+        "sasl-plain": {
+            **plain,
+            "MOMENTS_SASL_PASSWORD": PLAIN_PASSWORD,
+            "MOMENTS_LOG_LEVEL": "debug",
+        },
         "sasl-scram-sha-512": {**scram, "MOMENTS_SASL_PASSWORD": SCRAM_PASSWORD},
         "ssl-mutual": tls,
         "plain-wrong-password": {**plain, "MOMENTS_SASL_PASSWORD": WRONG_PASSWORD},

@@ -7,6 +7,7 @@ broker's answers are exercised in tests/integration/test_secured_kafka.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 from pathlib import Path
@@ -189,3 +190,26 @@ def test_unreadable_tls_files_name_their_setting(
     with pytest.raises(SettingsError) as info:
         client_kwargs(_settings(**env))
     assert info.value.variable == variable
+
+
+def test_sasl_credentials_never_reach_the_log_and_the_clear_text_warning_comes_once() -> None:
+    from aiokafka.protocol.admin import SaslAuthenticateRequest_v1
+
+    from app.redaction import KafkaCredentialsFilter
+
+    request = SaslAuthenticateRequest_v1(f"u\x00u\x00{PASSWORD}".encode())
+    assert PASSWORD in str(request)  # what aiokafka 0.14 would print at debug level
+    log_filter = KafkaCredentialsFilter()
+
+    def record(msg: str, *args: object) -> logging.LogRecord:
+        return logging.LogRecord("aiokafka.conn", logging.DEBUG, __file__, 1, msg, args, None)
+
+    sent = record("Request to %s:%d %d: %s", "127.0.0.1", 9094, 3, request)
+    assert log_filter.filter(sent)
+    assert PASSWORD not in sent.getMessage()
+    assert "127.0.0.1:9094 3" in sent.getMessage()
+    other = record("Request to %s:%d %d: %s", "127.0.0.1", 9094, 4, "MetadataRequest_v0()")
+    assert log_filter.filter(other) and other.getMessage().endswith("MetadataRequest_v0()")
+    warning = "Sending username and password in the clear"
+    assert log_filter.filter(record(warning))
+    assert not log_filter.filter(record(warning))
