@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	scripts/ensure-promtool >/dev/null
+	scripts/ensure-openssl
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv, install the project with its dev dependencies, and promtool

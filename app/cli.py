@@ -57,6 +57,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
     from app.codecs import check_codecs
     from app.faust_internals import Worker
     from app.main import build_runtime
+    from app.preflight import check_broker_access_sync
     from app.security import client_kwargs
     from app.topology import ensure_topics_sync
     from config.settings import load_settings, unknown_variables
@@ -71,6 +72,8 @@ def cmd_worker(_: argparse.Namespace) -> int:
         logger.warning("%s is not a setting of usage-moments (typo?)", name)
     check_codecs()
     runtime = build_runtime(settings)
+    # One clear line naming the setting when Kafka refuses us, before clients that retry.
+    check_broker_access_sync(settings, client_kwargs(settings))
     ensure_topics_sync(settings, client_kwargs(settings), table_specs(runtime))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = install(runtime)
@@ -213,6 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else "INFO",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from app.redaction import install_kafka_credentials_filter
+
+    # Every command may talk SASL: aiokafka would log the credentials at debug level.
+    install_kafka_credentials_filter()
     try:
         code: int = args.func(args)
     except ConfigError as exc:

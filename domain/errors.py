@@ -7,6 +7,8 @@ Error tree::
     │   ├── SettingsError        a MOMENTS_* variable has a wrong value (names the variable)
     │   ├── CatalogError         config/plans.toml is invalid (names the plan and field)
     │   ├── TopologyError        topics are not co-partitioned, or cannot be created
+    │   ├── BrokerAccessError    Kafka refuses this worker's connection (credentials,
+    │   │                        certificates, protocol, address; names the setting)
     │   └── CodecError           a Kafka compression codec cannot be decoded (missing package)
     └── RecordError              one input record is unusable; it goes to a dead-letter topic
         ├── InvalidUsageRecord   a usage record breaks contract 1.1
@@ -43,6 +45,17 @@ class CatalogError(ConfigError):
 
 class TopologyError(ConfigError):
     """Kafka topics are not laid out as the contract needs (e.g. not co-partitioned)."""
+
+
+class BrokerAccessError(ConfigError):
+    """Kafka cannot be reached or refuses the configured credentials; names the setting.
+
+    Raised by the worker's pre-flight check, before any client that would retry.
+    """
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable}: {problem}")
 
 
 class CodecError(ConfigError):
