@@ -23,6 +23,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from app.metrics import EVENT_KINDS, OUTCOMES, PLAN_OUTCOMES, build_metrics
+from tests.promql import STRING as _STRING
+from tests.promql import metric_names
 
 try:
     import yaml
@@ -116,27 +118,8 @@ def known_series() -> dict[str, Exported]:
     return {**exported_series(), "up": Exported("up", frozenset())}
 
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-_IDENT = re.compile(r"(?<![\w:.$])[A-Za-z_:][\w:]*")
-_KEYWORDS = {"and", "or", "unless", "offset", "bool", "inf", "nan", "by", "without", "on"}
 _SELECTOR = re.compile(r"(?<![\w:])([A-Za-z_:][\w:]*)\s*\{([^}]*)\}")
 _MATCHER = re.compile(r'([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
-
-
-def metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression reads (function and aggregation names excluded)."""
-    text = _STRING.sub('""', expr)
-    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
-    text = re.sub(r"\[[^\]]*\]", " ", text)  # ranges and subqueries
-    text = _GROUPING.sub(" ", text)
-    names: set[str] = set()
-    for match in _IDENT.finditer(text):
-        name = match.group()
-        if name.lower() in _KEYWORDS or text[match.end() :].lstrip().startswith("("):
-            continue  # an operator, or a function / aggregation being called
-        names.add(name)
-    return names
 
 
 def selectors(expr: str) -> list[tuple[str, dict[str, tuple[str, str]]]]:
