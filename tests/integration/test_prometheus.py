@@ -52,11 +52,17 @@ RULES: list[dict[str, Any]] = [
 ALERT_EXPRS = {rule["alert"]: str(rule["expr"]) for rule in RULES if "alert" in rule}
 # The job the rules select (alerts.yml's convention): the scrape job must carry it.
 JOB = re.search(r'up\{job="([^"]+)"\}', ALERT_EXPRS["MomentsWorkerDown"]).group(1)  # type: ignore[union-attr]
+DASH: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
 DASH_TARGETS: list[tuple[str, str]] = [
     (f"{panel['title']}/{target['refId']}", target["expr"])
-    for panel in json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
+    for panel in DASH["panels"]
     for target in panel["targets"]
 ]
+#: The ``$instance`` variable's query: ``label_values(SELECTOR, LABEL)``.
+INSTANCE_QUERY = re.fullmatch(
+    r"label_values\((.+), *(\w+)\)",
+    next(v for v in DASH["templating"]["list"] if v["name"] == "instance")["definition"],
+)
 #: Grafana's built-in variables as Grafana would fill them for a 1 s scrape interval
 #: over the last minute (the whole scenario fits in it). ``$instance`` is set per query.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "1s", "$__range": "1m"}
@@ -281,7 +287,12 @@ async def flow_until_seen_rising(
 async def check_dashboard(
     query: Callable[[str], Awaitable[list[dict[str, Any]]]], instances: list[str]
 ) -> None:
-    """Every target of the dashboard returns data from this Prometheus."""
+    """Every target of the dashboard returns data from this Prometheus, and the worker
+    picker (the ``$instance`` variable) lists both workers."""
+    assert INSTANCE_QUERY is not None, "the instance variable is not label_values(...)"
+    selector, label = INSTANCE_QUERY.groups()
+    listed = {s["metric"].get(label) for s in await query(f"group by ({label}) ({selector})")}
+    assert listed == set(instances), f"$instance would offer {listed}"
 
     async def failing() -> dict[str, Any]:
         problems: dict[str, Any] = {}
