@@ -260,6 +260,17 @@ def test_ensure_promtool_prints_a_working_promtool(promtool: str) -> None:
     assert run(printed, "--version").returncode == 0
 
 
+def test_ensure_prometheus_prints_a_working_server() -> None:
+    """The server tests/integration/test_prometheus.py runs (same Debian package)."""
+    script = ROOT / "scripts" / "ensure-prometheus"
+    result = subprocess.run([str(script)], capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.strip()
+    assert printed.splitlines() == [printed] and os.access(printed, os.X_OK), result.stdout
+    version = run(printed, "--version")
+    assert version.returncode == 0 and "prometheus, version" in version.stdout, version
+
+
 # --- alert rules ---------------------------------------------------------------
 
 
