@@ -22,10 +22,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	scripts/ensure-promtool >/dev/null
-	scripts/ensure-openssl
+	scripts/ensure-openssl >/dev/null
+	scripts/ensure-prometheus >/dev/null
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv, install the project with its dev dependencies, and promtool
+install: $(STAMP) ## create .venv, install the project with its dev dependencies, promtool and prometheus
 
 lint: $(STAMP) ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff check .

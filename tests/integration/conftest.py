@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,15 +33,27 @@ pytestmark = pytest.mark.integration
 MOMENTS = Path(sys.executable).with_name("moments")
 BOOTSTRAP = os.environ.get("MOMENTS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 # Spread by process, so two pytest runs on one machine rarely race for a port.
-_ports = itertools.count(16066 + (os.getpid() % 40) * 50)
+# TEST_PORTS=FIRST-LAST confines them to a range (a machine shared by several runs),
+# reused round-robin: a stopped worker's port is free again.
+_first, _, _last = os.environ.get("TEST_PORTS", "").partition("-")
+_range = range(int(_first), int(_last) + 1) if _first and _last else None
+_ports: Iterator[int] = (
+    itertools.cycle(_range) if _range else itertools.count(16066 + (os.getpid() % 40) * 50)
+)
 
 
 def _free_port() -> int:
-    while True:
+    for _ in _range or itertools.count():
         port = next(_ports)
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) != 0:
                 return port
+    raise AssertionError(f"every port of TEST_PORTS={os.environ['TEST_PORTS']} is taken")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on, for a worker or a server a test starts."""
+    return _free_port()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -23,6 +23,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from app.metrics import EVENT_KINDS, OUTCOMES, PLAN_OUTCOMES, build_metrics
+from tests.promql import STRING as _STRING
+from tests.promql import metric_names
 
 try:
     import yaml
@@ -116,27 +118,8 @@ def known_series() -> dict[str, Exported]:
     return {**exported_series(), "up": Exported("up", frozenset())}
 
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-_IDENT = re.compile(r"(?<![\w:.$])[A-Za-z_:][\w:]*")
-_KEYWORDS = {"and", "or", "unless", "offset", "bool", "inf", "nan", "by", "without", "on"}
 _SELECTOR = re.compile(r"(?<![\w:])([A-Za-z_:][\w:]*)\s*\{([^}]*)\}")
 _MATCHER = re.compile(r'([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
-
-
-def metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression reads (function and aggregation names excluded)."""
-    text = _STRING.sub('""', expr)
-    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
-    text = re.sub(r"\[[^\]]*\]", " ", text)  # ranges and subqueries
-    text = _GROUPING.sub(" ", text)
-    names: set[str] = set()
-    for match in _IDENT.finditer(text):
-        name = match.group()
-        if name.lower() in _KEYWORDS or text[match.end() :].lstrip().startswith("("):
-            continue  # an operator, or a function / aggregation being called
-        names.add(name)
-    return names
 
 
 def selectors(expr: str) -> list[tuple[str, dict[str, tuple[str, str]]]]:
@@ -277,6 +260,17 @@ def test_ensure_promtool_prints_a_working_promtool(promtool: str) -> None:
     assert run(printed, "--version").returncode == 0
 
 
+def test_ensure_prometheus_prints_a_working_server() -> None:
+    """The server tests/integration/test_prometheus.py runs (same Debian package)."""
+    script = ROOT / "scripts" / "ensure-prometheus"
+    result = subprocess.run([str(script)], capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.strip()
+    assert printed.splitlines() == [printed] and os.access(printed, os.X_OK), result.stdout
+    version = run(printed, "--version")
+    assert version.returncode == 0 and "prometheus, version" in version.stdout, version
+
+
 # --- alert rules ---------------------------------------------------------------
 
 
@@ -309,6 +303,64 @@ def test_runbook_links_resolve() -> None:
     anchors = markdown_anchors(text)
     broken = {link for link in re.findall(r"\]\(#([^)]+)\)", text) if link not in anchors}
     assert not broken
+
+
+#: What every runbook section walks an SRE through, in this order: from "alert fired"
+#: to "what to do" (issue #10, Done-when).
+RUNBOOK_PARTS = ("**Means:**", "**Confirm:**", "**Check first:**", "**Fix:**", "**Escalate:**")
+
+
+def runbook_section(name: str) -> str:
+    """The text under ``### name`` in docs/operations.md, up to the next heading."""
+    text = RUNBOOK.read_text(encoding="utf-8")
+    match = re.search(rf"(?ms)^### {re.escape(name)}\s*$(.*?)(?=^#{{1,3}} |\Z)", text)
+    assert match, f"docs/operations.md has no '### {name}'"
+    return match.group(1)
+
+
+def runbook_part(name: str, part: str) -> str:
+    """One ``**Part:**`` paragraph (up to the blank line) of ``name``'s runbook."""
+    section = runbook_section(name)
+    start = section.index(part)
+    end = section.find("\n\n", start)
+    return section[start : end if end >= 0 else None]
+
+
+@pytest.mark.parametrize("name", sorted(ALERT_RULES))
+def test_runbook_walks_from_alert_to_action(name: str) -> None:
+    section = runbook_section(name)
+    found = [part for part in RUNBOOK_PARTS if part in section]
+    assert found == list(RUNBOOK_PARTS), f"{name}: has {found}, needs {RUNBOOK_PARTS}"
+    assert [section.index(p) for p in found] == sorted(section.index(p) for p in found), name
+
+
+def confirm_queries(name: str) -> list[str]:
+    """PromQL code spans of ``name``'s Confirm paragraph (those that select the job)."""
+    spans = re.findall(r"`([^`]+)`", runbook_part(name, "**Confirm:**"))
+    return [span for span in spans if f'job="{JOB}"' in span]
+
+
+@pytest.mark.parametrize("name", sorted(ALERT_RULES))
+def test_runbook_confirms_with_a_query_on_the_alerts_metrics(name: str) -> None:
+    queries = confirm_queries(name)
+    assert queries, f"{name}: the Confirm paragraph gives no query"
+    read = set().union(*(metric_names(q) for q in queries))
+    assert read & metric_names(ALERT_RULES[name]["expr"]), (name, read)
+    for query in queries:
+        assert not selector_problems(query), (name, query, selector_problems(query))
+
+
+def test_runbook_queries_parse(promtool: str, tmp_path: Path) -> None:
+    """promtool parses every query the runbooks tell an SRE to run."""
+    rules = [
+        {"record": f"runbook:{name}:{i}", "expr": query}
+        for name in sorted(ALERT_RULES)
+        for i, query in enumerate(confirm_queries(name))
+    ]
+    path = tmp_path / "runbook_rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "runbook", "rules": rules}]}))
+    result = run(promtool, "check", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("name", sorted(ALERT_RULES))
