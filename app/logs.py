@@ -32,7 +32,8 @@ TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 @dataclass(frozen=True, slots=True)
 class Noise:
-    """Records of loggers under ``logger`` at ``level`` whose message matches ``pattern``."""
+    """Records of loggers under ``logger`` (``""``: any) at ``level`` whose message matches
+    ``pattern``."""
 
     logger: str
     level: int
@@ -44,7 +45,7 @@ class Noise:
         name = record.name
         return (
             record.levelno == self.level
-            and (name == self.logger or name.startswith(self.logger + "."))
+            and (not self.logger or name == self.logger or name.startswith(self.logger + "."))
             and self.pattern.search(message) is not None
         )
 
@@ -52,19 +53,14 @@ class Noise:
 #: What is demoted to debug, and why.
 NOISE: Final[tuple[Noise, ...]] = (
     Noise(
-        "faust",
+        "",
         logging.INFO,
         re.compile(r"^\[\^-*[^\]]*\]: "),
-        # Faust's ~20 internal services each log starting, stopping and their steps
-        # ("[^--Producer]: Starting..."); the engine logs the worker's own milestones
-        # (partitions ready, engine stopped), and crashes come at error level anyway.
+        # Faust's ~20 internal services (mode services; ours in app.faust_internals among
+        # them) each log starting, stopping and their steps ("[^--Producer]: Starting...");
+        # the engine logs the worker's own milestones (partitions ready, engine stopped),
+        # and crashes come at error level, which is kept.
         "Faust service lifecycle",
-    ),
-    Noise(
-        "mode",
-        logging.INFO,
-        re.compile(r"^\[\^-*[^\]]*\]: "),
-        "mode service lifecycle (as Faust's)",
     ),
     Noise(
         "aiokafka.consumer",
@@ -77,6 +73,14 @@ NOISE: Final[tuple[Noise, ...]] = (
         # Every rebalance logs eight of these (with the whole topic list); the engine logs
         # each assignment in one line and moments_rebalances_total counts them.
         "per-rebalance consumer-group chatter",
+    ),
+    Noise(
+        "aiokafka.consumer.group_coordinator",
+        logging.WARNING,
+        re.compile(r"^Heartbeat failed for group \S+ because it is rebalancing"),
+        # How every member learns of a rebalance, not a fault; failures of another
+        # kind stay warnings.
+        "a rebalance announced through the heartbeat",
     ),
     Noise(
         "aiokafka.producer",
@@ -139,6 +143,31 @@ class NoiseFilter(logging.Filter):
         return True
 
 
+class PartitionContext(logging.Filter):
+    """Sets ``partition`` on our records whose message starts ``"partition %d:"``.
+
+    The engine's and the agents' messages about one partition all start that way, with
+    the partition as the first argument; this reads it from the call's template and
+    arguments (not from the rendered text), so those calls need no ``extra=``. A
+    ``partition`` given with ``extra=`` wins.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Always keep the record; add its partition when the template names one."""
+        if "partition" in record.__dict__:
+            return True
+        msg, args = record.msg, record.args
+        if (
+            isinstance(msg, str)
+            and msg.startswith("partition %d")
+            and isinstance(args, tuple)
+            and args
+            and isinstance(args[0], int)
+        ):
+            record.partition = args[0]
+        return True
+
+
 def _utc_ms(created: float) -> str:
     seconds = int(created)
     ms = int((created - seconds) * 1000)
@@ -186,6 +215,7 @@ def configure(level: str, fmt: LogFormat, stream: TextIO | None = None) -> loggi
     handler.setLevel(threshold)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(NoiseFilter(threshold))
+    handler.addFilter(PartitionContext())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -33,7 +33,13 @@ pytestmark = pytest.mark.integration
 MOMENTS = Path(sys.executable).with_name("moments")
 BOOTSTRAP = os.environ.get("MOMENTS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 # Spread by process, so two pytest runs on one machine rarely race for a port.
-_ports = itertools.count(16066 + (os.getpid() % 40) * 50)
+# IT_WEB_PORTS=FIRST-LAST keeps workers inside a range (engineers sharing a machine).
+_range = os.environ.get("IT_WEB_PORTS", "")
+_ports: itertools.count[int] | itertools.cycle[int] = (
+    itertools.cycle(range(int(_range.split("-")[0]), int(_range.split("-")[1]) + 1))
+    if _range
+    else itertools.count(16066 + (os.getpid() % 40) * 50)
+)
 
 
 def _free_port() -> int:

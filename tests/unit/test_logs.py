@@ -70,6 +70,7 @@ def test_a_message_with_newlines_stays_one_line(restore_root: None) -> None:
         ("faust.worker", logging.INFO, "[^Worker]: Starting..."),
         ("faust.transport.producer", logging.INFO, "[^--Producer]: Creating topic 'x'"),
         ("mode.services", logging.INFO, "[^---Fetcher]: Stopping..."),
+        ("app.faust_internals", logging.INFO, "[^-MomentsApp]: Starting..."),
         ("aiokafka.consumer.subscription_state", logging.INFO, "Updating subscribed topics to: x"),
         ("aiokafka.consumer.group_coordinator", logging.INFO, "(Re-)joining group g"),
         (
@@ -100,7 +101,7 @@ def test_noise_is_dropped_at_info_and_shown_as_debug(name: str, level: int, mess
         ("faust.worker", logging.ERROR, "[^Worker]: Crashed reason=KeyError()"),
         ("aiokafka.consumer.group_coordinator", logging.ERROR, "Heartbeat failed: unknown"),
         ("faust.transport.producer", logging.WARNING, "something else"),
-        ("faustish", logging.INFO, "[^Worker]: Starting..."),
+        ("faust.worker", logging.INFO, "Worker ready but not in brackets"),
     ],
 )
 def test_what_an_operator_needs_is_kept(name: str, level: int, message: str) -> None:
@@ -119,3 +120,15 @@ def test_configure_replaces_every_root_handler(restore_root: None) -> None:
     assert logging.getLogger().handlers == [handler]
     assert logging.getLogger().level == logging.WARNING
     assert not isinstance(handler.formatter, JsonFormatter)
+
+
+def test_the_partition_is_read_from_our_messages_template(restore_root: None) -> None:
+    out = io.StringIO()
+    configure("info", "json", out)
+    log = logging.getLogger("engine.engine")
+    log.info("partition %d: account plans read; usage released", 5)
+    log.info("partition %d: given", 5, extra={"partition": 6})
+    log.info("partitions %s ready", [0, 1])
+    log.info("partition %s: not a number", "x")
+    lines = _lines(out)
+    assert [line.get("partition") for line in lines] == [5, 6, None, None]
