@@ -22,7 +22,13 @@ EXIT_CONFIG = 2
 
 
 def _fail(exc: Exception) -> int:
-    print(f"moments: configuration error: {exc}", file=sys.stderr)
+    from config.settings import log_options
+
+    if log_options(os.environ)[1] == "json":
+        # A log pipeline reading JSON lines gets this one as JSON too.
+        logger.error("configuration error: %s", exc)
+    else:
+        print(f"moments: configuration error: {exc}", file=sys.stderr)
     return EXIT_CONFIG
 
 
