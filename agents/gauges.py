@@ -25,6 +25,7 @@ def refresh_gauges(runtime: Runtime, engine: Engine, backlog: BacklogWatch | Non
     consumer: Any = runtime.app.consumer
     metrics.consumer_lag.clear()
     lag_total = processed = 0
+    measured: set[int] = set()
     if consumer is not None:
         for partition in list(engine.owned):
             for topic in engine.topic_order:
@@ -41,8 +42,11 @@ def refresh_gauges(runtime: Runtime, engine: Engine, backlog: BacklogWatch | Non
                 lag = max(0, int(highwater) - done)
                 lag_total += lag
                 processed += done
+                measured.add(partition)
                 metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
-    if backlog is not None:
+    # Only with a lag from every partition: a backlog announced from the first partition
+    # fetched would be understated.
+    if backlog is not None and engine.owned and measured == set(engine.owned):
         line = backlog.observe(engine.generation, processed, lag_total)
         if line is not None:
             logger.info(line)

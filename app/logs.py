@@ -63,6 +63,14 @@ NOISE: Final[tuple[Noise, ...]] = (
         "Faust service lifecycle",
     ),
     Noise(
+        "",
+        logging.WARNING,
+        re.compile(r"^\[\^-*[^\]]*\]: Missing sensor state for rebalance"),
+        # Faust's monitor lost its own timing of a rebalance (it misses the first one of
+        # every start); nothing about the worker's work.
+        "Faust sensor bookkeeping",
+    ),
+    Noise(
         "aiokafka.consumer",
         logging.INFO,
         re.compile(

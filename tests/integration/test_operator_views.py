@@ -33,6 +33,7 @@ NOISE_MARKERS = (
     "Discovered coordinator",
     "(Re-)joining group",
     "Executing _on_partitions_assigned",
+    "Missing sensor state",
 )
 
 

@@ -71,6 +71,11 @@ def test_a_message_with_newlines_stays_one_line(restore_root: None) -> None:
         ("faust.transport.producer", logging.INFO, "[^--Producer]: Creating topic 'x'"),
         ("mode.services", logging.INFO, "[^---Fetcher]: Stopping..."),
         ("app.faust_internals", logging.INFO, "[^-MomentsApp]: Starting..."),
+        (
+            "app.faust_internals",
+            logging.WARNING,
+            "[^-MomentsApp]: Missing sensor state for rebalance #1",
+        ),
         ("aiokafka.consumer.subscription_state", logging.INFO, "Updating subscribed topics to: x"),
         ("aiokafka.consumer.group_coordinator", logging.INFO, "(Re-)joining group g"),
         (
