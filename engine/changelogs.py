@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from engine.progress import Progress, await_with_progress
+from engine.progress import EVERY_S, POLL_S, Progress, await_with_progress
 from state.store import PartitionStore
 from state.table import TableSpec, Writes
 
@@ -83,6 +83,9 @@ class ChangelogReader:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._restored: dict[str, int] = {}
+        #: Restore progress: a log line at most this often, figures looked at this often.
+        self.progress_every_s = EVERY_S
+        self.progress_poll_s = POLL_S
 
     def topic_partitions(self, partition: int) -> list[tuple[TopicPartition, TableSpec]]:
         """Changelog partitions (and their tables) of input ``partition``."""
@@ -162,7 +165,9 @@ class ChangelogReader:
         if waits:
             mine = [f for f in self._follows.values() if f.done in waits]
             total = sum((f.target or 0) - _next_offset(f) for f in mine)
-            progress = Progress(f"restoring partitions {sorted(stores)}", time.monotonic)
+            progress = Progress(
+                f"restoring partitions {sorted(stores)}", time.monotonic, self.progress_every_s
+            )
 
             def figures() -> tuple[int, int]:
                 # Records applied, against offsets to read: transaction markers take
@@ -171,7 +176,9 @@ class ChangelogReader:
                 return done, max(0, total - done)
 
             try:
-                await await_with_progress(asyncio.gather(*waits), progress, figures, logger)
+                await await_with_progress(
+                    asyncio.gather(*waits), progress, figures, logger, self.progress_poll_s
+                )
             except BaseException:
                 # Cancelled (a rebalance): stop writing into these stores now; the
                 # partition's next owner, maybe this worker again, restores anew.
