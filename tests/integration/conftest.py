@@ -43,11 +43,12 @@ _ports: itertools.count[int] | itertools.cycle[int] = (
 
 
 def _free_port() -> int:
-    while True:
+    for _ in range(1000):  # a full IT_WEB_PORTS range fails rather than spinning
         port = next(_ports)
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) != 0:
                 return port
+    raise RuntimeError(f"no free web port (IT_WEB_PORTS={_range or 'unset'})")
 
 
 @pytest.fixture(scope="session", autouse=True)
