@@ -5,6 +5,7 @@ timers and rebalance hooks. :func:`install` wires them onto a runtime.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -97,6 +98,7 @@ def install(runtime: Runtime) -> Engine:
     from agents.plans import PlansHandler
     from agents.ticks import TickScheduler, TicksHandlers
     from agents.usage import UsageHandler
+    from engine.progress import BacklogWatch
 
     s = runtime.settings
     app = runtime.app
@@ -171,9 +173,11 @@ def install(runtime: Runtime) -> Engine:
     async def evaluation_timer() -> None:
         await scheduler.check()
 
+    backlog = BacklogWatch(time.monotonic)
+
     @app.timer(GAUGE_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def gauges_timer() -> None:
-        refresh_gauges(runtime, engine)
+        refresh_gauges(runtime, engine, backlog)
 
     return engine
 

@@ -1,4 +1,4 @@
-"""The ``moments`` command: ``worker``, ``check-config``, ``simulate``, ``tail``.
+"""The ``moments`` command: ``worker``, ``check-config``, ``simulate``, ``tail``, ``status``.
 
 Configuration comes from ``MOMENTS_*`` variables only; a bad one stops the command
 with one line naming it (exit status 2) before anything connects to Kafka.
@@ -22,7 +22,13 @@ EXIT_CONFIG = 2
 
 
 def _fail(exc: Exception) -> int:
-    print(f"moments: configuration error: {exc}", file=sys.stderr)
+    from config.settings import log_options
+
+    if log_options(os.environ)[1] == "json":
+        # A log pipeline reading JSON lines gets this one as JSON too.
+        logger.error("configuration error: %s", exc)
+    else:
+        print(f"moments: configuration error: {exc}", file=sys.stderr)
     return EXIT_CONFIG
 
 
@@ -88,6 +94,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     worker = Worker(runtime.app, loglevel=settings.log_level.upper(), quiet=True)
+    worker.log_format = settings.log_format
     worker.shutdown_timeout_s = settings.shutdown_timeout_s
     worker.engine = engine
     worker.execute_from_commandline()
@@ -106,6 +113,13 @@ def cmd_tail(args: argparse.Namespace) -> int:
     from app.tail import run_tail
 
     return run_tail(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print each worker's partitions, lag, state size and readiness."""
+    from app.status import run_status
+
+    return run_status(args)
 
 
 def _count(minimum: int) -> Callable[[str], int]:
@@ -203,21 +217,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--from-beginning", action="store_true", help="start at the oldest event kept"
     )
     tail.set_defaults(func=cmd_tail)
+    status = sub.add_parser(
+        "status",
+        help="show each worker's partitions, lag, state size and readiness",
+        description="Ask the given workers' /status endpoints (and every other member of the "
+        "group they name) and print one line per worker. Exit status 1 when a worker is "
+        "unreachable or not ready.",
+    )
+    status.add_argument(
+        "--url",
+        action="append",
+        metavar="URL",
+        help="a worker's base URL, e.g. http://worker-0:6066; repeatable "
+        "(default: http://127.0.0.1:MOMENTS_WEB_PORT); the rest of the fleet is discovered",
+    )
+    status.add_argument("--json", action="store_true", help="print the answers as JSON")
+    status.set_defaults(func=cmd_status)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``moments`` console script."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("MOMENTS_LOG_LEVEL", "info").upper()
-        if os.environ.get("MOMENTS_LOG_LEVEL", "info").lower()
-        in ("debug", "info", "warning", "error", "critical")
-        else "INFO",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from app.logs import configure
     from app.redaction import install_kafka_credentials_filter
+    from config.settings import log_options
 
+    args = build_parser().parse_args(argv)
+    configure(*log_options(os.environ))
     # Every command may talk SASL: aiokafka would log the credentials at debug level.
     install_kafka_credentials_filter()
     try:

@@ -28,12 +28,19 @@ Why each reach exists:
   200 ms (:data:`FETCH_POLL_S`; Faust polls with a 1 s timeout).
 - **Shutdown watchdog** (:class:`Worker`): SIGTERM must end the process within
   MOMENTS_SHUTDOWN_TIMEOUT whatever Faust's own stop does.
+- **Our log handlers** (:meth:`Worker.on_setup_root_logger`): mode's worker clears the
+  root logger's handlers at start and installs its own (colours, ASCII tables); this
+  hook, which mode calls right after, puts ours (``app.logs``) back.
+- **The fleet's URLs** (:func:`fleet_urls`): the partition assignor ships every member's
+  URL with each assignment (what ``topic_route`` forwards by); ``moments status`` reads
+  the fleet from any one worker.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -42,6 +49,8 @@ import faust
 from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+
+from app.logs import LogFormat, configure
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -216,6 +225,12 @@ class Worker(faust.Worker):
 
     shutdown_timeout_s: float = 30.0
     engine: Engine | None = None
+    log_format: LogFormat = "text"
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        # sys.__stderr__: mode redirects sys.stderr to a logger right after this hook.
+        configure(logging.getLevelName(level), self.log_format, sys.__stderr__)
 
     def _schedule_shutdown(self, signal: Any) -> None:
         if not self._signal_stop_time:
@@ -269,3 +284,14 @@ async def warm_router(app: faust.App, topic: str) -> None:
     """
     producer = await app.maybe_start_producer()
     await producer._ensure_producer().partitions_for(topic)  # aiokafka waits for metadata
+
+
+def fleet_urls(app: faust.App) -> list[str]:
+    """URLs of every member of the group at the last assignment (this worker's included)."""
+    assignor: Any = app.assignor  # faust's PartitionAssignor; its type does not declare it
+    try:
+        urls = set(assignor.external_topic_distribution)
+    except Exception:  # noqa: BLE001 - no assignment yet
+        urls = set()
+    urls.add(str(app.conf.canonical_url))
+    return sorted(str(u).rstrip("/") for u in urls)

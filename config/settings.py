@@ -21,6 +21,7 @@ from domain.timeutil import parse_rfc3339_ms
 
 ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["text", "json"]
 ClockKind = Literal["wall", "manual"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -104,7 +105,21 @@ VARIABLES: tuple[Variable, ...] = (
         "a host name other workers can reach",
         "host in this worker's URL for peers (default: the machine's host name)",
     ),
+    _v(
+        "WEB_TOKEN",
+        None,
+        "a bearer token of at least 16 characters",
+        "when set, /accounts/{id} and /clock require `Authorization: Bearer <token>` "
+        "(/metrics, /healthz, /readyz and /status stay open; never logged)",
+        secret=True,
+    ),
     _v("LOG_LEVEL", "info", "debug, info, warning, error or critical", "log level"),
+    _v(
+        "LOG_FORMAT",
+        "text",
+        "text or json",
+        "json: one JSON object per line (time, level, logger, message, account_id, partition)",
+    ),
     _v(
         "PROCESSING_GUARANTEE",
         "exactly_once",
@@ -269,7 +284,9 @@ class Settings:
     web_host: str
     web_port: int
     web_advertised_host: str | None
+    web_token: str | None = field(repr=False)
     log_level: LogLevel
+    log_format: LogFormat
     processing_guarantee: ProcessingGuarantee
     commit_interval_s: float
     topic_usage: str
@@ -334,7 +351,7 @@ class Settings:
         out: dict[str, str] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "sasl_password":
+            if f.name in ("sasl_password", "web_token"):
                 out[f.name] = "***" if value else "(unset)"
             elif isinstance(value, tuple):
                 out[f.name] = ",".join(value)
@@ -432,6 +449,14 @@ def _instance_id(r: _Reader) -> str | None:
     return value
 
 
+def _web_token(r: _Reader) -> str | None:
+    value = r.optional("WEB_TOKEN")
+    # Short tokens are guessable over a network; whitespace would not survive a header.
+    if value is not None and (len(value) < 16 or any(c.isspace() for c in value)):
+        raise r.fail("WEB_TOKEN", value)
+    return value
+
+
 def _underuse_level(r: _Reader) -> Decimal | None:
     if r.optional("UNDERUSE_LEVEL") is None:
         return None  # the catalog's
@@ -477,7 +502,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         web_host=r.text("WEB_HOST"),
         web_port=r.integer("WEB_PORT", 1, 65535),
         web_advertised_host=r.optional("WEB_ADVERTISED_HOST"),
+        web_token=_web_token(r),
         log_level=r.choice("LOG_LEVEL", get_args(LogLevel)),  # type: ignore[arg-type]  # checked against the Literal's args
+        log_format=r.choice("LOG_FORMAT", get_args(LogFormat)),  # type: ignore[arg-type]  # checked against the Literal's args
         processing_guarantee=r.choice("PROCESSING_GUARANTEE", get_args(ProcessingGuarantee)),  # type: ignore[arg-type]  # checked against the Literal's args
         commit_interval_s=r.duration_s("COMMIT_INTERVAL", high_s=300),
         topic_usage=r.topic("TOPIC_USAGE"),
@@ -527,3 +554,19 @@ def load_settings(env: Mapping[str, str]) -> Settings:
 def unknown_variables(env: Mapping[str, str]) -> list[str]:
     """``MOMENTS_*`` names in ``env`` that no setting reads (likely typos)."""
     return sorted(k for k in env if k.startswith("MOMENTS_") and k not in _BY_NAME)
+
+
+def log_options(env: Mapping[str, str]) -> tuple[LogLevel, LogFormat]:
+    """Log level and format for setting up logging before the settings are checked.
+
+    A bad value gives the default here: :func:`load_settings` then refuses it, and that
+    message is logged with the defaults.
+    """
+    r = _Reader(env)
+    out: list[str] = []
+    for key, options in (("LOG_LEVEL", get_args(LogLevel)), ("LOG_FORMAT", get_args(LogFormat))):
+        try:
+            out.append(r.choice(key, options))
+        except SettingsError:
+            out.append(_BY_NAME[f"MOMENTS_{key}"].default or options[0])
+    return out[0], out[1]  # type: ignore[return-value]  # checked against the Literals' args

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from engine.progress import EVERY_S, POLL_S, Progress, await_with_progress
 from state.store import PartitionStore
 from state.table import TableSpec, Writes
 
@@ -53,6 +54,11 @@ class RestoreReport:
     seconds: float = 0.0
 
 
+def _next_offset(follow: _Follow) -> int:
+    stored = follow.store.changelog_offset(follow.spec.name)
+    return 0 if stored is None else stored + 1
+
+
 class ChangelogReader:
     """Restores active partitions and follows standby ones, from one consumer."""
 
@@ -77,6 +83,9 @@ class ChangelogReader:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._restored: dict[str, int] = {}
+        #: Restore progress: a log line at most this often, figures looked at this often.
+        self.progress_every_s = EVERY_S
+        self.progress_poll_s = POLL_S
 
     def topic_partitions(self, partition: int) -> list[tuple[TopicPartition, TableSpec]]:
         """Changelog partitions (and their tables) of input ``partition``."""
@@ -154,8 +163,22 @@ class ChangelogReader:
                     self._follows[tp] = _Follow(store, spec, end, done)
             self._changed.set()
         if waits:
+            mine = [f for f in self._follows.values() if f.done in waits]
+            total = sum((f.target or 0) - _next_offset(f) for f in mine)
+            progress = Progress(
+                f"restoring partitions {sorted(stores)}", time.monotonic, self.progress_every_s
+            )
+
+            def figures() -> tuple[int, int]:
+                # Records applied, against offsets to read: transaction markers take
+                # offsets too, so the share is a slight underestimate until the end.
+                done = sum(f.restored for f in mine)
+                return done, max(0, total - done)
+
             try:
-                await asyncio.gather(*waits)
+                await await_with_progress(
+                    asyncio.gather(*waits), progress, figures, logger, self.progress_poll_s
+                )
             except BaseException:
                 # Cancelled (a rebalance): stop writing into these stores now; the
                 # partition's next owner, maybe this worker again, restores anew.
@@ -263,6 +286,7 @@ class ChangelogReader:
                 for record in records:
                     changes[record.key] = record.value  # type: ignore[attr-defined]
             offsets[spec.name] = int(records[-1].offset)  # type: ignore[attr-defined]
+            follow.restored += len(records)
             self._restored[spec.name] = self._restored.get(spec.name, 0) + len(records)
         for store, writes, offsets in by_store.values():
             store.objects.clear()  # decoded values no longer match what is stored

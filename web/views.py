@@ -1,4 +1,8 @@
-"""HTTP endpoints: ``/healthz``, ``/readyz``, ``/metrics``, ``/clock`` and ``/accounts/{id}``.
+"""HTTP endpoints: ``/healthz``, ``/readyz``, ``/metrics``, ``/status``, ``/clock`` and
+``/accounts/{id}``.
+
+With ``MOMENTS_WEB_TOKEN`` set, ``/clock`` and ``/accounts/{id}`` need the bearer token
+(``web.auth``); the others stay open for probes, scrapes and ``moments status``.
 
 ``/accounts/{id}`` is answered by the worker that owns the account's partition;
 others forward the request there (Faust's topic routing, by the usage topic). It shows what the
@@ -17,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.usage import key_partition
 from app.clock import ManualClock
-from app.faust_internals import warm_router
+from app.faust_internals import fleet_urls, warm_router
 from app.main import Runtime
 from domain.accounts import AccountPlan, period_of
 from domain.anniversaries import periods_completed, whole_years
@@ -35,6 +39,8 @@ from tables.daily import DAILY, daily_of
 from tables.evaluations import evaluation_of
 from tables.lifetime import LIFETIME, lifetime_of
 from tables.totals import TOTALS, totals_of
+from web.auth import guarded
+from web.status import status_view
 
 RECENT_DAYS_SHOWN = 14
 
@@ -165,6 +171,7 @@ def register(runtime: Runtime, engine: Engine) -> None:
     settings = runtime.settings
     metrics = runtime.metrics
     clock = runtime.clock
+    token = settings.web_token
     usage_topic = app.topic(settings.topic_usage, key_type=bytes, value_type=bytes, acks=False)
 
     @app.task  # type: ignore[untyped-decorator]  # faust types its decorators loosely
@@ -197,13 +204,23 @@ def register(runtime: Runtime, engine: Engine) -> None:
             content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
             return self.bytes(generate_latest(metrics.registry), content_type=content_type)
 
+    @app.page("/status")
+    class Status(View):
+        """Partitions, lag, state size, readiness and the fleet's URLs (``moments status``)."""
+
+        async def get(self, request: Request) -> Response:
+            url = str(app.conf.canonical_url).rstrip("/")
+            return self.json(status_view(engine, metrics, url, fleet_urls(app)))
+
     @app.page("/clock")
     class ClockView(View):
         """Read the worker's clock; with MOMENTS_CLOCK=manual, move it (tests)."""
 
+        @guarded(token)
         async def get(self, request: Request) -> Response:
             return self.json({"now_ms": clock.now_ms(), "kind": settings.clock})
 
+        @guarded(token)
         async def post(self, request: Request) -> Response:
             if not isinstance(clock, ManualClock):
                 return self.json(
@@ -220,6 +237,9 @@ def register(runtime: Runtime, engine: Engine) -> None:
     class Account(View):
         """Plan, status, totals and drop state of one account, from the worker owning it."""
 
+        # The token is checked before routing, and the owner checks it again: Faust's
+        # router forwards the request's headers, Authorization included.
+        @guarded(token)
         @app.topic_route(usage_topic, match_info="account_id")  # type: ignore[arg-type]  # faust types routed handlers without URL parameters
         async def get(self, request: Request, account_id: str) -> Response:
             partition = key_partition(account_id.encode(), settings.partitions)

@@ -368,8 +368,29 @@ def test_summary_lists_every_setting_as_text() -> None:
     assert summary["web_port"] == "6066"
 
 
-def test_only_the_password_is_secret() -> None:
-    assert [v.name for v in VARIABLES if v.secret] == ["MOMENTS_SASL_PASSWORD"]
+def test_only_the_password_and_the_web_token_are_secret() -> None:
+    assert {v.name for v in VARIABLES if v.secret} == {
+        "MOMENTS_SASL_PASSWORD",
+        "MOMENTS_WEB_TOKEN",
+    }
+
+
+def test_the_web_token_is_masked_and_must_be_long() -> None:
+    s = load_settings({"MOMENTS_WEB_TOKEN": "a-token-of-20-chars!"})
+    assert s.web_token == "a-token-of-20-chars!"  # noqa: S105
+    assert s.summary()["web_token"] == "***"  # noqa: S105
+    assert "a-token-of-20-chars!" not in repr(s)
+    with pytest.raises(SettingsError) as err:
+        load_settings({"MOMENTS_WEB_TOKEN": "short-secret"})
+    assert "MOMENTS_WEB_TOKEN" in str(err.value)
+    assert "short-secret" not in str(err.value)
+
+
+def test_log_format_is_text_or_json() -> None:
+    assert load_settings({}).log_format == "text"
+    assert load_settings({"MOMENTS_LOG_FORMAT": "JSON"}).log_format == "json"
+    with pytest.raises(SettingsError, match="MOMENTS_LOG_FORMAT"):
+        load_settings({"MOMENTS_LOG_FORMAT": "logfmt"})
 
 
 def test_unknown_variables_finds_typos() -> None:

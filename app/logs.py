@@ -1,0 +1,232 @@
+"""Logging of every ``moments`` command: text or JSON lines, with Faust's noise demoted.
+
+``MOMENTS_LOG_FORMAT=json`` writes one JSON object per line (``time`` in RFC 3339 UTC
+with milliseconds, ``level``, ``logger``, ``message``, and ``account_id`` /
+``partition`` when a log call passes them with ``extra=``; a traceback is one string
+field, ``exc_info``), so a log pipeline needs no multi-line parsing.
+
+Faust configures logging itself when its worker starts (mode's ``setup_logging``
+clears the root handlers and installs its own); :class:`app.faust_internals.Worker`
+calls :func:`configure` again right after that, so these handlers are the ones that
+stay. Records that tell an operator nothing (:data:`NOISE`) are demoted to debug, each
+rule with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from dataclasses import dataclass
+from typing import Final, Literal, TextIO
+
+LogFormat = Literal["text", "json"]
+
+#: Fields a log call may pass with ``extra=`` that the JSON lines carry.
+CONTEXT_FIELDS: Final = ("account_id", "partition")
+
+TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@dataclass(frozen=True, slots=True)
+class Noise:
+    """Records of loggers under ``logger`` (``""``: any) at ``level`` whose message matches
+    ``pattern``."""
+
+    logger: str
+    level: int
+    pattern: re.Pattern[str]
+    reason: str
+
+    def matches(self, record: logging.LogRecord, message: str) -> bool:
+        """Whether ``record`` (whose formatted message is ``message``) is this noise."""
+        name = record.name
+        return (
+            record.levelno == self.level
+            and (not self.logger or name == self.logger or name.startswith(self.logger + "."))
+            and self.pattern.search(message) is not None
+        )
+
+
+#: What is demoted to debug, and why.
+NOISE: Final[tuple[Noise, ...]] = (
+    Noise(
+        "",
+        logging.INFO,
+        re.compile(r"^\[\^-*[^\]]*\]: "),
+        # Faust's ~20 internal services (mode services; ours in app.faust_internals among
+        # them) each log starting, stopping and their steps ("[^--Producer]: Starting...");
+        # the engine logs the worker's own milestones (partitions ready, engine stopped),
+        # and crashes come at error level, which is kept.
+        "Faust service lifecycle",
+    ),
+    Noise(
+        "",
+        logging.WARNING,
+        re.compile(r"^\[\^-*[^\]]*\]: Missing sensor state for rebalance"),
+        # Faust's monitor lost its own timing of a rebalance (it misses the first one of
+        # every start); nothing about the worker's work.
+        "Faust sensor bookkeeping",
+    ),
+    Noise(
+        "aiokafka.consumer",
+        logging.INFO,
+        re.compile(
+            r"^(Updating subscribed topics|Subscribed to topic|Revoking previously assigned"
+            r"|\(Re-\)joining group|Joined group|Elected group leader|Successfully synced group"
+            r"|Setting newly assigned partitions|Discovered coordinator)"
+        ),
+        # Every rebalance logs eight of these (with the whole topic list); the engine logs
+        # each assignment in one line and moments_rebalances_total counts them.
+        "per-rebalance consumer-group chatter",
+    ),
+    Noise(
+        "aiokafka.consumer.group_coordinator",
+        logging.WARNING,
+        re.compile(r"^Heartbeat failed for group \S+ because it is rebalancing"),
+        # How every member learns of a rebalance, not a fault; failures of another
+        # kind stay warnings.
+        "a rebalance announced through the heartbeat",
+    ),
+    Noise(
+        "aiokafka.producer",
+        logging.INFO,
+        re.compile(r"^Discovered coordinator"),
+        # One per transactional producer (one per partition) at each takeover.
+        "transaction coordinator lookups",
+    ),
+    Noise(
+        "aiokafka.consumer.group_coordinator",
+        logging.ERROR,
+        re.compile(r"GroupCoordinatorNotAvailableError"),
+        # Logged at every start while the broker loads its offsets topic, and retried by
+        # aiokafka until it succeeds; a broker that stays away shows on /readyz
+        # (broker_connected) and in the worker-down alerts, not in this line.
+        "coordinator still loading, retried",
+    ),
+    Noise(
+        "faust.app.base",
+        logging.INFO,
+        re.compile(r"^Executing _on_partitions_assigned"),
+        "Faust's rebalance callback trace",
+    ),
+    Noise(
+        "faust.tables.recovery",
+        logging.INFO,
+        re.compile(r"^generation id \d+ app consumers id"),
+        # Faust's table recovery runs with no Faust tables: our engine restores its own.
+        "Faust's (empty) table recovery",
+    ),
+    Noise(
+        "faust.transport.producer",
+        logging.WARNING,
+        re.compile(r"^producer buffer full"),
+        # Faust's producer buffer carries only Faust's own sends (none on the data path:
+        # the engine has its own transactional producers) and drains itself.
+        "Faust's producer buffer back-pressure",
+    ),
+)
+
+
+class NoiseFilter(logging.Filter):
+    """Demotes :data:`NOISE` records to debug; drops them below ``threshold``."""
+
+    def __init__(self, threshold: int, rules: tuple[Noise, ...] = NOISE) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.rules = rules
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep ``record`` unless it is noise below the threshold."""
+        if record.levelno <= logging.DEBUG:
+            return record.levelno >= self.threshold
+        message = record.getMessage()
+        for rule in self.rules:
+            if rule.matches(record, message):
+                record.levelno = logging.DEBUG
+                record.levelname = "DEBUG"
+                return logging.DEBUG >= self.threshold
+        return True
+
+
+class PartitionContext(logging.Filter):
+    """Sets ``partition`` on our records whose message starts ``"partition %d:"``.
+
+    The engine's and the agents' messages about one partition all start that way, with
+    the partition as the first argument; this reads it from the call's template and
+    arguments (not from the rendered text), so those calls need no ``extra=``. A
+    ``partition`` given with ``extra=`` wins.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Always keep the record; add its partition when the template names one."""
+        if "partition" in record.__dict__:
+            return True
+        msg, args = record.msg, record.args
+        if (
+            isinstance(msg, str)
+            and msg.startswith("partition %d")
+            and isinstance(args, tuple)
+            and args
+            and isinstance(args[0], int)
+        ):
+            record.partition = args[0]
+        return True
+
+
+def _utc_ms(created: float) -> str:
+    seconds = int(created)
+    ms = int((created - seconds) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a JSON object (never more than one line)."""
+        out: dict[str, object] = {
+            "time": _utc_ms(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in CONTEXT_FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                out[name] = value
+        if record.exc_info:
+            out["exc_info"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            out["exc_info"] = record.exc_text
+        if record.stack_info:
+            out["stack_info"] = self.formatStack(record.stack_info)
+        # default=str: an extra= value of any type still gives a line, not a crash.
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def level_number(level: str) -> int:
+    """``info`` -> ``logging.INFO``; an unknown name gives INFO (settings check names)."""
+    number = logging.getLevelName(level.upper())
+    return number if isinstance(number, int) else logging.INFO
+
+
+def configure(level: str, fmt: LogFormat, stream: TextIO | None = None) -> logging.Handler:
+    """Make one handler of ``fmt`` at ``level`` the root logger's only handler.
+
+    Call it again after anything else (Faust's worker) configured logging.
+    """
+    threshold = level_number(level)
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setLevel(threshold)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(NoiseFilter(threshold))
+    handler.addFilter(PartitionContext())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(threshold)
+    return handler

@@ -1,0 +1,139 @@
+"""JSON log lines and the noise filter (app.logs)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from app.logs import NOISE, JsonFormatter, NoiseFilter, configure
+
+
+@pytest.fixture
+def restore_root() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in handlers:
+        root.addHandler(h)
+    root.setLevel(level)
+
+
+def _lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_json_lines_carry_the_keys_and_context(restore_root: None) -> None:
+    out = io.StringIO()
+    configure("info", "json", out)
+    log = logging.getLogger("agents.usage")
+    log.info("partition %d: ready", 3, extra={"partition": 3, "account_id": "acme"})
+    log.warning("no context here")
+    first, second = _lines(out)
+    assert first["level"] == "info"
+    assert first["logger"] == "agents.usage"
+    assert first["message"] == "partition 3: ready"
+    assert first["partition"] == 3
+    assert first["account_id"] == "acme"
+    assert str(first["time"]).endswith("Z") and len(str(first["time"])) == 24
+    assert "partition" not in second and "account_id" not in second
+
+
+def test_a_traceback_is_one_string_field_on_one_line(restore_root: None) -> None:
+    out = io.StringIO()
+    configure("info", "json", out)
+    try:
+        raise ValueError("boom\nsecond line")
+    except ValueError:
+        logging.getLogger("engine").exception("step failed")
+    assert len(out.getvalue().splitlines()) == 1
+    [line] = _lines(out)
+    assert "ValueError: boom" in str(line["exc_info"])
+    assert "Traceback" in str(line["exc_info"])
+
+
+def test_a_message_with_newlines_stays_one_line(restore_root: None) -> None:
+    out = io.StringIO()
+    configure("info", "json", out)
+    logging.getLogger("faust.worker").warning("table:\n+---+\n| x |")
+    assert len(out.getvalue().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "level", "message"),
+    [
+        ("faust.worker", logging.INFO, "[^Worker]: Starting..."),
+        ("faust.transport.producer", logging.INFO, "[^--Producer]: Creating topic 'x'"),
+        ("mode.services", logging.INFO, "[^---Fetcher]: Stopping..."),
+        ("app.faust_internals", logging.INFO, "[^-MomentsApp]: Starting..."),
+        (
+            "app.faust_internals",
+            logging.WARNING,
+            "[^-MomentsApp]: Missing sensor state for rebalance #1",
+        ),
+        ("aiokafka.consumer.subscription_state", logging.INFO, "Updating subscribed topics to: x"),
+        ("aiokafka.consumer.group_coordinator", logging.INFO, "(Re-)joining group g"),
+        (
+            "aiokafka.producer.sender",
+            logging.INFO,
+            "Discovered coordinator 1 for transactional id t",
+        ),
+        ("faust.transport.producer", logging.WARNING, "producer buffer full size 1001"),
+        (
+            "aiokafka.consumer.group_coordinator",
+            logging.ERROR,
+            "Group Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError",
+        ),
+    ],
+)
+def test_noise_is_dropped_at_info_and_shown_as_debug(name: str, level: int, message: str) -> None:
+    record = logging.LogRecord(name, level, __file__, 1, message, None, None)
+    assert NoiseFilter(logging.INFO).filter(record) is False
+    record = logging.LogRecord(name, level, __file__, 1, message, None, None)
+    assert NoiseFilter(logging.DEBUG).filter(record) is True
+    assert record.levelname == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("name", "level", "message"),
+    [
+        ("engine.engine", logging.INFO, "partitions [0, 1] ready in 1.2s"),
+        ("faust.worker", logging.ERROR, "[^Worker]: Crashed reason=KeyError()"),
+        ("aiokafka.consumer.group_coordinator", logging.ERROR, "Heartbeat failed: unknown"),
+        ("faust.transport.producer", logging.WARNING, "something else"),
+        ("faust.worker", logging.INFO, "Worker ready but not in brackets"),
+    ],
+)
+def test_what_an_operator_needs_is_kept(name: str, level: int, message: str) -> None:
+    record = logging.LogRecord(name, level, __file__, 1, message, None, None)
+    assert NoiseFilter(logging.INFO).filter(record) is True
+    assert record.levelno == level
+
+
+def test_every_noise_rule_gives_its_reason() -> None:
+    assert all(rule.reason for rule in NOISE)
+
+
+def test_configure_replaces_every_root_handler(restore_root: None) -> None:
+    logging.getLogger().addHandler(logging.StreamHandler(io.StringIO()))
+    handler = configure("warning", "text", io.StringIO())
+    assert logging.getLogger().handlers == [handler]
+    assert logging.getLogger().level == logging.WARNING
+    assert not isinstance(handler.formatter, JsonFormatter)
+
+
+def test_the_partition_is_read_from_our_messages_template(restore_root: None) -> None:
+    out = io.StringIO()
+    configure("info", "json", out)
+    log = logging.getLogger("engine.engine")
+    log.info("partition %d: account plans read; usage released", 5)
+    log.info("partition %d: given", 5, extra={"partition": 6})
+    log.info("partitions %s ready", [0, 1])
+    log.info("partition %s: not a number", "x")
+    lines = _lines(out)
+    assert [line.get("partition") for line in lines] == [5, 6, None, None]
