@@ -138,6 +138,27 @@ class Worker:
                 return float(line.split()[-1])
         return 0.0
 
+    async def metric_becomes(
+        self, name: str, want: float, *, timeout: float = 30.0, **labels: str
+    ) -> None:
+        """Wait until the worker's ``name{labels}`` is ``want``; fail if it never is.
+
+        Counters move when a step's commit returns to the worker, which can be a moment
+        after a read_committed consumer already sees the step's events (the broker writes
+        the commit markers as it answers): a test that saw the events must wait for the
+        count, not read it once.
+        """
+        last: list[float] = []
+
+        async def equal() -> bool:
+            last[:] = [await self.metric(name, **labels)]
+            return last[0] == want
+
+        try:
+            await eventually(equal, timeout=timeout, interval=0.2)
+        except AssertionError:
+            raise AssertionError(f"{name}{labels} is {last}, not {want}") from None
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
 

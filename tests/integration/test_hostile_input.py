@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 
 from agents.usage import key_partition
 from domain.timeutil import to_rfc3339
-from tests.integration.conftest import Stack, Worker
+from tests.integration.conftest import Stack, Worker, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -648,6 +648,14 @@ async def hostile_worker(stack: Stack) -> Hostile:
     producer = await stack.producer()
     for account in SENTINELS:
         await stack.plan(account, "enterprise")
+
+    async def sentinel_plans_counted() -> bool:
+        # Before the first burst reads the counters: else these plans, counted during the
+        # burst, would count as the burst's own (a race this test lost on a loaded machine).
+        _, plans = await counters(worker)
+        return plans["applied"] >= len(SENTINELS)
+
+    await eventually(sentinel_plans_counted)
     return Hostile(stack, worker, producer)
 
 

@@ -28,7 +28,7 @@ async def test_valid_record_changes_totals(stack: Stack) -> None:
     assert view["plan"]["id"] == "starter"
     assert view["status"] == "active"
     assert view["period_totals"]["api_calls"][-1]["limit"] == 10000
-    assert await worker.metric("moments_records_total", outcome="accepted") == 2
+    await worker.metric_becomes("moments_records_total", 2, outcome="accepted")
     status, body = await worker.get("/accounts/nobody")
     assert status == 404, body
 
@@ -121,8 +121,8 @@ async def test_each_invalid_record_goes_to_the_dlq_and_the_worker_keeps_going(st
         assert set(letter) == {"error", "topic", "partition", "offset", "raw", "at"}
         if value is not None and value.startswith(b"\xff"):
             assert letter["raw"] != value.decode("latin-1")  # base64, not mangled text
-    assert await worker.metric("moments_records_total", outcome="invalid") == len(INVALID)
-    assert await worker.metric("moments_records_total", outcome="unknown_account") == 1
+    await worker.metric_becomes("moments_records_total", len(INVALID), outcome="invalid")
+    await worker.metric_becomes("moments_records_total", 1, outcome="unknown_account")
 
 
 async def test_repeated_record_id_counts_once(stack: Stack) -> None:
@@ -132,7 +132,7 @@ async def test_repeated_record_id_counts_once(stack: Stack) -> None:
         await stack.usage("acct-d", "same-id", 10)
     await stack.usage("acct-d", "other-id", 1)
     await eventually(lambda: _total(stack, worker, "acct-d", 11))
-    assert await worker.metric("moments_records_total", outcome="duplicate") == 2
+    await worker.metric_becomes("moments_records_total", 2, outcome="duplicate")
     # A later repeat, in another batch, is still a duplicate.
     await stack.usage("acct-d", "same-id", 10)
     await eventually(lambda: _metric_is(worker, "moments_records_total", 3, outcome="duplicate"))
@@ -190,7 +190,7 @@ async def test_plans_ordering_tombstones_and_catalog_check(stack: Stack) -> None
     errors = sorted(orjson.loads(m.value)["error"] for m in letters)
     assert "not in the plan catalog" in errors[1] or "not in the plan catalog" in errors[0]
     assert any("differs from the record key" in e for e in errors)
-    assert await worker.metric("moments_plan_records_total", outcome="stale") == 1
+    await worker.metric_becomes("moments_plan_records_total", 1, outcome="stale")
 
     await stack.send(stack.plans_topic, "acct-p", None)  # tombstone: forget the plan
 
@@ -218,7 +218,7 @@ async def test_usage_backlog_is_judged_under_plans_published_before_it(stack: St
         return await worker.metric("moments_records_total", outcome="accepted") == 300
 
     await eventually(all_counted)
-    assert await worker.metric("moments_records_total", outcome="unknown_account") == 0
+    await worker.metric_becomes("moments_records_total", 0, outcome="unknown_account")
 
 
 async def test_record_keyed_by_something_else_is_counted_on_its_account(stack: Stack) -> None:
@@ -228,7 +228,7 @@ async def test_record_keyed_by_something_else_is_counted_on_its_account(stack: S
         await stack.usage("acct-k", f"k{i}", 2, key=f"device-{i}")
     await stack.usage("acct-k", "k0", 2, key="device-9")  # a repeat, via another key
     await eventually(lambda: _total(stack, worker, "acct-k", 12))
-    assert await worker.metric("moments_records_total", outcome="duplicate") == 1
+    await worker.metric_becomes("moments_records_total", 1, outcome="duplicate")
 
 
 async def test_inputs_not_co_partitioned_refuse_to_start(stack: Stack) -> None:

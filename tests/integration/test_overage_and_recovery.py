@@ -49,7 +49,7 @@ async def test_overage_levels_are_announced_once_across_restarts(stack: Stack) -
     await stack.usage("over", "o0", 9000, timestamp=now - 120_000)  # 90%: near 0.8
     await stack.usage("over", "o1", 7000, timestamp=reached_ms)  # 160%: 1.0 and 1.5 at once
     await eventually(lambda: _total_is(stack, worker, "over", 16000))
-    assert await worker.metric("moments_events_total", kind="threshold-hit") == 1
+    await worker.metric_becomes("moments_events_total", 1, kind="threshold-hit")
     assert worker.stop() == 0
 
     # Same data directory: the repeat of o1 counts once and announces nothing.
@@ -86,7 +86,7 @@ async def test_overage_levels_are_announced_once_across_restarts(stack: Stack) -
     # The limit was reached by o1, before two restarts: that is when, still.
     assert second["projection"]["limit_reached_at"] == to_rfc3339(reached_ms)
     assert second["message"]["title"] == "You're 100% past your 10,000 API calls"
-    assert await fresh.metric("moments_events_total", kind="threshold-hit") == 1
+    await fresh.metric_becomes("moments_events_total", 1, kind="threshold-hit")
 
 
 async def test_a_drop_then_a_recovery_each_once_across_restarts(stack: Stack) -> None:
@@ -118,7 +118,7 @@ async def test_a_drop_then_a_recovery_each_once_across_restarts(stack: Stack) ->
     await move_clock(again, NOV + timedelta(days=2))
     await eventually(lambda: evaluated(stack, again, "paused-back", NOV + timedelta(days=1)))
     recovered = await _events(stack, "usage-recovered")
-    assert await again.metric("moments_events_total", kind="usage-recovered") == 2
+    await again.metric_becomes("moments_events_total", 2, kind="usage-recovered")
     assert again.stop() == 0
 
     # An empty data directory, two days on: rebuilt state repeats neither event.

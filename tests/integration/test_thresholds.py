@@ -106,9 +106,9 @@ async def test_threshold_rules_end_to_end(stack: Stack) -> None:
     )
     # One account's events share a partition number across the event topics.
     assert len({e["_partition"] for e in events if e["account_id"] == "a-steps"}) == 1
-    assert await worker.metric("moments_records_total", outcome="late") == 1
-    assert await worker.metric("moments_events_total", kind="threshold-near") == 3
-    assert await worker.metric("moments_events_total", kind="threshold-hit") == 2
+    await worker.metric_becomes("moments_records_total", 1, outcome="late")
+    await worker.metric_becomes("moments_events_total", 3, kind="threshold-near")
+    await worker.metric_becomes("moments_events_total", 2, kind="threshold-hit")
     view = await stack.account(worker, "a-steps")
     assert view is not None
     assert view["period_totals"]["api_calls"][-1]["announced"] == {"starter": [0.8, 1.0]}
