@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	scripts/ensure-promtool >/dev/null
+	scripts/ensure-deploy-tools >/dev/null
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv, install the project with its dev dependencies, and promtool
+install: $(STAMP) ## create .venv, install the project with its dev dependencies, promtool and kubeconform
 
 lint: $(STAMP) ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff check .
@@ -35,8 +36,8 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test-unit: $(STAMP) ## unit and functional tiers (no broker)
-	$(BIN)/pytest tests/unit tests/functional -q
+test-unit: $(STAMP) ## unit, functional and ops (deployment files) tiers (no broker)
+	$(BIN)/pytest tests/unit tests/functional tests/ops -q
 
 test: $(STAMP) ## lint + every test tier against a real local broker (started and stopped here)
 	$(MAKE) lint
