@@ -303,6 +303,8 @@ def _check_grafana(
 
 # ------------------------------------------------------------------------ kubernetes
 
+PEAK_RSS_BYTES = 1_846e6
+"""Peak RSS of one worker holding 100,000 accounts (docs/capacity.md, "Memory")."""
 _POD = {"POD_NAME": "usage-moments-0", "POD_NAMESPACE": "moments"}
 """Values the downward API would give the first pod, for $(VAR) expansion."""
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G)?$")
@@ -462,10 +464,12 @@ def check_kubernetes(docs: list[dict[str, Any]], alerts: Mapping[str, Any]) -> l
     if container.get("securityContext", {}).get("allowPrivilegeEscalation") is not False:
         problems.append("container allows privilege escalation")
 
-    # Resources: at least the bench's peak RSS (docs/benchmark.md: 519 MB).
+    # Resources: at least the peak RSS measured at 100,000 accounts (docs/capacity.md).
     res = container.get("resources", {})
-    if quantity_bytes(res.get("requests", {}).get("memory", "0")) < 520e6:
-        problems.append("memory request below the measured peak RSS (520 MB)")
+    if quantity_bytes(res.get("requests", {}).get("memory", "0")) < PEAK_RSS_BYTES:
+        problems.append(
+            f"memory request below the measured peak RSS ({PEAK_RSS_BYTES / 1e6:.0f} MB)"
+        )
     if "memory" not in res.get("limits", {}):
         problems.append("no memory limit")
 
