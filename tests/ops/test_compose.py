@@ -1,22 +1,21 @@
 """deploy/compose.yaml: valid Compose, consistent with the worker, Prometheus and Grafana.
 
 There is no Docker engine (nor compose plugin) in CI, so the file is validated against
-the Compose Specification's JSON schema (from compose-go, the loader ``docker compose``
-uses; scripts/ensure-deploy-tools) and cross-checked by tests/ops/deploy_checks.py:
+the Compose Specification's JSON schema and loaded by compose-go, the loader
+``docker compose config`` runs (scripts/compose-check, built by
+scripts/ensure-deploy-tools), and cross-checked by tests/ops/deploy_checks.py:
 every MOMENTS_* variable is a setting and its value passes config/settings.py, each
 worker has its own state volume at the image's data dir and its own instance id, peers
 reach each other by service name, the grace period outlasts the shutdown timeout,
 mounted files exist, Prometheus scrapes exactly the workers under the alerts' job and
 loads the shipped rules (promtool check config), Grafana reads the shipped dashboard
-from the provisioned Prometheus. Broken copies prove each check can fail. Where the
-compose plugin works, ``docker compose config`` is run too.
+from the provisioned Prometheus. Broken copies prove each check can fail.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -194,26 +193,50 @@ def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     assert "SUCCESS" in proc.stdout + proc.stderr
 
 
-def _compose_plugin() -> bool:
-    docker = shutil.which("docker")
-    if docker is None:
-        return False
-    return (
-        subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode
-        == 0
-    )
-
-
-@pytest.mark.skipif(
-    not _compose_plugin(),
-    reason="docker compose plugin not installed here (the schema and cross-checks above still run)",
-)
-def test_docker_compose_config_accepts_the_file() -> None:
-    proc = subprocess.run(
-        ["docker", "compose", "-f", str(COMPOSE), "config", "--quiet"],
+def compose_check(
+    tools: Path, compose: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """compose-go's loader (what `docker compose config` runs) over ``compose``."""
+    return subprocess.run(
+        [str(tools / "bin" / "compose-check"), str(compose)],
         capture_output=True,
         text=True,
-        env={**ENV, "PATH": "/usr/bin:/usr/local/bin"},
+        env={"PATH": "/usr/bin:/bin", **env},
+        timeout=60,
         check=False,
     )
+
+
+def test_compose_loader_accepts_the_file(deploy_tools: Path) -> None:
+    proc = compose_check(deploy_tools, COMPOSE, ENV)
     assert proc.returncode == 0, proc.stderr
+    model = yaml.safe_load(proc.stdout)
+    assert model["name"] == "usage-moments"
+    assert set(model["services"]) == {"kafka", "worker-1", "worker-2", "prometheus", "grafana"}
+    # Interpolated from the environment, not written in the file.
+    assert (
+        model["services"]["worker-1"]["environment"]["MOMENTS_WEB_TOKEN"]
+        == ENV["MOMENTS_WEB_TOKEN"]
+    )
+
+
+def test_compose_loader_refuses_a_missing_token(deploy_tools: Path) -> None:
+    proc = compose_check(deploy_tools, COMPOSE, {"GRAFANA_ADMIN_PASSWORD": "x"})
+    assert proc.returncode != 0
+    assert "required variable MOMENTS_WEB_TOKEN is missing" in proc.stderr
+
+
+def test_compose_loader_rejects_an_undeclared_volume(deploy_tools: Path, tmp_path: Path) -> None:
+    # A copy beside the original, so its relative paths resolve the same way.
+    broken = DEPLOY / f".broken-{tmp_path.name}.yaml"
+    broken.write_text(
+        COMPOSE.read_text().replace(
+            "- worker-2-state:/var/lib/moments", "- worker-3-state:/var/lib/moments"
+        )
+    )
+    try:
+        proc = compose_check(deploy_tools, broken, ENV)
+    finally:
+        broken.unlink()
+    assert proc.returncode != 0
+    assert "undefined volume worker-3-state" in proc.stderr
