@@ -32,8 +32,11 @@ pytestmark = pytest.mark.integration
 
 MOMENTS = Path(sys.executable).with_name("moments")
 BOOTSTRAP = os.environ.get("MOMENTS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-# Spread by process, so two pytest runs on one machine rarely race for a port.
-_ports = itertools.count(16066 + (os.getpid() % 40) * 50)
+# Spread by process, so two pytest runs on one machine rarely race for a port;
+# MOMENTS_IT_PORT_BASE pins the first one (engineers sharing a machine split ranges).
+_ports = itertools.count(
+    int(os.environ.get("MOMENTS_IT_PORT_BASE", 16066 + (os.getpid() % 40) * 50))
+)
 
 
 def _free_port() -> int:
