@@ -24,9 +24,10 @@ $(STAMP): pyproject.toml
 	scripts/ensure-promtool >/dev/null
 	scripts/ensure-openssl >/dev/null
 	scripts/ensure-prometheus >/dev/null
+	scripts/ensure-deploy-tools >/dev/null
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv, install the project with its dev dependencies, promtool and prometheus
+install: $(STAMP) ## create .venv, install the project with its dev dependencies, promtool, prometheus and kubeconform
 
 lint: $(STAMP) ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff check .
@@ -37,8 +38,8 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test-unit: $(STAMP) ## unit and functional tiers (no broker)
-	$(BIN)/pytest tests/unit tests/functional -q
+test-unit: $(STAMP) ## unit, functional and ops (deployment files) tiers (no broker)
+	$(BIN)/pytest tests/unit tests/functional tests/ops -q
 
 test: $(STAMP) ## lint + every test tier against a real local broker (started and stopped here)
 	$(MAKE) lint

@@ -78,6 +78,11 @@ class TickScheduler:
             if partition not in owned:
                 del self.pending[partition]
         for partition, o in sorted(owned.items()):
+            # Every await below lets the engine stop or a rebalance revoke the partition,
+            # closing its store: a closed store raised KeyError here during a SIGTERM,
+            # crashing the app and making the worker exit 1 instead of 0.
+            if engine.owned.get(partition) is not o:
+                continue
             held = evaluation_of(o.store, partition)
             passed = pass_of(o.store, partition)
             if (held is not None and held.day >= due) and (
@@ -95,7 +100,7 @@ class TickScheduler:
             ready = True
             for tp, target in item.targets.items():
                 ready = ready and await engine.caught_up(tp, target)
-            if not ready:
+            if not ready or engine.owned.get(partition) is not o:
                 continue
             await rt.app.producer.send(
                 s.topic_ticks,
