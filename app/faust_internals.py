@@ -111,6 +111,22 @@ class BulkConsumer(faust_aiokafka.Consumer):
         held = self._held()
         super().resume_partitions({tp for tp in tps if (tp.topic, tp.partition) not in held})
 
+    def request_rejoin(self) -> bool:
+        """Ask the group for a new assignment (a rebalance); False when not in a group yet.
+
+        aiokafka's coordinator lives on the consumer thread's loop: the request is handed
+        to that loop. The rebalance that follows calls the engine's revoke and assign as
+        any other does.
+        """
+        thread = getattr(self, "_thread", None)
+        consumer = getattr(thread, "_consumer", None)
+        coordinator = getattr(consumer, "_coordinator", None)
+        loop = getattr(thread, "thread_loop", None)
+        if coordinator is None or loop is None or loop.is_closed():
+            return False
+        loop.call_soon_threadsafe(coordinator.request_rejoin)
+        return True
+
     def coordinator_known(self) -> bool:
         """Whether aiokafka's group coordinator knows the broker coordinating the group.
 
@@ -206,6 +222,9 @@ class ConsumerHooks:
     def broker_connected(self) -> bool:
         consumer = self.app.consumer
         return isinstance(consumer, BulkConsumer) and consumer.coordinator_known()
+
+    def rejoin(self) -> bool:
+        return self.consumer.request_rejoin()
 
 
 def attach(app: faust.App, engine: Engine, *, read_committed: bool) -> None:

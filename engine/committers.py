@@ -133,12 +133,16 @@ class TransactionalCommitter:
         if old is not None:
             await _stop_quietly(old)
         producer = self._factory(transactional_id=self.transactional_id(partition))
+        starting = asyncio.ensure_future(producer.start())
         try:
-            await producer.start()
+            await asyncio.shield(starting)
         except BaseException:
             # Cancelled by a rebalance half-way (or failed): a started sender would go on
-            # initialising this transactional id beside the next producer; stop it.
-            await asyncio.shield(_stop_quietly(producer))
+            # initialising this transactional id beside the next producer; stop it. A start
+            # cancelled inside aiokafka leaves the connection it was opening unknown to the
+            # client, never closed (seen as unclosed sockets): let it finish for a moment
+            # first, then stop what it made.
+            await asyncio.shield(_finish_then_stop(starting, producer))
             raise
         self._producers[partition] = producer
 
@@ -213,6 +217,20 @@ class PlainCommitter:
         producer, self._producer = self._producer, None
         if producer is not None:
             await _stop_quietly(producer)
+
+
+#: Most seconds a cancelled producer start may go on before it is cut short: enough for
+#: a connection and a transactional id on a live broker, short enough for a rebalance.
+_START_GRACE_S = 2.0
+
+
+async def _finish_then_stop(starting: asyncio.Future[None], producer: AIOKafkaProducer) -> None:
+    if not starting.done():
+        await asyncio.wait({starting}, timeout=_START_GRACE_S)
+        if not starting.done():
+            starting.cancel()
+    await asyncio.gather(starting, return_exceptions=True)
+    await _stop_quietly(producer)
 
 
 async def _stop_quietly(producer: AIOKafkaProducer) -> None:

@@ -163,6 +163,10 @@ class Hooks(Protocol):
         """Whether the group consumer is in touch with its group's coordinator."""
         ...
 
+    def rejoin(self) -> bool:
+        """Ask the group for a new assignment; False when that cannot be asked now."""
+        ...
+
 
 @dataclass(slots=True)
 class Owned:
@@ -648,6 +652,13 @@ class Engine:
         waiting = self._pending.pop(partition, None)
         if not waiting:
             return
+        owned = self.owned.get(partition)
+        if owned is None or not owned.ready:
+            # The partition's last step was abandoned (fenced): these records come after
+            # it, and committing them would commit past it. They are fetched again from
+            # the committed offsets when the partition is assigned again.
+            self._pending_records -= sum(len(i) for i in waiting.values())
+            return
         by_topic = _take(waiting, _MAX_STEP_RECORDS)
         if waiting:
             self._pending[partition] = waiting  # the rest makes the step after
@@ -836,12 +847,28 @@ class Engine:
                 commit_s = time.perf_counter() - commit_started
             except Fenced as exc:
                 owned.store.objects.clear()
+                owned.ready = False
+                # Fenced: a producer with this partition's transactional id started after
+                # ours. Either another worker took the partition (a rebalance is coming, or
+                # this worker was dropped from the group), or the broker aborted a
+                # transaction that outlived transaction.timeout.ms and bumped the epoch with
+                # nobody else around. In the second case no rebalance would ever come and
+                # the partition would stay abandoned (found under load: a lone worker
+                # unready for good). So ask the group: the next assignment says who owns
+                # it, and an owner opens (fences with) a new producer before its next step.
+                # Nothing more of it until then: what waits would commit past this step.
+                self.hooks.hold(TopicPartition(t, owned.partition) for t in self.topic_order)
+                waiting = self._pending.pop(owned.partition, None) or {}
+                self._pending_records -= sum(len(i) for i in waiting.values())
+                asked = self.hooks.rejoin()
                 logger.error(
-                    "partition %d: fenced by another worker (%s); abandoning it",
+                    "partition %d: fenced (%s); %s",
                     owned.partition,
                     exc,
+                    "stopped it and asked the group for a new assignment"
+                    if asked
+                    else "stopped it until the next assignment",
                 )
-                owned.ready = False
                 return False
             except (StepFailed, OSError, Exception) as exc:  # noqa: BLE001
                 # A handler may have changed cached objects in place: drop them all.

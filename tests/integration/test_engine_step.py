@@ -54,6 +54,9 @@ class Recorder:
     async def crash(self, exc: BaseException) -> None:
         self.crashed.append(exc)
 
+    def rejoin(self) -> bool:
+        return False
+
     def broker_connected(self) -> bool:
         return True
 
