@@ -8,6 +8,7 @@ by environment variables, exactly as deployed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import os
 import signal
@@ -54,6 +55,15 @@ def _free_port() -> int:
 def free_port() -> int:
     """A loopback port nothing listens on, for a worker or a server a test starts."""
     return _free_port()
+
+
+@pytest.fixture(autouse=True)
+def leaks_surface_in_their_own_test() -> Iterator[None]:
+    """Collect garbage after each test, so an unclosed client (an unraisable
+    ResourceWarning, an error here) is reported by the test that left it, not by whichever
+    test happens to run when the collector next passes (the suite flaked that way)."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session", autouse=True)
