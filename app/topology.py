@@ -144,9 +144,44 @@ async def ensure_topics(
                 pass  # another worker of the group won the race
         if created:
             logger.info("created topics: %s", ", ".join(created))
+        await _visible(admin, {s.name: existing.get(s.name, s.partitions) for s in specs})
         return created
     finally:
         await admin.close()
+
+
+#: Most seconds to wait for the brokers to list every topic the worker needs.
+VISIBLE_TIMEOUT_S = 60.0
+
+
+async def _visible(admin: AIOKafkaAdminClient, wanted: Mapping[str, int]) -> None:
+    """Wait until the brokers' metadata lists every topic of ``wanted`` with all its
+    partitions led.
+
+    A topic just created is known to the controller before the brokers' metadata caches
+    list it. The group's first assignment is computed from that metadata: a worker that
+    joined in between was assigned nothing, and no rebalance came when the topics
+    appeared (seen on a fresh broker under load: a first worker with no partitions for
+    good). So the worker joins only once the topics are listed.
+    """
+    deadline = asyncio.get_running_loop().time() + VISIBLE_TIMEOUT_S
+    missing = dict(wanted)
+    while True:
+        infos = await admin.describe_topics(list(missing))
+        for info in infos:
+            partitions = info.get("partitions") or []
+            led = [p for p in partitions if p.get("leader", -1) >= 0]
+            if info.get("error_code", 0) == 0 and len(led) >= missing.get(info["topic"], 1):
+                missing.pop(info["topic"], None)
+        if not missing:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TopologyError(
+                f"topics not listed by the brokers {VISIBLE_TIMEOUT_S:.0f} s after they were "
+                f"created: {', '.join(sorted(missing))}; check the brokers' health and "
+                f"MOMENTS_KAFKA_BOOTSTRAP"
+            )
+        await asyncio.sleep(0.2)
 
 
 def ensure_topics_sync(
