@@ -40,6 +40,7 @@ from tables.evaluations import evaluation_of
 from tables.lifetime import LIFETIME, lifetime_of
 from tables.totals import TOTALS, totals_of
 from web.auth import guarded
+from web.forwarding import owner_unreachable_is_503
 from web.status import status_view
 
 RECENT_DAYS_SHOWN = 14
@@ -240,6 +241,7 @@ def register(runtime: Runtime, engine: Engine) -> None:
         # The token is checked before routing, and the owner checks it again: Faust's
         # router forwards the request's headers, Authorization included.
         @guarded(token)
+        @owner_unreachable_is_503
         @app.topic_route(usage_topic, match_info="account_id")  # type: ignore[arg-type]  # faust types routed handlers without URL parameters
         async def get(self, request: Request, account_id: str) -> Response:
             partition = key_partition(account_id.encode(), settings.partitions)
