@@ -26,6 +26,7 @@ import orjson
 from app.main import Runtime
 from domain.anniversary_pass import PassRules, evaluate_anniversary
 from engine.step import Step
+from state import jsonbytes
 from state.store import PartitionStore
 from tables.accounts import ACCOUNTS, decode_plan
 from tables.anniversaries import anniversary_of, put_anniversary
@@ -150,7 +151,7 @@ class AnniversaryEvaluation:
             if keep is not None:
                 put_anniversary(state, account_id, keep)
             if event is not None:
-                step.send(topic, account_id.encode(), orjson.dumps(event))
+                step.send(topic, account_id.encode(), jsonbytes.dumps(event))
                 events += 1
         progress = (
             Pass(held.cut_ms, None, held.cut_ms)

@@ -26,6 +26,7 @@ from domain.drops import DropRules
 from domain.evaluation import evaluate_account
 from domain.periods import Period, utc_day
 from engine.step import Step
+from state import jsonbytes
 from state.store import PartitionStore
 from state.transaction import StepState
 from tables.accounts import plan_of
@@ -169,7 +170,7 @@ class DropEvaluation:
                 step.send(
                     rt.settings.event_topic(moment.kind),
                     moment.account_id.encode(),
-                    orjson.dumps(moment.payload),
+                    jsonbytes.dumps(moment.payload),
                 )
                 events[moment.kind] = events.get(moment.kind, 0) + 1
         put_evaluation(state, step.partition, Evaluation(held.day, None if done else last))

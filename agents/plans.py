@@ -16,8 +16,6 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from app.main import Runtime
 from domain.accounts import AccountPlan, period_of, supersedes
 from domain.changes import KIND as CHANGE_KIND
@@ -27,6 +25,7 @@ from domain.errors import InvalidPlanRecord
 from domain.records import parse_plan
 from domain.regroup import periods_change, regroup_totals
 from engine.step import Step
+from state import jsonbytes
 from tables.accounts import plan_of, put_plan
 from tables.daily import daily_of
 from tables.forget import forget_account, forgotten_at
@@ -135,14 +134,14 @@ class PlansHandler:
         topic = rt.settings.event_topic(CHANGE_KIND)
         key = plan.account_id.encode()
         for event in events:
-            step.send(topic, key, orjson.dumps(event))
+            step.send(topic, key, jsonbytes.dumps(event))
             self.changes_arrived.append(arrived_ms)
 
     def _refuse(self, step: Step, topic: str, record: Any, reason: str) -> str:
         letter = dead_letter(
             reason, topic, step.partition, record.offset, record.value, step.now_ms
         )
-        step.send(self.dlq_topic, record.key, orjson.dumps(letter))
+        step.send(self.dlq_topic, record.key, jsonbytes.dumps(letter))
         return "invalid"
 
     def reject(self, step: Step, topic: str, record: Any, reason: str) -> None:

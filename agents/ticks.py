@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiokafka import TopicPartition
 
 from agents.anniversaries import start_pass
@@ -38,6 +37,7 @@ from domain.anniversaries import due_cut
 from domain.evaluation import due_day
 from engine.engine import Engine
 from engine.step import Step
+from state import jsonbytes
 from tables.anniversary_passes import pass_of
 from tables.evaluations import evaluation_of
 
@@ -105,7 +105,7 @@ class TickScheduler:
             await rt.app.producer.send(
                 s.topic_ticks,
                 b"tick",
-                orjson.dumps({"day": due, "cut": cut}),
+                jsonbytes.dumps({"day": due, "cut": cut}),
                 partition,
                 None,
                 None,

@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from aiokafka.partitioner import murmur2
 
 from app.main import Runtime
@@ -22,6 +21,7 @@ from domain.detection import detect_thresholds
 from domain.intake import IntakeRules, RawRecord, run_intake
 from domain.milestones import detect_milestones
 from engine.step import Step
+from state import jsonbytes
 from tables.accounts import plan_of
 from tables.anniversary_passes import keep_closed_after
 from tables.announced import announced_of, put_announced
@@ -65,7 +65,7 @@ class UsageHandler:
         letter = dead_letter(
             reason, topic, step.partition, record.offset, record.value, step.now_ms
         )
-        step.send(self.dlq_topic, record.key, orjson.dumps(letter))
+        step.send(self.dlq_topic, record.key, jsonbytes.dumps(letter))
         metrics = self.runtime.metrics
         step.on_commit(lambda: metrics.records.labels(outcome="invalid").inc())
 
@@ -128,9 +128,11 @@ class UsageHandler:
         events = rt.settings.event_topic
         moments = [*detected.moments, *celebrated.moments]
         for moment in moments:
-            step.send(events(moment.kind), moment.account_id.encode(), orjson.dumps(moment.payload))
+            step.send(
+                events(moment.kind), moment.account_id.encode(), jsonbytes.dumps(moment.payload)
+            )
         for raw, letter in result.dead_letters:
-            step.send(self.dlq_topic, raw.key, orjson.dumps(letter))
+            step.send(self.dlq_topic, raw.key, jsonbytes.dumps(letter))
         for account_id, raw in result.rekey:
             # Inside the same transaction as the offsets: exactly once, even though
             # the account's partition may belong to another worker.

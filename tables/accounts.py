@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 
 from domain.accounts import AccountPlan
+from state import jsonbytes
 from state.table import TableSpec
 from state.transaction import StepState
 from tables import Reader, read
@@ -24,5 +25,5 @@ def plan_of(view: Reader, account_id: str) -> AccountPlan | None:
 
 def put_plan(state: StepState, account_id: str, plan: AccountPlan) -> None:
     """Hold ``plan`` for ``account_id``."""
-    value = orjson.dumps(plan.to_json())
+    value = jsonbytes.dumps(plan.to_json())
     state.put_object(ACCOUNTS.name, account_id.encode(), plan, value)

@@ -12,6 +12,7 @@ import orjson
 
 from domain.anniversaries import Summary
 from domain.anniversary_pass import Held
+from state import jsonbytes
 from state.table import TableSpec
 from state.transaction import StepState
 from tables import Reader, read
@@ -44,7 +45,7 @@ def put_anniversary(state: StepState, account_id: str, held: Held) -> None:
         "underused": held.summary.underused,
         "origin": held.origin_ms,
     }
-    state.put_object(ANNIVERSARIES.name, account_id.encode(), held, orjson.dumps(value))
+    state.put_object(ANNIVERSARIES.name, account_id.encode(), held, jsonbytes.dumps(value))
 
 
 def forget_anniversary(state: StepState, account_id: str) -> None:

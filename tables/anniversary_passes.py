@@ -14,6 +14,7 @@ from typing import Final
 
 import orjson
 
+from state import jsonbytes
 from state.table import TableSpec
 from state.transaction import StepState
 from tables import Reader
@@ -54,7 +55,7 @@ def pass_of(view: Reader, partition: int) -> Pass | None:
 def put_pass(state: StepState, partition: int, progress: Pass) -> None:
     """Record the partition's pass progress."""
     value = {"cut": progress.cut_ms, "cursor": progress.cursor, "done": progress.done_ms}
-    state.put(ANNIVERSARY_PASSES.name, _key(partition), orjson.dumps(value))
+    state.put(ANNIVERSARY_PASSES.name, _key(partition), jsonbytes.dumps(value))
 
 
 #: Before any instant a period can have (years 1..9999): "keep every closed period".

@@ -9,6 +9,7 @@ from __future__ import annotations
 import orjson
 
 from domain.thresholds import AnnouncedLevels
+from state import jsonbytes
 from state.table import TableSpec
 from state.transaction import StepState
 from tables import Reader
@@ -28,6 +29,6 @@ def put_announced(state: StepState, account_id: str, levels: AnnouncedLevels) ->
     """Record the levels announced for ``account_id`` (deleting the key when none are left)."""
     key = account_id.encode()
     if levels.levels or levels.reached:
-        state.put(ANNOUNCED.name, key, orjson.dumps(levels.to_json()))
+        state.put(ANNOUNCED.name, key, jsonbytes.dumps(levels.to_json()))
     else:
         state.delete(ANNOUNCED.name, key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import orjson
 
 from domain.daily import AccountDaily
+from state import jsonbytes
 from state.table import TableSpec
 from state.transaction import StepState
 from tables import Reader, read
@@ -30,5 +31,5 @@ def put_daily(state: StepState, account_id: str, days: AccountDaily, *, keep: bo
     """Store ``days`` for ``account_id``, deleting the key when nothing is left unless
     ``keep`` (the account still holds other state the daily sweep must come back for)."""
     key = account_id.encode()
-    value = None if days.is_empty() and not keep else orjson.dumps(days.to_json())
+    value = None if days.is_empty() and not keep else jsonbytes.dumps(days.to_json())
     state.put_object(DAILY.name, key, days, value)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from state import jsonbytes
 from state.table import TableSpec
 from state.transaction import StepState
 from tables import Reader
@@ -50,4 +51,4 @@ def evaluation_of(view: Reader, partition: int) -> Evaluation | None:
 def put_evaluation(state: StepState, partition: int, evaluation: Evaluation) -> None:
     """Record the partition's evaluation progress."""
     value = {"day": evaluation.day, "cursor": evaluation.cursor}
-    state.put(EVALUATIONS.name, _key(partition), orjson.dumps(value))
+    state.put(EVALUATIONS.name, _key(partition), jsonbytes.dumps(value))

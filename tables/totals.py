@@ -8,6 +8,7 @@ from __future__ import annotations
 import orjson
 
 from domain.usage import AccountTotals
+from state import jsonbytes
 from state.table import TableSpec
 from state.transaction import StepState
 from tables import Reader, read
@@ -27,5 +28,5 @@ def totals_of(view: Reader, account_id: str) -> AccountTotals:
 
 def put_totals(state: StepState, account_id: str, totals: AccountTotals) -> None:
     """Store ``totals`` for ``account_id`` (deleting the key when no period is left)."""
-    value = orjson.dumps(totals.to_json()) if totals.periods else None
+    value = jsonbytes.dumps(totals.to_json()) if totals.periods else None
     state.put_object(TOTALS.name, account_id.encode(), totals, value)
