@@ -14,6 +14,17 @@ input offsets via ``send_offsets_to_transaction``, every delivery future checked
 (aiokafka commits a transaction even when one of its batches failed), commit.
 Any failure aborts and raises: the caller then leaves local state untouched.
 
+The transaction is begun *before* the step decides (:meth:`Committer.begin`), with
+the input offsets and the partitions the previous step wrote to. A commit is a chain
+of round trips that aiokafka makes one after the other (AddPartitionsToTxn,
+AddOffsetsToTxn, TxnOffsetCommit, then EndTxn once the batches are acknowledged);
+begun early, the first three run while the rules decide, and the broker's
+CONCURRENT_TRANSACTIONS retries (the previous transaction's markers still being
+written) are waited out there too. What is left after deciding is the produce request
+and EndTxn. Measured with the latency bench: the commit part of a step went from
+about 40 to about 20 ms. A partition added that the step does not write to costs
+only a transaction marker.
+
 At-least-once: one idempotent producer; deliveries are awaited, then the offsets
 are committed through the group's consumer.
 """
@@ -22,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -56,10 +67,25 @@ class Committer(Protocol):
     async def close(self, partition: int) -> None:
         """``partition`` is no longer ours."""
 
+    async def begin(
+        self,
+        partition: int,
+        offsets: Mapping[TopicPartition, int],
+        likely: Iterable[tuple[str, int]] = (),
+    ) -> None:
+        """Start ``partition``'s next step before it decides: its input ``offsets`` and
+        the (topic, partition) targets it will ``likely`` write to."""
+
+    async def abort(self, partition: int) -> None:
+        """Give up the step begun on ``partition`` (deciding failed); never raises."""
+
     async def commit(
         self, partition: int, messages: Messages, offsets: Mapping[TopicPartition, int]
     ) -> Written:
-        """Send ``messages`` and commit ``offsets``; returns the last offsets written."""
+        """Send ``messages`` and commit ``offsets``; returns the last offsets written.
+
+        After :meth:`begin`, ``offsets`` must be the ones given there.
+        """
         ...
 
     async def stop(self) -> None:
@@ -123,12 +149,15 @@ class TransactionalCommitter:
         self._app_id = app_id
         self._group_id = group_id
         self._producers: dict[int, AIOKafkaProducer] = {}
+        #: Transactions begun by :meth:`begin`: producer, and the offsets being added.
+        self._begun: dict[int, tuple[AIOKafkaProducer, asyncio.Future[None] | None]] = {}
 
     def transactional_id(self, partition: int) -> str:
         """Stable per input partition, so a successor fences its predecessor."""
         return f"{self._app_id}-step-{partition}"
 
     async def open(self, partition: int) -> None:
+        self._forget(partition)
         old = self._producers.pop(partition, None)
         if old is not None:
             await _stop_quietly(old)
@@ -147,26 +176,80 @@ class TransactionalCommitter:
         self._producers[partition] = producer
 
     async def close(self, partition: int) -> None:
+        self._forget(partition)
         producer = self._producers.pop(partition, None)
         if producer is not None:
             await _stop_quietly(producer)
 
-    async def commit(
-        self, partition: int, messages: Messages, offsets: Mapping[TopicPartition, int]
-    ) -> Written:
+    def _forget(self, partition: int) -> None:
+        """Drop a begun step's bookkeeping (its producer is stopped or reopened)."""
+        _, adding = self._begun.pop(partition, (None, None))
+        if adding is not None:
+            adding.cancel()  # its outcome no longer matters: nobody awaits it
+            adding.add_done_callback(_retrieve)
+
+    async def begin(
+        self,
+        partition: int,
+        offsets: Mapping[TopicPartition, int],
+        likely: Iterable[tuple[str, int]] = (),
+    ) -> None:
         producer = self._producers.get(partition)
         if producer is None:
             raise StepFailed(f"partition {partition} has no producer (not assigned here)")
+        if partition in self._begun:  # a step left behind (cancelled): end it first
+            await self.abort(partition)
+        # aiokafka has no public call that adds partitions ahead of their first batch;
+        # ``maybe_add_partition_to_txn`` is what ``send`` itself calls (0.14.0).
         await producer.begin_transaction()
+        txn = producer._txn_manager  # noqa: SLF001 - see the module docstring
+        for topic, target in likely:
+            txn.maybe_add_partition_to_txn(TopicPartition(topic, target))
+        adding = None
+        if offsets:
+            adding = asyncio.ensure_future(
+                producer.send_offsets_to_transaction(dict(offsets), self._group_id)
+            )
+        self._begun[partition] = (producer, adding)
+        # A few turns of the loop put the requests on the wire before the (synchronous)
+        # rules take the loop: the broker then works on them while the step decides.
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    async def abort(self, partition: int) -> None:
+        producer, adding = self._begun.pop(partition, (None, None))
+        if producer is None:
+            return
+        if adding is not None:
+            await asyncio.gather(adding, return_exceptions=True)
+        await self._abort(partition, producer)
+
+    async def commit(
+        self, partition: int, messages: Messages, offsets: Mapping[TopicPartition, int]
+    ) -> Written:
+        begun = self._begun.pop(partition, None)
+        if begun is None:
+            producer = self._producers.get(partition)
+            if producer is None:
+                raise StepFailed(f"partition {partition} has no producer (not assigned here)")
+            await producer.begin_transaction()
+            adding = None
+        else:
+            producer, adding = begun
         try:
             sent = await _send(producer, messages)
-            if offsets:
+            if adding is not None:
+                await adding
+            elif offsets:
                 await producer.send_offsets_to_transaction(dict(offsets), self._group_id)
             written = await _delivered(sent)
             await producer.commit_transaction()
         except ProducerFenced as exc:
             raise Fenced(str(exc)) from exc
         except BaseException:
+            if adding is not None and not adding.done():
+                adding.cancel()
+                adding.add_done_callback(_retrieve)
             await self._abort(partition, producer)
             raise
         return written
@@ -182,6 +265,12 @@ class TransactionalCommitter:
     async def stop(self) -> None:
         for partition in list(self._producers):
             await self.close(partition)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark ``future``'s outcome seen (asyncio logs exceptions nobody retrieved)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class PlainCommitter:
@@ -201,6 +290,17 @@ class PlainCommitter:
                 self._producer = producer
 
     async def close(self, partition: int) -> None:
+        return None
+
+    async def begin(
+        self,
+        partition: int,
+        offsets: Mapping[TopicPartition, int],
+        likely: Iterable[tuple[str, int]] = (),
+    ) -> None:
+        return None  # nothing to start: messages are sent, then offsets committed
+
+    async def abort(self, partition: int) -> None:
         return None
 
     async def commit(

@@ -85,6 +85,10 @@ class Handler(Protocol):
         """Give up on ``record``, which cannot be processed: dead-letter it and count it."""
 
 
+class _Undecided(Exception):
+    """Deciding raised (its cause): the begun transaction is aborted, then Poison raised."""
+
+
 class Poison(Exception):
     """A step failed in a way that trying the same records again cannot fix: deciding
     raised (a record the rules cannot handle), or Kafka refused a message for good (too
@@ -294,6 +298,8 @@ class Engine:
         self._pending: dict[int, dict[str, list[Any]]] = {}
         self._pending_records = 0
         self._in_hand = False
+        #: Per partition, the (topic, partition) targets its last step wrote to.
+        self._likely: dict[int, tuple[tuple[str, int], ...]] = {}
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -834,17 +840,27 @@ class Engine:
         generation = self.generation
         while True:
             started = time.perf_counter()
-            step = Step(owned.partition, StepState(owned.store), self.now_ms())
             try:
-                decide(step)
-                messages, targets = self._with_changelogs(step)
-            except Exception as exc:  # noqa: BLE001 - deterministic: the same records fail again
-                owned.store.objects.clear()  # a handler may have changed cached objects
-                raise Poison(f"deciding failed: {exc!r}") from exc
-            try:
+                # Begun before deciding: the transaction's first round trips overlap the
+                # rules (engine.committers). The targets of the partition's last step are
+                # the likely ones of this one.
+                await self.committer.begin(
+                    owned.partition, offsets, self._likely.get(owned.partition, ())
+                )
+                step = Step(owned.partition, StepState(owned.store), self.now_ms())
+                try:
+                    decide(step)
+                    messages, targets = self._with_changelogs(step)
+                except Exception as exc:  # noqa: BLE001 - deterministic: the same records fail again
+                    owned.store.objects.clear()  # a handler may have changed cached objects
+                    raise _Undecided from exc
                 commit_started = time.perf_counter()
                 written = await self.committer.commit(owned.partition, messages, offsets)
                 commit_s = time.perf_counter() - commit_started
+            except _Undecided as undecided:
+                await self.committer.abort(owned.partition)
+                cause = undecided.__cause__
+                raise Poison(f"deciding failed: {cause!r}") from cause
             except Fenced as exc:
                 owned.store.objects.clear()
                 owned.ready = False
@@ -898,6 +914,7 @@ class Engine:
                     pass
                 await self._reopen(owned.partition)
                 continue
+            self._likely[owned.partition] = tuple(messages)
             changelog_offsets = {
                 name: written[target] for target, name in targets.items() if target in written
             }

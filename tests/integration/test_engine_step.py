@@ -72,9 +72,8 @@ class FlakyCommitter(TransactionalCommitter):
         if self.failures > 0:
             self.failures -= 1
             producer = self._producers[partition]
-            await producer.begin_transaction()
-            await _send(producer, messages)  # the messages reach the broker...
-            await producer.abort_transaction()  # ...in a transaction that never commits
+            await _send(producer, messages)  # the messages reach the broker, in the step's
+            await self.abort(partition)  # transaction (begun before deciding), never committed
             raise StepFailed("injected failure")
         return await super().commit(partition, messages, offsets)
 
