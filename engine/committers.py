@@ -21,9 +21,9 @@ AddOffsetsToTxn, TxnOffsetCommit, then EndTxn once the batches are acknowledged)
 begun early, the first three run while the rules decide, and the broker's
 CONCURRENT_TRANSACTIONS retries (the previous transaction's markers still being
 written) are waited out there too. What is left after deciding is the produce request
-and EndTxn. Measured with the latency bench: the commit part of a step went from
-about 40 to about 20 ms. A partition added that the step does not write to costs
-only a transaction marker.
+and EndTxn. Measured with the latency bench at 10,000 records/s: p99 296 ms (median
+of 9 runs, 8 under 500 ms), against 491 ms before (median of 6 runs, 3 under 500 ms).
+A partition added that the step does not write to costs only a transaction marker.
 
 At-least-once: one idempotent producer; deliveries are awaited, then the offsets
 are committed through the group's consumer.
