@@ -18,7 +18,7 @@ from aiokafka.partitioner import murmur2
 from app.main import Runtime
 from domain.deadletter import dead_letter
 from domain.detection import detect_thresholds
-from domain.intake import IntakeRules, RawRecord, run_intake
+from domain.intake import IntakeRules, run_intake
 from domain.milestones import detect_milestones
 from engine.step import Step
 from state import jsonbytes
@@ -74,17 +74,13 @@ class UsageHandler:
         rt = self.runtime
         state = step.state
         now_ms = step.now_ms
-        raws = [
-            RawRecord(r.key, r.value, topic, step.partition, r.offset, int(r.timestamp))
-            for r in records
-        ]
 
         def seen_at(key: str) -> int | None:
             held = state.get("dedup", key_hash(key))
             return None if held is None else int.from_bytes(held, "big", signed=True)
 
         result = run_intake(
-            raws,
+            records,  # aiokafka's records are domain.intake.Raw as they are
             now_ms=now_ms,
             rules=self.rules,
             catalog=rt.catalog,

@@ -164,7 +164,7 @@ def detect_thresholds(
             emitted_at_ms=now_ms if clock is None else clock(),
             limit_reached_at_ms=announced.reached_at(metric, change.period, plan.plan_id),
         )
-        result.moments.append(Moment(payload["kind"], account, payload, item.raw.arrived_ms))
+        result.moments.append(Moment(payload["kind"], account, payload, item.raw.timestamp))
     for announced in changed.values():
         announced.prune(prune_before_ms)
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from domain.accounts import AccountPlan, period_of
 from domain.catalog import Catalog
@@ -25,16 +26,46 @@ from domain.timeutil import to_rfc3339
 from domain.usage import AccountTotals, Change
 
 
+class Raw(Protocol):
+    """A usage record as it came off Kafka.
+
+    aiokafka's ``ConsumerRecord`` has these attributes, so the worker hands its records
+    to the intake as they are. Copying each into a :class:`RawRecord` first took about 5 %
+    of the worker's py-spy samples at full speed; without the copy the throughput bench
+    went from 37,900-39,200 to 40,900-46,200 records/s (exactly-once, 2 and 3 runs).
+    """
+
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int:
+        """The record's Kafka timestamp (ms): when it was produced, or appended."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class RawRecord:
-    """A usage record as it came off Kafka."""
+    """A :class:`Raw` record built by hand (tests, the profile script)."""
 
     key: bytes | None
     value: bytes | None
     topic: str
     partition: int
     offset: int
-    arrived_ms: int
+    timestamp: int
+
+    @property
+    def arrived_ms(self) -> int:
+        """The record's timestamp: when it arrived, as far as the rules know."""
+        return self.timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +83,7 @@ class Accepted:
     """A record that changed a period total, with what it changed (for detection)."""
 
     record: UsageRecord
-    raw: RawRecord
+    raw: Raw
     plan: AccountPlan | None
     change: Change
 
@@ -62,8 +93,8 @@ class IntakeResult:
     """What one batch decided: counts, dead letters, re-keyed records and new state."""
 
     outcomes: Counter[str] = field(default_factory=Counter)
-    dead_letters: list[tuple[RawRecord, DeadLetter]] = field(default_factory=list)
-    rekey: list[tuple[str, RawRecord]] = field(default_factory=list)
+    dead_letters: list[tuple[Raw, DeadLetter]] = field(default_factory=list)
+    rekey: list[tuple[str, Raw]] = field(default_factory=list)
     totals: dict[str, AccountTotals] = field(default_factory=dict)
     seen: dict[str, int] = field(default_factory=dict)
     accepted: list[Accepted] = field(default_factory=list)
@@ -83,7 +114,7 @@ def dedup_key(account_id: str, record_id: str) -> str:
 
 
 def run_intake(
-    batch: Iterable[RawRecord],
+    batch: Iterable[Raw],
     *,
     now_ms: int,
     rules: IntakeRules,
@@ -216,7 +247,7 @@ def run_intake(
                 milestones_due.append(
                     MilestoneDue(
                         record,
-                        raw.arrived_ms,
+                        raw.timestamp,
                         plan,
                         lifetime_total,
                         None if late else period,
