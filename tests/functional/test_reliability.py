@@ -60,6 +60,8 @@ class Record(NamedTuple):
     value: bytes | None
     offset: int
     timestamp: int
+    topic: str = "usage-records"  # the default usage topic: where these tests' records are
+    partition: int = 0
 
 
 class Harness:
@@ -78,7 +80,9 @@ class Harness:
         self.usage_handler = UsageHandler(self.runtime)
         self.plans_handler = PlansHandler(self.runtime)
 
-    def _record(self, key: bytes | None, value: Any, timestamp: int | None = None) -> Record:
+    def _record(
+        self, key: bytes | None, value: Any, timestamp: int | None = None, topic: str = ""
+    ) -> Record:
         self.offset += 1
         raw = (
             None
@@ -87,7 +91,8 @@ class Harness:
             if not isinstance(value, bytes)
             else value
         )
-        return Record(key, raw, self.offset, self.now_ms if timestamp is None else timestamp)
+        at = self.now_ms if timestamp is None else timestamp
+        return Record(key, raw, self.offset, at, topic or self.settings.topic_usage)
 
     def _run(self, handler: Any, topic: str, records: Sequence[Record]) -> Step:
         step = Step(0, StepState(self.store), self.now_ms)
@@ -98,7 +103,7 @@ class Harness:
         return step
 
     def plan(self, key: bytes | None, value: Any, timestamp: int | None = None) -> Step:
-        record = self._record(key, value, timestamp)
+        record = self._record(key, value, timestamp, self.settings.topic_accounts)
         return self._run(self.plans_handler, self.settings.topic_accounts, [record])
 
     def usage(self, *values: dict[str, Any]) -> Step:

@@ -45,6 +45,8 @@ class Record(NamedTuple):
     value: bytes | None
     offset: int
     timestamp: int
+    topic: str = "usage-records"  # the default usage topic: where these tests' records are
+    partition: int = 0
 
 
 def test_a_usage_step_folds_records_and_queues_events(tmp_path: Path) -> None:
