@@ -184,9 +184,7 @@ class TransactionalCommitter:
     def _forget(self, partition: int) -> None:
         """Drop a begun step's bookkeeping (its producer is stopped or reopened)."""
         _, adding = self._begun.pop(partition, (None, None))
-        if adding is not None:
-            adding.cancel()  # its outcome no longer matters: nobody awaits it
-            adding.add_done_callback(_retrieve)
+        _drop(adding)
 
     async def begin(
         self,
@@ -227,29 +225,19 @@ class TransactionalCommitter:
     async def commit(
         self, partition: int, messages: Messages, offsets: Mapping[TopicPartition, int]
     ) -> Written:
-        begun = self._begun.pop(partition, None)
-        if begun is None:
-            producer = self._producers.get(partition)
-            if producer is None:
-                raise StepFailed(f"partition {partition} has no producer (not assigned here)")
-            await producer.begin_transaction()
-            adding = None
-        else:
-            producer, adding = begun
+        if partition not in self._begun:
+            await self.begin(partition, offsets)
+        producer, adding = self._begun.pop(partition)
         try:
             sent = await _send(producer, messages)
             if adding is not None:
                 await adding
-            elif offsets:
-                await producer.send_offsets_to_transaction(dict(offsets), self._group_id)
             written = await _delivered(sent)
             await producer.commit_transaction()
         except ProducerFenced as exc:
             raise Fenced(str(exc)) from exc
         except BaseException:
-            if adding is not None and not adding.done():
-                adding.cancel()
-                adding.add_done_callback(_retrieve)
+            _drop(adding)
             await self._abort(partition, producer)
             raise
         return written
@@ -265,6 +253,13 @@ class TransactionalCommitter:
     async def stop(self) -> None:
         for partition in list(self._producers):
             await self.close(partition)
+
+
+def _drop(adding: asyncio.Future[None] | None) -> None:
+    """Give up waiting for ``adding`` (offsets being added): nobody will await it."""
+    if adding is not None:
+        adding.cancel()
+        adding.add_done_callback(_retrieve)
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:
