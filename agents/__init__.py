@@ -104,8 +104,10 @@ def install(runtime: Runtime) -> Engine:
     app = runtime.app
     specs = table_specs(runtime)
     usage = UsageHandler(runtime)
+    plans = PlansHandler(runtime)
     handlers: dict[str, Handler] = {
-        s.topic_accounts: PlansHandler(runtime),
+        s.topic_accounts: plans,
+        s.topic_plans_forward: plans,
         s.topic_usage: usage,
         s.topic_rekey: usage,
         s.topic_ticks: TicksHandlers(),
@@ -127,7 +129,13 @@ def install(runtime: Runtime) -> Engine:
         data_dir=s.data_dir,
         specs=specs,
         handlers=handlers,
-        topic_order=(s.topic_accounts, s.topic_usage, s.topic_rekey, s.topic_ticks),
+        topic_order=(
+            s.topic_accounts,
+            s.topic_plans_forward,
+            s.topic_usage,
+            s.topic_rekey,
+            s.topic_ticks,
+        ),
         plans_topic=s.topic_accounts,
         usage_topics=(s.topic_usage, s.topic_rekey),
         committer=committer,

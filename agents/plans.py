@@ -7,6 +7,13 @@ record) goes to the dead-letter topic, and an invalid optional entry (a limit <=
 is left out, logged and counted while the rest applies. A record that changes an account
 already held (its plan, status, members or region) sends one ``account-change`` event per
 change (contract 3.6, rules in :mod:`domain.changes`), in the step that applies it.
+
+A record keyed by its account but found on another partition than murmur2 gives the account
+(a producer with another partitioner) is not applied where it is: it is forwarded, inside
+the step's transaction, to that partition of the worker's ``<app id>-plans-forwarded`` topic,
+handled here too, and applied there only (a tombstone as a marker that keeps its time).
+There it meets the records already placed right: ``updated_at`` orders plan records as
+always; a forwarded tombstone forgets the account when it arrives, like any tombstone.
 """
 
 from __future__ import annotations
@@ -16,12 +23,19 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from agents.forwarding import Misplaced
 from app.main import Runtime
 from domain.accounts import AccountPlan, period_of, supersedes
 from domain.changes import KIND as CHANGE_KIND
 from domain.changes import change_events, diff_accounts
 from domain.deadletter import dead_letter
 from domain.errors import InvalidPlanRecord
+from domain.partitioning import (
+    account_partition,
+    forwarded_tombstone,
+    forwarded_tombstone_at,
+    key_partition,
+)
 from domain.records import parse_plan
 from domain.regroup import periods_change, regroup_totals
 from engine.step import Step
@@ -39,7 +53,13 @@ class PlansHandler:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.dlq_topic = runtime.settings.topic_accounts_dlq
+        settings = runtime.settings
+        self.dlq_topic = settings.topic_accounts_dlq
+        self.forward_topic = settings.topic_plans_forward
+        self.partitions = settings.partitions
+        self.misplaced = Misplaced(runtime.metrics)
+        #: (account, its partition) of the current step's forwarded records.
+        self.forwarded: list[tuple[str, int]] = []
         #: Fields of the current step's invalid entries left out (counted on commit).
         self.left_out: list[str] = []
         #: Arrival times (ms) of the current step's account-change events (counted on commit).
@@ -55,11 +75,18 @@ class PlansHandler:
                 step, topic, record, "key: missing; key account-plans records by account id"
             )
         key = record.key.decode("utf-8", "replace")
-        if record.value is None:
-            forget_account(state, key, int(record.timestamp))
+        value = record.value
+        deleted_ms = int(record.timestamp) if value is None else None
+        if deleted_ms is None and topic == self.forward_topic:
+            deleted_ms = forwarded_tombstone_at(value)
+        if deleted_ms is not None:
+            home = key_partition(record.key, self.partitions)
+            if home != step.partition:
+                return self._forward(step, record, key, forwarded_tombstone(deleted_ms), home)
+            forget_account(state, key, deleted_ms)
             return "tombstone"
         try:
-            parsed = parse_plan(record.value, self.runtime.catalog)
+            parsed = parse_plan(value, self.runtime.catalog)
         except InvalidPlanRecord as exc:
             return self._refuse(step, topic, record, str(exc))
         if key != parsed.account_id:
@@ -71,6 +98,9 @@ class PlansHandler:
                 f"key account-plans records by account id",
             )
         account = parsed.account_id
+        home = account_partition(account, self.partitions)
+        if home != step.partition:
+            return self._forward(step, record, account, value, home)
         held = plan_of(state, account)
         if held is None:
             forgotten = forgotten_at(state, account)
@@ -137,6 +167,12 @@ class PlansHandler:
             step.send(topic, key, jsonbytes.dumps(event))
             self.changes_arrived.append(arrived_ms)
 
+    def _forward(self, step: Step, record: Any, account: str, value: bytes, home: int) -> str:
+        """Send ``record`` to its account's partition ``home``, to be applied there only."""
+        step.send(self.forward_topic, record.key, value, home)
+        self.forwarded.append((account, home))
+        return "forwarded"
+
     def _refuse(self, step: Step, topic: str, record: Any, reason: str) -> str:
         letter = dead_letter(
             reason, topic, step.partition, record.offset, record.value, step.now_ms
@@ -154,7 +190,15 @@ class PlansHandler:
         """Apply every record in order (a later one sees the earlier ones' writes)."""
         self.left_out = []
         self.changes_arrived = []
+        self.forwarded = []
         outcomes: Counter[str] = Counter(self.apply(step, topic, r) for r in records)
+        if self.forwarded:
+            # Counted where they are applied; here, as forwarded.
+            del outcomes["forwarded"]
+            account, home = self.forwarded[0]
+            self.misplaced.forwarded(
+                step, topic, len(self.forwarded), account, step.partition, home
+            )
         left_out = Counter(self.left_out)
         arrivals = self.changes_arrived
         metrics = self.runtime.metrics

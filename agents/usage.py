@@ -13,13 +13,13 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
+from agents.forwarding import Misplaced
 from app.main import Runtime
 from domain.deadletter import dead_letter
 from domain.detection import detect_thresholds
 from domain.intake import IntakeRules, run_intake
 from domain.milestones import detect_milestones
+from domain.partitioning import account_partition, key_partition
 from engine.step import Step
 from state import jsonbytes
 from tables.accounts import plan_of
@@ -41,12 +41,11 @@ def intake_rules(runtime: Runtime) -> IntakeRules:
         dedup_horizon_ms=int(settings.dedup_horizon_s * 1000),
         late_grace_ms=int(settings.late_grace_s * 1000),
         daily_retention_days=settings.daily_retention_days,
+        partitions=settings.partitions,
     )
 
 
-def key_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2) gives ``key``."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+__all__ = ["UsageHandler", "intake_rules", "key_partition"]
 
 
 class UsageHandler:
@@ -59,6 +58,7 @@ class UsageHandler:
         self.rekey_topic = settings.topic_rekey
         self.dlq_topic = settings.topic_usage_dlq
         self.partitions = settings.partitions
+        self.misplaced = Misplaced(runtime.metrics)
 
     def reject(self, step: Step, topic: str, record: Any, reason: str) -> None:
         """Dead-letter a record the engine found unprocessable; it counts as ``invalid``."""
@@ -136,6 +136,17 @@ class UsageHandler:
             if raw.value is not None:
                 target = key_partition(account_key, self.partitions)
                 step.send(self.rekey_topic, account_key, raw.value, target)
+        if result.misplaced:
+            # Keyed right, placed by another partitioner: forwarded the same way (contract 1.2).
+            for account_id, raw in result.misplaced:
+                if raw.value is not None:
+                    target = account_partition(account_id, self.partitions)
+                    step.send(self.rekey_topic, raw.key, raw.value, target)
+            account_id, raw = result.misplaced[0]
+            home = account_partition(account_id, self.partitions)
+            self.misplaced.forwarded(
+                step, topic, len(result.misplaced), account_id, raw.partition, home
+            )
         outcomes: Counter[str] = result.outcomes
         metrics = rt.metrics
         clock = rt.clock

@@ -99,5 +99,9 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         if settings.clock == "wall"
         else ManualClock(settings.clock_start_ms or WallClock().now_ms())
     )
-    metrics = build_metrics(registry or CollectorRegistry(auto_describe=True), TABLE_NAMES)
+    metrics = build_metrics(
+        registry or CollectorRegistry(auto_describe=True),
+        TABLE_NAMES,
+        (settings.topic_usage, settings.topic_accounts),
+    )
     return Runtime(settings, catalog, templates, clock, metrics, build_app(settings))

@@ -56,6 +56,7 @@ class Metrics:
     records: Counter
     plan_records: Counter
     plan_entries_left_out: Counter
+    records_forwarded: Counter
     events: Counter
     event_latency: Histogram
     batch_seconds: Histogram
@@ -65,8 +66,11 @@ class Metrics:
     ready: Gauge
 
 
-def build_metrics(registry: CollectorRegistry, tables: tuple[str, ...] = ()) -> Metrics:
-    """Create the worker's metrics in ``registry``."""
+def build_metrics(
+    registry: CollectorRegistry, tables: tuple[str, ...] = (), inputs: tuple[str, ...] = ()
+) -> Metrics:
+    """Create the worker's metrics in ``registry`` (series of ``tables`` and input topics
+    ``inputs`` exist from the start)."""
     records = Counter(
         "moments_records_total",
         "Usage records processed, by outcome (each record counts under exactly one).",
@@ -92,6 +96,16 @@ def build_metrics(registry: CollectorRegistry, tables: tuple[str, ...] = ()) -> 
     )
     for name in PLAN_OPTIONAL_FIELDS:
         plan_entries_left_out.labels(field=name)
+    records_forwarded = Counter(
+        "moments_records_forwarded_total",
+        "Input records keyed by their account id but found on another partition than Kafka's "
+        "default partitioner (murmur2) gives it, forwarded to that partition, by input topic "
+        "(their producer should use murmur2: librdkafka's partitioner=murmur2_random).",
+        ["topic"],
+        registry=registry,
+    )
+    for topic in inputs:
+        records_forwarded.labels(topic=topic)
     events = Counter("moments_events_total", "Moment events emitted.", ["kind"], registry=registry)
     for kind in EVENT_KINDS:
         events.labels(kind=kind)
@@ -108,6 +122,7 @@ def build_metrics(registry: CollectorRegistry, tables: tuple[str, ...] = ()) -> 
         records=records,
         plan_records=plan_records,
         plan_entries_left_out=plan_entries_left_out,
+        records_forwarded=records_forwarded,
         events=events,
         event_latency=Histogram(
             "moments_event_latency_seconds",

@@ -54,6 +54,7 @@ def required_topics(settings: Settings, tables: Sequence[TableSpec] = ()) -> lis
         TopicSpec(settings.topic_usage, n, co_partitioned=True),
         TopicSpec(settings.topic_accounts, n, compacted=True, co_partitioned=True),
         TopicSpec(settings.topic_rekey, n, co_partitioned=True),
+        TopicSpec(settings.topic_plans_forward, n, co_partitioned=True),
         TopicSpec(settings.topic_ticks, n, co_partitioned=True),
         # Outputs too: they are written to the source record's partition number, inside
         # that partition's transaction, so one account's events stay in order.

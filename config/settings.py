@@ -342,6 +342,12 @@ class Settings:
         """Internal topic of usage records whose key was not their account id."""
         return f"{self.app_id}-usage-rekeyed"
 
+    @property
+    def topic_plans_forward(self) -> str:
+        """Internal topic of account-plans records found on another partition than their
+        account's (placed by a partitioner other than murmur2), forwarded there."""
+        return f"{self.app_id}-plans-forwarded"
+
     def event_topic(self, kind: str) -> str:
         """Topic of one event kind, e.g. ``moments.threshold-hit``."""
         return f"{self.topic_prefix}.{kind}"

@@ -19,6 +19,7 @@ from domain.deadletter import DeadLetter, dead_letter
 from domain.errors import InvalidUsageRecord
 from domain.lifetime import AccountLifetime, MilestoneDue
 from domain.numbers import exact_in_json
+from domain.partitioning import account_partition
 from domain.periods import Period, day_start_ms, utc_day
 from domain.records import UsageRecord, parse_usage
 from domain.slots import slot_setter
@@ -76,6 +77,10 @@ class IntakeRules:
     dedup_horizon_ms: int
     late_grace_ms: int
     daily_retention_days: int = 35
+    #: Partitions of the co-partitioned inputs: a record keyed by its account but found on
+    #: another partition than murmur2 gives the account is forwarded, not judged (contract
+    #: 1.2). ``None``: placement is not checked (the rules alone, in tests).
+    partitions: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,9 @@ class IntakeResult:
     outcomes: Counter[str] = field(default_factory=Counter)
     dead_letters: list[tuple[Raw, DeadLetter]] = field(default_factory=list)
     rekey: list[tuple[str, Raw]] = field(default_factory=list)
+    #: Records keyed by their account but on another partition than its own (placed by a
+    #: partitioner other than murmur2): forwarded there like re-keyed ones.
+    misplaced: list[tuple[str, Raw]] = field(default_factory=list)
     totals: dict[str, AccountTotals] = field(default_factory=dict)
     seen: dict[str, int] = field(default_factory=dict)
     accepted: list[Accepted] = field(default_factory=list)
@@ -132,7 +140,8 @@ def run_intake(
     horizon), ``late`` (its period ended more than the grace ago), ``unknown_account``
     (counted in calendar months until a plan arrives) or ``accepted``. A record whose
     Kafka key is not its account id is not judged here: it is re-keyed, so it is
-    counted when it comes back on its account's partition.
+    counted when it comes back on its account's partition; so is a record keyed right but
+    found on another partition than its account's (``misplaced``, with ``rules.partitions``).
 
     With ``daily_of``, every counted record (accepted, unknown account or late) also
     goes into its UTC day's total while that day is kept (sudden-drop detection).
@@ -149,6 +158,8 @@ def run_intake(
     outcomes = result.outcomes
     dead_letters = result.dead_letters
     rekey = result.rekey
+    misplaced = result.misplaced
+    partitions = rules.partitions
     seen = result.seen
     all_totals = result.totals
     all_daily = result.daily
@@ -177,6 +188,9 @@ def run_intake(
         account = record.account_id
         if raw.key is None or raw.key != account.encode():
             rekey.append((account, raw))
+            continue
+        if partitions is not None and account_partition(account, partitions) != raw.partition:
+            misplaced.append((account, raw))
             continue
         key = dedup_key(account, record.record_id)
         first_seen = seen.get(key)
