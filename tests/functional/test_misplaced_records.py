@@ -203,15 +203,21 @@ def test_a_plan_on_another_partition_is_applied_only_on_its_own(worker: Worker) 
     away = worker.step(AWAY, s.topic_accounts, record)
     assert plan_of(worker.stores[AWAY], ACCOUNT) is None
     assert list(away.messages) == [(s.topic_plans_forward, HOME)]
-    assert worker.runtime.metrics.registry.get_sample_value(
-        "moments_plan_records_total", {"outcome": "applied"}
-    ) == 0
+    assert (
+        worker.runtime.metrics.registry.get_sample_value(
+            "moments_plan_records_total", {"outcome": "applied"}
+        )
+        == 0
+    )
     worker.deliver(away, s.topic_plans_forward)
     held = plan_of(worker.stores[HOME], ACCOUNT)
     assert held is not None and held.plan_id == "free"
-    assert worker.runtime.metrics.registry.get_sample_value(
-        "moments_plan_records_total", {"outcome": "applied"}
-    ) == 1
+    assert (
+        worker.runtime.metrics.registry.get_sample_value(
+            "moments_plan_records_total", {"outcome": "applied"}
+        )
+        == 1
+    )
 
 
 def test_plan_and_usage_of_one_account_meet_on_its_partition(worker: Worker) -> None:
