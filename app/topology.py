@@ -4,6 +4,12 @@ Runs before Faust starts, so a mis-laid-out cluster stops the worker with a
 message saying what to change instead of a crash deep inside table code
 (Faust writes a table key to the changelog partition of the record being
 processed, so inputs and changelogs must have the same partition count).
+
+Topic settings are checked too, not only applied at creation (issue 16, item 10): a
+setting that would lose state on a rebuild is put right when that only keeps more data
+(the dedup changelog's ``retention.ms`` raised to ``MOMENTS_DEDUP_HORIZON`` plus a day after
+the horizon grew; a table changelog set back to ``cleanup.policy=compact``), else the worker
+refuses to start with one line naming the topic and the setting.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from config.settings import Settings
@@ -35,6 +42,8 @@ class TopicSpec:
     compacted: bool = False
     co_partitioned: bool = False
     retention_ms: int | None = None
+    #: A table's changelog: the worker's own, rebuilt state comes from it.
+    changelog: bool = False
 
     def config(self) -> dict[str, str]:
         """Topic configuration to create it with."""
@@ -44,6 +53,7 @@ class TopicSpec:
         if self.retention_ms is not None:
             config["cleanup.policy"] = "delete"
             config["retention.ms"] = str(self.retention_ms)
+            config["retention.bytes"] = "-1"  # time alone says what is kept, not a broker cap
         return config
 
 
@@ -70,6 +80,7 @@ def required_topics(settings: Settings, tables: Sequence[TableSpec] = ()) -> lis
             compacted=t.changelog == "keyed",
             co_partitioned=True,
             retention_ms=t.retention_ms if t.changelog == "segments" else None,
+            changelog=True,
         )
         for t in tables
     ]
@@ -132,6 +143,7 @@ async def ensure_topics(
             if info.get("error_code", 0) == 0 and info.get("partitions"):
                 existing[info["topic"]] = len(info["partitions"])
         check_layout(settings, existing)
+        await _check_settings(admin, settings, [s for s in specs if s.name in existing])
         missing = [s for s in specs if s.name not in existing]
         created: list[str] = []
         for spec in missing:
@@ -149,6 +161,191 @@ async def ensure_topics(
         return created
     finally:
         await admin.close()
+
+
+#: DescribeConfigs' config_source of a setting made on the topic itself (v1 and later).
+_TOPIC_SOURCE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSettings:
+    """A topic's settings as Kafka describes them."""
+
+    #: Every setting in effect (the topic's own, else the broker's, else Kafka's default).
+    values: Mapping[str, str]
+    #: The settings made on the topic itself: AlterConfigs replaces all of them at once.
+    own: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsFix:
+    """Settings to change on one topic, and why (for the log)."""
+
+    topic: str
+    changes: dict[str, str]
+    reasons: list[str]
+    #: Whether the reason may have cost data already (logged as a warning).
+    lossy: bool = False
+
+
+def check_settings(
+    settings: Settings, specs: Sequence[TopicSpec], described: Mapping[str, TopicSettings]
+) -> tuple[list[SettingsFix], list[str]]:
+    """The fixes to make to existing topics' settings, and warnings to log.
+
+    Raises :class:`TopologyError` for a setting that loses state and that the worker must
+    not change itself. Only changes that keep more data than before are fixes.
+    """
+    fixes: list[SettingsFix] = []
+    warnings: list[str] = []
+    for spec in specs:
+        found = described.get(spec.name)
+        if found is None:
+            continue
+        values = found.values
+        policy = values.get("cleanup.policy", "delete")
+        deletes = "delete" in policy.split(",")
+        if spec.changelog and spec.retention_ms is not None:
+            # Segments of dedup keys: each must be kept for the whole horizon plus a day.
+            retention = int(values.get("retention.ms", "-1"))
+            if deletes and 0 <= retention < spec.retention_ms:
+                fixes.append(
+                    SettingsFix(
+                        spec.name,
+                        {"retention.ms": str(spec.retention_ms)},
+                        [
+                            f"raised retention.ms from {retention} to {spec.retention_ms} "
+                            f"(MOMENTS_DEDUP_HORIZON={settings.dedup_horizon_s:g}s plus a day), "
+                            f"so a rebuild finds every record_id of the horizon"
+                        ],
+                    )
+                )
+            size = int(values.get("retention.bytes", "-1"))
+            if deletes and size >= 0 and "retention.bytes" in found.own:
+                raise TopologyError(
+                    f"{spec.name} has retention.bytes={size}: the dedup changelog must keep "
+                    f"every segment for MOMENTS_DEDUP_HORIZON plus a day whatever their size, "
+                    f"so set retention.bytes=-1 on {spec.name}"
+                )
+            if deletes and size >= 0:
+                # The broker's default (log.retention.bytes), not a choice made for this topic.
+                fixes.append(
+                    SettingsFix(
+                        spec.name,
+                        {"retention.bytes": "-1"},
+                        [
+                            f"set retention.bytes=-1 (the broker's default is {size}): segments "
+                            f"are kept for the dedup horizon whatever their size"
+                        ],
+                    )
+                )
+        elif spec.changelog and spec.compacted and policy != "compact":
+            fixes.append(
+                SettingsFix(
+                    spec.name,
+                    {"cleanup.policy": "compact"},
+                    [
+                        f"set cleanup.policy=compact (was {policy}): a table changelog must "
+                        f"keep each key's last value; state older than its retention.ms may "
+                        f"already be missing from a rebuild"
+                    ],
+                    lossy=True,
+                )
+            )
+        elif spec.compacted and "compact" not in policy.split(","):
+            # An input: not the worker's to change. State lives in the changelogs, so only
+            # a group reading it from the start again (a new MOMENTS_APP_ID) would miss plans.
+            warnings.append(
+                f"{spec.name} has cleanup.policy={policy}: account plans older than its "
+                f"retention.ms are deleted, and a new MOMENTS_APP_ID would start without them; "
+                f"set cleanup.policy=compact on {spec.name} (contract 1.2)"
+            )
+    return _merged(fixes), warnings
+
+
+def _merged(fixes: Sequence[SettingsFix]) -> list[SettingsFix]:
+    """One fix per topic: AlterConfigs sets a topic's own settings as a whole."""
+    by_topic: dict[str, SettingsFix] = {}
+    for fix in fixes:
+        held = by_topic.get(fix.topic)
+        by_topic[fix.topic] = (
+            fix
+            if held is None
+            else SettingsFix(
+                fix.topic,
+                {**held.changes, **fix.changes},
+                [*held.reasons, *fix.reasons],
+                held.lossy or fix.lossy,
+            )
+        )
+    return list(by_topic.values())
+
+
+async def _describe_settings(
+    admin: AIOKafkaAdminClient, names: Sequence[str]
+) -> dict[str, TopicSettings]:
+    """Every setting of ``names`` (topics whose description Kafka refuses are left out)."""
+    if not names:
+        return {}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    described: dict[str, TopicSettings] = {}
+    for response in await admin.describe_configs(resources):
+        for error_code, message, _, name, entries in (r[:5] for r in response.resources):
+            if error_code != 0:
+                logger.warning(
+                    "cannot check the settings of topic %s (error %d: %s); grant this "
+                    "worker DescribeConfigs on it to have them checked at start",
+                    name,
+                    error_code,
+                    message,
+                )
+                continue
+            values: dict[str, str] = {}
+            own: dict[str, str] = {}
+            for entry in entries:
+                key, value, source = entry[0], entry[1], entry[3]
+                if value is None:
+                    continue
+                values[key] = value
+                # v0 answers is_default (a bool) where later versions answer the source.
+                mine = not source if isinstance(source, bool) else source == _TOPIC_SOURCE
+                if mine:
+                    own[key] = value
+            described[name] = TopicSettings(values, own)
+    return described
+
+
+async def _check_settings(
+    admin: AIOKafkaAdminClient, settings: Settings, specs: Sequence[TopicSpec]
+) -> None:
+    """Check existing topics' settings; fix what only keeps more data, else refuse."""
+    wanted = [s for s in specs if s.changelog or s.compacted]
+    described = await _describe_settings(admin, [s.name for s in wanted])
+    fixes, warnings = check_settings(settings, wanted, described)
+    for warning in warnings:
+        logger.warning("%s", warning)
+    for fix in fixes:
+        # AlterConfigs sets a topic's own settings as a whole: the others are sent as they are.
+        configs = {**described[fix.topic].own, **fix.changes}
+        resource = ConfigResource(ConfigResourceType.TOPIC, fix.topic, configs=configs)
+        try:
+            responses = await admin.alter_configs([resource])
+            errors = [
+                (r[0], r[1]) for response in responses for r in response.resources if r[0] != 0
+            ]
+        except KafkaError as exc:
+            errors = [(-1, repr(exc))]
+        wanted_settings = ", ".join(f"{k}={v}" for k, v in fix.changes.items())
+        if errors:
+            code, message = errors[0]
+            raise TopologyError(
+                f"{fix.topic} needs {wanted_settings} and the worker could not set it (error "
+                f"{code}: {message}): set it on {fix.topic}, or grant this worker AlterConfigs "
+                f"on it"
+            )
+        for reason in fix.reasons:
+            log = logger.warning if fix.lossy else logger.info
+            log("topic %s: %s", fix.topic, reason)
 
 
 #: Most seconds to wait for the brokers to list every topic the worker needs.
