@@ -289,7 +289,17 @@ async def _describe_settings(
         return {}
     resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
     described: dict[str, TopicSettings] = {}
-    for response in await admin.describe_configs(resources):
+    try:
+        responses = await admin.describe_configs(resources)
+    except KafkaError as exc:
+        logger.warning(
+            "cannot check the settings of topics %s (%r); grant this worker DescribeConfigs "
+            "on them to have them checked at start",
+            ", ".join(names),
+            exc,
+        )
+        return {}
+    for response in responses:
         for error_code, message, _, name, entries in (r[:5] for r in response.resources):
             if error_code != 0:
                 logger.warning(
