@@ -160,6 +160,9 @@ def run_intake(
     rekey = result.rekey
     misplaced = result.misplaced
     partitions = rules.partitions
+    # Account -> the partition it was found right on in this batch (a batch is one
+    # partition's): the hash is looked up once per account and batch, not once per record.
+    placed_right: dict[str, int] = {}
     seen = result.seen
     all_totals = result.totals
     all_daily = result.daily
@@ -189,9 +192,11 @@ def run_intake(
         if raw.key is None or raw.key != account.encode():
             rekey.append((account, raw))
             continue
-        if partitions is not None and account_partition(account, partitions) != raw.partition:
-            misplaced.append((account, raw))
-            continue
+        if partitions is not None and placed_right.get(account) != raw.partition:
+            if account_partition(account, partitions) != raw.partition:
+                misplaced.append((account, raw))
+                continue
+            placed_right[account] = raw.partition
         key = dedup_key(account, record.record_id)
         first_seen = seen.get(key)
         if first_seen is None:
