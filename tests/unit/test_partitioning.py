@@ -85,6 +85,8 @@ def test_a_record_keyed_right_on_another_partition_is_misplaced_not_judged() -> 
     there = Raws(partition=home).usage()
     result = _run(away, there, partitions=partitions)
     assert result.misplaced == [("acct-1", away)]
+    # Either order: an account found right once is still checked on another partition.
+    assert _run(there, away, partitions=partitions).misplaced == [("acct-1", away)]
     assert result.rekey == []
     assert sum(result.outcomes.values()) == 1  # only ``there``
 
