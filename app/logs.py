@@ -207,6 +207,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+def text_formatter() -> logging.Formatter:
+    """The formatter of ``MOMENTS_LOG_FORMAT=text``."""
+    return logging.Formatter(TEXT_FORMAT)
+
+
 def level_number(level: str) -> int:
     """``info`` -> ``logging.INFO``; an unknown name gives INFO (settings check names)."""
     number = logging.getLevelName(level.upper())
@@ -221,7 +226,7 @@ def configure(level: str, fmt: LogFormat, stream: TextIO | None = None) -> loggi
     threshold = level_number(level)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setLevel(threshold)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else text_formatter())
     handler.addFilter(NoiseFilter(threshold))
     handler.addFilter(PartitionContext())
     root = logging.getLogger()
