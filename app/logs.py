@@ -19,8 +19,11 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, TextIO
+
+from aiokafka.errors import KafkaError
 
 LogFormat = Literal["text", "json"]
 
@@ -33,12 +36,13 @@ TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 @dataclass(frozen=True, slots=True)
 class Noise:
     """Records of loggers under ``logger`` (``""``: any) at ``level`` whose message matches
-    ``pattern``."""
+    ``pattern`` (and, when ``exc_types`` is given, whose exception is one of them)."""
 
     logger: str
     level: int
     pattern: re.Pattern[str]
     reason: str
+    exc_types: tuple[type[BaseException], ...] = ()
 
     def matches(self, record: logging.LogRecord, message: str) -> bool:
         """Whether ``record`` (whose formatted message is ``message``) is this noise."""
@@ -47,7 +51,17 @@ class Noise:
             record.levelno == self.level
             and (not self.logger or name == self.logger or name.startswith(self.logger + "."))
             and self.pattern.search(message) is not None
+            and (not self.exc_types or _exception_is(record, self.exc_types))
         )
+
+
+def _exception_is(record: logging.LogRecord, types: tuple[type[BaseException], ...]) -> bool:
+    exc_info = record.exc_info
+    return bool(exc_info) and isinstance(exc_info[1], types)  # type: ignore[index]
+
+
+#: aiokafka's line for a produce answered with a retriable error, which it retries.
+_PRODUCE_RETRY: Final = re.compile(r"^Got error produce response on topic-partition .*, retrying")
 
 
 #: What is demoted to debug, and why.
@@ -127,6 +141,32 @@ NOISE: Final[tuple[Noise, ...]] = (
         # the engine has its own transactional producers) and drains itself.
         "Faust's producer buffer back-pressure",
     ),
+    Noise(
+        "aiokafka.producer.sender",
+        logging.WARNING,
+        _PRODUCE_RETRY,
+        # A produce answered with a retriable error, retried by aiokafka: nothing to do.
+        # Almost all are NotEnoughReplicasError from the broker's transaction verification
+        # (KIP-890): a Kafka 3.6+ broker checks a transaction's first write to a partition
+        # with the transaction coordinator; when the step's offset commit is being
+        # verified for the same transactional id at that moment, the broker fails the
+        # earlier check (NETWORK_EXCEPTION) and answers clients older than produce v12
+        # NOT_ENOUGH_REPLICAS (aiokafka 0.14 speaks v7), whatever min.insync.replicas is.
+        # moments_kafka_retries_total{error} counts them (KafkaRetryCounter); a
+        # produce that keeps failing fails its step, which the engine reports.
+        "produce retried by aiokafka",
+    ),
+    Noise(
+        "asyncio",
+        logging.ERROR,
+        re.compile(r"^(Future|Task) exception was never retrieved"),
+        # When a transactional producer's sender dies (fenced), aiokafka fails every
+        # future it holds, its internal ones included (the transaction's waiter, each
+        # batch's drain waiter), which nobody awaits; the collector then reports each.
+        # The engine reports the fence itself, once. Other exceptions stay errors.
+        "aiokafka's futures of a dead producer",
+        exc_types=(KafkaError,),
+    ),
 )
 
 
@@ -149,6 +189,42 @@ class NoiseFilter(logging.Filter):
                 record.levelname = "DEBUG"
                 return logging.DEBUG >= self.threshold
         return True
+
+
+#: The logger aiokafka's producers log their sends' failures to.
+AIOKAFKA_SENDER_LOGGER: Final = "aiokafka.producer.sender"
+
+
+class KafkaRetryCounter(logging.Filter):
+    """Counts aiokafka's retried produce errors by error (``count(error_name)``).
+
+    A filter on aiokafka's sender logger, so it sees the record before any handler (and
+    whatever the handlers' level); :data:`NOISE` demotes the same records to debug.
+    """
+
+    def __init__(self, count: Callable[[str], None]) -> None:
+        super().__init__()
+        self.count = count
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Count ``record`` when it is a retried produce; always keep it."""
+        if record.levelno >= logging.WARNING and isinstance(record.msg, str):
+            if _PRODUCE_RETRY.search(record.msg) and isinstance(record.args, tuple):
+                error = record.args[-1] if record.args else None
+                # aiokafka passes the error class (produce v7 and older carry no message).
+                self.count(error.__name__ if isinstance(error, type) else "other")
+        return True
+
+
+def install_kafka_retry_counter(count: Callable[[str], None]) -> None:
+    """Count aiokafka's retried produce errors with ``count`` (once per process)."""
+    sender = logging.getLogger(AIOKAFKA_SENDER_LOGGER)
+    for old in [f for f in sender.filters if isinstance(f, KafkaRetryCounter)]:
+        sender.removeFilter(old)
+    sender.addFilter(KafkaRetryCounter(count))
+    # Counted even when the log shows errors only: the record must be made to be seen.
+    if sender.getEffectiveLevel() > logging.WARNING:
+        sender.setLevel(logging.WARNING)
 
 
 class PartitionContext(logging.Filter):
