@@ -170,6 +170,59 @@ NOISE: Final[tuple[Noise, ...]] = (
 )
 
 
+#: Seconds in which only the first of a :data:`THROTTLED` line shows.
+THROTTLE_WINDOW_S: Final = 60.0
+
+#: aiokafka's lines repeated several times a second while a broker is away (logger,
+#: message template). The worker's /readyz (broker_connected) and the worker-down alerts
+#: say the broker is away; one line a minute of each says it in the log.
+THROTTLED: Final[tuple[tuple[str, str], ...]] = (
+    ("aiokafka", "Unable connect to node with id %s: %s"),
+    ("aiokafka", 'Unable connect to "%s:%s": %s'),
+    ("aiokafka", "Unable to update metadata from %s"),
+    ("aiokafka.consumer.fetcher", "Failed fetch messages from %s: %s"),
+    ("aiokafka.consumer.group_coordinator", "Group Coordinator Request failed: %s"),
+)
+
+
+class RepeatThrottle(logging.Filter):
+    """Shows the first of each :data:`THROTTLED` line per window; demotes the repeats.
+
+    The next line shown says how many were demoted to debug meanwhile.
+    """
+
+    def __init__(
+        self,
+        threshold: int,
+        rules: tuple[tuple[str, str], ...] = THROTTLED,
+        window_s: float = THROTTLE_WINDOW_S,
+    ) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.rules = frozenset(rules)
+        self.window_s = window_s
+        self._shown_at: dict[tuple[str, str], float] = {}
+        self._held_back: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep ``record`` unless it repeats a throttled line within the window."""
+        key = (record.name, record.msg if isinstance(record.msg, str) else "")
+        if record.levelno <= logging.DEBUG or key not in self.rules:
+            return True
+        shown = self._shown_at.get(key)
+        if shown is not None and record.created - shown < self.window_s:
+            self._held_back[key] = self._held_back.get(key, 0) + 1
+            record.levelno = logging.DEBUG
+            record.levelname = "DEBUG"
+            return logging.DEBUG >= self.threshold
+        self._shown_at[key] = record.created
+        held = self._held_back.pop(key, 0)
+        if held and isinstance(record.args, tuple):
+            record.msg = f"{record.msg} (and %d more like it in the last %ds, at debug level)"
+            record.args = (*record.args, held, int(self.window_s))
+        return True
+
+
 class NoiseFilter(logging.Filter):
     """Demotes :data:`NOISE` records to debug; drops them below ``threshold``."""
 
@@ -304,6 +357,7 @@ def configure(level: str, fmt: LogFormat, stream: TextIO | None = None) -> loggi
     handler.setLevel(threshold)
     handler.setFormatter(JsonFormatter() if fmt == "json" else text_formatter())
     handler.addFilter(NoiseFilter(threshold))
+    handler.addFilter(RepeatThrottle(threshold))
     handler.addFilter(PartitionContext())
     root = logging.getLogger()
     for old in list(root.handlers):

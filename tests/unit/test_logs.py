@@ -230,3 +230,38 @@ def test_aiokafka_s_unretrieved_futures_of_a_fenced_producer_stay_out_of_the_log
     _drop_a_failed_future(RuntimeError("ours"))  # anything else is still an error
     assert "ERROR asyncio: Future exception was never retrieved" in out.getvalue()
     assert "RuntimeError: ours" in out.getvalue()
+
+
+def _aiokafka_record(created: float, node: int = 1) -> logging.LogRecord:
+    """aiokafka's connection error as ``client.py`` logs it, made at ``created``."""
+    record = logging.getLogger("aiokafka").makeRecord(
+        "aiokafka",
+        logging.ERROR,
+        __file__,
+        0,
+        "Unable connect to node with id %s: %s",
+        (node, "[Errno 111] Connect call failed ('127.0.0.1', 9092)"),
+        None,
+    )
+    record.created = created
+    return record
+
+
+def test_a_broker_away_shows_one_connection_error_a_minute(restore_root: None) -> None:
+    out = io.StringIO()
+    handler = configure("info", "text", out)
+    for i in range(600):  # ten a second for a minute, as while a broker is away
+        handler.handle(_aiokafka_record(1000.0 + i / 10, node=i % 2))
+    handler.handle(_aiokafka_record(1060.5))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].endswith(
+        "Unable connect to node with id 0: [Errno 111] Connect call failed ('127.0.0.1', 9092)"
+    )
+    assert lines[1].endswith(
+        "Unable connect to node with id 1: [Errno 111] Connect call failed ('127.0.0.1', 9092)"
+        " (and 599 more like it in the last 60s, at debug level)"
+    )
+    # Other errors are not held back.
+    logging.getLogger("aiokafka").error("Something else went wrong")
+    assert out.getvalue().splitlines()[-1].endswith("ERROR aiokafka: Something else went wrong")
