@@ -62,6 +62,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
     from agents import install, table_specs
     from app.codecs import check_codecs
     from app.faust_internals import Worker
+    from app.logs import install_kafka_retry_counter
     from app.main import build_runtime
     from app.preflight import check_broker_access_sync
     from app.security import client_kwargs
@@ -78,6 +79,8 @@ def cmd_worker(_: argparse.Namespace) -> int:
         logger.warning("%s is not a setting of usage-moments (typo?)", name)
     check_codecs()
     runtime = build_runtime(settings)
+    retries = runtime.metrics.kafka_retries
+    install_kafka_retry_counter(lambda error: retries.labels(error=error).inc())
     # One clear line naming the setting when Kafka refuses us, before clients that retry.
     check_broker_access_sync(settings, client_kwargs(settings))
     ensure_topics_sync(settings, client_kwargs(settings), table_specs(runtime))

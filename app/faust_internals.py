@@ -27,7 +27,22 @@ Why each reach exists:
   for the empty fetch its plans gate needs; we set 200 ms, and poll at least every
   200 ms (:data:`FETCH_POLL_S`; Faust polls with a 1 s timeout).
 - **Shutdown watchdog** (:class:`Worker`): SIGTERM must end the process within
-  MOMENTS_SHUTDOWN_TIMEOUT whatever Faust's own stop does.
+  MOMENTS_SHUTDOWN_TIMEOUT whatever Faust's own stop does. Its last line goes straight to
+  file descriptor 2 from a helper thread, and the process exits after at most
+  :data:`WATCHDOG_WRITE_S` whether that write finished or not: a log handler stuck on
+  its lock (or a full pipe) cannot hold the exit back.
+- **Consumer thread stop** (:meth:`_Thread.on_thread_stop`): aiokafka 0.14's
+  ``Fetcher.close`` cancels its pending fetches and awaits them; a fetch that failed
+  (the broker is away) sleeps its retry backoff outside the ``try`` that absorbs the
+  cancel, so ``close`` raises ``CancelledError``. Then ``AIOKafkaConsumer.stop`` never
+  closes its client, the consumer thread dies in ``on_thread_stop``, mode never sets
+  the thread's shutdown event (``ServiceThread._start_thread`` sets it only on an
+  ``Exception``; ``CancelledError`` is not one), the worker's stop waits for that event
+  until the watchdog fires, and the thread's traceback reaches the log through mode's
+  stderr redirect one write at a time (about a hundred WARNING lines of one fragment
+  each). The thread absorbs that error, closes the client itself, and always sets the
+  shutdown event; what a thread still raises is logged as one record
+  (:func:`log_thread_exception`).
 - **Our log handlers** (:meth:`Worker.on_setup_root_logger`): mode's worker clears the
   root logger's handlers at start and installs its own (colours, ASCII tables); this
   hook, which mode calls right after, puts ours (``app.logs``) back.
@@ -38,6 +53,7 @@ Why each reach exists:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -50,7 +66,7 @@ from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from app.logs import LogFormat, configure
+from app.logs import JsonFormatter, LogFormat, configure, text_formatter
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -62,6 +78,8 @@ FAUST_VERSION = "0.15.3"
 FETCH_MAX_WAIT_MS = 200
 #: Longest one poll of the group consumer waits for records (Faust's own value: 1 s).
 FETCH_POLL_S = 0.2
+#: Longest the watchdog waits for its last line to be written before it exits anyway.
+WATCHDOG_WRITE_S = 0.5
 
 
 class _Thread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -76,6 +94,50 @@ class _Thread(faust_aiokafka.AIOKafkaConsumerThread):
             # aiokafka builds its Fetcher in start() from this attribute.
             consumer._isolation_level = "read_committed"
         return consumer
+
+    async def on_thread_stop(self) -> None:
+        # See the module's docstring ("Consumer thread stop").
+        try:
+            await super().on_thread_stop()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this thread's own stop is being cancelled: not aiokafka's error
+            logger.info("Kafka consumer stopped while a fetch was failing (broker away?)")
+            await self._close_client()
+        except Exception as exc:  # noqa: BLE001 - the stop goes on; one line says why
+            logger.info(
+                "Kafka consumer stopped with an error: %r",
+                exc,
+                exc_info=logger.isEnabledFor(logging.DEBUG),
+            )
+            await self._close_client()
+
+    async def _close_client(self) -> None:
+        """Close the connections a failed ``AIOKafkaConsumer.stop`` left open."""
+        client = getattr(self._consumer, "_client", None)
+        if client is None:
+            return
+        try:
+            await client.close()
+        except Exception:  # noqa: BLE001 - best effort: the process is stopping
+            logger.debug("closing the Kafka consumer's client failed", exc_info=True)
+
+    def _start_thread(self) -> None:
+        try:
+            super()._start_thread()
+        finally:
+            # mode sets the shutdown event here only on an Exception: a thread ended by
+            # anything else would leave the worker's stop waiting for it.
+            try:
+                self.set_shutdown()
+            except RuntimeError:  # the main loop is closed: nobody waits any more
+                pass
+
+    def on_crash(self, msg: str, *fmt: Any, **kwargs: Any) -> None:
+        # mode prints the message and traceback to stderr, which its worker redirects to
+        # the log one write (one fragment) per record: one record instead.
+        logger.error(msg.format(*fmt), exc_info=True)
 
 
 class BulkConsumer(faust_aiokafka.Consumer):
@@ -250,25 +312,72 @@ class Worker(faust.Worker):
         super().on_setup_root_logger(logger, level)
         # sys.__stderr__: mode redirects sys.stderr to a logger right after this hook.
         configure(logging.getLevelName(level), self.log_format, sys.__stderr__)
+        # Python's default prints a thread's uncaught exception to sys.stderr, which mode
+        # redirects to the log one write (one fragment) per record.
+        threading.excepthook = log_thread_exception
 
     def _schedule_shutdown(self, signal: Any) -> None:
         if not self._signal_stop_time:
-            _start_watchdog(self.shutdown_timeout_s, self.engine)
+            _start_watchdog(self.shutdown_timeout_s, self.engine, self.log_format)
         super()._schedule_shutdown(signal)
 
 
-def _start_watchdog(timeout_s: float, engine: Engine | None) -> None:
-    def expire() -> None:
-        stopped = engine is None or engine.stopped
-        logger.error(
-            "shutdown took longer than MOMENTS_SHUTDOWN_TIMEOUT=%ss; exiting now (%s)",
-            timeout_s,
-            "state committed" if stopped else "step in flight abandoned",
-        )
-        logging.shutdown()
-        os._exit(0 if stopped else 1)
+def log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """``threading.excepthook``: a thread's uncaught exception as one log record."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    exc_info = (args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+    logger.error("thread %s ended with an uncaught exception", name, exc_info=exc_info)
 
-    timer = threading.Timer(max(1.0, timeout_s - 0.5), expire)
+
+def watchdog_line(timeout_s: float, stopped: bool, log_format: LogFormat) -> bytes:
+    """The watchdog's last line, formatted as the log's records are."""
+    record = logging.LogRecord(
+        logger.name,
+        logging.ERROR,
+        __file__,
+        0,
+        "shutdown took longer than MOMENTS_SHUTDOWN_TIMEOUT=%ss; exiting now (%s)",
+        (timeout_s, "state committed" if stopped else "step in flight abandoned"),
+        None,
+    )
+    formatter = JsonFormatter() if log_format == "json" else text_formatter()
+    return (formatter.format(record) + "\n").encode("utf-8", errors="replace")
+
+
+def expire(
+    timeout_s: float,
+    engine: Engine | None,
+    log_format: LogFormat = "text",
+    *,
+    fd: int = 2,
+    exit: Any = os._exit,  # noqa: A002 - os._exit by default; a test passes its own
+) -> None:
+    """Write the watchdog's line to ``fd`` and exit, whatever the log handlers are doing.
+
+    No logging call: a handler stuck while holding its lock (a blocked pipe, a hung
+    network handler) would hold this thread too. The write itself may block on a full
+    pipe, so it runs on a helper thread given :data:`WATCHDOG_WRITE_S`.
+    """
+    stopped = engine is None or engine.stopped
+    line = watchdog_line(timeout_s, stopped, log_format)
+    writer = threading.Thread(target=_write_all, args=(fd, line), daemon=True)
+    writer.start()
+    writer.join(WATCHDOG_WRITE_S)
+    exit(0 if stopped else 1)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError:
+        pass
+
+
+def _start_watchdog(timeout_s: float, engine: Engine | None, log_format: LogFormat) -> None:
+    timer = threading.Timer(max(1.0, timeout_s - 0.5), expire, (timeout_s, engine, log_format))
     timer.daemon = True
     timer.start()
 

@@ -19,8 +19,11 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, TextIO
+
+from aiokafka.errors import KafkaError
 
 LogFormat = Literal["text", "json"]
 
@@ -33,12 +36,13 @@ TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 @dataclass(frozen=True, slots=True)
 class Noise:
     """Records of loggers under ``logger`` (``""``: any) at ``level`` whose message matches
-    ``pattern``."""
+    ``pattern`` (and, when ``exc_types`` is given, whose exception is one of them)."""
 
     logger: str
     level: int
     pattern: re.Pattern[str]
     reason: str
+    exc_types: tuple[type[BaseException], ...] = ()
 
     def matches(self, record: logging.LogRecord, message: str) -> bool:
         """Whether ``record`` (whose formatted message is ``message``) is this noise."""
@@ -47,7 +51,17 @@ class Noise:
             record.levelno == self.level
             and (not self.logger or name == self.logger or name.startswith(self.logger + "."))
             and self.pattern.search(message) is not None
+            and (not self.exc_types or _exception_is(record, self.exc_types))
         )
+
+
+def _exception_is(record: logging.LogRecord, types: tuple[type[BaseException], ...]) -> bool:
+    exc_info = record.exc_info
+    return bool(exc_info) and isinstance(exc_info[1], types)  # type: ignore[index]
+
+
+#: aiokafka's line for a produce answered with a retriable error, which it retries.
+_PRODUCE_RETRY: Final = re.compile(r"^Got error produce response on topic-partition .*, retrying")
 
 
 #: What is demoted to debug, and why.
@@ -127,7 +141,86 @@ NOISE: Final[tuple[Noise, ...]] = (
         # the engine has its own transactional producers) and drains itself.
         "Faust's producer buffer back-pressure",
     ),
+    Noise(
+        "aiokafka.producer.sender",
+        logging.WARNING,
+        _PRODUCE_RETRY,
+        # A produce answered with a retriable error, retried by aiokafka: nothing to do.
+        # Almost all are NotEnoughReplicasError from the broker's transaction verification
+        # (KIP-890): a Kafka 3.6+ broker checks a transaction's first write to a partition
+        # with the transaction coordinator; when the step's offset commit is being
+        # verified for the same transactional id at that moment, the broker fails the
+        # earlier check (NETWORK_EXCEPTION) and answers clients older than produce v12
+        # NOT_ENOUGH_REPLICAS (aiokafka 0.14 speaks v7), whatever min.insync.replicas is.
+        # moments_kafka_retries_total{error} counts them (KafkaRetryCounter); a
+        # produce that keeps failing fails its step, which the engine reports.
+        "produce retried by aiokafka",
+    ),
+    Noise(
+        "asyncio",
+        logging.ERROR,
+        re.compile(r"^(Future|Task) exception was never retrieved"),
+        # When a transactional producer's sender dies (fenced), aiokafka fails every
+        # future it holds, its internal ones included (the transaction's waiter, each
+        # batch's drain waiter), which nobody awaits; the collector then reports each.
+        # The engine reports the fence itself, once. Other exceptions stay errors.
+        "aiokafka's futures of a dead producer",
+        exc_types=(KafkaError,),
+    ),
 )
+
+
+#: Seconds in which only the first of a :data:`THROTTLED` line shows.
+THROTTLE_WINDOW_S: Final = 60.0
+
+#: aiokafka's lines repeated several times a second while a broker is away (logger,
+#: message template). The worker's /readyz (broker_connected) and the worker-down alerts
+#: say the broker is away; one line a minute of each says it in the log.
+THROTTLED: Final[tuple[tuple[str, str], ...]] = (
+    ("aiokafka", "Unable connect to node with id %s: %s"),
+    ("aiokafka", 'Unable connect to "%s:%s": %s'),
+    ("aiokafka", "Unable to update metadata from %s"),
+    ("aiokafka.consumer.fetcher", "Failed fetch messages from %s: %s"),
+    ("aiokafka.consumer.group_coordinator", "Group Coordinator Request failed: %s"),
+)
+
+
+class RepeatThrottle(logging.Filter):
+    """Shows the first of each :data:`THROTTLED` line per window; demotes the repeats.
+
+    The next line shown says how many were demoted to debug meanwhile.
+    """
+
+    def __init__(
+        self,
+        threshold: int,
+        rules: tuple[tuple[str, str], ...] = THROTTLED,
+        window_s: float = THROTTLE_WINDOW_S,
+    ) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.rules = frozenset(rules)
+        self.window_s = window_s
+        self._shown_at: dict[tuple[str, str], float] = {}
+        self._held_back: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep ``record`` unless it repeats a throttled line within the window."""
+        key = (record.name, record.msg if isinstance(record.msg, str) else "")
+        if record.levelno <= logging.DEBUG or key not in self.rules:
+            return True
+        shown = self._shown_at.get(key)
+        if shown is not None and record.created - shown < self.window_s:
+            self._held_back[key] = self._held_back.get(key, 0) + 1
+            record.levelno = logging.DEBUG
+            record.levelname = "DEBUG"
+            return logging.DEBUG >= self.threshold
+        self._shown_at[key] = record.created
+        held = self._held_back.pop(key, 0)
+        if held and isinstance(record.args, tuple):
+            record.msg = f"{record.msg} (and %d more like it in the last %ds, at debug level)"
+            record.args = (*record.args, held, int(self.window_s))
+        return True
 
 
 class NoiseFilter(logging.Filter):
@@ -149,6 +242,42 @@ class NoiseFilter(logging.Filter):
                 record.levelname = "DEBUG"
                 return logging.DEBUG >= self.threshold
         return True
+
+
+#: The logger aiokafka's producers log their sends' failures to.
+AIOKAFKA_SENDER_LOGGER: Final = "aiokafka.producer.sender"
+
+
+class KafkaRetryCounter(logging.Filter):
+    """Counts aiokafka's retried produce errors by error (``count(error_name)``).
+
+    A filter on aiokafka's sender logger, so it sees the record before any handler (and
+    whatever the handlers' level); :data:`NOISE` demotes the same records to debug.
+    """
+
+    def __init__(self, count: Callable[[str], None]) -> None:
+        super().__init__()
+        self.count = count
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Count ``record`` when it is a retried produce; always keep it."""
+        if record.levelno >= logging.WARNING and isinstance(record.msg, str):
+            if _PRODUCE_RETRY.search(record.msg) and isinstance(record.args, tuple):
+                error = record.args[-1] if record.args else None
+                # aiokafka passes the error class (produce v7 and older carry no message).
+                self.count(error.__name__ if isinstance(error, type) else "other")
+        return True
+
+
+def install_kafka_retry_counter(count: Callable[[str], None]) -> None:
+    """Count aiokafka's retried produce errors with ``count`` (once per process)."""
+    sender = logging.getLogger(AIOKAFKA_SENDER_LOGGER)
+    for old in [f for f in sender.filters if isinstance(f, KafkaRetryCounter)]:
+        sender.removeFilter(old)
+    sender.addFilter(KafkaRetryCounter(count))
+    # Counted even when the log shows errors only: the record must be made to be seen.
+    if sender.getEffectiveLevel() > logging.WARNING:
+        sender.setLevel(logging.WARNING)
 
 
 class PartitionContext(logging.Filter):
@@ -207,6 +336,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+def text_formatter() -> logging.Formatter:
+    """The formatter of ``MOMENTS_LOG_FORMAT=text``."""
+    return logging.Formatter(TEXT_FORMAT)
+
+
 def level_number(level: str) -> int:
     """``info`` -> ``logging.INFO``; an unknown name gives INFO (settings check names)."""
     number = logging.getLevelName(level.upper())
@@ -221,8 +355,9 @@ def configure(level: str, fmt: LogFormat, stream: TextIO | None = None) -> loggi
     threshold = level_number(level)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setLevel(threshold)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else text_formatter())
     handler.addFilter(NoiseFilter(threshold))
+    handler.addFilter(RepeatThrottle(threshold))
     handler.addFilter(PartitionContext())
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -26,6 +26,15 @@ EVENT_KINDS: Final[tuple[str, ...]] = KINDS
 PLAN_OUTCOMES: Final[tuple[str, ...]] = ("applied", "stale", "invalid", "tombstone")
 #: Optional fields of account-plans records whose invalid entries are left out (contract 1.2).
 PLAN_OPTIONAL_FIELDS: Final[tuple[str, ...]] = ("limits", "members", "region")
+#: Retriable produce errors whose series exist from the first scrape (others appear when
+#: first seen); NotEnoughReplicasError is the broker's transaction verification (app.logs).
+KAFKA_RETRY_ERRORS: Final[tuple[str, ...]] = (
+    "NotEnoughReplicasError",
+    "NotEnoughReplicasAfterAppendError",
+    "NotLeaderForPartitionError",
+    "LeaderNotAvailableError",
+    "RequestTimedOutError",
+)
 
 # The *_created series double every counter for no dashboard we ship.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
@@ -64,6 +73,7 @@ class Metrics:
     table_keys: Gauge
     rebalances: Counter
     ready: Gauge
+    kafka_retries: Counter
 
 
 def build_metrics(
@@ -117,6 +127,14 @@ def build_metrics(
     )
     for table in tables:
         table_keys.labels(table=table)
+    kafka_retries = Counter(
+        "moments_kafka_retries_total",
+        "Writes to Kafka the client retried after a retriable error, by error.",
+        ["error"],
+        registry=registry,
+    )
+    for error in KAFKA_RETRY_ERRORS:
+        kafka_retries.labels(error=error)
     return Metrics(
         registry=registry,
         records=records,
@@ -150,4 +168,5 @@ def build_metrics(
             "1 when partitions are assigned and tables recovered.",
             registry=registry,
         ),
+        kafka_retries=kafka_retries,
     )

@@ -109,7 +109,8 @@ VARIABLES: tuple[Variable, ...] = (
         "WEB_TOKEN",
         None,
         "a bearer token of at least 16 characters",
-        "when set, /accounts/{id} and /clock require `Authorization: Bearer <token>` "
+        "when set, /accounts/{id} and /clock require `Authorization: Bearer <token>`; "
+        "unset, they answer loopback clients only (others get 403) "
         "(/metrics, /healthz, /readyz and /status stay open; never logged)",
         secret=True,
     ),

@@ -137,3 +137,131 @@ def test_the_partition_is_read_from_our_messages_template(restore_root: None) ->
     log.info("partition %s: not a number", "x")
     lines = _lines(out)
     assert [line.get("partition") for line in lines] == [5, 6, None, None]
+
+
+# ---------------------------------------------------------------- issue 16, item 11
+
+
+def _produce_answered(error_code: int) -> None:
+    """aiokafka's own handling of a produce answer with ``error_code`` for one partition
+    (``SendProduceReqHandler.handle_response``, which logs the retry as it does live)."""
+    from types import SimpleNamespace
+
+    from aiokafka.producer.sender import SendProduceReqHandler
+    from aiokafka.structs import TopicPartition
+
+    client = SimpleNamespace(force_metadata_update=lambda: None)
+    sender = SimpleNamespace(_retry_backoff=0.1, client=client, _txn_manager=object())
+    handler = SendProduceReqHandler(sender, {TopicPartition("t-changelog", 3): object()})
+    response = SimpleNamespace(
+        API_VERSION=7, topics=[("t-changelog", [(3, error_code, -1, -1, -1)])]
+    )
+    handler.handle_response(response)
+
+
+@pytest.fixture
+def restore_sender_logger() -> Iterator[None]:
+    from app.logs import AIOKAFKA_SENDER_LOGGER
+
+    sender = logging.getLogger(AIOKAFKA_SENDER_LOGGER)
+    filters, level = list(sender.filters), sender.level
+    yield
+    sender.filters[:] = filters
+    sender.setLevel(level)
+
+
+def test_a_retried_produce_is_counted_and_kept_out_of_the_log(
+    restore_root: None, restore_sender_logger: None
+) -> None:
+    from app.logs import install_kafka_retry_counter
+
+    out = io.StringIO()
+    configure("info", "text", out)
+    counted: list[str] = []
+    install_kafka_retry_counter(counted.append)
+    _produce_answered(19)  # NOT_ENOUGH_REPLICAS, as the broker's transaction verification answers
+    _produce_answered(19)
+    assert out.getvalue() == ""
+    assert counted == ["NotEnoughReplicasError", "NotEnoughReplicasError"]
+
+
+def test_a_retried_produce_is_counted_when_the_log_shows_errors_only(
+    restore_root: None, restore_sender_logger: None
+) -> None:
+    from app.logs import install_kafka_retry_counter
+
+    configure("error", "text", io.StringIO())
+    counted: list[str] = []
+    install_kafka_retry_counter(counted.append)
+    _produce_answered(6)  # NOT_LEADER_FOR_PARTITION
+    assert counted == ["NotLeaderForPartitionError"]
+
+
+def test_a_retried_produce_shows_at_debug(restore_root: None) -> None:
+    out = io.StringIO()
+    configure("debug", "text", out)
+    _produce_answered(19)
+    assert " DEBUG aiokafka.producer.sender: Got error produce response" in out.getvalue()
+
+
+def _drop_a_failed_future(exc: BaseException) -> None:
+    import asyncio
+    import gc
+
+    loop = asyncio.new_event_loop()
+    try:
+        future = loop.create_future()
+        future.set_exception(exc)
+        del future  # never retrieved: asyncio reports it when the future is collected
+        gc.collect()
+    finally:
+        loop.close()
+
+
+def test_aiokafka_s_unretrieved_futures_of_a_fenced_producer_stay_out_of_the_log(
+    restore_root: None,
+) -> None:
+    from aiokafka.errors import ProducerFenced
+
+    out = io.StringIO()
+    configure("info", "text", out)
+    _drop_a_failed_future(ProducerFenced())
+    assert out.getvalue() == ""
+    _drop_a_failed_future(RuntimeError("ours"))  # anything else is still an error
+    assert "ERROR asyncio: Future exception was never retrieved" in out.getvalue()
+    assert "RuntimeError: ours" in out.getvalue()
+
+
+def _aiokafka_record(created: float, node: int = 1) -> logging.LogRecord:
+    """aiokafka's connection error as ``client.py`` logs it, made at ``created``."""
+    record = logging.getLogger("aiokafka").makeRecord(
+        "aiokafka",
+        logging.ERROR,
+        __file__,
+        0,
+        "Unable connect to node with id %s: %s",
+        (node, "[Errno 111] Connect call failed ('127.0.0.1', 9092)"),
+        None,
+    )
+    record.created = created
+    return record
+
+
+def test_a_broker_away_shows_one_connection_error_a_minute(restore_root: None) -> None:
+    out = io.StringIO()
+    handler = configure("info", "text", out)
+    for i in range(600):  # ten a second for a minute, as while a broker is away
+        handler.handle(_aiokafka_record(1000.0 + i / 10, node=i % 2))
+    handler.handle(_aiokafka_record(1060.5))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].endswith(
+        "Unable connect to node with id 0: [Errno 111] Connect call failed ('127.0.0.1', 9092)"
+    )
+    assert lines[1].endswith(
+        "Unable connect to node with id 1: [Errno 111] Connect call failed ('127.0.0.1', 9092)"
+        " (and 599 more like it in the last 60s, at debug level)"
+    )
+    # Other errors are not held back.
+    logging.getLogger("aiokafka").error("Something else went wrong")
+    assert out.getvalue().splitlines()[-1].endswith("ERROR aiokafka: Something else went wrong")
