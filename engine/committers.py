@@ -215,20 +215,10 @@ async def _delivered(sent: list[tuple[Any, int, Any]]) -> Written:
 class TransactionalCommitter:
     """Exactly-once: a transactional producer per input partition."""
 
-    def __init__(
-        self,
-        factory: ProducerFactory,
-        app_id: str,
-        group_id: str,
-        *,
-        deadline_s: float | None = None,
-    ) -> None:
+    def __init__(self, factory: ProducerFactory, app_id: str, group_id: str) -> None:
         self._factory = factory
         self._app_id = app_id
         self._group_id = group_id
-        #: Most seconds a start, commit or abort may take; None: the producer's own
-        #: transaction timeout (the broker aborts a transaction older than that anyway).
-        self._deadline_s = deadline_s
         self._producers: dict[int, AIOKafkaProducer] = {}
         #: Transactions begun by :meth:`begin`: producer, and the offsets being added.
         self._begun: dict[int, tuple[AIOKafkaProducer, asyncio.Future[None] | None]] = {}
@@ -238,8 +228,8 @@ class TransactionalCommitter:
         return f"{self._app_id}-step-{partition}"
 
     def _deadline(self, producer: AIOKafkaProducer) -> float:
-        if self._deadline_s is not None:
-            return self._deadline_s
+        """Most seconds a start, commit or abort of ``producer`` may take: its transaction
+        timeout (the broker aborts a transaction older than that anyway)."""
         txn = getattr(producer, "_txn_manager", None)
         timeout_ms = getattr(txn, "transaction_timeout_ms", None)
         if isinstance(timeout_ms, int | float) and timeout_ms > 0:

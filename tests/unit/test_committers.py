@@ -148,10 +148,15 @@ def factory() -> Iterator[Factory]:
     yield Factory()
 
 
-async def opened(factory: Factory, deadline_s: float | None = None) -> TransactionalCommitter:
-    committer = TransactionalCommitter(factory, "app", "app", deadline_s=deadline_s)  # type: ignore[arg-type]
+async def opened(factory: Factory) -> TransactionalCommitter:
+    committer = TransactionalCommitter(factory, "app", "app")  # type: ignore[arg-type]
     await committer.open(0)
     return committer
+
+
+def short_timeout(producer: FakeProducer) -> None:
+    """A transaction timeout of 50 ms: the committer's deadline for start, commit, abort."""
+    producer._txn_manager.transaction_timeout_ms = 50
 
 
 def messages(count: int) -> dict[tuple[str, int], list[tuple[bytes | None, bytes]]]:
@@ -239,7 +244,8 @@ async def test_a_refused_batch_sets_the_sequence_back_to_the_brokers(
 
 
 async def test_a_commit_that_never_ends_is_cut_at_its_deadline(factory: Factory) -> None:
-    committer = await opened(factory, deadline_s=0.05)
+    factory.prepare.append(short_timeout)
+    committer = await opened(factory)
     [producer] = factory.made
     producer.park = {"commit"}
     async with asyncio.timeout(10):  # without a deadline: for ever
@@ -250,7 +256,8 @@ async def test_a_commit_that_never_ends_is_cut_at_its_deadline(factory: Factory)
 
 
 async def test_an_abort_that_never_ends_is_cut_at_its_deadline(factory: Factory) -> None:
-    committer = await opened(factory, deadline_s=0.05)
+    factory.prepare.append(short_timeout)
+    committer = await opened(factory)
     [producer] = factory.made
     await committer.begin(0, OFFSETS)
     producer.park = {"abort"}
@@ -261,20 +268,10 @@ async def test_an_abort_that_never_ends_is_cut_at_its_deadline(factory: Factory)
 
 
 async def test_a_start_that_never_ends_is_cut_at_its_deadline(factory: Factory) -> None:
-    factory.prepare.append(lambda producer: producer.park.add("start"))
-    committer = TransactionalCommitter(factory, "app", "app", deadline_s=0.05)  # type: ignore[arg-type]
+    factory.prepare += [short_timeout, lambda producer: producer.park.add("start")]
+    committer = TransactionalCommitter(factory, "app", "app")  # type: ignore[arg-type]
     async with asyncio.timeout(10):
         with pytest.raises(StepFailed, match="InitProducerId"):
             await committer.open(0)
     [producer] = factory.made
     assert producer.stopped
-
-
-async def test_the_deadline_is_the_producers_transaction_timeout(factory: Factory) -> None:
-    committer = await opened(factory)
-    [producer] = factory.made
-    producer._txn_manager.transaction_timeout_ms = 50
-    producer.park = {"commit"}
-    async with asyncio.timeout(10):
-        with pytest.raises(Fenced, match="longer than"):
-            await committer.commit(0, messages(1), OFFSETS)
