@@ -63,6 +63,7 @@ from aiokafka.errors import (
     BrokerResponseError,
     IllegalOperation,
     InvalidProducerEpoch,
+    OutOfOrderSequenceNumber,
     ProducerFenced,
 )
 
@@ -194,7 +195,11 @@ async def _delivered(sent: list[tuple[Any, int, Any]]) -> Written:
                 # A batch of a partition is sent once the one before it is answered: the
                 # first failure is the broker's refusal of a batch it did not append (an
                 # error code in its answer), or of unknown fate (anything else).
-                answered = isinstance(result, BrokerResponseError)
+                # An out-of-order answer means our sequence numbers are not the broker's:
+                # nothing to set them back to.
+                answered = isinstance(result, BrokerResponseError) and not isinstance(
+                    result, OutOfOrderSequenceNumber
+                )
                 refused[target] = appended.get(target, 0) if answered else None
             failure = failure or result
             continue

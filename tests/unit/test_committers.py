@@ -275,3 +275,16 @@ async def test_a_start_that_never_ends_is_cut_at_its_deadline(factory: Factory) 
             await committer.open(0)
     [producer] = factory.made
     assert producer.stopped
+
+
+async def test_an_out_of_order_answer_first_means_the_producer_is_lost(
+    factory: Factory,
+) -> None:
+    # Our sequence numbers are not the broker's: nothing to set them back to.
+    committer = await opened(factory)
+    [producer] = factory.made
+    producer.outcomes = [OutOfOrderSequenceNumber()]
+    with pytest.raises(Fenced):
+        await committer.commit(0, messages(1), OFFSETS)
+    assert producer.stopped
+    assert len(factory.made) == 1
