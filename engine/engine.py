@@ -1111,7 +1111,15 @@ class Engine:
         except TimeoutError:
             pass
         # Again after the wait: a rebalance or a stop may have come meanwhile.
-        return self._owns(generation)
+        if not self._owns(generation):
+            logger.warning(
+                "partition %d: step abandoned after %d failed attempts; it will be redone "
+                "from the committed offsets",
+                owned.partition,
+                attempt,
+            )
+            return False
+        return True
 
     def _with_changelogs(self, step: Step) -> tuple[Messages, dict[tuple[str, int], str]]:
         """The step's messages plus its changelog records (one per touched key)."""
