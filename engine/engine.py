@@ -631,8 +631,11 @@ class Engine:
             offset = committed.get(tp)
             if offset is None or offset < 0 or tp.partition not in self.owned:
                 continue
-            self.next_offset[tp] = offset
-            await self.hooks.seek(tp, offset)
+            self.next_offset[tp] = offset  # what _process skips below, seek or no seek
+            try:
+                await self.hooks.seek(tp, offset)
+            except Exception:  # noqa: BLE001 - e.g. no longer assigned: the next rebalance seeks
+                logger.warning("%s[%d]: seek to %d failed", tp.topic, tp.partition, offset)
 
     async def _check_gates(self) -> None:
         """Release the usage of partitions whose account plans have been read."""
