@@ -22,6 +22,7 @@ from aiokafka.errors import (
 )
 from aiokafka.producer.transaction_manager import TransactionState
 
+from engine import committers
 from engine.committers import Fenced, StepFailed, TransactionalCommitter
 
 OUT = ("out", 0)
@@ -45,6 +46,14 @@ class FakeTxn:
 
     def maybe_add_partition_to_txn(self, tp: TopicPartition) -> None:
         return None
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
 
 
 class FakeBatch:
@@ -75,6 +84,7 @@ class FakeProducer:
         self.calls: list[str] = []
         self.stopped = False
         self._offset = 0
+        self.client = FakeClient()
 
     async def _maybe_park(self, call: str) -> None:
         self.calls.append(call)
@@ -85,7 +95,7 @@ class FakeProducer:
         await self._maybe_park("start")
 
     async def stop(self) -> None:
-        self.calls.append("stop")
+        await self._maybe_park("stop")  # aiokafka's waits for every pending batch
         self.stopped = True
 
     async def begin_transaction(self) -> None:
@@ -288,3 +298,15 @@ async def test_an_out_of_order_answer_first_means_the_producer_is_lost(
         await committer.commit(0, messages(1), OFFSETS)
     assert producer.stopped
     assert len(factory.made) == 1
+
+
+async def test_stopping_a_producer_that_never_stops_is_bounded(
+    factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(committers, "_STOP_GRACE_S", 0.05, raising=False)
+    committer = await opened(factory)
+    [producer] = factory.made
+    producer.park = {"stop"}  # batches pending while the broker is away
+    async with asyncio.timeout(10):
+        await committer.stop()
+    assert producer.client.closed
