@@ -58,7 +58,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -227,6 +227,23 @@ class BulkConsumer(faust_aiokafka.Consumer):
             engine.fetch_returned()
         return records
 
+    async def committed_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The group's committed offsets of ``tps``, read from the broker now.
+
+        aiokafka's ``committed`` sends an OffsetFetch each time (it caches nothing: a
+        transactional producer moves them behind the consumer's back); it runs on the
+        consumer thread's loop, where the consumer lives. Partitions with no committed
+        offset are left out.
+        """
+        wanted = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+        consumer = self._thread._ensure_consumer()
+
+        async def fetch() -> list[int | None]:
+            return list(await asyncio.gather(*(consumer.committed(tp) for tp in wanted)))
+
+        found = await self._thread.call_thread(fetch)
+        return {tp: int(o) for tp, o in zip(wanted, found, strict=True) if o is not None}
+
     async def commit_offsets(self, offsets: Mapping[TopicPartition, int]) -> None:
         """At-least-once: commit plain consumer offsets (on the consumer's thread)."""
         ok = await self._thread.commit(
@@ -277,6 +294,9 @@ class ConsumerHooks:
 
     async def seek(self, tp: TopicPartition, offset: int) -> None:
         await self.consumer.seek(TP(tp.topic, tp.partition), offset)
+
+    async def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return await self.consumer.committed_offsets(tps)
 
     async def crash(self, exc: BaseException) -> None:
         await self.app.crash(exc)

@@ -25,6 +25,28 @@ and EndTxn. Measured with the latency bench at 10,000 records/s: p99 296 ms (med
 of 9 runs, 8 under 500 ms), against 491 ms before (median of 6 runs, 3 under 500 ms).
 A partition added that the step does not write to costs only a transaction marker.
 
+A producer that cannot go on is *lost*, and :class:`Fenced` says so: fenced by a
+newer one (``ProducerFenced``, or the ``IllegalOperation``/``AssertionError`` that a
+producer whose sender died fenced raises next), in aiokafka's fatal state, an abort
+that failed or did not end in time, a commit whose outcome is unknown (it did not end
+within the transaction timeout), a batch whose fate is unknown. The committer never
+starts a new producer for it on its own: a new InitProducerId would fence whoever owns
+the partition now, and a worker cannot tell locally that it is a zombie. The engine
+gives the partition up and asks the group for a new assignment; only preparing an
+assignment opens a producer (Kafka Streams' "task migrated" handling in its first
+exactly-once version). Any other failure is aborted, and the same producer (same
+epoch) carries the retry: if another owner fenced it meanwhile, the broker refuses it.
+
+A batch the broker refused (too large) advanced the client's sequence number of its
+partition but not the broker's, which would make every later batch there fail as out
+of order: after the abort the committer sets it back to what the broker holds (the
+batches of a partition are sent one at a time, in order, so that is the sequence of the
+first refused batch) instead of starting a new producer.
+
+Every wait on the broker has a deadline, the producer's transaction timeout (past it the
+broker aborts the transaction anyway): starting a producer (InitProducerId), a commit
+(its deliveries and EndTxn) and an abort.
+
 At-least-once: one idempotent producer; deliveries are awaited, then the offsets
 are committed through the group's consumer.
 """
@@ -37,7 +59,13 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import (
+    BrokerResponseError,
+    IllegalOperation,
+    InvalidProducerEpoch,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+)
 
 from engine.step import Messages
 
@@ -55,7 +83,23 @@ class StepFailed(Exception):
 
 
 class Fenced(StepFailed):
-    """Another producer took this partition's transactional id: we are a zombie."""
+    """This partition's producer is lost: another producer took its transactional id
+    (we may be a zombie), or it is in a state only a new producer id gets out of. The
+    partition must wait for a new assignment (whose preparation opens a new producer)."""
+
+
+def _lost_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the producer is lost: fenced by a newer one, directly, or, once
+    its sender task died fenced (aiokafka's FATAL_ERROR state), on its next send
+    (IllegalOperation: "not in transaction") or state change (AssertionError: "Invalid
+    state transition"). Other assertions (aiokafka asserts an unknown partition) are not."""
+    if isinstance(exc, ProducerFenced | InvalidProducerEpoch | IllegalOperation | Fenced):
+        return True
+    return isinstance(exc, AssertionError) and "state transition" in str(exc)
+
+
+#: The producer's transaction timeout when it has none we can read: aiokafka's default.
+DEFAULT_TRANSACTION_TIMEOUT_S = 60.0
 
 
 class Committer(Protocol):
@@ -77,7 +121,8 @@ class Committer(Protocol):
         the (topic, partition) targets it will ``likely`` write to."""
 
     async def abort(self, partition: int) -> None:
-        """Give up the step begun on ``partition`` (deciding failed); never raises."""
+        """Give up the step begun on ``partition`` (deciding failed). Raises only
+        :class:`Fenced`: the producer could not abort, it is lost."""
 
     async def commit(
         self, partition: int, messages: Messages, offsets: Mapping[TopicPartition, int]
@@ -125,19 +170,50 @@ async def _send(producer: AIOKafkaProducer, messages: Messages) -> list[tuple[An
     return sent
 
 
+class _Undelivered(StepFailed):
+    """A batch failed. ``refused``: per (topic, partition), how many records of the
+    step's batches there the broker appended before it refused one (None where a batch
+    failed in a way that does not say whether it was appended)."""
+
+    def __init__(self, message: str, refused: dict[tuple[str, int], int | None]) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
 async def _delivered(sent: list[tuple[Any, int, Any]]) -> Written:
     """Wait for every batch; raise if any failed. Returns last offsets per target."""
     results = await asyncio.gather(*(f for _, _, f in sent), return_exceptions=True)
     written: Written = {}
+    appended: dict[tuple[str, int], int] = {}
+    refused: dict[tuple[str, int], int | None] = {}
+    failure: BaseException | None = None
     for (target, count, _), result in zip(sent, results, strict=True):
         if isinstance(result, BaseException):
             if isinstance(result, ProducerFenced):
                 raise Fenced(str(result)) from result
-            raise StepFailed(f"delivery to {target[0]}[{target[1]}] failed: {result!r}") from result
+            if target not in refused:
+                # A batch of a partition is sent once the one before it is answered: the
+                # first failure is the broker's refusal of a batch it did not append (an
+                # error code in its answer), or of unknown fate (anything else).
+                # An out-of-order answer means our sequence numbers are not the broker's:
+                # nothing to set them back to.
+                answered = isinstance(result, BrokerResponseError) and not isinstance(
+                    result, OutOfOrderSequenceNumber
+                )
+                refused[target] = appended.get(target, 0) if answered else None
+            failure = failure or result
+            continue
+        if target not in refused:
+            appended[target] = appended.get(target, 0) + count
         # send_batch resolves to the batch's RecordMetadata: its offset is the base offset.
         last = int(result.offset) + count - 1
         if last > written.get(target, -1):
             written[target] = last
+    if failure is not None:
+        target = next(iter(refused))
+        raise _Undelivered(
+            f"delivery to {target[0]}[{target[1]}] failed: {failure!r}", refused
+        ) from failure
     return written
 
 
@@ -156,21 +232,40 @@ class TransactionalCommitter:
         """Stable per input partition, so a successor fences its predecessor."""
         return f"{self._app_id}-step-{partition}"
 
+    def _deadline(self, producer: AIOKafkaProducer) -> float:
+        """Most seconds a start, commit or abort of ``producer`` may take: its transaction
+        timeout (the broker aborts a transaction older than that anyway)."""
+        txn = getattr(producer, "_txn_manager", None)
+        timeout_ms = getattr(txn, "transaction_timeout_ms", None)
+        if isinstance(timeout_ms, int | float) and timeout_ms > 0:
+            return float(timeout_ms) / 1000
+        return DEFAULT_TRANSACTION_TIMEOUT_S
+
     async def open(self, partition: int) -> None:
+        """Start ``partition``'s producer: InitProducerId, which fences any other producer
+        of its transactional id. Only for an assignment being prepared (module docstring).
+        """
         self._forget(partition)
         old = self._producers.pop(partition, None)
         if old is not None:
             await _stop_quietly(old)
         producer = self._factory(transactional_id=self.transactional_id(partition))
         starting = asyncio.ensure_future(producer.start())
+        deadline = self._deadline(producer)
         try:
-            await asyncio.shield(starting)
+            done, _ = await asyncio.wait({starting}, timeout=deadline)
+            if not done:
+                raise StepFailed(
+                    f"partition {partition}: starting its producer (InitProducerId) took "
+                    f"longer than {deadline:.0f}s"
+                )
+            starting.result()
         except BaseException:
-            # Cancelled by a rebalance half-way (or failed): a started sender would go on
-            # initialising this transactional id beside the next producer; stop it. A start
-            # cancelled inside aiokafka leaves the connection it was opening unknown to the
-            # client, never closed (seen as unclosed sockets): let it finish for a moment
-            # first, then stop what it made.
+            # Cancelled by a rebalance half-way, failed, or out of time: a started sender
+            # would go on initialising this transactional id beside the next producer; stop
+            # it. A start cancelled inside aiokafka leaves the connection it was opening
+            # unknown to the client, never closed (seen as unclosed sockets): let it finish
+            # for a moment first, then stop what it made.
             await asyncio.shield(_finish_then_stop(starting, producer))
             raise
         self._producers[partition] = producer
@@ -186,6 +281,14 @@ class TransactionalCommitter:
         _, adding = self._begun.pop(partition, (None, None))
         _drop(adding)
 
+    async def _lost(self, partition: int, producer: AIOKafkaProducer, why: str) -> Fenced:
+        """``producer`` cannot go on: stop it; the partition waits for an assignment."""
+        if self._producers.get(partition) is producer:
+            del self._producers[partition]
+        self._forget(partition)
+        await _stop_quietly(producer)
+        return Fenced(f"partition {partition}: producer lost ({why})")
+
     async def begin(
         self,
         partition: int,
@@ -194,12 +297,20 @@ class TransactionalCommitter:
     ) -> None:
         producer = self._producers.get(partition)
         if producer is None:
-            raise StepFailed(f"partition {partition} has no producer (not assigned here)")
+            # Closed (the partition was given up): only a new assignment opens another.
+            raise Fenced(f"partition {partition} has no producer (not assigned here)")
         if partition in self._begun:  # a step left behind (cancelled): end it first
             await self.abort(partition)
-        # aiokafka has no public call that adds partitions ahead of their first batch;
-        # ``maybe_add_partition_to_txn`` is what ``send`` itself calls (0.14.0).
-        await producer.begin_transaction()
+        if _unusable(producer):
+            raise await self._lost(partition, producer, "its sender stopped")
+        try:
+            # aiokafka has no public call that adds partitions ahead of their first batch;
+            # ``maybe_add_partition_to_txn`` is what ``send`` itself calls (0.14.0).
+            await producer.begin_transaction()
+        except Exception as exc:
+            if _lost_error(exc) or _unusable(producer):
+                raise await self._lost(partition, producer, repr(exc)) from exc
+            raise
         txn = producer._txn_manager  # noqa: SLF001 - see the module docstring
         for topic, target in likely:
             txn.maybe_add_partition_to_txn(TopicPartition(topic, target))
@@ -215,6 +326,8 @@ class TransactionalCommitter:
             await asyncio.sleep(0)
 
     async def abort(self, partition: int) -> None:
+        """Give up the step begun on ``partition``; raises :class:`Fenced` when the
+        producer could not abort it (it is lost)."""
         producer, adding = self._begun.pop(partition, (None, None))
         if producer is None:
             return
@@ -228,31 +341,81 @@ class TransactionalCommitter:
         if partition not in self._begun:
             await self.begin(partition, offsets)
         producer, adding = self._begun.pop(partition)
+        txn = producer._txn_manager  # noqa: SLF001 - sequence numbers: module docstring
+        # Every batch before this step was answered: the client's sequence numbers are the
+        # broker's (what a refused batch is set back to).
+        sequences = {
+            (topic, p): txn.sequence_number(TopicPartition(topic, p)) for topic, p in messages
+        }
+        deadline = self._deadline(producer)
         try:
-            sent = await _send(producer, messages)
-            if adding is not None:
-                await adding
-            written = await _delivered(sent)
-            await producer.commit_transaction()
-        except ProducerFenced as exc:
-            raise Fenced(str(exc)) from exc
-        except BaseException:
+            async with asyncio.timeout(deadline):
+                sent = await _send(producer, messages)
+                if adding is not None:
+                    await adding
+                written = await _delivered(sent)
+                await producer.commit_transaction()
+        except TimeoutError as exc:
             _drop(adding)
+            # Its deliveries or EndTxn did not end in time: the outcome is unknown, and a
+            # transaction that is committing cannot be aborted.
+            raise await self._lost(
+                partition, producer, f"the commit took longer than {deadline:.0f}s"
+            ) from exc
+        except _Undelivered as exc:
+            _drop(adding)
+            await self._abort(partition, producer)  # Fenced when the producer is lost
+            unknown = [t for t, n in exc.refused.items() if n is None]
+            if unknown:
+                raise await self._lost(
+                    partition, producer, f"a batch to {unknown[0]} of unknown fate"
+                ) from exc
+            for target, appended in exc.refused.items():
+                if appended is not None:  # (all of them: checked just above)
+                    txn._sequence_numbers[TopicPartition(*target)] = _wrapped(  # noqa: SLF001
+                        sequences.get(target, 0) + appended
+                    )
+            raise
+        except BaseException as exc:
+            _drop(adding)
+            if _lost_error(exc) or _unusable(producer):
+                raise await self._lost(partition, producer, repr(exc)) from exc
             await self._abort(partition, producer)
             raise
         return written
 
     async def _abort(self, partition: int, producer: AIOKafkaProducer) -> None:
+        """Abort ``producer``'s transaction; :class:`Fenced` when it cannot."""
+        if _unusable(producer):
+            raise await self._lost(partition, producer, "its sender stopped")
+        deadline = self._deadline(producer)
         try:
-            await producer.abort_transaction()
-        except Exception:  # noqa: BLE001 - a fenced or broken producer: recreate on next open
-            logger.warning("partition %d: abort failed; producer dropped", partition)
-            self._producers.pop(partition, None)
-            await _stop_quietly(producer)
+            async with asyncio.timeout(deadline):
+                await producer.abort_transaction()
+        except Exception as exc:  # noqa: BLE001 - fenced, fatal, or out of time: lost
+            logger.warning("partition %d: abort failed (%r); producer dropped", partition, exc)
+            raise await self._lost(partition, producer, f"abort failed: {exc!r}") from exc
 
     async def stop(self) -> None:
-        for partition in list(self._producers):
-            await self.close(partition)
+        # Side by side: each stop is bounded (_STOP_GRACE_S), not their sum.
+        await asyncio.gather(*(self.close(p) for p in list(self._producers)))
+
+
+def _unusable(producer: AIOKafkaProducer) -> bool:
+    """Whether ``producer`` is in aiokafka's fatal state or its sender task ended (0.14.0:
+    ``Sender._fail_all`` moves the transaction manager to FATAL_ERROR when it dies)."""
+    txn = getattr(producer, "_txn_manager", None)
+    state = getattr(getattr(txn, "state", None), "name", None)
+    if state == "FATAL_ERROR":
+        return True
+    sender = getattr(producer, "_sender", None)
+    task = getattr(sender, "sender_task", None)
+    return task is not None and task.done()
+
+
+def _wrapped(sequence: int) -> int:
+    """A sequence number as aiokafka keeps it (``increment_sequence_number`` wraps it)."""
+    return sequence - 2**32 if sequence > 2**31 - 1 else sequence
 
 
 def _drop(adding: asyncio.Future[None] | None) -> None:
@@ -328,8 +491,28 @@ async def _finish_then_stop(starting: asyncio.Future[None], producer: AIOKafkaPr
     await _stop_quietly(producer)
 
 
+#: Most seconds stopping a producer may take. aiokafka's ``stop`` waits for every pending
+#: batch (retried for ever by a transactional producer while the broker is away); a
+#: producer we stop has nothing left worth delivering: its transaction is given up.
+_STOP_GRACE_S = 5.0
+
+
 async def _stop_quietly(producer: AIOKafkaProducer) -> None:
     try:
-        await producer.stop()
+        async with asyncio.timeout(_STOP_GRACE_S):
+            await producer.stop()
+    except TimeoutError:
+        logger.warning(
+            "a producer took over %.0fs to stop; its connections are dropped", _STOP_GRACE_S
+        )
+        sender = getattr(getattr(producer, "_sender", None), "sender_task", None)
+        if sender is not None:
+            sender.cancel()
+            sender.add_done_callback(_retrieve)
+        try:
+            async with asyncio.timeout(_STOP_GRACE_S):
+                await producer.client.close()
+        except Exception:  # noqa: BLE001 - nothing more to do for it
+            logger.debug("producer close failed", exc_info=True)
     except Exception:  # noqa: BLE001 - closing a broken producer; nothing to save
         logger.debug("producer stop failed", exc_info=True)

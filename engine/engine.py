@@ -37,6 +37,7 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
+from rocksdict import DbClosedError
 
 from engine.changelogs import ChangelogReader
 from engine.committers import Committer, Fenced, StepFailed
@@ -101,6 +102,30 @@ class _SliceFailed(Exception):
 
 class _Undecided(Exception):
     """Deciding raised (its cause): the begun transaction is aborted, then Poison raised."""
+
+
+class _Unavailable(Exception):
+    """Deciding failed for a reason of the machine, not of the records (its cause: an I/O
+    or store error): the begun transaction is aborted and the step retried as it is."""
+
+
+def _environmental(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is the machine failing, not the rules.
+
+    OSError (a file, a socket, "too many open files"), a closed store, and RocksDB's own
+    errors: rocksdict raises them as plain ``Exception`` with RocksDB's status text
+    ("IO error: ...", "Corruption: ...", checked with rocksdict 0.3.29 on a damaged
+    table file); the rules never raise a plain ``Exception``. Anything else raised while
+    deciding is taken as deterministic: the same records would fail again.
+    """
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, OSError | DbClosedError) or type(seen) is Exception:
+            return True
+        seen = seen.__cause__
+    return False
 
 
 class Poison(Exception):
@@ -173,6 +198,11 @@ class Hooks(Protocol):
 
     async def seek(self, tp: TopicPartition, offset: int) -> None:
         """Fetch ``tp`` again from ``offset``."""
+
+    async def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The group's committed offsets of ``tps``, read from the broker now (not a
+        cached value); a partition with no committed offset is left out."""
+        ...
 
     async def crash(self, exc: BaseException) -> None:
         """Stop the worker with an error."""
@@ -316,6 +346,8 @@ class Engine:
         self._likely: dict[int, tuple[tuple[str, int], ...]] = {}
         #: Per partition, when its last background slice committed (monotonic seconds).
         self._last_slice: dict[int, float] = {}
+        #: Steps whose deciding failed for a reason of the machine (I/O, the store), retried.
+        self.unavailable_steps = 0
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -522,8 +554,11 @@ class Engine:
         try:
             started = time.monotonic()
             kept = kept or set()
-            await asyncio.gather(*(self.committer.open(p) for p in partitions if p not in kept))
+            await asyncio.gather(*(self._open(p, generation) for p in partitions if p not in kept))
             fenced_s = time.monotonic() - started
+            if generation != self.generation:
+                return
+            await self._seek_committed(partitions, generation)
             stores = {p: self.owned[p].store for p in partitions if p in self.owned}
             report = await self.reader.restore(stores)
             if generation != self.generation:
@@ -559,6 +594,48 @@ class Engine:
             logger.exception("preparing partitions %s failed; stopping the worker", partitions)
             self.failed = exc
             await self.hooks.crash(exc)
+
+    async def _open(self, partition: int, generation: int) -> None:
+        """Open (fence with) ``partition``'s producer for the assignment of ``generation``:
+        the one place a producer is started. A start that runs out of time (the broker
+        away) is tried again while the assignment stands."""
+        attempt = 0
+        while True:
+            try:
+                await self.committer.open(partition)
+                return
+            except StepFailed as exc:
+                attempt += 1
+                if self._stopping or generation != self.generation:
+                    raise
+                logger.warning(
+                    "partition %d: %s; trying again (attempt %d)", partition, exc, attempt
+                )
+
+    async def _seek_committed(self, partitions: list[int], generation: int) -> None:
+        """Read the group's committed input offsets again, now that the partitions'
+        producers are fenced, and fetch from there.
+
+        aiokafka reads them before the assignment listener runs, so before our fence: a
+        previous owner's transaction ending in between (its EndTxn landing after that
+        read) moved them on, and fetching from the older ones would process its last
+        records again (dead letters, re-keyed records twice; a plan's tombstone replayed
+        over later state). Once our InitProducerId returned, every transaction of the
+        previous producer is complete, so these are stable. Records below them that were
+        fetched already are skipped too (``next_offset``)."""
+        inputs = [TopicPartition(t, p) for p in partitions for t in self.topic_order]
+        committed = await self.hooks.committed(inputs)
+        if generation != self.generation:
+            return
+        for tp in inputs:
+            offset = committed.get(tp)
+            if offset is None or offset < 0 or tp.partition not in self.owned:
+                continue
+            self.next_offset[tp] = offset  # what _process skips below, seek or no seek
+            try:
+                await self.hooks.seek(tp, offset)
+            except Exception:  # noqa: BLE001 - e.g. no longer assigned: the next rebalance seeks
+                logger.warning("%s[%d]: seek to %d failed", tp.topic, tp.partition, offset)
 
     async def _check_gates(self) -> None:
         """Release the usage of partitions whose account plans have been read."""
@@ -910,72 +987,50 @@ class Engine:
                 except _SliceFailed:
                     owned.store.objects.clear()  # the slice may have changed cached objects
                     raise
-                except Exception as exc:  # noqa: BLE001 - deterministic: the same records fail again
+                except Exception as exc:  # noqa: BLE001 - sorted below: the machine, or the records
                     owned.store.objects.clear()  # a handler may have changed cached objects
-                    raise _Undecided from exc
+                    if isinstance(exc, MemoryError):
+                        raise  # not the records' fault, nor likely to pass: stop the worker
+                    if _environmental(exc):
+                        raise _Unavailable from exc
+                    raise _Undecided from exc  # deterministic: the same records fail again
                 commit_started = time.perf_counter()
                 written = await self.committer.commit(owned.partition, messages, offsets)
                 commit_s = time.perf_counter() - commit_started
-            except _Undecided as undecided:
-                await self.committer.abort(owned.partition)
-                cause = undecided.__cause__
-                raise Poison(f"deciding failed: {cause!r}") from cause
-            except _SliceFailed:
-                await self.committer.abort(owned.partition)
-                raise
+            except (_Undecided, _SliceFailed, _Unavailable, MemoryError) as failed:
+                try:
+                    await self.committer.abort(owned.partition)
+                except Fenced as exc:  # the producer could not abort: it is lost
+                    return self._give_up(owned, exc)
+                if isinstance(failed, _Undecided):
+                    cause = failed.__cause__
+                    raise Poison(f"deciding failed: {cause!r}") from cause
+                if not isinstance(failed, _Unavailable):
+                    raise
+                attempt += 1
+                self.unavailable_steps += 1
+                if not await self._back_off(owned, failed.__cause__ or failed, attempt, generation):
+                    return False
+                continue
             except Fenced as exc:
-                owned.store.objects.clear()
-                owned.ready = False
-                # Fenced: a producer with this partition's transactional id started after
-                # ours. Either another worker took the partition (a rebalance is coming, or
-                # this worker was dropped from the group), or the broker aborted a
-                # transaction that outlived transaction.timeout.ms and bumped the epoch with
-                # nobody else around. In the second case no rebalance would ever come and
-                # the partition would stay abandoned (found under load: a lone worker
-                # unready for good). So ask the group: the next assignment says who owns
-                # it, and an owner opens (fences with) a new producer before its next step.
-                # Nothing more of it until then: what waits would commit past this step.
-                self.hooks.hold(TopicPartition(t, owned.partition) for t in self.topic_order)
-                waiting = self._pending.pop(owned.partition, None) or {}
-                self._pending_records -= sum(len(i) for i in waiting.values())
-                asked = self.hooks.rejoin()
-                logger.error(
-                    "partition %d: fenced (%s); %s",
-                    owned.partition,
-                    exc,
-                    "stopped it and asked the group for a new assignment"
-                    if asked
-                    else "stopped it until the next assignment",
-                )
-                return False
+                return self._give_up(owned, exc)
             except (StepFailed, OSError, Exception) as exc:  # noqa: BLE001
                 # A handler may have changed cached objects in place: drop them all.
                 owned.store.objects.clear()
                 if _refused(exc):
-                    await self._reopen(owned.partition)
+                    # The committer aborted and set its sequence numbers back: the halves
+                    # go on with the same producer (never a new one: see _give_up).
                     raise Poison(f"Kafka refused a message: {exc!r}") from exc
                 attempt += 1
-                if self._stopping or generation != self.generation or not self._accepting:
-                    logger.warning(
-                        "partition %d: step abandoned (%r); it will be redone from the "
-                        "committed offsets",
-                        owned.partition,
-                        exc,
-                    )
+                if not await self._back_off(owned, exc, attempt, generation):
                     return False
-                delay = min(_RETRY_MAX_S, 0.2 * 2**attempt)
-                logger.warning(
-                    "partition %d: step failed (%r); local state untouched, retrying in %.1fs",
-                    owned.partition,
-                    exc,
-                    delay,
-                )
-                try:
-                    await asyncio.wait_for(self._stop_requested.wait(), delay)
-                except TimeoutError:
-                    pass
-                await self._reopen(owned.partition)
                 continue
+            if attempt:
+                logger.info(
+                    "partition %d: step committed after %d failed attempts",
+                    owned.partition,
+                    attempt,
+                )
             self._likely[owned.partition] = tuple(messages)
             changelog_offsets = {
                 name: written[target] for target, name in targets.items() if target in written
@@ -995,11 +1050,79 @@ class Engine:
                 self.on_step(owned.partition, len(messages), elapsed)
             return True
 
-    async def _reopen(self, partition: int) -> None:
+    def _give_up(self, owned: Owned, exc: Fenced) -> bool:
+        """The partition's producer is lost (fenced, or unable to go on): stop the partition
+        until the group assigns it again, and ask the group to. Returns False (abandoned).
+
+        Fenced: a producer with this partition's transactional id started after ours.
+        Either another worker took the partition (a rebalance is coming, or this worker
+        was dropped from the group), or the broker aborted a transaction that outlived
+        transaction.timeout.ms and bumped the epoch with nobody else around. In the second
+        case no rebalance would ever come and the partition would stay abandoned (found
+        under load: a lone worker unready for good). So ask the group: the next assignment
+        says who owns it, and an owner opens (fences with) a new producer before its next
+        step. Never a new producer here: its InitProducerId would fence whoever owns the
+        partition now, and a zombie cannot tell it is one (Kafka Streams' "task migrated").
+        Nothing more of it until then: what waits would commit past this step.
+        """
+        owned.store.objects.clear()
+        owned.ready = False
+        self.hooks.hold(TopicPartition(t, owned.partition) for t in self.topic_order)
+        waiting = self._pending.pop(owned.partition, None) or {}
+        self._pending_records -= sum(len(i) for i in waiting.values())
+        asked = self.hooks.rejoin()
+        logger.error(
+            "partition %d: fenced (%s); %s",
+            owned.partition,
+            exc,
+            "stopped it and asked the group for a new assignment"
+            if asked
+            else "stopped it until the next assignment",
+        )
+        return False
+
+    def _owns(self, generation: int) -> bool:
+        """Whether the step begun under ``generation`` may still go on."""
+        return not self._stopping and generation == self.generation and self._accepting
+
+    async def _back_off(
+        self, owned: Owned, exc: BaseException, attempt: int, generation: int
+    ) -> bool:
+        """Wait before trying a failed step again, with the same producer (a producer the
+        group's new owner fenced meanwhile is refused by the broker). False: abandon it
+        (partition lost, or stopping), before the wait or after it."""
+        if not self._owns(generation):
+            logger.warning(
+                "partition %d: step abandoned (%r); it will be redone from the committed offsets",
+                owned.partition,
+                exc,
+            )
+            return False
+        delay = min(_RETRY_MAX_S, 0.2 * 2**attempt)
+        # Once per streak: a broker or disk away for minutes fails every attempt.
+        logger.log(
+            logging.WARNING if attempt == 1 else logging.DEBUG,
+            "partition %d: step failed (%r); local state untouched, retrying every %.1fs "
+            "at most (attempt %d)",
+            owned.partition,
+            exc,
+            _RETRY_MAX_S,
+            attempt,
+        )
         try:
-            await self.committer.open(partition)
-        except Exception:  # noqa: BLE001 - the next attempt reports what is wrong
-            logger.warning("partition %d: producer restart failed", partition, exc_info=True)
+            await asyncio.wait_for(self._stop_requested.wait(), delay)
+        except TimeoutError:
+            pass
+        # Again after the wait: a rebalance or a stop may have come meanwhile.
+        if not self._owns(generation):
+            logger.warning(
+                "partition %d: step abandoned after %d failed attempts; it will be redone "
+                "from the committed offsets",
+                owned.partition,
+                attempt,
+            )
+            return False
+        return True
 
     def _with_changelogs(self, step: Step) -> tuple[Messages, dict[tuple[str, int], str]]:
         """The step's messages plus its changelog records (one per touched key)."""

@@ -51,6 +51,9 @@ class Recorder:
     async def seek(self, tp: TopicPartition, offset: int) -> None:
         return None
 
+    async def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return {}
+
     async def crash(self, exc: BaseException) -> None:
         self.crashed.append(exc)
 
