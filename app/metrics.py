@@ -26,6 +26,8 @@ EVENT_KINDS: Final[tuple[str, ...]] = KINDS
 PLAN_OUTCOMES: Final[tuple[str, ...]] = ("applied", "stale", "invalid", "tombstone")
 #: Optional fields of account-plans records whose invalid entries are left out (contract 1.2).
 PLAN_OPTIONAL_FIELDS: Final[tuple[str, ...]] = ("limits", "members", "region")
+#: Background works whose passes skip an account that fails (its metric label).
+BACKGROUND_WORKS: Final[tuple[str, ...]] = ("drops", "anniversaries")
 
 # The *_created series double every counter for no dashboard we ship.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
@@ -57,6 +59,7 @@ class Metrics:
     plan_records: Counter
     plan_entries_left_out: Counter
     events: Counter
+    accounts_skipped: Counter
     event_latency: Histogram
     batch_seconds: Histogram
     consumer_lag: Gauge
@@ -95,6 +98,15 @@ def build_metrics(registry: CollectorRegistry, tables: tuple[str, ...] = ()) -> 
     events = Counter("moments_events_total", "Moment events emitted.", ["kind"], registry=registry)
     for kind in EVENT_KINDS:
         events.labels(kind=kind)
+    accounts_skipped = Counter(
+        "moments_background_accounts_skipped_total",
+        "Accounts a drop evaluation or anniversary pass skipped because judging them raised "
+        "(the pass goes on with the next account; each is logged with its error), by work.",
+        ["work"],
+        registry=registry,
+    )
+    for work in BACKGROUND_WORKS:
+        accounts_skipped.labels(work=work)
     table_keys = Gauge(
         "moments_table_keys",
         "Keys held in each table on this worker.",
@@ -109,6 +121,7 @@ def build_metrics(registry: CollectorRegistry, tables: tuple[str, ...] = ()) -> 
         plan_records=plan_records,
         plan_entries_left_out=plan_entries_left_out,
         events=events,
+        accounts_skipped=accounts_skipped,
         event_latency=Histogram(
             "moments_event_latency_seconds",
             "Event emission time minus arrival time of the record (or tick) that caused it.",
