@@ -700,11 +700,15 @@ class Engine:
                 self.hooks.hold(TopicPartition(t, partition) for t in self.topic_order)
 
     def _release_back_pressure(self) -> None:
-        """Fetch again the partitions held back whose records have gone to their steps."""
-        if not self._held_back or self._pending_records > _MAX_PENDING_RECORDS:
-            return
+        """Fetch again the partitions held back whose records have gone to their steps.
+
+        One with none waiting is released even while too many wait in all: those are
+        then other partitions' (a stalled one's, say), which must not hold this one.
+        """
+        over = self._pending_records > _MAX_PENDING_RECORDS
         for partition in sorted(self._held_back):
-            if self._waiting(partition) >= _MAX_PENDING_PER_PARTITION:
+            waiting = self._waiting(partition)
+            if waiting >= _MAX_PENDING_PER_PARTITION or (over and waiting):
                 continue
             self._held_back.discard(partition)
             owned = self.owned.get(partition)

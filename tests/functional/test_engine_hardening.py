@@ -211,10 +211,26 @@ async def test_a_partition_failing_for_ever_holds_back_only_its_own_fetch(
         fetching.cancel()
     assert TopicPartition(IN, 0) in r.hooks.held  # its fetch waits, not the loop
     assert TopicPartition(IN, 1) not in r.hooks.held
+
+    # Partition 1 busy (a slow commit) while partition 0's records keep the engine over its
+    # bound in all: 1's waiting records hold its fetch, and once its steps took them it is
+    # fetched again, though 0's still wait.
+    gate = r.committer.gates[1] = asyncio.Event()
+    await r.submit(r.records(1, b"z"))
+    await until(lambda: 1 in r.committer.parked, "partition 1 in a slow commit")
+    await r.submit(r.records(1, b"z"))
+    await until(lambda: TopicPartition(IN, 1) in r.hooks.held, "partition 1 held back")
+    del r.committer.gates[1]
+    gate.set()
+    await until(lambda: r.engine.next_offset.get(TopicPartition(IN, 1)) == 6, "partition 1")
+    await until(lambda: TopicPartition(IN, 1) not in r.hooks.held, "partition 1 released")
+    assert TopicPartition(IN, 0) in r.hooks.held
     assert r.committer.of(0) == []
 
     failing[0] = False  # partition 0's broker is back: it catches up and is fetched again
-    await until(lambda: r.engine.next_offset.get(TopicPartition(IN, 0)) == 11, "partition 0")
+    await until(  # after its retry's backoff (at most 5 s)
+        lambda: r.engine.next_offset.get(TopicPartition(IN, 0)) == 11, "partition 0", timeout=30
+    )
     await until(lambda: TopicPartition(IN, 0) not in r.hooks.held, "partition 0 released")
 
 
