@@ -43,12 +43,15 @@ class Counter:
 
     def __init__(self) -> None:
         self.rejected: list[Record] = []
+        #: The partition of every step that decided.
+        self.decided: list[int] = []
 
     def reject(self, step: Step, topic: str, record: Any, reason: str) -> None:
         self.rejected.append(record)
         step.send(DLQ, record.key, reason.encode()[:200])
 
     def process(self, step: Step, topic: str, records: Sequence[Any]) -> None:
+        self.decided.append(step.partition)
         for record in records:
             held = step.state.get(TABLE.name, record.key)
             count = 1 + (0 if held is None else int(held))

@@ -93,6 +93,7 @@ async def test_a_store_that_refuses_a_committed_step_never_steps_again(
 
     commits = r.committer.of(0)
     assert [c.changelog(b"a") for c in commits] == [b"2", b"3"]  # nothing after step 2
+    assert r.handler.decided.count(0) == 2  # no step decided on the stale store
     assert r.engine.owned[0].latched is not None
     assert TopicPartition(IN, 0) in r.hooks.held
     assert TopicPartition(IN, 1) not in r.hooks.held
