@@ -120,6 +120,7 @@ class AnniversaryEvaluation:
         last: str | None = None
         count = 0
         events = 0
+        skipped = 0
         exhausted = True
         for raw_key, value in state.store.items(ACCOUNTS.name, start):
             if (
@@ -132,24 +133,39 @@ class AnniversaryEvaluation:
             count += 1
             account_id = raw_key.decode()
             last = account_id
-            # Straight from the scan: the step's cache would keep every plan of the partition.
-            plan = decode_plan(value)
-            if plan is None:
+            try:
+                # Straight from the scan: the step's cache would keep every plan of the
+                # partition.
+                plan = decode_plan(value)
+                if plan is None:
+                    continue
+                keep, event = evaluate_anniversary(
+                    account_id,
+                    plan,
+                    functools.partial(totals_of, state, account_id),
+                    functools.partial(anniversary_of, state, account_id),
+                    held.cut_ms,
+                    done_cut_ms=held.done_ms,
+                    rules=self.rules,
+                    catalog=rt.catalog,
+                    templates=rt.templates,
+                    now_ms=step.now_ms,
+                )
+                if keep is not None:
+                    put_anniversary(state, account_id, keep)
+            except Exception as exc:  # noqa: BLE001 - one account must not stop the pass
+                # Skipped, its writes undone: the cursor moves past it and the pass completes,
+                # so the partition's closed-period totals are not kept for ever.
+                state.discard_key(raw_key)
+                skipped += 1
+                logger.error(
+                    "partition %d: account %r skipped by the anniversary pass at cut %d: %r",
+                    step.partition,
+                    account_id,
+                    held.cut_ms,
+                    exc,
+                )
                 continue
-            keep, event = evaluate_anniversary(
-                account_id,
-                plan,
-                functools.partial(totals_of, state, account_id),
-                functools.partial(anniversary_of, state, account_id),
-                held.cut_ms,
-                done_cut_ms=held.done_ms,
-                rules=self.rules,
-                catalog=rt.catalog,
-                templates=rt.templates,
-                now_ms=step.now_ms,
-            )
-            if keep is not None:
-                put_anniversary(state, account_id, keep)
             if event is not None:
                 step.send(topic, account_id.encode(), jsonbytes.dumps(event))
                 events += 1
@@ -175,5 +191,7 @@ class AnniversaryEvaluation:
         def count_events() -> None:
             if events:
                 metrics.events.labels(kind=KIND).inc(events)
+            if skipped:
+                metrics.accounts_skipped.labels(work="anniversaries").inc(skipped)
 
         step.on_commit(count_events)

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from app.main import Runtime
+from domain.detection import Moment
 from domain.drops import DropRules
 from domain.evaluation import evaluate_account
 from domain.periods import Period, utc_day
@@ -132,6 +133,7 @@ class DropEvaluation:
         start = None if held.cursor == "" else held.cursor.encode() + b"\x00"
         last: str | None = None
         count = 0
+        skipped = 0
         events: dict[str, int] = {}
         done = True
         for raw_key, value in state.store.items(DAILY.name, start):
@@ -141,33 +143,23 @@ class DropEvaluation:
             count += 1
             account_id = raw_key.decode()
             last = account_id
-            days = decode_daily(value)
-            pruned = days.prune(oldest_day)
-            totals = totals_of(state, account_id)
-            found, changed = evaluate_account(
-                account_id,
-                days,
-                plan_of(state, account_id),
-                totals,
-                held.day,
-                rules=self.rules,
-                catalog=rt.catalog,
-                templates=rt.templates,
-                now_ms=step.now_ms,
-                arrived_ms=step.now_ms,
-                limit_reached_at=functools.partial(_reached_at, state, account_id),
-            )
-            # The sweep of stale state (#8): every account with state has a daily key (a
-            # counted record writes one), so here, once a day, each account's periods that
-            # no longer accept records go, whether or not the account still sends any.
-            if totals.prune(stale_before_ms):
-                put_totals(state, account_id, totals)
-            announced = announced_of(state, account_id)
-            if announced.prune(stale_before_ms):
-                put_announced(state, account_id, announced)
-            holds_more = bool(totals.periods or announced.levels or announced.reached)
-            if changed or pruned or (days.is_empty() and not holds_more):
-                put_daily(state, account_id, days, keep=holds_more)
+            try:
+                found = self._account(
+                    step, held.day, account_id, value, oldest_day, stale_before_ms
+                )
+            except Exception as exc:  # noqa: BLE001 - one account must not stop the day's pass
+                # Skipped, its writes undone: the cursor moves past it, the pass ends, and
+                # the partition's other accounts (and closed-period totals) go on.
+                state.discard_key(raw_key)
+                skipped += 1
+                logger.error(
+                    "partition %d: account %r skipped by the drop evaluation of day %d: %r",
+                    step.partition,
+                    account_id,
+                    held.day,
+                    exc,
+                )
+                continue
             for moment in found:
                 step.send(
                     rt.settings.event_topic(moment.kind),
@@ -189,5 +181,48 @@ class DropEvaluation:
         def count_events() -> None:
             for kind, sent in events.items():
                 metrics.events.labels(kind=kind).inc(sent)
+            if skipped:
+                metrics.accounts_skipped.labels(work="drops").inc(skipped)
 
         step.on_commit(count_events)
+
+    def _account(
+        self,
+        step: Step,
+        day: int,
+        account_id: str,
+        value: bytes,
+        oldest_day: int,
+        stale_before_ms: int,
+    ) -> list[Moment]:
+        """Evaluate one account for ``day``, writing its state; returns its moments."""
+        rt = self.runtime
+        state = step.state
+        days = decode_daily(value)
+        pruned = days.prune(oldest_day)
+        totals = totals_of(state, account_id)
+        found, changed = evaluate_account(
+            account_id,
+            days,
+            plan_of(state, account_id),
+            totals,
+            day,
+            rules=self.rules,
+            catalog=rt.catalog,
+            templates=rt.templates,
+            now_ms=step.now_ms,
+            arrived_ms=step.now_ms,
+            limit_reached_at=functools.partial(_reached_at, state, account_id),
+        )
+        # The sweep of stale state (#8): every account with state has a daily key (a
+        # counted record writes one), so here, once a day, each account's periods that
+        # no longer accept records go, whether or not the account still sends any.
+        if totals.prune(stale_before_ms):
+            put_totals(state, account_id, totals)
+        announced = announced_of(state, account_id)
+        if announced.prune(stale_before_ms):
+            put_announced(state, account_id, announced)
+        holds_more = bool(totals.periods or announced.levels or announced.reached)
+        if changed or pruned or (days.is_empty() and not holds_more):
+            put_daily(state, account_id, days, keep=holds_more)
+        return found

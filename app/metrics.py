@@ -35,6 +35,8 @@ KAFKA_RETRY_ERRORS: Final[tuple[str, ...]] = (
     "LeaderNotAvailableError",
     "RequestTimedOutError",
 )
+#: Background works whose passes skip an account that fails (its metric label).
+BACKGROUND_WORKS: Final[tuple[str, ...]] = ("drops", "anniversaries")
 
 # The *_created series double every counter for no dashboard we ship.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
@@ -67,6 +69,7 @@ class Metrics:
     plan_entries_left_out: Counter
     records_forwarded: Counter
     events: Counter
+    accounts_skipped: Counter
     event_latency: Histogram
     batch_seconds: Histogram
     consumer_lag: Gauge
@@ -119,6 +122,15 @@ def build_metrics(
     events = Counter("moments_events_total", "Moment events emitted.", ["kind"], registry=registry)
     for kind in EVENT_KINDS:
         events.labels(kind=kind)
+    accounts_skipped = Counter(
+        "moments_background_accounts_skipped_total",
+        "Accounts a drop evaluation or anniversary pass skipped because judging them raised "
+        "(the pass goes on with the next account; each is logged with its error), by work.",
+        ["work"],
+        registry=registry,
+    )
+    for work in BACKGROUND_WORKS:
+        accounts_skipped.labels(work=work)
     table_keys = Gauge(
         "moments_table_keys",
         "Keys held in each table on this worker.",
@@ -142,6 +154,7 @@ def build_metrics(
         plan_entries_left_out=plan_entries_left_out,
         records_forwarded=records_forwarded,
         events=events,
+        accounts_skipped=accounts_skipped,
         event_latency=Histogram(
             "moments_event_latency_seconds",
             "Event emission time minus arrival time of the record (or tick) that caused it.",

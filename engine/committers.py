@@ -312,8 +312,13 @@ class TransactionalCommitter:
                 raise await self._lost(partition, producer, repr(exc)) from exc
             raise
         txn = producer._txn_manager  # noqa: SLF001 - see the module docstring
+        cluster = producer.client.cluster
         for topic, target in likely:
-            txn.maybe_add_partition_to_txn(TopicPartition(topic, target))
+            # Only partitions the producer's metadata knows: aiokafka retries an unknown
+            # one (a deleted topic) in AddPartitionsToTxn until the transaction times out,
+            # stalling steps that do not even write to it.
+            if target in (cluster.partitions_for_topic(topic) or ()):
+                txn.maybe_add_partition_to_txn(TopicPartition(topic, target))
         adding = None
         if offsets:
             adding = asyncio.ensure_future(

@@ -51,10 +51,19 @@ logger = logging.getLogger(__name__)
 _RETRY_MAX_S = 5.0
 _GATE_CHECK_S = 0.1
 _MAINTENANCE_S = 5.0
-#: Records fetched but waiting for their partition's step, beyond which fetching waits.
+#: Records fetched but waiting for their steps, beyond which the partitions holding them
+#: are fetched no more until their steps take them.
 _MAX_PENDING_RECORDS = 50_000
 #: Most records in one step: bounds a transaction's size and time (and its messages).
 _MAX_STEP_RECORDS = 20_000
+#: Records waiting for one partition's step beyond which that partition is fetched no
+#: more (its next step's worth). Back-pressure is per partition: a partition whose step
+#: fails for ever (retrying) holds only its own fetch, never the loop or the others.
+_MAX_PENDING_PER_PARTITION = _MAX_STEP_RECORDS
+#: A partition's background work that failed for good is tried again after this many
+#: seconds, doubling on each failure in a row up to :data:`BACKGROUND_RETRY_MAX_S`.
+BACKGROUND_RETRY_FIRST_S = 30.0
+BACKGROUND_RETRY_MAX_S = 1800.0
 #: A busy partition with background work pending runs a slice at the start of a usage
 #: step once its last slice is this old. Slices as steps of their own wait for the
 #: partition to be idle, which steady usage never leaves it (measured: at 10,000
@@ -226,6 +235,12 @@ class Owned:
     plans_target: int | None = None
     plans_caught_up: bool = False
     background_suspended: bool = False
+    #: When suspended background work is tried again (engine clock), and the last wait.
+    background_retry_at: float = 0.0
+    background_backoff_s: float = 0.0
+    #: Set when RocksDB refused a committed step: the store is behind Kafka, and the
+    #: partition never steps again in this process (see :meth:`Engine._latch`).
+    latched: BaseException | None = None
 
 
 @dataclass(slots=True)
@@ -296,6 +311,7 @@ class Engine:
         cached_objects: int = 0,
         hooks: Hooks,
         on_step: Callable[[int, int, float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app_id = app_id
         self.root = data_dir / "state"
@@ -316,6 +332,8 @@ class Engine:
         self.cached_objects = cached_objects
         self.on_step = on_step
         self.hooks = hooks
+        #: Monotonic seconds, for the backoff of suspended background work.
+        self.clock = clock
         self.stopped = False
         self._started = False
 
@@ -348,6 +366,8 @@ class Engine:
         self._last_slice: dict[int, float] = {}
         #: Steps whose deciding failed for a reason of the machine (I/O, the store), retried.
         self.unavailable_steps = 0
+        #: Partitions whose fetch is held because too many of their records wait.
+        self._held_back: set[int] = set()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -701,6 +721,7 @@ class Engine:
         if now - self._last_gate_check >= _GATE_CHECK_S:
             self._last_gate_check = now
             await self._check_gates()
+        self._resume_background()
         if self._background_due:
             await self._run_background()
         if self.maintenance is not None and now - self._last_maintenance >= _MAINTENANCE_S:
@@ -733,10 +754,48 @@ class Engine:
                     pending.setdefault(topic, []).extend(items)
                 self._pending_records += sum(len(i) for i in by_topic.values())
                 self._kick(partition)
-            # Backpressure: the fetcher waits while too much is waiting for its step.
-            while self._pending_records > _MAX_PENDING_RECORDS and self._inflight:
-                await asyncio.wait(list(self._inflight.values()), return_when="FIRST_COMPLETED")
+            self._hold_back()
             self._stats.maybe_log()
+
+    def _waiting(self, partition: int) -> int:
+        return sum(len(i) for i in self._pending.get(partition, {}).values())
+
+    def _hold_back(self) -> None:
+        """Back-pressure, per partition: stop fetching a partition with its next step's
+        worth of records waiting (or any waiting, while too many wait in all).
+
+        Never a wait in the loop: it holds the engine's lock, and a partition whose step
+        fails for ever (retrying) would stop every other partition of the worker.
+        """
+        over = self._pending_records > _MAX_PENDING_RECORDS
+        for partition in list(self._pending):
+            if partition in self._held_back:
+                continue
+            waiting = self._waiting(partition)
+            if waiting >= _MAX_PENDING_PER_PARTITION or (over and waiting):
+                self._held_back.add(partition)
+                self.hooks.hold(TopicPartition(t, partition) for t in self.topic_order)
+
+    def _release_back_pressure(self) -> None:
+        """Fetch again the partitions held back whose records have gone to their steps.
+
+        One with none waiting is released even while too many wait in all: those are
+        then other partitions' (a stalled one's, say), which must not hold this one.
+        """
+        over = self._pending_records > _MAX_PENDING_RECORDS
+        for partition in sorted(self._held_back):
+            waiting = self._waiting(partition)
+            if waiting >= _MAX_PENDING_PER_PARTITION or (over and waiting):
+                continue
+            self._held_back.discard(partition)
+            owned = self.owned.get(partition)
+            if owned is None or not owned.ready or owned.latched is not None:
+                continue  # held for another reason (fenced, latched): stays held
+            self.hooks.release(
+                TopicPartition(t, partition)
+                for t in self.topic_order
+                if t not in self.usage_topics or owned.plans_caught_up
+            )
 
     def _kick(self, partition: int) -> None:
         """Start the partition's next step if none is in flight.
@@ -752,7 +811,7 @@ class Engine:
         if not waiting:
             return
         owned = self.owned.get(partition)
-        if owned is None or not owned.ready:
+        if owned is None or not owned.ready or owned.latched is not None:
             # The partition's last step was abandoned (fenced): these records come after
             # it, and committing them would commit past it. They are fetched again from
             # the committed offsets when the partition is assigned again.
@@ -770,6 +829,7 @@ class Engine:
         if self._inflight.get(partition) is task:
             del self._inflight[partition]
         self._kick(partition)
+        self._release_back_pressure()
 
     async def _step(self, partition: int, by_topic: dict[str, list[Any]]) -> None:
         try:
@@ -779,16 +839,20 @@ class Engine:
             self.failed = exc
             await self.hooks.crash(exc)
 
-    async def _step_isolating(self, partition: int, by_topic: dict[str, list[Any]]) -> bool:
+    async def _step_isolating(
+        self, partition: int, by_topic: dict[str, list[Any]], fold: bool = True
+    ) -> bool:
         """Run the step; when it is poisoned, run its halves, down to the record at fault.
 
         Retrying a poisoned step as it is would stall the partition for ever (contract 4:
         nothing a producer sends may). Halving costs a few extra steps only when a step
         fails this way; every record but the one at fault is processed as usual, in order.
         Returns False when the step was abandoned (partition lost, or stopping).
+        ``fold``: whether a background slice may ride in the step (never in the halves
+        of a poisoned step: a slice is never what narrowing looks for).
         """
         try:
-            return await self._step_unguarded(partition, by_topic)
+            return await self._step_unguarded(partition, by_topic, fold)
         except Poison as exc:
             count = sum(len(items) for items in by_topic.values())
             if count > 1:
@@ -800,9 +864,9 @@ class Engine:
                     exc,
                 )
                 first, second = _halves(by_topic)
-                return await self._step_isolating(partition, first) and await self._step_isolating(
-                    partition, second
-                )
+                return await self._step_isolating(
+                    partition, first, fold=False
+                ) and await self._step_isolating(partition, second, fold=False)
             return await self._reject(partition, by_topic, exc)
 
     async def _reject(self, partition: int, by_topic: dict[str, list[Any]], exc: Poison) -> bool:
@@ -841,13 +905,15 @@ class Engine:
             self.next_offset.update(offsets)
         return done
 
-    async def _step_unguarded(self, partition: int, by_topic: dict[str, list[Any]]) -> bool:
+    async def _step_unguarded(
+        self, partition: int, by_topic: dict[str, list[Any]], fold: bool = True
+    ) -> bool:
         owned = self.owned[partition]
         offsets = {
             TopicPartition(topic, partition): items[-1].offset + 1
             for topic, items in by_topic.items()
         }
-        background = self._slice_to_fold(owned)
+        background = self._slice_to_fold(owned) if fold else None
 
         def decide(step: Step) -> None:
             if background is not None:
@@ -856,6 +922,8 @@ class Engine:
                 try:
                     background.run_slice(step)
                 except Exception as exc:
+                    if isinstance(exc, MemoryError) or _environmental(exc):
+                        raise  # the machine, not the slice: retried (or the worker stops)
                     raise _SliceFailed from exc
             for topic in self.topic_order:
                 items = by_topic.get(topic)
@@ -868,11 +936,22 @@ class Engine:
             self._suspend_background(owned, failed.__cause__)
             background = None
             done = await self._commit_step(owned, decide, offsets)
+        except Poison as poisoned:
+            if background is None:
+                raise
+            # Kafka refused the step for good, and a slice rode in it: the slice's output
+            # may be what it refused (a message too large for its topic). Redo the records
+            # alone; a Poison now is theirs (narrowed without slices), else the slice's.
+            background = None
+            done = await self._commit_step(owned, decide, offsets)
+            if done:
+                self._suspend_background(owned, poisoned)
         if done:
             self.next_offset.update(offsets)
             self._background_due.add(partition)
             if background is not None:
                 self._last_slice[partition] = time.monotonic()
+                owned.background_backoff_s = 0.0
             return True
         return False
 
@@ -885,6 +964,7 @@ class Engine:
             or owned.partition not in self._background_due
             or not owned.plans_caught_up
             or owned.background_suspended
+            or owned.latched is not None
         ):
             return None
         now = time.monotonic()
@@ -897,15 +977,35 @@ class Engine:
         return background
 
     def _suspend_background(self, owned: Owned, cause: BaseException | None) -> None:
-        # No record to set aside here: stop this partition's background work until it
-        # is assigned again, and keep its usage going (contract 4: nothing stalls it).
+        # No record to set aside here: stop this partition's background work for a while
+        # and keep its usage going (contract 4: nothing stalls it). Then try again: what
+        # failed may have been passing (a topic's settings, an account since fixed), and
+        # closed periods wait for the passes to end. The wait doubles while it fails.
+        backoff = owned.background_backoff_s
+        backoff = (
+            BACKGROUND_RETRY_FIRST_S if backoff <= 0 else min(BACKGROUND_RETRY_MAX_S, 2 * backoff)
+        )
+        owned.background_backoff_s = backoff
+        owned.background_retry_at = self.clock() + backoff
+        owned.background_suspended = True
         logger.error(
-            "partition %d: background work failed for good (%r); suspended until the "
-            "partition is assigned again",
+            "partition %d: background work failed for good (%r); suspended, tried again in %.0fs",
             owned.partition,
             cause,
+            backoff,
         )
-        owned.background_suspended = True
+
+    def _resume_background(self) -> None:
+        """Try suspended background work again once its backoff has passed."""
+        now: float | None = None
+        for owned in self.owned.values():
+            if not owned.background_suspended:
+                continue
+            now = self.clock() if now is None else now
+            if now >= owned.background_retry_at:
+                owned.background_suspended = False
+                self._background_due.add(owned.partition)
+                logger.info("partition %d: trying suspended background work again", owned.partition)
 
     def _busy(self, partition: int) -> bool:
         task = self._inflight.get(partition)
@@ -920,6 +1020,7 @@ class Engine:
         offsets after the rebalance or restart) and wait for the steps in flight."""
         self._pending.clear()
         self._pending_records = 0
+        self._held_back.clear()  # the assignment holds, then releases, every input anew
         while self._inflight:
             await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
 
@@ -935,6 +1036,7 @@ class Engine:
                 or not owned.ready
                 or not owned.plans_caught_up
                 or owned.background_suspended
+                or owned.latched is not None
             ):
                 self._background_due.discard(partition)
                 continue
@@ -952,6 +1054,7 @@ class Engine:
             if await self._commit_step(owned, background.run_slice, {}):
                 self._background_due.add(owned.partition)
                 self._last_slice[owned.partition] = time.monotonic()
+                owned.background_backoff_s = 0.0
         except Poison as exc:
             self._suspend_background(owned, exc)
         except Exception as exc:  # noqa: BLE001 - a bug in background work: stop
@@ -977,8 +1080,10 @@ class Engine:
                 # Begun before deciding: the transaction's first round trips overlap the
                 # rules (engine.committers). The targets of the partition's last step are
                 # the likely ones of this one.
+                # Taken, not read: a failed step forgets them (a deleted topic among them
+                # would fail every step after it); a committed one sets them again.
                 await self.committer.begin(
-                    owned.partition, offsets, self._likely.get(owned.partition, ())
+                    owned.partition, offsets, self._likely.pop(owned.partition, ())
                 )
                 step = Step(owned.partition, StepState(owned.store), self.now_ms())
                 try:
@@ -1036,7 +1141,11 @@ class Engine:
                 name: written[target] for target, name in targets.items() if target in written
             }
             updates = step.state.updates()
-            owned.store.apply(updates, changelog_offsets)
+            try:
+                owned.store.apply(updates, changelog_offsets)
+            except Exception as exc:  # noqa: BLE001 - Kafka has the step, the store has not
+                await self._latch(owned, exc)
+                return False
             objects = step.state.objects
             owned.store.objects.forget(
                 (t, k) for t, changes in updates.items() for k in changes if (t, k) not in objects
@@ -1123,6 +1232,32 @@ class Engine:
             )
             return False
         return True
+
+    async def _latch(self, owned: Owned, exc: BaseException) -> None:
+        """RocksDB refused a step that Kafka committed: the store is now behind Kafka.
+
+        A next step would decide without this one's writes and overwrite them in the
+        changelog, so the partition never steps again here: its inputs are held, its
+        waiting records dropped, its background stopped, and the worker stopped with an
+        error. Restarted, it restores the store from the offsets it recorded (the failed
+        batch wrote none of them), which brings it level with Kafka.
+        """
+        owned.latched = exc
+        owned.ready = False
+        owned.store.objects.clear()
+        self.hooks.hold(TopicPartition(t, owned.partition) for t in self.topic_order)
+        waiting = self._pending.pop(owned.partition, None) or {}
+        self._pending_records -= sum(len(i) for i in waiting.values())
+        self._background_due.discard(owned.partition)
+        logger.critical(
+            "partition %d: its step committed to Kafka but the local store refused it (%r); "
+            "the partition is stopped and the worker stops: restarted, it restores the "
+            "partition from its changelogs",
+            owned.partition,
+            exc,
+        )
+        self.failed = exc
+        await self.hooks.crash(exc)
 
     def _with_changelogs(self, step: Step) -> tuple[Messages, dict[tuple[str, int], str]]:
         """The step's messages plus its changelog records (one per touched key)."""

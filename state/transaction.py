@@ -83,6 +83,17 @@ class StepState:
         """Whether ``table``'s writes skip the per-key changelog."""
         return table in self._local
 
+    def discard_key(self, key: bytes) -> None:
+        """Undo what this step did to ``key`` in every table: its pending writes and
+        decoded objects go, and the store's cached objects of it too (one may have been
+        changed in place). For a background pass that skips an account which failed half
+        way, when nothing else of the step wrote the account's keys before it."""
+        for writes in self._writes.values():
+            writes.pop(key, None)
+        for table in list(self._writes) + list(self.store.tables):
+            self.objects.pop((table, key), None)
+        self.store.objects.forget((table, key) for table in self.store.tables)
+
     def updates(self) -> dict[str, dict[bytes, bytes | None]]:
         """Every pending write: table -> key -> value (None deletes)."""
         return self._writes

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import pytest
@@ -51,6 +52,8 @@ class FakeTxn:
 class FakeClient:
     def __init__(self) -> None:
         self.closed = False
+        #: Metadata: every topic known, with partitions 0-7 (likely targets pre-added).
+        self.cluster = SimpleNamespace(partitions_for_topic=lambda topic: set(range(8)))
 
     async def close(self) -> None:
         self.closed = True
