@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine.progress import EVERY_S, POLL_S, Progress, await_with_progress
-from state.store import PartitionStore
+from state.store import PartitionStore, StoreClosed
 from state.table import TableSpec, Writes
 
 logger = logging.getLogger(__name__)
@@ -214,14 +214,33 @@ class ChangelogReader:
         # A snapshot: follow(), unfollow() and restore() change the follows while a seek
         # awaits (an await here once met a follow gone under it: KeyError, and the reading
         # loop died, so every later restore waited for ever). _changed is set again then.
+        # After each await, a follow no longer there (or replaced) is skipped: the store
+        # of an unfollowed standby is closed right after (issue 16 item 13: three workers
+        # started at once died of KeyError('__meta__') here), and _changed is set again,
+        # so the next pass seeks from the follows as they are then.
         follows = list(self._follows.items())
         consumer.assign([tp for tp, _ in follows])
         for tp, follow in follows:
-            stored = follow.store.changelog_offset(follow.spec.name)
+            if self._follows.get(tp) is not follow:
+                continue
+            try:
+                stored = follow.store.changelog_offset(follow.spec.name)
+            except StoreClosed as exc:
+                self._drop_closed(tp, follow, exc)
+                continue
             if stored is None:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, stored + 1)
+
+    def _drop_closed(self, tp: TopicPartition, follow: _Follow, exc: StoreClosed) -> None:
+        """A followed store was closed without being unfollowed first: stop writing to it,
+        and fail its restore (if any) rather than let it wait for ever."""
+        if self._follows.get(tp) is follow:
+            del self._follows[tp]
+        if follow.done is not None and not follow.done.done():
+            follow.done.set_exception(exc)
+        logger.warning("%s: its store was closed while still followed; no longer read", tp)
 
     async def _run(self) -> None:
         try:
@@ -290,4 +309,9 @@ class ChangelogReader:
             self._restored[spec.name] = self._restored.get(spec.name, 0) + len(records)
         for store, writes, offsets in by_store.values():
             store.objects.clear()  # decoded values no longer match what is stored
-            store.apply(writes, offsets)
+            try:
+                store.apply(writes, offsets)
+            except StoreClosed as exc:
+                for tp, follow in list(self._follows.items()):
+                    if follow.store is store:
+                        self._drop_closed(tp, follow, exc)

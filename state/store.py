@@ -18,6 +18,7 @@ import struct
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from rocksdict import (
     BlockBasedOptions,
@@ -35,6 +36,27 @@ logger = logging.getLogger(__name__)
 META = "__meta__"
 _OFFSET_PREFIX = b"changelog-offset:"
 _OFFSET = struct.Struct(">q")
+_V = TypeVar("_V")
+
+
+class StoreClosed(RuntimeError):
+    """A store was used after :meth:`PartitionStore.close` (its partition went elsewhere)."""
+
+
+class _Families(dict[str, _V]):
+    """Column families by table name; once the store is closed, any lookup raises
+    :class:`StoreClosed` (a plain dict raised ``KeyError('__meta__')``)."""
+
+    def __init__(self, path: Path, families: Mapping[str, _V]) -> None:
+        super().__init__(families)
+        self._path = path
+        self.closed = False
+
+    def __missing__(self, key: str) -> _V:
+        if self.closed:
+            raise StoreClosed(f"store {self._path} is closed (reading {key})")
+        raise KeyError(key)
+
 
 #: ``None`` as a value deletes the key.
 Updates = Mapping[str, Mapping[bytes, bytes | None]]
@@ -153,8 +175,8 @@ class PartitionStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         families = {name: options.options() for name in (*self.tables, META)}
         self._db = Rdict(str(path), options.options(), column_families=families)
-        self._cf = {name: self._db.get_column_family(name) for name in families}
-        self._handles = {name: self._db.get_column_family_handle(name) for name in families}
+        self._cf = _Families(path, {n: self._db.get_column_family(n) for n in families})
+        self._handles = _Families(path, {n: self._db.get_column_family_handle(n) for n in families})
         # The WAL stays on: a process crash keeps every applied batch, and a machine
         # crash loses a suffix of batches together with the offsets they recorded.
         self._write_opts = WriteOptions()
@@ -192,6 +214,11 @@ class PartitionStore:
         held = self._cf[META].get(_offset_key(table))
         return None if held is None else int(_OFFSET.unpack(held)[0])
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._cf.closed
+
     def changelog_offsets(self) -> dict[str, int | None]:
         """:meth:`changelog_offset` of every table."""
         return {table: self.changelog_offset(table) for table in self.tables}
@@ -226,7 +253,10 @@ class PartitionStore:
         return n
 
     def close(self) -> None:
-        """Flush and close the database."""
+        """Flush and close the database; later use raises :class:`StoreClosed`."""
+        if self._cf.closed:
+            return
+        self._cf.closed = self._handles.closed = True
         self._cf.clear()
         self._handles.clear()
         self._db.close()
