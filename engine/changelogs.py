@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -34,6 +35,13 @@ logger = logging.getLogger(__name__)
 
 _FETCH_MS = 200
 _MAX_RECORDS = 50_000
+#: How often a standby store's sync time is moved on, at most (milliseconds).
+SYNC_EVERY_MS = 30_000
+
+
+def wall_ms() -> int:
+    """Wall-clock time in milliseconds (the brokers' time, not the worker's domain clock)."""
+    return int(time.time() * 1000)
 
 
 @dataclass(slots=True)
@@ -68,8 +76,10 @@ class ChangelogReader:
         app_id: str,
         specs: Sequence[TableSpec],
         now_ms: Callable[[], int],
+        wall_ms: Callable[[], int] = wall_ms,
     ) -> None:
         self._factory = consumer_factory
+        self._wall_ms = wall_ms
         self._app_id = app_id
         self._specs = tuple(specs)
         self._now_ms = now_ms
@@ -83,6 +93,10 @@ class ChangelogReader:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._restored: dict[str, int] = {}
+        #: Per standby store, when its sync time was last moved on.
+        self._synced_at: weakref.WeakKeyDictionary[PartitionStore, int] = (
+            weakref.WeakKeyDictionary()
+        )
         #: Restore progress: a log line at most this often, figures looked at this often.
         self.progress_every_s = EVERY_S
         self.progress_poll_s = POLL_S
@@ -139,6 +153,10 @@ class ChangelogReader:
             raise RuntimeError("the changelog reader is not running; see its error above")
         async with self._lock:
             tps = [tp for p in stores for tp, _ in self.topic_partitions(p)]
+            # Taken before the end offsets: once read up to them, a store holds every
+            # record written before this moment (records past them are newer, or in
+            # transactions then open, which compaction does not touch).
+            synced_ms = self._wall_ms()
             ends = await self.end_offsets(tps)
             waits: list[asyncio.Future[None]] = []
             loop = asyncio.get_running_loop()
@@ -187,6 +205,8 @@ class ChangelogReader:
                         del self._follows[tp]
                 self._changed.set()
                 raise
+        for store in stores.values():
+            store.mark_synced(synced_ms)
         report.seconds = time.monotonic() - started
         report.records = dict(self._restored)
         self._restored.clear()
@@ -271,6 +291,7 @@ class ChangelogReader:
             if self._changed.is_set():
                 continue  # the assignment changed under the fetch: re-seek from the stores
             self._apply(batch)
+            await self._mark_standbys_synced(consumer)
             for tp, follow in list(self._follows.items()):
                 if follow.target is None:
                     continue
@@ -279,6 +300,38 @@ class ChangelogReader:
                         del self._follows[tp]
                     if follow.done is not None and not follow.done.done():
                         follow.done.set_result(None)
+
+    async def _mark_standbys_synced(self, consumer: AIOKafkaConsumer) -> None:
+        """Move on the sync time of each standby store whose every changelog partition has
+        been read up to the last stable offset of its latest fetch: the store then held
+        every record written before that fetch was answered."""
+        now = self._wall_ms()
+        by_store: dict[PartitionStore, list[TopicPartition]] = {}
+        for tp, follow in self._follows.items():
+            if follow.target is None and now - self._synced_at.get(follow.store, 0) >= (
+                SYNC_EVERY_MS
+            ):
+                by_store.setdefault(follow.store, []).append(tp)
+        assigned = consumer.assignment()
+        for store, tps in by_store.items():
+            answered: list[int] = []
+            for tp in tps:
+                if tp not in assigned:
+                    break
+                lso = consumer.last_stable_offset(tp)
+                at = consumer.last_poll_timestamp(tp)
+                if lso is None or lso < 0 or at is None or at < 0:
+                    break  # not fetched yet since it was assigned
+                if await consumer.position(tp) < lso:
+                    break
+                answered.append(int(at))
+            else:
+                live = all(
+                    (f := self._follows.get(tp)) is not None and f.store is store for tp in tps
+                )
+                if live and answered and not store.closed:
+                    store.mark_synced(min(answered))
+                    self._synced_at[store] = now
 
     def _apply(self, batch: Mapping[TopicPartition, Sequence[object]]) -> None:
         now_ms = self._now_ms()
