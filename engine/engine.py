@@ -539,12 +539,13 @@ class Engine:
         """Move held stores' sync times on, delete stores of partitions long let go."""
         while True:
             await asyncio.sleep(_TEND_STORES_S)
-            held = {**self.standby, **{p: o.store for p, o in self.owned.items()}}
-            ready = {p for p, o in self.owned.items() if o.ready}
-            try:
-                self.stores.tend(held, ready if self.hooks.broker_connected() else ())
-            except Exception:  # noqa: BLE001 - housekeeping: log, keep processing
-                logger.exception("tending the local stores failed")
+            async with self._lock:  # not half-way through an assignment
+                held = {**self.standby, **{p: o.store for p, o in self.owned.items()}}
+                ready = {p for p, o in self.owned.items() if o.ready}
+                try:
+                    self.stores.tend(held, ready if self.hooks.broker_connected() else ())
+                except Exception:  # noqa: BLE001 - housekeeping: log, keep processing
+                    logger.exception("tending the local stores failed")
 
     def _drop_offsets(self, partition: int) -> None:
         for tp in [tp for tp in self.next_offset if tp.partition == partition]:
