@@ -93,6 +93,10 @@ class ChangelogReader:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._restored: dict[str, int] = {}
+        #: A standby whose sync time is older than this (ms) is not moved on: it may have
+        #: missed deletions compaction removed (a paused process, a reader far behind),
+        #: so it stays stale and is wiped when taken up. None: no such check.
+        self.stale_after_ms: int | None = None
         #: Per standby store, when its sync time was last moved on.
         self._synced_at: weakref.WeakKeyDictionary[PartitionStore, int] = (
             weakref.WeakKeyDictionary()
@@ -214,6 +218,10 @@ class ChangelogReader:
 
     def follow(self, partition: int, store: PartitionStore) -> None:
         """Keep ``store`` (a standby) following its changelogs until :meth:`unfollow`."""
+        if store.synced_ms is None and not store.has_offsets():
+            # Empty, so read from the beginning: it holds no value a deletion it misses
+            # could leave behind, and what it reads from now on was in the topic now.
+            store.mark_synced(self._wall_ms())
         for tp, spec in self.topic_partitions(partition):
             self._follows[tp] = _Follow(store, spec)
         self._changed.set()
@@ -329,8 +337,13 @@ class ChangelogReader:
                 live = all(
                     (f := self._follows.get(tp)) is not None and f.store is store for tp in tps
                 )
-                if live and answered and not store.closed:
-                    store.mark_synced(min(answered))
+                at = min(answered) if answered else 0
+                synced = store.synced_ms
+                fresh = self.stale_after_ms is None or (
+                    synced is not None and at - synced <= self.stale_after_ms
+                )
+                if live and answered and fresh and not store.closed:
+                    store.mark_synced(at)
                     self._synced_at[store] = now
 
     def _apply(self, batch: Mapping[TopicPartition, Sequence[object]]) -> None:

@@ -293,6 +293,7 @@ class Engine:
             stale_after_ms=int(state_stale_after_s * 1000),
             tend_every_ms=int(_TEND_STORES_S * 1000),
         )
+        reader.stale_after_ms = self.stores.stale_after_ms
         self.now_ms = now_ms
         self.background = background
         self.maintenance = maintenance

@@ -160,6 +160,7 @@ async def test_a_restore_and_a_standby_read_record_when_the_store_was_in_sync(
     log.write(0, b"a", b"1")
     log.write(1, b"b", b"1")
     reader = ChangelogReader(lambda: FakeConsumer(log), APP, [TABLE], lambda: 0, wall_ms=clock)
+    reader.stale_after_ms = STALE_AFTER_MS
     active = open_partition(tmp_path, 0, TABLE.columns, OPTIONS)
     standby = open_partition(tmp_path, 1, TABLE.columns, OPTIONS)
     await reader.start()
@@ -174,8 +175,11 @@ async def test_a_restore_and_a_standby_read_record_when_the_store_was_in_sync(
 
         log.now_ms = clock.now + 1_000  # when the fake broker answers the next fetches
         reader.follow(1, standby)
+        assert standby.synced_ms == clock.now  # empty: what it reads is in the topic now
         log.fetched.clear()
-        while standby.synced_ms is None:
+        for _ in range(100):  # until a fetch has been read to its end
+            if standby.synced_ms == log.now_ms:
+                break
             await asyncio.wait_for(log.fetched.wait(), timeout=30)
             log.fetched.clear()
         assert standby.get(TABLE.name, b"b") == b"1"
@@ -183,6 +187,36 @@ async def test_a_restore_and_a_standby_read_record_when_the_store_was_in_sync(
     finally:
         await reader.stop()
         active.close()
+        standby.close()
+
+
+async def test_a_standby_that_was_stale_is_not_called_in_sync_by_catching_up(
+    tmp_path: Path,
+) -> None:
+    # Its process was paused for two days: the records it reads now are what compaction
+    # left, which may lack deletions of values it holds. Reaching the end proves nothing.
+    clock = Clock()
+    two_days_ago = clock.now - 2 * DAY_MS
+    write_store(tmp_path, 1, synced_ms=two_days_ago)  # holds offsets up to 5
+    log = Log()
+    log.now_ms = clock.now
+    for offset in range(8):
+        log.write(1, f"k{offset}".encode(), b"1")
+    reader = ChangelogReader(lambda: FakeConsumer(log), APP, [TABLE], lambda: 0, wall_ms=clock)
+    reader.stale_after_ms = STALE_AFTER_MS
+    standby = open_partition(tmp_path, 1, TABLE.columns, OPTIONS)
+    await reader.start()
+    try:
+        reader.follow(1, standby)
+        log.fetched.clear()
+        while standby.changelog_offset(TABLE.name) != 7:
+            await asyncio.wait_for(log.fetched.wait(), timeout=30)
+            log.fetched.clear()
+        await asyncio.wait_for(log.fetched.wait(), timeout=30)  # a pass after the apply
+        assert standby.synced_ms == two_days_ago
+        assert stores_of(tmp_path, clock).stale(standby)
+    finally:
+        await reader.stop()
         standby.close()
 
 
