@@ -154,6 +154,8 @@ def install(runtime: Runtime) -> Engine:
         cached_objects=max(1000, 80_000 // s.partitions),
         hooks=hooks,
         on_step=lambda partition, messages, seconds: runtime.metrics.batch_seconds.observe(seconds),
+        state_cleanup_delay_s=s.state_cleanup_delay_s,
+        state_stale_after_s=s.state_stale_after_s,
     )
     register_topics(app, handlers)
     attach(app, engine, read_committed=s.processing_guarantee == "exactly_once")

@@ -257,6 +257,22 @@ VARIABLES: tuple[Variable, ...] = (
         "RocksDB memtable size per table partition",
     ),
     _v(
+        "STATE_CLEANUP_DELAY",
+        "10m",
+        "a duration up to 7d",
+        "the local store of a partition this worker holds neither as active nor as standby "
+        "is deleted this long after it was let go (or after start, for stores found on disk)",
+    ),
+    _v(
+        "STATE_STALE_AFTER",
+        "12h",
+        "a duration from 1m to 30d, below the changelog topics' delete.retention.ms "
+        "(Kafka's default: 1d)",
+        "a local store last in sync with its changelogs longer ago than this is wiped and "
+        "restored from the beginning instead of resumed: compaction may have removed "
+        "deletions it has not read",
+    ),
+    _v(
         "SECURITY_PROTOCOL",
         "PLAINTEXT",
         "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
@@ -315,6 +331,8 @@ class Settings:
     clock_start_ms: int | None
     rocksdb_cache_mb: int
     rocksdb_write_buffer_mb: int
+    state_cleanup_delay_s: float
+    state_stale_after_s: float
     security_protocol: SecurityProtocol
     sasl_mechanism: SaslMechanism
     sasl_username: str | None
@@ -539,6 +557,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         clock_start_ms=clock_start_ms,
         rocksdb_cache_mb=r.integer("ROCKSDB_CACHE_MB", 8, 65536),
         rocksdb_write_buffer_mb=r.integer("ROCKSDB_WRITE_BUFFER_MB", 1, 512),
+        state_cleanup_delay_s=r.duration_s("STATE_CLEANUP_DELAY", high_s=7 * 86400),
+        state_stale_after_s=r.duration_s("STATE_STALE_AFTER", low_s=60, high_s=30 * 86400),
         security_protocol=protocol,  # type: ignore[arg-type]  # checked against the Literal's args
         sasl_mechanism=r.choice("SASL_MECHANISM", get_args(SaslMechanism), fold=False),  # type: ignore[arg-type]  # checked against the Literal's args
         sasl_username=username,

@@ -21,19 +21,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine.progress import EVERY_S, POLL_S, Progress, await_with_progress
-from state.store import PartitionStore
+from state.store import PartitionStore, StoreClosed
 from state.table import TableSpec, Writes
 
 logger = logging.getLogger(__name__)
 
 _FETCH_MS = 200
 _MAX_RECORDS = 50_000
+#: How often a standby store's sync time is moved on, at most (milliseconds).
+SYNC_EVERY_MS = 30_000
+
+
+def wall_ms() -> int:
+    """Wall-clock time in milliseconds (the brokers' time, not the worker's domain clock)."""
+    return int(time.time() * 1000)
 
 
 @dataclass(slots=True)
@@ -68,8 +76,10 @@ class ChangelogReader:
         app_id: str,
         specs: Sequence[TableSpec],
         now_ms: Callable[[], int],
+        wall_ms: Callable[[], int] = wall_ms,
     ) -> None:
         self._factory = consumer_factory
+        self._wall_ms = wall_ms
         self._app_id = app_id
         self._specs = tuple(specs)
         self._now_ms = now_ms
@@ -83,6 +93,14 @@ class ChangelogReader:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._restored: dict[str, int] = {}
+        #: A standby whose sync time is older than this (ms) is not moved on: it may have
+        #: missed deletions compaction removed (a paused process, a reader far behind),
+        #: so it stays stale and is wiped when taken up. None: no such check.
+        self.stale_after_ms: int | None = None
+        #: Per standby store, when its sync time was last moved on.
+        self._synced_at: weakref.WeakKeyDictionary[PartitionStore, int] = (
+            weakref.WeakKeyDictionary()
+        )
         #: Restore progress: a log line at most this often, figures looked at this often.
         self.progress_every_s = EVERY_S
         self.progress_poll_s = POLL_S
@@ -139,6 +157,10 @@ class ChangelogReader:
             raise RuntimeError("the changelog reader is not running; see its error above")
         async with self._lock:
             tps = [tp for p in stores for tp, _ in self.topic_partitions(p)]
+            # Taken before the end offsets: once read up to them, a store holds every
+            # record written before this moment (records past them are newer, or in
+            # transactions then open, which compaction does not touch).
+            synced_ms = self._wall_ms()
             ends = await self.end_offsets(tps)
             waits: list[asyncio.Future[None]] = []
             loop = asyncio.get_running_loop()
@@ -187,6 +209,8 @@ class ChangelogReader:
                         del self._follows[tp]
                 self._changed.set()
                 raise
+        for store in stores.values():
+            store.mark_synced(synced_ms)
         report.seconds = time.monotonic() - started
         report.records = dict(self._restored)
         self._restored.clear()
@@ -194,6 +218,10 @@ class ChangelogReader:
 
     def follow(self, partition: int, store: PartitionStore) -> None:
         """Keep ``store`` (a standby) following its changelogs until :meth:`unfollow`."""
+        if store.synced_ms is None and not store.has_offsets():
+            # Empty, so read from the beginning: it holds no value a deletion it misses
+            # could leave behind, and what it reads from now on was in the topic now.
+            store.mark_synced(self._wall_ms())
         for tp, spec in self.topic_partitions(partition):
             self._follows[tp] = _Follow(store, spec)
         self._changed.set()
@@ -214,14 +242,33 @@ class ChangelogReader:
         # A snapshot: follow(), unfollow() and restore() change the follows while a seek
         # awaits (an await here once met a follow gone under it: KeyError, and the reading
         # loop died, so every later restore waited for ever). _changed is set again then.
+        # After each await, a follow no longer there (or replaced) is skipped: the store
+        # of an unfollowed standby is closed right after (issue 16 item 13: three workers
+        # started at once died of KeyError('__meta__') here), and _changed is set again,
+        # so the next pass seeks from the follows as they are then.
         follows = list(self._follows.items())
         consumer.assign([tp for tp, _ in follows])
         for tp, follow in follows:
-            stored = follow.store.changelog_offset(follow.spec.name)
+            if self._follows.get(tp) is not follow:
+                continue
+            try:
+                stored = follow.store.changelog_offset(follow.spec.name)
+            except StoreClosed as exc:
+                self._drop_closed(tp, follow, exc)
+                continue
             if stored is None:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, stored + 1)
+
+    def _drop_closed(self, tp: TopicPartition, follow: _Follow, exc: StoreClosed) -> None:
+        """A followed store was closed without being unfollowed first: stop writing to it,
+        and fail its restore (if any) rather than let it wait for ever."""
+        if self._follows.get(tp) is follow:
+            del self._follows[tp]
+        if follow.done is not None and not follow.done.done():
+            follow.done.set_exception(exc)
+        logger.warning("%s: its store was closed while still followed; no longer read", tp)
 
     async def _run(self) -> None:
         try:
@@ -252,6 +299,7 @@ class ChangelogReader:
             if self._changed.is_set():
                 continue  # the assignment changed under the fetch: re-seek from the stores
             self._apply(batch)
+            await self._mark_standbys_synced(consumer)
             for tp, follow in list(self._follows.items()):
                 if follow.target is None:
                     continue
@@ -260,6 +308,43 @@ class ChangelogReader:
                         del self._follows[tp]
                     if follow.done is not None and not follow.done.done():
                         follow.done.set_result(None)
+
+    async def _mark_standbys_synced(self, consumer: AIOKafkaConsumer) -> None:
+        """Move on the sync time of each standby store whose every changelog partition has
+        been read up to the last stable offset of its latest fetch: the store then held
+        every record written before that fetch was answered."""
+        now = self._wall_ms()
+        by_store: dict[PartitionStore, list[TopicPartition]] = {}
+        for tp, follow in self._follows.items():
+            if follow.target is None and now - self._synced_at.get(follow.store, 0) >= (
+                SYNC_EVERY_MS
+            ):
+                by_store.setdefault(follow.store, []).append(tp)
+        assigned = consumer.assignment()
+        for store, tps in by_store.items():
+            answered: list[int] = []
+            for tp in tps:
+                if tp not in assigned:
+                    break
+                lso = consumer.last_stable_offset(tp)
+                at = consumer.last_poll_timestamp(tp)
+                if lso is None or lso < 0 or at is None or at < 0:
+                    break  # not fetched yet since it was assigned
+                if await consumer.position(tp) < lso:
+                    break
+                answered.append(int(at))
+            else:
+                live = all(
+                    (f := self._follows.get(tp)) is not None and f.store is store for tp in tps
+                )
+                at = min(answered) if answered else 0
+                synced = store.synced_ms
+                fresh = self.stale_after_ms is None or (
+                    synced is not None and at - synced <= self.stale_after_ms
+                )
+                if live and answered and fresh and not store.closed:
+                    store.mark_synced(at)
+                    self._synced_at[store] = now
 
     def _apply(self, batch: Mapping[TopicPartition, Sequence[object]]) -> None:
         now_ms = self._now_ms()
@@ -290,4 +375,9 @@ class ChangelogReader:
             self._restored[spec.name] = self._restored.get(spec.name, 0) + len(records)
         for store, writes, offsets in by_store.values():
             store.objects.clear()  # decoded values no longer match what is stored
-            store.apply(writes, offsets)
+            try:
+                store.apply(writes, offsets)
+            except StoreClosed as exc:
+                for tp, follow in list(self._follows.items()):
+                    if follow.store is store:
+                        self._drop_closed(tp, follow, exc)

@@ -39,10 +39,10 @@ from aiokafka.errors import (
 )
 from rocksdict import DbClosedError
 
-from engine.changelogs import ChangelogReader
+from engine.changelogs import ChangelogReader, wall_ms
 from engine.committers import Committer, Fenced, StepFailed
 from engine.step import Messages, Step
-from state.store import PartitionStore, StoreOptions, open_partition
+from state.store import PartitionStore, StoreOptions, Stores
 from state.table import TableSpec
 from state.transaction import StepState
 
@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 _RETRY_MAX_S = 5.0
 _GATE_CHECK_S = 0.1
 _MAINTENANCE_S = 5.0
+#: How often held stores' sync times move on and unheld stores are cleaned up.
+_TEND_STORES_S = 60.0
 #: Records fetched but waiting for their steps, beyond which the partitions holding them
 #: are fetched no more until their steps take them.
 _MAX_PENDING_RECORDS = 50_000
@@ -312,6 +314,9 @@ class Engine:
         hooks: Hooks,
         on_step: Callable[[int, int, float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        state_cleanup_delay_s: float = 600.0,
+        state_stale_after_s: float = 43_200.0,
+        wall_clock_ms: Callable[[], int] = wall_ms,
     ) -> None:
         self.app_id = app_id
         self.root = data_dir / "state"
@@ -325,6 +330,16 @@ class Engine:
         self.committer = committer
         self.reader = reader
         self.store_options = store_options
+        self.stores = Stores(
+            self.root,
+            self.columns,
+            store_options,
+            wall_ms=wall_clock_ms,
+            cleanup_delay_ms=int(state_cleanup_delay_s * 1000),
+            stale_after_ms=int(state_stale_after_s * 1000),
+            tend_every_ms=int(_TEND_STORES_S * 1000),
+        )
+        reader.stale_after_ms = self.stores.stale_after_ms
         self.now_ms = now_ms
         self.background = background
         self.maintenance = maintenance
@@ -355,6 +370,7 @@ class Engine:
         self._last_gate_check = 0.0
         self._last_maintenance = time.monotonic()
         self._prepare_task: asyncio.Task[None] | None = None
+        self._tend_task: asyncio.Task[None] | None = None
         self._stats = _Stats()
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._pending: dict[int, dict[str, list[Any]]] = {}
@@ -379,6 +395,7 @@ class Engine:
         self.root.mkdir(parents=True, exist_ok=True)
         await self.reader.start()
         self._task = asyncio.ensure_future(self._run())
+        self._tend_task = asyncio.ensure_future(self._tend_stores())
 
     async def stop(self) -> None:
         """Finish the step in flight, then close producers, reader and stores."""
@@ -395,6 +412,9 @@ class Engine:
         if self._prepare_task is not None:
             self._prepare_task.cancel()
             await asyncio.gather(self._prepare_task, return_exceptions=True)
+        if self._tend_task is not None:
+            self._tend_task.cancel()
+            await asyncio.gather(self._tend_task, return_exceptions=True)
         await self.committer.stop()
         await self.reader.stop()
         for owned in self.owned.values():
@@ -526,23 +546,32 @@ class Engine:
             for partition in [p for p in self.standby if p not in warm]:
                 self.reader.unfollow(partition)
                 if partition not in partitions:
-                    self.standby.pop(partition).close()
+                    self.stores.release(partition, self.standby.pop(partition))
             for partition in sorted(warm):
-                if partition not in self.standby:
-                    self.standby[partition] = open_partition(
-                        self.root, partition, self.columns, self.store_options
-                    )
+                # Any store taken up again is wiped first if too old to resume (item 7).
+                warm_store = self.standby.get(partition)
+                self.standby[partition] = (
+                    self.stores.open(partition)
+                    if warm_store is None
+                    else self.stores.keep(partition, warm_store)
+                )
                 self.reader.follow(partition, self.standby[partition])
             for partition in partitions:
                 held = self.owned.get(partition)
                 if held is not None:
                     owned = held
+                    if partition not in kept:
+                        store = self.stores.keep(partition, held.store)
+                        if store is not held.store:
+                            store.objects.max_entries = self.cached_objects
+                            owned.store = store
                 else:
-                    store = self.standby.pop(partition, None)
-                    if store is None:
-                        store = open_partition(
-                            self.root, partition, self.columns, self.store_options
-                        )
+                    warm_store = self.standby.pop(partition, None)
+                    store = (
+                        self.stores.open(partition)
+                        if warm_store is None
+                        else self.stores.keep(partition, warm_store)
+                    )
                     store.objects.clear()
                     store.objects.max_entries = self.cached_objects
                     owned = self.owned[partition] = Owned(partition, store)
@@ -558,6 +587,18 @@ class Engine:
         self._prepare_task = asyncio.ensure_future(
             self._prepare(sorted(partitions), generation, kept)
         )
+
+    async def _tend_stores(self) -> None:
+        """Move held stores' sync times on, delete stores of partitions long let go."""
+        while True:
+            await asyncio.sleep(_TEND_STORES_S)
+            async with self._lock:  # not half-way through an assignment
+                held = {**self.standby, **{p: o.store for p, o in self.owned.items()}}
+                ready = {p for p, o in self.owned.items() if o.ready}
+                try:
+                    self.stores.tend(held, ready if self.hooks.broker_connected() else ())
+                except Exception:  # noqa: BLE001 - housekeeping: log, keep processing
+                    logger.exception("tending the local stores failed")
 
     def _drop_offsets(self, partition: int) -> None:
         for tp in [tp for tp in self.next_offset if tp.partition == partition]:

@@ -37,7 +37,13 @@ It prints figures next to their targets and never asserts them. The sections
     killed worker's session does not count), a fresh worker with the same app id and
     an EMPTY data dir: seconds from process start to ``/readyz`` 200, i.e. the tables
     rebuilt from the changelog topics. ``/accounts/{id}`` of 20 accounts must then read
-    as it did on the original worker (else WRONG STATE); the committed records in the
+    as it did on the original worker (else WRONG STATE, with every differing field).
+    Like with like: the original's views are read once the drop evaluation and
+    anniversary pass its post-backlog tick started are done on every partition (its
+    log says so), and it is stopped right after; the rebuilt worker's once it too is
+    idle; what could still make them differ (work the rebuilt one resumed or started:
+    a new day or cut) is named. ``--rebuild-early`` reads both as the check once did
+    (2.5 s after the last record, and at ready). The committed records in the
     changelogs are counted afterwards, and Faust's own count is read from its log.
 ``plans``
     ``--plans`` (100,000) plan records, then ``--plans-usage`` usage records on fresh
@@ -133,6 +139,18 @@ LOG_PREFIX: Final = re.compile(r"^(\[[^\]]*\]\s*\[\d+\]\s*|[\d\-]+ [\d:,.]+\s+)"
 """Faust's ``[time] [pid] `` or logging's ``date time `` at the start of a log line."""
 NOTABLE: Final = re.compile(r"\b(ERROR|CRITICAL|WARNING|Traceback|[Rr]ebalanc\w*|Exception)\b")
 RECOVERY_LINE: Final = re.compile(r"(?i)restor|recover|rebuil|worker ready")
+#: Log lines of background work (agents/ticks.py, agents/drops.py, agents/anniversaries.py).
+BACKGROUND_LINE: Final = re.compile(
+    r"partition (?P<p>\d+): (?:"
+    r"day (?P<tick_day>\d+) closed, cut (?P<tick_cut>\d+) due .*tick sent"
+    r"|evaluating day (?P<drop_start>\d+) for drops"
+    r"|day (?P<drop_done>\d+) evaluated for drops"
+    r"|anniversary pass at cut (?P<cut_start>\d+) started"
+    r"|anniversary pass at cut (?P<cut_done>\d+) complete)"
+)
+#: After the log says background work is done: time for its last slice to commit and
+#: reach RocksDB (the log line is written when the slice is decided, before its commit).
+BACKGROUND_SETTLE_S: Final = 2.5
 LOG_NOISE: Final = re.compile(
     r"^\+|Creating topic|Starting\.\.\.|Stopping\.\.\.|Highwater|offsets at"
 )
@@ -1098,13 +1116,133 @@ class OneRun:
     window: Window | None = None
     note: str = ""
     views: dict[str, tuple[int, Any]] | None = None
-    """/accounts/{id} of sampled accounts once every record was counted (for rebuild)."""
+    """/accounts/{id} of sampled accounts once every record was counted and background
+    work was idle (for rebuild)."""
+    views_note: str = ""
+    """Why the views may not be comparable ("" when they are)."""
+    early_views: dict[str, tuple[int, Any]] | None = None
+    """The same views read when the check used to read them: 2.5 s after the last record,
+    background work or not (kept to show what that check compared)."""
 
 
 def sample_accounts(data: Dataset) -> list[str]:
     """Accounts spread over the dataset whose state is compared after the rebuild."""
     step = max(1, len(data.accounts) // SAMPLE_ACCOUNTS)
     return data.accounts[::step][:SAMPLE_ACCOUNTS]
+
+
+@dataclass(slots=True)
+class Background:
+    """Background work per partition, as a worker's log tells it."""
+
+    lines: int = 0
+    """Background lines seen (any new one means work started or moved on)."""
+    ticked: dict[int, tuple[int, int]] = field(default_factory=dict)
+    """Per partition, (day, cut) of its last tick."""
+    drops: dict[int, int] = field(default_factory=dict)
+    """Per partition, the last day whose drop evaluation completed."""
+    cuts: dict[int, int] = field(default_factory=dict)
+    """Per partition, the last cut whose anniversary pass completed."""
+    running: dict[int, list[str]] = field(default_factory=dict)
+    """Per partition, work started and not completed."""
+    resumed: list[str] = field(default_factory=list)
+    """Work completed with no start in this log (resumed from another worker's cursor)."""
+
+    def busy(self, partitions: int, *, ticks_expected: bool) -> list[str]:
+        """What is not finished yet ([] when idle): work running, a tick's work not done,
+        or (``ticks_expected``) a partition that has had no tick yet."""
+        out: list[str] = []
+        for p in range(partitions):
+            out += [f"p{p} {what}" for what in self.running.get(p, [])]
+            tick = self.ticked.get(p)
+            if tick is None:
+                if ticks_expected:
+                    out.append(f"p{p} no tick yet")
+                continue
+            day, cut = tick
+            if self.drops.get(p, -1) < day:
+                out.append(f"p{p} drops of day {day} not evaluated")
+            if self.cuts.get(p, -1) < cut:
+                out.append(f"p{p} anniversary pass at cut {cut} not complete")
+        return out
+
+
+def background_of(lines: Iterable[str]) -> Background:
+    """Background work started and completed, from a worker's log lines."""
+    bg = Background()
+    started: dict[tuple[int, str], int] = {}
+    for line in lines:
+        match = BACKGROUND_LINE.search(line)
+        if match is None:
+            continue
+        bg.lines += 1
+        p = int(match["p"])
+        if match["tick_day"] is not None:
+            bg.ticked[p] = (int(match["tick_day"]), int(match["tick_cut"]))
+        elif match["drop_start"] is not None:
+            started[p, "drops"] = int(match["drop_start"])
+        elif match["cut_start"] is not None:
+            started[p, "cut"] = int(match["cut_start"])
+        elif match["drop_done"] is not None:
+            day = bg.drops[p] = int(match["drop_done"])
+            if started.pop((p, "drops"), None) is None:
+                bg.resumed.append(f"p{p} drops of day {day}")
+        elif match["cut_done"] is not None:
+            cut = bg.cuts[p] = int(match["cut_done"])
+            if started.pop((p, "cut"), None) is None:
+                bg.resumed.append(f"p{p} anniversary pass at cut {cut}")
+    for (p, kind), value in started.items():
+        what = f"drops of day {value}" if kind == "drops" else f"anniversary pass at cut {value}"
+        bg.running.setdefault(p, []).append(f"{what} running")
+    return bg
+
+
+async def wait_background_idle(
+    w: Worker, partitions: int, deadline: float, *, ticks_expected: bool
+) -> tuple[str, int]:
+    """Wait until the worker's background work (drop evaluations, anniversary passes) is
+    finished and has settled; ("", background lines then) or (why not, lines)."""
+    while True:
+        bg = background_of(w.log_lines())
+        busy = bg.busy(partitions, ticks_expected=ticks_expected)
+        if not busy:
+            await asyncio.sleep(BACKGROUND_SETTLE_S)
+            again = background_of(w.log_lines())
+            if again.lines == bg.lines:
+                return "", bg.lines
+            continue  # something started meanwhile (a new day or cut): wait for it too
+        if (code := w.exited()) is not None:
+            return f"{w.label} exited with {code}", bg.lines
+        if time.monotonic() > deadline:
+            return "background work still running: " + ", ".join(busy), bg.lines
+        await asyncio.sleep(0.5)
+
+
+def differences(original: Any, rebuilt: Any, path: str = "") -> list[str]:
+    """Every leaf where ``rebuilt`` differs from ``original``, with both values in full."""
+    if isinstance(original, dict) and isinstance(rebuilt, dict):
+        out: list[str] = []
+        for key in sorted(original.keys() | rebuilt.keys(), key=str):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in rebuilt:
+                out.append(f"{where}: original {original[key]!r}, rebuilt (missing)")
+            elif key not in original:
+                out.append(f"{where}: original (missing), rebuilt {rebuilt[key]!r}")
+            else:
+                out += differences(original[key], rebuilt[key], where)
+        return out
+    if (
+        isinstance(original, list | tuple)
+        and isinstance(rebuilt, list | tuple)
+        and len(original) == len(rebuilt)
+    ):
+        out = []
+        for i, (a, b) in enumerate(zip(original, rebuilt, strict=True)):
+            out += differences(a, b, f"{path}[{i}]")
+        return out
+    if original == rebuilt:
+        return []
+    return [f"{path or '(whole)'}: original {original!r}, rebuilt {rebuilt!r}"]
 
 
 async def account_views(w: Worker, ids: Sequence[str]) -> dict[str, tuple[int, Any]]:
@@ -1131,6 +1269,7 @@ async def one_worker(
     app_id = f"bench-{data.run_id}-{guarantee.replace('_', '-')}"
     w = Worker(args, data, app_id, guarantee, f"1 worker {guarantee}")
     run = OneRun(w)
+    seen = 0  # background log lines when the views were read
     print(f"\n[throughput: 1 worker, {guarantee}] app id {app_id}, port {w.port}, log {w.log_path}")
     figure = f"1 worker {guarantee}, records/s on {data.records:,} backlog"
     target = f">= {TARGET_RPS:,.0f}/s" if guarantee == "exactly_once" else "- (none)"
@@ -1154,12 +1293,37 @@ async def one_worker(
             args.max_seconds,
         )
         if keep_views and run.window.finished:
-            # Let the last transaction commit (MOMENTS_COMMIT_INTERVAL is 1 s by default).
-            await asyncio.sleep(2.5)
-            run.views = await account_views(w, sample_accounts(data))
+            # Compare like with like: the drop evaluations and anniversary passes the
+            # tick after the backlog starts change the views, and a worker stopped half-way
+            # through leaves the rebuilt one to finish them. Wait until they are done (the
+            # log says so for every partition) and settled, then read the views.
+            await asyncio.sleep(BACKGROUND_SETTLE_S)
+            run.early_views = await account_views(w, sample_accounts(data))
+            if args.rebuild_early:
+                run.views = run.early_views
+                run.views_note = "views read without waiting for background work"
+            else:
+                idle_since = time.monotonic()
+                note, seen = await wait_background_idle(
+                    w, data.partitions, idle_since + args.max_seconds, ticks_expected=True
+                )
+                print(
+                    f"  background work {'idle' if not note else 'NOT idle'} after"
+                    f" {time.monotonic() - idle_since:.1f}s{': ' + note if note else ''}"
+                )
+                run.views = await account_views(w, sample_accounts(data))
+                run.views_note = note
+                report_background_changes(run.early_views, run.views)
     finally:
         await w.stop()
         w.remove_state()
+    if run.views is not None and not run.views_note:
+        later = background_of(w.log_lines())
+        if later.lines != seen:
+            run.views_note = (
+                "background work started after the views were read, before the worker"
+                " stopped (a new day or cut became due)"
+            )
     win = run.window
     report_window(win, [w])
     report.other_load(f"1 worker {guarantee}", win.cpu)
@@ -1205,12 +1369,21 @@ async def rebuild(
     if waited > 1:
         print(f"  waited {waited:.1f}s for the previous worker to leave the group")
     views: dict[str, tuple[int, Any]] = {}
+    idle_note = ""
     try:
         w.start()
         note = await w.wait_ready(w.started + args.max_seconds)
         if not note:
             print(f"  ready after {w.ready_s:.1f}s")
-            if previous.views is not None:
+            if previous.views is not None and args.rebuild_early:
+                views = await account_views(w, list(previous.views))
+                idle_note = "views read at ready, without waiting for background work"
+            elif previous.views is not None:
+                # Work the original left unfinished, or a day or cut that became due since,
+                # runs here now: wait for it as the original's views did.
+                idle_note, _ = await wait_background_idle(
+                    w, data.partitions, time.monotonic() + args.max_seconds, ticks_expected=False
+                )
                 views = await account_views(w, list(previous.views))
     finally:
         await w.stop()
@@ -1226,17 +1399,32 @@ async def rebuild(
     if previous.views is None:
         print("  state not compared: the original run did not count every record")
     elif views:
+        # Why the two sides may legitimately differ: either worker's background work was not
+        # idle when its views were read, or the rebuilt worker did work the original had not
+        # (left unfinished by it, or a day or cut that became due between the two reads).
+        bg = background_of(w.log_lines())
+        caveats = [n for n in (previous.views_note, idle_note) if n]
+        if bg.resumed:
+            caveats.append("the rebuilt worker finished " + ", ".join(bg.resumed))
+        if bg.ticked:
+            caveats.append(
+                "the rebuilt worker started work of a new day or cut: "
+                + ", ".join(f"p{p} day {d} cut {c}" for p, (d, c) in sorted(bg.ticked.items()))
+            )
         differ = [a for a, view in previous.views.items() if views.get(a) != view]
         if differ:
-            first = differ[0]
             check = f"WRONG STATE: {len(differ)}/{len(views)} sampled accounts differ"
-            print(
-                f"  {check} from the original worker's /accounts view, e.g. {first}:"
-                f" original {str(previous.views[first])[:150]} ... rebuilt"
-                f" {str(views[first])[:150]}"
-            )
+            if caveats:
+                check += " (not like with like: " + "; ".join(caveats) + ")"
+            print(f"  {check}, from the original worker's /accounts views:")
+            for account in differ:
+                for line in differences(previous.views[account], views.get(account)):
+                    print(f"    {account} {line}")
         else:
             print(f"  state check: {len(views)}/{len(views)} sampled /accounts views identical")
+            for caveat in caveats:
+                print(f"    (note: {caveat})")
+
     told = [
         line[:160]
         for line in w.log_path.read_text(errors="replace").splitlines()
@@ -1266,6 +1454,24 @@ async def rebuild(
             "- (none)",
             f"(no target; {mb(w.state_bytes[1])} apparent)",
         )
+
+
+def report_background_changes(
+    early: dict[str, tuple[int, Any]], idle: dict[str, tuple[int, Any]]
+) -> None:
+    """What background work changed in the views between 2.5 s after the last record
+    (when the check used to read them) and idle: what a check without the wait mixes."""
+    changed = {a: differences(v, idle.get(a)) for a, v in early.items()}
+    changed = {a: d for a, d in changed.items() if d}
+    fields = Counter(
+        re.sub(r"\[\d+\]|\b\d{4}-\d\d-\d\d\b", "*", line.split(":")[0])
+        for d in changed.values()
+        for line in d
+    )
+    print(
+        f"  background work after the last record changed {len(changed)}/{len(early)} views"
+        + (": " + ", ".join(f"{f} x{n}" for f, n in fields.most_common()) if fields else "")
+    )
 
 
 def faust_restored(lines: list[str]) -> int | None:
@@ -1827,6 +2033,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--batch-size", type=int, default=None, help="MOMENTS_BATCH_SIZE (None: the worker's)"
     )
     run.add_argument("--seed", type=int, default=7, help="random seed of the data")
+    run.add_argument(
+        "--rebuild-early",
+        action="store_true",
+        help="rebuild: read the views as the check once did, without waiting for background"
+        " work (2.5 s after the last record, and at ready): shows what that compared",
+    )
     run.add_argument(
         "--bootstrap",
         default=os.environ.get("MOMENTS_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),

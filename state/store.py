@@ -13,11 +13,13 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
 import shutil
 import struct
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from rocksdict import (
     BlockBasedOptions,
@@ -31,10 +33,32 @@ from rocksdict import (
 
 logger = logging.getLogger(__name__)
 
-#: Column family of the store's own bookkeeping (changelog offsets).
+#: Column family of the store's own bookkeeping (changelog offsets, time last in sync).
 META = "__meta__"
 _OFFSET_PREFIX = b"changelog-offset:"
 _OFFSET = struct.Struct(">q")
+_SYNCED_KEY = b"synced-ms"
+_V = TypeVar("_V")
+
+
+class StoreClosed(RuntimeError):
+    """A store was used after :meth:`PartitionStore.close` (its partition went elsewhere)."""
+
+
+class _Families(dict[str, _V]):
+    """Column families by table name; once the store is closed, any lookup raises
+    :class:`StoreClosed` (a plain dict raised ``KeyError('__meta__')``)."""
+
+    def __init__(self, path: Path, families: Mapping[str, _V]) -> None:
+        super().__init__(families)
+        self._path = path
+        self.closed = False
+
+    def __missing__(self, key: str) -> _V:
+        if self.closed:
+            raise StoreClosed(f"store {self._path} is closed (reading {key})")
+        raise KeyError(key)
+
 
 #: ``None`` as a value deletes the key.
 Updates = Mapping[str, Mapping[bytes, bytes | None]]
@@ -153,8 +177,15 @@ class PartitionStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         families = {name: options.options() for name in (*self.tables, META)}
         self._db = Rdict(str(path), options.options(), column_families=families)
-        self._cf = {name: self._db.get_column_family(name) for name in families}
-        self._handles = {name: self._db.get_column_family_handle(name) for name in families}
+        self._cf = _Families(path, {n: self._db.get_column_family(n) for n in families})
+        self._handles = _Families(path, {n: self._db.get_column_family_handle(n) for n in families})
+        held = self._cf[META].get(_SYNCED_KEY)
+        #: Wall time (ms) at which this store last reflected its changelogs up to their
+        #: end (see :meth:`mark_synced`); None: never recorded.
+        self.synced_ms: int | None = None if held is None else int(_OFFSET.unpack(held)[0])
+        #: Whether :attr:`synced_ms` may be moved on while the partition stays held
+        #: (in memory only: set by :meth:`mark_synced`, cleared by :meth:`distrust`).
+        self.trusted = False
         # The WAL stays on: a process crash keeps every applied batch, and a machine
         # crash loses a suffix of batches together with the offsets they recorded.
         self._write_opts = WriteOptions()
@@ -192,6 +223,35 @@ class PartitionStore:
         held = self._cf[META].get(_offset_key(table))
         return None if held is None else int(_OFFSET.unpack(held)[0])
 
+    def has_offsets(self) -> bool:
+        """Whether any table reflects changelog records (the store is not empty)."""
+        return any(self.changelog_offset(t) is not None for t in self.tables)
+
+    def mark_synced(self, at_ms: int) -> None:
+        """Record that at wall time ``at_ms`` this store reflected every changelog record
+        below the end (last stable offset) of each of its changelogs.
+
+        Only a caller that knows it says so: a restore that reached the end offsets it
+        read at ``at_ms`` after the fence, a standby whose position passed the last
+        stable offset of a fetch answered at ``at_ms``, or the owner of a restored
+        partition. Never moves back. The store is then trusted (see :meth:`distrust`).
+        """
+        self.trusted = True
+        if self.synced_ms is not None and at_ms <= self.synced_ms:
+            return
+        self._cf[META][_SYNCED_KEY] = _OFFSET.pack(at_ms)
+        self.synced_ms = at_ms
+
+    def distrust(self) -> None:
+        """The store may have fallen behind its changelogs unseen (the process was
+        paused): :attr:`synced_ms` moves on only after the next :meth:`mark_synced`."""
+        self.trusted = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._cf.closed
+
     def changelog_offsets(self) -> dict[str, int | None]:
         """:meth:`changelog_offset` of every table."""
         return {table: self.changelog_offset(table) for table in self.tables}
@@ -226,7 +286,10 @@ class PartitionStore:
         return n
 
     def close(self) -> None:
-        """Flush and close the database."""
+        """Flush and close the database; later use raises :class:`StoreClosed`."""
+        if self._cf.closed:
+            return
+        self._cf.closed = self._handles.closed = True
         self._cf.clear()
         self._handles.clear()
         self._db.close()
@@ -246,3 +309,134 @@ def open_partition(
 ) -> PartitionStore:
     """Open (creating if needed) the store of ``partition`` under ``root``."""
     return PartitionStore(root / f"p{partition}", tables, options, cached_objects)
+
+
+_PARTITION_DIR = re.compile(r"^p(\d+)$")
+
+
+class Stores:
+    """The partition stores of one worker under ``root``: opening them, noticing ones too
+    old to resume, and deleting those of partitions no longer held.
+
+    Changelogs are compacted: a tombstone is kept for the topic's ``delete.retention.ms``
+    (Kafka's default: one day) after it is written, then goes, with the value it deleted.
+    A store that resumes from its recorded offsets after that has read neither and keeps
+    the deleted value for ever. So a store whose :attr:`PartitionStore.synced_ms` is older
+    than ``stale_after_ms`` (or unknown) is wiped when it is opened or taken up again, and
+    restored from the beginning of its changelogs; and, as Kafka Streams does after
+    ``state.cleanup.delay.ms``, the directory of a partition held neither as active nor as
+    standby is deleted ``cleanup_delay_ms`` after it was let go (or first seen, at start).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        tables: Sequence[str],
+        options: StoreOptions,
+        *,
+        wall_ms: Callable[[], int],
+        cleanup_delay_ms: int,
+        stale_after_ms: int,
+        tend_every_ms: int,
+    ) -> None:
+        self.root = root
+        self.tables = tuple(tables)
+        self.options = options
+        self.wall_ms = wall_ms
+        self.cleanup_delay_ms = cleanup_delay_ms
+        self.stale_after_ms = stale_after_ms
+        self.tend_every_ms = tend_every_ms
+        #: Partitions not held, with the wall time they were let go (or first seen).
+        self._unheld_since: dict[int, int] = {}
+        self._last_tend: int | None = None
+
+    def path(self, partition: int) -> Path:
+        """Directory of ``partition``'s store."""
+        return self.root / f"p{partition}"
+
+    def stale(self, store: PartitionStore) -> bool:
+        """Whether ``store`` may have missed tombstones compaction has since removed."""
+        if not store.has_offsets():
+            return False  # empty: restores from the beginning anyway
+        synced = store.synced_ms
+        return synced is None or self.wall_ms() - synced > self.stale_after_ms
+
+    def open(self, partition: int) -> PartitionStore:
+        """The store of ``partition``, opened from disk, wiped first when stale."""
+        self._unheld_since.pop(partition, None)
+        store = PartitionStore(self.path(partition), self.tables, self.options)
+        return self.keep(partition, store)
+
+    def keep(self, partition: int, store: PartitionStore) -> PartitionStore:
+        """``store`` (open) taken up again for ``partition``; a fresh empty one if stale."""
+        if not self.stale(store):
+            return store
+        synced = store.synced_ms
+        logger.warning(
+            "partition %d: local store last in sync with its changelogs %s, longer ago "
+            "than %.0f h: deleted, restoring it from the beginning of its changelogs (a "
+            "store older than the changelogs' delete.retention.ms can miss deletions)",
+            partition,
+            "at an unknown time"
+            if synced is None
+            else f"{(self.wall_ms() - synced) / 3_600_000:.1f} h ago",
+            self.stale_after_ms / 3_600_000,
+        )
+        store.close()
+        destroy(store.path)
+        return PartitionStore(self.path(partition), self.tables, self.options)
+
+    def release(self, partition: int, store: PartitionStore) -> None:
+        """``partition`` is held no more: close its store; its directory goes later."""
+        store.close()
+        self._unheld_since[partition] = self.wall_ms()
+
+    def tend(self, held: Mapping[int, PartitionStore], owned_ready: Iterable[int]) -> list[int]:
+        """Every ``tend_every_ms``: move on the sync time of the stores of ``owned_ready``
+        (partitions this worker owns and has restored: it alone writes their changelogs,
+        so they stay in sync), then :meth:`sweep`. Returns the partitions deleted.
+
+        When this call comes much later than it should have (the process was paused, or
+        the machine suspended), another worker may have written those changelogs
+        meanwhile: every store is distrusted until a restore or a standby read finds it in
+        sync again.
+        """
+        now = self.wall_ms()
+        paused = self._last_tend is not None and now - self._last_tend > 3 * self.tend_every_ms
+        self._last_tend = now
+        for partition, store in held.items():
+            if paused:
+                store.distrust()
+            elif partition in owned_ready and store.trusted and not store.closed:
+                store.mark_synced(now)
+        return self.sweep(held)
+
+    def sweep(self, held: Iterable[int]) -> list[int]:
+        """Delete the directories of partitions not in ``held`` for ``cleanup_delay_ms``."""
+        now = self.wall_ms()
+        kept = set(held)
+        deleted: list[int] = []
+        try:
+            names = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return deleted
+        for name in names:
+            match = _PARTITION_DIR.match(name)
+            if match is None:
+                continue
+            partition = int(match.group(1))
+            if partition in kept:
+                self._unheld_since.pop(partition, None)
+                continue
+            since = self._unheld_since.setdefault(partition, now)
+            if now - since >= self.cleanup_delay_ms:
+                destroy(self.root / name)
+                del self._unheld_since[partition]
+                deleted.append(partition)
+        if deleted:
+            logger.info(
+                "deleted the local stores of partitions %s, held by other workers for %.0f s",
+                deleted,
+                self.cleanup_delay_ms / 1000,
+            )
+        return deleted
