@@ -232,7 +232,8 @@ class Owned:
     partition: int
     store: PartitionStore
     ready: bool = False
-    plans_target: int | None = None
+    #: Per plans topic, the end offset its partition had when prepared (the usage gate).
+    plans_target: dict[str, int] | None = None
     plans_caught_up: bool = False
     background_suspended: bool = False
     #: When suspended background work is tried again (engine clock), and the last wait.
@@ -301,6 +302,7 @@ class Engine:
         topic_order: Sequence[str],
         plans_topic: str,
         usage_topics: Sequence[str],
+        plans_forwarded_topic: str | None = None,
         committer: Committer,
         reader: ChangelogReader,
         store_options: StoreOptions,
@@ -321,6 +323,11 @@ class Engine:
         self.handlers = dict(handlers)
         self.topic_order = tuple(topic_order)
         self.plans_topic = plans_topic
+        #: Every topic of account plans the usage gate waits for: the producers' own, and
+        #: the plans other partitions forwarded here (agents.plans).
+        self.plans_topics = (plans_topic,) + (
+            (plans_forwarded_topic,) if plans_forwarded_topic else ()
+        )
         self.usage_topics = tuple(usage_topics)
         self.committer = committer
         self.reader = reader
@@ -583,7 +590,7 @@ class Engine:
             report = await self.reader.restore(stores)
             if generation != self.generation:
                 return
-            plans = [TopicPartition(self.plans_topic, p) for p in partitions]
+            plans = [TopicPartition(t, p) for p in partitions for t in self.plans_topics]
             ends = await self.reader.end_offsets(plans)
             release: list[TopicPartition] = []
             for p in partitions:
@@ -591,7 +598,9 @@ class Engine:
                 if owned is None:
                     continue
                 owned.ready = True
-                owned.plans_target = ends.get(TopicPartition(self.plans_topic, p), 0)
+                owned.plans_target = {
+                    t: ends.get(TopicPartition(t, p), 0) for t in self.plans_topics
+                }
                 release += [
                     TopicPartition(t, p) for t in self.topic_order if t not in self.usage_topics
                 ]
@@ -605,7 +614,7 @@ class Engine:
                 fenced_s,
                 report.records or "nothing",
                 report.seconds,
-                {tp.partition: e for tp, e in ends.items()},
+                {f"{tp.topic}[{tp.partition}]": e for tp, e in ends.items()},
             )
             await self._check_gates()
         except asyncio.CancelledError:
@@ -662,8 +671,10 @@ class Engine:
         for owned in list(self.owned.values()):
             if not owned.ready or owned.plans_caught_up or owned.plans_target is None:
                 continue
-            tp = TopicPartition(self.plans_topic, owned.partition)
-            if await self.caught_up(tp, owned.plans_target):
+            for topic, target in owned.plans_target.items():
+                if not await self.caught_up(TopicPartition(topic, owned.partition), target):
+                    break
+            else:
                 owned.plans_caught_up = True
                 self.hooks.release(TopicPartition(t, owned.partition) for t in self.usage_topics)
                 logger.info("partition %d: account plans read; usage released", owned.partition)
