@@ -347,6 +347,10 @@ class Engine:
         self.owned: dict[int, Owned] = {}
         self.standby: dict[int, PartitionStore] = {}
         self.next_offset: dict[TopicPartition, int] = {}
+        #: Offset after the last record of each input handed to a step or waiting for one
+        #: (this generation): a fetch overlapping them (a seek back, e.g. after the fence's
+        #: seek) must not hand them over again while their step is still in flight.
+        self._handed: dict[TopicPartition, int] = {}
         self.generation = -1
         self.assigned_once = asyncio.Event()
         self.failed: BaseException | None = None
@@ -569,6 +573,8 @@ class Engine:
     def _drop_offsets(self, partition: int) -> None:
         for tp in [tp for tp in self.next_offset if tp.partition == partition]:
             del self.next_offset[tp]
+        for tp in [tp for tp in self._handed if tp.partition == partition]:
+            del self._handed[tp]
 
     async def _prepare(
         self, partitions: list[int], generation: int, kept: set[int] | None = None
@@ -751,11 +757,13 @@ class Engine:
                     await self.hooks.seek(TopicPartition(tp.topic, tp.partition), items[0].offset)
                 continue
             key = TopicPartition(tp.topic, tp.partition)
-            start = self.next_offset.get(key, -1)
-            if start > items[0].offset:  # re-fetched after a seek: skip what is done
+            # Re-fetched after a seek: skip what is done, or handed to a step already.
+            start = max(self.next_offset.get(key, -1), self._handed.get(key, -1))
+            if start > items[0].offset:
                 items = [r for r in items if r.offset >= start]
                 if not items:
                     continue
+            self._handed[key] = items[-1].offset + 1
             by_partition.setdefault(tp.partition, {})[tp.topic] = items
         if by_partition:
             self._stats.records += sum(len(i) for t in by_partition.values() for i in t.values())
@@ -1031,6 +1039,7 @@ class Engine:
         offsets after the rebalance or restart) and wait for the steps in flight."""
         self._pending.clear()
         self._pending_records = 0
+        self._handed.clear()  # what waited is fetched again: it must not be skipped
         self._held_back.clear()  # the assignment holds, then releases, every input anew
         while self._inflight:
             await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
