@@ -137,6 +137,7 @@ def install(runtime: Runtime) -> Engine:
             s.topic_ticks,
         ),
         plans_topic=s.topic_accounts,
+        plans_forwarded_topic=s.topic_plans_forward,
         usage_topics=(s.topic_usage, s.topic_rekey),
         committer=committer,
         reader=ChangelogReader(

@@ -234,7 +234,8 @@ class Owned:
     partition: int
     store: PartitionStore
     ready: bool = False
-    plans_target: int | None = None
+    #: Per plans topic, the end offset its partition had when prepared (the usage gate).
+    plans_target: dict[str, int] | None = None
     plans_caught_up: bool = False
     background_suspended: bool = False
     #: When suspended background work is tried again (engine clock), and the last wait.
@@ -303,6 +304,7 @@ class Engine:
         topic_order: Sequence[str],
         plans_topic: str,
         usage_topics: Sequence[str],
+        plans_forwarded_topic: str | None = None,
         committer: Committer,
         reader: ChangelogReader,
         store_options: StoreOptions,
@@ -326,6 +328,11 @@ class Engine:
         self.handlers = dict(handlers)
         self.topic_order = tuple(topic_order)
         self.plans_topic = plans_topic
+        #: Every topic of account plans the usage gate waits for: the producers' own, and
+        #: the plans other partitions forwarded here (agents.plans).
+        self.plans_topics = (plans_topic,) + (
+            (plans_forwarded_topic,) if plans_forwarded_topic else ()
+        )
         self.usage_topics = tuple(usage_topics)
         self.committer = committer
         self.reader = reader
@@ -355,6 +362,10 @@ class Engine:
         self.owned: dict[int, Owned] = {}
         self.standby: dict[int, PartitionStore] = {}
         self.next_offset: dict[TopicPartition, int] = {}
+        #: Offset after the last record of each input handed to a step or waiting for one
+        #: (this generation): a fetch overlapping them (a seek back, e.g. after the fence's
+        #: seek) must not hand them over again while their step is still in flight.
+        self._handed: dict[TopicPartition, int] = {}
         self.generation = -1
         self.assigned_once = asyncio.Event()
         self.failed: BaseException | None = None
@@ -603,6 +614,8 @@ class Engine:
     def _drop_offsets(self, partition: int) -> None:
         for tp in [tp for tp in self.next_offset if tp.partition == partition]:
             del self.next_offset[tp]
+        for tp in [tp for tp in self._handed if tp.partition == partition]:
+            del self._handed[tp]
 
     async def _prepare(
         self, partitions: list[int], generation: int, kept: set[int] | None = None
@@ -624,7 +637,7 @@ class Engine:
             report = await self.reader.restore(stores)
             if generation != self.generation:
                 return
-            plans = [TopicPartition(self.plans_topic, p) for p in partitions]
+            plans = [TopicPartition(t, p) for p in partitions for t in self.plans_topics]
             ends = await self.reader.end_offsets(plans)
             release: list[TopicPartition] = []
             for p in partitions:
@@ -632,7 +645,9 @@ class Engine:
                 if owned is None:
                     continue
                 owned.ready = True
-                owned.plans_target = ends.get(TopicPartition(self.plans_topic, p), 0)
+                owned.plans_target = {
+                    t: ends.get(TopicPartition(t, p), 0) for t in self.plans_topics
+                }
                 release += [
                     TopicPartition(t, p) for t in self.topic_order if t not in self.usage_topics
                 ]
@@ -646,7 +661,7 @@ class Engine:
                 fenced_s,
                 report.records or "nothing",
                 report.seconds,
-                {tp.partition: e for tp, e in ends.items()},
+                {f"{tp.topic}[{tp.partition}]": e for tp, e in ends.items()},
             )
             await self._check_gates()
         except asyncio.CancelledError:
@@ -703,8 +718,10 @@ class Engine:
         for owned in list(self.owned.values()):
             if not owned.ready or owned.plans_caught_up or owned.plans_target is None:
                 continue
-            tp = TopicPartition(self.plans_topic, owned.partition)
-            if await self.caught_up(tp, owned.plans_target):
+            for topic, target in owned.plans_target.items():
+                if not await self.caught_up(TopicPartition(topic, owned.partition), target):
+                    break
+            else:
                 owned.plans_caught_up = True
                 self.hooks.release(TopicPartition(t, owned.partition) for t in self.usage_topics)
                 logger.info("partition %d: account plans read; usage released", owned.partition)
@@ -781,11 +798,13 @@ class Engine:
                     await self.hooks.seek(TopicPartition(tp.topic, tp.partition), items[0].offset)
                 continue
             key = TopicPartition(tp.topic, tp.partition)
-            start = self.next_offset.get(key, -1)
-            if start > items[0].offset:  # re-fetched after a seek: skip what is done
+            # Re-fetched after a seek: skip what is done, or handed to a step already.
+            start = max(self.next_offset.get(key, -1), self._handed.get(key, -1))
+            if start > items[0].offset:
                 items = [r for r in items if r.offset >= start]
                 if not items:
                     continue
+            self._handed[key] = items[-1].offset + 1
             by_partition.setdefault(tp.partition, {})[tp.topic] = items
         if by_partition:
             self._stats.records += sum(len(i) for t in by_partition.values() for i in t.values())
@@ -1061,6 +1080,7 @@ class Engine:
         offsets after the rebalance or restart) and wait for the steps in flight."""
         self._pending.clear()
         self._pending_records = 0
+        self._handed.clear()  # what waited is fetched again: it must not be skipped
         self._held_back.clear()  # the assignment holds, then releases, every input anew
         while self._inflight:
             await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)

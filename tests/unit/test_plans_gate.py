@@ -1,0 +1,97 @@
+"""The usage gate waits for forwarded plans too (review of issue 16, item 10).
+
+Plans a producer placed on another partition than murmur2 gives their account reach the
+account's partition through ``<app>-plans-forwarded``. After a restart or a takeover, that
+topic's backlog holds plans the account's usage must be judged with: usage of a partition
+is released only once both plan topics have been read to the end offsets they had when the
+partition was prepared (docs/architecture.md, "Plans before usage").
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from aiokafka import TopicPartition
+
+from engine.engine import Engine
+from state.store import StoreOptions
+from tests.unit.engine_fakes import (
+    PLANS,
+    TABLE,
+    Counter,
+    FakeCommitter,
+    FakeHooks,
+    FakeKafka,
+    FakeReader,
+    Record,
+)
+
+FORWARDED = "fake-plans-forwarded"
+USAGE = "usage"
+
+
+class Ends(FakeReader):
+    """Plans topics' end offsets at preparation: ``account-plans`` empty, a backlog of
+    three forwarded plans."""
+
+    async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: 3 if tp.topic == FORWARDED else 0 for tp in tps}
+
+
+@pytest.fixture
+async def kafka() -> AsyncIterator[FakeKafka]:
+    found = FakeKafka()
+    yield found
+    await found.shutdown()
+
+
+async def test_usage_is_held_until_the_forwarded_plans_backlog_is_read(
+    tmp_path: Path, kafka: FakeKafka
+) -> None:
+    committer = FakeCommitter(kafka, "A")
+    hooks = FakeHooks(kafka, "A")
+    handler = Counter()
+    engine = Engine(
+        app_id="fake",
+        data_dir=tmp_path,
+        specs=[TABLE],
+        handlers={PLANS: handler, FORWARDED: handler, USAGE: handler},
+        topic_order=[PLANS, FORWARDED, USAGE],
+        plans_topic=PLANS,
+        plans_forwarded_topic=FORWARDED,
+        usage_topics=[USAGE],
+        committer=committer,
+        reader=Ends(),  # type: ignore[arg-type]
+        store_options=StoreOptions(cache_mb=8, write_buffer_mb=1),
+        now_ms=lambda: 0,
+        hooks=hooks,
+    )
+    kafka.engines.append((engine, committer))
+    journal = kafka.journal
+    usage = TopicPartition(USAGE, 0)
+
+    def usage_released() -> bool:
+        return any(usage in e[2] for e in journal.of("release"))
+
+    await engine.on_assigned(
+        [TopicPartition(t, 0) for t in (PLANS, FORWARDED, USAGE)], generation=1
+    )
+    assert engine._prepare_task is not None
+    await engine._prepare_task
+    assert engine.owned[0].ready
+    # Prepared, account-plans read (it is empty), but three forwarded plans wait.
+    assert not usage_released()
+    assert not engine.owned[0].plans_caught_up
+
+    forwarded = [Record(b"acct-%d" % o, b"plan", o, FORWARDED) for o in range(3)]
+    await engine.submit({TopicPartition(FORWARDED, 0): forwarded}, 1)
+    await journal.until(usage_released)
+    assert engine.owned[0].plans_caught_up
+    # Released only after the step that read them committed.
+    first_release = next(
+        i for i, e in enumerate(journal.events) if e[0] == "release" and usage in e[2]
+    )
+    committed = [i for i, e in enumerate(journal.events) if e[0] == "committed"]
+    assert committed and committed[0] < first_release
