@@ -8,6 +8,11 @@ At the end, read ``read_committed``: every threshold level each account crossed 
 announced exactly once, the totals of ``/accounts/{id}`` equal the oracle (the usage
 sent), and the group's committed offsets, sampled through the run, never moved back.
 
+A worker that exits on its own (no fault of the test's) fails the test. It is first
+restarted, as a supervisor (Kubernetes) would, so that the run goes on and its end
+checks still say whether anything was lost or repeated; CHAOS_ALLOW_CRASHES=1 reports
+such exits without failing (to look at the data guarantees alone).
+
 The run is seeded: CHAOS_SEED (default: a fresh one, printed) fixes the fault plan,
 its timings and the victims. CHAOS_DURATION_S (default 240) is how long usage flows.
 """
@@ -45,6 +50,7 @@ from tests.integration.test_fleet_faults import _READY_LINE, Load
 pytestmark = pytest.mark.chaos
 
 DURATION_S = float(os.environ.get("CHAOS_DURATION_S", "240"))
+ALLOW_CRASHES = os.environ.get("CHAOS_ALLOW_CRASHES") == "1"
 SESSION_TIMEOUT_S = 6
 #: FindCoordinator's key type of a transaction coordinator.
 TRANSACTION_COORDINATOR = 1
@@ -63,6 +69,8 @@ class Fleet:
     opts: dict[str, str]
     workers: list[Worker] = field(default_factory=list)
     generation: list[int] = field(default_factory=lambda: [0] * WORKERS)
+    #: Workers that exited on their own: name, exit status, the end of their log.
+    crashes: list[tuple[str, int, str]] = field(default_factory=list)
 
     def start(self, slot: int) -> Worker:
         self.generation[slot] += 1
@@ -79,11 +87,27 @@ class Fleet:
         return [w for w in self.workers if w.proc is not None and w.proc.poll() is None]
 
     def check_alive(self) -> None:
-        for worker in self.workers:
-            assert worker.proc is not None and worker.proc.poll() is None, (
-                f"{worker.log_path.name} exited with {worker.proc and worker.proc.returncode}:\n"
-                f"{worker.log()}"
-            )
+        """Restart, as a supervisor would, any worker that exited on its own; note it."""
+        for slot, worker in enumerate(self.workers):
+            assert worker.proc is not None
+            code = worker.proc.poll()
+            if code is None:
+                continue
+            print(f"!! {worker.log_path.name} exited on its own with {code}", flush=True)
+            self.crashes.append((worker.log_path.name, code, worker.log()[-3000:]))
+            self.start(slot)
+
+    async def ready(self, slot: int) -> Worker:
+        """The worker of ``slot``, once ready; restarted first if it exits meanwhile."""
+        while True:
+            worker = self.workers[slot]
+            try:
+                return await worker.ready(timeout=120)
+            except AssertionError:
+                assert worker.proc is not None
+                if worker.proc.poll() is None:
+                    raise
+                self.check_alive()
 
 
 class OffsetWatch:
@@ -203,6 +227,7 @@ class Chaos:
         end = min(time.monotonic() + seconds, deadline)
         while time.monotonic() < end:
             self.load.check()
+            self.fleet.check_alive()
             await asyncio.sleep(0.2)
 
     async def act(self, action: str) -> None:
@@ -222,8 +247,8 @@ class Chaos:
         down = self.rng.uniform(0, 6)
         self.note(f"SIGKILL {victim.log_path.name} (pid {victim.proc.pid}), back in {down:.1f}s")
         await asyncio.sleep(down)
-        worker = self.fleet.start(slot)
-        await worker.ready(timeout=120)
+        self.fleet.start(slot)
+        worker = await self.fleet.ready(slot)
         self.note(f"{worker.log_path.name} ready")
 
     async def zombie(self) -> None:
@@ -248,8 +273,8 @@ class Chaos:
             f"SIGCONT {victim.log_path.name} after {time.monotonic() - stopped:.1f}s "
             f"(session timeout {SESSION_TIMEOUT_S}s; the others had rebalanced without it)"
         )
-        await victim.ready(timeout=120)
-        self.note(f"{victim.log_path.name} ready again")
+        worker = await self.fleet.ready(slot)
+        self.note(f"{worker.log_path.name} ready again")
 
     async def coordinator_away(self) -> None:
         txn_id = f"{self.stack.app_id}-step-{self.rng.randrange(PARTITIONS)}"
@@ -296,7 +321,12 @@ async def test_three_workers_under_chaos_lose_and_repeat_nothing(
         await admin.create_topics(
             [
                 NewTopic(stack.usage_topic, PARTITIONS, NODES),
-                NewTopic(stack.plans_topic, PARTITIONS, NODES, {"cleanup.policy": "compact"}),
+                NewTopic(
+                    stack.plans_topic,
+                    PARTITIONS,
+                    NODES,
+                    topic_configs={"cleanup.policy": "compact"},
+                ),
             ]
         )
     finally:
@@ -330,8 +360,8 @@ async def _chaos(seed: int, stack: Stack, cluster: Cluster, producer: AIOKafkaPr
     fleet = Fleet(stack, opts)
     for slot in range(WORKERS):
         fleet.start(slot)
-    for worker in fleet.workers:
-        await worker.ready(timeout=120)
+    for slot in range(WORKERS):
+        await fleet.ready(slot)
     watch = OffsetWatch(stack.bootstrap, stack.app_id, stack.usage_topic)
     watch.start()
     chaos = Chaos(seed, stack, cluster, fleet, load)
@@ -346,6 +376,8 @@ async def _chaos(seed: int, stack: Stack, cluster: Cluster, producer: AIOKafkaPr
                 os.kill(worker.proc.pid, signal.SIGCONT)
     sent_s = time.monotonic() - started
     fleet.check_alive()
+    for slot in range(WORKERS):
+        await fleet.ready(slot)
 
     expected = load.totals()
     first = fleet.workers[0]
@@ -375,7 +407,6 @@ async def _chaos(seed: int, stack: Stack, cluster: Cluster, producer: AIOKafkaPr
     expected_levels = load.expected_levels()
     assert_announced_exactly_once(events, expected_levels)
     assert not watch.backwards, f"committed offsets moved back: {watch.backwards}"
-    fleet.check_alive()
 
     counted = await asyncio.gather(*(records_counted(w) for w in fleet.workers))
     records = load.rounds_sent * len(accounts)
@@ -383,6 +414,7 @@ async def _chaos(seed: int, stack: Stack, cluster: Cluster, producer: AIOKafkaPr
         f"chaos seed {seed}: {sent_s:.0f}s of usage, {records} records "
         f"({load.rounds_sent} rounds of {len(accounts)}), {len(events)} threshold events "
         f"({len(expected_levels)} levels crossed), {len(chaos.done)} fault steps, "
+        f"{len(fleet.crashes)} worker exits on their own, "
         f"{watch.samples} offset samples ({watch.failures} unanswered), "
         f"committed offsets at the end {dict(sorted(watch.highest.items()))}; "
         f"last workers' counts {counted}",
@@ -390,6 +422,11 @@ async def _chaos(seed: int, stack: Stack, cluster: Cluster, producer: AIOKafkaPr
     )
     for line in chaos.done:
         print(f"  {line}")
+    fleet.check_alive()
+    crashed = "\n".join(
+        f"--- {name} exited with {code}:\n{tail}" for name, code, tail in fleet.crashes
+    )
+    assert ALLOW_CRASHES or not fleet.crashes, f"workers exited on their own:\n{crashed}"
     for worker in fleet.workers:
         assert worker.stop() == 0, f"SIGTERM exit status:\n{worker.log()}"
 
