@@ -44,9 +44,12 @@ class Cluster:
             KAFKA_LOCAL_DIR=str(self.state_dir),
             KAFKA_NODES=str(NODES),
             KAFKA_HEAP_OPTS=os.environ.get("CHAOS_KAFKA_HEAP_OPTS", "-Xmx512m -Xms128m"),
+            # A node restarted after SIGKILL recovers its logs first; on a loaded
+            # 2-core machine that and the readiness probe's JVM can take minutes.
+            KAFKA_START_TIMEOUT=os.environ.get("KAFKA_START_TIMEOUT", "300"),
         )
         done = subprocess.run(  # noqa: S603
-            [str(KAFKA_LOCAL), *command], env=env, capture_output=True, text=True, timeout=300
+            [str(KAFKA_LOCAL), *command], env=env, capture_output=True, text=True, timeout=900
         )
         assert done.returncode == 0, f"kafka-local {' '.join(command)}:\n{done.stderr}"
         return done.stdout
