@@ -51,6 +51,9 @@ pytestmark = pytest.mark.chaos
 
 DURATION_S = float(os.environ.get("CHAOS_DURATION_S", "240"))
 ALLOW_CRASHES = os.environ.get("CHAOS_ALLOW_CRASHES") == "1"
+#: Most seconds for a worker to become ready, a rebalance, a catch-up: generous, as
+#: seen on a loaded 2-core machine (a restarted worker once took 114 s to be ready).
+READY_S = 300.0
 SESSION_TIMEOUT_S = 6
 #: FindCoordinator's key type of a transaction coordinator.
 TRANSACTION_COORDINATOR = 1
@@ -102,7 +105,7 @@ class Fleet:
         while True:
             worker = self.workers[slot]
             try:
-                return await worker.ready(timeout=120)
+                return await worker.ready(timeout=READY_S)
             except AssertionError:
                 assert worker.proc is not None
                 if worker.proc.poll() is None:
@@ -265,7 +268,7 @@ class Chaos:
             async def taken_over() -> bool:
                 return all(_READY_LINE.search(full_log(w)[marks[id(w)] :]) for w in others)
 
-            await eventually(taken_over, timeout=90, interval=0.2)
+            await eventually(taken_over, timeout=READY_S, interval=0.2)
             await asyncio.sleep(self.rng.uniform(0, 4))
         finally:
             os.kill(victim.proc.pid, signal.SIGCONT)
@@ -293,7 +296,7 @@ class Chaos:
         ]
         # Never two nodes away: min.insync.replicas is 2.
         await eventually(
-            lambda: fully_replicated(self.cluster.bootstrap, topics), timeout=120, interval=1
+            lambda: fully_replicated(self.cluster.bootstrap, topics), timeout=READY_S, interval=1
         )
         kill = self.rng.random() < 0.5
         verb = "node-kill" if kill else "node-stop"
@@ -386,7 +389,7 @@ async def _chaos(seed: int, stack: Stack, cluster: Cluster, producer: AIOKafkaPr
         return await totals_of(stack, first, accounts) == expected
 
     try:
-        await eventually(all_counted, timeout=180, interval=1)
+        await eventually(all_counted, timeout=READY_S, interval=1)
     except AssertionError:
         got = await totals_of(stack, first, accounts)
         wrong = {a: (got[a], expected[a]) for a in accounts if got[a] != expected[a]}
