@@ -1,6 +1,9 @@
 # usage-moments: two commands do all the set-up on a fresh machine.
 #   make run   - local broker (when MOMENTS_KAFKA_BOOTSTRAP is unset) + worker + simulator + tail
-#   make test  - venv, lint, every test tier against a real local broker
+#   make test  - venv, lint, every test tier against a real local broker (Kafka 3.9.1),
+#                then the Kafka 4.x subset against a second broker (Kafka $(KAFKA4_VERSION))
+#   make chaos - the chaos tier: three workers on a three-broker cluster under faults,
+#                on Kafka 3.9.1 then on Kafka $(KAFKA4_VERSION) (CI runs it after make test)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -11,11 +14,28 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KAFKA := scripts/kafka-local
 export KAFKA_PORT ?= 9092
+# The second broker of `make test`: the newest Kafka 4.x release Maven Central serves
+# (at this writing), on its own ports and state dir beside the 3.9.1 one.
+KAFKA4_VERSION ?= 4.4.0
+KAFKA4_PORT ?= 9094
+KAFKA4_CONTROLLER_PORT ?= 9095
+KAFKA4_DIR ?= /tmp/usage-moments-kafka4
+KAFKA4 := KAFKA_VERSION=$(KAFKA4_VERSION) KAFKA_PORT=$(KAFKA4_PORT) \
+	KAFKA_CONTROLLER_PORT=$(KAFKA4_CONTROLLER_PORT) KAFKA_LOCAL_DIR=$(KAFKA4_DIR) $(KAFKA)
+# What `make test` also runs on Kafka 4.x: every event kind end to end, the crash and
+# the fleet fault tests (the broker-away one runs its own 4.x broker: KAFKA_VERSION).
+KAFKA4_TESTS ?= tests/integration/test_thresholds.py tests/integration/test_milestones.py \
+	tests/integration/test_anniversaries.py tests/integration/test_overage_and_recovery.py \
+	tests/integration/test_account_changes.py tests/integration/test_crash.py \
+	tests/integration/test_fleet_faults.py
+# The chaos tier's clusters: nodes on CHAOS_PORT, +2, +4 (controllers on the odd ports).
+CHAOS_PORT ?= 9192
+CHAOS_DURATION_S ?= 240
 
-.PHONY: help install lint format test test-unit test-integration run bench broker-start broker-stop clean
+.PHONY: help install lint format test test-unit test-integration test-kafka4 chaos run bench broker-start broker-stop clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,11 +61,24 @@ format: $(STAMP) ## apply ruff fixes and formatting
 test-unit: $(STAMP) ## unit, functional and ops (deployment files) tiers (no broker)
 	$(BIN)/pytest tests/unit tests/functional tests/ops -q
 
-test: $(STAMP) ## lint + every test tier against a real local broker (started and stopped here)
+test: $(STAMP) ## lint + every test tier on Kafka 3.9.1, then the 4.x subset (brokers started and stopped here)
 	$(MAKE) lint
 	$(KAFKA) start
 	trap '$(KAFKA) stop' EXIT; \
 	  MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/pytest -q
+	$(MAKE) test-kafka4
+
+test-kafka4: $(STAMP) ## end-to-end, crash and fleet fault tests on Kafka 4.x, KAFKA4_VERSION (broker started and stopped here)
+	$(KAFKA4) start
+	trap '$(KAFKA4) stop' EXIT; \
+	  KAFKA_VERSION=$(KAFKA4_VERSION) MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA4_PORT) \
+	  $(BIN)/pytest -q $(KAFKA4_TESTS)
+
+chaos: $(STAMP) ## chaos tier (minutes): 3 workers, 3 brokers, faults; on Kafka 3.9.1, then 4.x (KAFKA4_VERSION)
+	KAFKA_VERSION=3.9.1 CHAOS_KAFKA_PORT=$(CHAOS_PORT) CHAOS_DURATION_S=$(CHAOS_DURATION_S) \
+	  $(BIN)/pytest -q -rP -m chaos tests/chaos
+	KAFKA_VERSION=$(KAFKA4_VERSION) CHAOS_KAFKA_PORT=$(CHAOS_PORT) CHAOS_DURATION_S=$(CHAOS_DURATION_S) \
+	  $(BIN)/pytest -q -rP -m chaos tests/chaos
 
 test-integration: $(STAMP) ## integration tier only (broker started and stopped here)
 	$(KAFKA) start

@@ -338,8 +338,15 @@ async def test_crash_then_data_dir_deleted_rebuilds_and_emits_nothing_twice(
 # -- the broker away ------------------------------------------------------------------
 
 
-def _free_ports(count: int, low: int = 19300, high: int = 19399) -> list[int]:
-    """``count`` ports of [low, high] nothing listens on, starting at a per-process spot."""
+def _free_ports(count: int) -> list[int]:
+    """``count`` ports nothing listens on, of TEST_BROKER_PORTS=LOW-HIGH (default
+    19300-19399: a machine shared by several runs gives each its own range), starting
+    at a per-process spot."""
+    low, _, high = (os.environ.get("TEST_BROKER_PORTS") or "19300-19399").partition("-")
+    return _free_ports_of(count, int(low), int(high))
+
+
+def _free_ports_of(count: int, low: int, high: int) -> list[int]:
     span = high - low + 1
     start = os.getpid() % span
     found: list[int] = []
