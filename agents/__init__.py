@@ -138,6 +138,9 @@ def install(runtime: Runtime) -> Engine:
         ),
         plans_topic=s.topic_accounts,
         plans_forwarded_topic=s.topic_plans_forward,
+        # Half the shutdown timeout for the steps in flight; the rest closes producers,
+        # the reader and the stores, and leaves the group.
+        stop_grace_s=s.shutdown_timeout_s / 2,
         usage_topics=(s.topic_usage, s.topic_rekey),
         committer=committer,
         reader=ChangelogReader(

@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 _RETRY_MAX_S = 5.0
 _GATE_CHECK_S = 0.1
 _MAINTENANCE_S = 5.0
+#: A stop cancels the steps still in flight this many times, waiting this long after each.
+_ABANDON_TRIES = 3
+_ABANDON_WAIT_S = 1.0
 #: How often held stores' sync times move on and unheld stores are cleaned up.
 _TEND_STORES_S = 60.0
 #: Records fetched but waiting for their steps, beyond which the partitions holding them
@@ -316,6 +319,7 @@ class Engine:
         hooks: Hooks,
         on_step: Callable[[int, int, float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        stop_grace_s: float = 15.0,
         state_cleanup_delay_s: float = 600.0,
         state_stale_after_s: float = 43_200.0,
         wall_clock_ms: Callable[[], int] = wall_ms,
@@ -356,6 +360,8 @@ class Engine:
         self.hooks = hooks
         #: Monotonic seconds, for the backoff of suspended background work.
         self.clock = clock
+        #: How long a stop waits for the steps in flight before abandoning them.
+        self.stop_grace_s = stop_grace_s
         self.stopped = False
         self._started = False
 
@@ -414,7 +420,7 @@ class Engine:
         self._accepting = False
         self._stop_requested.set()
         async with self._lock:  # the steps in flight commit (or fail) first
-            await self._drain_inflight()
+            await self._drain_or_abandon()
             task, self._task = self._task, None
             if task is not None:
                 task.cancel()
@@ -436,6 +442,38 @@ class Engine:
         self.standby.clear()
         self.stopped = True
         logger.info("engine stopped: every finished step is committed and stored")
+
+    async def _drain_or_abandon(self) -> None:
+        """Let the steps in flight end, for at most :attr:`stop_grace_s`; then cancel them.
+
+        A commit waiting on a broker that is away has its own deadline (the transaction
+        timeout, 60 s by default), longer than the worker's shutdown timeout (30 s): the
+        contract wants a stop within the latter, abandoning the batch if need be. A step
+        cancelled before its commit is answered changed nothing here (RocksDB is written
+        only after the commit returns, with no await in between), and its transaction is
+        aborted by the next owner's InitProducerId; if the broker committed it after all,
+        the store is behind Kafka, which restore brings level.
+        """
+        drained = asyncio.ensure_future(self._drain_inflight())
+        try:
+            await asyncio.wait_for(asyncio.shield(drained), self.stop_grace_s)
+            return
+        except TimeoutError:
+            logger.warning(
+                "partitions %s: steps still in flight %.0fs after the stop began; abandoned "
+                "(the next owner redoes them from the committed offsets)",
+                sorted(self._inflight),
+                self.stop_grace_s,
+            )
+        # A cancelled commit may await its abort (a broker away): cancel again, a few times.
+        for _ in range(_ABANDON_TRIES):
+            for step in list(self._inflight.values()):
+                step.cancel()
+            done, _ = await asyncio.wait({drained}, timeout=_ABANDON_WAIT_S)
+            if done:
+                return
+        drained.cancel()
+        await asyncio.gather(drained, return_exceptions=True)
 
     # -- readiness and progress --------------------------------------------------
 

@@ -297,3 +297,25 @@ async def test_a_failed_step_forgets_the_partitions_it_would_add_ahead(
 
 def likely_of(r: Rig, partition: int) -> list[tuple[tuple[str, int], ...]]:
     return [targets for p, targets in r.committer.begins if p == partition]
+
+
+# -- item 9: a stop does not wait on a commit that never ends -------------------------
+
+
+async def test_a_stop_abandons_a_step_whose_commit_never_ends(tmp_path: Path) -> None:
+    """A commit parked for ever (a broker away: its own deadline is the transaction
+    timeout, longer than the shutdown timeout) is abandoned once the stop's grace is
+    over; nothing of it reaches the store."""
+    r = await rig(tmp_path)
+    r.engine.stop_grace_s = 0.2
+    r.committer.gates[0] = asyncio.Event()  # never set
+    await r.submit(r.records(0, b"a"))
+    await until(lambda: 0 in r.committer.parked, "the step in its commit")
+    store = r.engine.owned[0].store
+    try:
+        await asyncio.wait_for(r.stop(), 10)
+    except TimeoutError:
+        raise AssertionError("the stop waited on the parked commit") from None
+    assert r.engine.stopped
+    assert r.committer.commits == []
+    assert store.closed  # closed without the step's write
