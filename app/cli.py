@@ -36,7 +36,7 @@ def cmd_check_config(_: argparse.Namespace) -> int:
     """Validate settings, the plan catalog and the Kafka codecs, and print a summary."""
     from app.codecs import CODECS, check_codecs
     from config.settings import load_settings, unknown_variables
-    from domain.catalog import load_catalog
+    from domain.plans.catalog import load_catalog
 
     settings = load_settings(os.environ)
     catalog = load_catalog(settings.plans_file)

@@ -45,11 +45,11 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from domain.anniversaries import HOUR_MS, due_cut
-from domain.catalog import Catalog, Plan
-from domain.evaluation import due_day
-from domain.periods import day_start_ms, period_containing_ms
-from domain.timeutil import DAY_MS, datetime_to_ms, ms_to_datetime, to_rfc3339
+from domain.common.timeutil import DAY_MS, datetime_to_ms, ms_to_datetime, to_rfc3339
+from domain.plans.catalog import Catalog, Plan
+from domain.plans.periods import day_start_ms, period_containing_ms
+from domain.rules.anniversaries import HOUR_MS, due_cut
+from domain.rules.evaluation import due_day
 
 Kind = Literal[
     "threshold-near",

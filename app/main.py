@@ -20,8 +20,8 @@ from app.faust_internals import MomentsApp
 from app.metrics import Metrics, build_metrics
 from app.security import broker_credentials
 from config.settings import Settings
-from domain.catalog import Catalog, load_catalog
-from domain.messages import Templates, load_templates
+from domain.plans.catalog import Catalog, load_catalog
+from domain.wording.messages import Templates, load_templates
 
 logger = logging.getLogger(__name__)
 

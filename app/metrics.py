@@ -12,7 +12,7 @@ from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-from domain.kinds import KINDS
+from domain.wording.kinds import KINDS
 
 Outcome = Literal["accepted", "duplicate", "invalid", "late", "unknown_account"]
 OUTCOMES: Final[tuple[Outcome, ...]] = (

@@ -44,8 +44,8 @@ from aiokafka.errors import KafkaError
 from app.demo import Planned, Showcase, run_tag
 from app.signals import install_stop_handlers
 from config.settings import Settings
-from domain.catalog import Catalog, Plan
-from domain.timeutil import DAY_MS, to_rfc3339
+from domain.common.timeutil import DAY_MS, to_rfc3339
+from domain.plans.catalog import Catalog, Plan
 
 logger = logging.getLogger(__name__)
 
@@ -603,7 +603,7 @@ async def _simulate(args: argparse.Namespace) -> int:
     from app.security import client_kwargs
     from app.topology import ensure_topics
     from config.settings import load_settings
-    from domain.catalog import load_catalog
+    from domain.plans.catalog import load_catalog
 
     settings = load_settings(os.environ)
     catalog = load_catalog(settings.plans_file)

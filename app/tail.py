@@ -37,8 +37,8 @@ from aiokafka.errors import KafkaError
 
 from app.signals import install_stop_handlers
 from app.topology import EVENT_KINDS
-from domain.messages import format_money, format_number, format_percent
-from domain.timeutil import ms_to_datetime, parse_rfc3339
+from domain.common.timeutil import ms_to_datetime, parse_rfc3339
+from domain.wording.messages import format_money, format_number, format_percent
 
 logger = logging.getLogger(__name__)
 

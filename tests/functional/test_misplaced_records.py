@@ -23,8 +23,8 @@ from agents.plans import PlansHandler
 from agents.usage import UsageHandler
 from app.main import build_runtime
 from config.settings import Settings, load_settings
-from domain.partitioning import account_partition
-from domain.timeutil import to_rfc3339
+from domain.common.timeutil import to_rfc3339
+from domain.intake.partitioning import account_partition
 from engine.step import Step
 from state.store import PartitionStore, StoreOptions, open_partition
 from state.transaction import StepState

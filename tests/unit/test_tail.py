@@ -25,7 +25,7 @@ from app.tail import (
     parse_kinds,
 )
 from app.topology import EVENT_KINDS
-from domain.timeutil import datetime_to_ms
+from domain.common.timeutil import datetime_to_ms
 
 TODAY = date(2026, 11, 24)
 TRIGGERED = "2026-11-24T09:30:05Z"

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, getcontext, localcontext
 from typing import Final
 
-from domain.periods import Period
-from domain.timeutil import DAY_MS
+from domain.common.timeutil import DAY_MS
+from domain.plans.periods import Period
 
 _ZERO: Final = Decimal(0)
 _CENT: Final = Decimal("0.01")

@@ -7,12 +7,12 @@ are put together, so the schema, the contract table and the code cannot drift ap
 
 JSON encoding:
 
-- Instants are RFC 3339 in UTC with a ``Z`` (:func:`domain.timeutil.to_rfc3339`), with
+- Instants are RFC 3339 in UTC with a ``Z`` (:func:`domain.common.timeutil.to_rfc3339`), with
   milliseconds only when they are not zero: ``2026-11-01T00:00:00Z``.
 - Quantities, limits, prices and totals are JSON numbers written exactly
-  (:mod:`domain.numbers`): an integer when whole and below 2**63 (``10000``, ``19``), else the
-  shortest text of a double (``12.5``, ``0.29``, ``1e+20``); the intake refuses records whose
-  totals could not be written so. Derived figures (projections, means) are the nearest double.
+  (:mod:`domain.common.numbers`): an integer when whole and below 2**63 (``10000``, ``19``),
+  else the shortest text of a double (``12.5``, ``0.29``, ``1e+20``); the intake refuses records
+  whose totals could not be written so. Derived figures (projections, means) are the nearest double.
 - Ratios (``usage.ratio``, ``drop.ratio``) are rounded down to 6 decimals, so a ratio never
   shows a level as reached before it is.
 - ``level`` and ``crossed_levels`` are always floats, so 1.0 is written ``1.0`` as in the
@@ -41,10 +41,22 @@ from datetime import date
 from decimal import ROUND_FLOOR, Decimal, getcontext, localcontext
 from typing import Any, Final
 
-from domain.anniversaries import MetricRecap, recap_text
-from domain.catalog import Catalog, Plan
-from domain.kinds import Kind
-from domain.messages import (
+from domain.common.numbers import json_number
+from domain.common.timeutil import to_rfc3339
+from domain.plans.catalog import Catalog, Plan
+from domain.plans.periods import Period
+from domain.rules.anniversaries import MetricRecap, recap_text
+from domain.rules.overage import Overage, is_over_level, overage_of, overage_suggestion
+from domain.rules.projection import Projection, project, project_recent
+from domain.rules.suggestions import (
+    Suggestion,
+    suggest_after_recovery,
+    suggest_for_drop,
+    suggest_upgrade,
+)
+from domain.rules.thresholds import HIT_LEVEL, Crossing, level_text, threshold_kind
+from domain.wording.kinds import Kind
+from domain.wording.messages import (
     Message,
     Templates,
     anniversary_message,
@@ -52,18 +64,6 @@ from domain.messages import (
     recovered_message,
     threshold_message,
 )
-from domain.numbers import json_number
-from domain.overage import Overage, is_over_level, overage_of, overage_suggestion
-from domain.periods import Period
-from domain.projection import Projection, project, project_recent
-from domain.suggestions import (
-    Suggestion,
-    suggest_after_recovery,
-    suggest_for_drop,
-    suggest_upgrade,
-)
-from domain.thresholds import HIT_LEVEL, Crossing, level_text, threshold_kind
-from domain.timeutil import to_rfc3339
 
 SCHEMA_VERSION: Final = 1
 """Value of ``schema_version`` in every event; bumped only for incompatible changes."""
@@ -227,7 +227,7 @@ def threshold_event(
     1.0 carries the ``overage`` block when the plan prices overage of ``metric`` (its
     suggestion's rationale then weighs that cost against the upgrade). The projection runs at the
     period-to-date pace as of the record; when this record reached the limit, that is when the
-    limit was reached. The suggestion is :func:`~domain.suggestions.suggest_upgrade` of the
+    limit was reached. The suggestion is :func:`~domain.rules.suggestions.suggest_upgrade` of the
     projected total.
     """
     kind = threshold_kind(crossing.level)
@@ -441,7 +441,7 @@ def anniversary_event(
     """The billing-anniversary event of the closed ``period`` (contract 3, 3.5).
 
     ``recap`` holds the period's final totals and the account's limits, one entry per metric
-    (see :func:`domain.anniversaries.recap_metrics`); ``triggered_at`` is the period's end.
+    (see :func:`domain.rules.anniversaries.recap_metrics`); ``triggered_at`` is the period's end.
     """
     message = anniversary_message(
         templates,

@@ -20,9 +20,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
+from domain.common.numbers import MAX_AMOUNT, MIN_AMOUNT, exact_in_json
 from domain.errors import CatalogError
-from domain.numbers import MAX_AMOUNT, MIN_AMOUNT, exact_in_json
-from domain.periods import PERIOD_LENGTHS, PeriodLength
+from domain.plans.periods import PERIOD_LENGTHS, PeriodLength
 
 METRIC_PATTERN: Final = re.compile(r"[a-z0-9_.-]{1,64}")
 """What a metric name looks like (contract 1.1), matched in full."""
@@ -463,7 +463,7 @@ class _Parser:
         return limits
 
     def exact(self, value: Decimal, where: str, name: str) -> None:
-        """Refuse an amount events could not carry exactly (see :mod:`domain.numbers`)."""
+        """Refuse an amount events could not carry exactly (see :mod:`domain.common.numbers`)."""
         if not exact_in_json(value):
             raise self.fail(
                 where,

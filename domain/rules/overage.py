@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Final
 
-from domain.catalog import Catalog, Plan
-from domain.messages import format_approx, format_money, format_number
-from domain.suggestions import Suggestion, covers
-from domain.thresholds import HIT_LEVEL
+from domain.plans.catalog import Catalog, Plan
+from domain.rules.suggestions import Suggestion, covers
+from domain.rules.thresholds import HIT_LEVEL
+from domain.wording.messages import format_approx, format_money, format_number
 
 _ZERO: Final = Decimal(0)
 
@@ -85,7 +85,7 @@ def overage_suggestion(
     projected_total: Decimal,
     overage: Overage | None,
 ) -> Suggestion:
-    """``suggestion`` (:func:`~domain.suggestions.suggest_upgrade`) with a rationale in money
+    """``suggestion`` (:func:`~domain.rules.suggestions.suggest_upgrade`) with a rationale in money
     when ``overage`` is priced (contract 3.1): the upgrade's price difference against the
     projected overage cost it would save. Without a price, ``suggestion`` unchanged."""
     if overage is None:

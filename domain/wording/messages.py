@@ -28,15 +28,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, Literal
 
+from domain.common.timeutil import ms_to_datetime
 from domain.errors import ConfigError
-from domain.periods import Period, date_to_day, day_start_ms
-from domain.timeutil import ms_to_datetime
+from domain.plans.periods import Period, date_to_day, day_start_ms
 
 if TYPE_CHECKING:  # suggestions imports the formatters below; only the types are needed here.
-    from domain.catalog import Catalog, Plan
-    from domain.overage import Overage
-    from domain.projection import Projection
-    from domain.suggestions import Suggestion
+    from domain.plans.catalog import Catalog, Plan
+    from domain.rules.overage import Overage
+    from domain.rules.projection import Projection
+    from domain.rules.suggestions import Suggestion
 
 Kind = Literal["threshold-near", "threshold-hit", "sudden-drop"]
 """The three kinds of moment, as in event ``kind`` and topic names."""
@@ -610,7 +610,7 @@ def threshold_message(
     if kind == "threshold-hit":
         values["over"] = format_number(max(total - limit, _ZERO))
         if reached is None:
-            # domain.events passes the announcing record's time; a hit without one is a bug.
+            # domain.wording.events passes the announcing record's time; a hit without one is a bug.
             raise ValueError("a threshold-hit projection needs limit_reached_at_ms")
         values["limit_date"] = format_date(reached)
         if level > _ONE:

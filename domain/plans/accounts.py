@@ -12,16 +12,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, Literal, cast
 
-from domain.catalog import Catalog, Plan
-from domain.periods import (
+from domain.common.timeutil import datetime_to_ms
+from domain.intake.records import PlanRecord
+from domain.plans.catalog import Catalog, Plan
+from domain.plans.periods import (
     Period,
     PeriodLength,
     calendar_month,
     default_anchor,
     period_containing_ms,
 )
-from domain.records import PlanRecord
-from domain.timeutil import datetime_to_ms
 
 Status = Literal["active", "paused", "cancelled"]
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from domain.drops import DailyTotals, Episode
-from domain.periods import utc_day
+from domain.plans.periods import utc_day
+from domain.rules.drops import DailyTotals, Episode
 
 
 @dataclass(slots=True)

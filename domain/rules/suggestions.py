@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, Literal
 
-from domain.catalog import Catalog, Plan
-from domain.messages import format_approx, format_days, format_money, format_number
+from domain.plans.catalog import Catalog, Plan
+from domain.wording.messages import format_approx, format_days, format_money, format_number
 
 Action = Literal["upgrade", "downgrade", "pause", "resume", "none"]
 """What a moment suggests; ``none`` comes with a rationale that says why nothing fits."""

@@ -22,12 +22,9 @@ from typing import Any, Final, Literal, get_args
 
 import orjson
 
-from domain.catalog import METRIC_PATTERN, Catalog, Plan
-from domain.errors import InvalidPlanRecord, InvalidUsageRecord
-from domain.numbers import MAX_AMOUNT, MIN_AMOUNT, exact_in_json
-from domain.periods import PeriodLength, default_anchor
-from domain.slots import slot_setter
-from domain.timeutil import (
+from domain.common.numbers import MAX_AMOUNT, MIN_AMOUNT, exact_in_json
+from domain.common.slots import slot_setter
+from domain.common.timeutil import (
     MAX_TIMESTAMP_MS,
     MIN_TIMESTAMP_MS,
     datetime_to_ms,
@@ -35,6 +32,9 @@ from domain.timeutil import (
     parse_rfc3339_ms,
     to_rfc3339,
 )
+from domain.errors import InvalidPlanRecord, InvalidUsageRecord
+from domain.plans.catalog import METRIC_PATTERN, Catalog, Plan
+from domain.plans.periods import PeriodLength, default_anchor
 
 PlanStatus = Literal["active", "paused", "cancelled"]
 """An account's status; only ``active`` accounts get events."""
@@ -45,8 +45,8 @@ ID_MAX_CHARS: Final = 128
 """Longest ``record_id`` or ``account_id`` accepted (contract 1.1)."""
 
 _SHOW_MAX_CHARS: Final = 60
-# Integers up to 2**53 are exact in JSON (domain.numbers) and far below its ceiling; a float's
-# repr is always exact, so floats need only the bounds.
+# Integers up to 2**53 are exact in JSON (domain.common.numbers) and far below its ceiling; a
+# float's repr is always exact, so floats need only the bounds.
 _INT53: Final = 2**53
 # Members are counted in events and messages as integers: keep them in int64 and plausible.
 _MEMBERS_MAX: Final = 10**9
@@ -133,7 +133,7 @@ _known_metrics: set[str] = set()
 def _usage_record(
     record_id: str, account_id: str, metric: str, quantity: Decimal, timestamp_ms: int
 ) -> UsageRecord:
-    """``UsageRecord(...)`` by its slot setters (see :mod:`domain.slots`)."""
+    """``UsageRecord(...)`` by its slot setters (see :mod:`domain.common.slots`)."""
     record: UsageRecord = object.__new__(UsageRecord)
     _set_record_id(record, record_id)
     _set_account_id(record, account_id)

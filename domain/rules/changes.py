@@ -18,8 +18,9 @@ What is not a change:
   neither "up" nor "down" can be said), and anything else of the record (limits, anchor).
 
 Event ids: SHA-256 of ``account-change|<account_id>|<change.type>|<updated_at>``, the record's
-``updated_at`` as RFC 3339 UTC with ``Z`` (:func:`domain.timeutil.to_rfc3339`). A re-delivered
-record holds no change, so it has no event; two changes of one type in one record cannot happen.
+``updated_at`` as RFC 3339 UTC with ``Z`` (:func:`domain.common.timeutil.to_rfc3339`). A
+re-delivered record holds no change, so it has no event; two changes of one type in one record
+cannot happen.
 
 Suggestions are ``offer`` (with the catalog's ``[offers]`` text) for added members and a new
 region, else ``none`` with a rationale; account changes never suggest a plan: the account just
@@ -34,9 +35,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final, Literal
 
-from domain.accounts import AccountPlan, Status
-from domain.catalog import Catalog, Plan
-from domain.messages import (
+from domain.common.numbers import json_number
+from domain.common.timeutil import to_rfc3339
+from domain.plans.accounts import AccountPlan, Status
+from domain.plans.catalog import Catalog, Plan
+from domain.plans.periods import Period
+from domain.wording.messages import (
     Message,
     Templates,
     account_change_message,
@@ -44,9 +48,6 @@ from domain.messages import (
     format_number,
     format_percent,
 )
-from domain.numbers import json_number
-from domain.periods import Period
-from domain.timeutil import to_rfc3339
 
 ChangeType = Literal[
     "plan_upgraded",

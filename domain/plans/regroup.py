@@ -15,11 +15,11 @@ Records after the change are attributed by their exact timestamps as always.
 
 from __future__ import annotations
 
-from domain.accounts import AccountPlan, period_of
-from domain.catalog import Catalog
-from domain.daily import AccountDaily
-from domain.periods import day_start_ms
-from domain.usage import AccountTotals
+from domain.intake.daily import AccountDaily
+from domain.intake.usage import AccountTotals
+from domain.plans.accounts import AccountPlan, period_of
+from domain.plans.catalog import Catalog
+from domain.plans.periods import day_start_ms
 
 
 def periods_change(held: AccountPlan | None, new: AccountPlan) -> bool:

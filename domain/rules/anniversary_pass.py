@@ -2,7 +2,7 @@
 
 Pure: the agent hands in the account's plan, its period totals, what it holds of the
 account's last anniversary and the pass's cut, and gets back what to hold now and the event to
-send, if any. See :mod:`domain.anniversaries` for when periods are final and how they count.
+send, if any. See :mod:`domain.rules.anniversaries` for when periods are final and how they count.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from domain.accounts import AccountPlan
-from domain.anniversaries import (
+from domain.intake.usage import AccountTotals
+from domain.plans.accounts import AccountPlan
+from domain.plans.catalog import Catalog
+from domain.rules.anniversaries import (
     Summary,
     judge,
     latest_closed,
@@ -24,10 +26,8 @@ from domain.anniversaries import (
     summarize,
     whole_years,
 )
-from domain.catalog import Catalog
-from domain.events import anniversary_event
-from domain.messages import Templates
-from domain.usage import AccountTotals
+from domain.wording.events import anniversary_event
+from domain.wording.messages import Templates
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Threshold detection over one batch's accepted records: state in, events out.
 
-Runs after :func:`domain.intake.run_intake` on the same partition group, in
+Runs after :func:`domain.intake.batch.run_intake` on the same partition group, in
 record order, so each record is judged against the period total it produced.
 Pure: announced levels come in through a lookup and go out as new state that the
 agent writes in the same step (and, under exactly-once, the same transaction) as
@@ -14,12 +14,18 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
-from domain.accounts import AccountPlan
-from domain.catalog import Catalog, Plan
-from domain.events import threshold_event
-from domain.intake import Accepted
-from domain.messages import Templates
-from domain.thresholds import HIT_LEVEL, AnnouncedLevels, Threshold, should_announce, thresholds
+from domain.intake.batch import Accepted
+from domain.plans.accounts import AccountPlan
+from domain.plans.catalog import Catalog, Plan
+from domain.rules.thresholds import (
+    HIT_LEVEL,
+    AnnouncedLevels,
+    Threshold,
+    should_announce,
+    thresholds,
+)
+from domain.wording.events import threshold_event
+from domain.wording.messages import Templates
 
 
 @dataclass(frozen=True, slots=True)

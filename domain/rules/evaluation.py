@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from domain.accounts import AccountPlan, period_of
-from domain.catalog import Catalog
-from domain.daily import AccountDaily
-from domain.detection import Moment
-from domain.drops import DropRules, Episode, assess, ended, step
-from domain.events import drop_event, recovered_event
-from domain.messages import Templates
-from domain.periods import Period, day_start_ms, day_to_date, utc_day
-from domain.usage import AccountTotals
+from domain.intake.daily import AccountDaily
+from domain.intake.usage import AccountTotals
+from domain.plans.accounts import AccountPlan, period_of
+from domain.plans.catalog import Catalog
+from domain.plans.periods import Period, day_start_ms, day_to_date, utc_day
+from domain.rules.detection import Moment
+from domain.rules.drops import DropRules, Episode, assess, ended, step
+from domain.wording.events import drop_event, recovered_event
+from domain.wording.messages import Templates
 
 _ZERO = Decimal(0)
 _ONE = Decimal(1)

@@ -1,11 +1,11 @@
 """Milestone detection and events (contract 3.4): lifetime totals reaching catalog milestones.
 
-Runs after :func:`domain.intake.run_intake` over the records it listed in
+Runs after :func:`domain.intake.batch.run_intake` over the records it listed in
 ``milestones_due``, in record order. For each, every milestone of the metric's catalog entry
 that the record's lifetime total reaches and that was not announced yet becomes announced;
 if any did, the record yields one ``milestone`` event for the highest, ``milestone.reached``
 listing them all. The announced milestones live in the account's
-:class:`~domain.lifetime.AccountLifetime`, which the agent writes back in the same step (and
+:class:`~domain.intake.lifetime.AccountLifetime`, which the agent writes back in the same step (and
 Kafka transaction) as the events, so each (account, metric, milestone) is announced at most
 once, across restarts.
 
@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from domain.catalog import Catalog, Milestones, Plan
-from domain.detection import Moment
-from domain.events import SCHEMA_VERSION, ratio_of
-from domain.lifetime import AccountLifetime, MilestoneDue
-from domain.messages import Templates, format_milestone, format_number, milestone_message
-from domain.numbers import json_number
-from domain.timeutil import to_rfc3339
+from domain.common.numbers import json_number
+from domain.common.timeutil import to_rfc3339
+from domain.intake.lifetime import AccountLifetime, MilestoneDue
+from domain.plans.catalog import Catalog, Milestones, Plan
+from domain.rules.detection import Moment
+from domain.wording.events import SCHEMA_VERSION, ratio_of
+from domain.wording.messages import Templates, format_milestone, format_number, milestone_message
 
 
 @dataclass(slots=True)

@@ -12,19 +12,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from domain.accounts import AccountPlan, period_of
-from domain.catalog import Catalog
-from domain.daily import AccountDaily
-from domain.deadletter import DeadLetter, dead_letter
+from domain.common.numbers import exact_in_json
+from domain.common.slots import slot_setter
+from domain.common.timeutil import to_rfc3339
 from domain.errors import InvalidUsageRecord
-from domain.lifetime import AccountLifetime, MilestoneDue
-from domain.numbers import exact_in_json
-from domain.partitioning import account_partition
-from domain.periods import Period, day_start_ms, utc_day
-from domain.records import UsageRecord, parse_usage
-from domain.slots import slot_setter
-from domain.timeutil import to_rfc3339
-from domain.usage import AccountTotals, Change
+from domain.intake.daily import AccountDaily
+from domain.intake.deadletter import DeadLetter, dead_letter
+from domain.intake.lifetime import AccountLifetime, MilestoneDue
+from domain.intake.partitioning import account_partition
+from domain.intake.records import UsageRecord, parse_usage
+from domain.intake.usage import AccountTotals, Change
+from domain.plans.accounts import AccountPlan, period_of
+from domain.plans.catalog import Catalog
+from domain.plans.periods import Period, day_start_ms, utc_day
 
 
 class Raw(Protocol):
@@ -227,7 +227,7 @@ def run_intake(
                 reason = (
                     f"quantity: {record.quantity} would make the total of {record.metric} in "
                     f"the period from {to_rfc3339(period.start_ms)} {change.after}, which "
-                    f"events cannot carry exactly (see domain/numbers.py)"
+                    f"events cannot carry exactly (see domain/common/numbers.py)"
                 )
                 letter = dead_letter(
                     reason, raw.topic, raw.partition, raw.offset, raw.value, now_ms
@@ -247,7 +247,7 @@ def run_intake(
                 reason = (
                     f"quantity: {record.quantity} would make the lifetime total of "
                     f"{record.metric} {lifetime.total(record.metric) + record.quantity}, "
-                    f"which events cannot carry exactly (see domain/numbers.py)"
+                    f"which events cannot carry exactly (see domain/common/numbers.py)"
                 )
                 letter = dead_letter(
                     reason, raw.topic, raw.partition, raw.offset, raw.value, now_ms
@@ -283,7 +283,7 @@ def run_intake(
             outcomes["late"] += 1
             continue
         outcomes["accepted" if plan is not None else "unknown_account"] += 1
-        # Accepted(record, raw, plan, change), by its slot setters (see domain.slots).
+        # Accepted(record, raw, plan, change), by its slot setters (see domain.common.slots).
         item: Accepted = _new(Accepted)
         _set_record(item, record)
         _set_raw(item, raw)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from domain.periods import Period, span_of_text, span_text
-from domain.slots import slot_setter
+from domain.common.slots import slot_setter
+from domain.plans.periods import Period, span_of_text, span_text
 
 _ZERO = Decimal(0)
 
@@ -47,7 +47,7 @@ class AccountTotals:
         before = by_period.get(key, _ZERO)
         after = before + quantity
         by_period[key] = after
-        # Change(metric, period, before, after), by its slot setters (see domain.slots).
+        # Change(metric, period, before, after), by its slot setters (see domain.common.slots).
         change: Change = _new(Change)
         _set_metric(change, metric)
         _set_period(change, period)

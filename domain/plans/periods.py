@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Final, Literal, get_args
 
-from domain.timeutil import DAY_MS, EPOCH, datetime_to_ms, ms_to_datetime
+from domain.common.timeutil import DAY_MS, EPOCH, datetime_to_ms, ms_to_datetime
 
 PeriodLength = Literal["month", "week", "day"]
 """Length of a billing period, as written in the catalog's ``[defaults] period``."""

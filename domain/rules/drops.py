@@ -25,7 +25,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from fractions import Fraction
 from typing import Any, Final
 
-from domain.periods import utc_day
+from domain.plans.periods import utc_day
 
 _ZERO: Final = Decimal(0)
 
@@ -41,7 +41,7 @@ def _to_decimal(value: Fraction) -> Decimal:
 class DailyTotals:
     """Usage of one (account, metric) per UTC day, the state drop detection reads.
 
-    ``days`` maps a UTC day number (:func:`domain.periods.utc_day`) to the sum of quantities
+    ``days`` maps a UTC day number (:func:`domain.plans.periods.utc_day`) to the sum of quantities
     whose timestamps fall on that day; days with no usage are absent (they count as zero).
 
     ``first_day`` is the earliest day of any record ever added, a zero quantity included (a

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from typing import Final, NotRequired, TypedDict
 
-from domain.timeutil import to_rfc3339
+from domain.common.timeutil import to_rfc3339
 
 _ERROR_MAX_CHARS: Final = 2000
 

@@ -5,7 +5,7 @@ background slices and keeps, per account, the small :class:`Summary` of the last
 so the next one can be judged on two periods.
 
 When a period is *final*. A record is late once ``now > period.end + late_grace`` (see
-:func:`domain.intake.run_intake`), so from then on nothing changes the period's totals. The
+:func:`domain.intake.batch.run_intake`), so from then on nothing changes the period's totals. The
 passes run at *cuts*: whole hours of ``now - late_grace - 1 ms``, floored (:func:`due_cut`), so
 every period whose end is at or before a cut is final, and there is at most one pass an hour
 however many accounts a partition holds. A pass at cut ``c`` announces, for each account, the
@@ -30,12 +30,12 @@ from datetime import UTC
 from decimal import Decimal
 from typing import Final
 
-from domain.accounts import AccountPlan, period_of
-from domain.catalog import Catalog, Plan
-from domain.messages import format_number, format_percent
-from domain.periods import WEEK_MS, Period, PeriodLength
-from domain.suggestions import Suggestion, covers
-from domain.timeutil import DAY_MS, datetime_to_ms, ms_to_datetime
+from domain.common.timeutil import DAY_MS, datetime_to_ms, ms_to_datetime
+from domain.plans.accounts import AccountPlan, period_of
+from domain.plans.catalog import Catalog, Plan
+from domain.plans.periods import WEEK_MS, Period, PeriodLength
+from domain.rules.suggestions import Suggestion, covers
+from domain.wording.messages import format_number, format_percent
 
 HOUR_MS: Final = 3_600_000
 """Passes run at most once per hour: a period is announced within an hour (plus the check

@@ -6,7 +6,7 @@ included, whatever the plan or period. One :class:`AccountLifetime` per account 
 metric's lifetime total and the milestones already announced per metric, so a step reads and
 writes each account's lifetime state once. The usage intake folds each record into it (one
 dict update) and lists the records that may announce a milestone (:class:`MilestoneDue`);
-:mod:`domain.milestones` then decides and builds the events.
+:mod:`domain.rules.milestones` then decides and builds the events.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from decimal import Context, Decimal, Inexact
 from typing import Any, Final
 
-from domain.accounts import AccountPlan
-from domain.catalog import Milestones
-from domain.numbers import exact_in_json
-from domain.periods import Period
-from domain.records import UsageRecord
+from domain.common.numbers import exact_in_json
+from domain.intake.records import UsageRecord
+from domain.plans.accounts import AccountPlan
+from domain.plans.catalog import Milestones
+from domain.plans.periods import Period
 
 _ZERO: Final = Decimal(0)
 
@@ -66,7 +66,7 @@ class AccountLifetime:
     def add(self, metric: str, quantity: Decimal) -> Decimal | None:
         """Add ``quantity`` to the lifetime total of ``metric`` and return the new total;
         ``None`` (and nothing changed) when the new total would not be exact in JSON
-        (:func:`domain.numbers.exact_in_json`), or would need more than 28 digits."""
+        (:func:`domain.common.numbers.exact_in_json`), or would need more than 28 digits."""
         totals = self.totals
         try:
             after = _exact_add(totals.get(metric, _ZERO), quantity)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, localcontext
 from typing import Any, Final, Literal
 
-from domain.accounts import AccountPlan
-from domain.periods import Period, span_of_text, span_text
+from domain.plans.accounts import AccountPlan
+from domain.plans.periods import Period, span_of_text, span_text
 
 _DEFAULT_PRECISION: Final = 28
 
@@ -103,7 +103,7 @@ def detect(
 ) -> Crossing | None:
     """The levels that ``total`` reaches and that are not in ``announced``, or ``None``.
 
-    ``levels`` are the plan's levels (:attr:`domain.catalog.Plan.levels`); ``limit`` is the
+    ``levels`` are the plan's levels (:attr:`domain.plans.catalog.Plan.levels`); ``limit`` is the
     account's allotment of the metric, ``None`` when unlimited (no thresholds then). Levels are
     compared by value, so ``Decimal("1")`` and ``Decimal("1.0")`` are the same level.
     """
@@ -124,7 +124,7 @@ def should_announce(plan: AccountPlan | None, *, late: bool = False) -> bool:
 def level_text(level: Decimal) -> str:
     """A level as plain decimal text with at least one fractional digit: ``0.8``, ``0.75``,
     ``1.0``. It is the text JSON gives the event's ``level`` number and the level part of the
-    event id (see :mod:`domain.events`), and how levels are stored in state."""
+    event id (see :mod:`domain.wording.events`), and how levels are stored in state."""
     # The text depends on the value only (0.8 and 0.80 give "0.8"), except for the sign of a
     # zero, so a cache by value holds for every level but zero. Plans have a few levels.
     text = _level_texts.get(level) if level else None
@@ -239,8 +239,8 @@ class AnnouncedLevels:
     def prune(self, keep_end_after_ms: int) -> bool:
         """Forget periods that ended at or before ``keep_end_after_ms``; True if any went.
 
-        Same cut-off rule as :meth:`domain.usage.AccountTotals.prune`: once a period is too old
-        for late records to count, nothing can be announced in it any more.
+        Same cut-off rule as :meth:`domain.intake.usage.AccountTotals.prune`: once a period is too
+        old for late records to count, nothing can be announced in it any more.
         """
         changed = False
         for metric in list(self.levels):
