@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from agents.forwarding import Misplaced
 from app.main import Runtime
@@ -36,8 +36,8 @@ from domain.intake.partitioning import (
 from domain.intake.records import parse_plan
 from domain.plans.accounts import AccountPlan, period_of, supersedes
 from domain.plans.regroup import periods_change, regroup_totals
-from domain.rules.changes import KIND as CHANGE_KIND
 from domain.rules.changes import change_events, diff_accounts
+from domain.wording.kinds import Kind
 from engine.step import Step
 from state import jsonbytes
 from tables.accounts import plan_of, put_plan
@@ -46,6 +46,8 @@ from tables.forget import forget_account, forgotten_at
 from tables.totals import put_totals, totals_of
 
 logger = logging.getLogger(__name__)
+
+KIND: Final[Kind] = "account-change"
 
 
 class PlansHandler:
@@ -161,7 +163,7 @@ class PlansHandler:
             totals=usage,
             emitted_at_ms=rt.clock.now_ms(),
         )
-        topic = rt.settings.event_topic(CHANGE_KIND)
+        topic = rt.settings.event_topic(KIND)
         key = plan.account_id.encode()
         for event in events:
             step.send(topic, key, jsonbytes.dumps(event))
@@ -210,7 +212,7 @@ class PlansHandler:
             for name, n in left_out.items():
                 metrics.plan_entries_left_out.labels(field=name).inc(n)
             if arrivals:
-                metrics.events.labels(kind=CHANGE_KIND).inc(len(arrivals))
+                metrics.events.labels(kind=KIND).inc(len(arrivals))
                 emitted_s = clock.now_ms() / 1000
                 for arrived_ms in arrivals:
                     metrics.event_latency.observe(max(0.0, emitted_s - arrived_ms / 1000))

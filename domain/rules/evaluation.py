@@ -17,7 +17,7 @@ from domain.plans.catalog import Catalog
 from domain.plans.periods import Period, day_start_ms, day_to_date, utc_day
 from domain.rules.detection import Moment
 from domain.rules.drops import DropRules, Episode, assess, ended, step
-from domain.wording.events import drop_event, recovered_event
+from domain.wording.events import Evaluation, Standing, Wording, drop_event, recovered_event
 from domain.wording.messages import Templates
 
 _ZERO = Decimal(0)
@@ -56,6 +56,7 @@ def evaluate_account(
     when it was (the record that announced 1.0), for the drop's projection.
     """
     moments: list[Moment] = []
+    wording = Wording(templates, catalog)
     changed = False
     closed_at_ms = day_start_ms(day + 1)
     catalog_plan = None if plan is None else catalog.plan(plan.plan_id)
@@ -85,49 +86,46 @@ def evaluate_account(
         reached_at = (
             None if limit_reached_at is None else limit_reached_at(metric, period, plan.plan_id)
         )
+        standing = Standing(
+            account_id,
+            catalog_plan,
+            metric,
+            period,
+            totals.total(metric, period),
+            plan.limit(catalog_plan, metric),
+        )
         if kind == "usage-recovered" and dropped_on is not None:
-            payload = recovered_event(
-                templates=templates,
-                catalog=catalog,
-                plan=catalog_plan,
-                paused=plan.status == "paused",
-                account_id=account_id,
-                metric=metric,
-                period=period,
-                total=totals.total(metric, period),
-                limit=plan.limit(catalog_plan, metric),
-                recent_days=len(assessment.recent_days),
-                recent_total=assessment.recent_total,
-                expected_total=assessment.expected_total,
+            evaluation = Evaluation(
+                len(assessment.recent_days),
+                assessment.recent_total,
+                assessment.expected_total,
                 # Usage after a silence longer than the baseline: nothing was expected, so
                 # it is at least as usual (the message says 100%).
-                ratio=assessment.ratio if assessment.ratio is not None else _ONE,
-                last_active_at_ms=history.last_active_ms,
-                dropped_on=day_to_date(dropped_on),
-                evaluated_at_ms=closed_at_ms,
-                emitted_at_ms=now_ms,
-                limit_reached_at_ms=reached_at,
+                assessment.ratio if assessment.ratio is not None else _ONE,
+                history.last_active_ms,
+                closed_at_ms,
+                reached_at,
             )
-            moments.append(Moment(kind, account_id, payload, arrived_ms))
+            recovered = recovered_event(
+                wording,
+                standing,
+                evaluation,
+                day_to_date(dropped_on),
+                now_ms,
+                paused=plan.status == "paused",
+            )
+            moments.append(Moment(kind, account_id, recovered, arrived_ms))
             continue
-        payload = drop_event(
-            templates=templates,
-            catalog=catalog,
-            plan=catalog_plan,
-            account_id=account_id,
-            metric=metric,
-            period=period,
-            total=totals.total(metric, period),
-            limit=plan.limit(catalog_plan, metric),
-            recent_days=len(assessment.recent_days),
-            recent_total=assessment.recent_total,
-            expected_total=assessment.expected_total,
-            ratio=assessment.ratio if assessment.ratio is not None else _ZERO,
-            last_active_at_ms=history.last_active_ms,
-            first_recent_day=day_to_date(assessment.first_recent_day),
-            evaluated_at_ms=closed_at_ms,
-            emitted_at_ms=now_ms,
-            limit_reached_at_ms=reached_at,
+        evaluation = Evaluation(
+            len(assessment.recent_days),
+            assessment.recent_total,
+            assessment.expected_total,
+            assessment.ratio if assessment.ratio is not None else _ZERO,
+            history.last_active_ms,
+            closed_at_ms,
+            reached_at,
         )
+        first_recent_day = day_to_date(assessment.first_recent_day)
+        payload = drop_event(wording, standing, evaluation, first_recent_day, now_ms)
         moments.append(Moment(kind, account_id, payload, arrived_ms))
     return moments, changed

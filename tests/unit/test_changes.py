@@ -19,10 +19,10 @@ from domain.plans.periods import Period
 from domain.rules.changes import (
     CHANGE_TYPES,
     AccountChange,
-    change_event_id,
     change_events,
     diff_accounts,
 )
+from domain.wording.events import change_event_id
 from domain.wording.messages import Templates, load_templates
 from tests.schema import assert_valid
 

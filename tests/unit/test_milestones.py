@@ -21,12 +21,8 @@ from domain.intake.lifetime import AccountLifetime
 from domain.intake.usage import AccountTotals
 from domain.plans.accounts import AccountPlan, Status
 from domain.plans.catalog import Catalog, Milestones, load_catalog, parse_catalog
-from domain.rules.milestones import (
-    MilestoneResult,
-    detect_milestones,
-    milestone_event_id,
-    milestone_text,
-)
+from domain.rules.milestones import MilestoneResult, detect_milestones
+from domain.wording.events import milestone_event_id, milestone_text
 from domain.wording.messages import (
     Templates,
     format_milestone,

@@ -25,7 +25,7 @@ from domain.rules.overage import is_over_level, overage_of, overage_suggestion
 from domain.rules.projection import project
 from domain.rules.suggestions import suggest_upgrade
 from domain.rules.thresholds import AnnouncedLevels, Crossing, threshold_kind
-from domain.wording.events import threshold_event
+from domain.wording.events import Crossed, Standing, Wording, threshold_event
 from domain.wording.messages import Templates, load_templates
 from tests.schema import assert_valid
 
@@ -278,19 +278,17 @@ def _render(plan_id: str, total: int, limit: int, level: str, **limits: int) -> 
     plan = _plan(plan_id)
     crossing = Crossing(D(level), (D(level),))
     return threshold_event(
-        templates=TEMPLATES,
-        catalog=CATALOG,
-        plan=plan,
-        account_id="acct-1",
-        metric="api_calls",
-        period=MARCH,
-        total=D(total),
-        limit=D(limit),
-        crossing=crossing,
-        trigger_record_id="r-1",
-        triggered_at_ms=NOW,
-        emitted_at_ms=NOW,
-        limit_reached_at_ms=NOW - DAY_MS,
+        Wording(TEMPLATES, CATALOG),
+        Standing(
+            account_id="acct-1",
+            plan=plan,
+            metric="api_calls",
+            period=MARCH,
+            total=D(total),
+            limit=D(limit),
+        ),
+        Crossed(crossing=crossing, record_id="r-1", at_ms=NOW, limit_reached_at_ms=NOW - DAY_MS),
+        NOW,
     )
 
 
