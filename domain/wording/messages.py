@@ -38,11 +38,6 @@ if TYPE_CHECKING:  # suggestions imports the formatters below; only the types ar
     from domain.rules.projection import Projection
     from domain.rules.suggestions import Suggestion
 
-Kind = Literal["threshold-near", "threshold-hit", "sudden-drop"]
-"""The three kinds of moment, as in event ``kind`` and topic names."""
-
-KINDS: Final[tuple[Kind, ...]] = ("threshold-near", "threshold-hit", "sudden-drop")
-
 # ---------------------------------------------------------------------------------------------
 # Prose formats
 # ---------------------------------------------------------------------------------------------

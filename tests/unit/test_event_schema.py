@@ -59,3 +59,23 @@ def test_every_kind_has_one_model_in_kind_order() -> None:
 def test_every_field_of_a_kind_is_a_field_of_the_union() -> None:
     for model in KIND_MODELS:
         assert set(model.__annotations__) <= set(MomentEvent.__annotations__), model.__name__
+
+
+def _model_of(kind: str) -> type:
+    [model] = [m for m in KIND_MODELS if kind in get_args(m.__annotations__["kind"])]
+    return model
+
+
+def test_events_are_written_in_the_order_of_their_model() -> None:
+    """The builders write every field their model requires, in the model's order (JSON
+    consumers may diff payloads), and nothing the model does not name."""
+    path = ROOT / "scripts" / "gen-event-examples.py"
+    spec = importlib.util.spec_from_file_location("gen_event_examples", path)
+    assert spec is not None and spec.loader is not None
+    examples = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(examples)
+    for title, event in examples.examples().items():
+        model = _model_of(event["kind"])
+        declared = list(model.__annotations__)
+        assert [name for name in declared if name in event] == list(event), title
+        assert model.__required_keys__ <= set(event), title
