@@ -19,6 +19,7 @@ from domain.rules.detection import Moment
 from domain.rules.drops import DropRules, Episode, assess, ended, step
 from domain.wording.events import Evaluation, Standing, Wording, drop_event, recovered_event
 from domain.wording.messages import Templates
+from domain.wording.payloads import Payload
 
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
@@ -94,38 +95,28 @@ def evaluate_account(
             totals.total(metric, period),
             plan.limit(catalog_plan, metric),
         )
-        if kind == "usage-recovered" and dropped_on is not None:
-            evaluation = Evaluation(
-                len(assessment.recent_days),
-                assessment.recent_total,
-                assessment.expected_total,
-                # Usage after a silence longer than the baseline: nothing was expected, so
-                # it is at least as usual (the message says 100%).
-                assessment.ratio if assessment.ratio is not None else _ONE,
-                history.last_active_ms,
-                closed_at_ms,
-                reached_at,
-            )
-            recovered = recovered_event(
-                wording,
-                standing,
-                evaluation,
-                day_to_date(dropped_on),
-                now_ms,
-                paused=plan.status == "paused",
-            )
-            moments.append(Moment(kind, account_id, recovered, arrived_ms))
-            continue
+        recovered = kind == "usage-recovered" and dropped_on is not None
+        ratio = assessment.ratio
+        if ratio is None:
+            # Usage after a silence longer than the baseline: nothing was expected, so it is at
+            # least as usual for a recovery (the message says 100%); a drop is total silence.
+            ratio = _ONE if recovered else _ZERO
         evaluation = Evaluation(
             len(assessment.recent_days),
             assessment.recent_total,
             assessment.expected_total,
-            assessment.ratio if assessment.ratio is not None else _ZERO,
+            ratio,
             history.last_active_ms,
             closed_at_ms,
             reached_at,
         )
-        first_recent_day = day_to_date(assessment.first_recent_day)
-        payload = drop_event(wording, standing, evaluation, first_recent_day, now_ms)
+        payload: Payload
+        if recovered and dropped_on is not None:
+            paused = plan.status == "paused"
+            opened = day_to_date(dropped_on)
+            payload = recovered_event(wording, standing, evaluation, opened, now_ms, paused=paused)
+        else:
+            first_recent_day = day_to_date(assessment.first_recent_day)
+            payload = drop_event(wording, standing, evaluation, first_recent_day, now_ms)
         moments.append(Moment(kind, account_id, payload, arrived_ms))
     return moments, changed

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal, NotRequired, Required, TypedDict
 
+from domain.rules.thresholds import ThresholdKind
 from domain.wording.kinds import Kind
 
 ChangeType = Literal[
@@ -499,7 +500,7 @@ class ThresholdEvent(TypedDict):
 
     schema_version: Literal[1]
     event_id: EventId
-    kind: Literal["threshold-near", "threshold-hit"]
+    kind: ThresholdKind
     account_id: RecordId
     metric: Metric
     plan: PlanFields
