@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Write the event JSON Schema and the field table of docs/events.md from the payload models.
+"""Write the event JSON Schema and the field tables of docs/events.md from the payload models.
 
 The models are :mod:`domain.wording.payloads`; :mod:`domain.wording.event_schema` reads them.
-This writes ``config/schemas/moment-event.schema.json`` and replaces the field table under
-"## Fields" of ``docs/events.md``. ``tests/unit/test_event_schema.py`` fails when either
-differs from what the models give; run this after changing a model.
+This writes ``config/schemas/moment-event.schema.json`` and replaces the two tables under
+"## Fields" of ``docs/events.md`` (fields by kind; each field's type, null and meaning).
+``tests/unit/test_event_schema.py`` fails when a copy differs from what the models give; run
+this after changing a model.
 
     .venv/bin/python scripts/gen-event-schema.py
 """
@@ -14,7 +15,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from domain.wording.event_schema import TABLE_HEADER, event_schema, field_table
+from domain.wording.event_schema import (
+    PRESENCE_HEADER,
+    TABLE_HEADER,
+    event_schema,
+    field_table,
+    presence_table,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = ROOT / "config" / "schemas" / "moment-event.schema.json"
@@ -32,9 +39,16 @@ def doc_table(doc: str) -> str:
     return doc[start : doc.index("\n\n", start)]
 
 
+def doc_presence_table(doc: str) -> str:
+    """The guide's table of fields by kind as it stands: the first table under "## Fields"."""
+    start = doc.index("\n" + PRESENCE_HEADER, doc.index("\n## Fields\n")) + 1
+    return doc[start : doc.index("\n\n", start)]
+
+
 def main() -> None:
     SCHEMA_PATH.write_text(schema_text(), encoding="utf-8")
     doc = DOC_PATH.read_text(encoding="utf-8")
+    doc = doc.replace(doc_presence_table(doc), presence_table(), 1)
     DOC_PATH.write_text(doc.replace(doc_table(doc), field_table(), 1), encoding="utf-8")
 
 

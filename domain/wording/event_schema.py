@@ -36,6 +36,7 @@ from domain.wording.payloads import (
     Define,
     Doc,
     MomentEvent,
+    Presence,
     Row,
     Rule,
     Schema,
@@ -61,6 +62,7 @@ _JSON_TYPES: Final[Mapping[object, str]] = {
 }
 
 TABLE_HEADER: Final = "| field | type | null | meaning |\n|---|---|---|---|"
+PRESENCE_HEADER: Final = "| field |"
 
 
 def _unwrap(tp: Any) -> tuple[Any, list[Any]]:
@@ -254,4 +256,48 @@ def field_table() -> str:
             continue
         lines.append(f"| {', '.join(group)} | {row.type} | {row.null} | {row.meaning} |")
         group = []
+    return "\n".join(lines)
+
+
+def _column(model: Any) -> str:
+    kinds = get_args(_unwrap(_fields(model)["kind"])[0])
+    return f"`{kinds[0]}`" if len(kinds) == 1 else "thresholds"
+
+
+def _presence(model: Any, name: str) -> str:
+    fields = _fields(model)
+    if name not in fields:
+        return "-"
+    found = next((m for m in _unwrap(fields[name])[1] if isinstance(m, Presence)), None)
+    if found is not None:
+        return found.text
+    if name not in model.__required_keys__:
+        raise ValueError(f"{model.__name__}.{name} is optional: say when with a Presence")
+    return "yes"
+
+
+def presence_table() -> str:
+    """The guide's table of which kinds carry which field: first the fields every kind has,
+    then the others in :class:`MomentEvent`'s order, neighbours with the same cells in one row."""
+    names = list(_fields(MomentEvent))
+    cells = {name: tuple(_presence(model, name) for model in KIND_MODELS) for name in names}
+    everywhere = tuple("yes" for _ in KIND_MODELS)
+    groups: list[tuple[list[str], tuple[str, ...]]] = [
+        ([name for name in names if cells[name] == everywhere], everywhere)
+    ]
+    for name in names:
+        if cells[name] == everywhere:
+            continue
+        if len(groups) > 1 and groups[-1][1] == cells[name]:
+            groups[-1][0].append(name)
+        else:
+            groups.append(([name], cells[name]))
+    columns = [_column(model) for model in KIND_MODELS]
+    lines = [
+        f"{PRESENCE_HEADER} {' | '.join(columns)} |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for group, row in groups:
+        fields = ", ".join(f"`{name}`" for name in group)
+        lines.append(f"| {fields} | {' | '.join(row)} |")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ fields carry their facts as ``Annotated`` metadata:
 - :class:`Doc`: the field's description in the JSON Schema;
 - :class:`Row`: its row in the field table of ``docs/events.md`` (type, null, meaning);
 - :class:`Define`: a type the schema defines once under ``$defs`` (instants, levels);
+- :class:`Presence`: on a kind model's field, when that kind carries it (guide only);
 - :data:`KIND_ONLY`: on a :class:`MomentEvent` field, kinds whose model lacks the field must
   not carry it; the general fields (metric, period, usage, projection) are merely absent.
 
@@ -88,6 +89,14 @@ class Define:
     name: str
     description: str
     rules: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """When a kind carries a field, in the guide's table of fields by kind, where "yes" (a
+    required field) or "-" (a field its model lacks) does not say it."""
+
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,7 +519,11 @@ class ThresholdEvent(TypedDict):
     crossed_levels: list[Level]
     trigger_record_id: RecordId
     projection: ProjectionFields
-    overage: NotRequired[OverageFields]
+    overage: NotRequired[
+        Annotated[
+            OverageFields, Presence("`threshold-hit` above 1.0, when the plan prices overage")
+        ]
+    ]
     message: MessageFields
     suggestion: Annotated[Suggestion, Actions(("upgrade", "none"))]
     triggered_at: Instant
@@ -549,7 +562,7 @@ class RecoveredEvent(TypedDict):
     period: PeriodFields
     usage: UsageFields
     projection: ProjectionFields
-    drop: EndedDropFields
+    drop: Annotated[EndedDropFields, Presence("yes, with `drop_event_id` and `dropped_on`")]
     message: MessageFields
     suggestion: Annotated[Suggestion, Actions(("resume", "none"))]
     triggered_at: Instant
@@ -566,8 +579,8 @@ class MilestoneEvent(TypedDict):
     account_id: RecordId
     metric: Metric
     plan: PlanFields
-    period: NotRequired[PeriodFields]
-    usage: NotRequired[UsageFields]
+    period: NotRequired[Annotated[PeriodFields, Presence("unless the record is late")]]
+    usage: NotRequired[Annotated[UsageFields, Presence("unless the record is late")]]
     milestone: MilestoneFields
     message: MessageFields
     suggestion: Annotated[Suggestion, Actions(("reward",))]
@@ -583,7 +596,7 @@ class AnniversaryEvent(TypedDict):
     kind: Literal["billing-anniversary"]
     account_id: RecordId
     plan: PlanFields
-    period: PeriodFields
+    period: Annotated[PeriodFields, Presence("yes (the closed period)")]
     recap: RecapFields
     message: MessageFields
     suggestion: Annotated[Suggestion, Actions(("upgrade", "downgrade", "none"))]
@@ -599,7 +612,7 @@ class AccountChangeEvent(TypedDict):
     kind: Literal["account-change"]
     account_id: RecordId
     plan: PlanFields
-    period: NotRequired[PeriodFields]
+    period: NotRequired[Annotated[PeriodFields, Presence("plan changes only")]]
     change: ChangeFields
     message: MessageFields
     suggestion: Suggestion
