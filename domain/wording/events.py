@@ -500,7 +500,6 @@ def recovered_event(
         expected_total=evaluation.expected_total,
         dropped_on=dropped_on,
     )
-    figures = _drop_figures(evaluation)
     return {
         "schema_version": SCHEMA_VERSION,
         "event_id": recovered_event_id(standing.account_id, metric, dropped_on),
@@ -512,11 +511,7 @@ def recovered_event(
         "usage": usage_fields(standing.total, standing.limit, catalog.unit(metric)),
         "projection": _projection_fields(projection),
         "drop": {
-            "recent_days": figures["recent_days"],
-            "recent_total": figures["recent_total"],
-            "expected_total": figures["expected_total"],
-            "ratio": figures["ratio"],
-            "last_active_at": figures["last_active_at"],
+            **_drop_figures(evaluation),
             "drop_event_id": drop_event_id(standing.account_id, metric, dropped_on),
             "dropped_on": dropped_on.isoformat(),
         },
