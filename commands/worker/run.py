@@ -41,11 +41,9 @@ def run_worker(_: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = install(runtime)
     register(runtime, engine)
-    # Long-lived start-up objects (catalog, templates, modules) are frozen out of the
-    # collector's scans, and the young generation is collected every 10,000
-    # allocations instead of 700: the data path allocates several objects per record.
-    # Python's defaults cost throughput and much higher thresholds cost p99 latency
-    # (figures in docs/benchmark.md, "make bench" at d5c6032).
+    # Start-up objects (catalog, templates, modules) are frozen out of the collector's
+    # scans; the young generation is collected every 10,000 allocations, not 700: the
+    # defaults cost throughput, higher thresholds p99 latency (docs/benchmark.md).
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
