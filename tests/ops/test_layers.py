@@ -105,7 +105,7 @@ def test_every_package_is_in_a_layer() -> None:
 
 
 def test_imports_run_down_the_layers() -> None:
-    upward = []
+    upward: set[str] = set()
     for module, path in MODULES.items():
         package = module.split(".")[0]
         for name, line in _imports(module, path):
@@ -113,8 +113,8 @@ def test_imports_run_down_the_layers() -> None:
             if target not in LAYER_OF or target == package:
                 continue
             if LAYER_OF[target] >= LAYER_OF[package]:
-                upward.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
-    assert not upward, "imports that do not run down the layers:\n" + "\n".join(upward)
+                upward.add(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    assert not upward, "imports that do not run down the layers:\n" + "\n".join(sorted(upward))
 
 
 def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
