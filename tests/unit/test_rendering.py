@@ -1,7 +1,7 @@
 """The one-line facts of an event (``moments tail``), read through the kind models.
 
 The lines of the guide's examples are spelled out; for any other value, complete, partial or
-garbage, the renderer says what ``app/tail.py``'s own formatting says, so that ``tail`` can
+garbage, the renderer says what ``commands/tail/render.py`` says, so that ``tail`` can
 switch to it without a byte of output changing.
 """
 
@@ -21,7 +21,7 @@ from domain.wording.rendering import RENDERERS, event_facts, format_level
 
 ROOT = Path(__file__).resolve().parents[2]
 # The formatting ``tail`` has today; the comparisons go once ``tail`` renders with this module.
-tail = pytest.importorskip("app.tail")
+tail = pytest.importorskip("commands.tail.render")
 
 EXPECTED = [
     ("threshold-near", "80% 8,000 of 10,000 API calls; suggests upgrade to Growth"),
