@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from app.faust_internals import ConsumerHooks, attach, register_topics, standby_partitions
 from app.main import Runtime
 from app.security import client_kwargs
+from config.settings import to_ms
 from engine.background import Backgrounds
 from engine.changelogs import ChangelogReader
 from engine.committers import Committer, PlainCommitter, TransactionalCommitter
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 def table_specs(runtime: Runtime) -> tuple[TableSpec, ...]:
     """Every table of the worker."""
-    horizon_ms = int(runtime.settings.dedup_horizon_s * 1000)
+    horizon_ms = to_ms(runtime.settings.dedup_horizon_s)
     return (
         ACCOUNTS,
         TOTALS,
@@ -123,7 +124,7 @@ def install(runtime: Runtime) -> Engine:
             await hooks.consumer.commit_offsets(offsets)
 
         committer = PlainCommitter(factory, commit_offsets)
-    horizon_ms = int(s.dedup_horizon_s * 1000)
+    horizon_ms = to_ms(s.dedup_horizon_s)
     engine = Engine(
         app_id=s.app_id,
         data_dir=s.data_dir,

@@ -43,7 +43,7 @@ from aiokafka.errors import KafkaError
 
 from app.demo import Planned, Showcase, run_tag
 from app.signals import install_stop_handlers
-from config.settings import Settings
+from config.settings import Settings, to_ms
 from domain.common.timeutil import DAY_MS, to_rfc3339
 from domain.plans.catalog import Catalog, Plan
 
@@ -622,8 +622,8 @@ async def _simulate(args: argparse.Namespace) -> int:
             catalog,
             now_ms,
             tag=run_tag(now_ms),
-            late_grace_ms=int(settings.late_grace_s * 1000),
-            drop_grace_ms=int(settings.drop_grace_s * 1000),
+            late_grace_ms=to_ms(settings.late_grace_s),
+            drop_grace_ms=to_ms(settings.drop_grace_s),
             run_id=f"sim-{args.seed}-{now_ms:x}",
         )
     kwargs = client_kwargs(settings)
