@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_core import core_schema
@@ -42,6 +42,7 @@ PACKAGED_PLANS_FILE = Path(__file__).with_name("plans.toml")
 PACKAGED_MESSAGES_FILE = Path(__file__).with_name("messages.toml")
 
 PREFIX = "MOMENTS_"
+_T = TypeVar("_T")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -80,7 +81,8 @@ class Reads:
         return self.parse(value) if isinstance(value, str) else value
 
 
-def _checked(value: Any, ok: bool) -> Any:
+def _checked(value: _T, ok: bool) -> _T:
+    """``value`` when ``ok``; else the ValueError that makes the setting refused."""
     if not ok:
         raise ValueError(value)
     return value
@@ -100,12 +102,12 @@ def _seconds(text: str) -> float:
     if match is None:
         raise ValueError(text)
     seconds = float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
-    return float(_checked(seconds, math.isfinite(seconds)))
+    return _checked(seconds, math.isfinite(seconds))
 
 
 def _brokers(text: str) -> tuple[str, ...]:
     brokers = tuple(b.strip() for b in text.split(",") if b.strip())
-    return _checked(brokers, bool(brokers) and all(_valid_hostport(b) for b in brokers))  # type: ignore[no-any-return]
+    return _checked(brokers, bool(brokers) and all(_valid_hostport(b) for b in brokers))
 
 
 def integer(low: int, high: int) -> Reads:
@@ -120,15 +122,8 @@ def duration(low: str | None = None, high: str | None = None, accepted: str = ""
     low_s = _seconds(low) if low else 0.0
     high_s = _seconds(high) if high else math.inf
     if not accepted:
-        accepted = (
-            f"a duration from {low} to {high}"
-            if low and high
-            else f"a duration up to {high}"
-            if high
-            else f"a duration from {low}"
-            if low
-            else "a duration"
-        )
+        accepted = "a duration" + (f" from {low}" if low else "")
+        accepted += (" to " if low else " up to ") + high if high else ""
     return Reads(accepted, lambda t: _checked(_seconds(t), low_s <= _seconds(t) <= high_s))
 
 
@@ -140,7 +135,7 @@ def number(accepted: str, check: Callable[[Decimal], bool]) -> Reads:
             value = Decimal(text)
         except InvalidOperation:
             raise ValueError(text) from None
-        return _checked(value, value.is_finite() and check(value))  # type: ignore[no-any-return]
+        return _checked(value, value.is_finite() and check(value))
 
     return Reads(accepted, parse)
 
@@ -163,7 +158,7 @@ def file(accepted: str) -> Reads:
 
 def _token(text: str) -> str:
     # Short tokens are guessable over a network; whitespace would not survive a header.
-    return _checked(text, len(text) >= 16 and not any(c.isspace() for c in text))  # type: ignore[no-any-return]
+    return _checked(text, len(text) >= 16 and not any(c.isspace() for c in text))
 
 
 def setting(default: str | None, doc: str) -> Any:

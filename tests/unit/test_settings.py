@@ -16,6 +16,7 @@ from config.settings import (
     VARIABLES,
     Settings,
     load_settings,
+    to_ms,
     unknown_variables,
 )
 from domain.errors import ConfigError, SettingsError
@@ -324,6 +325,38 @@ def test_integers_inside_their_range_only(
 )
 def test_durations_parse_every_unit(text: str, seconds: float) -> None:
     assert load_settings({"MOMENTS_DEDUP_HORIZON": text}).dedup_horizon_s == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [("1.005s", 1005), ("50ms", 50), ("0.5", 500), ("7d", 604_800_000), ("1h", 3_600_000)],
+)
+def test_durations_become_milliseconds_in_one_place(text: str, ms: int) -> None:
+    # Held in seconds; to_ms rounds, so float error (1.005 * 1000 = 1004.99...) costs no ms.
+    assert to_ms(load_settings({"MOMENTS_LATE_GRACE": text}).late_grace_s) == ms
+
+
+@pytest.mark.parametrize(
+    ("short", "value", "accepted"),
+    [
+        ("DROP_GRACE", "2d", "a duration up to 1d"),
+        ("COMMIT_INTERVAL", "301s", "a duration up to 5m"),
+        ("EVALUATION_CHECK", "50ms", "a duration from 100ms to 5m"),
+        ("PARTITIONS", "0", "an integer from 1 to 1000"),
+        ("LOG_LEVEL", "loud", "debug, info, warning, error or critical"),
+    ],
+)
+def test_the_accepted_text_comes_from_the_declared_bounds(
+    short: str, value: str, accepted: str
+) -> None:
+    exc = refused({f"MOMENTS_{short}": value})
+    assert str(exc) == f"MOMENTS_{short}={value!r} is not valid: expected {accepted}"
+
+
+def test_batch_window_is_no_longer_read() -> None:
+    # Parsed and never used before; now a typo-like unknown name, reported as such.
+    assert unknown_variables({"MOMENTS_BATCH_WINDOW": "50ms"}) == ["MOMENTS_BATCH_WINDOW"]
+    assert "batch_window_s" not in load_settings({"MOMENTS_BATCH_WINDOW": "11s"}).summary()
 
 
 UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
