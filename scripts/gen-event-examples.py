@@ -13,7 +13,7 @@ changes from :func:`domain.rules.changes.diff_accounts` and
 and fixed inputs, so the output is the same on every run. The examples tell one story: a
 Starter account, acct-0042, through November 2026 and into December, and a Growth account,
 acct-0117, that goes quiet and comes back. Paste the output into the "Example payloads"
-section of docs/events.md; ``tests/unit/test_docs_events.py`` fails when the doc and this
+section of docs/events.md; ``tests/ops/test_docs_events.py`` fails when the doc and this
 output differ.
 
     .venv/bin/python scripts/gen-event-examples.py
