@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from app.main import Runtime
+from config.settings import to_ms
 from domain.plans.periods import Period, utc_day
 from domain.rules.detection import Moment
 from domain.rules.drops import DropRules
@@ -127,7 +128,7 @@ class DropEvaluation:
         started = time.perf_counter()
         deadline = started + self.slice_budget_s
         oldest_day = utc_day(step.now_ms) - rt.settings.daily_retention_days + 1
-        stale_before_ms = step.now_ms - int(rt.settings.late_grace_s * 1000) - 1
+        stale_before_ms = step.now_ms - to_ms(rt.settings.late_grace_s) - 1
         # Closed periods wait for their billing anniversary (agents.anniversaries).
         stale_before_ms = min(stale_before_ms, keep_closed_after(state, step.partition))
         start = None if held.cursor == "" else held.cursor.encode() + b"\x00"

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from agents.forwarding import Misplaced
 from app.main import Runtime
+from config.settings import to_ms
 from domain.errors import InvalidPlanRecord
 from domain.intake.deadletter import dead_letter
 from domain.intake.partitioning import (
@@ -132,7 +133,7 @@ class PlansHandler:
         state = step.state
         if not totals_of(state, account).periods:
             return
-        grace_ms = int(self.runtime.settings.late_grace_s * 1000)
+        grace_ms = to_ms(self.runtime.settings.late_grace_s)
         totals = regroup_totals(
             daily_of(state, account),
             plan,

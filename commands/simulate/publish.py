@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 from commands.signals import install_stop_handlers
 from commands.simulate.demo import Planned, Showcase, run_tag
 from commands.simulate.traffic import Simulator
-from config.settings import Settings
+from config.settings import Settings, to_ms
 
 logger = logging.getLogger(__name__)
 
@@ -191,8 +191,8 @@ async def _simulate(args: argparse.Namespace) -> int:
             catalog,
             now_ms,
             tag=run_tag(now_ms),
-            late_grace_ms=int(settings.late_grace_s * 1000),
-            drop_grace_ms=int(settings.drop_grace_s * 1000),
+            late_grace_ms=to_ms(settings.late_grace_s),
+            drop_grace_ms=to_ms(settings.drop_grace_s),
             run_id=f"sim-{args.seed}-{now_ms:x}",
         )
     kwargs = client_kwargs(settings)

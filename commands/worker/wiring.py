@@ -21,7 +21,7 @@ from agents.usage import UsageHandler
 from app.faust_internals import ConsumerHooks, attach, register_topics, standby_partitions
 from app.main import Runtime, build_runtime
 from app.security import client_kwargs
-from config.settings import Settings
+from config.settings import Settings, to_ms
 from engine.background import Backgrounds
 from engine.changelogs import ChangelogReader
 from engine.committers import Committer, PlainCommitter, TransactionalCommitter
@@ -85,7 +85,7 @@ def install(runtime: Runtime) -> Engine:
     """Build the engine with every handler, timer and hook, and attach it to the app."""
     s = runtime.settings
     app = runtime.app
-    horizon_ms = int(s.dedup_horizon_s * 1000)
+    horizon_ms = to_ms(s.dedup_horizon_s)
     specs = table_specs(horizon_ms)
     usage = UsageHandler(runtime)
     plans = PlansHandler(runtime)
