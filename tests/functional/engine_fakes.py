@@ -16,8 +16,9 @@ from typing import Any, NamedTuple
 
 from aiokafka import TopicPartition
 
+from engine.background import Background
 from engine.changelogs import RestoreReport
-from engine.engine import Background, Engine
+from engine.engine import Engine
 from engine.step import Messages, Step
 from state.store import PartitionStore, StoreOptions
 from state.table import TableSpec

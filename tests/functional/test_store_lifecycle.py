@@ -336,7 +336,7 @@ def engine_of(data_dir: Path, log: Log, clock: Clock, **extra: Any) -> Engine:
 
 async def prepared(engine: Engine) -> None:
     """Wait for the assignment's preparation (fence, restore, release) to finish."""
-    task = engine._prepare_task  # noqa: SLF001
+    task = engine.ownership.prepare_task
     assert task is not None
     await task
     assert engine.failed is None

@@ -293,7 +293,7 @@ def make_engine(
 async def assign(engine: Engine, generation: int, partitions: Sequence[int] = (0,)) -> None:
     """Assign ``partitions`` of ``in`` and wait until they are prepared."""
     await engine.on_assigned([TopicPartition(IN, p) for p in partitions], generation)
-    task = engine._prepare_task
+    task = engine.ownership.prepare_task
     assert task is not None
     await task
 
