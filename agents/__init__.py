@@ -10,7 +10,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from app.faust_internals import ConsumerHooks, attach, register_topics, standby_partitions
+from app.faust_internals import (
+    ConsumerHooks,
+    ProducerInternals,
+    attach,
+    register_topics,
+    standby_partitions,
+)
 from app.main import Runtime
 from app.security import client_kwargs
 from engine.background import Backgrounds
@@ -116,13 +122,15 @@ def install(runtime: Runtime) -> Engine:
     factory = producer_factory(runtime)
     hooks = ConsumerHooks(app)
     if s.processing_guarantee == "exactly_once":
-        committer = TransactionalCommitter(factory, s.app_id, s.app_id)
+        committer = TransactionalCommitter(
+            factory, s.app_id, s.app_id, internals=ProducerInternals()
+        )
     else:
 
         async def commit_offsets(offsets: Any) -> None:
             await hooks.consumer.commit_offsets(offsets)
 
-        committer = PlainCommitter(factory, commit_offsets)
+        committer = PlainCommitter(factory, commit_offsets, internals=ProducerInternals())
     horizon_ms = int(s.dedup_horizon_s * 1000)
     engine = Engine(
         app_id=s.app_id,

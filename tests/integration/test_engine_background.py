@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from app.faust_internals import ProducerInternals
 from engine.changelogs import ChangelogReader
 from engine.committers import TransactionalCommitter
 from engine.engine import Engine
@@ -89,7 +90,7 @@ async def _engine(
         topic_order=[names["in"]],
         plans_topic=names["plans"],  # empty: the gate opens at once
         usage_topics=[],
-        committer=TransactionalCommitter(factory, app_id, app_id),
+        committer=TransactionalCommitter(factory, app_id, app_id, internals=ProducerInternals()),
         reader=ChangelogReader(reader_consumer, app_id, [TABLE], lambda: 0),
         store_options=StoreOptions(cache_mb=8, write_buffer_mb=1),
         now_ms=lambda: 0,

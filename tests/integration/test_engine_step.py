@@ -19,6 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from app.faust_internals import ProducerInternals
 from engine.changelogs import ChangelogReader
 from engine.committers import StepFailed, TransactionalCommitter, Written, _send
 from engine.engine import Engine
@@ -165,7 +166,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
         )
 
     hooks = Recorder()
-    committer = FlakyCommitter(factory, app_id, app_id)
+    committer = FlakyCommitter(factory, app_id, app_id, internals=ProducerInternals())
     engine = Engine(
         app_id=app_id,
         data_dir=tmp_path,

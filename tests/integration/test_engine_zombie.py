@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from app.faust_internals import ProducerInternals
 from engine.changelogs import ChangelogReader
 from engine.committers import StepFailed, TransactionalCommitter, Written
 from engine.engine import Engine
@@ -41,8 +42,8 @@ class Rejoining(Recorder):
 class Cut(TransactionalCommitter):
     """Counts producers started; a commit parks at ``gate``, then times out (aborts)."""
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.opened = 0
         self.gate: asyncio.Event | None = None
         self.parked = asyncio.Event()
@@ -106,7 +107,7 @@ async def test_a_zombie_neither_fences_the_new_owner_nor_commits_behind_it(
 
     def worker(name: str) -> tuple[Engine, Cut, Rejoining]:
         hooks = Rejoining()
-        committer = Cut(factory, app_id, app_id)
+        committer = Cut(factory, app_id, app_id, internals=ProducerInternals())
         engine = Engine(
             app_id=app_id,
             data_dir=tmp_path / name,
