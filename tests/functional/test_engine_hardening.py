@@ -24,7 +24,7 @@ import engine.scheduler as scheduler_module
 from engine.committers import StepFailed
 from engine.step import Messages, Step
 from state.store import PartitionStore
-from tests.functional.engine_fakes import CHANGELOG, DLQ, IN, OUT, TABLE, Rig, rig, until
+from tests.fakes.engine import CHANGELOG, DLQ, IN, OUT, TABLE, Rig, rig, until
 
 SLICE_OUT = "slice-out"
 #: The first wait of suspended background work (then 60 s, 120 s, ... up to 30 min).

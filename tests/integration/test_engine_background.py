@@ -24,8 +24,9 @@ from engine.committers import TransactionalCommitter
 from engine.engine import Engine
 from engine.step import Step
 from state.store import PartitionStore, StoreOptions
+from tests.fakes.engine import FakeHooks
 from tests.integration.conftest import BOOTSTRAP, eventually
-from tests.integration.test_engine_step import TABLE, Counter, Recorder, _records, _topics
+from tests.integration.test_engine_step import TABLE, Counter, _records, _topics
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +69,7 @@ class Noting(Counter):
 
 async def _engine(
     tmp_path: Path, app_id: str, names: dict[str, str], background: Slices
-) -> tuple[Engine, Noting, Recorder]:
+) -> tuple[Engine, Noting, FakeHooks]:
     def factory(**extra: Any) -> AIOKafkaProducer:
         return AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", **extra)
 
@@ -81,7 +82,7 @@ async def _engine(
         )
 
     handler = Noting(names["out"])
-    hooks = Recorder()
+    hooks = FakeHooks(rejoins=False)
     engine = Engine(
         app_id=app_id,
         data_dir=tmp_path,

@@ -23,20 +23,11 @@ from engine.committers import StepFailed, TransactionalCommitter, Written
 from engine.engine import Engine
 from engine.step import Messages
 from state.store import StoreOptions
+from tests.fakes.engine import FakeHooks
 from tests.integration.conftest import BOOTSTRAP, eventually
-from tests.integration.test_engine_step import TABLE, Counter, Recorder, _records, _topics
+from tests.integration.test_engine_step import TABLE, Counter, _records, _topics
 
 pytestmark = pytest.mark.integration
-
-
-class Rejoining(Recorder):
-    def __init__(self) -> None:
-        super().__init__()
-        self.rejoined = 0
-
-    def rejoin(self) -> bool:
-        self.rejoined += 1
-        return False
 
 
 class Cut(TransactionalCommitter):
@@ -105,8 +96,8 @@ async def test_a_zombie_neither_fences_the_new_owner_nor_commits_behind_it(
             auto_offset_reset="earliest",
         )
 
-    def worker(name: str) -> tuple[Engine, Cut, Rejoining]:
-        hooks = Rejoining()
+    def worker(name: str) -> tuple[Engine, Cut, FakeHooks]:
+        hooks = FakeHooks(rejoins=False)
         committer = Cut(factory, app_id, app_id, internals=ProducerInternals())
         engine = Engine(
             app_id=app_id,

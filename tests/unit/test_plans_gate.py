@@ -17,7 +17,7 @@ from aiokafka import TopicPartition
 
 from engine.engine import Engine
 from state.store import StoreOptions
-from tests.unit.engine_fakes import (
+from tests.fakes.engine import (
     PLANS,
     TABLE,
     Counter,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiokafka import TopicPartition
 
-from tests.unit.engine_fakes import IN, OUT, FakeKafka, assign, make_engine, messages_to, records
+from tests.fakes.engine import IN, OUT, FakeKafka, assign, make_engine, messages_to, records
 
 TP = TopicPartition(IN, 0)
 
