@@ -34,11 +34,10 @@ logger = logging.getLogger(__name__)
 BACKGROUND_RETRY_FIRST_S = 30.0
 BACKGROUND_RETRY_MAX_S = 1800.0
 #: A busy partition with background work pending runs a slice at the start of a usage
-#: step once its last slice is this old. Slices as steps of their own wait for the
-#: partition to be idle, which steady usage never leaves it (measured: at 10,000
-#: records/s over 4 partitions no slice ran in 30 s, and a day's drop evaluation waited
-#: for the load to end). A slice spends at most its own budget (20 ms), so this caps
-#: background work at about 4 % of a busy partition's time.
+#: step once its last slice is this old: slices as steps of their own wait for the
+#: partition to be idle, which steady usage never leaves it (docs/benchmark.md). A slice
+#: spends at most its own budget (20 ms), so this caps background work at about 4 % of a
+#: busy partition's time.
 FOLD_EVERY_S = 0.5
 
 
