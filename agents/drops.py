@@ -7,7 +7,7 @@ partition p has consumed the backlog it had when a UTC day closed) marks day d a
 :data:`SLICE_ACCOUNTS` accounts of the partition (silent ones included: every
 account with daily history), sends their drop and recovery events and moves the cursor, in one
 transaction. Usage steps run between slices, or a slice rides at the start of a busy
-partition's usage step (see :data:`engine.engine.FOLD_EVERY_S`), so a large partition
+partition's usage step (see :data:`engine.background.FOLD_EVERY_S`), so a large partition
 never stalls usage for longer than one slice, and steady usage never starves the slices.
 A crash resumes at the cursor; a repeated tick finds the day started or done and does
 nothing.

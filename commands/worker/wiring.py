@@ -18,7 +18,13 @@ from agents.gauges import GAUGE_INTERVAL_S, refresh_gauges
 from agents.plans import PlansHandler
 from agents.ticks import TickScheduler, TicksHandlers
 from agents.usage import UsageHandler
-from app.faust_internals import ConsumerHooks, attach, register_topics, standby_partitions
+from app.faust_internals import (
+    ConsumerHooks,
+    ProducerInternals,
+    attach,
+    register_topics,
+    standby_partitions,
+)
 from app.main import Runtime, build_runtime
 from app.security import client_kwargs
 from config.settings import Settings, to_ms
@@ -100,13 +106,15 @@ def install(runtime: Runtime) -> Engine:
     factory = producer_factory(runtime)
     hooks = ConsumerHooks(app)
     if s.processing_guarantee == "exactly_once":
-        committer = TransactionalCommitter(factory, s.app_id, s.app_id)
+        committer = TransactionalCommitter(
+            factory, s.app_id, s.app_id, internals=ProducerInternals()
+        )
     else:
 
         async def commit_offsets(offsets: Any) -> None:
             await hooks.consumer.commit_offsets(offsets)
 
-        committer = PlainCommitter(factory, commit_offsets)
+        committer = PlainCommitter(factory, commit_offsets, internals=ProducerInternals())
     engine = Engine(
         app_id=s.app_id,
         data_dir=s.data_dir,
