@@ -25,3 +25,28 @@ def free_port() -> int:
             if sock.connect_ex(("127.0.0.1", port)) != 0:
                 return port
     raise AssertionError(f"every port of TEST_PORTS={os.environ['TEST_PORTS']} is taken")
+
+
+def broker_ports(count: int) -> list[int]:
+    """``count`` ports nothing is bound to, for a broker a test runs of its own: of
+    TEST_BROKER_PORTS=LOW-HIGH (default 19300-19399: a machine shared by several runs
+    gives each its own range), from a per-process spot."""
+    low, _, high = (os.environ.get("TEST_BROKER_PORTS") or "19300-19399").partition("-")
+    return _bindable(count, int(low), int(high))
+
+
+def _bindable(count: int, low: int, high: int) -> list[int]:
+    span = high - low + 1
+    start = os.getpid() % span
+    found: list[int] = []
+    for i in range(span):
+        port = low + (start + i) % span
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        found.append(port)
+        if len(found) == count:
+            return found
+    raise AssertionError(f"no {count} free ports in {low}-{high}")
