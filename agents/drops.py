@@ -24,10 +24,10 @@ from typing import Any
 import orjson
 
 from app.main import Runtime
-from domain.detection import Moment
-from domain.drops import DropRules
-from domain.evaluation import evaluate_account
-from domain.periods import Period, utc_day
+from domain.plans.periods import Period, utc_day
+from domain.rules.detection import Moment
+from domain.rules.drops import DropRules
+from domain.rules.evaluation import evaluate_account
 from engine.step import Step
 from state import jsonbytes
 from state.store import PartitionStore

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from app.metrics import Metrics
-from domain.partitioning import PARTITIONER_FIX
+from domain.intake.partitioning import PARTITIONER_FIX
 from engine.step import Step
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ the due day, we note the usage end offsets once, wait until the engine has
 processed up to them, then send one tick to that partition of the ticks topic.
 
 Billing anniversaries (contract 3.5) ride on the same ticks: a tick carries the due day
-and the due *cut* (:func:`domain.anniversaries.due_cut`, a whole hour at or before
+and the due *cut* (:func:`domain.rules.anniversaries.due_cut`, a whole hour at or before
 ``now - MOMENTS_LATE_GRACE``), and goes out when either is newer than what the partition has
 started, after the same catch-up. Periods end at their anchor's time of day, so a period is
 announced at worst an hour after it became final, plus the check interval, the catch-up and
@@ -33,8 +33,8 @@ from aiokafka import TopicPartition
 from agents.anniversaries import start_pass
 from agents.drops import TicksHandler
 from app.main import Runtime
-from domain.anniversaries import due_cut
-from domain.evaluation import due_day
+from domain.rules.anniversaries import due_cut
+from domain.rules.evaluation import due_day
 from engine.engine import Engine
 from engine.step import Step
 from state import jsonbytes

@@ -1,7 +1,7 @@
 """Usage handler: raw usage records in, period totals, events and dead letters out.
 
-It only moves data: it hands a step's records to :func:`domain.intake.run_intake`
-and :func:`domain.detection.detect_thresholds` with lookups into the step's state,
+It only moves data: it hands a step's records to :func:`domain.intake.batch.run_intake`
+and :func:`domain.rules.detection.detect_thresholds` with lookups into the step's state,
 writes back each touched key once, and queues what they decided. The engine puts
 all of it, with the input offsets, in the partition's Kafka transaction.
 """
@@ -15,11 +15,11 @@ from typing import Any
 
 from agents.forwarding import Misplaced
 from app.main import Runtime
-from domain.deadletter import dead_letter
-from domain.detection import detect_thresholds
-from domain.intake import IntakeRules, run_intake
-from domain.milestones import detect_milestones
-from domain.partitioning import account_partition, key_partition
+from domain.intake.batch import IntakeRules, run_intake
+from domain.intake.deadletter import dead_letter
+from domain.intake.partitioning import account_partition, key_partition
+from domain.rules.detection import detect_thresholds
+from domain.rules.milestones import detect_milestones
 from engine.step import Step
 from state import jsonbytes
 from tables.accounts import plan_of
@@ -80,7 +80,7 @@ class UsageHandler:
             return None if held is None else int.from_bytes(held, "big", signed=True)
 
         result = run_intake(
-            records,  # aiokafka's records are domain.intake.Raw as they are
+            records,  # aiokafka's records are domain.intake.batch.Raw as they are
             now_ms=now_ms,
             rules=self.rules,
             catalog=rt.catalog,

@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from config.settings import Settings
 from domain.errors import TopologyError
-from domain.kinds import KINDS
+from domain.wording.kinds import KINDS
 from state.table import TableSpec
 
 logger = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal, get_args
 
+from domain.common.timeutil import parse_rfc3339_ms
 from domain.errors import SettingsError
-from domain.timeutil import parse_rfc3339_ms
 
 ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]

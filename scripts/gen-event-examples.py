@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Print one example event of each kind, built by the real domain code, for docs/events.md.
 
-Every event comes from the code the worker runs: thresholds from :func:`domain.thresholds.detect`
-and :func:`domain.events.threshold_event`, drops and recoveries from
-:func:`domain.events.drop_event` and :func:`domain.events.recovered_event`, milestones from
-:func:`domain.milestones.detect_milestones`, anniversaries from
-:func:`domain.anniversary_pass.evaluate_anniversary` (the pass's own judgement) and account
-changes from :func:`domain.changes.diff_accounts` and :func:`domain.changes.change_events`, with
-the shipped plan catalog (``config/plans.toml``), message templates (``config/messages.toml``)
+Every event comes from the code the worker runs: thresholds from
+:func:`domain.rules.thresholds.detect` and :func:`domain.wording.events.threshold_event`, drops
+and recoveries from :func:`domain.wording.events.drop_event` and
+:func:`domain.wording.events.recovered_event`, milestones from
+:func:`domain.rules.milestones.detect_milestones`, anniversaries from
+:func:`domain.rules.anniversary_pass.evaluate_anniversary` (the pass's own judgement) and account
+changes from :func:`domain.rules.changes.diff_accounts` and
+:func:`domain.rules.changes.change_events`, with the shipped plan catalog
+(``config/plans.toml``), message templates (``config/messages.toml``)
 and fixed inputs, so the output is the same on every run. The examples tell one story: a
 Starter account, acct-0042, through November 2026 and into December, and a Growth account,
 acct-0117, that goes quiet and comes back. Paste the output into the "Example payloads"
@@ -25,20 +27,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from domain.accounts import AccountPlan, period_of
-from domain.anniversaries import Summary, due_cut
-from domain.anniversary_pass import Held, PassRules, evaluate_anniversary
-from domain.catalog import Catalog, Plan, load_catalog
-from domain.changes import change_events, diff_accounts
-from domain.events import drop_event, recovered_event, threshold_event
-from domain.lifetime import AccountLifetime, MilestoneDue
-from domain.messages import Templates, load_templates
-from domain.milestones import detect_milestones
-from domain.periods import Period
-from domain.records import UsageRecord
-from domain.thresholds import detect
-from domain.timeutil import parse_rfc3339_ms
-from domain.usage import AccountTotals
+from domain.common.timeutil import parse_rfc3339_ms
+from domain.intake.lifetime import AccountLifetime, MilestoneDue
+from domain.intake.records import UsageRecord
+from domain.intake.usage import AccountTotals
+from domain.plans.accounts import AccountPlan, period_of
+from domain.plans.catalog import Catalog, Plan, load_catalog
+from domain.plans.periods import Period
+from domain.rules.anniversaries import Summary, due_cut
+from domain.rules.anniversary_pass import Held, PassRules, evaluate_anniversary
+from domain.rules.changes import change_events, diff_accounts
+from domain.rules.milestones import detect_milestones
+from domain.rules.thresholds import detect
+from domain.wording.events import drop_event, recovered_event, threshold_event
+from domain.wording.messages import Templates, load_templates
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNT = "acct-0042"

@@ -1,8 +1,8 @@
 """CPU cost of the per-record business rules, with no Kafka, Faust or RocksDB around them.
 
 Builds a realistic usage workload in memory and runs it through the usage path the way the
-worker's engine does, one batch per partition: :func:`domain.intake.run_intake` then
-:func:`domain.detection.detect_thresholds`, with dict-backed lookups that decode and encode
+worker's engine does, one batch per partition: :func:`domain.intake.batch.run_intake` then
+:func:`domain.rules.detection.detect_thresholds`, with dict-backed lookups that decode and encode
 state from and to JSON bytes (orjson) as a store would. Prints microseconds of CPU per record
 for each part, and a fingerprint of everything the rules produced (outcomes, dead letters,
 events, final state) so that two versions of the rules can be checked for identical
@@ -12,7 +12,7 @@ Parts, in microseconds per input record, of the pass with the shortest total out
 ``--repeat`` (CPU time of this thread, so that other processes on the machine disturb the
 figures as little as possible; the lookups' decoding by a wall clock around each lookup):
 
-- ``parse``: :func:`domain.records.parse_usage` alone, in a separate pass over every record;
+- ``parse``: :func:`domain.intake.records.parse_usage` alone, in a separate pass over every record;
 - ``intake``: ``run_intake`` less the decoding its state lookups do (parse included);
 - ``detection``: ``detect_thresholds`` (event building included) less its lookups' decoding;
 - ``state decode``: ``orjson.loads`` + ``from_json`` of the plans, totals, daily, announced
@@ -64,16 +64,16 @@ import orjson
 ROOT: Final = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from domain.accounts import AccountPlan, period_of  # noqa: E402
-from domain.catalog import Catalog, load_catalog  # noqa: E402
-from domain.daily import AccountDaily  # noqa: E402
-from domain.detection import DetectionResult, detect_thresholds  # noqa: E402
 from domain.errors import InvalidUsageRecord  # noqa: E402
-from domain.intake import IntakeResult, IntakeRules, RawRecord, run_intake  # noqa: E402
-from domain.messages import Templates, load_templates  # noqa: E402
-from domain.records import parse_usage  # noqa: E402
-from domain.thresholds import AnnouncedLevels  # noqa: E402
-from domain.usage import AccountTotals  # noqa: E402
+from domain.intake.batch import IntakeResult, IntakeRules, RawRecord, run_intake  # noqa: E402
+from domain.intake.daily import AccountDaily  # noqa: E402
+from domain.intake.records import parse_usage  # noqa: E402
+from domain.intake.usage import AccountTotals  # noqa: E402
+from domain.plans.accounts import AccountPlan, period_of  # noqa: E402
+from domain.plans.catalog import Catalog, load_catalog  # noqa: E402
+from domain.rules.detection import DetectionResult, detect_thresholds  # noqa: E402
+from domain.rules.thresholds import AnnouncedLevels  # noqa: E402
+from domain.wording.messages import Templates, load_templates  # noqa: E402
 
 T = TypeVar("T")
 

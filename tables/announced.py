@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import orjson
 
-from domain.thresholds import AnnouncedLevels
+from domain.rules.thresholds import AnnouncedLevels
 from state import jsonbytes
 from state.table import TableSpec
 from state.transaction import StepState

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import orjson
 
-from domain.daily import AccountDaily
+from domain.intake.daily import AccountDaily
 from state import jsonbytes
 from state.table import TableSpec
 from state.transaction import StepState

@@ -7,9 +7,9 @@ after it. The marker expires with the daily retention, in the daily sweep.
 
 from __future__ import annotations
 
-from domain.daily import AccountDaily
-from domain.lifetime import AccountLifetime
-from domain.usage import AccountTotals
+from domain.intake.daily import AccountDaily
+from domain.intake.lifetime import AccountLifetime
+from domain.intake.usage import AccountTotals
 from state.transaction import StepState
 from tables.accounts import ACCOUNTS
 from tables.anniversaries import forget_anniversary

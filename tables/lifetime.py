@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import orjson
 
-from domain.lifetime import AccountLifetime
+from domain.intake.lifetime import AccountLifetime
 from state import jsonbytes
 from state.table import TableSpec
 from state.transaction import StepState

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import orjson
 
-from domain.usage import AccountTotals
+from domain.intake.usage import AccountTotals
 from state import jsonbytes
 from state.table import TableSpec
 from state.transaction import StepState

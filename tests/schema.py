@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from jsonschema import Draft202012Validator, FormatChecker
 
-from domain.timeutil import parse_rfc3339
+from domain.common.timeutil import parse_rfc3339
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "config" / "schemas" / "moment-event.schema.json").read_text())

@@ -23,13 +23,13 @@ from agents.usage import key_partition
 from app.clock import ManualClock
 from app.faust_internals import fleet_urls, warm_router
 from app.main import Runtime
-from domain.accounts import AccountPlan, period_of
-from domain.anniversaries import periods_completed, whole_years
-from domain.catalog import Catalog
-from domain.events import drop_event_id
-from domain.periods import day_to_date
-from domain.thresholds import level_text
-from domain.timeutil import to_rfc3339
+from domain.common.timeutil import to_rfc3339
+from domain.plans.accounts import AccountPlan, period_of
+from domain.plans.catalog import Catalog
+from domain.plans.periods import day_to_date
+from domain.rules.anniversaries import periods_completed, whole_years
+from domain.rules.thresholds import level_text
+from domain.wording.events import drop_event_id
 from engine.engine import Engine
 from state.store import PartitionStore
 from tables.accounts import plan_of

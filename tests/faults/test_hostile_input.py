@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 from agents.usage import key_partition
-from domain.timeutil import to_rfc3339
+from domain.common.timeutil import to_rfc3339
 from tests.integration.conftest import Stack, Worker, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -231,8 +231,8 @@ def named_corpus() -> list[Item]:
         ),
         Item("usage", b"h-0", b"[1,2,3]", "invalid", "a JSON array"),
         Item("usage", b"h-0", b"1e400", "invalid", "an infinite JSON number"),
-        # Amounts past what an event carries exactly (domain/numbers.py) are dead-lettered; a total
-        # that would become so depends on the order records meet in: "either".
+        # Amounts past what an event carries exactly (domain/common/numbers.py) are dead-lettered;
+        # a total that would become so depends on the order records meet in: "either".
         usage("quantity 1e20", "either", quantity="1e20"),
         usage("quantity 1e308", "invalid", quantity="1e308"),
         usage(

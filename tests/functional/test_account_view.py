@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from domain.periods import utc_day
+from domain.plans.periods import utc_day
 from tests.functional.test_anniversaries import ANCHOR, ms, run_pass, tick
 from tests.functional.test_overage_recovery import evaluate, history
 from tests.functional.test_reliability import NOW_MS, Harness, plan, usage

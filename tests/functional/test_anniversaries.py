@@ -14,7 +14,7 @@ import pytest
 
 from agents.anniversaries import AnniversaryEvaluation
 from agents.ticks import TicksHandlers
-from domain.anniversaries import due_cut
+from domain.rules.anniversaries import due_cut
 from engine.background import Backgrounds
 from engine.step import Step
 from state.transaction import StepState

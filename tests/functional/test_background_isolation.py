@@ -18,7 +18,7 @@ import agents.anniversaries
 import agents.drops
 from agents.anniversaries import AnniversaryEvaluation
 from agents.drops import DropEvaluation
-from domain.timeutil import DAY_MS
+from domain.common.timeutil import DAY_MS
 from engine.step import Step
 from state.transaction import StepState
 from tables.anniversaries import anniversary_of

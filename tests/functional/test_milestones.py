@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from domain.timeutil import DAY_MS
+from domain.common.timeutil import DAY_MS
 from tables.lifetime import lifetime_of
 from tables.totals import totals_of
 from tests.functional.test_reliability import NOW_MS, Harness, plan, usage

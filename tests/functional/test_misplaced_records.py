@@ -23,28 +23,17 @@ from agents.plans import PlansHandler
 from agents.usage import UsageHandler
 from app.main import build_runtime
 from config.settings import Settings, load_settings
-from domain.partitioning import account_partition
-from domain.timeutil import to_rfc3339
+from domain.common.timeutil import to_rfc3339
+from domain.intake.partitioning import account_partition
 from engine.step import Step
 from state.store import PartitionStore, StoreOptions, open_partition
 from state.transaction import StepState
 from tables.accounts import plan_of
-from tables.dedup import EXPIRY
 from tables.forget import forgotten_at
+from tables.registry import TABLE_COLUMNS
 from tables.totals import totals_of
 
-COLUMNS = (
-    "accounts",
-    "period-totals",
-    "dedup",
-    EXPIRY,
-    "announced",
-    "daily",
-    "evaluations",
-    "anniversaries",
-    "anniversary-passes",
-    "lifetime",
-)
+COLUMNS = TABLE_COLUMNS
 PARTITIONS = 2
 NOW_MS = int(time.time() * 1000)
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from agents.drops import DropEvaluation
-from domain.events import drop_event_id, recovered_event_id
-from domain.periods import day_start_ms, utc_day
-from domain.timeutil import DAY_MS, to_rfc3339
+from domain.common.timeutil import DAY_MS, to_rfc3339
+from domain.plans.periods import day_start_ms, utc_day
+from domain.wording.events import drop_event_id, recovered_event_id
 from engine.step import Step
 from state.transaction import StepState
 from tables.daily import daily_of

@@ -23,8 +23,8 @@ from agents.plans import PlansHandler
 from agents.usage import UsageHandler
 from app.main import Runtime, build_runtime
 from config.settings import load_settings
-from domain.anniversaries import due_cut
-from domain.timeutil import DAY_MS, to_rfc3339
+from domain.common.timeutil import DAY_MS, to_rfc3339
+from domain.rules.anniversaries import due_cut
 from engine.step import Step
 from state.store import PartitionStore, StoreOptions, open_partition
 from state.transaction import StepState
@@ -32,25 +32,14 @@ from tables.accounts import plan_of
 from tables.anniversary_passes import Pass, put_pass
 from tables.announced import announced_of
 from tables.daily import DAILY, daily_of
-from tables.dedup import EXPIRY
 from tables.evaluations import Evaluation, put_evaluation
+from tables.registry import TABLE_COLUMNS
 from tables.totals import totals_of
 
 #: A slice time budget no test machine reaches: these tests are about what one slice does.
 UNBOUNDED = float("inf")
 
-COLUMNS = (
-    "accounts",
-    "period-totals",
-    "dedup",
-    EXPIRY,
-    "announced",
-    "daily",
-    "evaluations",
-    "anniversaries",
-    "anniversary-passes",
-    "lifetime",
-)
+COLUMNS = TABLE_COLUMNS
 
 
 class Record(NamedTuple):
@@ -267,7 +256,7 @@ def test_the_limit_reached_time_is_kept_for_later_events(h: Harness) -> None:
     assert at_ms == reached_ms
     # The drop evaluation reads it from there (agents.drops._reached_at).
     from agents.drops import _reached_at
-    from domain.accounts import period_of
+    from domain.plans.accounts import period_of
 
     held = plan_of(h.store, "a")
     period = period_of(held, NOW_MS, h.runtime.catalog)

@@ -116,6 +116,6 @@ def test_dedup_expiry_takes_bounded_chunks(tmp_path: Path, options: StoreOptions
 
 
 def test_dedup_hash_distinguishes_what_a_separator_join_would_not() -> None:
-    from domain.intake import dedup_key
+    from domain.intake.batch import dedup_key
 
     assert key_hash(dedup_key("a\x1fb", "c")) != key_hash(dedup_key("a", "b\x1fc"))

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from domain.changes import change_event_id
-from domain.timeutil import parse_rfc3339_ms, to_rfc3339
+from domain.common.timeutil import parse_rfc3339_ms, to_rfc3339
+from domain.rules.changes import change_event_id
 from tests.integration.conftest import Stack, Worker, eventually, total_of
 from tests.schema import assert_valid
 

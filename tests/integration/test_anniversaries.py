@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from domain.anniversaries import due_cut
+from domain.rules.anniversaries import due_cut
 from tests.integration.conftest import Stack, Worker, eventually, total_of
 from tests.schema import assert_valid
 

@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from domain.events import drop_event_id, recovered_event_id
-from domain.timeutil import to_rfc3339
+from domain.common.timeutil import to_rfc3339
+from domain.wording.events import drop_event_id, recovered_event_id
 from tests.integration.conftest import Stack, Worker, eventually, total_of
 from tests.integration.test_drops import NOV, clock_env, evaluated, history, move_clock, span
 from tests.schema import assert_valid

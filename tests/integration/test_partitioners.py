@@ -17,7 +17,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from domain.partitioning import account_partition
+from domain.intake.partitioning import account_partition
 from tests.integration.conftest import Stack, Worker, eventually, total_of
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from domain.events import event_id
-from domain.periods import calendar_month
+from domain.plans.periods import calendar_month
+from domain.wording.events import event_id
 from tests.integration.conftest import Stack, Worker, eventually, total_of
 from tests.schema import assert_valid
 

@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
-from domain.changes import change_event_id
-from domain.events import anniversary_event_id, drop_event_id, event_id, recovered_event_id
-from domain.kinds import KINDS
-from domain.messages import load_templates
-from domain.milestones import milestone_event_id
-from domain.timeutil import parse_rfc3339_ms
+from domain.common.timeutil import parse_rfc3339_ms
+from domain.rules.changes import change_event_id
+from domain.rules.milestones import milestone_event_id
+from domain.wording.events import anniversary_event_id, drop_event_id, event_id, recovered_event_id
+from domain.wording.kinds import KINDS
+from domain.wording.messages import load_templates
 from tests.schema import SCHEMA, assert_valid
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,7 +121,7 @@ def worked_examples() -> list[tuple[str, str]]:
 
 
 def domain_id(text: str) -> str:
-    """The id :mod:`domain.events` gives the moment whose identity text is ``text``."""
+    """The id :mod:`domain.wording.events` gives the moment whose identity text is ``text``."""
     kind, rest = text.split("|", 1)
     if kind == "sudden-drop":
         account, metric, day = rest.rsplit("|", 2)

@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from domain.intake import RawRecord
-from domain.timeutil import datetime_to_ms
+from domain.common.timeutil import datetime_to_ms
+from domain.intake.batch import RawRecord
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.accounts import AccountPlan, period_of, supersedes
-from domain.catalog import Catalog, parse_catalog
-from domain.records import PlanRecord
-from domain.timeutil import datetime_to_ms
+from domain.common.timeutil import datetime_to_ms
+from domain.intake.records import PlanRecord
+from domain.plans.accounts import AccountPlan, period_of, supersedes
+from domain.plans.catalog import Catalog, parse_catalog
 
 D = Decimal
 

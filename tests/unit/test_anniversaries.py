@@ -3,7 +3,7 @@
 The oracle walks the periods one by one from the anchor with the standard library's calendar
 (no O(1) arithmetic), reads finality straight from the late rule (a record is late once
 ``now > end + grace``), and finds anniversaries by trying dates, so it shares no code with
-:mod:`domain.anniversaries`.
+:mod:`domain.rules.anniversaries`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.settings import PACKAGED_MESSAGES_FILE, PACKAGED_PLANS_FILE
-from domain.accounts import AccountPlan
-from domain.anniversaries import (
+from domain.intake.usage import AccountTotals
+from domain.plans.accounts import AccountPlan
+from domain.plans.catalog import Catalog, load_catalog
+from domain.plans.periods import Period, PeriodLength
+from domain.rules.anniversaries import (
     HOUR_MS,
     MetricRecap,
     Summary,
@@ -33,12 +36,9 @@ from domain.anniversaries import (
     summarize,
     whole_years,
 )
-from domain.anniversary_pass import Held, PassRules, evaluate_anniversary
-from domain.catalog import Catalog, load_catalog
-from domain.events import anniversary_event
-from domain.messages import load_templates
-from domain.periods import Period, PeriodLength
-from domain.usage import AccountTotals
+from domain.rules.anniversary_pass import Held, PassRules, evaluate_anniversary
+from domain.wording.events import anniversary_event
+from domain.wording.messages import load_templates
 from tests.schema import assert_valid
 
 CATALOG = load_catalog(PACKAGED_PLANS_FILE)
@@ -375,7 +375,7 @@ def test_anniversary_event_builder_is_schema_valid_with_no_metrics() -> None:
 def test_every_anniversary_template_renders_with_every_kind_of_plan() -> None:
     """Unlimited metrics (enterprise), no higher plan (enterprise), no lower plan (free), no
     overage price (any), an empty recap, every action, with and without whole years."""
-    from domain.messages import PLACEHOLDERS, anniversary_message
+    from domain.wording.messages import PLACEHOLDERS, anniversary_message
 
     tables = {t for t, _ in PLACEHOLDERS if t.startswith("billing-anniversary")}
     rendered = set()

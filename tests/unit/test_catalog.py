@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from domain.catalog import Catalog, load_catalog, parse_catalog
 from domain.errors import CatalogError
+from domain.plans.catalog import Catalog, load_catalog, parse_catalog
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "plans.toml"
 

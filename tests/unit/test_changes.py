@@ -13,17 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.accounts import AccountPlan
-from domain.catalog import Catalog, Offers, load_catalog
-from domain.changes import (
+from domain.plans.accounts import AccountPlan
+from domain.plans.catalog import Catalog, Offers, load_catalog
+from domain.plans.periods import Period
+from domain.rules.changes import (
     CHANGE_TYPES,
     AccountChange,
     change_event_id,
     change_events,
     diff_accounts,
 )
-from domain.messages import Templates, load_templates
-from domain.periods import Period
+from domain.wording.messages import Templates, load_templates
 from tests.schema import assert_valid
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +71,7 @@ accounts = st.builds(
 
 
 def oracle(held: AccountPlan, new: AccountPlan) -> list[tuple[str, Any, Any]]:
-    """The contract's list, field by field, written out independently of domain.changes."""
+    """The contract's list, field by field, written out independently of domain.rules.changes."""
     ranks = {plan.id: plan.rank for plan in CATALOG.plans}
     expected: list[tuple[str, Any, Any]] = []
     old_rank, new_rank = ranks.get(held.plan_id), ranks.get(new.plan_id)

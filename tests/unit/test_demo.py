@@ -1,4 +1,5 @@
-"""The simulator's showcase (app.demo): the records it plans trigger every kind of moment.
+"""The simulator's showcase (commands.simulate.demo): the records it plans trigger every kind
+of moment.
 
 Each test replays the planned records through the pure rules of the worker (drop assessment,
 anniversary periods, account-change diff) or through an independent sum (milestones,
@@ -14,15 +15,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from app.demo import Planned, Showcase
-from domain.accounts import AccountPlan
-from domain.anniversaries import HOUR_MS, due_cut, latest_closed
-from domain.catalog import Catalog, load_catalog
-from domain.changes import diff_accounts
-from domain.drops import CLOSED, DailyTotals, DropRules, assess, step
-from domain.evaluation import due_day
-from domain.periods import utc_day
-from domain.records import parse_plan, parse_usage
+from commands.simulate.demo import Planned, Showcase
+from domain.intake.records import parse_plan, parse_usage
+from domain.plans.accounts import AccountPlan
+from domain.plans.catalog import Catalog, load_catalog
+from domain.plans.periods import utc_day
+from domain.rules.anniversaries import HOUR_MS, due_cut, latest_closed
+from domain.rules.changes import diff_accounts
+from domain.rules.drops import CLOSED, DailyTotals, DropRules, assess, step
+from domain.rules.evaluation import due_day
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "plans.toml"
 GRACE_MS = HOUR_MS

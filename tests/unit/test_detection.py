@@ -14,17 +14,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.accounts import AccountPlan, Status
-from domain.catalog import Catalog, parse_catalog
-from domain.detection import DetectionResult, detect_thresholds
-from domain.events import event_id
-from domain.intake import Accepted, IntakeRules, RawRecord, run_intake
-from domain.messages import Templates, load_templates
-from domain.periods import Period
-from domain.records import UsageRecord
-from domain.thresholds import AnnouncedLevels
-from domain.timeutil import datetime_to_ms, to_rfc3339
-from domain.usage import AccountTotals, Change
+from domain.common.timeutil import datetime_to_ms, to_rfc3339
+from domain.intake.batch import Accepted, IntakeRules, RawRecord, run_intake
+from domain.intake.records import UsageRecord
+from domain.intake.usage import AccountTotals, Change
+from domain.plans.accounts import AccountPlan, Status
+from domain.plans.catalog import Catalog, parse_catalog
+from domain.plans.periods import Period
+from domain.rules.detection import DetectionResult, detect_thresholds
+from domain.rules.thresholds import AnnouncedLevels
+from domain.wording.events import event_id
+from domain.wording.messages import Templates, load_templates
 from tests.schema import assert_valid
 
 D = Decimal

@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.drops import (
+from domain.common.timeutil import DAY_MS
+from domain.plans.periods import date_to_day, day_start_ms, weekday
+from domain.rules.drops import (
     CLOSED,
     Assessment,
     DailyTotals,
@@ -24,8 +26,6 @@ from domain.drops import (
     recovered,
     step,
 )
-from domain.periods import date_to_day, day_start_ms, weekday
-from domain.timeutil import DAY_MS
 
 RULES = DropRules()
 MONDAY = date_to_day(date(2026, 1, 5))

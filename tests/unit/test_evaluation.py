@@ -12,17 +12,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.accounts import AccountPlan, Status, period_of
-from domain.catalog import Catalog, parse_catalog
-from domain.daily import AccountDaily
-from domain.detection import Moment
-from domain.drops import CLOSED, DropRules, Episode
-from domain.evaluation import due_day, evaluate_account
-from domain.events import drop_event_id, recovered_event_id
-from domain.messages import Templates, load_templates
-from domain.periods import date_to_day, day_start_ms, day_to_date
-from domain.timeutil import datetime_to_ms, to_rfc3339
-from domain.usage import AccountTotals
+from domain.common.timeutil import datetime_to_ms, to_rfc3339
+from domain.intake.daily import AccountDaily
+from domain.intake.usage import AccountTotals
+from domain.plans.accounts import AccountPlan, Status, period_of
+from domain.plans.catalog import Catalog, parse_catalog
+from domain.plans.periods import date_to_day, day_start_ms, day_to_date
+from domain.rules.detection import Moment
+from domain.rules.drops import CLOSED, DropRules, Episode
+from domain.rules.evaluation import due_day, evaluate_account
+from domain.wording.events import drop_event_id, recovered_event_id
+from domain.wording.messages import Templates, load_templates
 from tests.schema import assert_valid
 
 D = Decimal

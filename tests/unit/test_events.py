@@ -16,8 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from domain.catalog import Catalog, Plan, load_catalog
-from domain.events import (
+from domain.common.timeutil import DAY_MS, parse_rfc3339, parse_rfc3339_ms
+from domain.plans.catalog import Catalog, Plan, load_catalog
+from domain.plans.periods import Period, period_containing
+from domain.rules.thresholds import Crossing, detect
+from domain.wording.events import (
     drop_event,
     drop_event_id,
     event_id,
@@ -25,10 +28,7 @@ from domain.events import (
     ratio_of,
     threshold_event,
 )
-from domain.messages import Templates, load_templates
-from domain.periods import Period, period_containing
-from domain.thresholds import Crossing, detect
-from domain.timeutil import DAY_MS, parse_rfc3339, parse_rfc3339_ms
+from domain.wording.messages import Templates, load_templates
 from tests.schema import SCHEMA, assert_valid, errors
 
 D = Decimal

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.accounts import AccountPlan
-from domain.catalog import Catalog, parse_catalog
-from domain.intake import IntakeResult, IntakeRules, RawRecord, dedup_key, run_intake
-from domain.periods import Period
-from domain.usage import AccountTotals
+from domain.intake.batch import IntakeResult, IntakeRules, RawRecord, dedup_key, run_intake
+from domain.intake.usage import AccountTotals
+from domain.plans.accounts import AccountPlan
+from domain.plans.catalog import Catalog, parse_catalog
+from domain.plans.periods import Period
 from tests.unit.factories import DAY_MS, HOUR_MS, NOW, Raws, ms
 
 D = Decimal

@@ -11,9 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.catalog import Catalog, Plan, load_catalog
+from domain.common.timeutil import parse_rfc3339_ms
 from domain.errors import ConfigError
-from domain.messages import (
+from domain.plans.catalog import Catalog, Plan, load_catalog
+from domain.plans.periods import Period
+from domain.rules.projection import Projection
+from domain.rules.suggestions import Suggestion, suggest_for_drop, suggest_upgrade
+from domain.wording.messages import (
     PLACEHOLDERS,
     Message,
     Templates,
@@ -29,10 +33,6 @@ from domain.messages import (
     parse_templates,
     threshold_message,
 )
-from domain.periods import Period
-from domain.projection import Projection
-from domain.suggestions import Suggestion, suggest_for_drop, suggest_upgrade
-from domain.timeutil import parse_rfc3339_ms
 
 D = Decimal
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,12 +14,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.accounts import AccountPlan, Status
-from domain.catalog import Catalog, Milestones, load_catalog, parse_catalog
-from domain.daily import AccountDaily
-from domain.intake import IntakeResult, IntakeRules, RawRecord, run_intake
-from domain.lifetime import AccountLifetime
-from domain.messages import (
+from domain.common.timeutil import parse_rfc3339_ms, to_rfc3339
+from domain.intake.batch import IntakeResult, IntakeRules, RawRecord, run_intake
+from domain.intake.daily import AccountDaily
+from domain.intake.lifetime import AccountLifetime
+from domain.intake.usage import AccountTotals
+from domain.plans.accounts import AccountPlan, Status
+from domain.plans.catalog import Catalog, Milestones, load_catalog, parse_catalog
+from domain.rules.milestones import (
+    MilestoneResult,
+    detect_milestones,
+    milestone_event_id,
+    milestone_text,
+)
+from domain.wording.messages import (
     Templates,
     format_milestone,
     format_ordinal,
@@ -28,14 +36,6 @@ from domain.messages import (
     milestone_message,
     singular_unit,
 )
-from domain.milestones import (
-    MilestoneResult,
-    detect_milestones,
-    milestone_event_id,
-    milestone_text,
-)
-from domain.timeutil import parse_rfc3339_ms, to_rfc3339
-from domain.usage import AccountTotals
 from tests.schema import assert_valid
 from tests.unit.factories import DAY_MS, HOUR_MS, NOW, ms
 from tests.unit.test_messages import assert_clean_prose

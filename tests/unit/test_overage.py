@@ -14,19 +14,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.accounts import AccountPlan
-from domain.catalog import Catalog, parse_catalog
-from domain.detection import detect_thresholds
-from domain.events import threshold_event
-from domain.intake import IntakeRules, RawRecord, run_intake
-from domain.messages import Templates, load_templates
-from domain.overage import is_over_level, overage_of, overage_suggestion
-from domain.periods import Period
-from domain.projection import project
-from domain.suggestions import suggest_upgrade
-from domain.thresholds import AnnouncedLevels, Crossing, threshold_kind
-from domain.timeutil import datetime_to_ms, to_rfc3339
-from domain.usage import AccountTotals
+from domain.common.timeutil import datetime_to_ms, to_rfc3339
+from domain.intake.batch import IntakeRules, RawRecord, run_intake
+from domain.intake.usage import AccountTotals
+from domain.plans.accounts import AccountPlan
+from domain.plans.catalog import Catalog, parse_catalog
+from domain.plans.periods import Period
+from domain.rules.detection import detect_thresholds
+from domain.rules.overage import is_over_level, overage_of, overage_suggestion
+from domain.rules.projection import project
+from domain.rules.suggestions import suggest_upgrade
+from domain.rules.thresholds import AnnouncedLevels, Crossing, threshold_kind
+from domain.wording.events import threshold_event
+from domain.wording.messages import Templates, load_templates
 from tests.schema import assert_valid
 
 D = Decimal

@@ -14,14 +14,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.intake import IntakeResult, RawRecord, run_intake
-from domain.partitioning import (
+from domain.intake.batch import IntakeResult, RawRecord, run_intake
+from domain.intake.partitioning import (
     account_partition,
     forwarded_tombstone,
     forwarded_tombstone_at,
     key_partition,
 )
-from domain.usage import AccountTotals
+from domain.intake.usage import AccountTotals
 from tests.unit.factories import NOW, Raws
 from tests.unit.test_intake import CATALOG, RULES
 

@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.periods import (
+from domain.common.timeutil import (
+    DAY_MS,
+    datetime_to_ms,
+    ms_to_datetime,
+    parse_rfc3339,
+    parse_rfc3339_ms,
+    to_rfc3339,
+)
+from domain.plans.periods import (
     DEFAULT_ANCHOR,
     DEFAULT_WEEK_ANCHOR,
     PERIOD_LENGTHS,
@@ -24,14 +32,6 @@ from domain.periods import (
     period_containing,
     utc_day,
     weekday,
-)
-from domain.timeutil import (
-    DAY_MS,
-    datetime_to_ms,
-    ms_to_datetime,
-    parse_rfc3339,
-    parse_rfc3339_ms,
-    to_rfc3339,
 )
 
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.periods import Period
-from domain.projection import Projection, project, project_recent, round_total
-from domain.timeutil import DAY_MS
+from domain.common.timeutil import DAY_MS
+from domain.plans.periods import Period
+from domain.rules.projection import Projection, project, project_recent, round_total
 
 D = Decimal
 START = 1_793_491_200_000  # 2026-11-01T00:00:00Z

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.catalog import Catalog, Plan
-from domain.deadletter import b64_or_text, dead_letter
+from domain.common.numbers import json_number
 from domain.errors import InvalidPlanRecord, InvalidUsageRecord
-from domain.numbers import json_number
-from domain.records import PlanRecord, UsageRecord, parse_plan, parse_usage
+from domain.intake.deadletter import b64_or_text, dead_letter
+from domain.intake.records import PlanRecord, UsageRecord, parse_plan, parse_usage
+from domain.plans.catalog import Catalog, Plan
 
 NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SKEW_MS = 300_000

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.accounts import Status
-from domain.daily import AccountDaily
-from domain.drops import CLOSED, Episode
-from domain.evaluation import evaluate_account
-from domain.events import recovered_event
-from domain.periods import day_start_ms, day_to_date
-from domain.usage import AccountTotals
+from domain.intake.daily import AccountDaily
+from domain.intake.usage import AccountTotals
+from domain.plans.accounts import Status
+from domain.plans.periods import day_start_ms, day_to_date
+from domain.rules.drops import CLOSED, Episode
+from domain.rules.evaluation import evaluate_account
+from domain.wording.events import recovered_event
 from tests.schema import assert_valid
 from tests.unit.test_evaluation import (
     CATALOG,
@@ -184,6 +184,6 @@ def test_every_recovery_template_reads_well(plan_id: str, paused: bool, metric: 
 
 
 def _march() -> Any:
-    from domain.accounts import period_of
+    from domain.plans.accounts import period_of
 
     return period_of(plan(), day_start_ms(DAY), CATALOG)

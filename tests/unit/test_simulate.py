@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.simulate import BAD_KINDS, SimRecord, Simulator, daily_rhythm
-from domain.catalog import Catalog, load_catalog
+from commands.simulate.traffic import BAD_KINDS, SimRecord, Simulator, daily_rhythm
 from domain.errors import InvalidUsageRecord
-from domain.records import UsageRecord, parse_plan, parse_usage
+from domain.intake.records import UsageRecord, parse_plan, parse_usage
+from domain.plans.catalog import Catalog, load_catalog
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "plans.toml"
 NOW_MS = 1_767_268_800_000  # 2026-01-01T12:00:00Z

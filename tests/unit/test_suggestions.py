@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from domain.catalog import Catalog, Plan, parse_catalog
-from domain.suggestions import Suggestion, covers, suggest_for_drop, suggest_upgrade
+from domain.plans.catalog import Catalog, Plan, parse_catalog
+from domain.rules.suggestions import Suggestion, covers, suggest_for_drop, suggest_upgrade
 
 D = Decimal
 

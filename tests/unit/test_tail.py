@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.tail import (
+from app.topology import EVENT_KINDS
+from commands.tail.render import (
     MISSING,
     TITLE_INDENT,
     format_event,
@@ -24,8 +25,7 @@ from app.tail import (
     json_line,
     parse_kinds,
 )
-from app.topology import EVENT_KINDS
-from domain.timeutil import datetime_to_ms
+from domain.common.timeutil import datetime_to_ms
 
 TODAY = date(2026, 11, 24)
 TRIGGERED = "2026-11-24T09:30:05Z"

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from domain.accounts import AccountPlan
-from domain.periods import Period
-from domain.thresholds import (
+from domain.intake.usage import AccountTotals
+from domain.plans.accounts import AccountPlan
+from domain.plans.periods import Period
+from domain.rules.thresholds import (
     AnnouncedLevels,
     Crossing,
     detect,
@@ -23,7 +24,6 @@ from domain.thresholds import (
     should_announce,
     threshold_kind,
 )
-from domain.usage import AccountTotals
 
 D = Decimal
 NEAR_AND_HIT = (D("0.8"), D(1))

@@ -1,5 +1,5 @@
-"""Instants and their RFC 3339 text (domain/timeutil.py): the per-record fast paths give exactly
-what the datetime-based definitions give, errors included."""
+"""Instants and their RFC 3339 text (domain/common/timeutil.py): the per-record fast paths give
+exactly what the datetime-based definitions give, errors included."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from domain.timeutil import MAX_TIMESTAMP_MS, parse_rfc3339, parse_rfc3339_ms, to_rfc3339
+from domain.common.timeutil import MAX_TIMESTAMP_MS, parse_rfc3339, parse_rfc3339_ms, to_rfc3339
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SHAPE = re.compile(

@@ -1,4 +1,4 @@
-"""Period totals of one account (domain/usage.py): add, total, prune, JSON round trip."""
+"""Period totals of one account (domain/intake/usage.py): add, total, prune, JSON round trip."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.periods import Period
-from domain.usage import AccountTotals, Change
+from domain.intake.usage import AccountTotals, Change
+from domain.plans.periods import Period
 
 D = Decimal
 DAY_MS = 86_400_000

@@ -1,0 +1,443 @@
+"""``moments simulate``'s traffic model: realistic plans and usage, with bad records on purpose.
+
+Generation is pure and deterministic for a seed (:class:`Simulator`);
+:func:`commands.simulate.publish.run_simulation` only paces it and publishes with aiokafka.
+The traffic is shaped so that a newcomer sees the worker do something within minutes:
+
+* every account gets a plan record first (mostly on the lower rungs, some with a billing anchor,
+  a few with a per-account limit override);
+* each account uses several metrics of the catalog at its own base pace (a fraction of its
+  allotment per month), following a daily rhythm in its own time zone, with noise;
+* a couple of *hot* accounts on the lowest plan burn about 30 % of their limit per minute, so
+  they cross their near levels within minutes and hit the limit in about ten;
+* now and then an account bursts for a few minutes at many times its usual pace;
+* about one record in a hundred is re-sent with the same ``record_id`` (a producer retry);
+* one record in ``--bad-every`` is invalid, rotating through :data:`BAD_KINDS`;
+* unless ``--no-showcase``, a few demo accounts (:mod:`commands.simulate.demo`) whose
+  backfilled history and scheduled records trigger every kind of moment: their history goes
+  out with the plans, before the paced usage, and the log line starting with
+  :data:`~commands.simulate.publish.HISTORY_PUBLISHED` says it is in Kafka.
+
+Quantities are scaled by the expected record rate of each (account, metric), so the usage per
+minute does not depend on ``--rate``: a faster simulator sends more, smaller records.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import orjson
+
+from domain.common.timeutil import DAY_MS, to_rfc3339
+from domain.plans.catalog import Catalog, Plan
+
+BadKind = Literal[
+    "not-json", "missing-field", "negative-quantity", "future-timestamp", "bad-metric"
+]
+RecordKind = Literal["usage", "duplicate", "bad"]
+
+BAD_KINDS: Final[tuple[BadKind, ...]] = (
+    "not-json",
+    "missing-field",
+    "negative-quantity",
+    "future-timestamp",
+    "bad-metric",
+)
+"""The kinds of invalid record the simulator sends, in the order it rotates through them."""
+
+REQUIRED_FIELDS: Final = ("record_id", "account_id", "metric", "quantity", "timestamp")
+
+MINUTE_MS: Final = 60_000
+MINUTES_PER_MONTH: Final = 30 * 24 * 60
+
+HOT_FRACTION_PER_MIN: Final = (0.25, 0.35)
+"""Share of its limit a hot account uses per minute: crosses 50 % in ~2 min, 100 % in ~3-4."""
+
+BURST_EVERY_MS: Final = 120_000
+"""Mean time between two bursts over the whole fleet."""
+BURST_LENGTH_MS: Final = (90_000, 300_000)
+BURST_FRACTION_PER_MIN: Final = (0.05, 0.3)
+"""Share of its limit a bursting account uses per minute of the burst."""
+BURST_WEIGHT: Final = 4.0
+"""A bursting account sends this many times more records than usual."""
+
+DUPLICATE_RATE: Final = 0.01
+LATE_RATE: Final = 0.005
+"""Share of records whose timestamp is minutes old (telemetry that was held up)."""
+RFC3339_RATE: Final = 0.15
+"""Share of records with an RFC 3339 timestamp rather than epoch milliseconds."""
+FUTURE_MS: Final = 30 * DAY_MS
+"""How far ahead a ``future-timestamp`` bad record is: far beyond any sane clock skew."""
+NOISE_SIGMA: Final = 0.35
+
+
+_TIME_ZONES_H: Final = (-8.0, -5.0, -3.0, 0.0, 1.0, 2.0, 5.5, 8.0, 9.0)
+_REGIONS: Final = ("eu-west-1", "us-east-1", "us-west-2", "ap-southeast-1")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricProfile:
+    """How one metric is used: its share of an account's records, whether quantities are whole
+    numbers, and the range of base paces (fraction of the limit used per month)."""
+
+    share: float
+    integral: bool
+    monthly_fraction: tuple[float, float]
+
+
+PROFILES: Final[dict[str, MetricProfile]] = {
+    "api_calls": MetricProfile(0.55, True, (0.2, 1.1)),
+    "events": MetricProfile(0.30, True, (0.2, 1.1)),
+    "storage_gb": MetricProfile(0.10, False, (0.1, 0.8)),
+    "seats": MetricProfile(0.05, True, (0.3, 1.0)),
+}
+DEFAULT_PROFILE: Final = MetricProfile(0.10, False, (0.2, 0.9))
+DEFAULT_SCALE: Final = 10_000.0
+"""Monthly scale of a metric that no plan limits (nothing to take a size from)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimRecord:
+    """One usage record ready to send: Kafka key and value, and what the simulator meant by it."""
+
+    key: bytes
+    value: bytes
+    kind: RecordKind
+    bad_kind: BadKind | None = None
+
+
+@dataclass(slots=True)
+class Burst:
+    """An account using ``metric`` at ``per_min`` units a minute until ``until_ms``."""
+
+    metric: str
+    per_min: float
+    until_ms: int
+
+
+@dataclass(slots=True)
+class Account:
+    """A simulated account and its usage habits."""
+
+    account_id: str
+    plan: Plan
+    activity: float
+    tz_offset_h: float
+    base_per_min: dict[str, float]
+    hot: bool = False
+    anchor_age_days: int | None = None
+    limits: dict[str, float] = field(default_factory=dict)
+    burst: Burst | None = None
+
+    def limit(self, metric: str) -> float | None:
+        """The account's allotment of ``metric`` (its override, else its plan's), or None."""
+        override = self.limits.get(metric)
+        if override is not None:
+            return override
+        limit = self.plan.limit(metric)
+        return None if limit is None else float(limit)
+
+
+@dataclass(slots=True)
+class Stats:
+    """What has been generated so far, by kind."""
+
+    usage: int = 0
+    duplicates: int = 0
+    bad: int = 0
+
+    @property
+    def total(self) -> int:
+        """Records generated."""
+        return self.usage + self.duplicates + self.bad
+
+
+def daily_rhythm(now_ms: int, tz_offset_h: float) -> float:
+    """Activity multiplier of an account at ``now_ms``: lowest around 03:00 local time, highest
+    around 15:00, and quieter at weekends (mean over a week is about 0.9)."""
+    local_ms = now_ms + int(tz_offset_h * 3_600_000)
+    hour = (local_ms % DAY_MS) / 3_600_000
+    weekday = (local_ms // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday; Monday is 0
+    day = 1.0 + 0.5 * math.sin(2 * math.pi * (hour - 9) / 24)
+    return day * (0.6 if weekday >= 5 else 1.0)
+
+
+class Simulator:
+    """Deterministic generator of plan and usage records for a seed.
+
+    ``rate`` (records per second) is the pace the caller will send at; it only scales the
+    quantities, so that usage per minute is the same at any rate. ``run_id`` goes into every
+    ``record_id``: give each run its own, or a restarted simulator's records would be taken for
+    duplicates of the previous run's.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        accounts: int = 20,
+        rate: float = 50.0,
+        bad_every: int = 200,
+        seed: int = 1,
+        run_id: str = "sim",
+    ) -> None:
+        if accounts < 1:
+            raise ValueError(f"accounts must be at least 1, got {accounts}")
+        if not rate > 0 or not math.isfinite(rate):
+            raise ValueError(f"rate must be a positive number of records per second, got {rate}")
+        if bad_every < 0:
+            raise ValueError(f"bad_every must be 0 (no bad records) or more, got {bad_every}")
+        self.catalog = catalog
+        self.rate = rate
+        self.bad_every = bad_every
+        self.run_id = run_id
+        self.stats = Stats()
+        # Not for security: a seeded, reproducible stream of made-up traffic.
+        self._rng = random.Random(seed)  # noqa: S311
+        self._metrics = self._catalog_metrics(catalog)
+        self._scale = {m: self._metric_scale(catalog, m) for m in self._metrics}
+        self._seq = 0
+        self._last_ms: int | None = None
+        self._recent: deque[SimRecord] = deque(maxlen=200)
+        self.hot_metric = self._hot_metric(catalog, self._metrics)
+        self.accounts = self._make_accounts(accounts)
+
+    # ------------------------------------------------------------------ set-up
+
+    @staticmethod
+    def _catalog_metrics(catalog: Catalog) -> tuple[str, ...]:
+        metrics = list(catalog.units)
+        for plan in catalog.plans:
+            metrics += [m for m in plan.limits if m not in metrics]
+        if not metrics:
+            raise ValueError("the plan catalog names no metric: add a [metrics] table")
+        return tuple(metrics)
+
+    @staticmethod
+    def _metric_scale(catalog: Catalog, metric: str) -> float:
+        limits = [float(lim) for p in catalog.plans if (lim := p.limit(metric)) is not None]
+        return max(limits) if limits else DEFAULT_SCALE
+
+    @staticmethod
+    def _hot_metric(catalog: Catalog, metrics: Sequence[str]) -> str | None:
+        lowest = catalog.plans[0]
+        if lowest.limit("api_calls") is not None:
+            return "api_calls"
+        return next((m for m in metrics if lowest.limit(m) is not None), None)
+
+    def _make_accounts(self, count: int) -> list[Account]:
+        rng = self._rng
+        plans = self.catalog.plans
+        weights = [0.55**i for i in range(len(plans))]  # mostly the lower rungs
+        hot_count = 0 if self.hot_metric is None else min(count, max(2, count // 25))
+        hot = set(rng.sample(range(count), hot_count))
+        accounts: list[Account] = []
+        for index in range(count):
+            is_hot = index in hot
+            plan = plans[0] if is_hot else rng.choices(plans, weights)[0]
+            account = Account(
+                account_id=f"acct-{index + 1:04d}",
+                plan=plan,
+                activity=rng.lognormvariate(0.0, 0.8),
+                tz_offset_h=rng.choice(_TIME_ZONES_H),
+                base_per_min={},
+                hot=is_hot,
+            )
+            if rng.random() < 0.3:
+                account.anchor_age_days = rng.randint(1, 60)
+            api_limit = plan.limit("api_calls")
+            if not is_hot and api_limit is not None and rng.random() < 0.125:
+                account.limits["api_calls"] = float(api_limit) * 1.5
+            for metric in self._metrics:
+                limit = account.limit(metric)
+                scale = self._scale[metric] if limit is None else limit
+                low, high = PROFILES.get(metric, DEFAULT_PROFILE).monthly_fraction
+                account.base_per_min[metric] = scale * rng.uniform(low, high) / MINUTES_PER_MONTH
+            if is_hot and self.hot_metric is not None:
+                hot_limit = account.limit(self.hot_metric) or 0.0  # limited on the lowest plan
+                account.base_per_min[self.hot_metric] = hot_limit * rng.uniform(
+                    *HOT_FRACTION_PER_MIN
+                )
+            accounts.append(account)
+        return accounts
+
+    @property
+    def hot_accounts(self) -> list[Account]:
+        """Accounts that approach their limit within minutes."""
+        return [a for a in self.accounts if a.hot]
+
+    # ------------------------------------------------------------------ plans
+
+    def plans(self, now_ms: int) -> list[tuple[bytes, bytes]]:
+        """One ``account-plans`` record per account, as (key, value), updated at ``now_ms``."""
+        out: list[tuple[bytes, bytes]] = []
+        for account in self.accounts:
+            value: dict[str, Any] = {
+                "account_id": account.account_id,
+                "plan_id": account.plan.id,
+                "status": "active",
+                "updated_at": to_rfc3339(now_ms - now_ms % 1000),
+            }
+            if account.anchor_age_days is not None:
+                day_start = now_ms - now_ms % DAY_MS
+                value["billing_anchor"] = to_rfc3339(day_start - account.anchor_age_days * DAY_MS)
+            if account.limits:
+                value["limits"] = {m: _number(v, True) for m, v in account.limits.items()}
+            out.append((account.account_id.encode(), orjson.dumps(value)))
+        return out
+
+    # ------------------------------------------------------------------ usage
+
+    def next_records(self, n: int, now_ms: int) -> list[SimRecord]:
+        """The next ``n`` usage records, sent at ``now_ms`` (epoch milliseconds)."""
+        rng = self._rng
+        self._update_bursts(now_ms)
+        accounts = self.accounts
+        weights = [self._weight(a) for a in accounts]
+        total_weight = sum(weights)
+        shares = [self._metric_shares(a) for a in accounts]
+        cum_weights: list[float] = []
+        running = 0.0
+        for w in weights:
+            running += w
+            cum_weights.append(running)
+
+        records: list[SimRecord] = []
+        for _ in range(n):
+            self._seq += 1
+            index = rng.choices(range(len(accounts)), cum_weights=cum_weights)[0]
+            account = accounts[index]
+            metric_shares = shares[index]
+            metric = rng.choices(self._metrics, metric_shares)[0]
+            if self.bad_every and self._seq % self.bad_every == 0:
+                record = self._bad(account, now_ms)
+                self.stats.bad += 1
+            elif self._recent and rng.random() < DUPLICATE_RATE:
+                again = rng.choice(self._recent)
+                record = SimRecord(again.key, again.value, "duplicate")
+                self.stats.duplicates += 1
+            else:
+                # Records per second of this (account, metric) right now, to size one record.
+                share = metric_shares[self._metrics.index(metric)] / sum(metric_shares)
+                stream_rate = self.rate * weights[index] / total_weight * share
+                mean = self._per_min(account, metric, now_ms) / 60.0 / stream_rate
+                record = self._usage(account, metric, mean, now_ms)
+                self._recent.append(record)
+                self.stats.usage += 1
+            records.append(record)
+        return records
+
+    def _weight(self, account: Account) -> float:
+        return account.activity * (BURST_WEIGHT if account.burst is not None else 1.0)
+
+    def _metric_shares(self, account: Account) -> list[float]:
+        shares = []
+        for metric in self._metrics:
+            share = PROFILES.get(metric, DEFAULT_PROFILE).share
+            if account.burst is not None and account.burst.metric == metric:
+                share *= 3
+            shares.append(share)
+        return shares
+
+    def _per_min(self, account: Account, metric: str, now_ms: int) -> float:
+        """Units of ``metric`` the account uses per minute at ``now_ms``."""
+        if account.burst is not None and account.burst.metric == metric:
+            return account.burst.per_min
+        base = account.base_per_min[metric]
+        if account.hot and metric == self.hot_metric:
+            return base  # steady, so the promise of "a threshold within minutes" holds
+        return base * daily_rhythm(now_ms, account.tz_offset_h)
+
+    def _update_bursts(self, now_ms: int) -> None:
+        rng = self._rng
+        elapsed = 0 if self._last_ms is None else max(0, now_ms - self._last_ms)
+        self._last_ms = now_ms
+        start_p = 1.0 - math.exp(-elapsed / (BURST_EVERY_MS * len(self.accounts)))
+        for account in self.accounts:
+            if account.burst is not None and account.burst.until_ms <= now_ms:
+                account.burst = None
+            if account.burst is not None or account.hot or rng.random() >= start_p:
+                continue
+            limits = {m: lim for m in self._metrics if (lim := account.limit(m)) is not None}
+            candidates = [m for m in ("api_calls", "events") if m in limits] or list(limits)
+            if not candidates:
+                continue
+            metric = rng.choice(candidates)
+            limit = limits[metric]
+            account.burst = Burst(
+                metric=metric,
+                per_min=limit * rng.uniform(*BURST_FRACTION_PER_MIN),
+                until_ms=now_ms + rng.randint(*BURST_LENGTH_MS),
+            )
+
+    def _record_id(self) -> str:
+        return f"{self.run_id}-{self._seq:09d}"
+
+    def _timestamp(self, now_ms: int) -> int | str:
+        rng = self._rng
+        stamp = now_ms - rng.randint(0, 2000)
+        if rng.random() < LATE_RATE:
+            stamp -= rng.randint(MINUTE_MS // 2, 10 * MINUTE_MS)
+        if rng.random() < RFC3339_RATE:
+            return to_rfc3339(stamp)
+        return stamp
+
+    def _quantity(self, metric: str, mean: float) -> int | float:
+        rng = self._rng
+        noisy = mean * rng.lognormvariate(-(NOISE_SIGMA**2) / 2, NOISE_SIGMA)  # mean kept
+        integral = PROFILES.get(metric, DEFAULT_PROFILE).integral
+        if integral:
+            # Stochastic rounding keeps the mean when a record is worth less than one unit.
+            whole = math.floor(noisy)
+            return whole + (1 if rng.random() < noisy - whole else 0)
+        return _number(noisy, False)
+
+    def _usage_value(
+        self, account: Account, metric: str, mean: float, now_ms: int
+    ) -> dict[str, Any]:
+        value: dict[str, Any] = {
+            "record_id": self._record_id(),
+            "account_id": account.account_id,
+            "metric": metric,
+            "quantity": self._quantity(metric, mean),
+            "timestamp": self._timestamp(now_ms),
+        }
+        if self._rng.random() < 0.3:
+            value["attributes"] = {"region": self._rng.choice(_REGIONS), "source": "simulator"}
+        return value
+
+    def _usage(self, account: Account, metric: str, mean: float, now_ms: int) -> SimRecord:
+        value = self._usage_value(account, metric, mean, now_ms)
+        return SimRecord(account.account_id.encode(), orjson.dumps(value), "usage")
+
+    def _bad(self, account: Account, now_ms: int) -> SimRecord:
+        rng = self._rng
+        kind = BAD_KINDS[(self.stats.bad) % len(BAD_KINDS)]
+        metric = rng.choice(self._metrics)
+        value = self._usage_value(account, metric, 1.0, now_ms)
+        if kind == "not-json":
+            raw = orjson.dumps(value)
+            raw = raw[: max(1, len(raw) // 2)]  # a truncated write
+        else:
+            if kind == "missing-field":
+                del value[rng.choice(REQUIRED_FIELDS)]
+            elif kind == "negative-quantity":
+                value["quantity"] = -rng.randint(1, 50)
+            elif kind == "future-timestamp":
+                value["timestamp"] = now_ms + FUTURE_MS
+            else:
+                value["metric"] = rng.choice(("API Calls", "api calls!", "", "x" * 65))
+            raw = orjson.dumps(value)
+        return SimRecord(account.account_id.encode(), raw, "bad", kind)
+
+
+def _number(value: float, integral: bool) -> int | float:
+    """A quantity as JSON wants it: an int when whole, else a float with 3 decimals."""
+    if integral or value == int(value):
+        return int(round(value))
+    return round(value, 3)

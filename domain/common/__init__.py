@@ -1,0 +1,1 @@
+"""Shared vocabulary: instants, amounts, slotted dataclasses."""

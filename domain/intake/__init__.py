@@ -1,0 +1,1 @@
+"""Intake: records validated, dead-lettered, deduplicated, placed, and metered into state."""

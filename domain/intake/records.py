@@ -1,0 +1,370 @@
+"""Validation of the two input records: usage (contract 1.1) and account plans (contract 1.2).
+
+Each parser turns a raw Kafka value into a frozen record or raises a ``RecordError`` whose
+message is a short reason that starts with the field at fault (``"quantity: must be a finite
+number >= 0, got -3"``). The reason goes to the dead-letter topic, where the producer's team
+reads it, so it says what was expected and shows what arrived.
+
+:func:`parse_usage` runs for every usage record: it checks types with ``type(x) is ...``, matches
+a metric name against its pattern once (then remembers it), and builds no intermediate objects.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any, Final, Literal, get_args
+
+import orjson
+
+from domain.common.numbers import MAX_AMOUNT, MIN_AMOUNT, exact_in_json
+from domain.common.slots import slot_setter
+from domain.common.timeutil import (
+    MAX_TIMESTAMP_MS,
+    MIN_TIMESTAMP_MS,
+    datetime_to_ms,
+    parse_rfc3339,
+    parse_rfc3339_ms,
+    to_rfc3339,
+)
+from domain.errors import InvalidPlanRecord, InvalidUsageRecord
+from domain.plans.catalog import METRIC_PATTERN, Catalog, Plan
+from domain.plans.periods import PeriodLength, default_anchor
+
+PlanStatus = Literal["active", "paused", "cancelled"]
+"""An account's status; only ``active`` accounts get events."""
+
+PLAN_STATUSES: Final[tuple[PlanStatus, ...]] = get_args(PlanStatus)
+
+ID_MAX_CHARS: Final = 128
+"""Longest ``record_id`` or ``account_id`` accepted (contract 1.1)."""
+
+_SHOW_MAX_CHARS: Final = 60
+# Integers up to 2**53 are exact in JSON (domain.common.numbers) and far below its ceiling; a
+# float's repr is always exact, so floats need only the bounds.
+_INT53: Final = 2**53
+# Members are counted in events and messages as integers: keep them in int64 and plausible.
+_MEMBERS_MAX: Final = 10**9
+_INT64: Final = 2.0**64
+_BIG_QUANTITY: Final = re.compile(rb'"quantity"\s*:\s*(\d{20,})(?![.eE\d])')
+_MIN_FLOAT: Final = float(MIN_AMOUNT)
+_MAX_FLOAT: Final = float(MAX_AMOUNT)
+_ZERO: Final = Decimal(0)
+_INFINITY: Final = math.inf
+_METRIC_RULE: Final = "must match [a-z0-9_.-]{1,64}"
+_TIMESTAMP_RULE: Final = (
+    "must be an RFC 3339 string with an offset, like 2026-01-31T09:30:00Z, "
+    "or integer epoch milliseconds"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One valid usage record: ``quantity`` of ``metric`` used by an account at ``timestamp_ms``.
+
+    ``timestamp_ms`` is the event time in epoch milliseconds (UTC); ``record_id`` is the
+    producer's idempotency key.
+    """
+
+    record_id: str
+    account_id: str
+    metric: str
+    quantity: Decimal
+    timestamp_ms: int
+
+
+_set_record_id = slot_setter(UsageRecord, "record_id")
+_set_account_id = slot_setter(UsageRecord, "account_id")
+_set_metric = slot_setter(UsageRecord, "metric")
+_set_quantity = slot_setter(UsageRecord, "quantity")
+_set_timestamp_ms = slot_setter(UsageRecord, "timestamp_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRecord:
+    """An account's plan as last published by billing.
+
+    ``billing_anchor`` is ``None`` when billing sent none: see :meth:`anchor`. ``limits`` holds
+    the account's overrides of its plan's allotments. ``updated_at_ms`` orders records of one
+    account: an older one than the one held is ignored.
+    """
+
+    account_id: str
+    plan_id: str
+    billing_anchor: datetime | None
+    status: PlanStatus
+    limits: Mapping[str, Decimal] = field(hash=False)
+    updated_at_ms: int
+    #: Why each invalid optional entry (a limit <= 0, say) was left out; the rest applies.
+    left_out: tuple[str, ...] = ()
+    #: People (seats) on the account, when billing sent a valid count (contract 1.2).
+    members: int | None = None
+    #: Where the account is served, when billing sent a valid one (contract 1.2).
+    region: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether the account gets events (only ``active`` accounts do)."""
+        return self.status == "active"
+
+    def anchor(self, length: PeriodLength) -> datetime:
+        """The start of the account's billing periods: its ``billing_anchor``, else the default
+        (1st of the month at 00:00 UTC; a Monday for weekly periods; midnight for daily ones)."""
+        return self.billing_anchor if self.billing_anchor is not None else default_anchor(length)
+
+    def limit(self, plan: Plan, metric: str) -> Decimal | None:
+        """The account's allotment of ``metric``: its own override, else ``plan``'s, else
+        ``None`` (unlimited)."""
+        override = self.limits.get(metric)
+        return override if override is not None else plan.limit(metric)
+
+
+# Metric names already matched against METRIC_PATTERN: a few names make up nearly every
+# record, and a set lookup is much cheaper than a regex match. Bounded like the other caches.
+_KNOWN_METRICS_MAX: Final = 1024
+_known_metrics: set[str] = set()
+
+
+def _usage_record(
+    record_id: str, account_id: str, metric: str, quantity: Decimal, timestamp_ms: int
+) -> UsageRecord:
+    """``UsageRecord(...)`` by its slot setters (see :mod:`domain.common.slots`)."""
+    record: UsageRecord = object.__new__(UsageRecord)
+    _set_record_id(record, record_id)
+    _set_account_id(record, account_id)
+    _set_metric(record, metric)
+    _set_quantity(record, quantity)
+    _set_timestamp_ms(record, timestamp_ms)
+    return record
+
+
+def parse_usage(raw: bytes | None, now_ms: int, max_skew_ms: int) -> UsageRecord:
+    """Validate a raw ``usage-records`` value against contract 1.1.
+
+    ``now_ms`` is the worker's clock; a timestamp later than ``now_ms + max_skew_ms`` is
+    refused, because it would open billing periods that have not started. Fields other than the
+    five required ones (``attributes`` among them) are ignored whatever they hold. Raises
+    :class:`InvalidUsageRecord` with a reason that names the field.
+    """
+    value = _load_object(raw, InvalidUsageRecord)
+    get = value.get
+    record_id = get("record_id")
+    if type(record_id) is not str or not 0 < len(record_id) <= ID_MAX_CHARS:
+        record_id = _identifier(value, "record_id", InvalidUsageRecord)
+    account_id = get("account_id")
+    if type(account_id) is not str or not 0 < len(account_id) <= ID_MAX_CHARS:
+        account_id = _identifier(value, "account_id", InvalidUsageRecord)
+
+    metric = get("metric")
+    if type(metric) is not str or metric not in _known_metrics:
+        if type(metric) is not str or not METRIC_PATTERN.fullmatch(metric):
+            raise InvalidUsageRecord(_reason(value, "metric", metric, _METRIC_RULE))
+        if len(_known_metrics) >= _KNOWN_METRICS_MAX:
+            _known_metrics.clear()
+        _known_metrics.add(metric)
+
+    number = get("quantity")
+    # The common cases first: a whole number, or a finite float (orjson never yields NaN or
+    # infinity, but a caller's JSON may), each checked for sign before it becomes a Decimal.
+    if type(number) is int and 0 <= number <= _INT53:
+        quantity = Decimal(number)
+    elif type(number) is float and number >= 0.0 and number != _INFINITY:
+        # -0.0 would otherwise stay a negative zero and print as "-0.0" in events.
+        quantity = Decimal(repr(number)) if number else _ZERO
+        if number and not _MIN_FLOAT <= number <= _MAX_FLOAT:
+            raise InvalidUsageRecord(_amount_reason("quantity", number))
+        if number >= _INT64:
+            literal = _BIG_QUANTITY.search(raw or b"")
+            if literal is not None and Decimal(literal[1].decode()) != quantity:
+                # orjson reads integers past 64 bits as the nearest double: refuse, not round.
+                raise InvalidUsageRecord(_amount_reason("quantity", int(literal[1])))
+    elif type(number) is int and number > 0:
+        quantity = Decimal(number)
+        if not exact_in_json(quantity):
+            raise InvalidUsageRecord(_amount_reason("quantity", number))
+    else:
+        raise InvalidUsageRecord(_reason(value, "quantity", number, "must be a finite number >= 0"))
+
+    stamp = get("timestamp")
+    if type(stamp) is int:
+        timestamp_ms = stamp
+    elif type(stamp) is str:
+        try:
+            timestamp_ms = parse_rfc3339_ms(stamp)
+        except ValueError as exc:
+            raise InvalidUsageRecord(f"timestamp: {exc}, got {_show(stamp)}") from None
+    else:
+        raise InvalidUsageRecord(_reason(value, "timestamp", stamp, _TIMESTAMP_RULE))
+    if not MIN_TIMESTAMP_MS <= timestamp_ms <= MAX_TIMESTAMP_MS:
+        raise InvalidUsageRecord(
+            f"timestamp: {_show(stamp)} is outside 1970-01-01T00:00:00Z..9999-12-31T23:59:59Z"
+        )
+    if timestamp_ms > now_ms + max_skew_ms:
+        raise InvalidUsageRecord(
+            f"timestamp: {_timestamp_text(stamp)} is more than {max_skew_ms / 1000:g} s in the "
+            f"future (worker clock {to_rfc3339(now_ms)})"
+        )
+    return _usage_record(record_id, account_id, metric, quantity, timestamp_ms)
+
+
+def parse_plan(raw: bytes, catalog: Catalog) -> PlanRecord:
+    """Validate a raw ``account-plans`` value against contract 1.2 and ``catalog``.
+
+    Tombstones (a null Kafka value) mean "forget the account" and are the caller's to handle
+    before calling this. JSON ``null`` in an optional field counts as absent. Raises
+    :class:`InvalidPlanRecord` with a reason that names the field.
+    """
+    value = _load_object(raw, InvalidPlanRecord)
+    account_id = _identifier(value, "account_id", InvalidPlanRecord)
+
+    plan_id = value.get("plan_id")
+    known = ", ".join(catalog.plan_ids)
+    if type(plan_id) is not str:
+        rule = f"must be the id of a catalog plan ({known})"
+        raise InvalidPlanRecord(_reason(value, "plan_id", plan_id, rule))
+    if catalog.plan(plan_id) is None:
+        raise InvalidPlanRecord(f"plan_id: {plan_id!r} is not in the plan catalog (known: {known})")
+
+    anchor = value.get("billing_anchor")
+    billing_anchor = None if anchor is None else _datetime(anchor, "billing_anchor")
+
+    status: PlanStatus = "active"
+    raw_status = value.get("status")
+    if raw_status is not None:
+        if raw_status not in PLAN_STATUSES:
+            raise InvalidPlanRecord(
+                f"status: must be one of {', '.join(PLAN_STATUSES)}, got {_show(raw_status)}"
+            )
+        status = raw_status
+
+    limits: dict[str, Decimal] = {}
+    left_out: list[str] = []
+    raw_limits = value.get("limits")
+    if raw_limits is not None:
+        if type(raw_limits) is not dict:
+            rule = "must be an object of metric -> number"
+            left_out.append(f"limits: {rule}, got {_show(raw_limits)}")
+        else:
+            for metric, raw_limit in raw_limits.items():
+                if not METRIC_PATTERN.fullmatch(metric):
+                    left_out.append(f"limits: metric {_show(metric)} {_METRIC_RULE}")
+                    continue
+                limit = _decimal(raw_limit)
+                if limit is None or limit <= _ZERO:
+                    left_out.append(
+                        f"limits.{metric}: must be a finite number > 0, got {_show(raw_limit)}"
+                    )
+                elif not exact_in_json(limit):
+                    left_out.append(_amount_reason(f"limits.{metric}", raw_limit))
+                else:
+                    limits[metric] = limit
+
+    members = value.get("members")
+    if members is not None and (type(members) is not int or not 0 <= members <= _MEMBERS_MAX):
+        left_out.append(
+            f"members: must be an integer from 0 to {_MEMBERS_MAX}, got {_show(members)}"
+        )
+        members = None
+    region = value.get("region")
+    if region is not None and (type(region) is not str or not 0 < len(region) <= 64):
+        left_out.append(f"region: must be a string of 1..64 characters, got {_show(region)}")
+        region = None
+
+    if "updated_at" not in value or value["updated_at"] is None:
+        raise InvalidPlanRecord("updated_at: missing")
+    updated_at = _datetime(value["updated_at"], "updated_at")
+    return PlanRecord(
+        account_id=account_id,
+        plan_id=plan_id,
+        billing_anchor=billing_anchor,
+        status=status,
+        limits=MappingProxyType(limits),
+        updated_at_ms=datetime_to_ms(updated_at),
+        left_out=tuple(left_out),
+        members=members,
+        region=region,
+    )
+
+
+def _load_object(
+    raw: bytes | None, error: type[InvalidUsageRecord] | type[InvalidPlanRecord]
+) -> dict[str, Any]:
+    if not raw:
+        raise error("empty value")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise error(f"invalid JSON: {exc}") from None
+    if type(value) is not dict:
+        raise error(f"value: must be a JSON object, got {_show(value)}")
+    return value
+
+
+def _identifier(
+    value: dict[str, Any], name: str, error: type[InvalidUsageRecord] | type[InvalidPlanRecord]
+) -> str:
+    text = value.get(name)
+    if type(text) is not str or not 0 < len(text) <= ID_MAX_CHARS:
+        raise error(_reason(value, name, text, f"must be a string of 1..{ID_MAX_CHARS} characters"))
+    return text
+
+
+def _decimal(number: object) -> Decimal | None:
+    """``number`` as an exact Decimal when it is a finite JSON number (not a boolean), else
+    ``None``. Floats go through their shortest repr, so 0.1 becomes Decimal("0.1")."""
+    if type(number) is int:
+        return Decimal(number)
+    if type(number) is float and math.isfinite(number):
+        # -0.0 would otherwise stay a negative zero and print as "-0.0" in events.
+        return Decimal(repr(number)) if number else _ZERO
+    return None
+
+
+def _datetime(text: object, name: str) -> datetime:
+    if type(text) is not str:
+        raise InvalidPlanRecord(
+            f"{name}: must be an RFC 3339 string with an offset, got {_show(text)}"
+        )
+    try:
+        return parse_rfc3339(text)
+    except ValueError as exc:
+        raise InvalidPlanRecord(f"{name}: {exc}, got {_show(text)}") from None
+
+
+def _reason(value: dict[str, Any], name: str, got: object, rule: str) -> str:
+    """``name: missing`` when the field is absent, else ``name: <rule>, got <value>``."""
+    if name not in value:
+        return f"{name}: missing"
+    return f"{name}: {rule}, got {_show(got)}"
+
+
+def _show(got: object) -> str:
+    """``got`` as the JSON it arrived as, cut short: producers read JSON, not Python reprs."""
+    try:
+        text = orjson.dumps(got).decode()
+    except TypeError:
+        text = repr(got)
+    if len(text) > _SHOW_MAX_CHARS:
+        return text[: _SHOW_MAX_CHARS - 3] + "..."
+    return text
+
+
+def _amount_reason(name: str, got: object) -> str:
+    """Why an amount was refused: events could not carry it, or its totals, exactly."""
+    return (
+        f"{name}: {_show(got)} cannot be carried exactly in events: amounts must be 0 or "
+        f"between {MIN_AMOUNT:g} and {MAX_AMOUNT:g}, whole numbers below 2**63 exactly "
+        f"representable as a double, or a double's shortest decimal text"
+    )
+
+
+def _timestamp_text(stamp: object) -> str:
+    """A timestamp as its sender wrote it, with the UTC time spelled out for epoch ms."""
+    if type(stamp) is int:
+        return f"{stamp} ({to_rfc3339(stamp)})"
+    return str(stamp)

@@ -1,0 +1,1 @@
+"""Plans and billing periods: the catalog, an account's plan, period arithmetic."""

@@ -1,0 +1,124 @@
+"""An account's plan as held by the worker, and what follows from it.
+
+The accounts table stores :class:`AccountPlan` as JSON. Which billing period a
+record belongs to, and whether a newer plan record replaces the held one, are
+decided here so that the plans agent and the usage agent agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final, Literal, cast
+
+from domain.common.timeutil import datetime_to_ms
+from domain.intake.records import PlanRecord
+from domain.plans.catalog import Catalog, Plan
+from domain.plans.periods import (
+    Period,
+    PeriodLength,
+    calendar_month,
+    default_anchor,
+    period_containing_ms,
+)
+
+Status = Literal["active", "paused", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountPlan:
+    """The plan record currently in force for one account."""
+
+    account_id: str
+    plan_id: str
+    anchor_ms: int | None
+    status: Status
+    limits: dict[str, Decimal]
+    updated_at_ms: int
+    members: int | None = None
+    region: str | None = None
+
+    @classmethod
+    def from_record(cls, record: PlanRecord) -> AccountPlan:
+        """The held form of a validated plan record."""
+        anchor = record.billing_anchor
+        return cls(
+            account_id=record.account_id,
+            plan_id=record.plan_id,
+            anchor_ms=None if anchor is None else datetime_to_ms(anchor),
+            status=record.status,
+            limits=dict(record.limits),
+            updated_at_ms=record.updated_at_ms,
+            members=record.members,
+            region=record.region,
+        )
+
+    def anchor(self, length: PeriodLength) -> datetime:
+        """Start of the first billing period (contract default: the 1st, 00:00 UTC)."""
+        if self.anchor_ms is None:
+            return default_anchor(length)
+        return datetime.fromtimestamp(self.anchor_ms / 1000, tz=UTC)
+
+    def limit(self, plan: Plan, metric: str) -> Decimal | None:
+        """The account's allotment of ``metric``: its own override, else the plan's."""
+        override = self.limits.get(metric)
+        return override if override is not None else plan.limits.get(metric)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form for the accounts table."""
+        return {
+            "account_id": self.account_id,
+            "plan_id": self.plan_id,
+            "anchor_ms": self.anchor_ms,
+            "status": self.status,
+            "limits": {m: str(v) for m, v in self.limits.items()},
+            "updated_at_ms": self.updated_at_ms,
+            **({} if self.members is None else {"members": self.members}),
+            **({} if self.region is None else {"region": self.region}),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AccountPlan:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            account_id=data["account_id"],
+            plan_id=data["plan_id"],
+            anchor_ms=data["anchor_ms"],
+            status=cast(Status, data["status"]),
+            limits={m: Decimal(v) for m, v in data["limits"].items()},
+            updated_at_ms=data["updated_at_ms"],
+            members=data.get("members"),
+            region=data.get("region"),
+        )
+
+
+def supersedes(new: PlanRecord, held: AccountPlan | None) -> bool:
+    """Whether ``new`` replaces ``held``: a record older than the one held is ignored."""
+    return held is None or new.updated_at_ms >= held.updated_at_ms
+
+
+# Epoch ms of AccountPlan.anchor() per (anchor_ms, length): the anchor goes through a datetime
+# once per account rather than once per record. Bounded like the period cache.
+_ANCHORS_MAX: Final = 65_536
+_anchors: dict[tuple[int | None, str], int] = {}
+
+
+def _anchor_ms(plan: AccountPlan, length: PeriodLength) -> int:
+    """``datetime_to_ms(plan.anchor(length))``, remembered."""
+    key = (plan.anchor_ms, length)
+    anchor_ms = _anchors.get(key)
+    if anchor_ms is None:
+        anchor_ms = datetime_to_ms(plan.anchor(length))
+        if len(_anchors) >= _ANCHORS_MAX:
+            _anchors.clear()
+        _anchors[key] = anchor_ms
+    return anchor_ms
+
+
+def period_of(plan: AccountPlan | None, ts_ms: int, catalog: Catalog) -> Period:
+    """The billing period containing ``ts_ms``; calendar months while the plan is unknown."""
+    if plan is None:
+        return calendar_month(ts_ms)
+    length = catalog.period
+    return period_containing_ms(ts_ms, _anchor_ms(plan, length), length)

@@ -1,0 +1,214 @@
+"""Plan suggestions (contract 3.1 and 3.2): which plan, if any, a moment should point to.
+
+A threshold moment suggests the cheapest bigger plan that would hold the projected period
+total; a sudden drop suggests pausing, or the cheapest smaller plan that would still hold the
+period at the new pace, or nothing. Every suggestion carries a short ``rationale`` with real
+numbers, so a notifier can show it as is.
+
+"Covers" means the plan's limit for the metric is at least the projected total; a plan with no
+limit for the metric covers anything. "Cheapest" is the lowest price, ties broken by rank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Final, Literal
+
+from domain.plans.catalog import Catalog, Plan
+from domain.wording.messages import format_approx, format_days, format_money, format_number
+
+Action = Literal["upgrade", "downgrade", "pause", "resume", "none"]
+"""What a moment suggests; ``none`` comes with a rationale that says why nothing fits."""
+
+ACTIONS: Final[tuple[Action, ...]] = ("upgrade", "downgrade", "pause", "resume", "none")
+
+_ZERO: Final = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """A suggested plan change, as in an event's ``suggestion`` object.
+
+    For ``upgrade`` and ``downgrade`` the plan fields name the suggested plan and
+    ``price_delta`` is its price minus the current one (negative for a downgrade). For
+    ``pause``, ``resume`` and ``none`` no other plan is suggested and the plan fields are ``None``.
+    """
+
+    action: Action
+    plan_id: str | None
+    plan_name: str | None
+    price: Decimal | None
+    price_delta: Decimal | None
+    rationale: str
+
+
+def covers(plan: Plan, metric: str, total: Decimal) -> bool:
+    """Whether ``plan``'s allotment of ``metric`` holds ``total`` (no limit holds anything)."""
+    limit = plan.limit(metric)
+    return limit is None or limit >= total
+
+
+def _more_room(limit: Decimal | None, current_limit: Decimal) -> bool:
+    """Whether a plan's ``limit`` (``None``: unlimited) gives more than ``current_limit``."""
+    return limit is None or limit > current_limit
+
+
+def _cheapest(plans: Sequence[Plan]) -> Plan:
+    return min(plans, key=lambda p: (p.price, p.rank))
+
+
+def _move(action: Action, to: Plan, current: Plan, rationale: str) -> Suggestion:
+    return Suggestion(action, to.id, to.name, to.price, to.price - current.price, rationale)
+
+
+def _none(rationale: str) -> Suggestion:
+    return Suggestion("none", None, None, None, None, rationale)
+
+
+def _offer(catalog: Catalog, plan: Plan, current: Plan, metric: str) -> str:
+    """``Growth includes 100,000 API calls for $79 a month, $60 more than Starter``."""
+    limit = plan.limit(metric)
+    unit = catalog.unit(metric)
+    holds = f"has no limit on {unit}" if limit is None else f"includes {format_number(limit)}"
+    delta = plan.price - current.price
+    money = format_money(abs(delta), catalog.currency)
+    difference = (
+        "the same price as"
+        if delta == _ZERO
+        else f"{money} more than"
+        if delta > _ZERO
+        else f"{money} less than"
+    )
+    price = format_money(plan.price, catalog.currency)
+    return f"{plan.name} {holds} for {price} a {catalog.period}, {difference} {current.name}"
+
+
+def suggest_upgrade(
+    catalog: Catalog,
+    current: Plan,
+    metric: str,
+    projected_total: Decimal,
+    account_limit_override: Decimal | None = None,
+) -> Suggestion:
+    """The upgrade a threshold moment suggests (contract 3.1).
+
+    The cheapest plan ranked above ``current`` whose limit for ``metric`` covers
+    ``projected_total``, else the highest of them; ``none`` when there is no higher plan. An
+    account whose ``account_limit_override`` already exceeds a bigger plan's limit would gain
+    nothing from that plan, so such plans are passed over (and with none left, ``none``).
+    """
+    unit = catalog.unit(metric)
+    projected = f"about {format_approx(projected_total)} {unit} this {catalog.period}"
+    current_limit = (
+        account_limit_override if account_limit_override is not None else current.limit(metric)
+    )
+    higher = catalog.higher(current)
+    if not higher:
+        return _none(
+            f"{current.name} is already the largest plan and you're on track for {projected}; "
+            "talk to us about a custom limit."
+        )
+    roomier = list(higher)
+    if current_limit is not None:
+        roomier = [plan for plan in higher if _more_room(plan.limit(metric), current_limit)]
+        if not roomier:
+            return _none(
+                f"Your limit of {format_number(current_limit)} {unit} is already more than "
+                f"bigger plans include and you're on track for {projected}; talk to us about "
+                "raising it."
+            )
+    covering = [plan for plan in roomier if covers(plan, metric, projected_total)]
+    if covering:
+        plan = _cheapest(covering)
+        return _move(
+            "upgrade",
+            plan,
+            current,
+            f"At this pace you'll use {projected}; {_offer(catalog, plan, current, metric)}.",
+        )
+    plan = roomier[-1]
+    return _move(
+        "upgrade",
+        plan,
+        current,
+        f"At this pace you'll use {projected}, more than any plan includes; the largest, "
+        f"{_offer(catalog, plan, current, metric)}.",
+    )
+
+
+def suggest_for_drop(
+    catalog: Catalog,
+    current: Plan,
+    metric: str,
+    recent_total: Decimal,
+    projected_period_total_at_new_pace: Decimal,
+    *,
+    recent_days: int | None = None,
+) -> Suggestion:
+    """The suggestion of a sudden drop (contract 3.2).
+
+    ``pause`` when nothing was used recently and ``current`` can be paused; else ``downgrade``
+    to the cheapest plan ranked below ``current`` that costs less and whose limit covers the
+    period projected at the new pace (a smaller plan that costs as much saves nothing); else
+    ``none``, with a rationale that suggests checking in. ``recent_days`` only words the
+    rationale.
+    """
+    unit = catalog.unit(metric)
+    span = "recently" if recent_days is None else f"in {format_days(recent_days)}"
+    price = format_money(current.price, catalog.currency)
+    if recent_total <= _ZERO and current.pausable:
+        return Suggestion(
+            "pause",
+            None,
+            None,
+            None,
+            None,
+            f"No {unit} {span}; your {current.name} plan ({price} a {catalog.period}) can be "
+            "paused until you need it again.",
+        )
+    projected = projected_period_total_at_new_pace
+    pace = f"about {format_approx(projected)} {unit} this {catalog.period}"
+    cheaper = [plan for plan in catalog.lower(current) if plan.price < current.price]
+    covering = [plan for plan in cheaper if covers(plan, metric, projected)]
+    if covering:
+        plan = _cheapest(covering)
+        return _move(
+            "downgrade",
+            plan,
+            current,
+            f"At the recent pace you'd use {pace}; {_offer(catalog, plan, current, metric)}.",
+        )
+    if not cheaper:
+        return _none(
+            f"{current.name} is already the most affordable plan for you; a quick check-in "
+            "can tell whether something changed on your side."
+        )
+    return _none(
+        f"Even at the recent pace you'd use {pace}, more than a cheaper plan includes, so "
+        "a smaller plan wouldn't fit; a quick check-in can tell whether something changed."
+    )
+
+
+def suggest_after_recovery(
+    catalog: Catalog, current: Plan, metric: str, *, paused: bool
+) -> Suggestion:
+    """The suggestion of a usage recovery (contract 3.3): ``resume`` when the account is
+    paused (its usage is back, its plan is not), else ``none``."""
+    unit = catalog.unit(metric)
+    if paused:
+        price = format_money(current.price, catalog.currency)
+        return Suggestion(
+            "resume",
+            None,
+            None,
+            None,
+            None,
+            f"Your use of {unit} is back while your {current.name} plan is paused; resume it "
+            f"({price} a {catalog.period}) to pick up where you left off.",
+        )
+    return _none(
+        f"Your use of {unit} is back to its usual level on your {current.name} plan; "
+        "nothing to change."
+    )

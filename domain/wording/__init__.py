@@ -1,0 +1,1 @@
+"""Wording: message formatting and templates, event kinds and the events themselves."""
