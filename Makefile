@@ -60,7 +60,7 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff format .
 
 # The tiers, each alone (`make test` runs all but chaos in one pytest run, one broker).
-test-unit: $(STAMP) ## unit tier: pure tests, no file, process or network outside the test
+test-unit: $(STAMP) ## unit tier: pure tests (no broker, no subprocess, no shipped file checked)
 	$(BIN)/pytest tests/unit -q
 
 test-functional: $(STAMP) ## functional tier: steps and stores on real RocksDB, no broker

@@ -9,8 +9,9 @@ Run with a broker up whose data directory this script can read (the local one)::
 What it does, on fresh topics and a fresh app id (nothing is deleted from Kafka):
 
 1. publishes one plan per account and ``--records-per-account`` usage records per
-   account on average (bench.py's generator: four metrics, event times in the last
-   50 minutes, no repeats, so every record is one dedup key);
+   account on average (the bench's generator, scripts/benchmark/workload.py: four
+   metrics, event times in the last 50 minutes, no repeats, so every record is one
+   dedup key);
 2. starts ONE exactly_once ``moments worker`` and waits until it has counted every
    record (``moments_records_total``), then reads ``moments_table_keys``;
 3. stops it with SIGTERM and measures its data directory twice: as left (``du``,
@@ -34,9 +35,8 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,12 +46,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import bench  # noqa: E402 - scripts/bench.py, beside this file
+from benchmark import admin, workload  # noqa: E402 - scripts/benchmark, beside this file
 from rocksdict import Rdict  # noqa: E402
 
 from state.store import StoreOptions  # noqa: E402
+from tests.harness.meters import disk_usage, status_kb  # noqa: E402
+from tests.harness.metrics import Metrics  # noqa: E402
+from tests.harness.process import NotReady, WorkerProcess, worker_env  # noqa: E402
 
 DEDUP_COLUMNS = frozenset({"dedup", "dedup-expiry"})
 """Column families whose size follows the number of dedup keys, not accounts."""
@@ -94,79 +96,53 @@ class Proc:
 
     def __init__(self, args: argparse.Namespace, env: dict[str, str], log: Path) -> None:
         self.args = args
-        self.env = env
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.started = 0.0
+        self.process = WorkerProcess(
+            env=env, port=args.port, log_path=log, command=shlex.split(args.worker_command)
+        )
 
     def start(self) -> None:
         """Start the worker."""
-        with self.log.open("wb") as out:
-            self.started = time.monotonic()
-            self.proc = subprocess.Popen(
-                args_split(self.args.worker_command), env=self.env, stdout=out, stderr=out
-            )
-
-    def get(self, path: str) -> tuple[int, str]:
-        """GET on the worker."""
-        return bench.http_get(self.args.port, path)
+        self.process.start()
 
     def wait_ready(self) -> float:
         """Seconds from process start to /readyz 200; raises if it exits or takes too long."""
-        assert self.proc is not None  # noqa: S101 - started first
-        deadline = self.started + self.args.max_seconds
-        while self.get("/readyz")[0] != 200:
-            if (code := self.proc.poll()) is not None:
-                raise SystemExit(f"worker exited with {code} before ready; log: {self.log}")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"worker not ready in {self.args.max_seconds:.0f} s; {self.log}")
-            time.sleep(0.1)
-        return time.monotonic() - self.started
+        deadline = self.process.started + self.args.max_seconds
+        try:
+            return asyncio.run(self.process.ready(deadline))
+        except NotReady as not_ready:
+            raise SystemExit(f"worker {not_ready}; log: {self.process.log_path}") from None
 
-    def metrics(self) -> dict[str, float]:
-        """The worker's metrics ({} when it does not answer)."""
-        status, body = self.get("/metrics")
-        return bench.parse_metrics(body) if status == 200 else {}
+    def metrics(self) -> Metrics:
+        """The worker's metrics (exits when it does not answer)."""
+        metrics = asyncio.run(self.process.metrics())
+        if metrics is None:
+            raise SystemExit(f"/metrics did not answer; log: {self.process.log_path}")
+        return metrics
+
+    def peak_rss_mb(self) -> float:
+        """VmHWM of the running process, in MB."""
+        assert self.process.proc is not None  # noqa: S101 - started first
+        return status_kb(self.process.proc.pid, "VmHWM") / 1024
 
     def stop(self) -> int:
         """SIGTERM and wait; SIGKILL after 60 s. Returns the exit status."""
-        assert self.proc is not None  # noqa: S101 - started first
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return self.process.stop(60)[0]
 
 
-def args_split(command: str) -> list[str]:
-    """A command line as argv (no shell)."""
-    import shlex
-
-    return shlex.split(command)
-
-
-def worker_env(
-    args: argparse.Namespace, data: bench.Dataset, app_id: str, data_dir: Path
+def capacity_env(
+    args: argparse.Namespace, data: workload.Dataset, app_id: str, data_dir: Path
 ) -> dict[str, str]:
     """The environment of a worker of this run."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOMENTS_")}
-    env.update(
-        MOMENTS_KAFKA_BOOTSTRAP=args.bootstrap,
-        MOMENTS_APP_ID=app_id,
-        MOMENTS_DATA_DIR=str(data_dir),
-        MOMENTS_TOPIC_USAGE=data.usage_topic,
-        MOMENTS_TOPIC_ACCOUNTS=data.plans_topic,
-        MOMENTS_TOPIC_PREFIX=f"{app_id}.moments",
-        MOMENTS_PARTITIONS=str(data.partitions),
-        MOMENTS_WEB_HOST="127.0.0.1",
-        MOMENTS_WEB_ADVERTISED_HOST="127.0.0.1",
-        MOMENTS_WEB_PORT=str(args.port),
+    return worker_env(
+        bootstrap=args.bootstrap,
+        app_id=app_id,
+        data_dir=data_dir,
+        port=args.port,
+        usage_topic=data.usage_topic,
+        plans_topic=data.plans_topic,
+        partitions=data.partitions,
         MOMENTS_STANDBY_REPLICAS="0",
     )
-    return env
 
 
 def column_family_bytes(state_root: Path) -> dict[str, int]:
@@ -198,21 +174,23 @@ def changelog_bytes(kafka_data: Path, app_id: str) -> dict[str, int]:
     return dict(sizes)
 
 
-def table_keys(metrics: dict[str, float]) -> dict[str, int]:
+def table_keys(metrics: Metrics) -> dict[str, int]:
     """``moments_table_keys`` by table."""
-    return {k: int(v) for k, v in bench.labelled(metrics, "moments_table_keys", "table").items()}
+    return {k: int(v) for k, v in metrics.by_label("moments_table_keys", "table").items()}
 
 
-async def publish(args: argparse.Namespace, data: bench.Dataset, count: int) -> tuple[float, int]:
+async def publish(
+    args: argparse.Namespace, data: workload.Dataset, count: int
+) -> tuple[float, int]:
     """Topics, plans and ``count`` usage records; (seconds, accounts with usage)."""
-    await bench.create_topics(args.bootstrap, data)
+    await admin.create_topics(args.bootstrap, data)
     started = time.perf_counter()
-    await bench.publish_plans(args.bootstrap, data)
-    source = bench.UsageSource(data, count, args.seed, duplicate_rate=0.0)
-    producer = bench.new_producer(args.bootstrap)
+    await workload.publish_plans(args.bootstrap, data)
+    source = workload.UsageSource(data, count, args.seed, duplicate_rate=0.0)
+    producer = workload.new_producer(args.bootstrap)
     await producer.start()
     try:
-        await bench.send_all(producer, data.usage_topic, source.backlog(count))
+        await workload.send_all(producer, data.usage_topic, source.backlog(count))
     finally:
         await producer.stop()
     return time.perf_counter() - started, len(source.sent)
@@ -225,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id = uuid.uuid4().hex[:8]
     app_id = f"capacity-{run_id}"
     count = round(args.accounts * args.records_per_account)
-    data = bench.make_dataset(args, run_id, "capacity", args.accounts)
+    data = workload.make_dataset(args, run_id, "capacity", args.accounts)
     print(
         f"run {run_id}: {args.accounts:,} accounts, {count:,} usage records, "
         f"{args.partitions} partitions"
@@ -234,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"published in {publish_s:.1f} s ({active:,} accounts got usage)")
 
     data_dir = Path(tempfile.mkdtemp(prefix=f"{app_id}-a-"))
-    first = Proc(args, worker_env(args, data, app_id, data_dir), args.log_dir / f"{app_id}-a.log")
+    first = Proc(args, capacity_env(args, data, app_id, data_dir), args.log_dir / f"{app_id}-a.log")
     first.start()
     ready_s = first.wait_ready()
     processing_started = time.monotonic()
@@ -245,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     while time.monotonic() < deadline:
         # Done when the group has committed every usage record: counters would restart
         # with a restarted process, committed offsets do not.
-        committed = asyncio.run(bench.group_committed(args.bootstrap, app_id, data.usage_topic))
+        committed = asyncio.run(admin.group_committed(args.bootstrap, app_id, data.usage_topic))
         if committed > last:
             last, progress_at = committed, time.monotonic()
         if committed >= count:
@@ -269,25 +247,23 @@ def main(argv: list[str] | None = None) -> int:
     # Let the last step's state land and the key estimates refresh (every 5 s).
     time.sleep(6)
     keys = table_keys(first.metrics())
-    assert first.proc is not None  # noqa: S101 - started above
-    peak_rss_mb = bench.status_kb(first.proc.pid, "VmHWM") / 1024
+    peak_rss_mb = first.peak_rss_mb()
     exit_code = first.stop()
-    du_bytes, _ = bench.disk_usage(data_dir)
+    du_bytes, _ = disk_usage(data_dir)
     cf_bytes = column_family_bytes(data_dir / "state")
     shutil.rmtree(data_dir, ignore_errors=True)
     changelogs = changelog_bytes(args.kafka_data_dir, app_id)
 
     rebuild_dir = Path(tempfile.mkdtemp(prefix=f"{app_id}-b-"))
     second = Proc(
-        args, worker_env(args, data, app_id, rebuild_dir), args.log_dir / f"{app_id}-b.log"
+        args, capacity_env(args, data, app_id, rebuild_dir), args.log_dir / f"{app_id}-b.log"
     )
     # The first worker left the group cleanly (SIGTERM): the second joins at once.
     second.start()
     rebuild_s = second.wait_ready()
     time.sleep(6)  # the key estimates refresh every 5 s
     rebuilt_keys = table_keys(second.metrics())
-    assert second.proc is not None  # noqa: S101 - started above
-    rebuild_rss_mb = bench.status_kb(second.proc.pid, "VmHWM") / 1024
+    rebuild_rss_mb = second.peak_rss_mb()
     second.stop()
     shutil.rmtree(rebuild_dir, ignore_errors=True)
 

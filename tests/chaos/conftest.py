@@ -9,17 +9,19 @@ port after it; its state lives in a temporary directory, deleted afterwards.
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import (  # noqa: F401 - a fixture, registered by import
+    Stack,
+    leaks_surface_in_their_own_test,
+    show_logs_if_failed,
+)
 
 KAFKA_LOCAL = Path(__file__).resolve().parents[2] / "scripts" / "kafka-local"
 NODES = 3
@@ -58,13 +60,6 @@ class Cluster:
         return self.state_dir / f"node-{node}" / "logs" / "server.log"
 
 
-@pytest.fixture(autouse=True)
-def leaks_surface_in_their_own_test() -> Iterator[None]:
-    """As in the integration tier: an unclosed client fails the test that left it."""
-    yield
-    gc.collect()
-
-
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     c = Cluster(int(os.environ.get("CHAOS_KAFKA_PORT", "9192")), tmp_path / "kafka")
@@ -85,7 +80,4 @@ async def stack(
         yield s
     finally:
         await s.close()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            for worker in s.workers:
-                sys.stderr.write(f"--- {worker.log_path.name}\n{worker.log()}\n")
+        show_logs_if_failed(s, request)

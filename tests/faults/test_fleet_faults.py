@@ -13,7 +13,6 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from agents.usage import key_partition
+from tests.harness.ports import broker_ports
 from tests.integration.conftest import Stack, Worker, eventually
 from tests.integration.test_engine_faults import (
     assert_announced_exactly_once,
@@ -347,31 +347,6 @@ async def test_crash_then_data_dir_deleted_rebuilds_and_emits_nothing_twice(
 # -- the broker away ------------------------------------------------------------------
 
 
-def _free_ports(count: int) -> list[int]:
-    """``count`` ports nothing listens on, of TEST_BROKER_PORTS=LOW-HIGH (default
-    19300-19399: a machine shared by several runs gives each its own range), starting
-    at a per-process spot."""
-    low, _, high = (os.environ.get("TEST_BROKER_PORTS") or "19300-19399").partition("-")
-    return _free_ports_of(count, int(low), int(high))
-
-
-def _free_ports_of(count: int, low: int, high: int) -> list[int]:
-    span = high - low + 1
-    start = os.getpid() % span
-    found: list[int] = []
-    for i in range(span):
-        port = low + (start + i) % span
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        found.append(port)
-        if len(found) == count:
-            return found
-    raise AssertionError(f"no {count} free ports in {low}-{high}")
-
-
 @dataclass
 class PrivateBroker:
     """A broker of this test's own (scripts/kafka-local), which it may stop and start."""
@@ -400,7 +375,7 @@ class PrivateBroker:
 
 @pytest.fixture
 async def private_broker(tmp_path: Path) -> AsyncIterator[PrivateBroker]:
-    port, controller = _free_ports(2)
+    port, controller = broker_ports(2)
     broker = PrivateBroker(port, controller, tmp_path / "kafka")
     await asyncio.to_thread(broker.run, "start")
     try:

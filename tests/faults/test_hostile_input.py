@@ -512,23 +512,16 @@ def plan_items(draw: st.DrawFn) -> Item:
 # --- the burst, and its accounting -------------------------------------------------------
 
 Counts = dict[str, float]
-_SERIES = re.compile(
-    r'^(moments_records_total|moments_plan_records_total)\{outcome="(\w+)"\} (\S+)$'
-)
 
 
 async def counters(worker: Worker) -> tuple[Counts, Counts]:
-    """(usage outcomes, plan outcomes) from one scrape of /metrics."""
-    status, body = await worker.get("/metrics")
-    assert status == 200, f"/metrics answered {status}: {body!r:.300}"
-    usage_counts: Counts = Counter()
-    plan_counts: Counts = Counter()
-    for line in str(body).splitlines():
-        m = _SERIES.match(line)
-        if m:
-            target = usage_counts if m.group(1) == "moments_records_total" else plan_counts
-            target[m.group(2)] += float(m.group(3))
-    return usage_counts, plan_counts
+    """(usage outcomes, plan outcomes) from one scrape of /metrics (every outcome is
+    there from the start: one missing fails the test)."""
+    metrics = await worker.metrics()
+    return (
+        metrics.by_label("moments_records_total", "outcome"),
+        metrics.by_label("moments_plan_records_total", "outcome"),
+    )
 
 
 @dataclass

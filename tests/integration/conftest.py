@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,35 +21,18 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaProducer
+
+from tests.harness import kafka
+from tests.harness.metrics import Metrics
+from tests.harness.ports import free_port
+from tests.harness.process import MOMENTS, NotReady, OnProcess, WorkerProcess, worker_env
 
 pytestmark = pytest.mark.integration
 
-MOMENTS = Path(sys.executable).with_name("moments")
+__all__ = ["BOOTSTRAP", "MOMENTS", "Stack", "Worker", "eventually", "free_port", "total_of"]
+
 BOOTSTRAP = os.environ.get("MOMENTS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-# Spread by process, so two pytest runs on one machine rarely race for a port.
-# TEST_PORTS=FIRST-LAST confines them to a range (a machine shared by several runs),
-# reused round-robin: a stopped worker's port is free again.
-_first, _, _last = os.environ.get("TEST_PORTS", "").partition("-")
-_range = range(int(_first), int(_last) + 1) if _first and _last else None
-_ports: Iterator[int] = (
-    itertools.cycle(_range) if _range else itertools.count(16066 + (os.getpid() % 40) * 50)
-)
-
-
-def _free_port() -> int:
-    for _ in _range or itertools.count():
-        port = next(_ports)
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise AssertionError(f"every port of TEST_PORTS={os.environ['TEST_PORTS']} is taken")
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on, for a worker or a server a test starts."""
-    return _free_port()
 
 
 @pytest.fixture(autouse=True)
@@ -93,60 +71,45 @@ async def eventually(
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
 
 
-def http_get(port: int, path: str) -> tuple[int, Any]:
-    """GET a worker's endpoint; returns (status, parsed JSON or text)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:  # noqa: S310
-            body = resp.read()
-            status = resp.status
-    except urllib.error.HTTPError as err:
-        body, status = err.read(), err.code
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return 0, None
-    try:
-        return status, orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return status, body.decode()
+class Worker(OnProcess):
+    """One ``moments worker`` process of a test: the harness's process, read the way
+    tests read it (JSON bodies, metrics that must exist, waits that fail the test)."""
 
-
-@dataclass
-class Worker:
-    """One ``moments worker`` process."""
-
-    env: dict[str, str]
-    port: int
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, env: dict[str, str], port: int, log_path: Path) -> None:
+        self.process = WorkerProcess(env=env, port=port, log_path=log_path)
 
     def start(self) -> Worker:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(  # noqa: S603
-                [str(MOMENTS), "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
+        """Start the process; a restarted worker's log goes on after its earlier runs."""
+        self.process.start(append=True)
         return self
 
     async def get(self, path: str) -> tuple[int, Any]:
-        return await asyncio.to_thread(http_get, self.port, path)
+        """GET an endpoint: (status, parsed JSON or text); (0, None) when nothing answers."""
+        status, body = await self.process.aget(path)
+        if status == 0:
+            return 0, None
+        try:
+            return status, orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return status, body.decode()
 
     async def ready(self, timeout: float = 90.0) -> Worker:
-        async def probe() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
-            status, _ = await self.get("/readyz")
-            return status == 200
-
-        await eventually(probe, timeout=timeout)
+        """Wait for ``/readyz`` 200; fail with the log when the worker exits or is late."""
+        try:
+            await self.process.ready(time.monotonic() + timeout, poll_s=0.3)
+        except NotReady as not_ready:
+            raise AssertionError(f"worker {not_ready} (within {timeout}s):\n{self.log()}") from None
         return self
 
+    async def metrics(self) -> Metrics:
+        """One scrape of ``/metrics`` (fails unless it answers 200)."""
+        metrics = await self.process.metrics()
+        assert metrics is not None, f"/metrics of the worker on port {self.port} did not answer"
+        return metrics
+
     async def metric(self, name: str, **labels: str) -> float:
-        status, body = await self.get("/metrics")
-        assert status == 200, body
-        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        series = f"{name}{{{want}}}" if labels else name
-        for line in str(body).splitlines():
-            if line.startswith(series + " "):
-                return float(line.split()[-1])
-        return 0.0
+        """The value of ``name{labels}`` now; a series that does not exist fails the test."""
+        return (await self.metrics()).value(name, **labels)
 
     async def metric_becomes(
         self, name: str, want: float, *, timeout: float = 30.0, **labels: str
@@ -156,7 +119,8 @@ class Worker:
         Counters move when a step's commit returns to the worker, which can be a moment
         after a read_committed consumer already sees the step's events (the broker writes
         the commit markers as it answers): a test that saw the events must wait for the
-        count, not read it once.
+        count, not read it once. A counter that must stay 0 is 0 at the first poll: read
+        it once the condition that makes 0 meaningful holds instead.
         """
         last: list[float] = []
 
@@ -170,35 +134,14 @@ class Worker:
             raise AssertionError(f"{name}{labels} is {last}, not {want}") from None
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
+        return self.process.log_text()[-6000:]
 
     def stop(self, timeout: float = 30.0) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        """SIGTERM, SIGKILL after ``timeout``: the exit status (0 when never started)."""
+        return self.process.stop(timeout)[0]
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-async def _committed_reader(topic: str, bootstrap: str = BOOTSTRAP) -> AIOKafkaConsumer:
-    """A started, group-less read_committed consumer of ``topic`` from its start."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    return consumer
+        self.process.kill()
 
 
 @dataclass
@@ -226,26 +169,19 @@ class Stack:
         return f"{self.app_id}.moments"
 
     def env(self, data_dir: Path, port: int, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MOMENTS_")}
-        env.update(
-            MOMENTS_KAFKA_BOOTSTRAP=self.bootstrap,
-            MOMENTS_APP_ID=self.app_id,
-            MOMENTS_DATA_DIR=str(data_dir),
-            MOMENTS_PARTITIONS=str(self.partitions),
-            MOMENTS_WEB_HOST="127.0.0.1",
-            MOMENTS_WEB_ADVERTISED_HOST="127.0.0.1",
-            MOMENTS_WEB_PORT=str(port),
-            MOMENTS_TOPIC_USAGE=self.usage_topic,
-            MOMENTS_TOPIC_ACCOUNTS=self.plans_topic,
-            MOMENTS_TOPIC_PREFIX=self.prefix,
-            MOMENTS_COMMIT_INTERVAL="200ms",
-            MOMENTS_LOG_LEVEL="info",
+        return worker_env(
+            bootstrap=self.bootstrap,
+            app_id=self.app_id,
+            data_dir=data_dir,
+            port=port,
+            usage_topic=self.usage_topic,
+            plans_topic=self.plans_topic,
+            partitions=self.partitions,
+            **{"MOMENTS_COMMIT_INTERVAL": "200ms", "MOMENTS_LOG_LEVEL": "info", **extra},
         )
-        env.update(extra)
-        return env
 
     def worker(self, name: str = "w1", *, data_dir: Path | None = None, **extra: str) -> Worker:
-        port = _free_port()
+        port = free_port()
         data = data_dir or self.tmp / name
         worker = Worker(self.env(data, port, **extra), port, self.tmp / f"{name}.log")
         self.workers.append(worker)
@@ -257,23 +193,10 @@ class Stack:
             await self._producer.start()
         return self._producer
 
-    async def create_topics(self, counts: dict[str, int], compact: set[str] = frozenset()) -> None:  # type: ignore[assignment]
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics(
-                [
-                    NewTopic(
-                        name,
-                        n,
-                        1,
-                        topic_configs={"cleanup.policy": "compact"} if name in compact else {},
-                    )
-                    for name, n in counts.items()
-                ]
-            )
-        finally:
-            await admin.close()
+    async def create_topics(
+        self, counts: dict[str, int], compact: set[str] | frozenset[str] = frozenset()
+    ) -> None:
+        await kafka.create_topics(self.bootstrap, counts, compact=compact)
 
     async def create_inputs(self) -> None:
         """Create the input topics, as producers would before any worker runs."""
@@ -317,7 +240,7 @@ class Stack:
 
     async def read(self, topic: str, count: int, timeout: float = 30.0) -> list[Any]:
         """Read ``count`` committed messages of ``topic`` from the start (fails on fewer)."""
-        consumer = await _committed_reader(topic, self.bootstrap)
+        consumer = await kafka.committed_reader(topic, self.bootstrap)
         out: list[Any] = []
         try:
             deadline = time.monotonic() + timeout
@@ -332,7 +255,7 @@ class Stack:
 
     async def read_all(self, topic: str, *, settle_s: float = 2.0) -> list[Any]:
         """Every committed message of ``topic``, once none arrived for ``settle_s``."""
-        consumer = await _committed_reader(topic, self.bootstrap)
+        consumer = await kafka.committed_reader(topic, self.bootstrap)
         out: list[Any] = []
         try:
             quiet_since = time.monotonic()
@@ -364,6 +287,14 @@ def total_of(view: dict[str, Any] | None, metric: str = "api_calls") -> float | 
     return periods[-1]["total"] if periods else None
 
 
+def show_logs_if_failed(stack: Stack, request: pytest.FixtureRequest) -> None:
+    """Write every worker's log to stderr when the test's call failed."""
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for worker in stack.workers:
+            sys.stderr.write(f"--- {worker.log_path.name}\n{worker.log()}\n")
+
+
 @pytest.fixture
 async def stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
     """A fresh, isolated set of topics and workers on the shared broker."""
@@ -372,7 +303,4 @@ async def stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator
         yield s
     finally:
         await s.close()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            for worker in s.workers:
-                sys.stderr.write(f"--- {worker.log_path.name}\n{worker.log()}\n")
+        show_logs_if_failed(s, request)

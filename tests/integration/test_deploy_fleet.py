@@ -14,7 +14,6 @@ host), and SIGTERM stops each with status 0 within the file's ``stop_grace_perio
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import urllib.error
 import urllib.request
@@ -72,18 +71,10 @@ def get_with_token(port: int, path: str) -> tuple[int, Any]:
 
 
 async def owned_partitions(worker: Worker, topic: str) -> set[int]:
-    """Partitions of ``topic`` the worker reports lag for (its active assignment)."""
-    status, body = await worker.get("/metrics")
-    assert status == 200, body
-    pattern = re.compile(
-        rf'^moments_consumer_lag{{[^}}]*partition="(\d+)"[^}}]*topic="{re.escape(topic)}"'
-        rf'|^moments_consumer_lag{{[^}}]*topic="{re.escape(topic)}"[^}}]*partition="(\d+)"'
-    )
-    out: set[int] = set()
-    for line in str(body).splitlines():
-        if match := pattern.match(line):
-            out.add(int(match.group(1) or match.group(2)))
-    return out
+    """Partitions of ``topic`` the worker reports lag for (its active assignment; no
+    series at all while it owns none)."""
+    lag = (await worker.metrics()).samples.get("moments_consumer_lag", {})
+    return {int(labels["partition"]) for labels in map(dict, lag) if labels["topic"] == topic}
 
 
 async def test_compose_fleet_settings_make_a_working_two_worker_fleet(

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Only bounds a broken run; every wait below is for an event (a line, an exit).
@@ -63,17 +64,11 @@ def tree(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _run_then_ctrl_c(tree: Path, **extra: str) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOMENTS_")}
     env.update(
         MOMENTS_KAFKA_BOOTSTRAP="127.0.0.1:1",  # set: run-local starts no broker
-        MOMENTS_WEB_PORT=str(_free_port()),
+        MOMENTS_WEB_PORT=str(free_port()),
         MOMENTS_DATA_DIR=str(tree / "data"),
         RUN_LOCAL_READY_TIMEOUT="60",
         **extra,

@@ -1,0 +1,255 @@
+"""Section ``latency``: a paced producer, one exactly_once worker, and a consumer of its
+threshold events timing each back to its trigger record."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from benchmark.admin import create_topics, event_partitions
+from benchmark.report import TARGET_P99_S, Report, at_most, report_worker
+from benchmark.workers import POLL_METRICS_S, CpuMeter, Worker
+from benchmark.workload import UsageSource, make_dataset, publish_plans
+from tests.harness import kafka
+from tests.harness.metrics import Metrics
+
+THRESHOLD_KINDS: Final = ("threshold-near", "threshold-hit")
+
+
+@dataclass(slots=True)
+class EventLatencies:
+    """What the event consumer saw."""
+
+    latencies: list[float] = field(default_factory=list)
+    received: int = 0
+    unknown: int = 0
+
+
+async def collect_events(
+    consumer: AIOKafkaConsumer, sent_at: dict[str, float], stop: asyncio.Event, out: EventLatencies
+) -> None:
+    """Receive events until ``stop``: latency = receipt - send time of the trigger record."""
+    while not stop.is_set():
+        batches = await consumer.getmany(timeout_ms=100)
+        received_at = time.time()
+        for messages in batches.values():
+            for message in messages:
+                out.received += 1
+                try:
+                    trigger = orjson.loads(message.value).get("trigger_record_id")
+                except (orjson.JSONDecodeError, AttributeError):
+                    trigger = None
+                sent = sent_at.get(trigger) if isinstance(trigger, str) else None
+                if sent is None:
+                    out.unknown += 1
+                else:
+                    out.latencies.append(received_at - sent)
+
+
+async def paced_produce(
+    producer: AIOKafkaProducer,
+    topic: str,
+    source: UsageSource,
+    rate: float,
+    seconds: float,
+    sent_at: dict[str, float],
+) -> tuple[int, float]:
+    """Offer ``rate`` records/s for ``seconds``; returns (records sent, seconds taken).
+
+    Records due by now are sent every couple of milliseconds, so the event consumer
+    in the same event loop gets its turn often. A record's send time is taken right
+    before it is handed to the producer (wall clock, as is the receipt time).
+    """
+    count = int(rate * seconds)
+    pending: list[asyncio.Future[Any]] = []
+    started = time.monotonic()
+    i = 0
+    while i < count:
+        due = min(count, int((time.monotonic() - started) * rate) + 1)
+        while i < due:
+            now = time.time()
+            now_ms = int(now * 1000)
+            key, value, record_id = source.record(i, now_ms, sent_ms=now_ms)
+            pending.append(await producer.send(topic, value, key=key))
+            sent_at.setdefault(record_id, now)
+            i += 1
+        if len(pending) >= 5_000:
+            await asyncio.gather(*pending)
+            pending.clear()
+        await asyncio.sleep(0.002)
+    await asyncio.gather(*pending)
+    return count, time.monotonic() - started
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of sorted ``values``."""
+    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
+
+
+async def sample_until(workers: Sequence[Worker], stop: asyncio.Event) -> None:
+    """Sample CPU and RSS of workers every second (for their peak RSS)."""
+    while not stop.is_set():
+        for w in workers:
+            w.sample()
+        await asyncio.sleep(1.0)
+
+
+async def latency(args: argparse.Namespace, run_id: str, report: Report) -> None:
+    """Section ``latency``: paced producer, one exactly_once worker, event consumer."""
+    rate = args.latency_rate
+    data = make_dataset(args, run_id, "latency", args.latency_accounts or args.accounts)
+    count = int(rate * args.latency_seconds)
+    app_id = f"bench-{run_id}-latency"
+    w = Worker(args, data, app_id, "exactly_once", "latency worker")
+    print(
+        f"\n[latency] app id {app_id}, port {w.port}, log {w.log_path}; {rate:,.0f} rec/s"
+        f" for {args.latency_seconds:.0f}s over {len(data.accounts):,} accounts"
+    )
+    await create_topics(args.bootstrap, data)
+    await publish_plans(args.bootstrap, data)
+    fig = f"end-to-end latency at {rate:,.0f} rec/s offered"
+    target_p99 = f"< {TARGET_P99_S * 1000:.0f} ms"
+    lat = EventLatencies()
+    sent_at: dict[str, float] = {}
+    metrics: Metrics | None = None
+    stop = asyncio.Event()
+    consumer: AIOKafkaConsumer | None = None
+    producer: AIOKafkaProducer | None = None
+    tasks: list[asyncio.Task[None]] = []
+    note = ""
+    caught_up = False
+    sent, produce_s, drain_s, own_cpu_s, processed = 0, 0.0, 0.0, 0.0, 0.0
+    meter: CpuMeter | None = None
+    try:
+        w.start()
+        note = await w.wait_ready(w.started + args.max_seconds)
+        if not note:
+            print(f"  ready after {w.ready_s:.1f}s")
+            consumer = kafka.committed_consumer(args.bootstrap)
+            await consumer.start()
+            topics = [f"{w.prefix}.{kind}" for kind in THRESHOLD_KINDS]
+            tps = await event_partitions(args.bootstrap, topics, time.monotonic() + 30)
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            tasks = [
+                asyncio.create_task(collect_events(consumer, sent_at, stop, lat)),
+                asyncio.create_task(sample_until([w], stop)),
+            ]
+            producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks=1, linger_ms=5)
+            await producer.start()
+            source = UsageSource(data, count, args.seed, args.duplicate_rate)
+            meter = CpuMeter([w])
+            cpu0 = time.process_time()
+            started = time.monotonic()
+            sent, produce_s = await paced_produce(
+                producer, data.usage_topic, source, rate, args.latency_seconds, sent_at
+            )
+            own_cpu_s = time.process_time() - cpu0
+            print(
+                f"  offered {sent:,} records in {produce_s:.1f}s -> {sent / produce_s:,.0f} rec/s"
+                f" (bench process CPU {own_cpu_s:.1f}s for producing and consuming)"
+            )
+            deadline = started + max(args.max_seconds, args.latency_seconds + 15)
+            while True:
+                metrics = await w.metrics() or metrics
+                if metrics is not None:
+                    processed = metrics.total("moments_records_total")
+                    emitted = sum(
+                        metrics.value("moments_events_total", kind=k) for k in THRESHOLD_KINDS
+                    )
+                else:
+                    processed = emitted = 0.0
+                if processed >= sent and lat.received >= emitted:
+                    caught_up = True
+                    break
+                if (code := w.exited()) is not None:
+                    note = f"latency worker exited with {code}"
+                    break
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(POLL_METRICS_S)
+            drain_s = time.monotonic() - started - produce_s
+            meter.stop()
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if producer is not None:
+            await producer.stop()
+        if consumer is not None:
+            await consumer.stop()
+        await w.stop()
+        w.remove_state()
+    if meter is not None:
+        print(f"  {meter.text()}")
+        report.other_load("latency", meter)
+    report_worker(w)
+    report.rss(w)
+    if not sent:
+        report.failed(3, f"{fig}, p99", target_p99, note or "nothing was offered")
+        return
+    values = sorted(lat.latencies)
+    print(
+        f"  worker counted {processed:,.0f} of {sent:,} records"
+        + (
+            f", caught up {drain_s:.1f}s after the last send"
+            if caught_up
+            else f", NOT caught up {drain_s:.0f}s after the last send"
+        )
+        + f"; events received {lat.received:,} ({lat.unknown} with an unknown trigger)"
+    )
+    if values:
+        print(
+            "  latency send -> event received (ms):"
+            f" p50 {1000 * percentile(values, 0.50):.0f}"
+            f", p90 {1000 * percentile(values, 0.90):.0f}"
+            f", p99 {1000 * percentile(values, 0.99):.0f}"
+            f", max {1000 * values[-1]:.0f}, over {len(values):,} events"
+        )
+    hist = {
+        q: metrics.histogram_quantile("moments_event_latency_seconds", q) if metrics else None
+        for q in (0.5, 0.99)
+    }
+    if hist[0.99] is not None:
+        print(
+            "  worker histogram moments_event_latency_seconds (emission - record arrival):"
+            f" p50 ~{1000 * (hist[0.5] or 0):.0f} ms, p99 ~{1000 * hist[0.99]:.0f} ms"
+            " (interpolated in buckets)"
+        )
+    if not values:
+        report.failed(3, f"{fig}, p99", target_p99, note or "no threshold events received")
+        return
+    p50, p99 = percentile(values, 0.50), percentile(values, 0.99)
+    bound = "" if caught_up else " (lower bound)"
+    report.add(3, f"{fig}, p50", f"{1000 * p50:,.0f} ms{bound}", "- (none)", "(no target)")
+    if caught_up:
+        verdict = at_most(1000 * p99, 1000 * TARGET_P99_S, "ms", "{:,.0f}")
+    else:
+        verdict = (
+            f"MISSED: the worker fell behind ({processed:,.0f} of {sent:,} records counted"
+            f" {drain_s:.0f}s after the last send); received events only"
+        )
+    report.add(3, f"{fig}, p99", f"{1000 * p99:,.0f} ms{bound}", target_p99, verdict)
+    if hist[0.99] is not None:
+        report.add(
+            3,
+            "latency p99, worker histogram (secondary)",
+            f"~{1000 * hist[0.99]:,.0f} ms",
+            target_p99,
+            "(emission - record arrival, bucket-interpolated; not judged)",
+        )
+    if sent / produce_s < 0.95 * rate:
+        report.add(
+            3,
+            "offered rate actually achieved",
+            f"{sent / produce_s:,.0f}/s",
+            f"{rate:,.0f}/s",
+            "the bench's producer could not keep the pace: latency measured at a lower rate",
+        )
