@@ -88,17 +88,15 @@ chaos: $(STAMP) ## chaos tier (minutes): 3 workers, 3 brokers, faults; on Kafka 
 	KAFKA_VERSION=$(KAFKA4_VERSION) CHAOS_KAFKA_PORT=$(CHAOS_PORT) CHAOS_DURATION_S=$(CHAOS_DURATION_S) \
 	  $(BIN)/pytest -q -rP -m chaos tests/chaos
 
-# The fault tier is tests/faults plus the tests marked `faults` still kept beside the
-# integration tests they share helpers with (tests/integration/test_engine_faults.py).
 test-integration: $(STAMP) ## integration tier: real broker and workers, no fault (broker started and stopped here)
 	$(KAFKA) start
 	trap '$(KAFKA) stop' EXIT; \
-	  MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/pytest tests/integration -q -m 'not faults'
+	  MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/pytest tests/integration -q
 
 test-faults: $(STAMP) ## fault tier: workers killed, stopped, fenced, starved (broker started and stopped here)
 	$(KAFKA) start
 	trap '$(KAFKA) stop' EXIT; \
-	  MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/pytest tests/faults tests/integration -q -m faults
+	  MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/pytest tests/faults -q
 
 run: $(STAMP) ## worker + simulator + tail; starts a local broker when MOMENTS_KAFKA_BOOTSTRAP is unset
 	scripts/run-local

@@ -23,9 +23,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from agents.usage import key_partition
-from tests.harness.ports import broker_ports
-from tests.integration.conftest import Stack, Worker, eventually
-from tests.integration.test_engine_faults import (
+from tests.faults.test_engine_faults import (
     assert_announced_exactly_once,
     full_log,
     levels_reached,
@@ -36,6 +34,8 @@ from tests.integration.test_engine_faults import (
     totals_of,
     usage_record,
 )
+from tests.harness.ports import broker_ports
+from tests.integration.conftest import Stack, Worker, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

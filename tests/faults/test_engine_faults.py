@@ -27,7 +27,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 FREE_LIMIT = 1000  # the catalog's "free" plan: api_calls 1,000, near levels 0.5 and 0.8
 FREE_LEVELS = (0.5, 0.8, 1.0, 1.5, 2.0)  # and the default overage levels 1.5 and 2.0
-OUTCOMES = ("accepted", "duplicate", "invalid", "late", "unknown_account")
 
 
 def levels_reached(total: float, limit: int = FREE_LIMIT) -> list[float]:
@@ -66,14 +65,7 @@ async def send_all(
 
 async def records_counted(worker: Worker) -> dict[str, float]:
     """``moments_records_total`` by outcome, from one scrape of ``/metrics``."""
-    status, body = await worker.get("/metrics")
-    assert status == 200, body
-    counted = dict.fromkeys(OUTCOMES, 0.0)
-    for line in str(body).splitlines():
-        for outcome in OUTCOMES:
-            if line.startswith(f'moments_records_total{{outcome="{outcome}"}} '):
-                counted[outcome] = float(line.split()[-1])
-    return counted
+    return (await worker.metrics()).by_label("moments_records_total", "outcome")
 
 
 async def threshold_events(stack: Stack) -> list[dict[str, Any]]:
