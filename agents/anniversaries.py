@@ -26,6 +26,7 @@ import orjson
 from app.main import Runtime
 from domain.rules.anniversary_pass import PassRules, evaluate_anniversary
 from domain.wording.kinds import Kind
+from engine.background import Sent, slice_keys
 from engine.step import Step
 from state import jsonbytes
 from state.store import PartitionStore
@@ -115,84 +116,58 @@ class AnniversaryEvaluation:
         if held is None or held.cursor is None:
             return
         started = time.perf_counter()
-        deadline = started + self.slice_budget_s
-        start = None if held.cursor == "" else held.cursor.encode() + b"\x00"
-        topic = rt.settings.event_topic(KIND)
-        last: str | None = None
-        count = 0
-        events = 0
-        skipped = 0
-        exhausted = True
-        for raw_key, value in state.store.items(ACCOUNTS.name, start):
-            if (
-                count >= self.slice_accounts
-                or events >= self.slice_events
-                or (count and time.perf_counter() > deadline)
-            ):
-                exhausted = False
-                break
-            count += 1
-            account_id = raw_key.decode()
-            last = account_id
-            try:
-                # Straight from the scan: the step's cache would keep every plan of the
-                # partition.
-                plan = decode_plan(value)
-                if plan is None:
-                    continue
-                keep, event = evaluate_anniversary(
-                    account_id,
-                    plan,
-                    functools.partial(totals_of, state, account_id),
-                    functools.partial(anniversary_of, state, account_id),
-                    held.cut_ms,
-                    done_cut_ms=held.done_ms,
-                    rules=self.rules,
-                    catalog=rt.catalog,
-                    templates=rt.templates,
-                    now_ms=step.now_ms,
-                )
-                if keep is not None:
-                    put_anniversary(state, account_id, keep)
-            except Exception as exc:  # noqa: BLE001 - one account must not stop the pass
-                # Skipped, its writes undone: the cursor moves past it and the pass completes,
-                # so the partition's closed-period totals are not kept for ever.
-                state.discard_key(raw_key)
-                skipped += 1
-                logger.error(
-                    "partition %d: account %r skipped by the anniversary pass at cut %d: %r",
-                    step.partition,
-                    account_id,
-                    held.cut_ms,
-                    exc,
-                )
-                continue
-            if event is not None:
-                step.send(topic, account_id.encode(), jsonbytes.dumps(event))
-                events += 1
+
+        def judge(account_id: str, value: bytes) -> list[Sent]:
+            # Straight from the scan: the step's cache would keep every plan of the partition.
+            plan = decode_plan(value)
+            if plan is None:
+                return []
+            keep, event = evaluate_anniversary(
+                account_id,
+                plan,
+                functools.partial(totals_of, state, account_id),
+                functools.partial(anniversary_of, state, account_id),
+                held.cut_ms,
+                done_cut_ms=held.done_ms,
+                rules=self.rules,
+                catalog=rt.catalog,
+                templates=rt.templates,
+                now_ms=step.now_ms,
+            )
+            if keep is not None:
+                put_anniversary(state, account_id, keep)
+            return [] if event is None else [(KIND, account_id.encode(), jsonbytes.dumps(event))]
+
+        done = slice_keys(
+            step,
+            ACCOUNTS.name,
+            held.cursor,
+            judge,
+            rt.settings.event_topic,
+            pass_name=f"the anniversary pass at cut {held.cut_ms}",
+            max_keys=self.slice_accounts,
+            budget_s=self.slice_budget_s,
+            max_events=self.slice_events,
+        )
         progress = (
             Pass(held.cut_ms, None, held.cut_ms)
-            if exhausted
-            else Pass(held.cut_ms, last, held.done_ms)
+            if done.exhausted
+            else Pass(held.cut_ms, done.last, held.done_ms)
         )
         put_pass(state, step.partition, progress)
         logger.debug(
             "partition %d: anniversary slice of %d accounts (%d events) in %.3fs",
             step.partition,
-            count,
-            events,
+            done.keys,
+            sum(done.events.values()),
             time.perf_counter() - started,
         )
-        if exhausted:
+        if done.exhausted:
             logger.info(
                 "partition %d: anniversary pass at cut %d complete", step.partition, held.cut_ms
             )
-        metrics = rt.metrics
-
-        def count_events() -> None:
-            if events:
-                metrics.events.labels(kind=KIND).inc(events)
-            if skipped:
-                metrics.accounts_skipped.labels(work="anniversaries").inc(skipped)
-
-        step.on_commit(count_events)
+        step.on_commit(
+            functools.partial(
+                rt.metrics.count_background, done.events, done.skipped, "anniversaries"
+            )
+        )

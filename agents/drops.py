@@ -29,6 +29,7 @@ from domain.plans.periods import Period, utc_day
 from domain.rules.detection import Moment
 from domain.rules.drops import DropRules
 from domain.rules.evaluation import evaluate_account
+from engine.background import Sent, slice_keys
 from engine.step import Step
 from state import jsonbytes
 from state.store import PartitionStore
@@ -126,66 +127,39 @@ class DropEvaluation:
         if held is None or held.cursor is None:
             return
         started = time.perf_counter()
-        deadline = started + self.slice_budget_s
         oldest_day = utc_day(step.now_ms) - rt.settings.daily_retention_days + 1
         stale_before_ms = step.now_ms - to_ms(rt.settings.late_grace_s) - 1
         # Closed periods wait for their billing anniversary (agents.anniversaries).
         stale_before_ms = min(stale_before_ms, keep_closed_after(state, step.partition))
-        start = None if held.cursor == "" else held.cursor.encode() + b"\x00"
-        last: str | None = None
-        count = 0
-        skipped = 0
-        events: dict[str, int] = {}
-        done = True
-        for raw_key, value in state.store.items(DAILY.name, start):
-            if count >= self.slice_accounts or (count and time.perf_counter() > deadline):
-                done = False
-                break
-            count += 1
-            account_id = raw_key.decode()
-            last = account_id
-            try:
-                found = self._account(
-                    step, held.day, account_id, value, oldest_day, stale_before_ms
-                )
-            except Exception as exc:  # noqa: BLE001 - one account must not stop the day's pass
-                # Skipped, its writes undone: the cursor moves past it, the pass ends, and
-                # the partition's other accounts (and closed-period totals) go on.
-                state.discard_key(raw_key)
-                skipped += 1
-                logger.error(
-                    "partition %d: account %r skipped by the drop evaluation of day %d: %r",
-                    step.partition,
-                    account_id,
-                    held.day,
-                    exc,
-                )
-                continue
-            for moment in found:
-                step.send(
-                    rt.settings.event_topic(moment.kind),
-                    moment.account_id.encode(),
-                    jsonbytes.dumps(moment.payload),
-                )
-                events[moment.kind] = events.get(moment.kind, 0) + 1
-        put_evaluation(state, step.partition, Evaluation(held.day, None if done else last))
+
+        def judge(account_id: str, value: bytes) -> list[Sent]:
+            found = self._account(step, held.day, account_id, value, oldest_day, stale_before_ms)
+            return [(m.kind, m.account_id.encode(), jsonbytes.dumps(m.payload)) for m in found]
+
+        done = slice_keys(
+            step,
+            DAILY.name,
+            held.cursor,
+            judge,
+            rt.settings.event_topic,
+            pass_name=f"the drop evaluation of day {held.day}",
+            max_keys=self.slice_accounts,
+            budget_s=self.slice_budget_s,
+        )
+        put_evaluation(
+            state, step.partition, Evaluation(held.day, None if done.exhausted else done.last)
+        )
         logger.debug(
             "partition %d: drop slice of %d accounts in %.3fs",
             step.partition,
-            count,
+            done.keys,
             time.perf_counter() - started,
         )
-        if done:
+        if done.exhausted:
             logger.info("partition %d: day %d evaluated for drops", step.partition, held.day)
-        metrics = rt.metrics
-
-        def count_events() -> None:
-            for kind, sent in events.items():
-                metrics.events.labels(kind=kind).inc(sent)
-            if skipped:
-                metrics.accounts_skipped.labels(work="drops").inc(skipped)
-
-        step.on_commit(count_events)
+        step.on_commit(
+            functools.partial(rt.metrics.count_background, done.events, done.skipped, "drops")
+        )
 
     def _account(
         self,

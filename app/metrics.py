@@ -7,7 +7,7 @@ series exists, at zero, from the first scrape.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, TypeVar
 
@@ -80,6 +80,13 @@ class Metrics:
     rebalances: Counter
     ready: Gauge
     kafka_retries: Counter
+
+    def count_background(self, events: Mapping[str, int], skipped: int, work: str) -> None:
+        """Count a committed background slice: its events by kind, the accounts it skipped."""
+        for kind, sent in events.items():
+            self.events.labels(kind=kind).inc(sent)
+        if skipped:
+            self.accounts_skipped.labels(work=work).inc(skipped)
 
 
 def _labelled(

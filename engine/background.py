@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.ownership import Owned
@@ -184,3 +185,72 @@ class BackgroundSchedule:
             if background.pending(owned.store, partition):
                 starting.append((owned, background))
         return starting
+
+
+#: What a slice's judge returns for one key: (kind, key, value) of each event to send.
+Sent = tuple[str, bytes, bytes]
+
+
+@dataclass(slots=True)
+class SliceOutcome:
+    """What one slice over a table's keys did."""
+
+    #: The last key judged or skipped: where the next slice starts (after it).
+    last: str | None = None
+    #: No key was left after ``last``: the pass is complete.
+    exhausted: bool = True
+    keys: int = 0
+    skipped: int = 0
+    #: Events sent, by kind.
+    events: dict[str, int] = field(default_factory=dict)
+
+
+def slice_keys(
+    step: Step,
+    table: str,
+    cursor: str,
+    judge: Callable[[str, bytes], Iterable[Sent]],
+    topic_of: Callable[[str], str],
+    *,
+    pass_name: str,
+    max_keys: int,
+    budget_s: float,
+    max_events: int | None = None,
+) -> SliceOutcome:
+    """Judge the keys of ``table`` after ``cursor`` ("" for the first) in ``step``, sending
+    what each judgement gives, until ``max_keys`` keys, ``max_events`` events or
+    ``budget_s`` seconds (at least one key) are spent.
+
+    A key whose judgement raises is skipped with its writes undone and logged as skipped
+    by ``pass_name``: the cursor moves past it, so one account never stops the pass.
+    """
+    state = step.state
+    deadline = time.perf_counter() + budget_s
+    start = None if cursor == "" else cursor.encode() + b"\x00"
+    out = SliceOutcome()
+    sent = 0
+    for raw_key, value in state.store.items(table, start):
+        if (
+            out.keys >= max_keys
+            or (max_events is not None and sent >= max_events)
+            or (out.keys and time.perf_counter() > deadline)
+        ):
+            out.exhausted = False
+            break
+        out.keys += 1
+        key = raw_key.decode()
+        out.last = key
+        try:
+            messages = list(judge(key, value))
+        except Exception as exc:  # noqa: BLE001 - one account must not stop the pass
+            state.discard_key(raw_key)
+            out.skipped += 1
+            logger.error(
+                "partition %d: account %r skipped by %s: %r", step.partition, key, pass_name, exc
+            )
+            continue
+        for kind, message_key, message in messages:
+            step.send(topic_of(kind), message_key, message)
+            out.events[kind] = out.events.get(kind, 0) + 1
+            sent += 1
+    return out
