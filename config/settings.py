@@ -30,6 +30,7 @@ from pydantic_core import core_schema
 
 from domain.common.timeutil import parse_rfc3339_ms
 from domain.errors import SettingsError
+from domain.wording.kinds import KINDS
 
 ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
@@ -236,9 +237,7 @@ class Settings(BaseModel):
     )
     topic_prefix: Annotated[str, topic("a Kafka topic name prefix")] = setting(
         "moments",
-        "event topics are PREFIX.<kind>: PREFIX.threshold-near, PREFIX.threshold-hit, "
-        "PREFIX.sudden-drop, PREFIX.usage-recovered, PREFIX.milestone, "
-        "PREFIX.billing-anniversary, PREFIX.account-change",
+        "event topics are PREFIX.<kind>: " + ", ".join(f"PREFIX.{kind}" for kind in KINDS),
     )
     plans_file: Annotated[Path, file("a readable TOML file")] = setting(
         str(PACKAGED_PLANS_FILE), "plan catalog"
