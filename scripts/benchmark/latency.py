@@ -9,7 +9,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -18,10 +18,11 @@ from benchmark.admin import create_topics, event_partitions
 from benchmark.report import TARGET_P99_S, Report, at_most, report_worker
 from benchmark.workers import POLL_METRICS_S, CpuMeter, Worker
 from benchmark.workload import UsageSource, make_dataset, publish_plans
+from domain.rules.thresholds import ThresholdKind
 from tests.harness import kafka
 from tests.harness.metrics import Metrics
 
-THRESHOLD_KINDS: Final = ("threshold-near", "threshold-hit")
+THRESHOLD_KINDS: Final[tuple[str, ...]] = get_args(ThresholdKind)
 
 
 @dataclass(slots=True)
