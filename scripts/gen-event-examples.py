@@ -40,7 +40,7 @@ from domain.rules.changes import change_events, diff_accounts
 from domain.rules.milestones import detect_milestones
 from domain.rules.thresholds import detect
 from domain.wording.events import drop_event, recovered_event, threshold_event
-from domain.wording.messages import Templates, load_templates
+from domain.wording.templates import Templates, load_templates
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNT = "acct-0042"

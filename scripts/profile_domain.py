@@ -73,7 +73,7 @@ from domain.plans.accounts import AccountPlan, period_of  # noqa: E402
 from domain.plans.catalog import Catalog, load_catalog  # noqa: E402
 from domain.rules.detection import DetectionResult, detect_thresholds  # noqa: E402
 from domain.rules.thresholds import AnnouncedLevels  # noqa: E402
-from domain.wording.messages import Templates, load_templates  # noqa: E402
+from domain.wording.templates import Templates, load_templates  # noqa: E402
 
 T = TypeVar("T")
 

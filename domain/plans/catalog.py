@@ -123,6 +123,7 @@ class Catalog:
         default_factory=lambda: MappingProxyType({}), hash=False
     )
     offers: Offers = Offers()
+    locale: str = "en_US"  # CLDR locale of messages' numbers, money and dates
     _by_id: Mapping[str, Plan] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:

@@ -27,7 +27,7 @@ from domain.rules.anniversaries import (
     whole_years,
 )
 from domain.wording.events import anniversary_event
-from domain.wording.messages import Templates
+from domain.wording.templates import Templates
 
 
 @dataclass(frozen=True, slots=True)

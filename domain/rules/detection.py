@@ -25,7 +25,7 @@ from domain.rules.thresholds import (
     thresholds,
 )
 from domain.wording.events import threshold_event
-from domain.wording.messages import Templates
+from domain.wording.templates import Templates
 
 
 @dataclass(frozen=True, slots=True)

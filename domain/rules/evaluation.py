@@ -18,7 +18,7 @@ from domain.plans.periods import Period, day_start_ms, day_to_date, utc_day
 from domain.rules.detection import Moment
 from domain.rules.drops import DropRules, Episode, assess, ended, step
 from domain.wording.events import drop_event, recovered_event
-from domain.wording.messages import Templates
+from domain.wording.templates import Templates
 
 _ZERO = Decimal(0)
 _ONE = Decimal(1)

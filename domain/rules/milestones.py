@@ -21,13 +21,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from domain.common.formatting import format_milestone, format_number
 from domain.common.numbers import json_number
 from domain.common.timeutil import to_rfc3339
 from domain.intake.lifetime import AccountLifetime, MilestoneDue
 from domain.plans.catalog import Catalog, Milestones, Plan
 from domain.rules.detection import Moment
 from domain.wording.events import SCHEMA_VERSION, ratio_of
-from domain.wording.messages import Templates, format_milestone, format_number, milestone_message
+from domain.wording.messages import milestone_message
+from domain.wording.templates import Templates
 
 
 @dataclass(slots=True)
@@ -54,9 +56,11 @@ def milestone_event_id(account_id: str, metric: str, value: Decimal) -> str:
 def reward_rationale(catalog: Catalog, metric: str, value: Decimal, total: Decimal) -> str:
     """Why a reward now: ``Celebrating your 50th purchase (52 purchases in all) with a reward
     thanks a loyal customer while the moment is fresh.``"""
+    loc = catalog.locale
     unit = catalog.unit(metric)
     return (
-        f"Celebrating {format_milestone(value, unit)} ({format_number(total)} {unit} in all) "
+        f"Celebrating {format_milestone(value, unit, locale=loc)} "
+        f"({format_number(total, locale=loc)} {unit} in all) "
         f"with a reward thanks a loyal customer while the moment is fresh."
     )
 

@@ -57,13 +57,12 @@ from domain.rules.suggestions import (
 from domain.rules.thresholds import HIT_LEVEL, Crossing, level_text, threshold_kind
 from domain.wording.kinds import Kind
 from domain.wording.messages import (
-    Message,
-    Templates,
     anniversary_message,
     drop_message,
     recovered_message,
     threshold_message,
 )
+from domain.wording.templates import Message, Templates
 
 SCHEMA_VERSION: Final = 1
 """Value of ``schema_version`` in every event; bumped only for incompatible changes."""

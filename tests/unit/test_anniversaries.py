@@ -38,7 +38,7 @@ from domain.rules.anniversaries import (
 )
 from domain.rules.anniversary_pass import Held, PassRules, evaluate_anniversary
 from domain.wording.events import anniversary_event
-from domain.wording.messages import load_templates
+from domain.wording.templates import load_templates
 from tests.schema import assert_valid
 
 CATALOG = load_catalog(PACKAGED_PLANS_FILE)
@@ -375,7 +375,8 @@ def test_anniversary_event_builder_is_schema_valid_with_no_metrics() -> None:
 def test_every_anniversary_template_renders_with_every_kind_of_plan() -> None:
     """Unlimited metrics (enterprise), no higher plan (enterprise), no lower plan (free), no
     overage price (any), an empty recap, every action, with and without whole years."""
-    from domain.wording.messages import PLACEHOLDERS, anniversary_message
+    from domain.wording.messages import anniversary_message
+    from domain.wording.templates import PLACEHOLDERS
 
     tables = {t for t, _ in PLACEHOLDERS if t.startswith("billing-anniversary")}
     rendered = set()

@@ -23,7 +23,7 @@ from domain.rules.changes import (
     change_events,
     diff_accounts,
 )
-from domain.wording.messages import Templates, load_templates
+from domain.wording.templates import Templates, load_templates
 from tests.schema import assert_valid
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,7 +24,7 @@ from domain.plans.periods import Period
 from domain.rules.detection import DetectionResult, detect_thresholds
 from domain.rules.thresholds import AnnouncedLevels
 from domain.wording.events import event_id
-from domain.wording.messages import Templates, load_templates
+from domain.wording.templates import Templates, load_templates
 from tests.schema import assert_valid
 
 D = Decimal

@@ -27,7 +27,7 @@ from domain.rules.changes import change_event_id
 from domain.rules.milestones import milestone_event_id
 from domain.wording.events import anniversary_event_id, drop_event_id, event_id, recovered_event_id
 from domain.wording.kinds import KINDS
-from domain.wording.messages import load_templates
+from domain.wording.templates import load_templates
 from tests.schema import SCHEMA, assert_valid
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ from domain.rules.detection import Moment
 from domain.rules.drops import CLOSED, DropRules, Episode
 from domain.rules.evaluation import due_day, evaluate_account
 from domain.wording.events import drop_event_id, recovered_event_id
-from domain.wording.messages import Templates, load_templates
+from domain.wording.templates import Templates, load_templates
 from tests.schema import assert_valid
 
 D = Decimal

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.common.formatting import format_milestone, format_ordinal, format_series, singular_unit
 from domain.common.timeutil import parse_rfc3339_ms, to_rfc3339
 from domain.intake.batch import IntakeResult, IntakeRules, RawRecord, run_intake
 from domain.intake.daily import AccountDaily
@@ -27,15 +28,8 @@ from domain.rules.milestones import (
     milestone_event_id,
     milestone_text,
 )
-from domain.wording.messages import (
-    Templates,
-    format_milestone,
-    format_ordinal,
-    format_series,
-    load_templates,
-    milestone_message,
-    singular_unit,
-)
+from domain.wording.messages import milestone_message
+from domain.wording.templates import Templates, load_templates
 from tests.schema import assert_valid
 from tests.unit.factories import DAY_MS, HOUR_MS, NOW, ms
 from tests.unit.test_messages import assert_clean_prose

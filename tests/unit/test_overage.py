@@ -26,7 +26,7 @@ from domain.rules.projection import project
 from domain.rules.suggestions import suggest_upgrade
 from domain.rules.thresholds import AnnouncedLevels, Crossing, threshold_kind
 from domain.wording.events import threshold_event
-from domain.wording.messages import Templates, load_templates
+from domain.wording.templates import Templates, load_templates
 from tests.schema import assert_valid
 
 D = Decimal
