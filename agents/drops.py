@@ -24,10 +24,10 @@ from typing import Any
 import orjson
 
 from app.main import Runtime
+from domain.moments.detection import Moment
+from domain.moments.evaluation import evaluate_account
 from domain.plans.periods import Period, utc_day
-from domain.rules.detection import Moment
 from domain.rules.drops import DropRules
-from domain.rules.evaluation import evaluate_account
 from engine.step import Step
 from state import jsonbytes
 from state.store import PartitionStore

@@ -33,8 +33,8 @@ from aiokafka import TopicPartition
 from agents.anniversaries import start_pass
 from agents.drops import TicksHandler
 from app.main import Runtime
+from domain.moments.evaluation import due_day
 from domain.rules.anniversaries import due_cut
-from domain.rules.evaluation import due_day
 from engine.engine import Engine
 from engine.step import Step
 from state import jsonbytes

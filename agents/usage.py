@@ -1,7 +1,7 @@
 """Usage handler: raw usage records in, period totals, events and dead letters out.
 
 It only moves data: it hands a step's records to :func:`domain.intake.batch.run_intake`
-and :func:`domain.rules.detection.detect_thresholds` with lookups into the step's state,
+and :func:`domain.moments.detection.detect_thresholds` with lookups into the step's state,
 writes back each touched key once, and queues what they decided. The engine puts
 all of it, with the input offsets, in the partition's Kafka transaction.
 """
@@ -18,8 +18,8 @@ from app.main import Runtime
 from domain.intake.batch import IntakeRules, run_intake
 from domain.intake.deadletter import dead_letter
 from domain.intake.partitioning import account_partition, key_partition
-from domain.rules.detection import detect_thresholds
-from domain.rules.milestones import detect_milestones
+from domain.moments.detection import detect_thresholds
+from domain.moments.milestones import detect_milestones
 from engine.step import Step
 from state import jsonbytes
 from tables.accounts import plan_of

@@ -16,13 +16,13 @@ from domain.common.numbers import exact_in_json
 from domain.common.slots import slot_setter
 from domain.common.timeutil import to_rfc3339
 from domain.errors import InvalidUsageRecord
+from domain.intake.accounts import AccountPlan, period_of
 from domain.intake.daily import AccountDaily
 from domain.intake.deadletter import DeadLetter, dead_letter
 from domain.intake.lifetime import AccountLifetime, MilestoneDue
 from domain.intake.partitioning import account_partition
 from domain.intake.records import UsageRecord, parse_usage
 from domain.intake.usage import AccountTotals, Change
-from domain.plans.accounts import AccountPlan, period_of
 from domain.plans.catalog import Catalog
 from domain.plans.periods import Period, day_start_ms, utc_day
 

@@ -32,7 +32,7 @@ from typing import Final
 
 from domain.common.formatting import format_number, format_percent
 from domain.common.timeutil import DAY_MS, datetime_to_ms, ms_to_datetime
-from domain.plans.accounts import AccountPlan, period_of
+from domain.intake.accounts import AccountPlan, period_of
 from domain.plans.catalog import Catalog, Plan
 from domain.plans.periods import WEEK_MS, Period, PeriodLength
 from domain.rules.suggestions import Suggestion, covers

@@ -18,8 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.settings import PACKAGED_MESSAGES_FILE, PACKAGED_PLANS_FILE
+from domain.intake.accounts import AccountPlan
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import AccountPlan
+from domain.moments.anniversary_pass import Held, PassRules, evaluate_anniversary
 from domain.plans.catalog import Catalog, load_catalog
 from domain.plans.periods import Period, PeriodLength
 from domain.rules.anniversaries import (
@@ -36,7 +37,6 @@ from domain.rules.anniversaries import (
     summarize,
     whole_years,
 )
-from domain.rules.anniversary_pass import Held, PassRules, evaluate_anniversary
 from domain.wording.events import anniversary_event
 from domain.wording.templates import load_templates
 from tests.schema import assert_valid

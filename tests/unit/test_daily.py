@@ -13,13 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from domain.intake.accounts import AccountPlan, Status
 from domain.intake.batch import IntakeResult, IntakeRules, RawRecord, dedup_key, run_intake
-from domain.intake.daily import AccountDaily
+from domain.intake.daily import CLOSED, AccountDaily, DailyTotals, Episode
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import AccountPlan, Status
 from domain.plans.catalog import Catalog, parse_catalog
 from domain.plans.periods import date_to_day, day_start_ms, utc_day
-from domain.rules.drops import CLOSED, DailyTotals, Episode
 from tests.unit.factories import DAY_MS, HOUR_MS, NOW, Raws, ms
 
 D = Decimal

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from domain.intake.accounts import AccountPlan
 from domain.intake.batch import IntakeResult, IntakeRules, RawRecord, dedup_key, run_intake
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import AccountPlan
 from domain.plans.catalog import Catalog, parse_catalog
 from domain.plans.periods import Period
 from tests.unit.factories import DAY_MS, HOUR_MS, NOW, Raws, ms

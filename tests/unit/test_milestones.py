@@ -16,18 +16,18 @@ from hypothesis import strategies as st
 
 from domain.common.formatting import format_milestone, format_ordinal, format_series, singular_unit
 from domain.common.timeutil import parse_rfc3339_ms, to_rfc3339
+from domain.intake.accounts import AccountPlan, Status
 from domain.intake.batch import IntakeResult, IntakeRules, RawRecord, run_intake
 from domain.intake.daily import AccountDaily
 from domain.intake.lifetime import AccountLifetime
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import AccountPlan, Status
-from domain.plans.catalog import Catalog, Milestones, load_catalog, parse_catalog
-from domain.rules.milestones import (
+from domain.moments.milestones import (
     MilestoneResult,
     detect_milestones,
     milestone_event_id,
     milestone_text,
 )
+from domain.plans.catalog import Catalog, Milestones, load_catalog, parse_catalog
 from domain.wording.messages import milestone_message
 from domain.wording.templates import Templates, load_templates
 from tests.schema import assert_valid

@@ -15,12 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.common.timeutil import datetime_to_ms, to_rfc3339
+from domain.intake.accounts import AccountPlan
 from domain.intake.batch import IntakeRules, RawRecord, run_intake
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import AccountPlan
+from domain.moments.detection import detect_thresholds
 from domain.plans.catalog import Catalog, parse_catalog
 from domain.plans.periods import Period
-from domain.rules.detection import detect_thresholds
 from domain.rules.overage import is_over_level, overage_of, overage_suggestion
 from domain.rules.projection import project
 from domain.rules.suggestions import suggest_upgrade

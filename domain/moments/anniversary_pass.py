@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from domain.intake.accounts import AccountPlan
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import AccountPlan
 from domain.plans.catalog import Catalog
 from domain.rules.anniversaries import (
     Summary,

@@ -38,7 +38,7 @@ from typing import Any, Final, Literal
 from domain.common.formatting import format_count, format_money, format_number, format_percent
 from domain.common.numbers import json_number
 from domain.common.timeutil import to_rfc3339
-from domain.plans.accounts import AccountPlan, Status
+from domain.intake.accounts import AccountPlan, Status
 from domain.plans.catalog import Catalog, Plan
 from domain.plans.periods import Period
 from domain.wording.messages import account_change_message

@@ -25,8 +25,8 @@ from domain.common.formatting import format_milestone, format_number
 from domain.common.numbers import json_number
 from domain.common.timeutil import to_rfc3339
 from domain.intake.lifetime import AccountLifetime, MilestoneDue
+from domain.moments.detection import Moment
 from domain.plans.catalog import Catalog, Milestones, Plan
-from domain.rules.detection import Moment
 from domain.wording.events import SCHEMA_VERSION, ratio_of
 from domain.wording.messages import milestone_message
 from domain.wording.templates import Templates

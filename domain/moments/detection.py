@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
+from domain.intake.accounts import AccountPlan
 from domain.intake.batch import Accepted
-from domain.plans.accounts import AccountPlan
 from domain.plans.catalog import Catalog, Plan
 from domain.rules.thresholds import (
     HIT_LEVEL,
