@@ -66,7 +66,7 @@ sys.path.insert(0, str(ROOT))
 
 from domain.errors import InvalidUsageRecord  # noqa: E402
 from domain.intake.accounts import AccountPlan, period_of  # noqa: E402
-from domain.intake.batch import IntakeResult, IntakeRules, RawRecord, run_intake  # noqa: E402
+from domain.intake.batch import IntakeResult, IntakeRules, IntakeState, RawRecord, run_intake  # noqa: E402
 from domain.intake.daily import AccountDaily  # noqa: E402
 from domain.intake.records import parse_usage  # noqa: E402
 from domain.intake.usage import AccountTotals  # noqa: E402
@@ -395,13 +395,15 @@ def run(work: Workload, outputs: Outputs | None = None) -> Clock:
         start = now()
         result = run_intake(
             batch,
+            IntakeState(
+                plan_of=plan_lookup,
+                totals_of=totals_lookup,
+                seen_at=seen_lookup,
+                daily_of=daily_lookup,
+            ),
             now_ms=NOW_MS,
             rules=RULES,
             catalog=work.catalog,
-            plan_of=plan_lookup,
-            totals_of=totals_lookup,
-            seen_at=seen_lookup,
-            daily_of=daily_lookup,
         )
         middle = now()
         detected = detect_thresholds(

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from domain.common.timeutil import datetime_to_ms, to_rfc3339
 from domain.intake.accounts import AccountPlan, Status
-from domain.intake.batch import Accepted, IntakeRules, RawRecord, run_intake
+from domain.intake.batch import Accepted, IntakeRules, IntakeState, RawRecord, run_intake
 from domain.intake.records import UsageRecord
 from domain.intake.usage import AccountTotals, Change
 from domain.moments.detection import DetectionResult, detect_thresholds
@@ -106,12 +106,12 @@ class Batch:
         by_account = {p.account_id: p for p in plans}
         result = run_intake(
             self.records,
+            IntakeState(
+                plan_of=by_account.get, totals_of=lambda _: AccountTotals(), seen_at=lambda _: None
+            ),
             now_ms=NOW,
             rules=RULES,
             catalog=CATALOG,
-            plan_of=by_account.get,
-            totals_of=lambda _: AccountTotals(),
-            seen_at=lambda _: None,
         )
         return result.accepted
 
