@@ -32,6 +32,7 @@ checks once per locale; other locales (``en_IN``'s 12,34,567) go through Babel.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,15 +87,29 @@ class _Style:
     decimal: NumberPattern
     #: The percent pattern's prefix and suffix, positive then negative, signs in place.
     percent: tuple[tuple[str, str], tuple[str, str]]
+    percent_pattern: NumberPattern
+    currency_pattern: NumberPattern
 
-    def digits(self, number: Decimal | int, places: int) -> str:
-        """``number`` (already rounded to at most ``places`` decimals) in the locale."""
+    def digits(
+        self,
+        number: Decimal | int,
+        places: int,
+        pattern: NumberPattern | None = None,
+        *,
+        fixed: bool = False,
+    ) -> str:
+        """``number`` (already rounded to at most ``places`` decimals, not negative when a
+        ``pattern`` is given) in the locale, grouped as ``pattern`` (by default the decimal
+        one) groups; ``fixed``: exactly ``places`` decimals when Babel writes it."""
         if self.python:
             text = f"{number:,}" if type(number) is int else format(number, ",f")
             return text if self.table is None else text.translate(self.table)
-        pattern = copy.copy(self.decimal)
-        pattern.frac_prec = (0, places)
-        return str(pattern.apply(Decimal(number), self.locale))
+        bare = copy.copy(pattern or self.decimal)
+        if pattern is not None:  # its digits only: the caller writes its signs and symbol
+            bare.prefix = bare.suffix = ("", "")
+            bare.scale = 0
+        bare.frac_prec = (places if fixed else 0, places)
+        return str(bare.apply(Decimal(number), self.locale))
 
 
 def _affixes(
@@ -134,13 +149,16 @@ def _style(locale: str) -> _Style:
     table = None if all(k == v for k, v in swap.items()) else str.maketrans(swap)
     decimal = parsed.decimal_formats[None]
     percent = _affixes(parsed, parsed.percent_formats[None], "%", symbols["percentSign"])
-    style = _Style(parsed, table, decimal.grouping == (3, 3), decimal, percent)
+    patterns = (decimal, parsed.percent_formats[None], parsed.currency_formats["standard"])
+    grouped = all(p.grouping == (3, 3) for p in patterns)
+    percent_pattern, currency_pattern = patterns[1], patterns[2]
+    style = _Style(parsed, table, grouped, decimal, percent, percent_pattern, currency_pattern)
     # Python's grouping must give what Babel gives, else Babel formats every number.
     probe = copy.copy(decimal)
     probe.frac_prec = (0, 3)
     for sample in (Decimal("1234567.125"), Decimal("-1234.5"), Decimal("999")):
         if style.python and style.digits(sample, 3) != probe.apply(sample, parsed):
-            return _Style(parsed, table, False, decimal, percent)
+            return dataclasses.replace(style, python=False)
     return style
 
 
@@ -153,14 +171,16 @@ class _Currency:
     #: (prefix, suffix), positive then negative.
     affixes: tuple[tuple[str, str], tuple[str, str]]
 
-    def write(self, number: Decimal | int, places: int) -> str:
-        """``number`` (rounded already to ``places`` decimals) as an amount."""
+    def write(self, number: Decimal | int, places: int, *, fixed: bool = True) -> str:
+        """``number`` (rounded already to ``places`` decimals) as an amount; ``fixed``: with
+        exactly ``places`` decimals (a price per unit drops trailing zeros)."""
         negative = number < 0
         prefix, suffix = self.affixes[negative]
         # abs() also turns a rounded -0.004 into 0 ($0, not $-0), and rounds to the context
         # as the worker always has (amounts past 28 digits).
         size = abs(number) if isinstance(number, Decimal) else abs(number)
-        return f"{prefix}{self.style.digits(size, places)}{suffix}"
+        style = self.style
+        return f"{prefix}{style.digits(size, places, style.currency_pattern, fixed=fixed)}{suffix}"
 
 
 @lru_cache(maxsize=256)
@@ -219,7 +239,7 @@ def _percent(number: Decimal, places: int, locale: str) -> str:
     rounded = _rounded(number, places)
     prefix, suffix = style.percent[rounded < 0]
     size = abs(rounded) if isinstance(rounded, Decimal) else abs(rounded)
-    return f"{prefix}{style.digits(size, places)}{suffix}"
+    return f"{prefix}{style.digits(size, places, style.percent_pattern)}{suffix}"
 
 
 def format_percent(ratio: Decimal, locale: str = DEFAULT_LOCALE) -> str:
@@ -271,7 +291,7 @@ def format_unit_price(amount: Decimal, currency: str, locale: str = DEFAULT_LOCA
     money = _currency(currency, locale)
     if amount == _quantize(amount, money.places, ROUND_HALF_EVEN):
         return format_money(amount, currency, locale)
-    return money.write(_rounded(amount, _UNIT_PRICE_PLACES), _UNIT_PRICE_PLACES)
+    return money.write(_rounded(amount, _UNIT_PRICE_PLACES), _UNIT_PRICE_PLACES, fixed=False)
 
 
 # ---------------------------------------------------------------------------------------------
