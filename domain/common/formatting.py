@@ -162,6 +162,9 @@ def _style(locale: str) -> _Style:
     return style
 
 
+_EN_US: Final = _style(DEFAULT_LOCALE)  # read once: most messages are in the default locale
+
+
 @dataclass(frozen=True, slots=True)
 class _Currency:
     """A currency as ``locale`` writes it: decimals, and the symbol around the digits."""
@@ -222,7 +225,8 @@ def format_number(value: Decimal | int, places: int = 2, locale: str = DEFAULT_L
     ``Decimal("12345")`` -> ``12,345``; ``Decimal("1234.50")`` -> ``1,234.5``;
     ``Decimal("0.1") + Decimal("0.2")`` -> ``0.3``. Rounds half to even; never prints ``-0``.
     """
-    return _style(locale).digits(_rounded(value, places), places)
+    style = _EN_US if locale == DEFAULT_LOCALE else _style(locale)
+    return style.digits(_rounded(value, places), places)
 
 
 def format_approx(value: Decimal | int, locale: str = DEFAULT_LOCALE) -> str:
@@ -235,7 +239,7 @@ def format_approx(value: Decimal | int, locale: str = DEFAULT_LOCALE) -> str:
 
 def _percent(number: Decimal, places: int, locale: str) -> str:
     """``number`` (already a percentage) with the locale's percent sign and pattern."""
-    style = _style(locale)
+    style = _EN_US if locale == DEFAULT_LOCALE else _style(locale)
     rounded = _rounded(number, places)
     prefix, suffix = style.percent[rounded < 0]
     size = abs(rounded) if isinstance(rounded, Decimal) else abs(rounded)
