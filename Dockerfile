@@ -42,6 +42,7 @@ COPY domain ./domain
 COPY web ./web
 COPY state ./state
 COPY engine ./engine
+COPY commands ./commands
 RUN pip install --no-cache-dir --no-deps . \
     && moments --help > /dev/null
 

@@ -26,13 +26,14 @@ KAFKA4 := KAFKA_VERSION=$(KAFKA4_VERSION) KAFKA_PORT=$(KAFKA4_PORT) \
 # the fleet fault tests (the broker-away one runs its own 4.x broker: KAFKA_VERSION).
 KAFKA4_TESTS ?= tests/integration/test_thresholds.py tests/integration/test_milestones.py \
 	tests/integration/test_anniversaries.py tests/integration/test_overage_and_recovery.py \
-	tests/integration/test_account_changes.py tests/integration/test_crash.py \
-	tests/integration/test_fleet_faults.py
+	tests/integration/test_account_changes.py tests/faults/test_crash.py \
+	tests/faults/test_fleet_faults.py
 # The chaos tier's clusters: nodes on CHAOS_PORT, +2, +4 (controllers on the odd ports).
 CHAOS_PORT ?= 9192
 CHAOS_DURATION_S ?= 240
 
-.PHONY: help install lint format test test-unit test-integration test-kafka4 chaos run bench broker-start broker-stop clean
+.PHONY: help install lint format test test-unit test-functional test-ops test-integration test-faults \
+	test-kafka4 chaos run bench broker-start broker-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -58,8 +59,15 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test-unit: $(STAMP) ## unit, functional and ops (deployment files) tiers (no broker)
-	$(BIN)/pytest tests/unit tests/functional tests/ops -q
+# The tiers, each alone (`make test` runs all but chaos in one pytest run, one broker).
+test-unit: $(STAMP) ## unit tier: pure tests, no file, process or network outside the test
+	$(BIN)/pytest tests/unit -q
+
+test-functional: $(STAMP) ## functional tier: steps and stores on real RocksDB, no broker
+	$(BIN)/pytest tests/functional -q
+
+test-ops: $(STAMP) ## ops tier: hadolint, promtool, kubeconform, schemas, docs, the CLI as a process
+	$(BIN)/pytest tests/ops -q
 
 test: $(STAMP) ## lint + every test tier on Kafka 3.9.1, then the 4.x subset (brokers started and stopped here)
 	$(MAKE) lint
@@ -80,10 +88,17 @@ chaos: $(STAMP) ## chaos tier (minutes): 3 workers, 3 brokers, faults; on Kafka 
 	KAFKA_VERSION=$(KAFKA4_VERSION) CHAOS_KAFKA_PORT=$(CHAOS_PORT) CHAOS_DURATION_S=$(CHAOS_DURATION_S) \
 	  $(BIN)/pytest -q -rP -m chaos tests/chaos
 
-test-integration: $(STAMP) ## integration tier only (broker started and stopped here)
+# The fault tier is tests/faults plus the tests marked `faults` still kept beside the
+# integration tests they share helpers with (tests/integration/test_engine_faults.py).
+test-integration: $(STAMP) ## integration tier: real broker and workers, no fault (broker started and stopped here)
 	$(KAFKA) start
 	trap '$(KAFKA) stop' EXIT; \
-	  MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/pytest tests/integration -q
+	  MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/pytest tests/integration -q -m 'not faults'
+
+test-faults: $(STAMP) ## fault tier: workers killed, stopped, fenced, starved (broker started and stopped here)
+	$(KAFKA) start
+	trap '$(KAFKA) stop' EXIT; \
+	  MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/pytest tests/faults tests/integration -q -m faults
 
 run: $(STAMP) ## worker + simulator + tail; starts a local broker when MOMENTS_KAFKA_BOOTSTRAP is unset
 	scripts/run-local

@@ -19,12 +19,13 @@ import functools
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from app.main import Runtime
 from domain.moments.anniversary_pass import PassRules, evaluate_anniversary
+from domain.wording.kinds import Kind
 from engine.step import Step
 from state import jsonbytes
 from state.store import PartitionStore
@@ -46,7 +47,7 @@ SLICE_EVENTS = 500
 #: nothing but how many slices a pass takes.
 SLICE_BUDGET_S = 0.02
 
-KIND = "billing-anniversary"
+KIND: Final[Kind] = "billing-anniversary"
 
 
 def pass_rules(runtime: Runtime) -> PassRules:

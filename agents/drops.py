@@ -7,7 +7,7 @@ partition p has consumed the backlog it had when a UTC day closed) marks day d a
 :data:`SLICE_ACCOUNTS` accounts of the partition (silent ones included: every
 account with daily history), sends their drop and recovery events and moves the cursor, in one
 transaction. Usage steps run between slices, or a slice rides at the start of a busy
-partition's usage step (see :data:`engine.engine.FOLD_EVERY_S`), so a large partition
+partition's usage step (see :data:`engine.background.FOLD_EVERY_S`), so a large partition
 never stalls usage for longer than one slice, and steady usage never starves the slices.
 A crash resumes at the cursor; a repeated tick finds the day started or done and does
 nothing.
@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from app.main import Runtime
+from config.settings import to_ms
 from domain.moments.detection import Moment
 from domain.moments.evaluation import evaluate_account
 from domain.plans.periods import Period, utc_day
@@ -127,7 +128,7 @@ class DropEvaluation:
         started = time.perf_counter()
         deadline = started + self.slice_budget_s
         oldest_day = utc_day(step.now_ms) - rt.settings.daily_retention_days + 1
-        stale_before_ms = step.now_ms - int(rt.settings.late_grace_s * 1000) - 1
+        stale_before_ms = step.now_ms - to_ms(rt.settings.late_grace_s) - 1
         # Closed periods wait for their billing anniversary (agents.anniversaries).
         stale_before_ms = min(stale_before_ms, keep_closed_after(state, step.partition))
         start = None if held.cursor == "" else held.cursor.encode() + b"\x00"

@@ -9,9 +9,10 @@ from typing import Any
 from aiokafka import TopicPartition
 from faust.types import TP as FaustTP
 
-from app.main import TABLE_NAMES, Runtime
+from app.main import Runtime
 from engine.engine import Engine
 from engine.progress import BacklogWatch
+from tables.registry import TABLE_NAMES
 
 logger = logging.getLogger(__name__)
 

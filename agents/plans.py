@@ -21,10 +21,11 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from agents.forwarding import Misplaced
 from app.main import Runtime
+from config.settings import to_ms
 from domain.errors import InvalidPlanRecord
 from domain.intake.accounts import AccountPlan, period_of, supersedes
 from domain.intake.deadletter import dead_letter
@@ -36,8 +37,8 @@ from domain.intake.partitioning import (
 )
 from domain.intake.records import parse_plan
 from domain.intake.regroup import periods_change, regroup_totals
-from domain.moments.changes import KIND as CHANGE_KIND
 from domain.moments.changes import change_events, diff_accounts
+from domain.wording.kinds import Kind
 from engine.step import Step
 from state import jsonbytes
 from tables.accounts import plan_of, put_plan
@@ -46,6 +47,8 @@ from tables.forget import forget_account, forgotten_at
 from tables.totals import put_totals, totals_of
 
 logger = logging.getLogger(__name__)
+
+KIND: Final[Kind] = "account-change"
 
 
 class PlansHandler:
@@ -130,7 +133,7 @@ class PlansHandler:
         state = step.state
         if not totals_of(state, account).periods:
             return
-        grace_ms = int(self.runtime.settings.late_grace_s * 1000)
+        grace_ms = to_ms(self.runtime.settings.late_grace_s)
         totals = regroup_totals(
             daily_of(state, account),
             plan,
@@ -161,7 +164,7 @@ class PlansHandler:
             totals=usage,
             emitted_at_ms=rt.clock.now_ms(),
         )
-        topic = rt.settings.event_topic(CHANGE_KIND)
+        topic = rt.settings.event_topic(KIND)
         key = plan.account_id.encode()
         for event in events:
             step.send(topic, key, jsonbytes.dumps(event))
@@ -210,7 +213,7 @@ class PlansHandler:
             for name, n in left_out.items():
                 metrics.plan_entries_left_out.labels(field=name).inc(n)
             if arrivals:
-                metrics.events.labels(kind=CHANGE_KIND).inc(len(arrivals))
+                metrics.events.labels(kind=KIND).inc(len(arrivals))
                 emitted_s = clock.now_ms() / 1000
                 for arrived_ms in arrivals:
                     metrics.event_latency.observe(max(0.0, emitted_s - arrived_ms / 1000))

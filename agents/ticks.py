@@ -33,6 +33,7 @@ from aiokafka import TopicPartition
 from agents.anniversaries import start_pass
 from agents.drops import TicksHandler
 from app.main import Runtime
+from config.settings import to_ms
 from domain.moments.evaluation import due_day
 from domain.rules.anniversaries import due_cut
 from engine.engine import Engine
@@ -71,8 +72,8 @@ class TickScheduler:
         rt, engine = self.runtime, self.engine
         s = rt.settings
         now_ms = rt.clock.now_ms()
-        due = due_day(now_ms, int(s.drop_grace_s * 1000))
-        cut = due_cut(now_ms, int(s.late_grace_s * 1000))
+        due = due_day(now_ms, to_ms(s.drop_grace_s))
+        cut = due_cut(now_ms, to_ms(s.late_grace_s))
         owned = {p: o for p, o in engine.owned.items() if o.ready and o.plans_caught_up}
         for partition in list(self.pending):
             if partition not in owned:

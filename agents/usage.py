@@ -15,6 +15,7 @@ from typing import Any
 
 from agents.forwarding import Misplaced
 from app.main import Runtime
+from config.settings import to_ms
 from domain.intake.batch import IntakeRules, IntakeState
 from domain.intake.deadletter import dead_letter
 from domain.intake.partitioning import account_partition, key_partition
@@ -36,9 +37,9 @@ def intake_rules(runtime: Runtime) -> IntakeRules:
     """The intake's rules from settings."""
     settings = runtime.settings
     return IntakeRules(
-        max_clock_skew_ms=int(settings.max_clock_skew_s * 1000),
-        dedup_horizon_ms=int(settings.dedup_horizon_s * 1000),
-        late_grace_ms=int(settings.late_grace_s * 1000),
+        max_clock_skew_ms=to_ms(settings.max_clock_skew_s),
+        dedup_horizon_ms=to_ms(settings.dedup_horizon_s),
+        late_grace_ms=to_ms(settings.late_grace_s),
         daily_retention_days=settings.daily_retention_days,
         partitions=settings.partitions,
     )

@@ -1,7 +1,8 @@
-"""Every reach into Faust's (and mode's) private internals, in one place.
+"""Every reach into Faust's, mode's and aiokafka's private internals, in one place.
 
-Written against faust-streaming 0.15.3 and mode-streaming 0.7.1 (aiokafka 0.14.0).
-Why each reach exists:
+Written against faust-streaming 0.15.3, mode-streaming 0.7.1 and aiokafka 0.14.0 (the
+versions pinned in pyproject.toml); an upgrade of any of them starts by reading this
+module again. Why each reach exists:
 
 - **Bulk records** (:class:`BulkConsumer._getmany`): Faust's per-event stream path
   (a ConsumerMessage, a task and several futures per record) caps a worker near
@@ -49,6 +50,13 @@ Why each reach exists:
 - **The fleet's URLs** (:func:`fleet_urls`): the partition assignor ships every member's
   URL with each assignment (what ``topic_route`` forwards by); ``moments status`` reads
   the fleet from any one worker.
+- **aiokafka's transactional producer** (:class:`ProducerInternals`, what
+  :mod:`engine.committers` is given): aiokafka has no public call that adds a partition
+  to a transaction ahead of its first batch; no public transaction timeout; no public
+  way to set a partition's sequence number back after the broker refused a batch (too
+  large), which otherwise fails every later batch there as out of order; no public
+  "fatal" state (its sender died fenced); and ``stop`` waits for pending batches for
+  ever while the broker is away, so a stop that runs out of time cancels its sender.
 """
 
 from __future__ import annotations
@@ -62,7 +70,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import faust
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -143,8 +151,16 @@ class _Thread(faust_aiokafka.AIOKafkaConsumerThread):
 class BulkConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, with the engine's topics taken in bulk."""
 
-    engine: Engine | None = None
-    read_committed: bool = False
+    @property
+    def engine(self) -> Engine | None:
+        """The engine the app was attached to (:func:`attach`), if any."""
+        engine: Engine | None = getattr(self.app, "moments_engine", None)
+        return engine
+
+    @property
+    def read_committed(self) -> bool:
+        """Whether the group consumer reads committed records only (exactly-once)."""
+        return bool(getattr(self.app, "moments_read_committed", False))
 
     def _new_consumer_thread(self) -> Any:
         return _Thread(self, loop=self.loop, beacon=self.beacon)
@@ -262,12 +278,16 @@ class BulkTransport(faust_aiokafka.Transport):
 class MomentsApp(faust.App):
     """A Faust app whose transport is :class:`BulkTransport`."""
 
+    #: Set by :func:`attach`: where the consumer hands the engine's records.
+    moments_engine: Engine | None = None
+    moments_read_committed: bool = False
+
     def _new_transport(self) -> Any:
         return BulkTransport(self.conf.broker_consumer, self)
 
 
 class ConsumerHooks:
-    """What the engine needs of the Faust consumer (see ``engine.engine.Hooks``)."""
+    """What the engine needs of the Faust consumer (see ``engine.ownership.Hooks``)."""
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
@@ -310,9 +330,15 @@ class ConsumerHooks:
 
 
 def attach(app: faust.App, engine: Engine, *, read_committed: bool) -> None:
-    """Route the engine's topics' records to ``engine`` (call before the worker starts)."""
-    BulkConsumer.engine = engine
-    BulkConsumer.read_committed = read_committed
+    """Route the engine's topics' records to ``engine`` (call before the worker starts).
+
+    Kept on ``app`` (a :class:`MomentsApp`), which its consumer reads when it fetches and
+    when its thread builds the aiokafka consumer: two apps in one process do not share.
+    """
+    if not isinstance(app, MomentsApp):
+        raise TypeError("the engine needs a MomentsApp (its consumer takes records in bulk)")
+    app.moments_engine = engine
+    app.moments_read_committed = read_committed
 
 
 def register_topics(app: faust.App, names: Iterable[str]) -> None:
@@ -416,11 +442,6 @@ def standby_partitions(app: faust.App, topic: str) -> set[int]:
     return {tp.partition for tp in standbys if tp.topic == topic}
 
 
-def generation_of(app: faust.App) -> int:
-    """The consumer group generation of the current assignment."""
-    return int(app.consumer_generation_id)
-
-
 async def warm_router(app: faust.App, topic: str) -> None:
     """Load ``topic``'s partitions into the metadata of Faust's own producer.
 
@@ -443,3 +464,49 @@ def fleet_urls(app: faust.App) -> list[str]:
         urls = set()
     urls.add(str(app.conf.canonical_url))
     return sorted(str(u).rstrip("/") for u in urls)
+
+
+class ProducerInternals:
+    """What :mod:`engine.committers` needs of aiokafka's producer beyond its public API
+    (aiokafka 0.14.0; see the module docstring). Stateless: one serves every producer."""
+
+    def transaction_timeout_s(self, producer: AIOKafkaProducer) -> float | None:
+        """``producer``'s transaction timeout, if it has one that can be read."""
+        txn = getattr(producer, "_txn_manager", None)
+        timeout_ms = getattr(txn, "transaction_timeout_ms", None)
+        if isinstance(timeout_ms, int | float) and timeout_ms > 0:
+            return float(timeout_ms) / 1000
+        return None
+
+    def add_partition(self, producer: AIOKafkaProducer, tp: TopicPartition) -> None:
+        """Add ``tp`` to ``producer``'s open transaction ahead of its first batch: what
+        ``send`` itself calls (``TransactionManager.maybe_add_partition_to_txn``)."""
+        producer._txn_manager.maybe_add_partition_to_txn(tp)  # noqa: SLF001
+
+    def sequence_number(self, producer: AIOKafkaProducer, tp: TopicPartition) -> int:
+        """The sequence number ``producer`` gives its next batch to ``tp``."""
+        return int(producer._txn_manager.sequence_number(tp))  # noqa: SLF001
+
+    def set_sequence_number(self, producer: AIOKafkaProducer, tp: TopicPartition, seq: int) -> None:
+        """Set ``producer``'s next sequence number for ``tp`` to ``seq``, wrapped at 2**31
+        as ``TransactionManager.increment_sequence_number`` wraps it."""
+        wrapped = seq - 2**32 if seq > 2**31 - 1 else seq
+        producer._txn_manager._sequence_numbers[tp] = wrapped  # noqa: SLF001
+
+    def unusable(self, producer: AIOKafkaProducer) -> bool:
+        """Whether ``producer`` is in aiokafka's fatal state or its sender task ended
+        (``Sender._fail_all`` moves the transaction manager to FATAL_ERROR when it dies)."""
+        txn = getattr(producer, "_txn_manager", None)
+        state = getattr(getattr(txn, "state", None), "name", None)
+        if state == "FATAL_ERROR":
+            return True
+        sender = getattr(producer, "_sender", None)
+        task = getattr(sender, "sender_task", None)
+        return task is not None and task.done()
+
+    def cancel_sender(self, producer: AIOKafkaProducer) -> asyncio.Future[Any] | None:
+        """Cancel ``producer``'s sender task (a stop that ran out of time); returns it."""
+        sender = getattr(getattr(producer, "_sender", None), "sender_task", None)
+        if sender is not None:
+            sender.cancel()
+        return sender

@@ -2,8 +2,8 @@
 
 Nothing is built on import: :func:`build_runtime` takes settings and returns a
 :class:`Runtime`; the worker command wires the engine, tables, handlers and views
-onto it (``agents.install``, ``web.views.register``). This module imports nothing
-from ``agents/`` or ``tables/``.
+onto it (:mod:`commands.worker`). This module imports nothing from ``agents/`` or
+``tables/``: the worker passes the tables' names in.
 """
 
 from __future__ import annotations
@@ -24,17 +24,6 @@ from domain.plans.catalog import Catalog, load_catalog
 from domain.wording.templates import Templates, load_templates
 
 logger = logging.getLogger(__name__)
-
-#: Tables of the worker, named here so metrics know them up front.
-TABLE_NAMES = (
-    "accounts",
-    "period-totals",
-    "dedup",
-    "announced",
-    "daily",
-    "evaluations",
-    "lifetime",
-)
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -90,8 +79,16 @@ class Runtime:
     app: faust.App
 
 
-def build_runtime(settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:
-    """Read the catalog and templates (raising ConfigError on a bad one), build the app."""
+def build_runtime(
+    settings: Settings,
+    registry: CollectorRegistry | None = None,
+    tables: tuple[str, ...] = (),
+) -> Runtime:
+    """Read the catalog and templates (raising ConfigError on a bad one), build the app.
+
+    ``tables`` names the tables whose metric series exist from the first scrape (the
+    worker passes every table of :mod:`tables.registry`).
+    """
     catalog = load_catalog(settings.plans_file)
     templates = load_templates(settings.messages_file)
     clock: Clock = (
@@ -101,7 +98,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
     )
     metrics = build_metrics(
         registry or CollectorRegistry(auto_describe=True),
-        TABLE_NAMES,
+        tables,
         (settings.topic_usage, settings.topic_accounts),
     )
     return Runtime(settings, catalog, templates, clock, metrics, build_app(settings))

@@ -7,8 +7,9 @@ series exists, at zero, from the first scrape.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
@@ -37,6 +38,8 @@ KAFKA_RETRY_ERRORS: Final[tuple[str, ...]] = (
 )
 #: Background works whose passes skip an account that fails (its metric label).
 BACKGROUND_WORKS: Final[tuple[str, ...]] = ("drops", "anniversaries")
+
+_C = TypeVar("_C", Counter, Gauge)
 
 # The *_created series double every counter for no dashboard we ship.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
@@ -79,82 +82,76 @@ class Metrics:
     kafka_retries: Counter
 
 
+def _labelled(
+    kind: type[_C],
+    name: str,
+    doc: str,
+    label: str,
+    values: Iterable[str],
+    registry: CollectorRegistry,
+) -> _C:
+    """A metric with one label whose series for ``values`` exist, at zero, from the start."""
+    metric = kind(name, doc, [label], registry=registry)
+    for value in values:
+        metric.labels(**{label: value})
+    return metric
+
+
 def build_metrics(
     registry: CollectorRegistry, tables: tuple[str, ...] = (), inputs: tuple[str, ...] = ()
 ) -> Metrics:
     """Create the worker's metrics in ``registry`` (series of ``tables`` and input topics
     ``inputs`` exist from the start)."""
-    records = Counter(
-        "moments_records_total",
-        "Usage records processed, by outcome (each record counts under exactly one).",
-        ["outcome"],
-        registry=registry,
-    )
-    for outcome in OUTCOMES:
-        records.labels(outcome=outcome)
-    plan_records = Counter(
-        "moments_plan_records_total",
-        "Account-plan records processed, by outcome.",
-        ["outcome"],
-        registry=registry,
-    )
-    for plan_outcome in PLAN_OUTCOMES:
-        plan_records.labels(outcome=plan_outcome)
-    plan_entries_left_out = Counter(
-        "moments_plan_entries_left_out_total",
-        "Invalid optional entries of account-plans records (a limit <= 0, say) left out "
-        "while the rest of the record applied, by field.",
-        ["field"],
-        registry=registry,
-    )
-    for name in PLAN_OPTIONAL_FIELDS:
-        plan_entries_left_out.labels(field=name)
-    records_forwarded = Counter(
-        "moments_records_forwarded_total",
-        "Input records keyed by their account id but found on another partition than Kafka's "
-        "default partitioner (murmur2) gives it, forwarded to that partition, by input topic "
-        "(their producer should use murmur2: librdkafka's partitioner=murmur2_random).",
-        ["topic"],
-        registry=registry,
-    )
-    for topic in inputs:
-        records_forwarded.labels(topic=topic)
-    events = Counter("moments_events_total", "Moment events emitted.", ["kind"], registry=registry)
-    for kind in EVENT_KINDS:
-        events.labels(kind=kind)
-    accounts_skipped = Counter(
-        "moments_background_accounts_skipped_total",
-        "Accounts a drop evaluation or anniversary pass skipped because judging them raised "
-        "(the pass goes on with the next account; each is logged with its error), by work.",
-        ["work"],
-        registry=registry,
-    )
-    for work in BACKGROUND_WORKS:
-        accounts_skipped.labels(work=work)
-    table_keys = Gauge(
-        "moments_table_keys",
-        "Keys held in each table on this worker.",
-        ["table"],
-        registry=registry,
-    )
-    for table in tables:
-        table_keys.labels(table=table)
-    kafka_retries = Counter(
-        "moments_kafka_retries_total",
-        "Writes to Kafka the client retried after a retriable error, by error.",
-        ["error"],
-        registry=registry,
-    )
-    for error in KAFKA_RETRY_ERRORS:
-        kafka_retries.labels(error=error)
     return Metrics(
         registry=registry,
-        records=records,
-        plan_records=plan_records,
-        plan_entries_left_out=plan_entries_left_out,
-        records_forwarded=records_forwarded,
-        events=events,
-        accounts_skipped=accounts_skipped,
+        records=_labelled(
+            Counter,
+            "moments_records_total",
+            "Usage records processed, by outcome (each record counts under exactly one).",
+            "outcome",
+            OUTCOMES,
+            registry,
+        ),
+        plan_records=_labelled(
+            Counter,
+            "moments_plan_records_total",
+            "Account-plan records processed, by outcome.",
+            "outcome",
+            PLAN_OUTCOMES,
+            registry,
+        ),
+        plan_entries_left_out=_labelled(
+            Counter,
+            "moments_plan_entries_left_out_total",
+            "Invalid optional entries of account-plans records (a limit <= 0, say) left out "
+            "while the rest of the record applied, by field.",
+            "field",
+            PLAN_OPTIONAL_FIELDS,
+            registry,
+        ),
+        records_forwarded=_labelled(
+            Counter,
+            "moments_records_forwarded_total",
+            "Input records keyed by their account id but found on another partition than "
+            "Kafka's default partitioner (murmur2) gives it, forwarded to that partition, by "
+            "input topic (their producer should use murmur2: librdkafka's "
+            "partitioner=murmur2_random).",
+            "topic",
+            inputs,
+            registry,
+        ),
+        events=_labelled(
+            Counter, "moments_events_total", "Moment events emitted.", "kind", EVENT_KINDS, registry
+        ),
+        accounts_skipped=_labelled(
+            Counter,
+            "moments_background_accounts_skipped_total",
+            "Accounts a drop evaluation or anniversary pass skipped because judging them raised "
+            "(the pass goes on with the next account; each is logged with its error), by work.",
+            "work",
+            BACKGROUND_WORKS,
+            registry,
+        ),
         event_latency=Histogram(
             "moments_event_latency_seconds",
             "Event emission time minus arrival time of the record (or tick) that caused it.",
@@ -172,7 +169,14 @@ def build_metrics(
             ["topic", "partition"],
             registry=registry,
         ),
-        table_keys=table_keys,
+        table_keys=_labelled(
+            Gauge,
+            "moments_table_keys",
+            "Keys held in each table on this worker.",
+            "table",
+            tables,
+            registry,
+        ),
         rebalances=Counter(
             "moments_rebalances_total", "Consumer-group rebalances seen.", registry=registry
         ),
@@ -181,5 +185,12 @@ def build_metrics(
             "1 when partitions are assigned and tables recovered.",
             registry=registry,
         ),
-        kafka_retries=kafka_retries,
+        kafka_retries=_labelled(
+            Counter,
+            "moments_kafka_retries_total",
+            "Writes to Kafka the client retried after a retriable error, by error.",
+            "error",
+            KAFKA_RETRY_ERRORS,
+            registry,
+        ),
     )

@@ -6,6 +6,7 @@ import ssl
 from typing import Any
 
 import faust
+from pydantic import SecretStr
 
 from config.settings import Settings
 from domain.errors import SettingsError
@@ -59,7 +60,7 @@ def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLC
     if settings.security_protocol.startswith("SASL"):
         return faust.SASLCredentials(
             username=settings.sasl_username,
-            password=settings.sasl_password,
+            password=_revealed(settings.sasl_password),
             mechanism=settings.sasl_mechanism,
             ssl_context=context,
         )
@@ -77,5 +78,10 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     if settings.security_protocol.startswith("SASL"):
         kwargs["sasl_mechanism"] = settings.sasl_mechanism
         kwargs["sasl_plain_username"] = settings.sasl_username
-        kwargs["sasl_plain_password"] = settings.sasl_password
+        kwargs["sasl_plain_password"] = _revealed(settings.sasl_password)
     return kwargs
+
+
+def _revealed(secret: SecretStr | None) -> str | None:
+    """A secret's value, for the client that sends it (and nothing that logs it)."""
+    return None if secret is None else secret.get_secret_value()

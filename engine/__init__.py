@@ -5,9 +5,13 @@
   input partition under exactly-once; one idempotent producer and plain offset
   commits under at-least-once).
 - :mod:`engine.changelogs`: restore and standby: reading changelogs into stores.
-- :mod:`engine.engine`: the loop that owns partitions, runs steps and applies state.
+- :mod:`engine.engine`: :class:`~engine.engine.Engine`, the face the worker sees, made of
+  :mod:`engine.ownership` (assignments, fencing, restore, release),
+  :mod:`engine.scheduler` (records to steps, back-pressure), :mod:`engine.poison`
+  (running steps, narrowing down poison), :mod:`engine.checkpoint` (the commit protocol,
+  retries, give-up, latch) and :mod:`engine.background` (background slices).
 
 Faust stays the application around it (group membership, co-partitioned
-assignment, web server, timers); every reach into Faust's internals is in
-:mod:`app.faust_internals`.
+assignment, web server, timers); every reach into Faust's, mode's and aiokafka's
+internals is in :mod:`app.faust_internals`.
 """

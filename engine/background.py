@@ -1,22 +1,55 @@
-"""Several kinds of background work behind the engine's one :class:`~engine.engine.Background`.
+"""Background work: slices of long passes (drop evaluations, anniversary passes) between
+the usage steps of a partition.
 
-The engine runs one slice at a time per partition, between its usage steps; with several
-kinds of work (drop evaluations, anniversary passes), each slice goes to the first kind, in
-the given order, that has work pending, so each keeps its own progress and cursor and none
-changes how the engine schedules slices.
+A slice is a step of its own when its partition is idle, and rides at the start of a
+usage step when the partition is busy and its last slice is :data:`FOLD_EVERY_S` old,
+so a million accounts to evaluate never stall usage for long, and steady usage never
+starves them. A slice that fails for good suspends its partition's background work,
+tried again after a wait that doubles on each failure in a row
+(:class:`BackgroundSchedule`); usage goes on meanwhile.
 
-A kind whose slice raised on a partition goes last there while another kind has work
-pending: the engine suspends the partition's background work for a while after such a
-failure, and when it tries again the other kinds go first, so one broken kind cannot stop
-the others (a drop evaluation that fails as a whole must not hold up billing anniversaries).
+With several kinds of work (:class:`Backgrounds`), each slice goes to the first kind, in
+the given order, that has work pending, so each keeps its own progress and cursor and
+none changes how the engine schedules slices. A kind whose slice raised on a partition
+goes last there while another kind has work pending, so one broken kind cannot stop the
+others (a drop evaluation that fails as a whole must not hold up billing anniversaries).
 It is tried again once the others have nothing pending.
 """
 
 from __future__ import annotations
 
-from engine.engine import Background
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from engine.ownership import Owned
 from engine.step import Step
 from state.store import PartitionStore
+
+logger = logging.getLogger(__name__)
+
+#: A partition's background work that failed for good is tried again after this many
+#: seconds, doubling on each failure in a row up to :data:`BACKGROUND_RETRY_MAX_S`.
+BACKGROUND_RETRY_FIRST_S = 30.0
+BACKGROUND_RETRY_MAX_S = 1800.0
+#: A busy partition with background work pending runs a slice at the start of a usage
+#: step once its last slice is this old: slices as steps of their own wait for the
+#: partition to be idle, which steady usage never leaves it (docs/benchmark.md). A slice
+#: spends at most its own budget (20 ms), so this caps background work at about 4 % of a
+#: busy partition's time.
+FOLD_EVERY_S = 0.5
+
+
+class Background(Protocol):
+    """Work a partition does in slices when it has no records to process (drop evaluation)."""
+
+    def pending(self, store: PartitionStore, partition: int) -> bool:
+        """Whether ``partition`` has a slice to run."""
+        ...
+
+    def run_slice(self, step: Step) -> None:
+        """Do one bounded slice of the work as ``step``."""
 
 
 class Backgrounds:
@@ -48,3 +81,106 @@ class Backgrounds:
             raise
         if failed == index:
             del self._failed[step.partition]
+
+
+class BackgroundSchedule:
+    """When each owned partition's background work runs: a slice step when it is idle,
+    a slice folded into a usage step when it is busy, nothing while suspended."""
+
+    def __init__(
+        self,
+        work: Background | None,
+        owned: Mapping[int, Owned],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.work = work
+        self.owned = owned
+        #: Monotonic seconds, for the backoff of suspended background work.
+        self.clock = clock
+        #: Partitions whose background work is to be looked at.
+        self.due: set[int] = set()
+        #: Per partition, when its last background slice committed (monotonic seconds).
+        self._last_slice: dict[int, float] = {}
+
+    def sliced(self, owned: Owned, at: float) -> None:
+        """A slice of ``owned`` committed at ``at`` (monotonic): a success ends a backoff."""
+        self._last_slice[owned.partition] = at
+        owned.background_backoff_s = 0.0
+
+    def to_fold(self, owned: Owned) -> Background | None:
+        """The background work to run at the start of ``owned``'s next usage step, if any:
+        pending, and the partition's last slice :data:`FOLD_EVERY_S` old."""
+        background = self.work
+        if (
+            background is None
+            or owned.partition not in self.due
+            or not owned.plans_caught_up
+            or owned.background_suspended
+            or owned.latched is not None
+        ):
+            return None
+        now = time.monotonic()
+        last = self._last_slice.setdefault(owned.partition, now)
+        if now - last < FOLD_EVERY_S:
+            return None
+        if not background.pending(owned.store, owned.partition):
+            self._last_slice[owned.partition] = now  # nothing to do: look again later
+            return None
+        return background
+
+    def suspend(self, owned: Owned, cause: BaseException | None) -> None:
+        """Stop ``owned``'s background work for a while; its usage goes on."""
+        # No record to set aside here (contract 4: nothing stalls usage). Tried again later:
+        # what failed may pass (a topic's settings, an account since fixed), and closed
+        # periods wait for the passes. The wait doubles while it fails.
+        backoff = owned.background_backoff_s
+        backoff = (
+            BACKGROUND_RETRY_FIRST_S if backoff <= 0 else min(BACKGROUND_RETRY_MAX_S, 2 * backoff)
+        )
+        owned.background_backoff_s = backoff
+        owned.background_retry_at = self.clock() + backoff
+        owned.background_suspended = True
+        logger.error(
+            "partition %d: background work failed for good (%r); suspended, tried again in %.0fs",
+            owned.partition,
+            cause,
+            backoff,
+        )
+
+    def resume(self) -> None:
+        """Try suspended background work again once its backoff has passed."""
+        now: float | None = None
+        for owned in self.owned.values():
+            if not owned.background_suspended:
+                continue
+            now = self.clock() if now is None else now
+            if now >= owned.background_retry_at:
+                owned.background_suspended = False
+                self.due.add(owned.partition)
+                logger.info("partition %d: trying suspended background work again", owned.partition)
+
+    def to_start(self, idle: Callable[[int], bool]) -> list[tuple[Owned, Background]]:
+        """The partitions whose slice should start now as a step of its own (idle, with
+        work pending); partitions that cannot run one are no longer due."""
+        background = self.work
+        if background is None:
+            self.due.clear()
+            return []
+        starting: list[tuple[Owned, Background]] = []
+        for partition in sorted(self.due):
+            owned = self.owned.get(partition)
+            if (
+                owned is None
+                or not owned.ready
+                or not owned.plans_caught_up
+                or owned.background_suspended
+                or owned.latched is not None
+            ):
+                self.due.discard(partition)
+                continue
+            if not idle(partition):
+                continue  # usage first; the slice comes when the partition is idle
+            self.due.discard(partition)
+            if background.pending(owned.store, partition):
+                starting.append((owned, background))
+        return starting

@@ -21,9 +21,8 @@ AddOffsetsToTxn, TxnOffsetCommit, then EndTxn once the batches are acknowledged)
 begun early, the first three run while the rules decide, and the broker's
 CONCURRENT_TRANSACTIONS retries (the previous transaction's markers still being
 written) are waited out there too. What is left after deciding is the produce request
-and EndTxn. Measured with the latency bench at 10,000 records/s: p99 296 ms (median
-of 9 runs, 8 under 500 ms), against 491 ms before (median of 6 runs, 3 under 500 ms).
-A partition added that the step does not write to costs only a transaction marker.
+and EndTxn (the latency this saves: docs/benchmark.md). A partition added that the
+step does not write to costs only a transaction marker.
 
 A producer that cannot go on is *lost*, and :class:`Fenced` says so: fenced by a
 newer one (``ProducerFenced``, or the ``IllegalOperation``/``AssertionError`` that a
@@ -46,6 +45,9 @@ first refused batch) instead of starting a new producer.
 Every wait on the broker has a deadline, the producer's transaction timeout (past it the
 broker aborts the transaction anyway): starting a producer (InitProducerId), a commit
 (its deliveries and EndTxn) and an abort.
+
+What this needs of aiokafka beyond its public API comes through :class:`ProducerInternals`
+(implemented in :mod:`app.faust_internals`, the one module that reaches into libraries).
 
 At-least-once: one idempotent producer; deliveries are awaited, then the offsets
 are committed through the group's consumer.
@@ -72,6 +74,35 @@ from engine.step import Messages
 logger = logging.getLogger(__name__)
 
 ProducerFactory = Callable[..., AIOKafkaProducer]
+
+
+class ProducerInternals(Protocol):
+    """What the committers need of aiokafka's producer beyond its public API
+    (:class:`app.faust_internals.ProducerInternals`)."""
+
+    def transaction_timeout_s(self, producer: AIOKafkaProducer) -> float | None:
+        """``producer``'s transaction timeout, if it has one that can be read."""
+        ...
+
+    def add_partition(self, producer: AIOKafkaProducer, tp: TopicPartition) -> None:
+        """Add ``tp`` to ``producer``'s open transaction ahead of its first batch."""
+
+    def sequence_number(self, producer: AIOKafkaProducer, tp: TopicPartition) -> int:
+        """The sequence number ``producer`` gives its next batch to ``tp``."""
+        ...
+
+    def set_sequence_number(self, producer: AIOKafkaProducer, tp: TopicPartition, seq: int) -> None:
+        """Set ``producer``'s next sequence number for ``tp`` (a refused batch's)."""
+
+    def unusable(self, producer: AIOKafkaProducer) -> bool:
+        """Whether ``producer`` is in aiokafka's fatal state, or its sender ended."""
+        ...
+
+    def cancel_sender(self, producer: AIOKafkaProducer) -> asyncio.Future[Any] | None:
+        """Cancel ``producer``'s sender task; returns it (None when it has none)."""
+        ...
+
+
 #: Commits plain consumer offsets (at-least-once).
 OffsetCommit = Callable[[Mapping[TopicPartition, int]], Awaitable[None]]
 #: (topic, partition) -> offset of the last message the step wrote there
@@ -220,8 +251,11 @@ async def _delivered(sent: list[tuple[Any, int, Any]]) -> Written:
 class TransactionalCommitter:
     """Exactly-once: a transactional producer per input partition."""
 
-    def __init__(self, factory: ProducerFactory, app_id: str, group_id: str) -> None:
+    def __init__(
+        self, factory: ProducerFactory, app_id: str, group_id: str, *, internals: ProducerInternals
+    ) -> None:
         self._factory = factory
+        self._internals = internals
         self._app_id = app_id
         self._group_id = group_id
         self._producers: dict[int, AIOKafkaProducer] = {}
@@ -235,11 +269,8 @@ class TransactionalCommitter:
     def _deadline(self, producer: AIOKafkaProducer) -> float:
         """Most seconds a start, commit or abort of ``producer`` may take: its transaction
         timeout (the broker aborts a transaction older than that anyway)."""
-        txn = getattr(producer, "_txn_manager", None)
-        timeout_ms = getattr(txn, "transaction_timeout_ms", None)
-        if isinstance(timeout_ms, int | float) and timeout_ms > 0:
-            return float(timeout_ms) / 1000
-        return DEFAULT_TRANSACTION_TIMEOUT_S
+        timeout_s = self._internals.transaction_timeout_s(producer)
+        return DEFAULT_TRANSACTION_TIMEOUT_S if timeout_s is None else timeout_s
 
     async def open(self, partition: int) -> None:
         """Start ``partition``'s producer: InitProducerId, which fences any other producer
@@ -248,7 +279,7 @@ class TransactionalCommitter:
         self._forget(partition)
         old = self._producers.pop(partition, None)
         if old is not None:
-            await _stop_quietly(old)
+            await _stop_quietly(old, self._internals)
         producer = self._factory(transactional_id=self.transactional_id(partition))
         starting = asyncio.ensure_future(producer.start())
         deadline = self._deadline(producer)
@@ -266,7 +297,7 @@ class TransactionalCommitter:
             # it. A start cancelled inside aiokafka leaves the connection it was opening
             # unknown to the client, never closed (seen as unclosed sockets): let it finish
             # for a moment first, then stop what it made.
-            await asyncio.shield(_finish_then_stop(starting, producer))
+            await asyncio.shield(_finish_then_stop(starting, producer, self._internals))
             raise
         self._producers[partition] = producer
 
@@ -274,7 +305,7 @@ class TransactionalCommitter:
         self._forget(partition)
         producer = self._producers.pop(partition, None)
         if producer is not None:
-            await _stop_quietly(producer)
+            await _stop_quietly(producer, self._internals)
 
     def _forget(self, partition: int) -> None:
         """Drop a begun step's bookkeeping (its producer is stopped or reopened)."""
@@ -286,7 +317,7 @@ class TransactionalCommitter:
         if self._producers.get(partition) is producer:
             del self._producers[partition]
         self._forget(partition)
-        await _stop_quietly(producer)
+        await _stop_quietly(producer, self._internals)
         return Fenced(f"partition {partition}: producer lost ({why})")
 
     async def begin(
@@ -301,24 +332,21 @@ class TransactionalCommitter:
             raise Fenced(f"partition {partition} has no producer (not assigned here)")
         if partition in self._begun:  # a step left behind (cancelled): end it first
             await self.abort(partition)
-        if _unusable(producer):
+        if self._internals.unusable(producer):
             raise await self._lost(partition, producer, "its sender stopped")
         try:
-            # aiokafka has no public call that adds partitions ahead of their first batch;
-            # ``maybe_add_partition_to_txn`` is what ``send`` itself calls (0.14.0).
             await producer.begin_transaction()
         except Exception as exc:
-            if _lost_error(exc) or _unusable(producer):
+            if _lost_error(exc) or self._internals.unusable(producer):
                 raise await self._lost(partition, producer, repr(exc)) from exc
             raise
-        txn = producer._txn_manager  # noqa: SLF001 - see the module docstring
         cluster = producer.client.cluster
         for topic, target in likely:
             # Only partitions the producer's metadata knows: aiokafka retries an unknown
             # one (a deleted topic) in AddPartitionsToTxn until the transaction times out,
             # stalling steps that do not even write to it.
             if target in (cluster.partitions_for_topic(topic) or ()):
-                txn.maybe_add_partition_to_txn(TopicPartition(topic, target))
+                self._internals.add_partition(producer, TopicPartition(topic, target))
         adding = None
         if offsets:
             adding = asyncio.ensure_future(
@@ -346,11 +374,11 @@ class TransactionalCommitter:
         if partition not in self._begun:
             await self.begin(partition, offsets)
         producer, adding = self._begun.pop(partition)
-        txn = producer._txn_manager  # noqa: SLF001 - sequence numbers: module docstring
         # Every batch before this step was answered: the client's sequence numbers are the
         # broker's (what a refused batch is set back to).
         sequences = {
-            (topic, p): txn.sequence_number(TopicPartition(topic, p)) for topic, p in messages
+            (topic, p): self._internals.sequence_number(producer, TopicPartition(topic, p))
+            for topic, p in messages
         }
         deadline = self._deadline(producer)
         try:
@@ -359,9 +387,8 @@ class TransactionalCommitter:
                     # Offsets first: the broker (3.6+, KIP-890) verifies a transaction's
                     # first produce to a partition with its coordinator, and a produce sent
                     # while the offsets' TxnOffsetCommit is verified under the same epoch
-                    # was answered NOT_ENOUGH_REPLICAS and retried (about one commit in 20
-                    # on a single broker; a reproduction: 16 in 300 overlapping, 0 in 300
-                    # in order). Begun early, the offsets are usually added by now.
+                    # is answered NOT_ENOUGH_REPLICAS and retried (docs/benchmark.md).
+                    # Begun early, the offsets are usually added by now.
                     await adding
                 sent = await _send(producer, messages)
                 written = await _delivered(sent)
@@ -383,13 +410,13 @@ class TransactionalCommitter:
                 ) from exc
             for target, appended in exc.refused.items():
                 if appended is not None:  # (all of them: checked just above)
-                    txn._sequence_numbers[TopicPartition(*target)] = _wrapped(  # noqa: SLF001
-                        sequences.get(target, 0) + appended
+                    self._internals.set_sequence_number(
+                        producer, TopicPartition(*target), sequences.get(target, 0) + appended
                     )
             raise
         except BaseException as exc:
             _drop(adding)
-            if _lost_error(exc) or _unusable(producer):
+            if _lost_error(exc) or self._internals.unusable(producer):
                 raise await self._lost(partition, producer, repr(exc)) from exc
             await self._abort(partition, producer)
             raise
@@ -397,7 +424,7 @@ class TransactionalCommitter:
 
     async def _abort(self, partition: int, producer: AIOKafkaProducer) -> None:
         """Abort ``producer``'s transaction; :class:`Fenced` when it cannot."""
-        if _unusable(producer):
+        if self._internals.unusable(producer):
             raise await self._lost(partition, producer, "its sender stopped")
         deadline = self._deadline(producer)
         try:
@@ -410,23 +437,6 @@ class TransactionalCommitter:
     async def stop(self) -> None:
         # Side by side: each stop is bounded (_STOP_GRACE_S), not their sum.
         await asyncio.gather(*(self.close(p) for p in list(self._producers)))
-
-
-def _unusable(producer: AIOKafkaProducer) -> bool:
-    """Whether ``producer`` is in aiokafka's fatal state or its sender task ended (0.14.0:
-    ``Sender._fail_all`` moves the transaction manager to FATAL_ERROR when it dies)."""
-    txn = getattr(producer, "_txn_manager", None)
-    state = getattr(getattr(txn, "state", None), "name", None)
-    if state == "FATAL_ERROR":
-        return True
-    sender = getattr(producer, "_sender", None)
-    task = getattr(sender, "sender_task", None)
-    return task is not None and task.done()
-
-
-def _wrapped(sequence: int) -> int:
-    """A sequence number as aiokafka keeps it (``increment_sequence_number`` wraps it)."""
-    return sequence - 2**32 if sequence > 2**31 - 1 else sequence
 
 
 def _drop(adding: asyncio.Future[None] | None) -> None:
@@ -445,8 +455,15 @@ def _retrieve(future: asyncio.Future[None]) -> None:
 class PlainCommitter:
     """At-least-once: one idempotent producer, offsets committed after delivery."""
 
-    def __init__(self, factory: ProducerFactory, commit_offsets: OffsetCommit) -> None:
+    def __init__(
+        self,
+        factory: ProducerFactory,
+        commit_offsets: OffsetCommit,
+        *,
+        internals: ProducerInternals,
+    ) -> None:
         self._factory = factory
+        self._internals = internals
         self._commit_offsets = commit_offsets
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
@@ -485,7 +502,7 @@ class PlainCommitter:
     async def stop(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            await _stop_quietly(producer)
+            await _stop_quietly(producer, self._internals)
 
 
 #: Most seconds a cancelled producer start may go on before it is cut short: enough for
@@ -493,13 +510,15 @@ class PlainCommitter:
 _START_GRACE_S = 2.0
 
 
-async def _finish_then_stop(starting: asyncio.Future[None], producer: AIOKafkaProducer) -> None:
+async def _finish_then_stop(
+    starting: asyncio.Future[None], producer: AIOKafkaProducer, internals: ProducerInternals
+) -> None:
     if not starting.done():
         await asyncio.wait({starting}, timeout=_START_GRACE_S)
         if not starting.done():
             starting.cancel()
     await asyncio.gather(starting, return_exceptions=True)
-    await _stop_quietly(producer)
+    await _stop_quietly(producer, internals)
 
 
 #: Most seconds stopping a producer may take. aiokafka's ``stop`` waits for every pending
@@ -508,7 +527,7 @@ async def _finish_then_stop(starting: asyncio.Future[None], producer: AIOKafkaPr
 _STOP_GRACE_S = 5.0
 
 
-async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+async def _stop_quietly(producer: AIOKafkaProducer, internals: ProducerInternals) -> None:
     try:
         async with asyncio.timeout(_STOP_GRACE_S):
             await producer.stop()
@@ -516,9 +535,8 @@ async def _stop_quietly(producer: AIOKafkaProducer) -> None:
         logger.warning(
             "a producer took over %.0fs to stop; its connections are dropped", _STOP_GRACE_S
         )
-        sender = getattr(getattr(producer, "_sender", None), "sender_task", None)
+        sender = internals.cancel_sender(producer)
         if sender is not None:
-            sender.cancel()
             sender.add_done_callback(_retrieve)
         try:
             async with asyncio.timeout(_STOP_GRACE_S):

@@ -8,8 +8,9 @@ between a read and the write that depends on it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from state.transaction import StepState
 
@@ -40,3 +41,13 @@ class Step:
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` after the step is committed (never when it fails)."""
         self.after_commit.append(callback)
+
+
+class Handler(Protocol):
+    """Turns one topic's records of a step into state writes and messages."""
+
+    def process(self, step: Step, topic: str, records: Sequence[Any]) -> None:
+        """Decide for ``records`` (all of one topic, of ``step.partition``, in order)."""
+
+    def reject(self, step: Step, topic: str, record: Any, reason: str) -> None:
+        """Give up on ``record``, which cannot be processed: dead-letter it and count it."""

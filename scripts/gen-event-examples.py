@@ -13,7 +13,7 @@ changes from :func:`domain.moments.changes.diff_accounts` and
 and fixed inputs, so the output is the same on every run. The examples tell one story: a
 Starter account, acct-0042, through November 2026 and into December, and a Growth account,
 acct-0117, that goes quiet and comes back. Paste the output into the "Example payloads"
-section of docs/events.md; ``tests/unit/test_docs_events.py`` fails when the doc and this
+section of docs/events.md; ``tests/ops/test_docs_events.py`` fails when the doc and this
 output differ.
 
     .venv/bin/python scripts/gen-event-examples.py
@@ -39,7 +39,15 @@ from domain.plans.catalog import Catalog, Plan, load_catalog
 from domain.plans.periods import Period
 from domain.rules.anniversaries import Summary, due_cut
 from domain.rules.thresholds import detect
-from domain.wording.events import drop_event, recovered_event, threshold_event
+from domain.wording.events import (
+    Crossed,
+    Evaluation,
+    Standing,
+    Wording,
+    drop_event,
+    recovered_event,
+    threshold_event,
+)
 from domain.wording.templates import Templates, load_templates
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,19 +104,22 @@ def _threshold(
     if crossing is None:
         raise SystemExit(f"{total} of {limit} crosses no level not in {sorted(announced)}")
     return threshold_event(
-        templates=templates,
-        catalog=catalog,
-        plan=starter,
-        account_id=ACCOUNT,
-        metric=METRIC,
-        period=PERIOD,
-        total=Decimal(total),
-        limit=limit,
-        crossing=crossing,
-        trigger_record_id=record_id,
-        triggered_at_ms=_ms(at),
-        emitted_at_ms=_ms(emitted),
-        limit_reached_at_ms=None if limit_reached_at is None else _ms(limit_reached_at),
+        Wording(templates, catalog),
+        Standing(
+            account_id=ACCOUNT,
+            plan=starter,
+            metric=METRIC,
+            period=PERIOD,
+            total=Decimal(total),
+            limit=limit,
+        ),
+        Crossed(
+            crossing=crossing,
+            record_id=record_id,
+            at_ms=_ms(at),
+            limit_reached_at_ms=None if limit_reached_at is None else _ms(limit_reached_at),
+        ),
+        _ms(emitted),
     )
 
 
@@ -244,43 +255,49 @@ def examples() -> dict[str, dict[str, Any]]:
     # November 21, 22 and 23: evaluated when November 23 closed (emitted after the 15 min grace).
     growth = _plan(catalog, "growth")
     drop = drop_event(
-        templates=templates,
-        catalog=catalog,
-        plan=growth,
-        account_id="acct-0117",
-        metric=METRIC,
-        period=PERIOD,
-        total=Decimal(24_000),
-        limit=growth.limit(METRIC),
-        recent_days=3,
-        recent_total=Decimal(0),
-        expected_total=Decimal(3_600),
-        ratio=Decimal(0),
-        last_active_at_ms=_ms("2026-11-20T17:42:10Z"),
-        first_recent_day=date(2026, 11, 21),
-        evaluated_at_ms=_ms("2026-11-24T00:00:00Z"),
-        emitted_at_ms=_ms("2026-11-24T00:15:02.130Z"),
+        Wording(templates, catalog),
+        Standing(
+            account_id="acct-0117",
+            plan=growth,
+            metric=METRIC,
+            period=PERIOD,
+            total=Decimal(24_000),
+            limit=growth.limit(METRIC),
+        ),
+        Evaluation(
+            recent_days=3,
+            recent_total=Decimal(0),
+            expected_total=Decimal(3_600),
+            ratio=Decimal(0),
+            last_active_at_ms=_ms("2026-11-20T17:42:10Z"),
+            evaluated_at_ms=_ms("2026-11-24T00:00:00Z"),
+        ),
+        date(2026, 11, 21),
+        _ms("2026-11-24T00:15:02.130Z"),
     )
     # It is back: 3,400 calls on November 27, 28 and 29, 94% of the usual 3,600, which ends
     # the episode of the drop above.
     recovered = recovered_event(
-        templates=templates,
-        catalog=catalog,
-        plan=growth,
+        Wording(templates, catalog),
+        Standing(
+            account_id="acct-0117",
+            plan=growth,
+            metric=METRIC,
+            period=PERIOD,
+            total=Decimal(27_400),
+            limit=growth.limit(METRIC),
+        ),
+        Evaluation(
+            recent_days=3,
+            recent_total=Decimal(3_400),
+            expected_total=Decimal(3_600),
+            ratio=Decimal(3_400) / Decimal(3_600),
+            last_active_at_ms=_ms("2026-11-29T22:10:31Z"),
+            evaluated_at_ms=_ms("2026-11-30T00:00:00Z"),
+        ),
+        date(2026, 11, 21),
+        _ms("2026-11-30T00:15:01.884Z"),
         paused=False,
-        account_id="acct-0117",
-        metric=METRIC,
-        period=PERIOD,
-        total=Decimal(27_400),
-        limit=growth.limit(METRIC),
-        recent_days=3,
-        recent_total=Decimal(3_400),
-        expected_total=Decimal(3_600),
-        ratio=Decimal(3_400) / Decimal(3_600),
-        last_active_at_ms=_ms("2026-11-29T22:10:31Z"),
-        dropped_on=date(2026, 11, 21),
-        evaluated_at_ms=_ms("2026-11-30T00:00:00Z"),
-        emitted_at_ms=_ms("2026-11-30T00:15:01.884Z"),
     )
     upgraded, members = _changes(catalog, templates)
     return {

@@ -1,7 +1,7 @@
 """Just enough PromQL reading for the tests: which metric names an expression uses.
 
 Shared by the unit checks of the shipped alerts and dashboard
-(tests/unit/test_ops_config.py) and the integration test that runs them against a
+(tests/ops/test_ops_config.py) and the integration test that runs them against a
 real Prometheus (tests/integration/test_prometheus.py). A regex reading, not a
 parser: promtool and Prometheus parse; this only lists the names to cross-check.
 """

@@ -172,7 +172,7 @@ def register(runtime: Runtime, engine: Engine) -> None:
     settings = runtime.settings
     metrics = runtime.metrics
     clock = runtime.clock
-    token = settings.web_token
+    token = settings.web_token.get_secret_value() if settings.web_token else None
     usage_topic = app.topic(settings.topic_usage, key_type=bytes, value_type=bytes, acks=False)
 
     @app.task  # type: ignore[untyped-decorator]  # faust types its decorators loosely

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from domain.intake.accounts import AccountPlan
 from domain.intake.usage import AccountTotals
@@ -26,7 +25,8 @@ from domain.rules.anniversaries import (
     summarize,
     whole_years,
 )
-from domain.wording.events import anniversary_event
+from domain.wording.events import ClosedPeriod, Wording, anniversary_event
+from domain.wording.payloads import AnniversaryEvent
 from domain.wording.templates import Templates
 
 
@@ -59,7 +59,7 @@ def evaluate_anniversary(
     catalog: Catalog,
     templates: Templates,
     now_ms: int,
-) -> tuple[Held | None, dict[str, Any] | None]:
+) -> tuple[Held | None, AnniversaryEvent | None]:
     """Judge the account's latest period closed at ``cut_ms``, once.
 
     ``totals_of`` and ``held_of`` read the account's period totals and what is held of its last
@@ -114,16 +114,8 @@ def evaluate_anniversary(
         underuse_level=rules.underuse_level,
         first=previous is None,
     )
+    closed = ClosedPeriod(period, recap, completed, whole_years(origin_ms, period))
     event = anniversary_event(
-        templates=templates,
-        catalog=catalog,
-        plan=catalog_plan,
-        account_id=account_id,
-        period=period,
-        recap=recap,
-        periods_completed=completed,
-        years=whole_years(origin_ms, period),
-        suggestion=suggestion,
-        emitted_at_ms=now_ms,
+        Wording(templates, catalog), account_id, catalog_plan, closed, suggestion, now_ms
     )
     return keep, event

@@ -17,10 +17,10 @@ What is not a change:
 - a move to a plan the catalog no longer lists the held one of (its rank is unknown, so
   neither "up" nor "down" can be said), and anything else of the record (limits, anchor).
 
-Event ids: SHA-256 of ``account-change|<account_id>|<change.type>|<updated_at>``, the record's
-``updated_at`` as RFC 3339 UTC with ``Z`` (:func:`domain.common.timeutil.to_rfc3339`). A
-re-delivered record holds no change, so it has no event; two changes of one type in one record
-cannot happen.
+The event and its id (:func:`domain.wording.events.change_event_id`: the account, the change
+type and the record's ``updated_at``) are :func:`domain.wording.events.account_change_event`'s.
+A re-delivered record holds no change, so it has no event; two changes of one type in one
+record cannot happen.
 
 Suggestions are ``offer`` (with the catalog's ``[offers]`` text) for added members and a new
 region, else ``none`` with a rationale; account changes never suggest a plan: the account just
@@ -29,43 +29,27 @@ chose one.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Final, Literal, get_args
 
 from domain.common.formatting import format_count, format_money, format_number, format_percent
-from domain.common.numbers import json_number
-from domain.common.timeutil import to_rfc3339
 from domain.intake.accounts import AccountPlan, Status
 from domain.plans.catalog import Catalog, Plan
 from domain.plans.periods import Period
+from domain.wording.events import (
+    AccountChange,
+    Wording,
+    account_change_event,
+    offer_fields,
+)
 from domain.wording.messages import account_change_message
+from domain.wording.payloads import AccountChangeEvent, ChangeType, SuggestionFields
 from domain.wording.templates import Message, Templates
 
-ChangeType = Literal[
-    "plan_upgraded",
-    "plan_downgraded",
-    "paused",
-    "resumed",
-    "cancelled",
-    "members_added",
-    "region_changed",
-]
+CHANGE_TYPES: Final[tuple[ChangeType, ...]] = get_args(ChangeType)
 """Every ``change.type``, in the contract's order."""
-
-CHANGE_TYPES: Final[tuple[ChangeType, ...]] = (
-    "plan_upgraded",
-    "plan_downgraded",
-    "paused",
-    "resumed",
-    "cancelled",
-    "members_added",
-    "region_changed",
-)
-
-KIND: Final = "account-change"
 
 #: The change a new status is: whatever the old one was, ``active`` is a resumption.
 _STATUS_CHANGE: Final[Mapping[Status, ChangeType]] = {
@@ -74,15 +58,6 @@ _STATUS_CHANGE: Final[Mapping[Status, ChangeType]] = {
     "cancelled": "cancelled",
 }
 _ZERO: Final = Decimal(0)
-
-
-@dataclass(frozen=True, slots=True)
-class AccountChange:
-    """One change of an account: ``change {type, from, to}`` of an event."""
-
-    type: ChangeType
-    old: str | int
-    new: str | int
 
 
 def _same_region(a: str, b: str) -> bool:
@@ -117,30 +92,14 @@ def diff_accounts(held: AccountPlan, new: AccountPlan, catalog: Catalog) -> list
     return changes
 
 
-def change_event_id(account_id: str, change_type: str, updated_at_ms: int) -> str:
-    """SHA-256 of ``account-change|account_id|change_type|updated_at`` (RFC 3339 UTC, ``Z``)."""
-    text = "|".join((KIND, account_id, change_type, to_rfc3339(updated_at_ms)))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 @dataclass(frozen=True, slots=True)
 class _Suggestion:
     action: Literal["offer", "none"]
     rationale: str
     offer: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "action": self.action,
-            "plan_id": None,
-            "plan_name": None,
-            "price": None,
-            "price_delta": None,
-            "rationale": self.rationale,
-        }
-        if self.offer is not None:
-            out["offer"] = self.offer
-        return out
+    def fields(self) -> SuggestionFields:
+        return offer_fields(self.action, self.rationale, self.offer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +174,7 @@ def _other_suggestion(change: AccountChange, plan: Plan, catalog: Catalog) -> _S
         assert isinstance(change.old, int) and isinstance(change.new, int)  # noqa: S101
         offer = offers.members_added
         if offer is not None:
-            added = format_count(change.new - change.old, "member", catalog.locale)
+            added = format_count(change.new - change.old, "member", locale=catalog.locale)
             rationale = f"Adding {added} qualifies your account for {offer}."
             return _Suggestion("offer", rationale, offer)
     else:
@@ -230,21 +189,22 @@ def _other_suggestion(change: AccountChange, plan: Plan, catalog: Catalog) -> _S
 
 def _message_values(change: AccountChange, catalog: Catalog) -> dict[str, str]:
     """The placeholders that only this change type has."""
+    loc = catalog.locale
     if change.type in ("plan_upgraded", "plan_downgraded"):
         old_plan = catalog.plan(str(change.old))
         assert old_plan is not None  # noqa: S101  # diff_accounts checked it
         return {
             "old_plan_name": old_plan.name,
-            "old_plan_price": format_money(old_plan.price, catalog.currency, locale=catalog.locale),
+            "old_plan_price": format_money(old_plan.price, catalog.currency, locale=loc),
         }
     if change.type in ("paused", "resumed", "cancelled"):
         return {"old_status": str(change.old)}
     if change.type == "members_added":
         assert isinstance(change.old, int) and isinstance(change.new, int)  # noqa: S101
         return {
-            "old_members": format_count(change.old, "member", catalog.locale),
-            "members": format_count(change.new, "member", catalog.locale),
-            "added": format_count(change.new - change.old, "member", catalog.locale),
+            "old_members": format_count(change.old, "member", locale=loc),
+            "members": format_count(change.new, "member", locale=loc),
+            "added": format_count(change.new - change.old, "member", locale=loc),
         }
     return {"old_region": str(change.old), "region": str(change.new)}
 
@@ -258,7 +218,7 @@ def change_events(
     period: Period,
     totals: Mapping[str, Decimal],
     emitted_at_ms: int,
-) -> list[dict[str, Any]]:
+) -> list[AccountChangeEvent]:
     """One ``account-change`` event per change in ``changes`` (of :func:`diff_accounts`) that
     made ``account`` what it is, in order.
 
@@ -270,6 +230,7 @@ def change_events(
     if plan is None:  # the plans handler dead-letters such records; nothing to say
         return []
     standing = _standing(account, plan, totals, catalog)
+    wording = Wording(templates, catalog)
     events = []
     for change in changes:
         is_plan = change.type in ("plan_upgraded", "plan_downgraded")
@@ -278,28 +239,16 @@ def change_events(
         else:
             suggestion = _other_suggestion(change, plan, catalog)
         message = _message(templates, change, account, plan, catalog, standing, period, suggestion)
-        event: dict[str, Any] = {
-            "schema_version": 1,
-            "event_id": change_event_id(account.account_id, change.type, account.updated_at_ms),
-            "kind": KIND,
-            "account_id": account.account_id,
-            "plan": {
-                "id": plan.id,
-                "name": plan.name,
-                "price": json_number(plan.price),
-                "currency": catalog.currency,
-            },
-        }
-        if is_plan:
-            event["period"] = {
-                "start": to_rfc3339(period.start_ms),
-                "end": to_rfc3339(period.end_ms),
-            }
-        event["change"] = {"type": change.type, "from": change.old, "to": change.new}
-        event["message"] = {"title": message.title, "body": message.body}
-        event["suggestion"] = suggestion.to_json()
-        event["triggered_at"] = to_rfc3339(account.updated_at_ms)
-        event["emitted_at"] = to_rfc3339(emitted_at_ms)
+        event = account_change_event(
+            wording,
+            account,
+            plan,
+            change,
+            period if is_plan else None,
+            message,
+            suggestion.fields(),
+            emitted_at_ms,
+        )
         events.append(event)
     return events
 

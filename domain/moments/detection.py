@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 from domain.intake.accounts import AccountPlan
 from domain.intake.batch import Accepted
@@ -24,7 +24,8 @@ from domain.rules.thresholds import (
     should_announce,
     thresholds,
 )
-from domain.wording.events import threshold_event
+from domain.wording.events import Crossed, Standing, Wording, threshold_event
+from domain.wording.payloads import Payload
 from domain.wording.templates import Templates
 
 
@@ -34,7 +35,7 @@ class Moment:
 
     kind: str
     account_id: str
-    payload: dict[str, Any]
+    payload: Payload
     arrived_ms: int
 
 
@@ -131,6 +132,7 @@ def detect_thresholds(
     changed = result.announced
     loaded: dict[str, AnnouncedLevels] = {}
     limits = _limits_of(catalog)
+    wording = Wording(templates, catalog)
     for item in accepted:
         plan = item.plan
         if plan is None or not should_announce(plan):
@@ -155,21 +157,15 @@ def detect_thresholds(
         changed[account] = announced
         if HIT_LEVEL in crossing.crossed:
             announced.note_reached(metric, change.period, plan.plan_id, item.record.timestamp_ms)
-        payload = threshold_event(
-            templates=templates,
-            catalog=catalog,
-            plan=found.catalog_plan,
-            account_id=account,
-            metric=metric,
-            period=change.period,
-            total=total,
-            limit=found.limit,
-            crossing=crossing,
-            trigger_record_id=item.record.record_id,
-            triggered_at_ms=item.record.timestamp_ms,
-            emitted_at_ms=now_ms if clock is None else clock(),
-            limit_reached_at_ms=announced.reached_at(metric, change.period, plan.plan_id),
+        standing = Standing(account, found.catalog_plan, metric, change.period, total, found.limit)
+        crossed = Crossed(
+            crossing,
+            item.record.record_id,
+            item.record.timestamp_ms,
+            announced.reached_at(metric, change.period, plan.plan_id),
         )
+        emitted_at_ms = now_ms if clock is None else clock()
+        payload = threshold_event(wording, standing, crossed, emitted_at_ms)
         result.moments.append(Moment(payload["kind"], account, payload, item.raw.timestamp))
     for announced in changed.values():
         announced.prune(prune_before_ms)

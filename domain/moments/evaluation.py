@@ -17,7 +17,8 @@ from domain.moments.detection import Moment
 from domain.plans.catalog import Catalog
 from domain.plans.periods import Period, day_start_ms, day_to_date, utc_day
 from domain.rules.drops import DropRules, assess, ended, step
-from domain.wording.events import drop_event, recovered_event
+from domain.wording.events import Evaluation, Standing, Wording, drop_event, recovered_event
+from domain.wording.payloads import Payload
 from domain.wording.templates import Templates
 
 _ZERO = Decimal(0)
@@ -56,6 +57,7 @@ def evaluate_account(
     when it was (the record that announced 1.0), for the drop's projection.
     """
     moments: list[Moment] = []
+    wording = Wording(templates, catalog)
     changed = False
     closed_at_ms = day_start_ms(day + 1)
     catalog_plan = None if plan is None else catalog.plan(plan.plan_id)
@@ -85,49 +87,36 @@ def evaluate_account(
         reached_at = (
             None if limit_reached_at is None else limit_reached_at(metric, period, plan.plan_id)
         )
-        if kind == "usage-recovered" and dropped_on is not None:
-            payload = recovered_event(
-                templates=templates,
-                catalog=catalog,
-                plan=catalog_plan,
-                paused=plan.status == "paused",
-                account_id=account_id,
-                metric=metric,
-                period=period,
-                total=totals.total(metric, period),
-                limit=plan.limit(catalog_plan, metric),
-                recent_days=len(assessment.recent_days),
-                recent_total=assessment.recent_total,
-                expected_total=assessment.expected_total,
-                # Usage after a silence longer than the baseline: nothing was expected, so
-                # it is at least as usual (the message says 100%).
-                ratio=assessment.ratio if assessment.ratio is not None else _ONE,
-                last_active_at_ms=history.last_active_ms,
-                dropped_on=day_to_date(dropped_on),
-                evaluated_at_ms=closed_at_ms,
-                emitted_at_ms=now_ms,
-                limit_reached_at_ms=reached_at,
-            )
-            moments.append(Moment(kind, account_id, payload, arrived_ms))
-            continue
-        payload = drop_event(
-            templates=templates,
-            catalog=catalog,
-            plan=catalog_plan,
-            account_id=account_id,
-            metric=metric,
-            period=period,
-            total=totals.total(metric, period),
-            limit=plan.limit(catalog_plan, metric),
-            recent_days=len(assessment.recent_days),
-            recent_total=assessment.recent_total,
-            expected_total=assessment.expected_total,
-            ratio=assessment.ratio if assessment.ratio is not None else _ZERO,
-            last_active_at_ms=history.last_active_ms,
-            first_recent_day=day_to_date(assessment.first_recent_day),
-            evaluated_at_ms=closed_at_ms,
-            emitted_at_ms=now_ms,
-            limit_reached_at_ms=reached_at,
+        standing = Standing(
+            account_id,
+            catalog_plan,
+            metric,
+            period,
+            totals.total(metric, period),
+            plan.limit(catalog_plan, metric),
         )
+        recovered = kind == "usage-recovered" and dropped_on is not None
+        ratio = assessment.ratio
+        if ratio is None:
+            # Usage after a silence longer than the baseline: nothing was expected, so it is at
+            # least as usual for a recovery (the message says 100%); a drop is total silence.
+            ratio = _ONE if recovered else _ZERO
+        evaluation = Evaluation(
+            len(assessment.recent_days),
+            assessment.recent_total,
+            assessment.expected_total,
+            ratio,
+            history.last_active_ms,
+            closed_at_ms,
+            reached_at,
+        )
+        payload: Payload
+        if recovered and dropped_on is not None:
+            paused = plan.status == "paused"
+            opened = day_to_date(dropped_on)
+            payload = recovered_event(wording, standing, evaluation, opened, now_ms, paused=paused)
+        else:
+            first_recent_day = day_to_date(assessment.first_recent_day)
+            payload = drop_event(wording, standing, evaluation, first_recent_day, now_ms)
         moments.append(Moment(kind, account_id, payload, arrived_ms))
     return moments, changed

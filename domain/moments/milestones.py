@@ -9,26 +9,18 @@ listing them all. The announced milestones live in the account's
 Kafka transaction) as the events, so each (account, metric, milestone) is announced at most
 once, across restarts.
 
-Event id: SHA-256 of ``milestone|<account_id>|<metric>|<milestone>``, the milestone as a plain
-integer when whole (``50``), else plain decimal text (``2.5``).
+The event and its id are :func:`domain.wording.events.milestone_event`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any
 
-from domain.common.formatting import format_milestone, format_number
-from domain.common.numbers import json_number
-from domain.common.timeutil import to_rfc3339
 from domain.intake.lifetime import AccountLifetime, MilestoneDue
 from domain.moments.detection import Moment
-from domain.plans.catalog import Catalog, Milestones, Plan
-from domain.wording.events import SCHEMA_VERSION, ratio_of
-from domain.wording.messages import milestone_message
+from domain.plans.catalog import Catalog
+from domain.wording.events import Wording, milestone_event
 from domain.wording.templates import Templates
 
 
@@ -38,109 +30,6 @@ class MilestoneResult:
 
     moments: list[Moment] = field(default_factory=list)
     announced: set[str] = field(default_factory=set)
-
-
-def milestone_text(value: Decimal) -> str:
-    """A milestone as its event id writes it: ``50`` when whole, else plain decimal ``2.5``."""
-    if value == value.to_integral_value():
-        return str(int(value))
-    return format(value.normalize(), "f")
-
-
-def milestone_event_id(account_id: str, metric: str, value: Decimal) -> str:
-    """Id of a milestone: SHA-256 of ``milestone|account_id|metric|milestone``."""
-    text = "|".join(("milestone", account_id, metric, milestone_text(value)))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def reward_rationale(catalog: Catalog, metric: str, value: Decimal, total: Decimal) -> str:
-    """Why a reward now: ``Celebrating your 50th purchase (52 purchases in all) with a reward
-    thanks a loyal customer while the moment is fresh.``"""
-    loc = catalog.locale
-    unit = catalog.unit(metric)
-    return (
-        f"Celebrating {format_milestone(value, unit, locale=loc)} "
-        f"({format_number(total, locale=loc)} {unit} in all) "
-        f"with a reward thanks a loyal customer while the moment is fresh."
-    )
-
-
-def milestone_event(
-    *,
-    templates: Templates,
-    catalog: Catalog,
-    plan: Plan,
-    account_id: str,
-    metric: str,
-    milestones: Milestones,
-    reached: Sequence[Decimal],
-    lifetime_total: Decimal,
-    due: MilestoneDue,
-    emitted_at_ms: int,
-) -> dict[str, Any]:
-    """The ``milestone`` event of a record that reached ``reached`` (ascending, non-empty).
-
-    ``period`` and ``usage`` (the record's billing period and its total after the record) are
-    included when the record's period is still held (not a late record).
-    """
-    value = reached[-1]
-    rationale = reward_rationale(catalog, metric, value, lifetime_total)
-    message = milestone_message(
-        templates,
-        catalog=catalog,
-        plan=plan,
-        account_id=account_id,
-        metric=metric,
-        value=value,
-        reached=reached,
-        lifetime_total=lifetime_total,
-        reward=milestones.reward,
-        rationale=rationale,
-    )
-    event: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "event_id": milestone_event_id(account_id, metric, value),
-        "kind": "milestone",
-        "account_id": account_id,
-        "metric": metric,
-        "plan": {
-            "id": plan.id,
-            "name": plan.name,
-            "price": json_number(plan.price),
-            "currency": catalog.currency,
-        },
-    }
-    if due.period is not None and due.period_total is not None:
-        limit = due.plan.limit(plan, metric)
-        event["period"] = {
-            "start": to_rfc3339(due.period.start_ms),
-            "end": to_rfc3339(due.period.end_ms),
-        }
-        ratio = ratio_of(due.period_total, limit)
-        event["usage"] = {
-            "total": json_number(due.period_total),
-            "limit": None if limit is None else json_number(limit),
-            "ratio": None if ratio is None else json_number(ratio),
-            "unit": catalog.unit(metric),
-        }
-    event["milestone"] = {
-        "value": json_number(value),
-        "lifetime_total": json_number(lifetime_total),
-        "reached": [json_number(m) for m in reached],
-    }
-    event["message"] = {"title": message.title, "body": message.body}
-    event["suggestion"] = {
-        "action": "reward",
-        "plan_id": None,
-        "plan_name": None,
-        "price": None,
-        "price_delta": None,
-        "rationale": rationale,
-        "offer": milestones.reward,
-    }
-    event["triggered_at"] = to_rfc3339(due.record.timestamp_ms)
-    event["emitted_at"] = to_rfc3339(emitted_at_ms)
-    return event
 
 
 def detect_milestones(
@@ -161,6 +50,7 @@ def detect_milestones(
     ``emitted_at`` as it is made (``now_ms`` without one).
     """
     result = MilestoneResult()
+    wording = Wording(templates, catalog)
     for item in due:
         record = item.record
         metric = record.metric
@@ -176,16 +66,12 @@ def detect_milestones(
             continue
         result.announced.add(account)
         payload = milestone_event(
-            templates=templates,
-            catalog=catalog,
-            plan=plan,
-            account_id=account,
-            metric=metric,
-            milestones=milestones,
-            reached=reached,
-            lifetime_total=item.lifetime_total,
-            due=item,
-            emitted_at_ms=now_ms if clock is None else clock(),
+            wording,
+            plan,
+            item,
+            reached,
+            milestones.reward,
+            now_ms if clock is None else clock(),
         )
         result.moments.append(Moment("milestone", account, payload, item.arrived_ms))
     return result

@@ -1,10 +1,12 @@
 """The plan catalog (contract 1.3): plans, their ranks, prices and allotments.
 
-The catalog is read once at start-up from ``config/plans.toml`` (``MOMENTS_PLANS_FILE``). An
-invalid file stops the worker, so every check here produces a :class:`CatalogError` whose message
-names the file, the plan (its id, or its position when the id is missing), the field, and what
-is accepted. Numbers become ``Decimal`` through their TOML text form, so ``0.8`` is exactly 0.8
-and a total of exactly 80 % of a limit compares equal to it.
+The catalog is read once at start-up from ``config/plans.toml`` (``MOMENTS_PLANS_FILE``). Its
+schema is the pydantic models at the end of this module (one field per TOML key, each typed by
+a check that says what it accepts); the frozen dataclasses below are what the rules use. An
+invalid file stops the worker with one :class:`CatalogError` whose message names the file, the
+plan (its id, or its position when the id is missing), the field, and what is accepted. Numbers
+become ``Decimal`` through their TOML text form, so ``0.8`` is exactly 0.8 and a total of
+exactly 80 % of a limit compares equal to it.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from os import PathLike
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Annotated, Any, Final
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
 
 from domain.common.numbers import MAX_AMOUNT, MIN_AMOUNT, exact_in_json
 from domain.errors import CatalogError
@@ -30,28 +35,16 @@ METRIC_PATTERN: Final = re.compile(r"[a-z0-9_.-]{1,64}")
 PLAN_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 """What a plan id looks like, matched in full: it appears in event ids joined by ``|``."""
 
-_CURRENCY_PATTERN: Final = re.compile(r"[A-Z]{3}")
+LOCALE_PATTERN: Final = re.compile(r"[a-z]{2}(_[A-Z]{2})?")
+"""What the catalog's locale looks like, matched in full: a language, maybe a country."""
 
-_TOP_LEVEL_KEYS: Final = ("defaults", "metrics", "plans", "milestones", "offers")
-_DEFAULTS_KEYS: Final = ("period", "currency", "near_levels", "over_levels", "underuse_level")
-_PLAN_KEYS: Final = (
-    "id",
-    "name",
-    "rank",
-    "price",
-    "pausable",
-    "limits",
-    "near_levels",
-    "over_levels",
-    "overage",
-)
-_MILESTONE_KEYS: Final = ("metric", "at", "reward")
-_OFFER_KEYS: Final = ("members_added", "region_changed")
+_CURRENCY_PATTERN: Final = re.compile(r"[A-Z]{3}")
 
 DEFAULT_PERIOD: Final[PeriodLength] = "month"
 DEFAULT_CURRENCY: Final = "USD"
 DEFAULT_NEAR_LEVELS: Final[tuple[Decimal, ...]] = (Decimal("0.8"),)
 DEFAULT_UNDERUSE_LEVEL: Final = Decimal("0.3")
+DEFAULT_LOCALE: Final = "en_US"
 _HIT_LEVEL: Final = Decimal(1)
 
 
@@ -110,7 +103,11 @@ class Offers:
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
-    """Every plan on offer, ordered by rank (cheapest rung first), with catalog-wide settings."""
+    """Every plan on offer, ordered by rank (cheapest rung first), with catalog-wide settings.
+
+    ``locale`` (``en_US``, ``de``) is the catalog's language and country for formatting
+    messages; it is held here, not used by the rules.
+    """
 
     period: PeriodLength
     currency: str
@@ -123,7 +120,7 @@ class Catalog:
         default_factory=lambda: MappingProxyType({}), hash=False
     )
     offers: Offers = Offers()
-    locale: str = "en_US"  # CLDR locale of messages' numbers, money and dates
+    locale: str = DEFAULT_LOCALE
     _by_id: Mapping[str, Plan] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -176,330 +173,444 @@ def parse_catalog(text: str, source: str = "config/plans.toml") -> Catalog:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise CatalogError(f"{source}: not valid TOML: {exc}") from None
-    return _Parser(source).catalog(document)
+    try:
+        schema = _Document.model_validate(document)
+    except ValidationError as exc:
+        raise _catalog_error(exc, document, source) from None
+    return schema.catalog()
 
 
-class _Parser:
-    """Turns the decoded TOML document into a :class:`Catalog`, naming ``source`` in errors."""
+# --- what each kind of value accepts -----------------------------------------------------------
 
-    def __init__(self, source: str) -> None:
-        self.source = source
 
-    def fail(self, where: str, problem: str) -> CatalogError:
-        return CatalogError(f"{self.source}: {where}: {problem}")
+class _Problem(ValueError):
+    """A refused value: ``text`` says what is accepted; ``path`` goes below the field at fault
+    (a metric of ``limits``, a plan of ``plans``); ``quoted`` shows that key as a name."""
 
-    def catalog(self, document: dict[str, Any]) -> Catalog:
-        self.no_unknown_keys(document, _TOP_LEVEL_KEYS, "top level", "table")
-        defaults = self.table(document, "defaults", "[defaults]")
-        self.no_unknown_keys(defaults, _DEFAULTS_KEYS, "[defaults]", "key")
+    def __init__(self, text: str, *path: str | int, quoted: bool = False) -> None:
+        super().__init__(text)
+        self.text = text
+        self.path = path
+        self.quoted = quoted
 
-        period = defaults.get("period", DEFAULT_PERIOD)
-        if period not in PERIOD_LENGTHS:
-            raise self.fail(
-                "[defaults] period",
-                f"must be one of {', '.join(map(repr, PERIOD_LENGTHS))}, got {_got(period)}",
-            )
-        currency = defaults.get("currency", DEFAULT_CURRENCY)
-        if not isinstance(currency, str) or not _CURRENCY_PATTERN.fullmatch(currency):
-            raise self.fail(
-                "[defaults] currency",
-                f"must be a three-letter ISO 4217 code like 'USD', got {_got(currency)}",
-            )
-        near_levels = DEFAULT_NEAR_LEVELS
-        if "near_levels" in defaults:
-            near_levels = self.levels(defaults["near_levels"], "[defaults] near_levels")
-        over_levels: tuple[Decimal, ...] = ()
-        if "over_levels" in defaults:
-            over_levels = self.over_levels(defaults["over_levels"], "[defaults] over_levels")
-        underuse = DEFAULT_UNDERUSE_LEVEL
-        if "underuse_level" in defaults:
-            underuse = self.fraction(defaults["underuse_level"], "[defaults] underuse_level")
 
-        units = self.units(self.table(document, "metrics", "[metrics]"))
-        plans = self.plans(document.get("plans"), near_levels, over_levels)
-        return Catalog(
-            period,
-            currency,
-            near_levels,
-            MappingProxyType(units),
-            plans,
-            over_levels=over_levels,
-            underuse_level=underuse,
-            milestones=MappingProxyType(self.milestones(document.get("milestones", []))),
-            offers=self.offers(self.table(document, "offers", "[offers]")),
+def _number(value: object, *path: str) -> Decimal:
+    # bool is an int subclass in Python, but `price = true` is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Problem(f"must be a number, got {_got(value)}", *path)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _Problem(f"must be a finite number, got {value}", *path)
+    return Decimal(str(value))
+
+
+def _exact(value: Decimal, *path: str, name: str = "") -> Decimal:
+    """Refuse an amount events could not carry exactly (see :mod:`domain.common.numbers`)."""
+    if not exact_in_json(value):
+        raise _Problem(
+            f"{name}{value} cannot be carried exactly in events: use 0 or a number "
+            f"between {MIN_AMOUNT:g} and {MAX_AMOUNT:g} with at most 15 significant digits",
+            *path,
         )
+    return value
 
-    def fraction(self, value: object, where: str) -> Decimal:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(where, f"must be a fraction between 0 and 1, got {_got(value)}")
-        fraction = Decimal(str(value))
-        if not 0 < fraction < 1:
-            raise self.fail(where, f"must be a fraction between 0 and 1, got {fraction}")
-        return fraction
 
-    def over_levels(self, value: object, where: str) -> tuple[Decimal, ...]:
-        accepted = "a list of fractions above 1.0, increasing, like [1.5, 2.0]"
-        if not isinstance(value, list):
-            raise self.fail(where, f"must be {accepted}, got {_got(value)}")
-        levels: list[Decimal] = []
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, int | float):
-                raise self.fail(where, f"must be {accepted}, got {_got(item)}")
-            level = Decimal(str(item))
-            if not level.is_finite() or level <= 1:
-                raise self.fail(where, f"{level} is not above 1: over levels are past the limit")
-            if levels and level <= levels[-1]:
-                raise self.fail(
-                    where,
-                    f"must be strictly increasing, without repeats: {level} follows {levels[-1]}",
-                )
-            self.exact(level, where, "over level")
-            levels.append(level)
-        return tuple(levels)
+def _metric_name(metric: str, *path: str, quoted: bool = False) -> str:
+    if not METRIC_PATTERN.fullmatch(metric):
+        raise _Problem("metric names must match [a-z0-9_.-]{1,64}", *path, quoted=quoted)
+    return metric
 
-    def milestones(self, entries: object) -> dict[str, Milestones]:
-        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            raise self.fail(
-                "milestones", "must be an array of tables, written as [[milestones]] sections"
-            )
-        found: dict[str, Milestones] = {}
-        for index, entry in enumerate(entries):
-            where = f"milestones[{index}]"
-            self.no_unknown_keys(entry, _MILESTONE_KEYS, where, "field")
-            for required in _MILESTONE_KEYS:
-                if required not in entry:
-                    raise self.fail(where, f"{required}: missing; it is required")
-            metric = entry["metric"]
-            if not isinstance(metric, str):
-                raise self.fail(where, f"metric: must be a metric name, got {_got(metric)}")
-            self.metric_name(metric, f"{where} metric")
-            if metric in found:
-                raise self.fail(where, f"metric: {metric!r} has milestones already; merge them")
-            where = f"milestones for {metric!r}"
-            at = entry["at"]
-            if not isinstance(at, list) or not at:
-                raise self.fail(where, f"at: must be a non-empty list of numbers, got {_got(at)}")
-            values: list[Decimal] = []
-            for item in at:
-                value = self.number(item, where, "at")
-                if value <= 0:
-                    raise self.fail(where, f"at: milestones must be above 0, got {value}")
-                if values and value <= values[-1]:
-                    raise self.fail(
-                        where,
-                        f"at: must be strictly increasing, without repeats: "
-                        f"{value} follows {values[-1]}",
-                    )
-                self.exact(value, where, "at")
-                values.append(value)
-            reward = entry["reward"]
-            if not isinstance(reward, str) or not reward.strip():
-                raise self.fail(where, f"reward: must be a non-empty string, got {_got(reward)}")
-            found[metric] = Milestones(metric, tuple(values), reward.strip())
-        return found
 
-    def offers(self, table: dict[str, Any]) -> Offers:
-        self.no_unknown_keys(table, _OFFER_KEYS, "[offers]", "key")
-        texts: dict[str, str] = {}
-        for key, text in table.items():
-            if not isinstance(text, str) or not text.strip():
-                raise self.fail(f"[offers] {key}", f"must be a non-empty string, got {_got(text)}")
-            texts[key] = text.strip()
-        return Offers(**texts)
+def _amounts(accepted: str, refusal: Callable[[Decimal], str | None]) -> BeforeValidator:
+    """A table of metric = amount (limits, overage prices), each amount checked by ``refusal``."""
 
-    def table(self, document: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-        value = document.get(key, {})
+    def check(value: object) -> dict[str, Decimal]:
         if not isinstance(value, dict):
-            raise self.fail(where, f"must be a table, got {_got(value)}")
+            raise _Problem(f"must be a table of metric = {accepted}, got {_got(value)}")
+        amounts: dict[str, Decimal] = {}
+        for metric, raw in value.items():
+            amount = _number(raw, _metric_name(metric, metric))
+            if (problem := refusal(amount)) is not None:
+                raise _Problem(problem, metric)
+            amounts[metric] = _exact(amount, metric)
+        return amounts
+
+    return BeforeValidator(check)
+
+
+def _price(value: object) -> Decimal:
+    price = _number(value)
+    if price < 0:
+        raise _Problem(f"must be a finite number >= 0, got {price}")
+    return _exact(price)
+
+
+def _levels(
+    value: object, accepted: str, outside: Callable[[Decimal], str | None]
+) -> tuple[Decimal, ...]:
+    """An increasing list of levels; ``outside`` says why a level is out of range, or None."""
+    if not isinstance(value, list):
+        raise _Problem(f"must be {accepted}, got {_got(value)}")
+    levels: list[Decimal] = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            raise _Problem(f"must be {accepted}, got {_got(item)}")
+        level = Decimal(str(item))
+        if (problem := outside(level)) is not None:
+            raise _Problem(problem)
+        if levels and level <= levels[-1]:
+            raise _Problem(
+                f"must be strictly increasing, without repeats: {level} follows {levels[-1]}"
+            )
+        levels.append(level)
+    return tuple(levels)
+
+
+def _near_levels(value: object) -> tuple[Decimal, ...]:
+    return _levels(
+        value,
+        "a list of fractions strictly between 0 and 1, increasing, like [0.5, 0.8]",
+        lambda level: (
+            None
+            if level.is_finite() and 0 < level < 1
+            else f"{level} is outside (0, 1): the level 1.0 (threshold-hit) is implicit"
+        ),
+    )
+
+
+def _over_levels(value: object) -> tuple[Decimal, ...]:
+    def outside(level: Decimal) -> str | None:
+        if not level.is_finite() or level <= 1:
+            return f"{level} is not above 1: over levels are past the limit"
+        _exact(level, name="over level: ")
+        return None
+
+    return _levels(value, "a list of fractions above 1.0, increasing, like [1.5, 2.0]", outside)
+
+
+def _milestone_steps(value: object) -> tuple[Decimal, ...]:
+    if not isinstance(value, list) or not value:
+        raise _Problem(f"must be a non-empty list of numbers, got {_got(value)}")
+    steps: list[Decimal] = []
+    for item in value:
+        step = _number(item)
+        if step <= 0:
+            raise _Problem(f"milestones must be above 0, got {step}")
+        if steps and step <= steps[-1]:
+            raise _Problem(
+                f"must be strictly increasing, without repeats: {step} follows {steps[-1]}"
+            )
+        steps.append(_exact(step))
+    return tuple(steps)
+
+
+def _fraction(value: object) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Problem(f"must be a fraction between 0 and 1, got {_got(value)}")
+    fraction = Decimal(str(value))
+    if not 0 < fraction < 1:
+        raise _Problem(f"must be a fraction between 0 and 1, got {fraction}")
+    return fraction
+
+
+def _string(accepted: str, pattern: re.Pattern[str] | None = None) -> BeforeValidator:
+    """A string, matching ``pattern`` in full when given."""
+
+    def check(value: object) -> str:
+        if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
+            raise _Problem(f"must be {accepted}, got {_got(value)}")
         return value
 
-    def no_unknown_keys(
-        self, table: dict[str, Any], known: tuple[str, ...], where: str, what: str
-    ) -> None:
-        unknown = sorted(set(table) - set(known))
-        if unknown:
-            raise self.fail(
-                where,
-                f"unknown {what} {', '.join(map(repr, unknown))}; "
-                f"accepted: {', '.join(map(repr, known))}",
+    return BeforeValidator(check)
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Problem(f"must be a non-empty string, got {_got(value)}")
+    return value
+
+
+def _integer(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Problem(f"must be an integer, got {_got(value)}")
+    return value
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Problem(f"must be true or false, got {_got(value)}")
+    return value
+
+
+def _period(value: object) -> object:
+    if value not in PERIOD_LENGTHS:
+        raise _Problem(f"must be one of {', '.join(map(repr, PERIOD_LENGTHS))}, got {_got(value)}")
+    return value
+
+
+def _units(value: object) -> dict[str, str]:
+    table = _table(value)
+    for metric, unit in table.items():
+        _metric_name(metric, metric, quoted=True)
+        if not isinstance(unit, str) or not unit.strip():
+            raise _Problem(
+                f'must be a non-empty display unit like "API calls", got {_got(unit)}', metric
             )
+    return table
 
-    def units(self, metrics: dict[str, Any]) -> dict[str, str]:
-        for metric, unit in metrics.items():
-            self.metric_name(metric, f"[metrics] {metric!r}")
-            if not isinstance(unit, str) or not unit.strip():
-                raise self.fail(
-                    f"[metrics] {metric}",
-                    f'must be a non-empty display unit like "API calls", got {_got(unit)}',
-                )
-        return dict(metrics)
 
-    def metric_name(self, metric: str, where: str) -> None:
-        if not METRIC_PATTERN.fullmatch(metric):
-            raise self.fail(where, "metric names must match [a-z0-9_.-]{1,64}")
+def _table(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Problem(f"must be a table, got {_got(value)}")
+    return value
 
-    def plans(
-        self,
-        entries: object,
-        default_levels: tuple[Decimal, ...],
-        default_over: tuple[Decimal, ...] = (),
-    ) -> tuple[Plan, ...]:
-        if entries is None:
-            raise self.fail("plans", "missing; add at least one [[plans]] table")
-        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            raise self.fail("plans", "must be an array of tables, written as [[plans]] sections")
-        if not entries:
-            raise self.fail("plans", "empty; add at least one [[plans]] table")
-        plans = [
-            self.plan(index, entry, default_levels, default_over)
-            for index, entry in enumerate(entries)
-        ]
 
-        by_id: dict[str, Plan] = {}
-        by_rank: dict[int, Plan] = {}
-        for plan in plans:
-            if plan.id in by_id:
-                raise self.fail(f"plan {plan.id!r}", "id: appears twice; plan ids must be unique")
-            other = by_rank.get(plan.rank)
-            if other is not None:
-                raise self.fail(
-                    f"plan {plan.id!r}",
-                    f"rank: {plan.rank} is also the rank of plan {other.id!r}; "
-                    "ranks must be unique",
-                )
-            by_id[plan.id] = plan
-            by_rank[plan.rank] = plan
-        return tuple(sorted(plans, key=lambda p: p.rank))
+def _entries(section: str, required: bool) -> BeforeValidator:
+    """An array of tables, written as ``[[section]]``; ``required``: at least one."""
 
-    def plan(
-        self,
-        index: int,
-        entry: dict[str, Any],
-        default_levels: tuple[Decimal, ...],
-        default_over: tuple[Decimal, ...] = (),
-    ) -> Plan:
-        where = f"plans[{index}]"
-        plan_id = entry.get("id")
-        if plan_id is None:
-            raise self.fail(where, 'id: missing; every plan needs an id like "starter"')
-        if not isinstance(plan_id, str) or not PLAN_ID_PATTERN.fullmatch(plan_id):
-            raise self.fail(
-                where, f"id: must be a string matching [A-Za-z0-9_.-]{{1,64}}, got {_got(plan_id)}"
+    def check(value: object) -> list[dict[str, Any]]:
+        if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
+            raise _Problem(f"must be an array of tables, written as [[{section}]] sections")
+        if required and not value:
+            raise _Problem(f"empty; add at least one [[{section}]] table")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _unique_plans(plans: list[_Plan]) -> list[_Plan]:
+    ids: set[str] = set()
+    by_rank: dict[int, _Plan] = {}
+    for index, plan in enumerate(plans):
+        if plan.id in ids:
+            raise _Problem("appears twice; plan ids must be unique", index, "id")
+        if (other := by_rank.get(plan.rank)) is not None:
+            raise _Problem(
+                f"{plan.rank} is also the rank of plan {other.id!r}; ranks must be unique",
+                index,
+                "rank",
             )
-        where = f"plan {plan_id!r}"
-        self.no_unknown_keys(entry, _PLAN_KEYS, where, "field")
+        ids.add(plan.id)
+        by_rank[plan.rank] = plan
+    return plans
 
-        for required in ("name", "rank", "price", "limits"):
-            if required not in entry:
-                raise self.fail(where, f"{required}: missing; it is required")
-        name = entry["name"]
-        if not isinstance(name, str) or not name.strip():
-            raise self.fail(where, f"name: must be a non-empty string, got {_got(name)}")
-        rank = entry["rank"]
-        if isinstance(rank, bool) or not isinstance(rank, int):
-            raise self.fail(where, f"rank: must be an integer, got {_got(rank)}")
-        price = self.number(entry["price"], where, "price")
-        if price < 0:
-            raise self.fail(where, f"price: must be a finite number >= 0, got {price}")
-        self.exact(price, where, "price")
-        pausable = entry.get("pausable", False)
-        if not isinstance(pausable, bool):
-            raise self.fail(where, f"pausable: must be true or false, got {_got(pausable)}")
-        limits = self.limits(entry["limits"], where)
-        levels = default_levels
-        if "near_levels" in entry:
-            levels = self.levels(entry["near_levels"], f"{where}: near_levels")
-        over = default_over
-        if "over_levels" in entry:
-            over = self.over_levels(entry["over_levels"], f"{where}: over_levels")
-        overage: dict[str, Decimal] = {}
-        if "overage" in entry:
-            raw = entry["overage"]
-            if not isinstance(raw, dict):
-                raise self.fail(
-                    where,
-                    "overage: must be a table of metric = price per unit, like "
-                    f"{{ api_calls = 0.002 }}, got {_got(raw)}",
-                )
-            for metric, value in raw.items():
-                self.metric_name(metric, f"{where}: overage.{metric}")
-                price_per_unit = self.number(value, where, f"overage.{metric}")
-                if price_per_unit <= 0:
-                    raise self.fail(
-                        where, f"overage.{metric}: must be a price > 0, got {price_per_unit}"
-                    )
-                self.exact(price_per_unit, where, f"overage.{metric}")
-                overage[metric] = price_per_unit
+
+def _one_per_metric(entries: list[_Milestone]) -> list[_Milestone]:
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        if entry.metric in seen:
+            raise _Problem(f"{entry.metric!r} has milestones already; merge them", index, "metric")
+        seen.add(entry.metric)
+    return entries
+
+
+# --- the schema: one model per TOML table ------------------------------------------------------
+
+
+_Fraction = Annotated[Decimal, BeforeValidator(_fraction)]
+_NearLevels = Annotated[tuple[Decimal, ...], BeforeValidator(_near_levels)]
+_OverLevels = Annotated[tuple[Decimal, ...], BeforeValidator(_over_levels)]
+_Text = Annotated[str, BeforeValidator(_text)]
+_Stripped = Annotated[str, BeforeValidator(_text), AfterValidator(str.strip)]
+_Limits = Annotated[
+    dict[str, Decimal],
+    _amounts(
+        "number, like { api_calls = 10000 }",
+        lambda v: (
+            None
+            if v > 0
+            else f"must be a finite number > 0, got {v}; leave the metric out for no limit"
+        ),
+    ),
+]
+_Overage = Annotated[
+    dict[str, Decimal],
+    _amounts(
+        "price per unit, like { api_calls = 0.002 }",
+        lambda v: None if v > 0 else f"must be a price > 0, got {v}",
+    ),
+]
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Defaults(_Schema):
+    period: Annotated[PeriodLength, BeforeValidator(_period)] = DEFAULT_PERIOD
+    currency: Annotated[
+        str, _string("a three-letter ISO 4217 code like 'USD'", _CURRENCY_PATTERN)
+    ] = DEFAULT_CURRENCY
+    near_levels: _NearLevels = DEFAULT_NEAR_LEVELS
+    over_levels: _OverLevels = ()
+    underuse_level: _Fraction = DEFAULT_UNDERUSE_LEVEL
+
+
+class _Plan(_Schema):
+    id: Annotated[str, _string("a string matching [A-Za-z0-9_.-]{1,64}", PLAN_ID_PATTERN)]
+    name: _Text
+    rank: Annotated[int, BeforeValidator(_integer)]
+    price: Annotated[Decimal, BeforeValidator(_price)]
+    pausable: Annotated[bool, BeforeValidator(_boolean)] = False
+    limits: _Limits
+    near_levels: _NearLevels | None = None
+    over_levels: _OverLevels | None = None
+    overage: _Overage = {}
+
+    def plan(self, defaults: _Defaults) -> Plan:
+        """The plan, its levels defaulting to the catalog's."""
         return Plan(
-            plan_id,
-            name,
-            rank,
-            price,
-            pausable,
-            MappingProxyType(limits),
-            levels,
-            over,
-            MappingProxyType(overage),
+            self.id,
+            self.name,
+            self.rank,
+            self.price,
+            self.pausable,
+            MappingProxyType(self.limits),
+            defaults.near_levels if self.near_levels is None else self.near_levels,
+            defaults.over_levels if self.over_levels is None else self.over_levels,
+            MappingProxyType(self.overage),
         )
 
-    def limits(self, value: object, where: str) -> dict[str, Decimal]:
-        if not isinstance(value, dict):
-            raise self.fail(
-                where,
-                "limits: must be a table of metric = number, like "
-                f"{{ api_calls = 10000 }}, got {_got(value)}",
-            )
-        limits: dict[str, Decimal] = {}
-        for metric, raw in value.items():
-            self.metric_name(metric, f"{where}: limits.{metric}")
-            limit = self.number(raw, where, f"limits.{metric}")
-            if limit <= 0:
-                raise self.fail(
-                    where,
-                    f"limits.{metric}: must be a finite number > 0, got {limit}; "
-                    "leave the metric out for no limit",
-                )
-            self.exact(limit, where, f"limits.{metric}")
-            limits[metric] = limit
-        return limits
 
-    def exact(self, value: Decimal, where: str, name: str) -> None:
-        """Refuse an amount events could not carry exactly (see :mod:`domain.common.numbers`)."""
-        if not exact_in_json(value):
-            raise self.fail(
-                where,
-                f"{name}: {value} cannot be carried exactly in events: use 0 or a number "
-                f"between {MIN_AMOUNT:g} and {MAX_AMOUNT:g} with at most 15 significant digits",
-            )
+class _Milestone(_Schema):
+    metric: Annotated[str, _string("a metric name"), AfterValidator(lambda m: _metric_name(m))]
+    at: Annotated[tuple[Decimal, ...], BeforeValidator(_milestone_steps)]
+    reward: _Stripped
 
-    def number(self, value: object, where: str, name: str) -> Decimal:
-        # bool is an int subclass in Python, but `price = true` is a mistake, not 1.
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(where, f"{name}: must be a number, got {_got(value)}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise self.fail(where, f"{name}: must be a finite number, got {value}")
-        return Decimal(str(value))
 
-    def levels(self, value: object, where: str) -> tuple[Decimal, ...]:
-        accepted = "a list of fractions strictly between 0 and 1, increasing, like [0.5, 0.8]"
-        if not isinstance(value, list):
-            raise self.fail(where, f"must be {accepted}, got {_got(value)}")
-        levels: list[Decimal] = []
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, int | float):
-                raise self.fail(where, f"must be {accepted}, got {_got(item)}")
-            level = Decimal(str(item))
-            if not level.is_finite() or not 0 < level < 1:
-                raise self.fail(
-                    where, f"{level} is outside (0, 1): the level 1.0 (threshold-hit) is implicit"
-                )
-            if levels and level <= levels[-1]:
-                raise self.fail(
-                    where,
-                    f"must be strictly increasing, without repeats: {level} follows {levels[-1]}",
-                )
-            levels.append(level)
-        return tuple(levels)
+class _Offers(_Schema):
+    members_added: _Stripped | None = None
+    region_changed: _Stripped | None = None
+
+
+class _Document(_Schema):
+    defaults: Annotated[_Defaults, BeforeValidator(_table)] = _Defaults()
+    metrics: Annotated[dict[str, str], BeforeValidator(_units)] = {}
+    plans: Annotated[list[_Plan], _entries("plans", True), AfterValidator(_unique_plans)]
+    milestones: Annotated[
+        list[_Milestone],
+        _entries("milestones", False),
+        AfterValidator(_one_per_metric),
+    ] = []
+    offers: Annotated[_Offers, BeforeValidator(_table)] = _Offers()
+    locale: Annotated[
+        str, _string('a locale like "en_US" or "de" (ll or ll_CC)', LOCALE_PATTERN)
+    ] = DEFAULT_LOCALE
+
+    def catalog(self) -> Catalog:
+        d = self.defaults
+        return Catalog(
+            d.period,
+            d.currency,
+            d.near_levels,
+            MappingProxyType(self.metrics),
+            tuple(p.plan(d) for p in self.plans),
+            over_levels=d.over_levels,
+            underuse_level=d.underuse_level,
+            milestones=MappingProxyType(
+                {m.metric: Milestones(m.metric, m.at, m.reward) for m in self.milestones}
+            ),
+            offers=Offers(self.offers.members_added, self.offers.region_changed),
+            locale=self.locale,
+        )
+
+
+# --- one validation error as today's one-line message ------------------------------------------
+
+_NESTED: Final[Mapping[str, type[_Schema]]] = {
+    "defaults": _Defaults,
+    "plans": _Plan,
+    "milestones": _Milestone,
+    "offers": _Offers,
+}
+_WHAT: Final = {_Document: "table", _Defaults: "key", _Offers: "key"}
+
+
+def _order(error: ErrorDetails) -> tuple[int, ...]:
+    """Where an error comes in the order checks are read: the document's keys in order, an
+    entry's unknown keys before its missing ones before its values, a plan's id first."""
+    model: type[_Schema] | None = _Document
+    key: list[int] = []
+    for part in error["loc"]:
+        if isinstance(part, int):
+            key.append(part)
+            continue
+        if model is None:
+            break
+        fields = list(model.model_fields)
+        if part not in fields:
+            key += [1, 0]  # an unknown key
+            break
+        missing = error["type"] == "missing" and model is not _Document
+        key += [0 if part == "id" else 2 if missing else 3, fields.index(part)]
+        model = _NESTED.get(part)
+    return tuple(key)
+
+
+def _where(
+    loc: tuple[str | int, ...], document: dict[str, Any], quoted: bool = False, value: bool = True
+) -> str:
+    """The place of ``loc`` as messages name it: ``[defaults] period``, ``plan 'pro': rank``.
+
+    A milestone is named by its metric when one of its ``value``s is at fault, else by its
+    position; a plan by its id, else by its position.
+    """
+    if not loc:
+        return "top level"
+    head, rest = str(loc[0]), [str(part) for part in loc[1:]]
+    if head in ("plans", "milestones") and rest:
+        index = int(loc[1])
+        fields = rest[1:]
+        entry = document[head][index]
+        if (
+            head == "plans"
+            and isinstance(entry.get("id"), str)
+            and PLAN_ID_PATTERN.fullmatch(entry["id"])
+        ):
+            label = f"plan {entry['id']!r}"
+        elif head == "milestones" and value and fields and fields[0] in ("at", "reward"):
+            label = f"milestones for {entry['metric']!r}"
+        else:
+            label = f"{head}[{index}]"
+        return f"{label}: {'.'.join(fields)}" if fields else label
+    if head in ("defaults", "metrics", "offers"):
+        if not rest:
+            return f"[{head}]"
+        name = ".".join(rest)
+        return f"[{head}] {name!r}" if quoted else f"[{head}] {name}"
+    return head
+
+
+def _catalog_error(exc: ValidationError, document: dict[str, Any], source: str) -> CatalogError:
+    errors = sorted(exc.errors(), key=_order)
+    first = errors[0]
+    loc = tuple(first["loc"])
+    if first["type"] == "extra_forbidden":
+        parent = loc[:-1]
+        unknown = sorted(
+            str(e["loc"][-1])
+            for e in errors
+            if e["type"] == "extra_forbidden" and tuple(e["loc"][:-1]) == parent
+        )
+        model = _Document if not parent else _NESTED[str(parent[0])]
+        problem = (
+            f"unknown {_WHAT.get(model, 'field')} {', '.join(map(repr, unknown))}; "
+            f"accepted: {', '.join(map(repr, model.model_fields))}"
+        )
+        return CatalogError(f"{source}: {_where(parent, document)}: {problem}")
+    if first["type"] == "missing":
+        problem = (
+            "missing; add at least one [[plans]] table"
+            if loc == ("plans",)
+            else 'missing; every plan needs an id like "starter"'
+            if loc[-1] == "id"
+            else "missing; it is required"
+        )
+        return CatalogError(f"{source}: {_where(loc, document, value=False)}: {problem}")
+    cause = first.get("ctx", {}).get("error")
+    if not isinstance(cause, _Problem):  # a check of pydantic's own: none is expected
+        return CatalogError(f"{source}: {_where(loc, document)}: {first['msg']}")
+    place = _where((*loc, *cause.path), document, cause.quoted)
+    return CatalogError(f"{source}: {place}: {cause.text}")
 
 
 def _toml_type(value: object) -> str:

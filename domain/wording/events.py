@@ -1,9 +1,10 @@
-"""Moment events (contract 3): the JSON objects sent to ``moments.<kind>``.
+"""Moment events (contract 3): the one place an event's fields are put together.
 
-:func:`threshold_event` and :func:`drop_event` take what the detectors know, work out the
-projection, the suggestion and the message, and return a JSON-ready dict that validates
-against ``config/schemas/moment-event.schema.json``. They are the one place an event's fields
-are put together, so the schema, the contract table and the code cannot drift apart unnoticed.
+Each builder takes what the rules know, as small value objects (:class:`Wording`,
+:class:`Standing`, :class:`Crossed`, :class:`Evaluation`, :class:`ClosedPeriod`), works out
+the projection, the suggestion and the message, and returns the kind's payload model of
+:mod:`domain.wording.payloads`, a plain dict in the model's field order that validates against
+``config/schemas/moment-event.schema.json`` (generated from the same models).
 
 JSON encoding:
 
@@ -27,7 +28,12 @@ Event ids (lowercase hex SHA-256 of UTF-8 text, fields joined by ``|``):
 - drops: ``sudden-drop|<account_id>|<metric>|<first_recent_day>``, the first of the recent
   days as ``YYYY-MM-DD``;
 - recoveries: ``usage-recovered|<account_id>|<metric>|<first_recent_day>``, the first recent
-  day of the drop that ended, as ``YYYY-MM-DD``.
+  day of the drop that ended, as ``YYYY-MM-DD``;
+- milestones: ``milestone|<account_id>|<metric>|<milestone>``, the milestone as a plain integer
+  when whole (``50``), else plain decimal text (``2.5``);
+- anniversaries: ``billing-anniversary|<account_id>|<period_start>``;
+- account changes: ``account-change|<account_id>|<change.type>|<updated_at>``, the plan record's
+  ``updated_at`` as RFC 3339 UTC with ``Z``.
 
 Only ``account_id`` may contain ``|`` (metrics, plan ids, instants and levels cannot), and it
 sits at a fixed position, so the text of two different moments never coincides.
@@ -37,12 +43,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_FLOOR, Decimal, getcontext, localcontext
-from typing import Any, Final
+from typing import Final, Literal
 
+from domain.common.formatting import format_milestone, format_number
 from domain.common.numbers import json_number
 from domain.common.timeutil import to_rfc3339
+from domain.intake.accounts import AccountPlan
+from domain.intake.lifetime import MilestoneDue
 from domain.plans.catalog import Catalog, Plan
 from domain.plans.periods import Period
 from domain.rules.anniversaries import MetricRecap, recap_text
@@ -55,16 +65,32 @@ from domain.rules.suggestions import (
     suggest_upgrade,
 )
 from domain.rules.thresholds import HIT_LEVEL, Crossing, level_text, threshold_kind
-from domain.wording.kinds import Kind
 from domain.wording.messages import (
     anniversary_message,
     drop_message,
+    milestone_message,
     recovered_message,
     threshold_message,
 )
+from domain.wording.payloads import (
+    AccountChangeEvent,
+    AnniversaryEvent,
+    ChangeType,
+    DropEvent,
+    DropFields,
+    MessageFields,
+    MilestoneEvent,
+    PeriodFields,
+    PlanFields,
+    ProjectionFields,
+    RecoveredEvent,
+    SuggestionFields,
+    ThresholdEvent,
+    UsageFields,
+)
 from domain.wording.templates import Message, Templates
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final[Literal[1]] = 1
 """Value of ``schema_version`` in every event; bumped only for incompatible changes."""
 
 _RATIO_QUANTUM: Final = Decimal("0.000001")
@@ -116,124 +142,211 @@ def anniversary_event_id(account_id: str, period_start_ms: int) -> str:
     return _sha256("billing-anniversary", account_id, to_rfc3339(period_start_ms))
 
 
-def _nullable_number(value: Decimal | None) -> int | float | None:
+def milestone_text(value: Decimal) -> str:
+    """A milestone as its event id writes it: ``50`` when whole, else plain decimal ``2.5``."""
+    if value == value.to_integral_value():
+        return str(int(value))
+    return format(value.normalize(), "f")
+
+
+def milestone_event_id(account_id: str, metric: str, value: Decimal) -> str:
+    """Id of a milestone: SHA-256 of ``milestone|account_id|metric|milestone``."""
+    return _sha256("milestone", account_id, metric, milestone_text(value))
+
+
+def change_event_id(account_id: str, change_type: str, updated_at_ms: int) -> str:
+    """Id of an account change: SHA-256 of ``account-change|account_id|change_type|updated_at``
+    (RFC 3339 UTC, ``Z``)."""
+    return _sha256("account-change", account_id, change_type, to_rfc3339(updated_at_ms))
+
+
+def reward_rationale(catalog: Catalog, metric: str, value: Decimal, total: Decimal) -> str:
+    """Why a reward now: ``Celebrating your 50th purchase (52 purchases in all) with a reward
+    thanks a loyal customer while the moment is fresh.``"""
+    loc = catalog.locale
+    unit = catalog.unit(metric)
+    return (
+        f"Celebrating {format_milestone(value, unit, locale=loc)} "
+        f"({format_number(total, locale=loc)} {unit} in all) "
+        f"with a reward thanks a loyal customer while the moment is fresh."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Wording:
+    """What every event is written with: the operators' templates and the plan catalog."""
+
+    templates: Templates
+    catalog: Catalog
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where one metric of an account stands when a moment happens: the account's catalog
+    ``plan``, the billing ``period``, its ``total`` so far and the account's ``limit`` (its
+    override, else the plan's; ``None``: unlimited)."""
+
+    account_id: str
+    plan: Plan
+    metric: str
+    period: Period
+    total: Decimal
+    limit: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class Crossed:
+    """A record that crossed threshold levels: the ``crossing``, the record's id and event
+    time, and when the period's limit was reached by an earlier record, if one did."""
+
+    crossing: Crossing
+    record_id: str
+    at_ms: int
+    limit_reached_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The figures of a drop evaluation at ``evaluated_at_ms``: ``recent_total`` over
+    ``recent_days`` complete days came to ``ratio`` of ``expected_total``.
+    ``limit_reached_at_ms`` is when the period total reached the limit, if the caller knows."""
+
+    recent_days: int
+    recent_total: Decimal
+    expected_total: Decimal
+    ratio: Decimal
+    last_active_at_ms: int | None
+    evaluated_at_ms: int
+    limit_reached_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedPeriod:
+    """A billing period closed for its anniversary: its ``recap`` (one entry per metric, see
+    :func:`domain.rules.anniversaries.recap_metrics`), the periods completed and whole years."""
+
+    period: Period
+    recap: Sequence[MetricRecap]
+    periods_completed: int
+    years: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChange:
+    """One change of an account: ``change {type, from, to}`` of an event."""
+
+    type: ChangeType
+    old: str | int
+    new: str | int
+
+
+def _nullable_number(value: Decimal | None) -> float | None:
     return None if value is None else json_number(value)
-
-
-def _drop_figures(
-    recent_days: int,
-    recent_total: Decimal,
-    expected_total: Decimal,
-    ratio: Decimal,
-    last_active_at_ms: int | None,
-) -> dict[str, Any]:
-    """The ``drop`` block shared by sudden-drop and usage-recovered events."""
-    return {
-        "recent_days": recent_days,
-        "recent_total": json_number(recent_total),
-        "expected_total": json_number(expected_total),
-        "ratio": json_number(round_ratio(ratio)),
-        "last_active_at": _instant(last_active_at_ms),
-    }
 
 
 def _instant(ms: int | None) -> str | None:
     return None if ms is None else to_rfc3339(ms)
 
 
-def _base(
-    *,
-    kind: Kind,
-    eid: str,
-    catalog: Catalog,
-    plan: Plan,
-    account_id: str,
-    metric: str,
-    period: Period,
-    total: Decimal,
-    limit: Decimal | None,
-) -> dict[str, Any]:
-    """The fields every kind has, from ``schema_version`` to ``usage``."""
+def plan_fields(plan: Plan, catalog: Catalog) -> PlanFields:
+    """``plan {id, name, price, currency}``."""
     return {
-        "schema_version": SCHEMA_VERSION,
-        "event_id": eid,
-        "kind": kind,
-        "account_id": account_id,
-        "metric": metric,
-        "plan": {
-            "id": plan.id,
-            "name": plan.name,
-            "price": json_number(plan.price),
-            "currency": catalog.currency,
-        },
-        "period": {"start": to_rfc3339(period.start_ms), "end": to_rfc3339(period.end_ms)},
-        "usage": {
-            "total": json_number(total),
-            "limit": _nullable_number(limit),
-            "ratio": _nullable_number(ratio_of(total, limit)),
-            "unit": catalog.unit(metric),
-        },
+        "id": plan.id,
+        "name": plan.name,
+        "price": json_number(plan.price),
+        "currency": catalog.currency,
     }
 
 
-def _projection(projection: Projection) -> dict[str, Any]:
+def period_fields(period: Period) -> PeriodFields:
+    """``period {start, end}``."""
+    return {"start": to_rfc3339(period.start_ms), "end": to_rfc3339(period.end_ms)}
+
+
+def usage_fields(total: Decimal, limit: Decimal | None, unit: str) -> UsageFields:
+    """``usage {total, limit, ratio, unit}``; ``limit`` and ``ratio`` null when unlimited."""
+    return {
+        "total": json_number(total),
+        "limit": _nullable_number(limit),
+        "ratio": _nullable_number(ratio_of(total, limit)),
+        "unit": unit,
+    }
+
+
+def message_fields(message: Message) -> MessageFields:
+    """``message {title, body}``."""
+    return {"title": message.title, "body": message.body}
+
+
+def suggestion_fields(suggestion: Suggestion) -> SuggestionFields:
+    """``suggestion`` of a plan suggestion (upgrade, downgrade, pause, resume or none)."""
+    return {
+        "action": suggestion.action,
+        "plan_id": suggestion.plan_id,
+        "plan_name": suggestion.plan_name,
+        "price": _nullable_number(suggestion.price),
+        "price_delta": _nullable_number(suggestion.price_delta),
+        "rationale": suggestion.rationale,
+    }
+
+
+def offer_fields(
+    action: Literal["reward", "offer", "none"], rationale: str, offer: str | None = None
+) -> SuggestionFields:
+    """``suggestion`` that names no plan: a reward, an offer (with its text) or nothing."""
+    fields: SuggestionFields = {
+        "action": action,
+        "plan_id": None,
+        "plan_name": None,
+        "price": None,
+        "price_delta": None,
+        "rationale": rationale,
+    }
+    if offer is not None:
+        fields["offer"] = offer
+    return fields
+
+
+def _projection_fields(projection: Projection) -> ProjectionFields:
     return {
         "period_total": json_number(projection.period_total),
         "limit_reached_at": _instant(projection.limit_reached_at_ms),
     }
 
 
-def _tail(
-    message: Message, suggestion: Suggestion, triggered_at_ms: int, emitted_at_ms: int
-) -> dict[str, Any]:
-    """The fields every kind has, from ``message`` to ``emitted_at``."""
+def _drop_figures(evaluation: Evaluation) -> DropFields:
+    """The ``drop`` figures shared by sudden-drop and usage-recovered events."""
     return {
-        "message": {"title": message.title, "body": message.body},
-        "suggestion": {
-            "action": suggestion.action,
-            "plan_id": suggestion.plan_id,
-            "plan_name": suggestion.plan_name,
-            "price": _nullable_number(suggestion.price),
-            "price_delta": _nullable_number(suggestion.price_delta),
-            "rationale": suggestion.rationale,
-        },
-        "triggered_at": to_rfc3339(triggered_at_ms),
-        "emitted_at": to_rfc3339(emitted_at_ms),
+        "recent_days": evaluation.recent_days,
+        "recent_total": json_number(evaluation.recent_total),
+        "expected_total": json_number(evaluation.expected_total),
+        "ratio": json_number(round_ratio(evaluation.ratio)),
+        "last_active_at": _instant(evaluation.last_active_at_ms),
     }
 
 
 def threshold_event(
-    *,
-    templates: Templates,
-    catalog: Catalog,
-    plan: Plan,
-    account_id: str,
-    metric: str,
-    period: Period,
-    total: Decimal,
-    limit: Decimal,
-    crossing: Crossing,
-    trigger_record_id: str,
-    triggered_at_ms: int,
-    emitted_at_ms: int,
-    limit_reached_at_ms: int | None = None,
-) -> dict[str, Any]:
-    """The threshold-near or threshold-hit event of ``crossing`` (contract 3, 3.1).
+    wording: Wording, standing: Standing, crossed: Crossed, emitted_at_ms: int
+) -> ThresholdEvent:
+    """The threshold-near or threshold-hit event of ``crossed`` (contract 3, 3.1).
 
-    ``total`` is the period total after the trigger record, ``limit`` the account's allotment
-    of ``metric`` (its override, else the plan's), ``triggered_at_ms`` the record's event
-    time. The kind follows the highest level crossed: 1.0 and above is a hit, and a hit above
-    1.0 carries the ``overage`` block when the plan prices overage of ``metric`` (its
-    suggestion's rationale then weighs that cost against the upgrade). The projection runs at the
-    period-to-date pace as of the record; when this record reached the limit, that is when the
-    limit was reached. The suggestion is :func:`~domain.rules.suggestions.suggest_upgrade` of the
-    projected total.
+    ``standing.total`` is the period total after the trigger record and ``standing.limit`` the
+    account's allotment (never ``None`` here). The kind follows the highest level crossed: 1.0
+    and above is a hit, and a hit above 1.0 carries the ``overage`` block when the plan prices
+    overage of the metric (its suggestion's rationale then weighs that cost against the
+    upgrade). The projection runs at the period-to-date pace as of the record; when this record
+    reached the limit, that is when the limit was reached. The suggestion is
+    :func:`~domain.rules.suggestions.suggest_upgrade` of the projected total.
     """
+    catalog, plan, metric = wording.catalog, standing.plan, standing.metric
+    period, total, limit = standing.period, standing.total, standing.limit
+    if limit is None:
+        raise ValueError(f"a threshold of {metric!r} needs a limit")
+    crossing, triggered_at_ms = crossed.crossing, crossed.at_ms
     kind = threshold_kind(crossing.level)
-    # When this record reached the limit, that is when; else when an earlier one did. A hit
-    # above 1.0 whose limit time is unknown (state written before it was kept) falls back to
-    # this record's time: the limit was reached by then.
-    reached = triggered_at_ms if HIT_LEVEL in crossing.crossed else limit_reached_at_ms
+    # A hit above 1.0 whose limit time is unknown (state written before it was kept) falls
+    # back to this record's time: the limit was reached by then.
+    reached = triggered_at_ms if HIT_LEVEL in crossing.crossed else crossed.limit_reached_at_ms
     if reached is None and kind == "threshold-hit":
         reached = triggered_at_ms
     projection = project(total, period, triggered_at_ms, limit, reached)
@@ -245,11 +358,11 @@ def threshold_event(
             catalog, plan, metric, suggestion, projection.period_total, overage
         )
     message = threshold_message(
-        templates,
+        wording.templates,
         kind=kind,
         catalog=catalog,
         plan=plan,
-        account_id=account_id,
+        account_id=standing.account_id,
         metric=metric,
         period=period,
         total=total,
@@ -259,21 +372,27 @@ def threshold_event(
         suggestion=suggestion,
         overage=overage,
     )
-    event = _base(
-        kind=kind,
-        eid=event_id(kind, account_id, metric, period.start_ms, plan.id, crossing.level),
-        catalog=catalog,
-        plan=plan,
-        account_id=account_id,
-        metric=metric,
-        period=period,
-        total=total,
-        limit=limit,
-    )
-    event["level"] = float(crossing.level)
-    event["crossed_levels"] = [float(level) for level in crossing.crossed]
-    event["trigger_record_id"] = trigger_record_id
-    event["projection"] = _projection(projection)
+    event: ThresholdEvent = {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": event_id(
+            kind, standing.account_id, metric, period.start_ms, plan.id, crossing.level
+        ),
+        "kind": kind,
+        "account_id": standing.account_id,
+        "metric": metric,
+        "plan": plan_fields(plan, catalog),
+        "period": period_fields(period),
+        "usage": {
+            "total": json_number(total),
+            "limit": json_number(limit),
+            "ratio": json_number(round_ratio(total / limit)),  # limits are > 0
+            "unit": catalog.unit(metric),
+        },
+        "level": float(crossing.level),
+        "crossed_levels": [float(level) for level in crossing.crossed],
+        "trigger_record_id": crossed.record_id,
+        "projection": _projection_fields(projection),
+    }  # type: ignore[typeddict-item]  # the rest follows, in field order
     if overage is not None:
         event["overage"] = {
             "units": json_number(overage.units),
@@ -281,203 +400,263 @@ def threshold_event(
             "cost": json_number(overage.cost),
             "projected_cost": json_number(overage.projected_cost),
         }
-    event.update(_tail(message, suggestion, triggered_at_ms, emitted_at_ms))
+    event["message"] = message_fields(message)
+    event["suggestion"] = suggestion_fields(suggestion)
+    event["triggered_at"] = to_rfc3339(triggered_at_ms)
+    event["emitted_at"] = to_rfc3339(emitted_at_ms)
     return event
 
 
 def drop_event(
-    *,
-    templates: Templates,
-    catalog: Catalog,
-    plan: Plan,
-    account_id: str,
-    metric: str,
-    period: Period,
-    total: Decimal,
-    limit: Decimal | None,
-    recent_days: int,
-    recent_total: Decimal,
-    expected_total: Decimal,
-    ratio: Decimal,
-    last_active_at_ms: int | None,
+    wording: Wording,
+    standing: Standing,
+    evaluation: Evaluation,
     first_recent_day: date,
-    evaluated_at_ms: int,
     emitted_at_ms: int,
-    limit_reached_at_ms: int | None = None,
-) -> dict[str, Any]:
-    """The sudden-drop event of an evaluation at ``evaluated_at_ms`` (contract 3, 3.2).
+) -> DropEvent:
+    """The sudden-drop event of ``evaluation`` (contract 3, 3.2), whose recent days start on
+    ``first_recent_day``.
 
-    ``period`` is the billing period containing the evaluation and ``total`` its total so far;
-    ``limit`` is the account's allotment (``None``: unlimited, so ``usage.limit`` and
-    ``usage.ratio`` are null). ``recent_total`` over ``recent_days`` complete days starting on
-    ``first_recent_day`` came to ``ratio`` of ``expected_total``. The projection carries the
+    ``standing`` holds the billing period containing the evaluation and its total so far; an
+    unlimited metric has null ``usage.limit`` and ``usage.ratio``. The projection carries the
     recent pace over the rest of the period, and the suggestion must cover it.
-    ``limit_reached_at_ms`` is when the period total reached the limit, if the caller knows.
     """
-    projection = project_recent(
-        total, period, evaluated_at_ms, limit, recent_total, recent_days, limit_reached_at_ms
-    )
+    catalog, plan, metric = wording.catalog, standing.plan, standing.metric
+    projection = _recent_projection(standing, evaluation)
     suggestion = suggest_for_drop(
-        catalog, plan, metric, recent_total, projection.period_total, recent_days=recent_days
+        catalog,
+        plan,
+        metric,
+        evaluation.recent_total,
+        projection.period_total,
+        recent_days=evaluation.recent_days,
     )
     message = drop_message(
-        templates,
+        wording.templates,
         catalog=catalog,
         plan=plan,
-        account_id=account_id,
+        account_id=standing.account_id,
         metric=metric,
-        period=period,
-        total=total,
+        period=standing.period,
+        total=standing.total,
         projection=projection,
         suggestion=suggestion,
-        recent_days=recent_days,
-        recent_total=recent_total,
-        expected_total=expected_total,
-        ratio=ratio,
-        last_active_at_ms=last_active_at_ms,
+        recent_days=evaluation.recent_days,
+        recent_total=evaluation.recent_total,
+        expected_total=evaluation.expected_total,
+        ratio=evaluation.ratio,
+        last_active_at_ms=evaluation.last_active_at_ms,
         first_recent_day=first_recent_day,
     )
-    event = _base(
-        kind="sudden-drop",
-        eid=drop_event_id(account_id, metric, first_recent_day),
-        catalog=catalog,
-        plan=plan,
-        account_id=account_id,
-        metric=metric,
-        period=period,
-        total=total,
-        limit=limit,
-    )
-    event["projection"] = _projection(projection)
-    event["drop"] = _drop_figures(
-        recent_days, recent_total, expected_total, ratio, last_active_at_ms
-    )
-    event.update(_tail(message, suggestion, evaluated_at_ms, emitted_at_ms))
-    return event
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": drop_event_id(standing.account_id, metric, first_recent_day),
+        "kind": "sudden-drop",
+        "account_id": standing.account_id,
+        "metric": metric,
+        "plan": plan_fields(plan, catalog),
+        "period": period_fields(standing.period),
+        "usage": usage_fields(standing.total, standing.limit, catalog.unit(metric)),
+        "projection": _projection_fields(projection),
+        "drop": _drop_figures(evaluation),
+        "message": message_fields(message),
+        "suggestion": suggestion_fields(suggestion),
+        "triggered_at": to_rfc3339(evaluation.evaluated_at_ms),
+        "emitted_at": to_rfc3339(emitted_at_ms),
+    }
 
 
 def recovered_event(
-    *,
-    templates: Templates,
-    catalog: Catalog,
-    plan: Plan,
-    paused: bool,
-    account_id: str,
-    metric: str,
-    period: Period,
-    total: Decimal,
-    limit: Decimal | None,
-    recent_days: int,
-    recent_total: Decimal,
-    expected_total: Decimal,
-    ratio: Decimal,
-    last_active_at_ms: int | None,
+    wording: Wording,
+    standing: Standing,
+    evaluation: Evaluation,
     dropped_on: date,
-    evaluated_at_ms: int,
     emitted_at_ms: int,
-    limit_reached_at_ms: int | None = None,
-) -> dict[str, Any]:
-    """The usage-recovered event of an evaluation at ``evaluated_at_ms`` that ended the drop
-    episode opened on ``dropped_on`` (contract 3, 3.3).
+    *,
+    paused: bool,
+) -> RecoveredEvent:
+    """The usage-recovered event of ``evaluation``, which ended the drop episode opened on
+    ``dropped_on`` (contract 3, 3.3).
 
-    Fields as in :func:`drop_event`, with the current figures; ``drop`` adds the ended
-    drop's ``drop_event_id`` and ``dropped_on``. The suggestion is ``resume`` for a
-    ``paused`` account, else ``none``.
+    Fields as in :func:`drop_event`, with the current figures; ``drop`` adds the ended drop's
+    ``drop_event_id`` and ``dropped_on``. The suggestion is ``resume`` for a ``paused``
+    account, else ``none``.
     """
-    projection = project_recent(
-        total, period, evaluated_at_ms, limit, recent_total, recent_days, limit_reached_at_ms
-    )
+    catalog, plan, metric = wording.catalog, standing.plan, standing.metric
+    projection = _recent_projection(standing, evaluation)
     suggestion = suggest_after_recovery(catalog, plan, metric, paused=paused)
     message = recovered_message(
-        templates,
+        wording.templates,
         catalog=catalog,
         plan=plan,
-        account_id=account_id,
+        account_id=standing.account_id,
         metric=metric,
-        period=period,
-        total=total,
+        period=standing.period,
+        total=standing.total,
         projection=projection,
         suggestion=suggestion,
-        recent_days=recent_days,
-        recent_total=recent_total,
-        expected_total=expected_total,
+        recent_days=evaluation.recent_days,
+        recent_total=evaluation.recent_total,
+        expected_total=evaluation.expected_total,
         dropped_on=dropped_on,
     )
-    event = _base(
-        kind="usage-recovered",
-        eid=recovered_event_id(account_id, metric, dropped_on),
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": recovered_event_id(standing.account_id, metric, dropped_on),
+        "kind": "usage-recovered",
+        "account_id": standing.account_id,
+        "metric": metric,
+        "plan": plan_fields(plan, catalog),
+        "period": period_fields(standing.period),
+        "usage": usage_fields(standing.total, standing.limit, catalog.unit(metric)),
+        "projection": _projection_fields(projection),
+        "drop": {
+            **_drop_figures(evaluation),
+            "drop_event_id": drop_event_id(standing.account_id, metric, dropped_on),
+            "dropped_on": dropped_on.isoformat(),
+        },
+        "message": message_fields(message),
+        "suggestion": suggestion_fields(suggestion),
+        "triggered_at": to_rfc3339(evaluation.evaluated_at_ms),
+        "emitted_at": to_rfc3339(emitted_at_ms),
+    }
+
+
+def _recent_projection(standing: Standing, evaluation: Evaluation) -> Projection:
+    """The period projected at the recent days' pace (drops and recoveries)."""
+    return project_recent(
+        standing.total,
+        standing.period,
+        evaluation.evaluated_at_ms,
+        standing.limit,
+        evaluation.recent_total,
+        evaluation.recent_days,
+        evaluation.limit_reached_at_ms,
+    )
+
+
+def milestone_event(
+    wording: Wording,
+    plan: Plan,
+    due: MilestoneDue,
+    reached: Sequence[Decimal],
+    reward: str,
+    emitted_at_ms: int,
+) -> MilestoneEvent:
+    """The ``milestone`` event of the record of ``due``, which reached ``reached`` (ascending,
+    non-empty) of its metric's milestones, whose reward is ``reward`` (contract 3.4).
+
+    ``period`` and ``usage`` (the record's billing period and its total after the record) are
+    included when the record's period is still held (not a late record).
+    """
+    catalog, record = wording.catalog, due.record
+    account_id, metric, lifetime_total = record.account_id, record.metric, due.lifetime_total
+    value = reached[-1]
+    rationale = reward_rationale(catalog, metric, value, lifetime_total)
+    message = milestone_message(
+        wording.templates,
         catalog=catalog,
         plan=plan,
         account_id=account_id,
         metric=metric,
-        period=period,
-        total=total,
-        limit=limit,
+        value=value,
+        reached=reached,
+        lifetime_total=lifetime_total,
+        reward=reward,
+        rationale=rationale,
     )
-    event["projection"] = _projection(projection)
-    event["drop"] = {
-        **_drop_figures(recent_days, recent_total, expected_total, ratio, last_active_at_ms),
-        "drop_event_id": drop_event_id(account_id, metric, dropped_on),
-        "dropped_on": dropped_on.isoformat(),
+    event: MilestoneEvent = {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": milestone_event_id(account_id, metric, value),
+        "kind": "milestone",
+        "account_id": account_id,
+        "metric": metric,
+        "plan": plan_fields(plan, catalog),
+    }  # type: ignore[typeddict-item]  # the rest follows, in field order
+    if due.period is not None and due.period_total is not None:
+        event["period"] = period_fields(due.period)
+        limit = due.plan.limit(plan, metric)
+        event["usage"] = usage_fields(due.period_total, limit, catalog.unit(metric))
+    event["milestone"] = {
+        "value": json_number(value),
+        "lifetime_total": json_number(lifetime_total),
+        "reached": [json_number(m) for m in reached],
     }
-    event.update(_tail(message, suggestion, evaluated_at_ms, emitted_at_ms))
+    event["message"] = message_fields(message)
+    event["suggestion"] = offer_fields("reward", rationale, reward)
+    event["triggered_at"] = to_rfc3339(record.timestamp_ms)
+    event["emitted_at"] = to_rfc3339(emitted_at_ms)
     return event
 
 
 def anniversary_event(
-    *,
-    templates: Templates,
-    catalog: Catalog,
-    plan: Plan,
+    wording: Wording,
     account_id: str,
-    period: Period,
-    recap: Sequence[MetricRecap],
-    periods_completed: int,
-    years: int | None,
+    plan: Plan,
+    closed: ClosedPeriod,
     suggestion: Suggestion,
     emitted_at_ms: int,
-) -> dict[str, Any]:
-    """The billing-anniversary event of the closed ``period`` (contract 3, 3.5).
-
-    ``recap`` holds the period's final totals and the account's limits, one entry per metric
-    (see :func:`domain.rules.anniversaries.recap_metrics`); ``triggered_at`` is the period's end.
-    """
+) -> AnniversaryEvent:
+    """The billing-anniversary event of the ``closed`` period (contract 3, 3.5);
+    ``triggered_at`` is the period's end."""
+    catalog, period = wording.catalog, closed.period
     message = anniversary_message(
-        templates,
+        wording.templates,
         catalog=catalog,
         plan=plan,
         account_id=account_id,
         period=period,
-        periods_completed=periods_completed,
-        years=years,
-        recap=recap_text(catalog, recap),
+        periods_completed=closed.periods_completed,
+        years=closed.years,
+        recap=recap_text(catalog, closed.recap),
         suggestion=suggestion,
     )
-    event: dict[str, Any] = {
+    return {
         "schema_version": SCHEMA_VERSION,
         "event_id": anniversary_event_id(account_id, period.start_ms),
         "kind": "billing-anniversary",
         "account_id": account_id,
-        "plan": {
-            "id": plan.id,
-            "name": plan.name,
-            "price": json_number(plan.price),
-            "currency": catalog.currency,
-        },
-        "period": {"start": to_rfc3339(period.start_ms), "end": to_rfc3339(period.end_ms)},
+        "plan": plan_fields(plan, catalog),
+        "period": period_fields(period),
         "recap": {
             "metrics": [
-                {
-                    "metric": m.metric,
-                    "total": json_number(m.total),
-                    "limit": _nullable_number(m.limit),
-                    "ratio": _nullable_number(ratio_of(m.total, m.limit)),
-                    "unit": catalog.unit(m.metric),
-                }
-                for m in recap
+                {"metric": m.metric, **usage_fields(m.total, m.limit, catalog.unit(m.metric))}
+                for m in closed.recap
             ],
-            "anniversary": {"periods_completed": periods_completed, "years": years},
+            "anniversary": {"periods_completed": closed.periods_completed, "years": closed.years},
         },
+        "message": message_fields(message),
+        "suggestion": suggestion_fields(suggestion),
+        "triggered_at": to_rfc3339(period.end_ms),
+        "emitted_at": to_rfc3339(emitted_at_ms),
     }
-    event.update(_tail(message, suggestion, period.end_ms, emitted_at_ms))
+
+
+def account_change_event(
+    wording: Wording,
+    account: AccountPlan,
+    plan: Plan,
+    change: AccountChange,
+    period: Period | None,
+    message: Message,
+    suggestion: SuggestionFields,
+    emitted_at_ms: int,
+) -> AccountChangeEvent:
+    """The ``account-change`` event of ``change``, which made ``account`` what it is, on
+    ``plan`` (contract 3.6); ``period`` (the current billing period) for plan changes only.
+    The message and the suggestion are :mod:`domain.moments.changes`' to choose."""
+    event: AccountChangeEvent = {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": change_event_id(account.account_id, change.type, account.updated_at_ms),
+        "kind": "account-change",
+        "account_id": account.account_id,
+        "plan": plan_fields(plan, wording.catalog),
+    }  # type: ignore[typeddict-item]  # the rest follows, in field order
+    if period is not None:
+        event["period"] = period_fields(period)
+    event["change"] = {"type": change.type, "from": change.old, "to": change.new}
+    event["message"] = message_fields(message)
+    event["suggestion"] = suggestion
+    event["triggered_at"] = to_rfc3339(account.updated_at_ms)
+    event["emitted_at"] = to_rfc3339(emitted_at_ms)
     return event

@@ -33,10 +33,6 @@ from domain.rules.projection import Projection
 from domain.rules.suggestions import Suggestion
 from domain.wording.templates import Message, Templates
 
-# app/tail.py formats with these three until the tail command imports them from
-# domain.common.formatting (issue 17: the tail moves to commands/).
-__all__ = ["format_money", "format_number", "format_percent"]
-
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
 

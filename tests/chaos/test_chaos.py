@@ -35,6 +35,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.structs import OffsetAndMetadata
 
 from tests.chaos.conftest import NODES, Cluster
+from tests.faults.test_fleet_faults import _READY_LINE, Load
 from tests.integration.conftest import Stack, Worker, eventually
 from tests.integration.test_engine_faults import (
     assert_announced_exactly_once,
@@ -45,7 +46,6 @@ from tests.integration.test_engine_faults import (
     threshold_events,
     totals_of,
 )
-from tests.integration.test_fleet_faults import _READY_LINE, Load
 
 pytestmark = pytest.mark.chaos
 

@@ -19,11 +19,12 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import RecordTooLargeError
 
-import engine.engine as engine_module
+import engine.background as background_module
+import engine.scheduler as scheduler_module
 from engine.committers import StepFailed
 from engine.step import Messages, Step
 from state.store import PartitionStore
-from tests.functional.engine_fakes import CHANGELOG, DLQ, IN, OUT, TABLE, Rig, rig, until
+from tests.fakes.engine import CHANGELOG, DLQ, IN, OUT, TABLE, Rig, rig, until
 
 SLICE_OUT = "slice-out"
 #: The first wait of suspended background work (then 60 s, 120 s, ... up to 30 min).
@@ -94,7 +95,7 @@ async def test_a_store_that_refuses_a_committed_step_never_steps_again(
     # fetch: the step loop handles partition 0's first.
     await r.submit(r.records(0, b"a", b"b"), r.records(1, b"z"))
     await until(lambda: len(r.committer.of(1)) == 1, "partition 1's step")
-    await until(lambda: not r.engine._inflight, "steps in flight ending")  # noqa: SLF001
+    await until(lambda: not r.engine.scheduler.inflight, "steps in flight ending")
 
     commits = r.committer.of(0)
     assert [c.changelog(b"a") for c in commits] == [b"2", b"3"]  # nothing after step 2
@@ -111,7 +112,7 @@ async def test_a_store_that_refuses_a_committed_step_never_steps_again(
 async def test_a_folded_slice_refused_by_kafka_is_dropped_not_blamed_on_usage(
     tmp_path: Path, stop_after: list[Rig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "FOLD_EVERY_S", 0.0)
+    monkeypatch.setattr(background_module, "FOLD_EVERY_S", 0.0)
     slices = Slices()
     r = await rig(tmp_path, background=slices)
     stop_after.append(r)
@@ -130,7 +131,7 @@ async def test_a_folded_slice_refused_by_kafka_is_dropped_not_blamed_on_usage(
     await r.submit(r.records(0, b"b"))
     await until(lambda: 0 in r.committer.parked, "step 1 in its commit")
     await r.submit(r.records(0, b"a", b"a", b"a", b"a"))
-    await until(lambda: 0 in r.engine._pending, "step 2's records waiting")  # noqa: SLF001
+    await until(lambda: 0 in r.engine.scheduler.pending, "step 2's records waiting")
     slices.armed = True
     del r.committer.gates[0]
     gate.set()
@@ -148,7 +149,7 @@ async def test_a_folded_slice_failing_on_io_is_retried_not_suspended(
 ) -> None:
     """Item 5 for slices: an I/O error while a folded slice decides is the machine's,
     so the step is retried whole (slice included), and the background is not suspended."""
-    monkeypatch.setattr(engine_module, "FOLD_EVERY_S", 0.0)
+    monkeypatch.setattr(background_module, "FOLD_EVERY_S", 0.0)
     slices = Slices()
     r = await rig(tmp_path, background=slices)
     stop_after.append(r)
@@ -156,7 +157,7 @@ async def test_a_folded_slice_failing_on_io_is_retried_not_suspended(
     await r.submit(r.records(0, b"b"))
     await until(lambda: 0 in r.committer.parked, "step 1 in its commit")
     await r.submit(r.records(0, b"a", b"a"))
-    await until(lambda: 0 in r.engine._pending, "step 2's records waiting")  # noqa: SLF001
+    await until(lambda: 0 in r.engine.scheduler.pending, "step 2's records waiting")
     slices.armed = True
     slices.io_errors = 1
     del r.committer.gates[0]
@@ -219,8 +220,8 @@ async def test_suspended_background_work_is_tried_again_after_a_doubling_backoff
 async def test_a_partition_failing_for_ever_holds_back_only_its_own_fetch(
     tmp_path: Path, stop_after: list[Rig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "_MAX_PENDING_RECORDS", 8)
-    monkeypatch.setattr(engine_module, "_MAX_PENDING_PER_PARTITION", 4, raising=False)
+    monkeypatch.setattr(scheduler_module, "_MAX_PENDING_RECORDS", 8)
+    monkeypatch.setattr(scheduler_module, "_MAX_PENDING_PER_PARTITION", 4, raising=False)
     r = await rig(tmp_path, (0, 1))
     stop_after.append(r)
     failing = [True]

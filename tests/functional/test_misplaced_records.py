@@ -29,22 +29,11 @@ from engine.step import Step
 from state.store import PartitionStore, StoreOptions, open_partition
 from state.transaction import StepState
 from tables.accounts import plan_of
-from tables.dedup import EXPIRY
 from tables.forget import forgotten_at
+from tables.registry import TABLE_COLUMNS
 from tables.totals import totals_of
 
-COLUMNS = (
-    "accounts",
-    "period-totals",
-    "dedup",
-    EXPIRY,
-    "announced",
-    "daily",
-    "evaluations",
-    "anniversaries",
-    "anniversary-passes",
-    "lifetime",
-)
+COLUMNS = TABLE_COLUMNS
 PARTITIONS = 2
 NOW_MS = int(time.time() * 1000)
 

@@ -32,25 +32,14 @@ from tables.accounts import plan_of
 from tables.anniversary_passes import Pass, put_pass
 from tables.announced import announced_of
 from tables.daily import DAILY, daily_of
-from tables.dedup import EXPIRY
 from tables.evaluations import Evaluation, put_evaluation
+from tables.registry import TABLE_COLUMNS
 from tables.totals import totals_of
 
 #: A slice time budget no test machine reaches: these tests are about what one slice does.
 UNBOUNDED = float("inf")
 
-COLUMNS = (
-    "accounts",
-    "period-totals",
-    "dedup",
-    EXPIRY,
-    "announced",
-    "daily",
-    "evaluations",
-    "anniversaries",
-    "anniversary-passes",
-    "lifetime",
-)
+COLUMNS = TABLE_COLUMNS
 
 
 class Record(NamedTuple):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from aiokafka import TopicPartition
 from engine.changelogs import ChangelogReader
 from engine.engine import Engine
 from state.store import StoreOptions, Stores, open_partition
+from tests.fakes.engine import FakeCommitter, FakeHooks, FakeKafka
 from tests.functional.kafka_fakes import APP, TABLE, FakeConsumer, Log
 
 HOUR_MS = 3_600_000
@@ -277,43 +277,6 @@ def test_stores_found_on_disk_at_start_go_after_the_delay_unless_held(tmp_path: 
 # -- through the engine ------------------------------------------------------------------
 
 
-class Committer:
-    async def open(self, partition: int) -> None:
-        pass
-
-    async def close(self, partition: int) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-
-class Hooks:
-    def hold(self, tps: Iterable[TopicPartition]) -> None:
-        pass
-
-    def release(self, tps: Iterable[TopicPartition]) -> None:
-        pass
-
-    async def position(self, tp: TopicPartition) -> int | None:
-        return None
-
-    async def seek(self, tp: TopicPartition, offset: int) -> None:
-        pass
-
-    async def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        return {}
-
-    async def crash(self, exc: BaseException) -> None:
-        raise AssertionError(f"the engine crashed: {exc!r}")
-
-    def broker_connected(self) -> bool:
-        return True
-
-    def rejoin(self) -> bool:
-        return True
-
-
 def engine_of(data_dir: Path, log: Log, clock: Clock, **extra: Any) -> Engine:
     return Engine(
         app_id=APP,
@@ -323,11 +286,11 @@ def engine_of(data_dir: Path, log: Log, clock: Clock, **extra: Any) -> Engine:
         topic_order=("input",),
         plans_topic="input",
         usage_topics=(),
-        committer=Committer(),  # type: ignore[arg-type]
+        committer=FakeCommitter(FakeKafka()),
         reader=ChangelogReader(lambda: FakeConsumer(log), APP, [TABLE], clock, wall_ms=clock),
         store_options=OPTIONS,
         now_ms=clock,
-        hooks=Hooks(),
+        hooks=FakeHooks(strict=True),
         standby_replicas=1,
         wall_clock_ms=clock,
         **extra,
@@ -336,7 +299,7 @@ def engine_of(data_dir: Path, log: Log, clock: Clock, **extra: Any) -> Engine:
 
 async def prepared(engine: Engine) -> None:
     """Wait for the assignment's preparation (fence, restore, release) to finish."""
-    task = engine._prepare_task  # noqa: SLF001
+    task = engine.ownership.prepare_task
     assert task is not None
     await task
     assert engine.failed is None

@@ -21,21 +21,10 @@ from engine.step import Step
 from state.store import StoreOptions, open_partition
 from state.transaction import StepState
 from tables.accounts import plan_of
-from tables.dedup import EXPIRY
+from tables.registry import TABLE_COLUMNS
 from tables.totals import totals_of
 
-COLUMNS = (
-    "accounts",
-    "period-totals",
-    "dedup",
-    EXPIRY,
-    "announced",
-    "daily",
-    "evaluations",
-    "anniversaries",
-    "anniversary-passes",
-    "lifetime",
-)
+COLUMNS = TABLE_COLUMNS
 
 
 class Record(NamedTuple):

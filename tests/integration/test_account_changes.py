@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from domain.common.timeutil import parse_rfc3339_ms, to_rfc3339
-from domain.moments.changes import change_event_id
+from domain.wording.events import change_event_id
 from tests.integration.conftest import Stack, Worker, eventually, total_of
 from tests.schema import assert_valid
 

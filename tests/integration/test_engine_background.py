@@ -18,13 +18,15 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from app.faust_internals import ProducerInternals
 from engine.changelogs import ChangelogReader
 from engine.committers import TransactionalCommitter
 from engine.engine import Engine
 from engine.step import Step
 from state.store import PartitionStore, StoreOptions
+from tests.fakes.engine import FakeHooks
 from tests.integration.conftest import BOOTSTRAP, eventually
-from tests.integration.test_engine_step import TABLE, Counter, Recorder, _records, _topics
+from tests.integration.test_engine_step import TABLE, Counter, _records, _topics
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +69,7 @@ class Noting(Counter):
 
 async def _engine(
     tmp_path: Path, app_id: str, names: dict[str, str], background: Slices
-) -> tuple[Engine, Noting, Recorder]:
+) -> tuple[Engine, Noting, FakeHooks]:
     def factory(**extra: Any) -> AIOKafkaProducer:
         return AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", **extra)
 
@@ -80,7 +82,7 @@ async def _engine(
         )
 
     handler = Noting(names["out"])
-    hooks = Recorder()
+    hooks = FakeHooks(rejoins=False)
     engine = Engine(
         app_id=app_id,
         data_dir=tmp_path,
@@ -89,7 +91,7 @@ async def _engine(
         topic_order=[names["in"]],
         plans_topic=names["plans"],  # empty: the gate opens at once
         usage_topics=[],
-        committer=TransactionalCommitter(factory, app_id, app_id),
+        committer=TransactionalCommitter(factory, app_id, app_id, internals=ProducerInternals()),
         reader=ChangelogReader(reader_consumer, app_id, [TABLE], lambda: 0),
         store_options=StoreOptions(cache_mb=8, write_buffer_mb=1),
         now_ms=lambda: 0,

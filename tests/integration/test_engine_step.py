@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,49 +19,19 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from app.faust_internals import ProducerInternals
 from engine.changelogs import ChangelogReader
 from engine.committers import StepFailed, TransactionalCommitter, Written, _send
 from engine.engine import Engine
 from engine.step import Messages, Step
 from state.store import StoreOptions, open_partition
 from state.table import TableSpec
+from tests.fakes.engine import FakeHooks
 from tests.integration.conftest import BOOTSTRAP, eventually
 
 pytestmark = pytest.mark.integration
 
 TABLE = TableSpec("counts", "test table")
-
-
-class Recorder:
-    """Stands in for the worker's consumer: records holds, releases and seeks."""
-
-    def __init__(self) -> None:
-        self.held: set[TopicPartition] = set()
-        self.crashed: list[BaseException] = []
-
-    def hold(self, tps: Iterable[TopicPartition]) -> None:
-        self.held.update(tps)
-
-    def release(self, tps: Iterable[TopicPartition]) -> None:
-        self.held.difference_update(tps)
-
-    async def position(self, tp: TopicPartition) -> int | None:
-        return None
-
-    async def seek(self, tp: TopicPartition, offset: int) -> None:
-        return None
-
-    async def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        return {}
-
-    async def crash(self, exc: BaseException) -> None:
-        self.crashed.append(exc)
-
-    def rejoin(self) -> bool:
-        return False
-
-    def broker_connected(self) -> bool:
-        return True
 
 
 class FlakyCommitter(TransactionalCommitter):
@@ -164,8 +134,8 @@ async def setup(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
             auto_offset_reset="earliest",
         )
 
-    hooks = Recorder()
-    committer = FlakyCommitter(factory, app_id, app_id)
+    hooks = FakeHooks(rejoins=False)
+    committer = FlakyCommitter(factory, app_id, app_id, internals=ProducerInternals())
     engine = Engine(
         app_id=app_id,
         data_dir=tmp_path,

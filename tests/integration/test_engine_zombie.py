@@ -17,32 +17,24 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from app.faust_internals import ProducerInternals
 from engine.changelogs import ChangelogReader
 from engine.committers import StepFailed, TransactionalCommitter, Written
 from engine.engine import Engine
 from engine.step import Messages
 from state.store import StoreOptions
+from tests.fakes.engine import FakeHooks
 from tests.integration.conftest import BOOTSTRAP, eventually
-from tests.integration.test_engine_step import TABLE, Counter, Recorder, _records, _topics
+from tests.integration.test_engine_step import TABLE, Counter, _records, _topics
 
 pytestmark = pytest.mark.integration
-
-
-class Rejoining(Recorder):
-    def __init__(self) -> None:
-        super().__init__()
-        self.rejoined = 0
-
-    def rejoin(self) -> bool:
-        self.rejoined += 1
-        return False
 
 
 class Cut(TransactionalCommitter):
     """Counts producers started; a commit parks at ``gate``, then times out (aborts)."""
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.opened = 0
         self.gate: asyncio.Event | None = None
         self.parked = asyncio.Event()
@@ -104,9 +96,9 @@ async def test_a_zombie_neither_fences_the_new_owner_nor_commits_behind_it(
             auto_offset_reset="earliest",
         )
 
-    def worker(name: str) -> tuple[Engine, Cut, Rejoining]:
-        hooks = Rejoining()
-        committer = Cut(factory, app_id, app_id)
+    def worker(name: str) -> tuple[Engine, Cut, FakeHooks]:
+        hooks = FakeHooks(rejoins=False)
+        committer = Cut(factory, app_id, app_id, internals=ProducerInternals())
         engine = Engine(
             app_id=app_id,
             data_dir=tmp_path / name,

@@ -31,6 +31,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from app.faust_internals import ProducerInternals
 from app.logs import AIOKAFKA_SENDER_LOGGER, KafkaRetryCounter
 from engine.committers import TransactionalCommitter
 from engine.step import Messages
@@ -79,7 +80,7 @@ async def test_steps_are_not_retried_as_not_enough_replicas(
     def factory(**extra: Any) -> AIOKafkaProducer:
         return AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", **extra)
 
-    committer = TransactionalCommitter(factory, app_id, app_id)
+    committer = TransactionalCommitter(factory, app_id, app_id, internals=ProducerInternals())
 
     async def steps(partition: int) -> None:
         written: tuple[tuple[str, int], ...] = ()

@@ -11,6 +11,7 @@ period, probes, secrets, selectors and the rules being alerts.yml itself.
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from config.settings import VARIABLES_BY_NAME
 from tests.ops.deploy_checks import ROOT, check_kubernetes
 
 K8S = ROOT / "deploy" / "kubernetes"
@@ -206,3 +208,21 @@ def test_prometheusrule_is_generated_from_alerts_yml() -> None:
 def test_kustomization_lists_every_manifest() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert sorted(kustomization["resources"]) == sorted(p.name for p in manifests())
+
+
+def unknown_settings_named(text: str) -> list[str]:
+    """``MOMENTS_*`` names in a manifest's text, comments included, that no setting reads."""
+    named = set(re.findall(r"MOMENTS_[A-Z0-9_]*[A-Z0-9]", text))
+    return sorted(named - set(VARIABLES_BY_NAME))
+
+
+@pytest.mark.parametrize("manifest", manifests(), ids=lambda p: p.name)
+def test_manifests_name_only_declared_settings(manifest: Path) -> None:
+    # The values are parsed by check_kubernetes; this covers the comments too, so a setting
+    # renamed or removed in config/settings.py cannot live on in the ConfigMap's notes.
+    assert unknown_settings_named(manifest.read_text()) == []
+
+
+def test_a_removed_setting_in_a_comment_is_caught() -> None:
+    text = (K8S / "configmap.yaml").read_text() + "  # MOMENTS_BATCH_WINDOW: 50ms\n"
+    assert unknown_settings_named(text) == ["MOMENTS_BATCH_WINDOW"]

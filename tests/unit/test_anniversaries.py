@@ -37,7 +37,7 @@ from domain.rules.anniversaries import (
     summarize,
     whole_years,
 )
-from domain.wording.events import anniversary_event
+from domain.wording.events import ClosedPeriod, Wording, anniversary_event
 from domain.wording.templates import load_templates
 from tests.schema import assert_valid
 
@@ -354,16 +354,12 @@ def test_anniversary_event_builder_is_schema_valid_with_no_metrics() -> None:
     assert plan is not None
     suggestion = suggest(CATALOG, plan, "none", [], underuse_level=Decimal("0.3"), first=True)
     event = anniversary_event(
-        templates=TEMPLATES,
-        catalog=CATALOG,
-        plan=plan,
-        account_id="a",
-        period=CLOSED,
-        recap=[],
-        periods_completed=3,
-        years=None,
-        suggestion=suggestion,
-        emitted_at_ms=CUT_MS,
+        Wording(TEMPLATES, CATALOG),
+        "a",
+        plan,
+        ClosedPeriod(period=CLOSED, recap=[], periods_completed=3, years=None),
+        suggestion,
+        CUT_MS,
     )
     assert_valid(event)
     assert "no usage recorded" in event["message"]["body"]
@@ -427,16 +423,12 @@ def test_anniversary_messages_carry_the_real_numbers() -> None:
         CATALOG, plan, "downgrade", recap, underuse_level=Decimal("0.3"), first=False
     )
     event = anniversary_event(
-        templates=TEMPLATES,
-        catalog=CATALOG,
-        plan=plan,
-        account_id="a",
-        period=CLOSED,
-        recap=recap,
-        periods_completed=5,
-        years=None,
-        suggestion=suggestion,
-        emitted_at_ms=CUT_MS,
+        Wording(TEMPLATES, CATALOG),
+        "a",
+        plan,
+        ClosedPeriod(period=CLOSED, recap=recap, periods_completed=5, years=None),
+        suggestion,
+        CUT_MS,
     )
     body = event["message"]["body"]
     assert "200 of 10,000 API calls (2%)" in body

@@ -17,12 +17,12 @@ from domain.intake.accounts import AccountPlan
 from domain.moments.changes import (
     CHANGE_TYPES,
     AccountChange,
-    change_event_id,
     change_events,
     diff_accounts,
 )
 from domain.plans.catalog import Catalog, Offers, load_catalog
 from domain.plans.periods import Period
+from domain.wording.events import change_event_id
 from domain.wording.templates import Templates, load_templates
 from tests.schema import assert_valid
 

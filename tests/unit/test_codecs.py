@@ -7,9 +7,9 @@ import os
 import pytest
 from aiokafka import codec
 
-import app.main
-from app.cli import EXIT_CONFIG, main
+import commands.worker.run
 from app.codecs import CODECS, check_codecs, missing_codecs
+from commands.cli import EXIT_CONFIG, main
 from domain.errors import CodecError
 
 
@@ -40,7 +40,7 @@ def test_a_command_refuses_to_start_without_a_codec(
     def too_late(*_: object, **__: object) -> None:
         raise AssertionError("the worker was built before the codec check")
 
-    monkeypatch.setattr(app.main, "build_runtime", too_late)
+    monkeypatch.setattr(commands.worker.run, "worker_runtime", too_late)
     for name in [n for n in os.environ if n.startswith("MOMENTS_")]:
         monkeypatch.delenv(name)
     assert main([command]) == EXIT_CONFIG

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from app.faust_internals import ProducerInternals
 from engine.committers import TransactionalCommitter
 
 
@@ -32,7 +33,12 @@ class Producer:
 
 async def test_likely_targets_the_producer_does_not_know_are_not_added_ahead() -> None:
     producer = Producer({"out": {0, 1}, "changelog": {0}})
-    committer = TransactionalCommitter(lambda **_: producer, "app", "app")  # type: ignore[arg-type, return-value]
+    committer = TransactionalCommitter(
+        lambda **_: producer,  # type: ignore[arg-type, return-value]
+        "app",
+        "app",
+        internals=ProducerInternals(),
+    )
     committer._producers[0] = producer  # type: ignore[assignment]  # noqa: SLF001 - opened
     await committer.begin(
         0,

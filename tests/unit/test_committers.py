@@ -23,6 +23,7 @@ from aiokafka.errors import (
 )
 from aiokafka.producer.transaction_manager import TransactionState
 
+from app.faust_internals import ProducerInternals
 from engine import committers
 from engine.committers import Fenced, StepFailed, TransactionalCommitter
 
@@ -162,7 +163,7 @@ def factory() -> Iterator[Factory]:
 
 
 async def opened(factory: Factory) -> TransactionalCommitter:
-    committer = TransactionalCommitter(factory, "app", "app")  # type: ignore[arg-type]
+    committer = TransactionalCommitter(factory, "app", "app", internals=ProducerInternals())  # type: ignore[arg-type]
     await committer.open(0)
     return committer
 
@@ -282,7 +283,7 @@ async def test_an_abort_that_never_ends_is_cut_at_its_deadline(factory: Factory)
 
 async def test_a_start_that_never_ends_is_cut_at_its_deadline(factory: Factory) -> None:
     factory.prepare += [short_timeout, lambda producer: producer.park.add("start")]
-    committer = TransactionalCommitter(factory, "app", "app")  # type: ignore[arg-type]
+    committer = TransactionalCommitter(factory, "app", "app", internals=ProducerInternals())  # type: ignore[arg-type]
     async with asyncio.timeout(10):
         with pytest.raises(StepFailed, match="InitProducerId"):
             await committer.open(0)

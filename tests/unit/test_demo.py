@@ -1,4 +1,5 @@
-"""The simulator's showcase (app.demo): the records it plans trigger every kind of moment.
+"""The simulator's showcase (commands.simulate.demo): the records it plans trigger every kind
+of moment.
 
 Each test replays the planned records through the pure rules of the worker (drop assessment,
 anniversary periods, account-change diff) or through an independent sum (milestones,
@@ -14,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from app.demo import Planned, Showcase
+from commands.simulate.demo import Planned, Showcase
 from domain.intake.accounts import AccountPlan
 from domain.intake.daily import CLOSED, DailyTotals
 from domain.intake.records import parse_plan, parse_usage

@@ -1,7 +1,7 @@
 """Issue 16, items 1, 2, 5 and 9 (the engine's part): zombies, the input position after
 the fence, errors of the machine while deciding, and steps in backoff at stop.
 
-Engines run against the fakes of :mod:`tests.unit.engine_fakes` (no broker): one
+Engines run against the fakes of :mod:`tests.fakes.engine` (no broker): one
 :class:`FakeKafka` keeps a partition's producer epoch and the group's committed offsets,
 so two engines can hold one partition as a zombie and its successor would.
 """
@@ -16,7 +16,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from engine.committers import Fenced, StepFailed
-from tests.unit.engine_fakes import (
+from tests.fakes.engine import (
     DLQ,
     IN,
     OUT,

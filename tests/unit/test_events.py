@@ -21,6 +21,10 @@ from domain.plans.catalog import Catalog, Plan, load_catalog
 from domain.plans.periods import Period, period_containing
 from domain.rules.thresholds import Crossing, detect
 from domain.wording.events import (
+    Crossed,
+    Evaluation,
+    Standing,
+    Wording,
     drop_event,
     drop_event_id,
     event_id,
@@ -69,18 +73,17 @@ def make_threshold(
     crossing = detect(total, limit, current.levels, announced)
     assert crossing is not None
     return threshold_event(
-        templates=templates,
-        catalog=catalog,
-        plan=current,
-        account_id="acct-1",
-        metric=metric,
-        period=PERIOD,
-        total=total,
-        limit=limit,
-        crossing=crossing,
-        trigger_record_id="rec-42",
-        triggered_at_ms=parse_rfc3339_ms(at),
-        emitted_at_ms=parse_rfc3339_ms(at) + 250,
+        Wording(templates, catalog),
+        Standing(
+            account_id="acct-1",
+            plan=current,
+            metric=metric,
+            period=PERIOD,
+            total=total,
+            limit=limit,
+        ),
+        Crossed(crossing=crossing, record_id="rec-42", at_ms=parse_rfc3339_ms(at)),
+        parse_rfc3339_ms(at) + 250,
     )
 
 
@@ -95,22 +98,25 @@ def make_drop(
 ) -> dict[str, Any]:
     current = plan(catalog, plan_id)
     return drop_event(
-        templates=templates,
-        catalog=catalog,
-        plan=current,
-        account_id="acct-1",
-        metric=metric,
-        period=PERIOD,
-        total=D(30_000),
-        limit=limit,
-        recent_days=3,
-        recent_total=recent,
-        expected_total=D(3600),
-        ratio=recent / D(3600),
-        last_active_at_ms=last_active,
-        first_recent_day=date(2026, 11, 21),
-        evaluated_at_ms=parse_rfc3339_ms("2026-11-24T00:15:00Z"),
-        emitted_at_ms=parse_rfc3339_ms("2026-11-24T00:15:01.5Z"),
+        Wording(templates, catalog),
+        Standing(
+            account_id="acct-1",
+            plan=current,
+            metric=metric,
+            period=PERIOD,
+            total=D(30_000),
+            limit=limit,
+        ),
+        Evaluation(
+            recent_days=3,
+            recent_total=recent,
+            expected_total=D(3600),
+            ratio=recent / D(3600),
+            last_active_at_ms=last_active,
+            evaluated_at_ms=parse_rfc3339_ms("2026-11-24T00:15:00Z"),
+        ),
+        date(2026, 11, 21),
+        parse_rfc3339_ms("2026-11-24T00:15:01.5Z"),
     )
 
 
@@ -220,22 +226,25 @@ def test_drop_event_without_limit(
 def test_drop_event_downgrade(catalog: Catalog, templates: Templates) -> None:
     current = plan(catalog, "growth")
     event = drop_event(
-        templates=templates,
-        catalog=catalog,
-        plan=current,
-        account_id="acct-1",
-        metric="api_calls",
-        period=PERIOD,
-        total=D(2000),
-        limit=current.limit("api_calls"),
-        recent_days=3,
-        recent_total=D(30),
-        expected_total=D(300),
-        ratio=D("0.1"),
-        last_active_at_ms=None,
-        first_recent_day=date(2026, 11, 3),
-        evaluated_at_ms=NOV_START + 6 * DAY_MS + 900_000,
-        emitted_at_ms=NOV_START + 6 * DAY_MS + 901_000,
+        Wording(templates, catalog),
+        Standing(
+            account_id="acct-1",
+            plan=current,
+            metric="api_calls",
+            period=PERIOD,
+            total=D(2000),
+            limit=current.limit("api_calls"),
+        ),
+        Evaluation(
+            recent_days=3,
+            recent_total=D(30),
+            expected_total=D(300),
+            ratio=D("0.1"),
+            last_active_at_ms=None,
+            evaluated_at_ms=NOV_START + 6 * DAY_MS + 900_000,
+        ),
+        date(2026, 11, 3),
+        NOV_START + 6 * DAY_MS + 901_000,
     )
     assert_valid(event)
     assert event["suggestion"]["action"] == "downgrade"
@@ -405,18 +414,17 @@ def test_every_threshold_event_validates(
         return
     period = period_containing(at, parse_rfc3339("2026-11-01T00:00:00Z"), "month")
     event = threshold_event(
-        templates=templates,
-        catalog=catalog,
-        plan=current,
-        account_id="acct|with|bars",
-        metric=metric,
-        period=period,
-        total=total,
-        limit=limit,
-        crossing=crossing,
-        trigger_record_id="r",
-        triggered_at_ms=at,
-        emitted_at_ms=at + 1,
+        Wording(templates, catalog),
+        Standing(
+            account_id="acct|with|bars",
+            plan=current,
+            metric=metric,
+            period=period,
+            total=total,
+            limit=limit,
+        ),
+        Crossed(crossing=crossing, record_id="r", at_ms=at),
+        at + 1,
     )
     assert_valid(event)
 
@@ -447,21 +455,24 @@ def test_every_drop_event_validates(
     current = plan(catalog, plan_id)
     at = NOV_START + offset_ms
     event = drop_event(
-        templates=templates,
-        catalog=catalog,
-        plan=current,
-        account_id="acct-1",
-        metric=metric,
-        period=PERIOD,
-        total=total,
-        limit=current.limit(metric),
-        recent_days=recent_days,
-        recent_total=recent,
-        expected_total=expected,
-        ratio=recent / expected,
-        last_active_at_ms=last_active,
-        first_recent_day=date(2026, 10, 28),
-        evaluated_at_ms=at,
-        emitted_at_ms=at + 5,
+        Wording(templates, catalog),
+        Standing(
+            account_id="acct-1",
+            plan=current,
+            metric=metric,
+            period=PERIOD,
+            total=total,
+            limit=current.limit(metric),
+        ),
+        Evaluation(
+            recent_days=recent_days,
+            recent_total=recent,
+            expected_total=expected,
+            ratio=recent / expected,
+            last_active_at_ms=last_active,
+            evaluated_at_ms=at,
+        ),
+        date(2026, 10, 28),
+        at + 5,
     )
     assert_valid(event)

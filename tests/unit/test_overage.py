@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from domain.common.timeutil import datetime_to_ms, to_rfc3339
 from domain.intake.accounts import AccountPlan
-from domain.intake.batch import IntakeRules, IntakeState, RawRecord, run_intake
+from domain.intake.batch import IntakeRules, RawRecord, run_intake
 from domain.intake.usage import AccountTotals
 from domain.moments.detection import detect_thresholds
 from domain.plans.catalog import Catalog, parse_catalog
@@ -25,7 +25,7 @@ from domain.rules.overage import is_over_level, overage_of, overage_suggestion
 from domain.rules.projection import project
 from domain.rules.suggestions import suggest_upgrade
 from domain.rules.thresholds import AnnouncedLevels, Crossing, threshold_kind
-from domain.wording.events import threshold_event
+from domain.wording.events import Crossed, Standing, Wording, threshold_event
 from domain.wording.templates import Templates, load_templates
 from tests.schema import assert_valid
 
@@ -129,12 +129,12 @@ def detect(plan_id: str, quantities: list[int]) -> list[dict[str, Any]]:
     plan = AccountPlan("acct-1", plan_id, None, "active", {}, NOW - DAY_MS)
     accepted = run_intake(
         raws,
-        IntakeState(
-            plan_of=lambda _: plan, totals_of=lambda _: AccountTotals(), seen_at=lambda _: None
-        ),
         now_ms=NOW,
         rules=RULES,
         catalog=CATALOG,
+        plan_of=lambda _: plan,
+        totals_of=lambda _: AccountTotals(),
+        seen_at=lambda _: None,
     ).accepted
     result = detect_thresholds(
         accepted,
@@ -278,19 +278,17 @@ def _render(plan_id: str, total: int, limit: int, level: str, **limits: int) -> 
     plan = _plan(plan_id)
     crossing = Crossing(D(level), (D(level),))
     return threshold_event(
-        templates=TEMPLATES,
-        catalog=CATALOG,
-        plan=plan,
-        account_id="acct-1",
-        metric="api_calls",
-        period=MARCH,
-        total=D(total),
-        limit=D(limit),
-        crossing=crossing,
-        trigger_record_id="r-1",
-        triggered_at_ms=NOW,
-        emitted_at_ms=NOW,
-        limit_reached_at_ms=NOW - DAY_MS,
+        Wording(TEMPLATES, CATALOG),
+        Standing(
+            account_id="acct-1",
+            plan=plan,
+            metric="api_calls",
+            period=MARCH,
+            total=D(total),
+            limit=D(limit),
+        ),
+        Crossed(crossing=crossing, record_id="r-1", at_ms=NOW, limit_reached_at_ms=NOW - DAY_MS),
+        NOW,
     )
 
 

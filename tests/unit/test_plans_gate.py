@@ -17,7 +17,7 @@ from aiokafka import TopicPartition
 
 from engine.engine import Engine
 from state.store import StoreOptions
-from tests.unit.engine_fakes import (
+from tests.fakes.engine import (
     PLANS,
     TABLE,
     Counter,
@@ -78,8 +78,8 @@ async def test_usage_is_held_until_the_forwarded_plans_backlog_is_read(
     await engine.on_assigned(
         [TopicPartition(t, 0) for t in (PLANS, FORWARDED, USAGE)], generation=1
     )
-    assert engine._prepare_task is not None
-    await engine._prepare_task
+    assert engine.ownership.prepare_task is not None
+    await engine.ownership.prepare_task
     assert engine.owned[0].ready
     # Prepared, account-plans read (it is empty), but three forwarded plans wait.
     assert not usage_released()

@@ -16,7 +16,7 @@ from domain.intake.daily import CLOSED, AccountDaily, Episode
 from domain.intake.usage import AccountTotals
 from domain.moments.evaluation import evaluate_account
 from domain.plans.periods import day_start_ms, day_to_date
-from domain.wording.events import recovered_event
+from domain.wording.events import Evaluation, Standing, Wording, recovered_event
 from tests.schema import assert_valid
 from tests.unit.test_evaluation import (
     CATALOG,
@@ -150,23 +150,26 @@ def test_every_recovery_template_reads_well(plan_id: str, paused: bool, metric: 
     assert found is not None
     limit = found.limit(metric)
     event = recovered_event(
-        templates=TEMPLATES,
-        catalog=CATALOG,
-        plan=found,
+        Wording(TEMPLATES, CATALOG),
+        Standing(
+            account_id="acct-1",
+            plan=found,
+            metric=metric,
+            period=_march(),
+            total=D(1234),
+            limit=limit,
+        ),
+        Evaluation(
+            recent_days=3,
+            recent_total=D(2900),
+            expected_total=D(3000),
+            ratio=D(2900) / D(3000),
+            last_active_at_ms=day_start_ms(DAY) + 5 * MINUTE_MS,
+            evaluated_at_ms=day_start_ms(DAY + 1),
+        ),
+        date(2026, 3, 1),
+        day_start_ms(DAY + 1) + 1,
         paused=paused,
-        account_id="acct-1",
-        metric=metric,
-        period=_march(),
-        total=D(1234),
-        limit=limit,
-        recent_days=3,
-        recent_total=D(2900),
-        expected_total=D(3000),
-        ratio=D(2900) / D(3000),
-        last_active_at_ms=day_start_ms(DAY) + 5 * MINUTE_MS,
-        dropped_on=date(2026, 3, 1),
-        evaluated_at_ms=day_start_ms(DAY + 1),
-        emitted_at_ms=day_start_ms(DAY + 1) + 1,
     )
     assert_valid(event)
     assert event["suggestion"]["action"] == ("resume" if paused else "none")

@@ -1,7 +1,7 @@
 """A fetch overlapping records already handed to a step is not processed twice.
 
 After the fence the engine seeks each input to the group's committed offset
-(``Engine._seek_committed``); records fetched before that seek, from the older position,
+(``Ownership.seek_committed``); records fetched before that seek, from the older position,
 may still reach a step afterwards, and the fetch from the new position then overlaps them.
 ``next_offset`` moves only when a step commits, so while the step holding them is in
 flight it does not stop the overlap: records below what was handed over are skipped too.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiokafka import TopicPartition
 
-from tests.unit.engine_fakes import IN, OUT, FakeKafka, assign, make_engine, messages_to, records
+from tests.fakes.engine import IN, OUT, FakeKafka, assign, make_engine, messages_to, records
 
 TP = TopicPartition(IN, 0)
 
@@ -44,7 +44,7 @@ async def test_a_refetch_overlapping_records_in_flight_is_not_processed_twice(
     # The consumer, seeked to 5, fetches 5-9 while that step is in flight.
     await engine.submit({TP: records(5, 9)}, 1)
     async with asyncio.timeout(10):
-        while 0 not in engine._pending:  # waiting for the parked step to end
+        while 0 not in engine.scheduler.pending:  # waiting for the parked step to end
             await asyncio.sleep(0)
     parked.set()
     await journal.until(lambda: kafka.committed.get(TP) == 10)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.simulate import BAD_KINDS, SimRecord, Simulator, daily_rhythm
+from commands.simulate.traffic import BAD_KINDS, SimRecord, Simulator, daily_rhythm
 from domain.errors import InvalidUsageRecord
 from domain.intake.records import UsageRecord, parse_plan, parse_usage
 from domain.plans.catalog import Catalog, load_catalog

@@ -1,10 +1,11 @@
-"""``moments status``: discovery, table and exit status (app.status), without HTTP."""
+"""``moments status``: discovery, table and exit status (commands.status), without HTTP."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.status import WorkerStatus, collect, exit_code, render
+from commands.status.fetch import collect
+from commands.status.render import WorkerStatus, exit_code, render
 
 
 def _body(

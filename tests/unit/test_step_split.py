@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.engine import _take
+from engine.scheduler import take
 
 waiting_maps = st.dictionaries(
     st.sampled_from(["plans", "usage", "rekeyed", "ticks"]),
@@ -21,7 +21,7 @@ def test_steps_are_bounded_and_keep_every_record_in_order(
     rest = {t: list(v) for t, v in waiting.items()}
     steps = []
     while rest:
-        step = _take(rest, limit)
+        step = take(rest, limit)
         assert 0 < sum(len(v) for v in step.values()) <= limit
         steps.append(step)
     for topic, records in original.items():

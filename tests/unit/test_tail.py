@@ -15,17 +15,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.tail import (
+from app.topology import EVENT_KINDS
+from commands.tail.render import (
     MISSING,
     TITLE_INDENT,
     format_event,
-    format_level,
     format_time,
     json_line,
     parse_kinds,
 )
-from app.topology import EVENT_KINDS
 from domain.common.timeutil import datetime_to_ms
+from domain.wording.rendering import format_level
 
 TODAY = date(2026, 11, 24)
 TRIGGERED = "2026-11-24T09:30:05Z"

@@ -23,9 +23,14 @@ from typing import Any
 import pytest
 
 from domain.common.timeutil import parse_rfc3339_ms
-from domain.moments.changes import change_event_id
-from domain.moments.milestones import milestone_event_id
-from domain.wording.events import anniversary_event_id, drop_event_id, event_id, recovered_event_id
+from domain.wording.events import (
+    anniversary_event_id,
+    change_event_id,
+    drop_event_id,
+    event_id,
+    milestone_event_id,
+    recovered_event_id,
+)
 from domain.wording.kinds import KINDS
 from domain.wording.templates import load_templates
 from tests.schema import SCHEMA, assert_valid

@@ -1,9 +1,9 @@
 """The showcase of ``moments simulate``: a few demo accounts whose traffic triggers every kind
 of moment within minutes of ``make run``, with the wall clock and default settings.
 
-Pure and deterministic for a clock reading (no Kafka, no asyncio); :mod:`app.simulate` sends
-what :class:`Showcase` plans. Each demo account is there for one or two kinds, and its records
-are shaped by the worker's own rules, not by any shortcut:
+Pure and deterministic for a clock reading (no Kafka, no asyncio);
+:mod:`commands.simulate.publish` sends what :class:`Showcase` plans. Each demo account is there
+for one or two kinds, and its records are shaped by the worker's own rules, not by any shortcut:
 
 * ``demo-drop-<tag>``: four weeks of steady daily usage, then silence from three days before
   the latest closed UTC day. The worker's drop evaluation of that day (run once when a worker
@@ -50,16 +50,7 @@ from domain.moments.evaluation import due_day
 from domain.plans.catalog import Catalog, Plan
 from domain.plans.periods import day_start_ms, period_containing_ms
 from domain.rules.anniversaries import HOUR_MS, due_cut
-
-Kind = Literal[
-    "threshold-near",
-    "threshold-hit",
-    "sudden-drop",
-    "usage-recovered",
-    "milestone",
-    "billing-anniversary",
-    "account-change",
-]
+from domain.wording.kinds import Kind
 
 HISTORY_DAYS: Final = 28
 """Days of steady usage before the silence: 14 days of history are needed before the recent

@@ -20,8 +20,8 @@ import time
 
 import pytest
 
+from tests.faults.test_fleet_faults import PrivateBroker, private_broker  # noqa: F401 - a fixture
 from tests.integration.conftest import Stack, eventually
-from tests.integration.test_fleet_faults import PrivateBroker, private_broker  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

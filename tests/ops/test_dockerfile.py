@@ -29,7 +29,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-PACKAGES: list[str] = PYPROJECT["tool"]["setuptools"]["packages"]
+#: Top-level packages of the wheel (``packages.find`` includes each with its subpackages).
+PACKAGES: list[str] = [
+    pattern.removesuffix("*")
+    for pattern in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
+]
 DEFAULTS = {v.name: v.default for v in VARIABLES}
 
 

@@ -7,7 +7,6 @@ with one line naming it (exit status 2) before anything connects to Kafka.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import math
 import os
@@ -32,95 +31,40 @@ def _fail(exc: Exception) -> int:
     return EXIT_CONFIG
 
 
-def cmd_check_config(_: argparse.Namespace) -> int:
+# Each command's module is imported when it runs: `moments tail` need not load Faust.
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate settings, the plan catalog and the Kafka codecs, and print a summary."""
-    from app.codecs import CODECS, check_codecs
-    from config.settings import load_settings, unknown_variables
-    from domain.plans.catalog import load_catalog
+    from commands.check_config import run_check_config
 
-    settings = load_settings(os.environ)
-    catalog = load_catalog(settings.plans_file)
-    check_codecs()
-    print("settings:")
-    for name, value in settings.summary().items():
-        print(f"  {name} = {value}")
-    print(
-        f"plan catalog ({settings.plans_file}): period={catalog.period} currency={catalog.currency}"
-    )
-    for plan in catalog.plans:
-        limits = ", ".join(f"{m}={v}" for m, v in sorted(plan.limits.items())) or "unlimited"
-        print(f"  {plan.rank}. {plan.id} ({plan.name}) {plan.price} {catalog.currency}: {limits}")
-    print(f"compression codecs decoded: none, {', '.join(CODECS)}")
-    for name in unknown_variables(os.environ):
-        print(f"warning: {name} is not a setting of usage-moments (typo?)")
-    print("ok")
-    return 0
+    return run_check_config(args)
 
 
-def cmd_worker(_: argparse.Namespace) -> int:
+def cmd_worker(args: argparse.Namespace) -> int:
     """Check the codecs and topics, then run a Faust worker with the engine until SIGTERM."""
-    from agents import install, table_specs
-    from app.codecs import check_codecs
-    from app.faust_internals import Worker
-    from app.logs import install_kafka_retry_counter
-    from app.main import build_runtime
-    from app.preflight import check_broker_access_sync
-    from app.security import client_kwargs
-    from app.topology import ensure_topics_sync
-    from config.settings import load_settings, unknown_variables
-    from state.store import pin_mmap_threshold
-    from web.views import register
+    from commands.worker.run import run_worker
 
-    # Before RocksDB allocates anything: large blocks it frees must not stay in
-    # malloc's heaps (issue #8, see pin_mmap_threshold).
-    pin_mmap_threshold()
-    settings = load_settings(os.environ)
-    for name in unknown_variables(os.environ):
-        logger.warning("%s is not a setting of usage-moments (typo?)", name)
-    check_codecs()
-    runtime = build_runtime(settings)
-    retries = runtime.metrics.kafka_retries
-    install_kafka_retry_counter(lambda error: retries.labels(error=error).inc())
-    # One clear line naming the setting when Kafka refuses us, before clients that retry.
-    check_broker_access_sync(settings, client_kwargs(settings))
-    ensure_topics_sync(settings, client_kwargs(settings), table_specs(runtime))
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = install(runtime)
-    register(runtime, engine)
-    # Long-lived start-up objects (catalog, templates, modules) are frozen out of the
-    # collector's scans, and the young generation is collected every 10,000
-    # allocations instead of 700 (the data path allocates several objects per record).
-    # Measured on the peer benchmark: 29k records/s with the defaults, 40k with these.
-    # Much higher thresholds (50,000/20/20) made full collections rare and long, and
-    # their pauses pushed the p99 latency at 10,000 records/s to about 2 s.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
-    worker = Worker(runtime.app, loglevel=settings.log_level.upper(), quiet=True)
-    worker.log_format = settings.log_format
-    worker.shutdown_timeout_s = settings.shutdown_timeout_s
-    worker.engine = engine
-    worker.execute_from_commandline()
-    return 0  # pragma: no cover - execute_from_commandline exits the process
+    return run_worker(args)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Publish realistic plans and usage (with occasional bad records) to Kafka."""
-    from app.simulate import run_simulation
+    from commands.simulate.publish import run_simulation
 
     return run_simulation(args)
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
     """Follow the event topics and print each event."""
-    from app.tail import run_tail
+    from commands.tail.follow import run_tail
 
     return run_tail(args)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print each worker's partitions, lag, state size and readiness."""
-    from app.status import run_status
+    from commands.status.fetch import run_status
 
     return run_status(args)
 
@@ -153,7 +97,7 @@ def _seconds_or_rate(*, zero_ok: bool) -> Callable[[str], float]:
 
 
 def _event_kind(text: str) -> str:
-    from app.topology import EVENT_KINDS
+    from domain.wording.kinds import KINDS as EVENT_KINDS
 
     if text not in EVENT_KINDS:
         raise argparse.ArgumentTypeError(

@@ -1,0 +1,31 @@
+"""``moments check-config``: validate settings, the plan catalog and the Kafka codecs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from app.codecs import CODECS, check_codecs
+from config.settings import load_settings, unknown_variables
+from domain.plans.catalog import load_catalog
+
+
+def run_check_config(_: argparse.Namespace) -> int:
+    """Validate settings, the plan catalog and the Kafka codecs, and print a summary."""
+    settings = load_settings(os.environ)
+    catalog = load_catalog(settings.plans_file)
+    check_codecs()
+    print("settings:")
+    for name, value in settings.summary().items():
+        print(f"  {name} = {value}")
+    print(
+        f"plan catalog ({settings.plans_file}): period={catalog.period} currency={catalog.currency}"
+    )
+    for plan in catalog.plans:
+        limits = ", ".join(f"{m}={v}" for m, v in sorted(plan.limits.items())) or "unlimited"
+        print(f"  {plan.rank}. {plan.id} ({plan.name}) {plan.price} {catalog.currency}: {limits}")
+    print(f"compression codecs decoded: none, {', '.join(CODECS)}")
+    for name in unknown_variables(os.environ):
+        print(f"warning: {name} is not a setting of usage-moments (typo?)")
+    print("ok")
+    return 0

@@ -1,0 +1,2 @@
+"""``moments tail``: the event lines (:mod:`.render`) are pure; :mod:`.follow` reads the
+event topics."""

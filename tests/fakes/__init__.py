@@ -1,0 +1,1 @@
+"""Fakes shared by the test tiers (no broker, no Faust)."""
