@@ -163,6 +163,8 @@ def _style(locale: str) -> _Style:
 
 
 _EN_US: Final = _style(DEFAULT_LOCALE)  # read once: most messages are in the default locale
+_EN_US_PYTHON: Final = _EN_US.python and _EN_US.table is None
+"""Whether en_US writes numbers as Python's ``,`` format does (CLDR says so today)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +227,10 @@ def format_number(value: Decimal | int, places: int = 2, locale: str = DEFAULT_L
     ``Decimal("12345")`` -> ``12,345``; ``Decimal("1234.50")`` -> ``1,234.5``;
     ``Decimal("0.1") + Decimal("0.2")`` -> ``0.3``. Rounds half to even; never prints ``-0``.
     """
-    style = _EN_US if locale == DEFAULT_LOCALE else _style(locale)
-    return style.digits(_rounded(value, places), places)
+    number = _rounded(value, places)
+    if locale == DEFAULT_LOCALE and _EN_US_PYTHON:  # most messages: no lookups, no calls
+        return f"{number:,}" if type(number) is int else format(number, ",f")
+    return _style(locale).digits(number, places)
 
 
 def format_approx(value: Decimal | int, locale: str = DEFAULT_LOCALE) -> str:
@@ -239,10 +243,14 @@ def format_approx(value: Decimal | int, locale: str = DEFAULT_LOCALE) -> str:
 
 def _percent(number: Decimal, places: int, locale: str) -> str:
     """``number`` (already a percentage) with the locale's percent sign and pattern."""
-    style = _EN_US if locale == DEFAULT_LOCALE else _style(locale)
     rounded = _rounded(number, places)
-    prefix, suffix = style.percent[rounded < 0]
     size = abs(rounded) if isinstance(rounded, Decimal) else abs(rounded)
+    if locale == DEFAULT_LOCALE and _EN_US_PYTHON:
+        prefix, suffix = _EN_US.percent[rounded < 0]
+        text = f"{size:,}" if type(size) is int else format(size, ",f")
+        return f"{prefix}{text}{suffix}"
+    style = _style(locale)
+    prefix, suffix = style.percent[rounded < 0]
     return f"{prefix}{style.digits(size, places, style.percent_pattern)}{suffix}"
 
 
