@@ -162,6 +162,15 @@ def _style(locale: str) -> _Style:
     return style
 
 
+def known_locale(locale: str) -> bool:
+    """Whether CLDR (Babel) has ``locale``, so messages can be formatted in it."""
+    try:
+        _style(locale)
+    except ValueError:
+        return False
+    return True
+
+
 _EN_US: Final = _style(DEFAULT_LOCALE)  # read once: most messages are in the default locale
 _EN_US_PYTHON: Final = _EN_US.python and _EN_US.table is None
 """Whether en_US writes numbers as Python's ``,`` format does (CLDR says so today)."""

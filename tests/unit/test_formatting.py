@@ -25,7 +25,8 @@ from domain.common.formatting import (
     format_percent,
     format_unit_price,
 )
-from domain.plans.catalog import load_catalog
+from domain.errors import CatalogError
+from domain.plans.catalog import load_catalog, parse_catalog
 from domain.rules.suggestions import suggest_upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,3 +109,12 @@ def test_the_catalog_locale_reaches_the_wording() -> None:
     translated = suggest_upgrade(german, current, metric, D("123456")).rationale
     assert "123,456" in english
     assert "123.456" in translated
+
+
+def test_the_catalog_refuses_a_locale_cldr_lacks() -> None:
+    text = (ROOT / "config" / "plans.toml").read_text(encoding="utf-8")
+    assert 'locale = "en_US"' in text
+    german = parse_catalog(text.replace('locale = "en_US"', 'locale = "de"', 1))
+    assert german.locale == "de"
+    with pytest.raises(CatalogError, match='locale: must be a locale CLDR knows.*"xx"'):
+        parse_catalog(text.replace('locale = "en_US"', 'locale = "xx"', 1))
