@@ -4,7 +4,7 @@ A tick carrying ``"cut"`` (sent by :mod:`agents.ticks` once partition p has cons
 backlog it had when the cut became due) starts a pass in the anniversary-passes table, in the
 tick's own step. The engine then runs :meth:`AnniversaryEvaluation.run_slice` as background
 steps: each judges the next accounts of the partition (every account with a plan, usage or
-not; see :func:`domain.rules.anniversary_pass.evaluate_anniversary`), sends their events, keeps
+not; see :func:`domain.moments.anniversary_pass.evaluate_anniversary`), sends their events, keeps
 their summaries and moves the cursor, in one transaction. A crash resumes at the cursor; a
 repeated tick finds its cut started or done and does nothing.
 
@@ -24,7 +24,7 @@ from typing import Any, Final
 import orjson
 
 from app.main import Runtime
-from domain.rules.anniversary_pass import PassRules, evaluate_anniversary
+from domain.moments.anniversary_pass import PassRules, evaluate_anniversary
 from domain.wording.kinds import Kind
 from engine.background import Sent, slice_keys
 from engine.step import Step

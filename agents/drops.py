@@ -25,10 +25,10 @@ import orjson
 
 from app.main import Runtime
 from config.settings import to_ms
+from domain.moments.detection import Moment
+from domain.moments.evaluation import evaluate_account
 from domain.plans.periods import Period, utc_day
-from domain.rules.detection import Moment
 from domain.rules.drops import DropRules
-from domain.rules.evaluation import evaluate_account
 from engine.background import Sent, slice_keys
 from engine.step import Step
 from state import jsonbytes

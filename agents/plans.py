@@ -6,7 +6,7 @@ ignored, a plan missing from the catalog, a record without a key (or any invalid
 record) goes to the dead-letter topic, and an invalid optional entry (a limit <= 0)
 is left out, logged and counted while the rest applies. A record that changes an account
 already held (its plan, status, members or region) sends one ``account-change`` event per
-change (contract 3.6, rules in :mod:`domain.rules.changes`), in the step that applies it.
+change (contract 3.6, rules in :mod:`domain.moments.changes`), in the step that applies it.
 
 A record keyed by its account but found on another partition than murmur2 gives the account
 (a producer with another partitioner) is not applied where it is: it is forwarded, inside
@@ -27,6 +27,7 @@ from agents.forwarding import Misplaced
 from app.main import Runtime
 from config.settings import to_ms
 from domain.errors import InvalidPlanRecord
+from domain.intake.accounts import AccountPlan, period_of, supersedes
 from domain.intake.deadletter import dead_letter
 from domain.intake.partitioning import (
     account_partition,
@@ -35,9 +36,8 @@ from domain.intake.partitioning import (
     key_partition,
 )
 from domain.intake.records import parse_plan
-from domain.plans.accounts import AccountPlan, period_of, supersedes
-from domain.plans.regroup import periods_change, regroup_totals
-from domain.rules.changes import change_events, diff_accounts
+from domain.intake.regroup import periods_change, regroup_totals
+from domain.moments.changes import change_events, diff_accounts
 from domain.wording.kinds import Kind
 from engine.step import Step
 from state import jsonbytes

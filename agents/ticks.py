@@ -34,8 +34,8 @@ from agents.anniversaries import start_pass
 from agents.drops import TicksHandler
 from app.main import Runtime
 from config.settings import to_ms
+from domain.moments.evaluation import due_day
 from domain.rules.anniversaries import due_cut
-from domain.rules.evaluation import due_day
 from engine.engine import Engine
 from engine.step import Step
 from state import jsonbytes

@@ -1,8 +1,8 @@
 """Usage handler: raw usage records in, period totals, events and dead letters out.
 
-It only moves data: it hands a step's records to :func:`domain.intake.batch.run_intake`
-and :func:`domain.rules.detection.detect_thresholds` with lookups into the step's state,
-writes back each touched key once, and queues what they decided. The engine puts
+It only moves data: it hands a step's records to :func:`domain.moments.usage.run_usage`
+with lookups into the step's state, writes back each touched key once, and queues what it
+decided. The engine puts
 all of it, with the input offsets, in the partition's Kafka transaction.
 """
 
@@ -16,11 +16,10 @@ from typing import Any
 from agents.forwarding import Misplaced
 from app.main import Runtime
 from config.settings import to_ms
-from domain.intake.batch import IntakeRules, run_intake
+from domain.intake.batch import IntakeRules, IntakeState
 from domain.intake.deadletter import dead_letter
 from domain.intake.partitioning import account_partition, key_partition
-from domain.rules.detection import detect_thresholds
-from domain.rules.milestones import detect_milestones
+from domain.moments.usage import UsageContext, UsageState, run_usage
 from engine.step import Step
 from state import jsonbytes
 from tables.accounts import plan_of
@@ -60,6 +59,9 @@ class UsageHandler:
         self.dlq_topic = settings.topic_usage_dlq
         self.partitions = settings.partitions
         self.misplaced = Misplaced(runtime.metrics)
+        self.context = UsageContext(
+            self.rules, runtime.catalog, runtime.templates, runtime.clock.now_ms
+        )
 
     def reject(self, step: Step, topic: str, record: Any, reason: str) -> None:
         """Dead-letter a record the engine found unprocessable; it counts as ``invalid``."""
@@ -80,35 +82,20 @@ class UsageHandler:
             held = state.get("dedup", key_hash(key))
             return None if held is None else int.from_bytes(held, "big", signed=True)
 
-        result = run_intake(
-            records,  # aiokafka's records are domain.intake.batch.Raw as they are
-            now_ms=now_ms,
-            rules=self.rules,
-            catalog=rt.catalog,
-            plan_of=lambda account: plan_of(state, account),
-            totals_of=lambda account: totals_of(state, account),
-            seen_at=seen_at,
-            daily_of=lambda account: daily_of(state, account),
-            keep_closed_after_ms=keep_closed_after(state, step.partition),
-            lifetime_of=lambda account: lifetime_of(state, account),
-        )
-        detected = detect_thresholds(
-            result.accepted,
-            now_ms=now_ms,
-            prune_before_ms=now_ms - self.rules.late_grace_ms - 1,
-            catalog=rt.catalog,
-            templates=rt.templates,
+        state_in = UsageState(
+            IntakeState(
+                plan_of=lambda account: plan_of(state, account),
+                totals_of=lambda account: totals_of(state, account),
+                seen_at=seen_at,
+                daily_of=lambda account: daily_of(state, account),
+                lifetime_of=lambda account: lifetime_of(state, account),
+                keep_closed_after_ms=keep_closed_after(state, step.partition),
+            ),
             announced_of=lambda account: announced_of(state, account),
-            clock=rt.clock.now_ms,  # emitted_at: when each event is made, not the step start
         )
-        celebrated = detect_milestones(
-            result.milestones_due,
-            lifetime_of=result.lifetime.__getitem__,  # the intake's objects: marks go on them
-            catalog=rt.catalog,
-            templates=rt.templates,
-            now_ms=now_ms,
-            clock=rt.clock.now_ms,
-        )
+        # aiokafka's records are domain.intake.batch.Raw as they are.
+        outcome = run_usage(records, state_in, self.context, now_ms=now_ms)
+        result = outcome.intake
         for account_id, totals in result.totals.items():
             put_totals(state, account_id, totals)
         by_seen: dict[int, list[bytes]] = {}
@@ -118,12 +105,12 @@ class UsageHandler:
             mark_seen(state, hashes, seen_ms)
         for account_id, days in result.daily.items():
             put_daily(state, account_id, days)
-        for account_id, levels in detected.announced.items():
+        for account_id, levels in outcome.announced.items():
             put_announced(state, account_id, levels)
         for account_id, lifetime in result.lifetime.items():
             put_lifetime(state, account_id, lifetime)
         events = rt.settings.event_topic
-        moments = [*detected.moments, *celebrated.moments]
+        moments = outcome.moments
         for moment in moments:
             step.send(
                 events(moment.kind), moment.account_id.encode(), jsonbytes.dumps(moment.payload)

@@ -21,7 +21,7 @@ from app.metrics import Metrics, build_metrics
 from app.security import broker_credentials
 from config.settings import Settings
 from domain.plans.catalog import Catalog, load_catalog
-from domain.wording.messages import Templates, load_templates
+from domain.wording.templates import Templates, load_templates
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Builds a realistic usage workload in memory and runs it through the usage path the way the
 worker's engine does, one batch per partition: :func:`domain.intake.batch.run_intake` then
-:func:`domain.rules.detection.detect_thresholds`, with dict-backed lookups that decode and encode
+:func:`domain.moments.detection.detect_thresholds`, with dict-backed lookups that decode and encode
 state from and to JSON bytes (orjson) as a store would. Prints microseconds of CPU per record
 for each part, and a fingerprint of everything the rules produced (outcomes, dead letters,
 events, final state) so that two versions of the rules can be checked for identical
@@ -65,15 +65,15 @@ ROOT: Final = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from domain.errors import InvalidUsageRecord  # noqa: E402
-from domain.intake.batch import IntakeResult, IntakeRules, RawRecord, run_intake  # noqa: E402
+from domain.intake.accounts import AccountPlan, period_of  # noqa: E402
+from domain.intake.batch import IntakeResult, IntakeRules, IntakeState, RawRecord, run_intake  # noqa: E402
 from domain.intake.daily import AccountDaily  # noqa: E402
 from domain.intake.records import parse_usage  # noqa: E402
 from domain.intake.usage import AccountTotals  # noqa: E402
-from domain.plans.accounts import AccountPlan, period_of  # noqa: E402
+from domain.moments.detection import DetectionResult, detect_thresholds  # noqa: E402
 from domain.plans.catalog import Catalog, load_catalog  # noqa: E402
-from domain.rules.detection import DetectionResult, detect_thresholds  # noqa: E402
 from domain.rules.thresholds import AnnouncedLevels  # noqa: E402
-from domain.wording.messages import Templates, load_templates  # noqa: E402
+from domain.wording.templates import Templates, load_templates  # noqa: E402
 
 T = TypeVar("T")
 
@@ -395,13 +395,15 @@ def run(work: Workload, outputs: Outputs | None = None) -> Clock:
         start = now()
         result = run_intake(
             batch,
+            IntakeState(
+                plan_of=plan_lookup,
+                totals_of=totals_lookup,
+                seen_at=seen_lookup,
+                daily_of=daily_lookup,
+            ),
             now_ms=NOW_MS,
             rules=RULES,
             catalog=work.catalog,
-            plan_of=plan_lookup,
-            totals_of=totals_lookup,
-            seen_at=seen_lookup,
-            daily_of=daily_lookup,
         )
         middle = now()
         detected = detect_thresholds(

@@ -1,10 +1,10 @@
-"""Accounts table: account id -> the plan in force (``domain.plans.accounts.AccountPlan`` JSON)."""
+"""Accounts table: account id -> the plan in force (``domain.intake.accounts.AccountPlan`` JSON)."""
 
 from __future__ import annotations
 
 import orjson
 
-from domain.plans.accounts import AccountPlan
+from domain.intake.accounts import AccountPlan
 from state import jsonbytes
 from state.table import TableSpec
 from state.transaction import StepState

@@ -2,16 +2,16 @@
 
 Value: ``{"end": <end of the last closed period judged, epoch ms>, "reached": [metrics that
 reached their limit in it], "underused": bool, "origin": <epoch ms> | null}`` (see
-:class:`domain.rules.anniversary_pass.Held`). Written in the same step as the anniversary event, so
-a period is announced at most once, across restarts and rebalances.
+:class:`domain.moments.anniversary_pass.Held`). Written in the same step as the anniversary
+event, so a period is announced at most once, across restarts and rebalances.
 """
 
 from __future__ import annotations
 
 import orjson
 
+from domain.moments.anniversary_pass import Held
 from domain.rules.anniversaries import Summary
-from domain.rules.anniversary_pass import Held
 from state import jsonbytes
 from state.table import TableSpec
 from state.transaction import StepState

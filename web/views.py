@@ -24,7 +24,7 @@ from app.clock import ManualClock
 from app.faust_internals import fleet_urls, warm_router
 from app.main import Runtime
 from domain.common.timeutil import to_rfc3339
-from domain.plans.accounts import AccountPlan, period_of
+from domain.intake.accounts import AccountPlan, period_of
 from domain.plans.catalog import Catalog
 from domain.plans.periods import day_to_date
 from domain.rules.anniversaries import periods_completed, whole_years

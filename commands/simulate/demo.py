@@ -46,10 +46,10 @@ from typing import Any, Final, Literal
 import orjson
 
 from domain.common.timeutil import DAY_MS, datetime_to_ms, ms_to_datetime, to_rfc3339
+from domain.moments.evaluation import due_day
 from domain.plans.catalog import Catalog, Plan
 from domain.plans.periods import day_start_ms, period_containing_ms
 from domain.rules.anniversaries import HOUR_MS, due_cut
-from domain.rules.evaluation import due_day
 from domain.wording.kinds import Kind
 
 HISTORY_DAYS: Final = 28

@@ -1,1 +1,1 @@
-"""Shared vocabulary: instants, amounts, slotted dataclasses."""
+"""Shared vocabulary: instants, amounts, prose formats, slotted dataclasses."""

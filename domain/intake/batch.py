@@ -16,13 +16,13 @@ from domain.common.numbers import exact_in_json
 from domain.common.slots import slot_setter
 from domain.common.timeutil import to_rfc3339
 from domain.errors import InvalidUsageRecord
+from domain.intake.accounts import AccountPlan, period_of
 from domain.intake.daily import AccountDaily
 from domain.intake.deadletter import DeadLetter, dead_letter
 from domain.intake.lifetime import AccountLifetime, MilestoneDue
 from domain.intake.partitioning import account_partition
 from domain.intake.records import UsageRecord, parse_usage
 from domain.intake.usage import AccountTotals, Change
-from domain.plans.accounts import AccountPlan, period_of
 from domain.plans.catalog import Catalog
 from domain.plans.periods import Period, day_start_ms, utc_day
 
@@ -31,9 +31,8 @@ class Raw(Protocol):
     """A usage record as it came off Kafka.
 
     aiokafka's ``ConsumerRecord`` has these attributes, so the worker hands its records
-    to the intake as they are. Copying each into a :class:`RawRecord` first took about 5 %
-    of the worker's py-spy samples at full speed; without the copy the throughput bench
-    went from 37,900-39,200 to 40,900-46,200 records/s (exactly-once, 2 and 3 runs).
+    to the intake as they are, uncopied (a copy each cost ~5 % of a worker's CPU; see
+    docs/benchmark.md).
     """
 
     @property
@@ -84,6 +83,26 @@ class IntakeRules:
 
 
 @dataclass(frozen=True, slots=True)
+class IntakeState:
+    """The step's state as the intake reads it: lookups by account (``seen_at`` by dedup key).
+
+    Each lookup runs at most once per key and batch; the objects it returns are folded in
+    place and come back in the :class:`IntakeResult` for the caller to write.
+    """
+
+    plan_of: Callable[[str], AccountPlan | None]
+    totals_of: Callable[[str], AccountTotals]
+    seen_at: Callable[[str], int | None]
+    #: With it, every counted record also goes into its UTC day (sudden-drop detection).
+    daily_of: Callable[[str], AccountDaily] | None = None
+    #: With it, every counted record also goes into its metric's lifetime total (milestones).
+    lifetime_of: Callable[[str], AccountLifetime] | None = None
+    #: Periods ending after this instant are kept although closed: their billing anniversary
+    #: is not announced yet (contract 3.5; see :mod:`agents.anniversaries`).
+    keep_closed_after_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Accepted:
     """A record that changed a period total, with what it changed (for detection)."""
 
@@ -123,18 +142,13 @@ def dedup_key(account_id: str, record_id: str) -> str:
 
 def run_intake(
     batch: Iterable[Raw],
+    state: IntakeState,
     *,
     now_ms: int,
     rules: IntakeRules,
     catalog: Catalog,
-    plan_of: Callable[[str], AccountPlan | None],
-    totals_of: Callable[[str], AccountTotals],
-    seen_at: Callable[[str], int | None],
-    daily_of: Callable[[str], AccountDaily] | None = None,
-    keep_closed_after_ms: int | None = None,
-    lifetime_of: Callable[[str], AccountLifetime] | None = None,
 ) -> IntakeResult:
-    """Fold ``batch`` into state; every record ends under exactly one outcome.
+    """Fold ``batch`` into ``state``; every record ends under exactly one outcome.
 
     Outcomes: ``invalid`` (dead-lettered), ``duplicate`` (record_id seen within the
     horizon), ``late`` (its period ended more than the grace ago), ``unknown_account``
@@ -143,17 +157,16 @@ def run_intake(
     counted when it comes back on its account's partition; so is a record keyed right but
     found on another partition than its account's (``misplaced``, with ``rules.partitions``).
 
-    With ``daily_of``, every counted record (accepted, unknown account or late) also
-    goes into its UTC day's total while that day is kept (sudden-drop detection).
-
-    A period that no longer accepts records is forgotten, unless it ends after
-    ``keep_closed_after_ms``: its billing anniversary is not announced yet, and announces
-    its totals as they stand (contract 3.5; see :mod:`agents.anniversaries`).
-    With ``lifetime_of``, every counted record also goes into its metric's lifetime total
+    With ``state.daily_of``, every counted record (accepted, unknown account or late) also
+    goes into its UTC day's total while that day is kept. A period that no longer accepts
+    records is forgotten, unless it ends after ``state.keep_closed_after_ms``. With
+    ``state.lifetime_of``, every counted record also goes into its metric's lifetime total
     (contract 3.4; a record that would make it inexact is refused like one that would make
     the period total so), and a record of an active account with a known plan whose lifetime
     total reaches a milestone not yet announced is listed in ``milestones_due``.
     """
+    plan_of, totals_of, seen_at = state.plan_of, state.totals_of, state.seen_at
+    daily_of, lifetime_of = state.daily_of, state.lifetime_of
     result = IntakeResult()
     outcomes = result.outcomes
     dead_letters = result.dead_letters
@@ -224,15 +237,7 @@ def run_intake(
                 # (The second test catches a sum the 28-digit context rounded: 1e25 + 0.001.)
                 totals.undo(change)
                 outcomes["invalid"] += 1
-                reason = (
-                    f"quantity: {record.quantity} would make the total of {record.metric} in "
-                    f"the period from {to_rfc3339(period.start_ms)} {change.after}, which "
-                    f"events cannot carry exactly (see domain/common/numbers.py)"
-                )
-                letter = dead_letter(
-                    reason, raw.topic, raw.partition, raw.offset, raw.value, now_ms
-                )
-                dead_letters.append((raw, letter))
+                dead_letters.append((raw, _inexact_total(raw, record, period, change, now_ms)))
                 continue
         if lifetime_of is not None:
             lifetime = all_lifetime.get(account)
@@ -244,15 +249,7 @@ def run_intake(
                 if not late:
                     all_totals[account].undo(change)
                 outcomes["invalid"] += 1
-                reason = (
-                    f"quantity: {record.quantity} would make the lifetime total of "
-                    f"{record.metric} {lifetime.total(record.metric) + record.quantity}, "
-                    f"which events cannot carry exactly (see domain/common/numbers.py)"
-                )
-                letter = dead_letter(
-                    reason, raw.topic, raw.partition, raw.offset, raw.value, now_ms
-                )
-                dead_letters.append((raw, letter))
+                dead_letters.append((raw, _inexact_lifetime(raw, record, lifetime, now_ms)))
                 continue
             marks = milestones.get(record.metric)
             if (
@@ -290,15 +287,44 @@ def run_intake(
         _set_plan(item, plan)
         _set_change(item, change)
         accepted.append(item)
-    stale_ms = now_ms - rules.late_grace_ms - 1
-    if keep_closed_after_ms is not None:
-        stale_ms = min(stale_ms, keep_closed_after_ms)
-    for totals in all_totals.values():
-        # Keep a period while it still accepts records (late only *after* end + grace).
-        totals.prune(stale_ms)
-    for daily in all_daily.values():
-        daily.prune(oldest_day)
+    _prune(result, now_ms - rules.late_grace_ms - 1, state.keep_closed_after_ms, oldest_day)
     return result
+
+
+def _prune(result: IntakeResult, stale_ms: int, keep_after_ms: int | None, oldest_day: int) -> None:
+    """Forget the periods that no longer accept records (late only *after* end + grace) and
+    are not awaiting their anniversary, and the days past retention."""
+    if keep_after_ms is not None:
+        stale_ms = min(stale_ms, keep_after_ms)
+    for totals in result.totals.values():
+        totals.prune(stale_ms)
+    for daily in result.daily.values():
+        daily.prune(oldest_day)
+
+
+def _inexact_total(
+    raw: Raw, record: UsageRecord, period: Period, change: Change, now_ms: int
+) -> DeadLetter:
+    """The dead letter of a record that would make a period total no event carries exactly
+    (contract 4: refused, not retried)."""
+    reason = (
+        f"quantity: {record.quantity} would make the total of {record.metric} in "
+        f"the period from {to_rfc3339(period.start_ms)} {change.after}, which "
+        f"events cannot carry exactly (see domain/common/numbers.py)"
+    )
+    return dead_letter(reason, raw.topic, raw.partition, raw.offset, raw.value, now_ms)
+
+
+def _inexact_lifetime(
+    raw: Raw, record: UsageRecord, lifetime: AccountLifetime, now_ms: int
+) -> DeadLetter:
+    """The dead letter of a record that would make a lifetime total inexact (the same rule)."""
+    reason = (
+        f"quantity: {record.quantity} would make the lifetime total of "
+        f"{record.metric} {lifetime.total(record.metric) + record.quantity}, "
+        f"which events cannot carry exactly (see domain/common/numbers.py)"
+    )
+    return dead_letter(reason, raw.topic, raw.partition, raw.offset, raw.value, now_ms)
 
 
 _new = object.__new__

@@ -1,5 +1,8 @@
 """Daily totals and drop episodes of one account: the state sudden-drop detection reads.
 
+The usage path adds every counted record to its UTC day (:class:`DailyTotals`); the drop
+rules (:mod:`domain.rules.drops`) read the days and keep an :class:`Episode` beside them.
+
 One value per account (all its metrics) so a batch touches each account once and a
 day's evaluation reads each account once.
 """
@@ -8,10 +11,270 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from domain.plans.periods import utc_day
-from domain.rules.drops import DailyTotals, Episode
+
+_ZERO: Final = Decimal(0)
+
+
+class DailyTotals:
+    """Usage of one (account, metric) per UTC day, the state drop detection reads.
+
+    ``days`` maps a UTC day number (:func:`domain.plans.periods.utc_day`) to the sum of quantities
+    whose timestamps fall on that day; days with no usage are absent (they count as zero).
+
+    ``first_day`` is the earliest day of any record ever added, a zero quantity included (a
+    record of zero is still an observation of the account), and survives :meth:`prune`: it is
+    where the account's history starts, which decides how old the account is and which
+    baseline days count as observed. ``last_active_ms`` is the latest event time of a record
+    with a positive quantity (``last_active_at`` in a drop event). Records may arrive out of
+    order, so both are a minimum and a maximum, not the first and last seen.
+
+    Totals read with :meth:`from_json` stay in their stored text form until ``days`` is read:
+    the usage path adds to one or two days of a month-long history per batch, then writes it
+    back, so it touches only those days instead of parsing and re-printing every one of them.
+    The stored form is the one :meth:`to_json` writes (day numbers in ascending order, each
+    total as ``str`` of its Decimal); additions and pruning work on it directly and give the
+    same totals, and the same JSON, as on parsed days.
+    """
+
+    __slots__ = (
+        "_days",
+        "_text",
+        "_text_shared",
+        "_pending_day",
+        "_pending_total",
+        "first_day",
+        "last_active_ms",
+    )
+    __match_args__ = ("days", "first_day", "last_active_ms")
+
+    _days: dict[int, Decimal] | None
+    _text: dict[str, str]
+    _text_shared: bool
+    _pending_day: int | None
+    _pending_total: Decimal
+    first_day: int | None
+    last_active_ms: int | None
+
+    def __init__(
+        self,
+        days: dict[int, Decimal] | None = None,
+        first_day: int | None = None,
+        last_active_ms: int | None = None,
+    ) -> None:
+        # Either _days holds the parsed days, or it is None and _text holds them as stored.
+        self._days = {} if days is None else days
+        self._text = {}
+        # The text dict belongs to someone else too (the JSON it came from or went into): it is
+        # copied before it is changed.
+        self._text_shared = False
+        # The day being added to in the stored form, and its total: written into _text (see
+        # _flush) before anything reads it, so several records of a day print it once.
+        self._pending_day = None
+        self._pending_total = _ZERO
+        self.first_day = first_day
+        self.last_active_ms = last_active_ms
+
+    @property
+    def days(self) -> dict[int, Decimal]:
+        """Usage per UTC day number (parsed from the stored form on first use)."""
+        days = self._days
+        if days is None:
+            days = self._days = {int(day): Decimal(total) for day, total in self._flush().items()}
+            self._text = {}
+        return days
+
+    @days.setter
+    def days(self, days: dict[int, Decimal]) -> None:
+        self._days = days
+        self._text = {}
+        self._pending_day = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DailyTotals) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.days, self.first_day, self.last_active_ms) == (
+            other.days,
+            other.first_day,
+            other.last_active_ms,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaced
+
+    def __repr__(self) -> str:
+        return (
+            f"DailyTotals(days={self.days!r}, first_day={self.first_day!r}, "
+            f"last_active_ms={self.last_active_ms!r})"
+        )
+
+    def add(self, ts_ms: int, quantity: Decimal) -> None:
+        """Count ``quantity`` (finite, >= 0) on the UTC day of event time ``ts_ms``.
+
+        A day older than the caller's retention is counted too; the next :meth:`prune` drops
+        it again, and days older than :attr:`DropRules.lookback_days` are never read.
+        """
+        if not quantity.is_finite() or quantity < 0:
+            raise ValueError(f"quantity must be a finite number >= 0, not {quantity}")
+        day = utc_day(ts_ms)
+        if self.first_day is None or day < self.first_day:
+            self.first_day = day
+        if quantity > 0:
+            days = self._days
+            if days is not None or not self._add_to_text(day, quantity):
+                days = self.days
+                days[day] = days.get(day, _ZERO) + quantity
+            if self.last_active_ms is None or ts_ms > self.last_active_ms:
+                self.last_active_ms = ts_ms
+
+    def _add_to_text(self, day: int, quantity: Decimal) -> bool:
+        """Add ``quantity`` to ``day`` in the stored form; False (nothing done) when ``day`` is
+        new and not after the last stored day, as appending it would break the order."""
+        if day == self._pending_day:
+            self._pending_total = self._pending_total + quantity
+            return True
+        text = self._flush()
+        held = text.get(str(day))
+        if held is None:
+            if text and int(next(reversed(text))) >= day:
+                return False
+            total = _ZERO + quantity
+        else:
+            total = Decimal(held) + quantity
+        self._pending_day = day
+        self._pending_total = total
+        return True
+
+    def _flush(self) -> dict[str, str]:
+        """The stored form, with the pending day's total written into it (at the end when the
+        day is new: it was checked to come after every stored day, and nothing was added
+        since)."""
+        text = self._text
+        day = self._pending_day
+        if day is not None:
+            if self._text_shared:
+                text = self._text = dict(text)
+                self._text_shared = False
+            text[str(day)] = str(self._pending_total)
+            self._pending_day = None
+        return text
+
+    def total(self, day: int) -> Decimal:
+        """Usage on day number ``day`` (zero when nothing was counted)."""
+        days = self._days
+        if days is None:
+            held = self._flush().get(str(day))
+            return _ZERO if held is None else Decimal(held)
+        return days.get(day, _ZERO)
+
+    def is_empty(self) -> bool:
+        """No day with usage kept (``first_day`` and ``last_active_ms`` aside)."""
+        days = self._days
+        if days is None:
+            return self._pending_day is None and not self._text
+        return not days
+
+    def prune(self, oldest_day_kept: int) -> bool:
+        """Forget days before ``oldest_day_kept``; True if any went. ``first_day`` stays."""
+        days = self._days
+        if days is None:
+            # Stored days ascend, so the old ones are at the front.
+            text = self._flush()
+            old_keys: list[str] = []
+            for key in text:
+                if int(key) >= oldest_day_kept:
+                    break
+                old_keys.append(key)
+            if not old_keys:
+                return False
+            if self._text_shared:
+                text = self._text = dict(text)
+                self._text_shared = False
+            for key in old_keys:
+                del text[key]
+            return True
+        old = [day for day in days if day < oldest_day_kept]
+        for day in old:
+            del days[day]
+        return bool(old)
+
+    def to_json(self) -> dict[str, Any]:
+        """Compact JSON-ready form: ``{"f": first_day, "a": last_active_ms, "d": {day: total}}``.
+
+        Day numbers become string keys and totals strings (nothing is rounded); absent or empty
+        members are left out, so an account holding several metrics stays small.
+        """
+        data: dict[str, Any] = {}
+        if self.first_day is not None:
+            data["f"] = self.first_day
+        if self.last_active_ms is not None:
+            data["a"] = self.last_active_ms
+        days = self._days
+        if days is None:
+            text = self._flush()
+            if text:
+                data["d"] = text
+                self._text_shared = True
+        elif days:
+            data["d"] = {str(day): str(total) for day, total in sorted(days.items())}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> DailyTotals:
+        """Inverse of :meth:`to_json`; ``None`` gives empty totals."""
+        data = data or {}
+        text = data.get("d", {})
+        totals = cls(None, data.get("f"), data.get("a"))
+        if type(text) is dict:
+            totals._days = None
+            totals._text = text
+            totals._text_shared = True
+        else:  # not what to_json writes: parse it now, as strictly as ever
+            totals._days = {int(day): Decimal(total) for day, total in text.items()}
+        return totals
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """Whether a drop of one (account, metric) has been announced and not yet recovered.
+
+    ``opened_day`` is the first recent day of the assessment that opened the episode (the day
+    in the event's identity), ``None`` when closed. ``announced`` says whether the drop that
+    opened it was sent as an event: episodes move for every account, but only those with a
+    known, active plan get a sudden-drop, and only an announced drop gets a usage-recovered
+    when the episode ends (contract 3.3: none without a preceding drop event).
+    """
+
+    open: bool = False
+    opened_day: int | None = None
+    announced: bool = True
+
+    def __post_init__(self) -> None:
+        if self.open != (self.opened_day is not None):
+            raise ValueError("an open episode needs an opened_day, and a closed one has none")
+
+    def to_json(self) -> int | dict[str, Any] | None:
+        """JSON-ready form: the opened day (announced), ``{"day": d, "announced": false}``
+        (a drop that was not sent), or ``None`` when closed. A bare day is what versions
+        before recoveries wrote; those only kept announced drops of active accounts, the
+        usual case, so it still means announced."""
+        if self.opened_day is not None and not self.announced:
+            return {"day": self.opened_day, "announced": False}
+        return self.opened_day
+
+    @classmethod
+    def from_json(cls, data: int | dict[str, Any] | None) -> Episode:
+        """Inverse of :meth:`to_json`."""
+        if data is None:
+            return CLOSED
+        if isinstance(data, dict):
+            return cls(True, int(data["day"]), bool(data.get("announced", True)))
+        return cls(True, data)
+
+
+CLOSED: Final = Episode()
+"""The episode of an (account, metric) with no unrecovered drop."""
 
 
 @dataclass(slots=True)

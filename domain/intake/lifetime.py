@@ -6,7 +6,7 @@ included, whatever the plan or period. One :class:`AccountLifetime` per account 
 metric's lifetime total and the milestones already announced per metric, so a step reads and
 writes each account's lifetime state once. The usage intake folds each record into it (one
 dict update) and lists the records that may announce a milestone (:class:`MilestoneDue`);
-:mod:`domain.rules.milestones` then decides and builds the events.
+:mod:`domain.moments.milestones` then decides and builds the events.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from decimal import Context, Decimal, Inexact
 from typing import Any, Final
 
 from domain.common.numbers import exact_in_json
+from domain.intake.accounts import AccountPlan
 from domain.intake.records import UsageRecord
-from domain.plans.accounts import AccountPlan
 from domain.plans.catalog import Milestones
 from domain.plans.periods import Period
 

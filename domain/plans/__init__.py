@@ -1,1 +1,1 @@
-"""Plans and billing periods: the catalog, an account's plan, period arithmetic."""
+"""Plans and billing periods: the catalog on offer and period arithmetic."""

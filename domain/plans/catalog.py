@@ -25,6 +25,7 @@ from typing import Annotated, Any, Final
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
+from domain.common.formatting import known_locale
 from domain.common.numbers import MAX_AMOUNT, MIN_AMOUNT, exact_in_json
 from domain.errors import CatalogError
 from domain.plans.periods import PERIOD_LENGTHS, PeriodLength
@@ -323,6 +324,13 @@ def _string(accepted: str, pattern: re.Pattern[str] | None = None) -> BeforeVali
     return BeforeValidator(check)
 
 
+def _cldr_locale(value: str) -> str:
+    # Messages are formatted in it: a locale CLDR lacks would fail at the first event.
+    if not known_locale(value):
+        raise _Problem(f"must be a locale CLDR knows (en_US, de, fr_CH...), got {_got(value)}")
+    return value
+
+
 def _text(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _Problem(f"must be a non-empty string, got {_got(value)}")
@@ -493,7 +501,9 @@ class _Document(_Schema):
     ] = []
     offers: Annotated[_Offers, BeforeValidator(_table)] = _Offers()
     locale: Annotated[
-        str, _string('a locale like "en_US" or "de" (ll or ll_CC)', LOCALE_PATTERN)
+        str,
+        _string('a locale like "en_US" or "de" (ll or ll_CC)', LOCALE_PATTERN),
+        AfterValidator(_cldr_locale),
     ] = DEFAULT_LOCALE
 
     def catalog(self) -> Catalog:

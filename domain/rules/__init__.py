@@ -1,4 +1,2 @@
-"""Rules: what metered state means (thresholds, drops, milestones, anniversaries, changes).
-
-And which plan a moment suggests.
-"""
+"""Rules: what metered state means (thresholds, projections, drops, overage, anniversaries)
+and which plan a moment suggests."""

@@ -30,12 +30,12 @@ from datetime import UTC
 from decimal import Decimal
 from typing import Final
 
+from domain.common.formatting import format_number, format_percent
 from domain.common.timeutil import DAY_MS, datetime_to_ms, ms_to_datetime
-from domain.plans.accounts import AccountPlan, period_of
+from domain.intake.accounts import AccountPlan, period_of
 from domain.plans.catalog import Catalog, Plan
 from domain.plans.periods import WEEK_MS, Period, PeriodLength
 from domain.rules.suggestions import Suggestion, covers
-from domain.wording.messages import format_number, format_percent
 
 HOUR_MS: Final = 3_600_000
 """Passes run at most once per hour: a period is announced within an hour (plus the check
@@ -170,15 +170,17 @@ def _covers_all(plan: Plan, recap: Sequence[MetricRecap]) -> bool:
 def recap_text(catalog: Catalog, recap: Sequence[MetricRecap]) -> str:
     """The recap in prose for messages, never empty: ``9,500 of 10,000 API calls (95%) and
     2 GB of storage``, or ``no usage recorded``."""
+    loc = catalog.locale
     parts = []
     for m in recap:
         unit = catalog.unit(m.metric)
         if m.limit is None:
-            parts.append(f"{format_number(m.total)} {unit}")
+            parts.append(f"{format_number(m.total, locale=loc)} {unit}")
         else:
             parts.append(
-                f"{format_number(m.total)} of {format_number(m.limit)} {unit} "
-                f"({format_percent(m.total / m.limit)})"
+                f"{format_number(m.total, locale=loc)} of "
+                f"{format_number(m.limit, locale=loc)} {unit} "
+                f"({format_percent(m.total / m.limit, locale=loc)})"
             )
     if not parts:
         return "no usage recorded"
@@ -203,6 +205,7 @@ def suggest(
     that costs less and covers every total (no limit covers anything); ``none`` when none
     does. ``none`` thanks the account. ``first``: judged on this period alone (wording only).
     """
+    loc = catalog.locale
     period = catalog.period
     if action == "upgrade":
         units = ", ".join(catalog.unit(m.metric) for m in recap if m.reached)
@@ -244,7 +247,8 @@ def suggest(
                 plan.name,
                 plan.price,
                 delta,
-                f"You used no more than {format_percent(underuse_level)} of each allotment "
+                f"You used no more than {format_percent(underuse_level, locale=loc)} "
+                "of each allotment "
                 f"{lately}; {plan.name} would have covered this {period}'s usage.",
             )
         return Suggestion(
@@ -253,7 +257,8 @@ def suggest(
             None,
             None,
             None,
-            f"You used no more than {format_percent(underuse_level)} of each allotment {lately}, "
+            f"You used no more than {format_percent(underuse_level, locale=loc)} "
+            f"of each allotment {lately}, "
             "but no "
             f"cheaper plan would hold this {period}'s usage, so {current.name} stays the best "
             "fit. Thank you for being with us.",

@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Final
 
+from domain.common.formatting import format_approx, format_money, format_number
 from domain.plans.catalog import Catalog, Plan
 from domain.rules.suggestions import Suggestion, covers
 from domain.rules.thresholds import HIT_LEVEL
-from domain.wording.messages import format_approx, format_money, format_number
 
 _ZERO: Final = Decimal(0)
 
@@ -61,7 +61,7 @@ def _costs(catalog: Catalog, suggested: Plan, current: Plan, period: str) -> str
     delta = suggested.price - current.price
     if delta == _ZERO:
         return f"{suggested.name} costs the same as {current.name}"
-    money = format_money(abs(delta), catalog.currency)
+    money = format_money(abs(delta), catalog.currency, locale=catalog.locale)
     return f"{suggested.name} costs {money} {'more' if delta > _ZERO else 'less'} a {period}"
 
 
@@ -88,10 +88,11 @@ def overage_suggestion(
     """``suggestion`` (:func:`~domain.rules.suggestions.suggest_upgrade`) with a rationale in money
     when ``overage`` is priced (contract 3.1): the upgrade's price difference against the
     projected overage cost it would save. Without a price, ``suggestion`` unchanged."""
+    loc = catalog.locale
     if overage is None:
         return suggestion
     period = catalog.period
-    cost = format_money(overage.projected_cost, catalog.currency)
+    cost = format_money(overage.projected_cost, catalog.currency, locale=loc)
     suggested = None if suggestion.plan_id is None else catalog.plan(suggestion.plan_id)
     if suggestion.action != "upgrade" or suggested is None:
         return replace(
@@ -102,8 +103,12 @@ def overage_suggestion(
         )
     unit = catalog.unit(metric)
     limit = suggested.limit(metric)
-    holds = f"has no limit on {unit}" if limit is None else f"includes {format_number(limit)}"
-    pace = f"at this pace you'll use about {format_approx(projected_total)} {unit}"
+    holds = (
+        f"has no limit on {unit}"
+        if limit is None
+        else f"includes {format_number(limit, locale=loc)}"
+    )
+    pace = f"at this pace you'll use about {format_approx(projected_total, locale=loc)} {unit}"
     costs = _costs(catalog, suggested, current, period)
     after = _projected_cost_under(suggested, metric, projected_total)
     if after is None:  # the suggested plan neither covers the pace nor prices its overage
@@ -113,7 +118,8 @@ def overage_suggestion(
         )
         return replace(suggestion, rationale=rationale)
     saving = max(overage.projected_cost - after, _ZERO)
-    saves = f"would save about {format_money(saving, catalog.currency)} of overage this {period}"
+    saving_text = format_money(saving, catalog.currency, locale=loc)
+    saves = f"would save about {saving_text} of overage this {period}"
     if saving >= suggested.price - current.price:
         verdict = "so it pays for itself"
     else:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, Literal
 
+from domain.common.formatting import format_approx, format_days, format_money, format_number
 from domain.plans.catalog import Catalog, Plan
-from domain.wording.messages import format_approx, format_days, format_money, format_number
 
 Action = Literal["upgrade", "downgrade", "pause", "resume", "none"]
 """What a moment suggests; ``none`` comes with a rationale that says why nothing fits."""
@@ -69,11 +69,16 @@ def _none(rationale: str) -> Suggestion:
 
 def _offer(catalog: Catalog, plan: Plan, current: Plan, metric: str) -> str:
     """``Growth includes 100,000 API calls for $79 a month, $60 more than Starter``."""
+    loc = catalog.locale
     limit = plan.limit(metric)
     unit = catalog.unit(metric)
-    holds = f"has no limit on {unit}" if limit is None else f"includes {format_number(limit)}"
+    holds = (
+        f"has no limit on {unit}"
+        if limit is None
+        else f"includes {format_number(limit, locale=loc)}"
+    )
     delta = plan.price - current.price
-    money = format_money(abs(delta), catalog.currency)
+    money = format_money(abs(delta), catalog.currency, locale=loc)
     difference = (
         "the same price as"
         if delta == _ZERO
@@ -81,7 +86,7 @@ def _offer(catalog: Catalog, plan: Plan, current: Plan, metric: str) -> str:
         if delta > _ZERO
         else f"{money} less than"
     )
-    price = format_money(plan.price, catalog.currency)
+    price = format_money(plan.price, catalog.currency, locale=loc)
     return f"{plan.name} {holds} for {price} a {catalog.period}, {difference} {current.name}"
 
 
@@ -99,8 +104,9 @@ def suggest_upgrade(
     account whose ``account_limit_override`` already exceeds a bigger plan's limit would gain
     nothing from that plan, so such plans are passed over (and with none left, ``none``).
     """
+    loc = catalog.locale
     unit = catalog.unit(metric)
-    projected = f"about {format_approx(projected_total)} {unit} this {catalog.period}"
+    projected = f"about {format_approx(projected_total, locale=loc)} {unit} this {catalog.period}"
     current_limit = (
         account_limit_override if account_limit_override is not None else current.limit(metric)
     )
@@ -115,7 +121,8 @@ def suggest_upgrade(
         roomier = [plan for plan in higher if _more_room(plan.limit(metric), current_limit)]
         if not roomier:
             return _none(
-                f"Your limit of {format_number(current_limit)} {unit} is already more than "
+                f"Your limit of {format_number(current_limit, locale=loc)} {unit} is already "
+                "more than "
                 f"bigger plans include and you're on track for {projected}; talk to us about "
                 "raising it."
             )
@@ -155,9 +162,10 @@ def suggest_for_drop(
     ``none``, with a rationale that suggests checking in. ``recent_days`` only words the
     rationale.
     """
+    loc = catalog.locale
     unit = catalog.unit(metric)
     span = "recently" if recent_days is None else f"in {format_days(recent_days)}"
-    price = format_money(current.price, catalog.currency)
+    price = format_money(current.price, catalog.currency, locale=loc)
     if recent_total <= _ZERO and current.pausable:
         return Suggestion(
             "pause",
@@ -169,7 +177,7 @@ def suggest_for_drop(
             "paused until you need it again.",
         )
     projected = projected_period_total_at_new_pace
-    pace = f"about {format_approx(projected)} {unit} this {catalog.period}"
+    pace = f"about {format_approx(projected, locale=loc)} {unit} this {catalog.period}"
     cheaper = [plan for plan in catalog.lower(current) if plan.price < current.price]
     covering = [plan for plan in cheaper if covers(plan, metric, projected)]
     if covering:
@@ -198,7 +206,7 @@ def suggest_after_recovery(
     paused (its usage is back, its plan is not), else ``none``."""
     unit = catalog.unit(metric)
     if paused:
-        price = format_money(current.price, catalog.currency)
+        price = format_money(current.price, catalog.currency, locale=catalog.locale)
         return Suggestion(
             "resume",
             None,

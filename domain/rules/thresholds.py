@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, localcontext
 from typing import Any, Final, Literal
 
-from domain.plans.accounts import AccountPlan
+from domain.intake.accounts import AccountPlan
 from domain.plans.periods import Period, span_of_text, span_text
 
 _DEFAULT_PRECISION: Final = 28

@@ -1,1 +1,1 @@
-"""Wording: message formatting and templates, event kinds and the events themselves."""
+"""Wording: message templates, the per-kind message builders, event kinds and payloads."""

@@ -48,10 +48,11 @@ from datetime import date
 from decimal import ROUND_FLOOR, Decimal, getcontext, localcontext
 from typing import Final, Literal
 
+from domain.common.formatting import format_milestone, format_number
 from domain.common.numbers import json_number
 from domain.common.timeutil import to_rfc3339
+from domain.intake.accounts import AccountPlan
 from domain.intake.lifetime import MilestoneDue
-from domain.plans.accounts import AccountPlan
 from domain.plans.catalog import Catalog, Plan
 from domain.plans.periods import Period
 from domain.rules.anniversaries import MetricRecap, recap_text
@@ -65,12 +66,8 @@ from domain.rules.suggestions import (
 )
 from domain.rules.thresholds import HIT_LEVEL, Crossing, level_text, threshold_kind
 from domain.wording.messages import (
-    Message,
-    Templates,
     anniversary_message,
     drop_message,
-    format_milestone,
-    format_number,
     milestone_message,
     recovered_message,
     threshold_message,
@@ -91,6 +88,7 @@ from domain.wording.payloads import (
     ThresholdEvent,
     UsageFields,
 )
+from domain.wording.templates import Message, Templates
 
 SCHEMA_VERSION: Final[Literal[1]] = 1
 """Value of ``schema_version`` in every event; bumped only for incompatible changes."""
@@ -165,9 +163,11 @@ def change_event_id(account_id: str, change_type: str, updated_at_ms: int) -> st
 def reward_rationale(catalog: Catalog, metric: str, value: Decimal, total: Decimal) -> str:
     """Why a reward now: ``Celebrating your 50th purchase (52 purchases in all) with a reward
     thanks a loyal customer while the moment is fresh.``"""
+    loc = catalog.locale
     unit = catalog.unit(metric)
     return (
-        f"Celebrating {format_milestone(value, unit)} ({format_number(total)} {unit} in all) "
+        f"Celebrating {format_milestone(value, unit, locale=loc)} "
+        f"({format_number(total, locale=loc)} {unit} in all) "
         f"with a reward thanks a loyal customer while the moment is fresh."
     )
 
@@ -644,7 +644,7 @@ def account_change_event(
 ) -> AccountChangeEvent:
     """The ``account-change`` event of ``change``, which made ``account`` what it is, on
     ``plan`` (contract 3.6); ``period`` (the current billing period) for plan changes only.
-    The message and the suggestion are :mod:`domain.rules.changes`' to choose."""
+    The message and the suggestion are :mod:`domain.moments.changes`' to choose."""
     event: AccountChangeEvent = {
         "schema_version": SCHEMA_VERSION,
         "event_id": change_event_id(account.account_id, change.type, account.updated_at_ms),

@@ -16,9 +16,9 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any, Final, TypeVar, cast
 
+from domain.common.formatting import format_money, format_number, format_percent
 from domain.common.timeutil import ms_to_datetime, parse_rfc3339
 from domain.wording.kinds import KINDS, Kind
-from domain.wording.messages import format_money, format_number, format_percent
 from domain.wording.payloads import (
     AccountChangeEvent,
     AnniversaryEvent,

@@ -256,7 +256,7 @@ def test_the_limit_reached_time_is_kept_for_later_events(h: Harness) -> None:
     assert at_ms == reached_ms
     # The drop evaluation reads it from there (agents.drops._reached_at).
     from agents.drops import _reached_at
-    from domain.plans.accounts import period_of
+    from domain.intake.accounts import period_of
 
     held = plan_of(h.store, "a")
     period = period_of(held, NOW_MS, h.runtime.catalog)

@@ -32,7 +32,7 @@ from domain.wording.events import (
     recovered_event_id,
 )
 from domain.wording.kinds import KINDS
-from domain.wording.messages import load_templates
+from domain.wording.templates import load_templates
 from tests.schema import SCHEMA, assert_valid
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.common.timeutil import datetime_to_ms
+from domain.intake.accounts import AccountPlan, period_of, supersedes
 from domain.intake.records import PlanRecord
-from domain.plans.accounts import AccountPlan, period_of, supersedes
 from domain.plans.catalog import Catalog, parse_catalog
 
 D = Decimal

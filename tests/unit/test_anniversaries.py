@@ -18,8 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.settings import PACKAGED_MESSAGES_FILE, PACKAGED_PLANS_FILE
+from domain.intake.accounts import AccountPlan
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import AccountPlan
+from domain.moments.anniversary_pass import Held, PassRules, evaluate_anniversary
 from domain.plans.catalog import Catalog, load_catalog
 from domain.plans.periods import Period, PeriodLength
 from domain.rules.anniversaries import (
@@ -36,9 +37,8 @@ from domain.rules.anniversaries import (
     summarize,
     whole_years,
 )
-from domain.rules.anniversary_pass import Held, PassRules, evaluate_anniversary
 from domain.wording.events import ClosedPeriod, Wording, anniversary_event
-from domain.wording.messages import load_templates
+from domain.wording.templates import load_templates
 from tests.schema import assert_valid
 
 CATALOG = load_catalog(PACKAGED_PLANS_FILE)
@@ -371,7 +371,8 @@ def test_anniversary_event_builder_is_schema_valid_with_no_metrics() -> None:
 def test_every_anniversary_template_renders_with_every_kind_of_plan() -> None:
     """Unlimited metrics (enterprise), no higher plan (enterprise), no lower plan (free), no
     overage price (any), an empty recap, every action, with and without whole years."""
-    from domain.wording.messages import PLACEHOLDERS, anniversary_message
+    from domain.wording.messages import anniversary_message
+    from domain.wording.templates import PLACEHOLDERS
 
     tables = {t for t, _ in PLACEHOLDERS if t.startswith("billing-anniversary")}
     rendered = set()

@@ -13,17 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.plans.accounts import AccountPlan
-from domain.plans.catalog import Catalog, Offers, load_catalog
-from domain.plans.periods import Period
-from domain.rules.changes import (
+from domain.intake.accounts import AccountPlan
+from domain.moments.changes import (
     CHANGE_TYPES,
     AccountChange,
     change_events,
     diff_accounts,
 )
+from domain.plans.catalog import Catalog, Offers, load_catalog
+from domain.plans.periods import Period
 from domain.wording.events import change_event_id
-from domain.wording.messages import Templates, load_templates
+from domain.wording.templates import Templates, load_templates
 from tests.schema import assert_valid
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +71,7 @@ accounts = st.builds(
 
 
 def oracle(held: AccountPlan, new: AccountPlan) -> list[tuple[str, Any, Any]]:
-    """The contract's list, field by field, written out independently of domain.rules.changes."""
+    """The contract's list, field by field, written out independently of domain.moments.changes."""
     ranks = {plan.id: plan.rank for plan in CATALOG.plans}
     expected: list[tuple[str, Any, Any]] = []
     old_rank, new_rank = ranks.get(held.plan_id), ranks.get(new.plan_id)

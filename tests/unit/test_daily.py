@@ -13,13 +13,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.intake.batch import IntakeResult, IntakeRules, RawRecord, dedup_key, run_intake
-from domain.intake.daily import AccountDaily
+from domain.intake.accounts import AccountPlan, Status
+from domain.intake.batch import (
+    IntakeResult,
+    IntakeRules,
+    IntakeState,
+    RawRecord,
+    dedup_key,
+    run_intake,
+)
+from domain.intake.daily import CLOSED, AccountDaily, DailyTotals, Episode
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import AccountPlan, Status
 from domain.plans.catalog import Catalog, parse_catalog
 from domain.plans.periods import date_to_day, day_start_ms, utc_day
-from domain.rules.drops import CLOSED, DailyTotals, Episode
 from tests.unit.factories import DAY_MS, HOUR_MS, NOW, Raws, ms
 
 D = Decimal
@@ -223,15 +229,17 @@ class State:
     ) -> IntakeResult:
         result = run_intake(
             batch,
+            IntakeState(
+                plan_of=self.plans.get,
+                totals_of=lambda a: AccountTotals.from_json(
+                    self.totals[a].to_json() if a in self.totals else None
+                ),
+                seen_at=self.seen.get,
+                daily_of=self.daily_of,
+            ),
             now_ms=now_ms,
             rules=rules,
             catalog=CATALOG,
-            plan_of=self.plans.get,
-            totals_of=lambda a: AccountTotals.from_json(
-                self.totals[a].to_json() if a in self.totals else None
-            ),
-            seen_at=self.seen.get,
-            daily_of=self.daily_of,
         )
         self.totals.update(result.totals)
         self.seen.update(result.seen)
@@ -406,12 +414,12 @@ def test_daily_state_continues_and_is_read_once_per_account(
 def test_without_daily_of_nothing_is_tracked() -> None:
     result = run_intake(
         [Raws().usage()],
+        IntakeState(
+            plan_of=lambda _: plan(), totals_of=lambda _: AccountTotals(), seen_at=lambda _: None
+        ),
         now_ms=NOW,
         rules=RULES,
         catalog=CATALOG,
-        plan_of=lambda _: plan(),
-        totals_of=lambda _: AccountTotals(),
-        seen_at=lambda _: None,
     )
     assert result.outcomes == {"accepted": 1}
     assert result.daily == {}

@@ -16,14 +16,15 @@ import orjson
 import pytest
 
 from commands.simulate.demo import Planned, Showcase
+from domain.intake.accounts import AccountPlan
+from domain.intake.daily import CLOSED, DailyTotals
 from domain.intake.records import parse_plan, parse_usage
-from domain.plans.accounts import AccountPlan
+from domain.moments.changes import diff_accounts
+from domain.moments.evaluation import due_day
 from domain.plans.catalog import Catalog, load_catalog
 from domain.plans.periods import utc_day
 from domain.rules.anniversaries import HOUR_MS, due_cut, latest_closed
-from domain.rules.changes import diff_accounts
-from domain.rules.drops import CLOSED, DailyTotals, DropRules, assess, step
-from domain.rules.evaluation import due_day
+from domain.rules.drops import DropRules, assess, step
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "plans.toml"
 GRACE_MS = HOUR_MS

@@ -15,16 +15,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.common.timeutil import datetime_to_ms, to_rfc3339
-from domain.intake.batch import Accepted, IntakeRules, RawRecord, run_intake
+from domain.intake.accounts import AccountPlan, Status
+from domain.intake.batch import Accepted, IntakeRules, IntakeState, RawRecord, run_intake
 from domain.intake.records import UsageRecord
 from domain.intake.usage import AccountTotals, Change
-from domain.plans.accounts import AccountPlan, Status
+from domain.moments.detection import DetectionResult, detect_thresholds
 from domain.plans.catalog import Catalog, parse_catalog
 from domain.plans.periods import Period
-from domain.rules.detection import DetectionResult, detect_thresholds
 from domain.rules.thresholds import AnnouncedLevels
 from domain.wording.events import event_id
-from domain.wording.messages import Templates, load_templates
+from domain.wording.templates import Templates, load_templates
 from tests.schema import assert_valid
 
 D = Decimal
@@ -106,12 +106,12 @@ class Batch:
         by_account = {p.account_id: p for p in plans}
         result = run_intake(
             self.records,
+            IntakeState(
+                plan_of=by_account.get, totals_of=lambda _: AccountTotals(), seen_at=lambda _: None
+            ),
             now_ms=NOW,
             rules=RULES,
             catalog=CATALOG,
-            plan_of=by_account.get,
-            totals_of=lambda _: AccountTotals(),
-            seen_at=lambda _: None,
         )
         return result.accepted
 

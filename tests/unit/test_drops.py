@@ -13,13 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.common.timeutil import DAY_MS
+from domain.intake.daily import CLOSED, DailyTotals, Episode
 from domain.plans.periods import date_to_day, day_start_ms, weekday
 from domain.rules.drops import (
-    CLOSED,
     Assessment,
-    DailyTotals,
     DropRules,
-    Episode,
     assess,
     expected_for,
     new_pace_period_projection,

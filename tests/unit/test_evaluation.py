@@ -13,16 +13,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.common.timeutil import datetime_to_ms, to_rfc3339
-from domain.intake.daily import AccountDaily
+from domain.intake.accounts import AccountPlan, Status, period_of
+from domain.intake.daily import CLOSED, AccountDaily, Episode
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import AccountPlan, Status, period_of
+from domain.moments.detection import Moment
+from domain.moments.evaluation import due_day, evaluate_account
 from domain.plans.catalog import Catalog, parse_catalog
 from domain.plans.periods import date_to_day, day_start_ms, day_to_date
-from domain.rules.detection import Moment
-from domain.rules.drops import CLOSED, DropRules, Episode
-from domain.rules.evaluation import due_day, evaluate_account
+from domain.rules.drops import DropRules
 from domain.wording.events import drop_event_id, recovered_event_id
-from domain.wording.messages import Templates, load_templates
+from domain.wording.templates import Templates, load_templates
 from tests.schema import assert_valid
 
 D = Decimal

@@ -32,7 +32,7 @@ from domain.wording.events import (
     ratio_of,
     threshold_event,
 )
-from domain.wording.messages import Templates, load_templates
+from domain.wording.templates import Templates, load_templates
 from tests.schema import SCHEMA, assert_valid, errors
 
 D = Decimal

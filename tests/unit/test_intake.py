@@ -11,9 +11,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.intake.batch import IntakeResult, IntakeRules, RawRecord, dedup_key, run_intake
+from domain.intake.accounts import AccountPlan
+from domain.intake.batch import (
+    IntakeResult,
+    IntakeRules,
+    IntakeState,
+    RawRecord,
+    dedup_key,
+    run_intake,
+)
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import AccountPlan
 from domain.plans.catalog import Catalog, parse_catalog
 from domain.plans.periods import Period
 from tests.unit.factories import DAY_MS, HOUR_MS, NOW, Raws, ms
@@ -70,14 +77,16 @@ class State:
     def run(self, batch: Iterable[RawRecord], now_ms: int = NOW) -> IntakeResult:
         result = run_intake(
             batch,
+            IntakeState(
+                plan_of=self.plans.get,
+                totals_of=lambda a: AccountTotals.from_json(
+                    self.totals[a].to_json() if a in self.totals else None
+                ),
+                seen_at=self.seen.get,
+            ),
             now_ms=now_ms,
             rules=RULES,
             catalog=CATALOG,
-            plan_of=self.plans.get,
-            totals_of=lambda a: AccountTotals.from_json(
-                self.totals[a].to_json() if a in self.totals else None
-            ),
-            seen_at=self.seen.get,
         )
         # Write back, as the agent does.
         self.totals.update(result.totals)
@@ -384,12 +393,10 @@ def test_the_plan_is_looked_up_once_per_account_and_batch(
     raws = Raws()
     run_intake(
         [raws.usage() for _ in range(5)],
+        IntakeState(plan_of=plan_of, totals_of=lambda _: AccountTotals(), seen_at=lambda _: None),
         now_ms=NOW,
         rules=RULES,
         catalog=CATALOG,
-        plan_of=plan_of,
-        totals_of=lambda _: AccountTotals(),
-        seen_at=lambda _: None,
     )
     assert calls == ["acct-1"]
 

@@ -11,17 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.common.timeutil import parse_rfc3339_ms
-from domain.errors import ConfigError
-from domain.plans.catalog import Catalog, Plan, load_catalog
-from domain.plans.periods import Period
-from domain.rules.projection import Projection
-from domain.rules.suggestions import Suggestion, suggest_for_drop, suggest_upgrade
-from domain.wording.messages import (
-    PLACEHOLDERS,
-    Message,
-    Templates,
-    drop_message,
+from domain.common.formatting import (
     format_approx,
     format_date,
     format_days,
@@ -29,9 +19,20 @@ from domain.wording.messages import (
     format_money,
     format_number,
     format_percent,
+)
+from domain.common.timeutil import parse_rfc3339_ms
+from domain.errors import ConfigError
+from domain.plans.catalog import Catalog, Plan, load_catalog
+from domain.plans.periods import Period
+from domain.rules.projection import Projection
+from domain.rules.suggestions import Suggestion, suggest_for_drop, suggest_upgrade
+from domain.wording.messages import drop_message, threshold_message
+from domain.wording.templates import (
+    PLACEHOLDERS,
+    Message,
+    Templates,
     load_templates,
     parse_templates,
-    threshold_message,
 )
 
 D = Decimal

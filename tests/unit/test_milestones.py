@@ -14,24 +14,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.common.formatting import format_milestone, format_ordinal, format_series, singular_unit
 from domain.common.timeutil import parse_rfc3339_ms, to_rfc3339
-from domain.intake.batch import IntakeResult, IntakeRules, RawRecord, run_intake
+from domain.intake.accounts import AccountPlan, Status
+from domain.intake.batch import IntakeResult, IntakeRules, IntakeState, RawRecord, run_intake
 from domain.intake.daily import AccountDaily
 from domain.intake.lifetime import AccountLifetime
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import AccountPlan, Status
+from domain.moments.milestones import MilestoneResult, detect_milestones
 from domain.plans.catalog import Catalog, Milestones, load_catalog, parse_catalog
-from domain.rules.milestones import MilestoneResult, detect_milestones
 from domain.wording.events import milestone_event_id, milestone_text
-from domain.wording.messages import (
-    Templates,
-    format_milestone,
-    format_ordinal,
-    format_series,
-    load_templates,
-    milestone_message,
-    singular_unit,
-)
+from domain.wording.messages import milestone_message
+from domain.wording.templates import Templates, load_templates
 from tests.schema import assert_valid
 from tests.unit.factories import DAY_MS, HOUR_MS, NOW, ms
 from tests.unit.test_messages import assert_clean_prose
@@ -114,14 +108,16 @@ class World:
     ) -> tuple[IntakeResult, MilestoneResult]:
         result = run_intake(
             raws,
+            IntakeState(
+                plan_of=self.plans.get,
+                totals_of=lambda a: AccountTotals.from_json(self.totals.get(a)),
+                seen_at=self.seen.get,
+                daily_of=lambda a: AccountDaily.from_json(self.daily.get(a)),
+                lifetime_of=lambda a: AccountLifetime.from_json(self.lifetime.get(a)),
+            ),
             now_ms=NOW,
             rules=RULES,
             catalog=catalog,
-            plan_of=self.plans.get,
-            totals_of=lambda a: AccountTotals.from_json(self.totals.get(a)),
-            seen_at=self.seen.get,
-            daily_of=lambda a: AccountDaily.from_json(self.daily.get(a)),
-            lifetime_of=lambda a: AccountLifetime.from_json(self.lifetime.get(a)),
         )
         found = detect_milestones(
             result.milestones_due,

@@ -15,18 +15,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.common.timeutil import datetime_to_ms, to_rfc3339
-from domain.intake.batch import IntakeRules, RawRecord, run_intake
+from domain.intake.accounts import AccountPlan
+from domain.intake.batch import IntakeRules, IntakeState, RawRecord, run_intake
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import AccountPlan
+from domain.moments.detection import detect_thresholds
 from domain.plans.catalog import Catalog, parse_catalog
 from domain.plans.periods import Period
-from domain.rules.detection import detect_thresholds
 from domain.rules.overage import is_over_level, overage_of, overage_suggestion
 from domain.rules.projection import project
 from domain.rules.suggestions import suggest_upgrade
 from domain.rules.thresholds import AnnouncedLevels, Crossing, threshold_kind
 from domain.wording.events import Crossed, Standing, Wording, threshold_event
-from domain.wording.messages import Templates, load_templates
+from domain.wording.templates import Templates, load_templates
 from tests.schema import assert_valid
 
 D = Decimal
@@ -129,12 +129,12 @@ def detect(plan_id: str, quantities: list[int]) -> list[dict[str, Any]]:
     plan = AccountPlan("acct-1", plan_id, None, "active", {}, NOW - DAY_MS)
     accepted = run_intake(
         raws,
+        IntakeState(
+            plan_of=lambda _: plan, totals_of=lambda _: AccountTotals(), seen_at=lambda _: None
+        ),
         now_ms=NOW,
         rules=RULES,
         catalog=CATALOG,
-        plan_of=lambda _: plan,
-        totals_of=lambda _: AccountTotals(),
-        seen_at=lambda _: None,
     ).accepted
     result = detect_thresholds(
         accepted,

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.intake.batch import IntakeResult, RawRecord, run_intake
+from domain.intake.batch import IntakeResult, IntakeState, RawRecord, run_intake
 from domain.intake.partitioning import (
     account_partition,
     forwarded_tombstone,
@@ -69,12 +69,12 @@ def test_a_plan_record_is_no_forwarded_tombstone(value: bytes) -> None:
 def _run(*raws: RawRecord, partitions: int) -> IntakeResult:
     return run_intake(
         raws,
+        IntakeState(
+            plan_of=lambda _: None, totals_of=lambda _: AccountTotals(), seen_at=lambda _: None
+        ),
         now_ms=NOW,
         rules=dataclasses.replace(RULES, partitions=partitions),
         catalog=CATALOG,
-        plan_of=lambda _: None,
-        totals_of=lambda _: AccountTotals(),
-        seen_at=lambda _: None,
     )
 
 

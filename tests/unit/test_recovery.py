@@ -11,12 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.intake.daily import AccountDaily
+from domain.intake.accounts import Status
+from domain.intake.daily import CLOSED, AccountDaily, Episode
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import Status
+from domain.moments.evaluation import evaluate_account
 from domain.plans.periods import day_start_ms, day_to_date
-from domain.rules.drops import CLOSED, Episode
-from domain.rules.evaluation import evaluate_account
 from domain.wording.events import Evaluation, Standing, Wording, recovered_event
 from tests.schema import assert_valid
 from tests.unit.test_evaluation import (
@@ -187,6 +186,6 @@ def test_every_recovery_template_reads_well(plan_id: str, paused: bool, metric: 
 
 
 def _march() -> Any:
-    from domain.plans.accounts import period_of
+    from domain.intake.accounts import period_of
 
     return period_of(plan(), day_start_ms(DAY), CATALOG)

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from domain.intake.accounts import AccountPlan
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import AccountPlan
 from domain.plans.periods import Period
 from domain.rules.thresholds import (
     AnnouncedLevels,

@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from domain.intake.lifetime import AccountLifetime, MilestoneDue
+from domain.moments.detection import Moment
 from domain.plans.catalog import Catalog
-from domain.rules.detection import Moment
 from domain.wording.events import Wording, milestone_event
-from domain.wording.messages import Templates
+from domain.wording.templates import Templates
 
 
 @dataclass(slots=True)

@@ -10,16 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from domain.intake.daily import AccountDaily
+from domain.intake.accounts import AccountPlan, period_of
+from domain.intake.daily import AccountDaily, Episode
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import AccountPlan, period_of
+from domain.moments.detection import Moment
 from domain.plans.catalog import Catalog
 from domain.plans.periods import Period, day_start_ms, day_to_date, utc_day
-from domain.rules.detection import Moment
-from domain.rules.drops import DropRules, Episode, assess, ended, step
+from domain.rules.drops import DropRules, assess, ended, step
 from domain.wording.events import Evaluation, Standing, Wording, drop_event, recovered_event
-from domain.wording.messages import Templates
 from domain.wording.payloads import Payload
+from domain.wording.templates import Templates
 
 _ZERO = Decimal(0)
 _ONE = Decimal(1)

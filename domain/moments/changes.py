@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, Literal, get_args
 
-from domain.plans.accounts import AccountPlan, Status
+from domain.common.formatting import format_count, format_money, format_number, format_percent
+from domain.intake.accounts import AccountPlan, Status
 from domain.plans.catalog import Catalog, Plan
 from domain.plans.periods import Period
 from domain.wording.events import (
@@ -43,15 +44,9 @@ from domain.wording.events import (
     account_change_event,
     offer_fields,
 )
-from domain.wording.messages import (
-    Message,
-    Templates,
-    account_change_message,
-    format_money,
-    format_number,
-    format_percent,
-)
+from domain.wording.messages import account_change_message
 from domain.wording.payloads import AccountChangeEvent, ChangeType, SuggestionFields
+from domain.wording.templates import Message, Templates
 
 CHANGE_TYPES: Final[tuple[ChangeType, ...]] = get_args(ChangeType)
 """Every ``change.type``, in the contract's order."""
@@ -107,10 +102,6 @@ class _Suggestion:
         return offer_fields(self.action, self.rationale, self.offer)
 
 
-def _count(n: int, word: str) -> str:
-    return f"{format_number(n)} {word}{'' if n == 1 else 's'}"
-
-
 @dataclass(frozen=True, slots=True)
 class _Standing:
     """Where the period's usage stands under the new plan's limits."""
@@ -146,6 +137,7 @@ def _standing(
 def _plan_suggestion(
     change: AccountChange, plan: Plan, standing: _Standing, catalog: Catalog
 ) -> _Suggestion:
+    loc = catalog.locale
     if standing.past:
         return _Suggestion(
             "none",
@@ -156,8 +148,9 @@ def _plan_suggestion(
         metric, ratio, limit = standing.nearest
         return _Suggestion(
             "none",
-            f"You're already at {format_percent(ratio)} of {plan.name}'s "
-            f"{format_number(limit)} {catalog.unit(metric)} this {catalog.period}, so keep an "
+            f"You're already at {format_percent(ratio, locale=loc)} of {plan.name}'s "
+            f"{format_number(limit, locale=loc)} {catalog.unit(metric)} this {catalog.period}, "
+            "so keep an "
             "eye on it.",
         )
     if change.type == "plan_upgraded":
@@ -181,7 +174,7 @@ def _other_suggestion(change: AccountChange, plan: Plan, catalog: Catalog) -> _S
         assert isinstance(change.old, int) and isinstance(change.new, int)  # noqa: S101
         offer = offers.members_added
         if offer is not None:
-            added = _count(change.new - change.old, "member")
+            added = format_count(change.new - change.old, "member", locale=catalog.locale)
             rationale = f"Adding {added} qualifies your account for {offer}."
             return _Suggestion("offer", rationale, offer)
     else:
@@ -196,21 +189,22 @@ def _other_suggestion(change: AccountChange, plan: Plan, catalog: Catalog) -> _S
 
 def _message_values(change: AccountChange, catalog: Catalog) -> dict[str, str]:
     """The placeholders that only this change type has."""
+    loc = catalog.locale
     if change.type in ("plan_upgraded", "plan_downgraded"):
         old_plan = catalog.plan(str(change.old))
         assert old_plan is not None  # noqa: S101  # diff_accounts checked it
         return {
             "old_plan_name": old_plan.name,
-            "old_plan_price": format_money(old_plan.price, catalog.currency),
+            "old_plan_price": format_money(old_plan.price, catalog.currency, locale=loc),
         }
     if change.type in ("paused", "resumed", "cancelled"):
         return {"old_status": str(change.old)}
     if change.type == "members_added":
         assert isinstance(change.old, int) and isinstance(change.new, int)  # noqa: S101
         return {
-            "old_members": _count(change.old, "member"),
-            "members": _count(change.new, "member"),
-            "added": _count(change.new - change.old, "member"),
+            "old_members": format_count(change.old, "member", locale=loc),
+            "members": format_count(change.new, "member", locale=loc),
+            "added": format_count(change.new - change.old, "member", locale=loc),
         }
     return {"old_region": str(change.old), "region": str(change.new)}
 

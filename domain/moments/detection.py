@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
 
+from domain.intake.accounts import AccountPlan
 from domain.intake.batch import Accepted
-from domain.plans.accounts import AccountPlan
 from domain.plans.catalog import Catalog, Plan
 from domain.rules.thresholds import (
     HIT_LEVEL,
@@ -25,8 +25,8 @@ from domain.rules.thresholds import (
     thresholds,
 )
 from domain.wording.events import Crossed, Standing, Wording, threshold_event
-from domain.wording.messages import Templates
 from domain.wording.payloads import Payload
+from domain.wording.templates import Templates
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,9 @@ Records after the change are attributed by their exact timestamps as always.
 
 from __future__ import annotations
 
+from domain.intake.accounts import AccountPlan, period_of
 from domain.intake.daily import AccountDaily
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import AccountPlan, period_of
 from domain.plans.catalog import Catalog
 from domain.plans.periods import day_start_ms
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from domain.intake.accounts import AccountPlan
 from domain.intake.usage import AccountTotals
-from domain.plans.accounts import AccountPlan
 from domain.plans.catalog import Catalog
 from domain.rules.anniversaries import (
     Summary,
@@ -26,8 +26,8 @@ from domain.rules.anniversaries import (
     whole_years,
 )
 from domain.wording.events import ClosedPeriod, Wording, anniversary_event
-from domain.wording.messages import Templates
 from domain.wording.payloads import AnniversaryEvent
+from domain.wording.templates import Templates
 
 
 @dataclass(frozen=True, slots=True)

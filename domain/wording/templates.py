@@ -1,0 +1,338 @@
+"""The operators' message templates: which exist, which placeholders each may use, rendering.
+
+Every event carries a ``message {title, body}`` ready to send (contract 3). The words live in
+``config/messages.toml`` (``MOMENTS_MESSAGES_FILE``) so that operators can edit them without a
+release: one ``title`` and ``body`` per kind and suggestion action, plus the ``[pace]`` and
+``[overage]`` sentences some bodies include. Templates are rendered with ``str.format_map``
+over already formatted strings, so a template decides wording, never number formats.
+
+:func:`load_templates` checks at start-up that every template exists and uses only the
+placeholders its kind and action provide (:data:`PLACEHOLDERS`); a mistake stops the worker
+with a :class:`~domain.errors.ConfigError` naming the file, the template and the placeholder.
+"""
+
+from __future__ import annotations
+
+import string
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final, Literal
+
+from domain.errors import ConfigError
+
+_COMMON: Final = frozenset(
+    {
+        "account_id",  # acct-42
+        "metric",  # api_calls
+        "unit",  # API calls (catalog [metrics])
+        "plan_name",  # Starter
+        "plan_price",  # $19
+        "period_word",  # month | week | day
+        "period_start_date",  # November 1, 2026
+        "reset_date",  # December 1, 2026: the period end, when usage starts again from zero
+        "total",  # 8,000: usage so far this period
+        "projected_total",  # about-rounded period total at the current pace
+        "rationale",  # the suggestion's rationale sentence
+    }
+)
+_SUGGESTED: Final = frozenset(
+    {
+        "suggested_plan",  # Growth
+        "suggested_price",  # $79
+        "suggested_limit",  # 100,000, or "unlimited"
+        "price_delta",  # $60: the price difference, without sign (wording says more or less)
+    }
+)
+_THRESHOLD: Final = frozenset(
+    {
+        "limit",  # 10,000
+        "percent",  # 80%: usage / limit, rounded down
+        "level_percent",  # 80%: the level crossed
+        "remaining",  # 2,000: limit - usage, at least 0
+    }
+)
+_DROP: Final = frozenset(
+    {
+        "recent_days",  # 3
+        "recent_span",  # the last 3 days
+        "recent_total",  # 40
+        "recent_daily",  # 13.3: recent usage per day
+        "usual_daily",  # 1,200: expected usage per day
+        "expected_total",  # 3,600: expected usage over the recent days
+        "drop_percent",  # 97%: how far below expected
+        "last_active_date",  # November 27, 2026
+    }
+)
+
+_CHANGE: Final = frozenset(
+    {
+        "account_id",  # acct-42
+        "plan_name",  # Growth: the plan after the change
+        "plan_price",  # $79
+        "period_word",  # month | week | day
+        "change_date",  # November 3, 2026: the plan record's updated_at
+        "rationale",  # the suggestion's rationale sentence
+    }
+)
+_CHANGE_PLAN: Final = _CHANGE | {
+    "old_plan_name",  # Starter
+    "old_plan_price",  # $19
+    "period_start_date",  # November 1, 2026: start of the current period
+    "reset_date",  # December 1, 2026: its end
+    "usage",  # 9,000 of 100,000 API calls (9%), 2 of 10 seats (20%); or "nothing used yet"
+}
+_CHANGE_KEYS: Final[Mapping[str, frozenset[str]]] = {
+    "plan_upgraded": _CHANGE_PLAN,
+    "plan_downgraded": _CHANGE_PLAN,
+    # Either way, when some metric is already past the new plan's limit this period.
+    "plan_past_limit": _CHANGE_PLAN | {"past"},  # 500 API calls and 2 GB of storage
+    "paused": _CHANGE | {"old_status"},  # active
+    "resumed": _CHANGE | {"old_status"},
+    "cancelled": _CHANGE | {"old_status"},
+    "members_added": _CHANGE | {"old_members", "members", "added"},  # 3 members, 5 members
+    "region_changed": _CHANGE | {"old_region", "region"},  # as published: CA, NY
+}
+_OVER: Final = frozenset(
+    {
+        "limit_date",  # November 20, 2026: the day the limit was reached
+        "over",  # 6,000: usage past the limit
+        "over_percent",  # 60%: usage past the limit as a share of it, rounded down
+    }
+)
+_OVERAGE_MONEY: Final = frozenset(
+    {
+        "unit_price",  # $0.002: the plan's price per unit past the limit
+        "overage_cost",  # $12: the overage so far at that price
+        "projected_overage_cost",  # $45: the overage the period is heading for
+    }
+)
+_RECOVERED: Final = frozenset(
+    {
+        "recent_days",  # 3
+        "recent_span",  # the last 3 days
+        "recent_total",  # 2,900
+        "recent_daily",  # 966.7: recent usage per day
+        "usual_daily",  # 1,000: expected usage per day
+        "expected_total",  # 3,000
+        "recovered_percent",  # 96%: recent usage as a share of the usual, rounded down
+        "dropped_on_date",  # November 1, 2026: the first day of the drop
+    }
+)
+_ANNIVERSARY: Final = frozenset(
+    {
+        "account_id",  # acct-42
+        "plan_name",  # Starter
+        "plan_price",  # $19
+        "period_word",  # month | week | day
+        "period_start_date",  # November 1, 2026: the closed period's start
+        "period_end_date",  # December 1, 2026: its end
+        "periods_completed",  # 12
+        "periods_text",  # 12 months
+        "recap",  # 9,500 of 10,000 API calls (95%) and 2 GB of storage
+        "rationale",  # the suggestion's rationale sentence
+    }
+)
+_ANNIVERSARY_YEARS: Final = _ANNIVERSARY | {"years", "years_text"}  # 2, 2 years
+_ANNIVERSARY_SUGGESTED: Final = frozenset({"suggested_plan", "suggested_price", "price_delta"})
+_MILESTONE: Final = frozenset(
+    {
+        "account_id",  # acct-42
+        "metric",  # purchases
+        "unit",  # purchases (catalog [metrics])
+        "plan_name",  # Starter
+        "plan_price",  # $19
+        "period_word",  # month | week | day
+        "milestone",  # 50: the highest milestone reached
+        "celebration",  # your 50th purchase (an ordinal when it reads naturally), 2.5 GB of storage
+        "reached",  # 10 and 50: every milestone this record reached
+        "lifetime_total",  # 52: the lifetime total after the record
+        "reward",  # 15% off your next order (the catalog's [[milestones]] reward)
+        "rationale",  # the suggestion's rationale sentence
+    }
+)
+
+PLACEHOLDERS: Final[Mapping[tuple[str, str], frozenset[str]]] = MappingProxyType(
+    {
+        ("billing-anniversary", "upgrade"): _ANNIVERSARY | _ANNIVERSARY_SUGGESTED,
+        ("billing-anniversary", "downgrade"): _ANNIVERSARY | _ANNIVERSARY_SUGGESTED,
+        ("billing-anniversary", "none"): _ANNIVERSARY,
+        # Whole years completed: the same actions, celebrating the years.
+        ("billing-anniversary-years", "upgrade"): _ANNIVERSARY_YEARS | _ANNIVERSARY_SUGGESTED,
+        ("billing-anniversary-years", "downgrade"): _ANNIVERSARY_YEARS | _ANNIVERSARY_SUGGESTED,
+        ("billing-anniversary-years", "none"): _ANNIVERSARY_YEARS,
+        ("threshold-near", "upgrade"): _COMMON | _THRESHOLD | _SUGGESTED | {"pace"},
+        ("threshold-near", "none"): _COMMON | _THRESHOLD | {"pace"},
+        ("threshold-hit", "upgrade"): _COMMON | _THRESHOLD | _SUGGESTED | {"limit_date", "over"},
+        ("threshold-hit", "none"): _COMMON | _THRESHOLD | {"limit_date", "over"},
+        ("sudden-drop", "pause"): _COMMON | _DROP,
+        ("sudden-drop", "downgrade"): _COMMON | _DROP | _SUGGESTED,
+        ("sudden-drop", "none"): _COMMON | _DROP,
+        ("milestone", "reward"): _MILESTONE,
+        # The two sentences a threshold-near body gets as {pace}.
+        ("pace", "reaches_limit"): (_COMMON - {"rationale"}) | _THRESHOLD | {"limit_date"},
+        ("pace", "within_limit"): (_COMMON - {"rationale"}) | _THRESHOLD,
+        **{("account-change", key): names for key, names in _CHANGE_KEYS.items()},
+        # threshold-hit above level 1.0 (contract 3.1); {overage} is one [overage] sentence.
+        ("threshold-over", "upgrade"): _COMMON | _THRESHOLD | _SUGGESTED | _OVER | {"overage"},
+        ("threshold-over", "none"): _COMMON | _THRESHOLD | _OVER | {"overage"},
+        ("overage", "priced"): (_COMMON - {"rationale"}) | _THRESHOLD | _OVER | _OVERAGE_MONEY,
+        ("overage", "unpriced"): (_COMMON - {"rationale"}) | _THRESHOLD | _OVER,
+        ("usage-recovered", "resume"): _COMMON | _RECOVERED,
+        ("usage-recovered", "none"): _COMMON | _RECOVERED,
+    }
+)
+"""Placeholders each template may use, by ``(table, key)`` of ``messages.toml``: the kind and
+suggestion action for messages, ``("pace", ...)`` and ``("overage", ...)`` for the sentences
+that other templates include as ``{pace}`` and ``{overage}``."""
+
+_SENTENCES: Final = ("pace", "overage")
+"""Tables of sentences (one string per key) rather than of ``{title, body}`` messages."""
+
+_FIELDS: Final = ("title", "body")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A rendered message: a short title and a body of a few sentences."""
+
+    title: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Templates:
+    """The validated templates of one file.
+
+    ``messages[(kind, action)]`` is a ``{"title": ..., "body": ...}`` pair; ``pace`` holds the
+    ``reaches_limit`` and ``within_limit`` sentences, ``overage`` the ``priced`` and
+    ``unpriced`` sentences of an overage message.
+    """
+
+    source: str
+    messages: Mapping[tuple[str, str], Mapping[str, str]]
+    pace: Mapping[str, str]
+    overage: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def render(self, kind: str, action: str, values: Mapping[str, str]) -> Message:
+        """The message of ``kind`` for a suggestion ``action``, filled with ``values``."""
+        template = self.messages[(kind, action)]
+        return Message(
+            _fill(template["title"], values).strip(), _fill(template["body"], values).strip()
+        )
+
+    def sentence(
+        self, table: Literal["pace", "overage"], key: str, values: Mapping[str, str]
+    ) -> str:
+        """The ``[pace]`` or ``[overage]`` sentence ``key``, filled with ``values``."""
+        sentences = self.pace if table == "pace" else self.overage
+        return _fill(sentences[key], values).strip()
+
+
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    # Validation guarantees that every placeholder is one the caller supplies.
+    return template.format_map(values)
+
+
+def load_templates(path: str | PathLike[str]) -> Templates:
+    """Read and validate the message templates at ``path`` (:class:`ConfigError` if unusable)."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"{source}: cannot read the message templates ({exc.strerror or exc}); "
+            "set MOMENTS_MESSAGES_FILE to the path of a readable TOML file"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return parse_templates(text, source)
+
+
+def parse_templates(text: str, source: str = "config/messages.toml") -> Templates:
+    """Validate the TOML templates ``text``; ``source`` names it in error messages."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+
+    tables = sorted({table for table, _ in PLACEHOLDERS})
+    unknown = sorted(set(document) - set(tables))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown table {', '.join(f'[{u}]' for u in unknown)}; "
+            f"accepted: {', '.join(f'[{t}]' for t in tables)}"
+        )
+    messages: dict[tuple[str, str], Mapping[str, str]] = {}
+    sentences: dict[str, dict[str, str]] = {table: {} for table in _SENTENCES}
+    for table in tables:
+        section = document.get(table)
+        keys = sorted(key for t, key in PLACEHOLDERS if t == table)
+        if not isinstance(section, dict):
+            raise ConfigError(
+                f"{source}: [{table}] missing; it needs {', '.join(keys)} "
+                f"({'sentences' if table in _SENTENCES else 'tables with a title and a body'})"
+            )
+        extra = sorted(set(section) - set(keys))
+        if extra:
+            raise ConfigError(
+                f"{source}: [{table}] unknown key {', '.join(map(repr, extra))}; "
+                f"accepted: {', '.join(map(repr, keys))}"
+            )
+        for key in keys:
+            allowed = PLACEHOLDERS[(table, key)]
+            if table in _SENTENCES:
+                sentences[table][key] = _template(
+                    section.get(key), f"[{table}] {key}", allowed, source
+                )
+                continue
+            where = f"[{table}.{key}]"
+            entry = section.get(key)
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{source}: {where} missing; it needs a title and a body")
+            extra = sorted(set(entry) - set(_FIELDS))
+            if extra:
+                raise ConfigError(
+                    f"{source}: {where} unknown key {', '.join(map(repr, extra))}; "
+                    "accepted: 'title', 'body'"
+                )
+            messages[(table, key)] = MappingProxyType(
+                {f: _template(entry.get(f), f"{where} {f}", allowed, source) for f in _FIELDS}
+            )
+    return Templates(
+        source,
+        MappingProxyType(messages),
+        MappingProxyType(sentences["pace"]),
+        MappingProxyType(sentences["overage"]),
+    )
+
+
+def _template(value: object, where: str, allowed: frozenset[str], source: str) -> str:
+    """``value`` if it is a non-empty template using only ``allowed`` plain placeholders."""
+    if value is None:
+        raise ConfigError(f"{source}: {where}: missing")
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{source}: {where}: must be a non-empty string")
+    try:
+        fields = list(string.Formatter().parse(value))
+    except ValueError as exc:
+        raise ConfigError(
+            f"{source}: {where}: {exc}; write a literal brace as {{{{ or }}}}"
+        ) from None
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if name not in allowed:
+            raise ConfigError(
+                f"{source}: {where}: unknown placeholder {{{name}}}; "
+                f"known here: {', '.join(f'{{{p}}}' for p in sorted(allowed))}"
+            )
+        if spec or conversion:
+            raise ConfigError(
+                f"{source}: {where}: placeholder {{{name}}} has a format or conversion; "
+                "values arrive formatted, write it as a plain {name}"
+            )
+    return value
