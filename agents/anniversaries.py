@@ -28,7 +28,6 @@ from domain.moments.anniversary_pass import PassRules, evaluate_anniversary
 from domain.wording.kinds import Kind
 from engine.background import Sent, slice_keys
 from engine.step import Step
-from state import jsonbytes
 from state.store import PartitionStore
 from tables.accounts import ACCOUNTS, decode_plan
 from tables.anniversaries import anniversary_of, put_anniversary
@@ -136,7 +135,7 @@ class AnniversaryEvaluation:
             )
             if keep is not None:
                 put_anniversary(state, account_id, keep)
-            return [] if event is None else [(KIND, account_id.encode(), jsonbytes.dumps(event))]
+            return [] if event is None else [(KIND, account_id.encode(), event)]
 
         done = slice_keys(
             step,

@@ -31,7 +31,6 @@ from domain.plans.periods import Period, utc_day
 from domain.rules.drops import DropRules
 from engine.background import Sent, slice_keys
 from engine.step import Step
-from state import jsonbytes
 from state.store import PartitionStore
 from state.transaction import StepState
 from tables.accounts import plan_of
@@ -134,7 +133,7 @@ class DropEvaluation:
 
         def judge(account_id: str, value: bytes) -> list[Sent]:
             found = self._account(step, held.day, account_id, value, oldest_day, stale_before_ms)
-            return [(m.kind, m.account_id.encode(), jsonbytes.dumps(m.payload)) for m in found]
+            return [(m.kind, m.account_id.encode(), m.payload) for m in found]
 
         done = slice_keys(
             step,

@@ -22,10 +22,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from engine.ownership import Owned
 from engine.step import Step
+from state import jsonbytes
 from state.store import PartitionStore
 
 logger = logging.getLogger(__name__)
@@ -187,8 +188,10 @@ class BackgroundSchedule:
         return starting
 
 
-#: What a slice's judge returns for one key: (kind, key, value) of each event to send.
-Sent = tuple[str, bytes, bytes]
+#: What a slice's judge returns for one key: (kind, key, payload) of each event to send;
+#: the payload is encoded (JSON) outside the judgement, so an event that cannot be encoded
+#: fails the slice instead of skipping its account.
+Sent = tuple[str, bytes, Any]
 
 
 @dataclass(slots=True)
@@ -249,8 +252,8 @@ def slice_keys(
                 "partition %d: account %r skipped by %s: %r", step.partition, key, pass_name, exc
             )
             continue
-        for kind, message_key, message in messages:
-            step.send(topic_of(kind), message_key, message)
+        for kind, message_key, payload in messages:
+            step.send(topic_of(kind), message_key, jsonbytes.dumps(payload))
             out.events[kind] = out.events.get(kind, 0) + 1
             sent += 1
     return out

@@ -19,6 +19,7 @@ import agents.drops
 from agents.anniversaries import AnniversaryEvaluation
 from agents.drops import DropEvaluation
 from domain.common.timeutil import DAY_MS
+from domain.rules.detection import Moment
 from engine.step import Step
 from state.transaction import StepState
 from tables.anniversaries import anniversary_of
@@ -104,3 +105,29 @@ def test_a_drop_evaluation_skips_an_account_whose_rules_raise_and_ends(
     assert after[b"a"] != before[b"a"] and after[b"c"] != before[b"c"]  # theirs made
     assert h.counter(SKIPPED, work="drops") == 1
     assert "account 'b' skipped by the drop evaluation" in caplog.text
+
+
+def test_a_drop_event_that_cannot_be_encoded_fails_the_slice_as_before_the_walker(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review of the shared walker (engine.background.slice_keys): before it, a slice
+    encoded an account's events after its judgement, outside the per-account ``try``, so
+    an event orjson refuses failed the slice (the engine then suspends the partition's
+    background), it did not skip the account as a rule raising does."""
+    h.now_ms = NOW_MS
+    for account in ("a", "b"):
+        h.plan(account.encode(), plan(account))
+        h.usage(usage(account, 5))
+    later = NOW_MS + DAY_MS
+    start = Step(0, StepState(h.store), later)
+    put_evaluation(start.state, 0, Evaluation(later // DAY_MS - 1, ""))
+    h.store.apply(start.state.updates())
+
+    def judged(self: Any, step: Step, day: int, account_id: str, *args: Any) -> list[Moment]:
+        return [Moment("usage-drop", account_id, {"too_big": 2**70}, step.now_ms)]
+
+    monkeypatch.setattr(DropEvaluation, "_account", judged)
+    work = DropEvaluation(h.runtime, slice_accounts=10, slice_budget_s=UNBOUNDED)
+    with pytest.raises(TypeError):
+        work.run_slice(Step(0, StepState(h.store), later))
+    assert h.counter(SKIPPED, work="drops") == 0
