@@ -19,7 +19,7 @@ import agents.drops
 from agents.anniversaries import AnniversaryEvaluation
 from agents.drops import DropEvaluation
 from domain.common.timeutil import DAY_MS
-from domain.rules.detection import Moment
+from domain.moments.detection import Moment
 from engine.step import Step
 from state.transaction import StepState
 from tables.anniversaries import anniversary_of
