@@ -52,12 +52,6 @@ def _modules() -> dict[str, Path]:
 
 MODULES = _modules()
 
-#: Circles being taken apart elsewhere in issue 17 (the prose formatting leaves
-#: domain/wording/messages.py); remove an entry when its circle is gone.
-KNOWN_CIRCLES: tuple[frozenset[str], ...] = (
-    frozenset({"domain.rules.overage", "domain.rules.suggestions", "domain.wording.messages"}),
-)
-
 
 def _imports(module: str, path: Path) -> Iterator[tuple[str, int]]:
     """Every project module ``module`` imports, with the line (``from p import m`` names
@@ -160,7 +154,7 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_no_module_imports_itself_back() -> None:
-    circles = [c for c in _circles(_graph()) if frozenset(c) not in KNOWN_CIRCLES]
+    circles = _circles(_graph())
     assert not circles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in circles)
 
 
