@@ -151,6 +151,20 @@ def _overage_values(
     values["overage"] = templates.sentence("overage", "priced", sentence)
 
 
+def _recent_values(
+    recent_days: int, recent_total: Decimal, expected_total: Decimal, loc: str
+) -> dict[str, str]:
+    """The placeholders of the recent days a drop or a recovery is judged on."""
+    return {
+        "recent_days": str(recent_days),
+        "recent_span": format_days(recent_days),
+        "recent_total": format_number(recent_total, locale=loc),
+        "recent_daily": format_approx(recent_total / recent_days, locale=loc),
+        "usual_daily": format_approx(expected_total / recent_days, locale=loc),
+        "expected_total": format_approx(expected_total, locale=loc),
+    }
+
+
 def drop_message(
     templates: Templates,
     *,
@@ -179,12 +193,7 @@ def drop_message(
     if last_active is None:
         last_active = day_start_ms(date_to_day(first_recent_day)) - 1
     values.update(
-        recent_days=str(recent_days),
-        recent_span=format_days(recent_days),
-        recent_total=format_number(recent_total, locale=loc),
-        recent_daily=format_approx(recent_total / recent_days, locale=loc),
-        usual_daily=format_approx(expected_total / recent_days, locale=loc),
-        expected_total=format_approx(expected_total, locale=loc),
+        _recent_values(recent_days, recent_total, expected_total, loc),
         drop_percent=format_percent(max(_ONE - ratio, _ZERO), locale=loc),
         last_active_date=format_date(last_active, locale=loc),
     )
@@ -270,12 +279,7 @@ def recovered_message(
     values = _common(catalog, plan, account_id, metric, period, total, projection, suggestion)
     share = recent_total / expected_total if expected_total > _ZERO else _ONE
     values.update(
-        recent_days=str(recent_days),
-        recent_span=format_days(recent_days),
-        recent_total=format_number(recent_total, locale=loc),
-        recent_daily=format_approx(recent_total / recent_days, locale=loc),
-        usual_daily=format_approx(expected_total / recent_days, locale=loc),
-        expected_total=format_approx(expected_total, locale=loc),
+        _recent_values(recent_days, recent_total, expected_total, loc),
         recovered_percent=format_percent(share, locale=loc),
         dropped_on_date=format_calendar_date(dropped_on, locale=loc),
     )
