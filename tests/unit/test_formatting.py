@@ -69,6 +69,20 @@ def test_a_unit_price_below_the_currency_unit_keeps_its_decimals() -> None:
     assert format_unit_price(D("0.0125"), "EUR", "de_DE") == f"0,0125{NBSP}€"
 
 
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [
+        # Past the context's 28 digits abs() rounds the cents away; the amount still shows
+        # them, as the worker wrote it before Babel (a projected overage of a huge total).
+        (D("100000000000000000000000000.01"), "$100,000,000,000,000,000,000,000,000.00"),
+        (D("-100000000000000000000000000.01"), "-$100,000,000,000,000,000,000,000,000.00"),
+        (D("427586206896551724137931014.4"), "$427,586,206,896,551,724,137,931,014.40"),
+    ],
+)
+def test_money_past_the_context_precision_keeps_its_cents(amount: D, text: str) -> None:
+    assert format_money(amount, "USD") == text
+
+
 def test_numbers_percentages_and_dates_follow_the_locale() -> None:
     assert format_number(D("1234567.125"), 3, "de_DE") == "1.234.567,125"
     assert format_number(D("1234567"), 2, "fr_FR") == "1\u202f234\u202f567"
