@@ -193,6 +193,8 @@ class _Currency:
         # abs() also turns a rounded -0.004 into 0 ($0, not $-0), and rounds to the context
         # as the worker always has (amounts past 28 digits).
         size = abs(number) if isinstance(number, Decimal) else abs(number)
+        if fixed and isinstance(size, Decimal):
+            size = _quantize(size, places, ROUND_HALF_EVEN)  # the places abs() rounded away
         style = self.style
         return f"{prefix}{style.digits(size, places, style.currency_pattern, fixed=fixed)}{suffix}"
 
