@@ -109,7 +109,11 @@ class _Style:
             bare.prefix = bare.suffix = ("", "")
             bare.scale = 0
         bare.frac_prec = (places if fixed else 0, places)
-        return str(bare.apply(Decimal(number), self.locale))
+        value = Decimal(number)
+        with localcontext() as ctx:
+            # Babel quantizes in the caller's context: room for every digit (totals reach 1e30).
+            ctx.prec = max(ctx.prec, value.adjusted() + places + 4)
+            return str(bare.apply(value, self.locale))
 
 
 def _affixes(
