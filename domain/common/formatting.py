@@ -109,7 +109,11 @@ class _Style:
             bare.prefix = bare.suffix = ("", "")
             bare.scale = 0
         bare.frac_prec = (places if fixed else 0, places)
-        return str(bare.apply(Decimal(number), self.locale))
+        value = Decimal(number)
+        with localcontext() as ctx:
+            # Babel quantizes in the caller's context: room for every digit (totals reach 1e30).
+            ctx.prec = max(ctx.prec, value.adjusted() + places + 4)
+            return str(bare.apply(value, self.locale))
 
 
 def _affixes(
@@ -193,6 +197,8 @@ class _Currency:
         # abs() also turns a rounded -0.004 into 0 ($0, not $-0), and rounds to the context
         # as the worker always has (amounts past 28 digits).
         size = abs(number) if isinstance(number, Decimal) else abs(number)
+        if fixed and isinstance(size, Decimal):
+            size = _quantize(size, places, ROUND_HALF_EVEN)  # the places abs() rounded away
         style = self.style
         return f"{prefix}{style.digits(size, places, style.currency_pattern, fixed=fixed)}{suffix}"
 

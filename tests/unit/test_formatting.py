@@ -25,6 +25,7 @@ from domain.common.formatting import (
     format_percent,
     format_unit_price,
 )
+from domain.common.numbers import MAX_AMOUNT
 from domain.errors import CatalogError
 from domain.plans.catalog import load_catalog, parse_catalog
 from domain.rules.suggestions import suggest_upgrade
@@ -67,6 +68,39 @@ def test_a_unit_price_below_the_currency_unit_keeps_its_decimals() -> None:
     assert format_unit_price(D("0.5"), "JPY") == "¥0.5"
     assert format_unit_price(D("2"), "JPY") == "¥2"
     assert format_unit_price(D("0.0125"), "EUR", "de_DE") == f"0,0125{NBSP}€"
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [
+        # Past the context's 28 digits abs() rounds the cents away; the amount still shows
+        # them, as the worker wrote it before Babel (a projected overage of a huge total).
+        (D("100000000000000000000000000.01"), "$100,000,000,000,000,000,000,000,000.00"),
+        (D("-100000000000000000000000000.01"), "-$100,000,000,000,000,000,000,000,000.00"),
+        (D("427586206896551724137931014.4"), "$427,586,206,896,551,724,137,931,014.40"),
+    ],
+)
+def test_money_past_the_context_precision_keeps_its_cents(amount: D, text: str) -> None:
+    assert format_money(amount, "USD") == text
+
+
+@pytest.mark.parametrize("locale", ["en_IN", "de_CH", "en_US", "de_DE"])
+@pytest.mark.parametrize(
+    "value", [MAX_AMOUNT, -MAX_AMOUNT, D("123456789012345678901234567.89"), D("1e27")]
+)
+def test_amounts_up_to_the_ceiling_format_in_every_locale(value: D, locale: str) -> None:
+    # Totals reach MAX_AMOUNT (1e30); a locale Babel formats must not fail on them (Babel
+    # quantizes in the caller's 28-digit context) where en_US writes them.
+    for text in (
+        format_number(value, 2, locale),
+        format_percent(value, locale),
+        format_level(value, locale),
+        format_money(value, "USD", locale),
+        format_unit_price(abs(value), "USD", locale),
+    ):
+        assert text.strip()
+    if locale == "en_IN" and value == MAX_AMOUNT:
+        assert format_number(value, 2, locale) == "10,00,00,00,00,00,00,00,00,00,00,00,00,00,000"
 
 
 def test_numbers_percentages_and_dates_follow_the_locale() -> None:
