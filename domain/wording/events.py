@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_FLOOR, Decimal, getcontext, localcontext
-from typing import Final, Literal
+from typing import Final, Literal, TypedDict
 
 from domain.common.formatting import format_milestone, format_number
 from domain.common.numbers import json_number
@@ -66,6 +66,8 @@ from domain.rules.suggestions import (
 )
 from domain.rules.thresholds import HIT_LEVEL, Crossing, level_text, threshold_kind
 from domain.wording.messages import (
+    RecentDays,
+    Situation,
     anniversary_message,
     drop_message,
     milestone_message,
@@ -359,17 +361,10 @@ def threshold_event(
         )
     message = threshold_message(
         wording.templates,
+        _situation(wording, standing, projection, suggestion),
         kind=kind,
-        catalog=catalog,
-        plan=plan,
-        account_id=standing.account_id,
-        metric=metric,
-        period=period,
-        total=total,
         limit=limit,
         level=crossing.level,
-        projection=projection,
-        suggestion=suggestion,
         overage=overage,
     )
     event: ThresholdEvent = {
@@ -407,6 +402,65 @@ def threshold_event(
     return event
 
 
+class _RecentHead(TypedDict):
+    """The fields of a sudden-drop or usage-recovered event between ``metric`` and ``drop``."""
+
+    plan: PlanFields
+    period: PeriodFields
+    usage: UsageFields
+    projection: ProjectionFields
+
+
+class _RecentTail(TypedDict):
+    """The fields of a sudden-drop or usage-recovered event after ``drop``."""
+
+    message: MessageFields
+    suggestion: SuggestionFields
+    triggered_at: str
+    emitted_at: str
+
+
+def _situation(
+    wording: Wording, standing: Standing, projection: Projection, suggestion: Suggestion
+) -> Situation:
+    """What the message of a usage moment of ``standing`` speaks of."""
+    return Situation(
+        catalog=wording.catalog,
+        plan=standing.plan,
+        account_id=standing.account_id,
+        metric=standing.metric,
+        period=standing.period,
+        total=standing.total,
+        projection=projection,
+        suggestion=suggestion,
+    )
+
+
+def _recent_days(evaluation: Evaluation) -> RecentDays:
+    return RecentDays(evaluation.recent_days, evaluation.recent_total, evaluation.expected_total)
+
+
+def _recent_head(wording: Wording, situation: Situation, limit: Decimal | None) -> _RecentHead:
+    catalog = wording.catalog
+    return {
+        "plan": plan_fields(situation.plan, catalog),
+        "period": period_fields(situation.period),
+        "usage": usage_fields(situation.total, limit, catalog.unit(situation.metric)),
+        "projection": _projection_fields(situation.projection),
+    }
+
+
+def _recent_tail(
+    message: Message, situation: Situation, evaluation: Evaluation, emitted_at_ms: int
+) -> _RecentTail:
+    return {
+        "message": message_fields(message),
+        "suggestion": suggestion_fields(situation.suggestion),
+        "triggered_at": to_rfc3339(evaluation.evaluated_at_ms),
+        "emitted_at": to_rfc3339(emitted_at_ms),
+    }
+
+
 def drop_event(
     wording: Wording,
     standing: Standing,
@@ -421,48 +475,33 @@ def drop_event(
     unlimited metric has null ``usage.limit`` and ``usage.ratio``. The projection carries the
     recent pace over the rest of the period, and the suggestion must cover it.
     """
-    catalog, plan, metric = wording.catalog, standing.plan, standing.metric
     projection = _recent_projection(standing, evaluation)
     suggestion = suggest_for_drop(
-        catalog,
-        plan,
-        metric,
+        wording.catalog,
+        standing.plan,
+        standing.metric,
         evaluation.recent_total,
         projection.period_total,
         recent_days=evaluation.recent_days,
     )
+    situation = _situation(wording, standing, projection, suggestion)
     message = drop_message(
         wording.templates,
-        catalog=catalog,
-        plan=plan,
-        account_id=standing.account_id,
-        metric=metric,
-        period=standing.period,
-        total=standing.total,
-        projection=projection,
-        suggestion=suggestion,
-        recent_days=evaluation.recent_days,
-        recent_total=evaluation.recent_total,
-        expected_total=evaluation.expected_total,
+        situation,
+        _recent_days(evaluation),
         ratio=evaluation.ratio,
         last_active_at_ms=evaluation.last_active_at_ms,
         first_recent_day=first_recent_day,
     )
     return {
         "schema_version": SCHEMA_VERSION,
-        "event_id": drop_event_id(standing.account_id, metric, first_recent_day),
+        "event_id": drop_event_id(standing.account_id, standing.metric, first_recent_day),
         "kind": "sudden-drop",
         "account_id": standing.account_id,
-        "metric": metric,
-        "plan": plan_fields(plan, catalog),
-        "period": period_fields(standing.period),
-        "usage": usage_fields(standing.total, standing.limit, catalog.unit(metric)),
-        "projection": _projection_fields(projection),
+        "metric": standing.metric,
+        **_recent_head(wording, situation, standing.limit),
         "drop": _drop_figures(evaluation),
-        "message": message_fields(message),
-        "suggestion": suggestion_fields(suggestion),
-        "triggered_at": to_rfc3339(evaluation.evaluated_at_ms),
-        "emitted_at": to_rfc3339(emitted_at_ms),
+        **_recent_tail(message, situation, evaluation, emitted_at_ms),
     }
 
 
@@ -482,43 +521,26 @@ def recovered_event(
     ``drop_event_id`` and ``dropped_on``. The suggestion is ``resume`` for a ``paused``
     account, else ``none``.
     """
-    catalog, plan, metric = wording.catalog, standing.plan, standing.metric
+    account_id, metric = standing.account_id, standing.metric
     projection = _recent_projection(standing, evaluation)
-    suggestion = suggest_after_recovery(catalog, plan, metric, paused=paused)
+    suggestion = suggest_after_recovery(wording.catalog, standing.plan, metric, paused=paused)
+    situation = _situation(wording, standing, projection, suggestion)
     message = recovered_message(
-        wording.templates,
-        catalog=catalog,
-        plan=plan,
-        account_id=standing.account_id,
-        metric=metric,
-        period=standing.period,
-        total=standing.total,
-        projection=projection,
-        suggestion=suggestion,
-        recent_days=evaluation.recent_days,
-        recent_total=evaluation.recent_total,
-        expected_total=evaluation.expected_total,
-        dropped_on=dropped_on,
+        wording.templates, situation, _recent_days(evaluation), dropped_on=dropped_on
     )
     return {
         "schema_version": SCHEMA_VERSION,
-        "event_id": recovered_event_id(standing.account_id, metric, dropped_on),
+        "event_id": recovered_event_id(account_id, metric, dropped_on),
         "kind": "usage-recovered",
-        "account_id": standing.account_id,
+        "account_id": account_id,
         "metric": metric,
-        "plan": plan_fields(plan, catalog),
-        "period": period_fields(standing.period),
-        "usage": usage_fields(standing.total, standing.limit, catalog.unit(metric)),
-        "projection": _projection_fields(projection),
+        **_recent_head(wording, situation, standing.limit),
         "drop": {
             **_drop_figures(evaluation),
-            "drop_event_id": drop_event_id(standing.account_id, metric, dropped_on),
+            "drop_event_id": drop_event_id(account_id, metric, dropped_on),
             "dropped_on": dropped_on.isoformat(),
         },
-        "message": message_fields(message),
-        "suggestion": suggestion_fields(suggestion),
-        "triggered_at": to_rfc3339(evaluation.evaluated_at_ms),
-        "emitted_at": to_rfc3339(emitted_at_ms),
+        **_recent_tail(message, situation, evaluation, emitted_at_ms),
     }
 
 

@@ -8,6 +8,7 @@ formats each placeholder of its kind (:data:`~domain.wording.templates.PLACEHOLD
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Final, Literal
@@ -37,19 +38,38 @@ _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
 
 
-def _common(
-    catalog: Catalog,
-    plan: Plan,
-    account_id: str,
-    metric: str,
-    period: Period,
-    total: Decimal,
-    projection: Projection,
-    suggestion: Suggestion,
-) -> dict[str, str]:
+@dataclass(frozen=True, slots=True)
+class Situation:
+    """What a usage message (threshold, drop, recovery) speaks of: the ``account_id``'s
+    ``metric`` on its catalog ``plan`` in the billing ``period``, its ``total`` so far, the
+    period's ``projection`` and the plan ``suggestion``."""
+
+    catalog: Catalog
+    plan: Plan
+    account_id: str
+    metric: str
+    period: Period
+    total: Decimal
+    projection: Projection
+    suggestion: Suggestion
+
+
+@dataclass(frozen=True, slots=True)
+class RecentDays:
+    """The recent days a drop or a recovery is judged on: ``total`` over ``days`` complete
+    days against the ``expected`` total of as many usual days."""
+
+    days: int
+    total: Decimal
+    expected: Decimal
+
+
+def _common(situation: Situation) -> dict[str, str]:
+    catalog, plan, metric = situation.catalog, situation.plan, situation.metric
+    period, suggestion = situation.period, situation.suggestion
     loc = catalog.locale
     values = {
-        "account_id": account_id,
+        "account_id": situation.account_id,
         "metric": metric,
         "unit": catalog.unit(metric),
         "plan_name": plan.name,
@@ -57,8 +77,8 @@ def _common(
         "period_word": catalog.period,
         "period_start_date": format_date(period.start_ms, locale=loc),
         "reset_date": format_date(period.end_ms, locale=loc),
-        "total": format_number(total, locale=loc),
-        "projected_total": format_approx(projection.period_total, locale=loc),
+        "total": format_number(situation.total, locale=loc),
+        "projected_total": format_approx(situation.projection.period_total, locale=loc),
         "rationale": suggestion.rationale,
     }
     suggested = None if suggestion.plan_id is None else catalog.plan(suggestion.plan_id)
@@ -77,21 +97,15 @@ def _common(
 
 def threshold_message(
     templates: Templates,
+    situation: Situation,
     *,
     kind: Literal["threshold-near", "threshold-hit"],
-    catalog: Catalog,
-    plan: Plan,
-    account_id: str,
-    metric: str,
-    period: Period,
-    total: Decimal,
     limit: Decimal,
     level: Decimal,
-    projection: Projection,
-    suggestion: Suggestion,
     overage: Overage | None = None,
 ) -> Message:
-    """The message of a threshold moment: ``total`` of ``limit`` used, crossing ``level``.
+    """The message of a threshold moment: the ``situation``'s total of ``limit`` used,
+    crossing ``level``.
 
     ``limit`` is the account's allotment (its override, else the plan's). For threshold-near
     the ``{pace}`` sentence says when the limit will be reached at this pace, or that it will
@@ -99,15 +113,16 @@ def threshold_message(
     A threshold-hit above level 1.0 renders the ``threshold-over`` templates, whose
     ``{overage}`` sentence speaks of the ``overage`` cost when the plan prices it.
     """
+    catalog, total, suggestion = situation.catalog, situation.total, situation.suggestion
     loc = catalog.locale
-    values = _common(catalog, plan, account_id, metric, period, total, projection, suggestion)
+    values = _common(situation)
     values.update(
         limit=format_number(limit, locale=loc),
         percent=format_percent(total / limit, locale=loc),
         level_percent=format_level(level, locale=loc),
         remaining=format_number(max(limit - total, _ZERO), locale=loc),
     )
-    reached = projection.limit_reached_at_ms
+    reached = situation.projection.limit_reached_at_ms
     if kind == "threshold-hit":
         values["over"] = format_number(max(total - limit, _ZERO), locale=loc)
         if reached is None:
@@ -151,53 +166,42 @@ def _overage_values(
     values["overage"] = templates.sentence("overage", "priced", sentence)
 
 
-def _recent_values(
-    recent_days: int, recent_total: Decimal, expected_total: Decimal, loc: str
-) -> dict[str, str]:
+def _recent_values(recent: RecentDays, loc: str) -> dict[str, str]:
     """The placeholders of the recent days a drop or a recovery is judged on."""
     return {
-        "recent_days": str(recent_days),
-        "recent_span": format_days(recent_days),
-        "recent_total": format_number(recent_total, locale=loc),
-        "recent_daily": format_approx(recent_total / recent_days, locale=loc),
-        "usual_daily": format_approx(expected_total / recent_days, locale=loc),
-        "expected_total": format_approx(expected_total, locale=loc),
+        "recent_days": str(recent.days),
+        "recent_span": format_days(recent.days),
+        "recent_total": format_number(recent.total, locale=loc),
+        "recent_daily": format_approx(recent.total / recent.days, locale=loc),
+        "usual_daily": format_approx(recent.expected / recent.days, locale=loc),
+        "expected_total": format_approx(recent.expected, locale=loc),
     }
 
 
 def drop_message(
     templates: Templates,
+    situation: Situation,
+    recent: RecentDays,
     *,
-    catalog: Catalog,
-    plan: Plan,
-    account_id: str,
-    metric: str,
-    period: Period,
-    total: Decimal,
-    projection: Projection,
-    suggestion: Suggestion,
-    recent_days: int,
-    recent_total: Decimal,
-    expected_total: Decimal,
     ratio: Decimal,
     last_active_at_ms: int | None,
     first_recent_day: date,
 ) -> Message:
-    """The message of a sudden drop: ``recent_total`` over ``recent_days`` against the
-    ``expected_total``, with the period-to-date ``total`` and the ``projection`` at the new
+    """The message of a sudden drop: the ``recent`` days' total came to ``ratio`` of the
+    expected one, with the ``situation``'s period-to-date total and its projection at the new
     pace. Without a known ``last_active_at_ms`` the last activity reads as the day before the
     recent days began, which is right in the silent case that has no activity since."""
-    loc = catalog.locale
-    values = _common(catalog, plan, account_id, metric, period, total, projection, suggestion)
+    loc = situation.catalog.locale
+    values = _common(situation)
     last_active = last_active_at_ms
     if last_active is None:
         last_active = day_start_ms(date_to_day(first_recent_day)) - 1
     values.update(
-        _recent_values(recent_days, recent_total, expected_total, loc),
+        _recent_values(recent, loc),
         drop_percent=format_percent(max(_ONE - ratio, _ZERO), locale=loc),
         last_active_date=format_date(last_active, locale=loc),
     )
-    return templates.render("sudden-drop", suggestion.action, values)
+    return templates.render("sudden-drop", situation.suggestion.action, values)
 
 
 def account_change_message(
@@ -257,33 +261,19 @@ def account_change_message(
 
 
 def recovered_message(
-    templates: Templates,
-    *,
-    catalog: Catalog,
-    plan: Plan,
-    account_id: str,
-    metric: str,
-    period: Period,
-    total: Decimal,
-    projection: Projection,
-    suggestion: Suggestion,
-    recent_days: int,
-    recent_total: Decimal,
-    expected_total: Decimal,
-    dropped_on: date,
+    templates: Templates, situation: Situation, recent: RecentDays, *, dropped_on: date
 ) -> Message:
-    """The welcome-back message of a usage-recovered moment (contract 3.3): ``recent_total``
-    over ``recent_days`` is back near the ``expected_total``, after the drop that began on
-    ``dropped_on``."""
-    loc = catalog.locale
-    values = _common(catalog, plan, account_id, metric, period, total, projection, suggestion)
-    share = recent_total / expected_total if expected_total > _ZERO else _ONE
+    """The welcome-back message of a usage-recovered moment (contract 3.3): the ``recent``
+    days' total is back near the expected one, after the drop that began on ``dropped_on``."""
+    loc = situation.catalog.locale
+    values = _common(situation)
+    share = recent.total / recent.expected if recent.expected > _ZERO else _ONE
     values.update(
-        _recent_values(recent_days, recent_total, expected_total, loc),
+        _recent_values(recent, loc),
         recovered_percent=format_percent(share, locale=loc),
         dropped_on_date=format_calendar_date(dropped_on, locale=loc),
     )
-    return templates.render("usage-recovered", suggestion.action, values)
+    return templates.render("usage-recovered", situation.suggestion.action, values)
 
 
 def anniversary_message(

@@ -26,7 +26,7 @@ from domain.plans.catalog import Catalog, Plan, load_catalog
 from domain.plans.periods import Period
 from domain.rules.projection import Projection
 from domain.rules.suggestions import Suggestion, suggest_for_drop, suggest_upgrade
-from domain.wording.messages import drop_message, threshold_message
+from domain.wording.messages import RecentDays, Situation, drop_message, threshold_message
 from domain.wording.templates import (
     PLACEHOLDERS,
     Message,
@@ -315,17 +315,10 @@ def near(
     suggestion = suggest_upgrade(catalog, current, "api_calls", projection.period_total)
     return threshold_message(
         templates,
+        Situation(catalog, current, "acct-1", "api_calls", PERIOD, total, projection, suggestion),
         kind=kind,  # type: ignore[arg-type]
-        catalog=catalog,
-        plan=current,
-        account_id="acct-1",
-        metric="api_calls",
-        period=PERIOD,
-        total=total,
         limit=limit,
         level=level,
-        projection=projection,
-        suggestion=suggestion,
     )
 
 
@@ -380,17 +373,17 @@ def drop(
     )
     return drop_message(
         templates,
-        catalog=catalog,
-        plan=current,
-        account_id="acct-1",
-        metric="api_calls",
-        period=PERIOD,
-        total=D(30_000),
-        projection=Projection(projected, None),
-        suggestion=suggestion,
-        recent_days=3,
-        recent_total=recent,
-        expected_total=D(3600),
+        Situation(
+            catalog,
+            current,
+            "acct-1",
+            "api_calls",
+            PERIOD,
+            D(30_000),
+            Projection(projected, None),
+            suggestion,
+        ),
+        RecentDays(days=3, total=recent, expected=D(3600)),
         ratio=recent / D(3600),
         last_active_at_ms=last_active,
         first_recent_day=date(2026, 11, 21),
