@@ -35,7 +35,7 @@ from domain.common.timeutil import DAY_MS, datetime_to_ms, ms_to_datetime
 from domain.intake.accounts import AccountPlan, period_of
 from domain.plans.catalog import Catalog, Plan
 from domain.plans.periods import WEEK_MS, Period, PeriodLength
-from domain.rules.suggestions import Suggestion, covers
+from domain.rules.suggestions import Suggestion, cheapest, covers, no_plan, to_plan
 
 HOUR_MS: Final = 3_600_000
 """Passes run at most once per hour: a period is announced within an hour (plus the check
@@ -213,24 +213,17 @@ def suggest(
         again = f"this {period}" if first else f"this {period} and the one before"
         higher = catalog.higher(current)
         if not higher:
-            return Suggestion(
+            return no_plan(
                 "none",
-                None,
-                None,
-                None,
-                None,
                 f"You reached {reached} {again}; {current.name} is already the "
                 "largest plan, so talk to us about a custom limit.",
             )
         covering = [p for p in higher if _covers_all(p, recap)]
-        plan = min(covering, key=lambda p: (p.price, p.rank)) if covering else higher[-1]
-        delta = plan.price - current.price
-        return Suggestion(
+        plan = cheapest(covering) if covering else higher[-1]
+        return to_plan(
             "upgrade",
-            plan.id,
-            plan.name,
-            plan.price,
-            delta,
+            plan,
+            current,
             f"You reached {reached} {again}; {plan.name} "
             f"{'has room for all of it' if plan in covering else 'is the largest plan'}.",
         )
@@ -239,36 +232,25 @@ def suggest(
         cheaper = [p for p in catalog.lower(current) if p.price < current.price]
         covering = [p for p in cheaper if _covers_all(p, recap)]
         if covering:
-            plan = min(covering, key=lambda p: (p.price, p.rank))
-            delta = plan.price - current.price
-            return Suggestion(
+            plan = cheapest(covering)
+            return to_plan(
                 "downgrade",
-                plan.id,
-                plan.name,
-                plan.price,
-                delta,
+                plan,
+                current,
                 f"You used no more than {format_percent(underuse_level, locale=loc)} "
                 "of each allotment "
                 f"{lately}; {plan.name} would have covered this {period}'s usage.",
             )
-        return Suggestion(
+        return no_plan(
             "none",
-            None,
-            None,
-            None,
-            None,
             f"You used no more than {format_percent(underuse_level, locale=loc)} "
             f"of each allotment {lately}, "
             "but no "
             f"cheaper plan would hold this {period}'s usage, so {current.name} stays the best "
             "fit. Thank you for being with us.",
         )
-    return Suggestion(
+    return no_plan(
         "none",
-        None,
-        None,
-        None,
-        None,
         f"{current.name} fits the way you use it. Thank you for being with us.",
     )
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Final
 
-from domain.common.formatting import format_approx, format_money, format_number
+from domain.common.formatting import format_approx, format_money
 from domain.plans.catalog import Catalog, Plan
-from domain.rules.suggestions import Suggestion, covers
+from domain.rules.suggestions import Suggestion, covers, holds
 from domain.rules.thresholds import HIT_LEVEL
 
 _ZERO: Final = Decimal(0)
@@ -102,19 +102,14 @@ def overage_suggestion(
             ),
         )
     unit = catalog.unit(metric)
-    limit = suggested.limit(metric)
-    holds = (
-        f"has no limit on {unit}"
-        if limit is None
-        else f"includes {format_number(limit, locale=loc)}"
-    )
+    gives = holds(catalog, suggested, metric)
     pace = f"at this pace you'll use about {format_approx(projected_total, locale=loc)} {unit}"
     costs = _costs(catalog, suggested, current, period)
     after = _projected_cost_under(suggested, metric, projected_total)
     if after is None:  # the suggested plan neither covers the pace nor prices its overage
         rationale = (
             f"{costs}; {pace} (about {cost} of overage on {current.name}), and "
-            f"{suggested.name} {holds}."
+            f"{suggested.name} {gives}."
         )
         return replace(suggestion, rationale=rationale)
     saving = max(overage.projected_cost - after, _ZERO)
@@ -124,5 +119,5 @@ def overage_suggestion(
         verdict = "so it pays for itself"
     else:
         verdict = "so for now the overage costs less than the upgrade"
-    rationale = f"{costs} and {saves}, {verdict}; {pace}, and {suggested.name} {holds}."
+    rationale = f"{costs} and {saves}, {verdict}; {pace}, and {suggested.name} {gives}."
     return replace(suggestion, rationale=rationale)

@@ -55,28 +55,32 @@ def _more_room(limit: Decimal | None, current_limit: Decimal) -> bool:
     return limit is None or limit > current_limit
 
 
-def _cheapest(plans: Sequence[Plan]) -> Plan:
+def cheapest(plans: Sequence[Plan]) -> Plan:
+    """The cheapest of ``plans``, ties broken by rank."""
     return min(plans, key=lambda p: (p.price, p.rank))
 
 
-def _move(action: Action, to: Plan, current: Plan, rationale: str) -> Suggestion:
+def to_plan(action: Action, to: Plan, current: Plan, rationale: str) -> Suggestion:
+    """An ``upgrade`` or ``downgrade`` from ``current`` to ``to``."""
     return Suggestion(action, to.id, to.name, to.price, to.price - current.price, rationale)
 
 
-def _none(rationale: str) -> Suggestion:
-    return Suggestion("none", None, None, None, None, rationale)
+def no_plan(action: Action, rationale: str) -> Suggestion:
+    """A suggestion that names no plan: ``pause``, ``resume`` or ``none``."""
+    return Suggestion(action, None, None, None, None, rationale)
+
+
+def holds(catalog: Catalog, plan: Plan, metric: str) -> str:
+    """What ``plan`` gives of ``metric``: ``includes 100,000`` or ``has no limit on API calls``."""
+    limit = plan.limit(metric)
+    if limit is None:
+        return f"has no limit on {catalog.unit(metric)}"
+    return f"includes {format_number(limit, locale=catalog.locale)}"
 
 
 def _offer(catalog: Catalog, plan: Plan, current: Plan, metric: str) -> str:
     """``Growth includes 100,000 API calls for $79 a month, $60 more than Starter``."""
     loc = catalog.locale
-    limit = plan.limit(metric)
-    unit = catalog.unit(metric)
-    holds = (
-        f"has no limit on {unit}"
-        if limit is None
-        else f"includes {format_number(limit, locale=loc)}"
-    )
     delta = plan.price - current.price
     money = format_money(abs(delta), catalog.currency, locale=loc)
     difference = (
@@ -87,7 +91,8 @@ def _offer(catalog: Catalog, plan: Plan, current: Plan, metric: str) -> str:
         else f"{money} less than"
     )
     price = format_money(plan.price, catalog.currency, locale=loc)
-    return f"{plan.name} {holds} for {price} a {catalog.period}, {difference} {current.name}"
+    gives = holds(catalog, plan, metric)
+    return f"{plan.name} {gives} for {price} a {catalog.period}, {difference} {current.name}"
 
 
 def suggest_upgrade(
@@ -112,31 +117,33 @@ def suggest_upgrade(
     )
     higher = catalog.higher(current)
     if not higher:
-        return _none(
+        return no_plan(
+            "none",
             f"{current.name} is already the largest plan and you're on track for {projected}; "
-            "talk to us about a custom limit."
+            "talk to us about a custom limit.",
         )
     roomier = list(higher)
     if current_limit is not None:
         roomier = [plan for plan in higher if _more_room(plan.limit(metric), current_limit)]
         if not roomier:
-            return _none(
+            return no_plan(
+                "none",
                 f"Your limit of {format_number(current_limit, locale=loc)} {unit} is already "
                 "more than "
                 f"bigger plans include and you're on track for {projected}; talk to us about "
-                "raising it."
+                "raising it.",
             )
     covering = [plan for plan in roomier if covers(plan, metric, projected_total)]
     if covering:
-        plan = _cheapest(covering)
-        return _move(
+        plan = cheapest(covering)
+        return to_plan(
             "upgrade",
             plan,
             current,
             f"At this pace you'll use {projected}; {_offer(catalog, plan, current, metric)}.",
         )
     plan = roomier[-1]
-    return _move(
+    return to_plan(
         "upgrade",
         plan,
         current,
@@ -167,12 +174,8 @@ def suggest_for_drop(
     span = "recently" if recent_days is None else f"in {format_days(recent_days)}"
     price = format_money(current.price, catalog.currency, locale=loc)
     if recent_total <= _ZERO and current.pausable:
-        return Suggestion(
+        return no_plan(
             "pause",
-            None,
-            None,
-            None,
-            None,
             f"No {unit} {span}; your {current.name} plan ({price} a {catalog.period}) can be "
             "paused until you need it again.",
         )
@@ -181,21 +184,23 @@ def suggest_for_drop(
     cheaper = [plan for plan in catalog.lower(current) if plan.price < current.price]
     covering = [plan for plan in cheaper if covers(plan, metric, projected)]
     if covering:
-        plan = _cheapest(covering)
-        return _move(
+        plan = cheapest(covering)
+        return to_plan(
             "downgrade",
             plan,
             current,
             f"At the recent pace you'd use {pace}; {_offer(catalog, plan, current, metric)}.",
         )
     if not cheaper:
-        return _none(
+        return no_plan(
+            "none",
             f"{current.name} is already the most affordable plan for you; a quick check-in "
-            "can tell whether something changed on your side."
+            "can tell whether something changed on your side.",
         )
-    return _none(
+    return no_plan(
+        "none",
         f"Even at the recent pace you'd use {pace}, more than a cheaper plan includes, so "
-        "a smaller plan wouldn't fit; a quick check-in can tell whether something changed."
+        "a smaller plan wouldn't fit; a quick check-in can tell whether something changed.",
     )
 
 
@@ -207,16 +212,13 @@ def suggest_after_recovery(
     unit = catalog.unit(metric)
     if paused:
         price = format_money(current.price, catalog.currency, locale=catalog.locale)
-        return Suggestion(
+        return no_plan(
             "resume",
-            None,
-            None,
-            None,
-            None,
             f"Your use of {unit} is back while your {current.name} plan is paused; resume it "
             f"({price} a {catalog.period}) to pick up where you left off.",
         )
-    return _none(
+    return no_plan(
+        "none",
         f"Your use of {unit} is back to its usual level on your {current.name} plan; "
-        "nothing to change."
+        "nothing to change.",
     )
