@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from os import PathLike
-from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Final
 
@@ -27,6 +25,7 @@ from pydantic_core import ErrorDetails
 
 from domain.common.formatting import known_locale
 from domain.common.numbers import MAX_AMOUNT, MIN_AMOUNT, exact_in_json
+from domain.common.tomlfile import parse_toml, read_toml_text
 from domain.errors import CatalogError
 from domain.plans.periods import PERIOD_LENGTHS, PeriodLength
 
@@ -155,25 +154,15 @@ class Catalog:
 
 def load_catalog(path: str | PathLike[str]) -> Catalog:
     """Read and validate the catalog file at ``path``; :class:`CatalogError` if it is unusable."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CatalogError(
-            f"{source}: cannot read the plan catalog ({exc.strerror or exc}); "
-            "set MOMENTS_PLANS_FILE to the path of a readable TOML file"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise CatalogError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return parse_catalog(text, source)
+    text = read_toml_text(
+        path, what="the plan catalog", setting="MOMENTS_PLANS_FILE", error=CatalogError
+    )
+    return parse_catalog(text, str(path))
 
 
 def parse_catalog(text: str, source: str = "config/plans.toml") -> Catalog:
     """Validate the TOML catalog ``text``; ``source`` names it in error messages."""
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogError(f"{source}: not valid TOML: {exc}") from None
+    document = parse_toml(text, source, CatalogError)
     try:
         schema = _Document.model_validate(document)
     except ValidationError as exc:

@@ -14,14 +14,13 @@ with a :class:`~domain.errors.ConfigError` naming the file, the template and the
 from __future__ import annotations
 
 import string
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from os import PathLike
-from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Literal
 
+from domain.common.tomlfile import parse_toml, read_toml_text
 from domain.errors import ConfigError
 
 _COMMON: Final = frozenset(
@@ -239,25 +238,15 @@ def _fill(template: str, values: Mapping[str, str]) -> str:
 
 def load_templates(path: str | PathLike[str]) -> Templates:
     """Read and validate the message templates at ``path`` (:class:`ConfigError` if unusable)."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"{source}: cannot read the message templates ({exc.strerror or exc}); "
-            "set MOMENTS_MESSAGES_FILE to the path of a readable TOML file"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return parse_templates(text, source)
+    text = read_toml_text(
+        path, what="the message templates", setting="MOMENTS_MESSAGES_FILE", error=ConfigError
+    )
+    return parse_templates(text, str(path))
 
 
 def parse_templates(text: str, source: str = "config/messages.toml") -> Templates:
     """Validate the TOML templates ``text``; ``source`` names it in error messages."""
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    document = parse_toml(text, source, ConfigError)
 
     tables = sorted({table for table, _ in PLACEHOLDERS})
     unknown = sorted(set(document) - set(tables))
