@@ -35,7 +35,14 @@ from domain.common.timeutil import DAY_MS, datetime_to_ms, ms_to_datetime
 from domain.intake.accounts import AccountPlan, period_of
 from domain.plans.catalog import Catalog, Plan
 from domain.plans.periods import WEEK_MS, Period, PeriodLength
-from domain.rules.suggestions import Suggestion, cheapest, covers, no_plan, to_plan
+from domain.rules.suggestions import (
+    Suggestion,
+    cheaper_plans,
+    cheapest,
+    covers,
+    no_plan,
+    to_plan,
+)
 
 HOUR_MS: Final = 3_600_000
 """Passes run at most once per hour: a period is announced within an hour (plus the check
@@ -229,7 +236,7 @@ def suggest(
         )
     if action == "downgrade":
         lately = f"this {period}" if first else f"this {period} and the one before"
-        cheaper = [p for p in catalog.lower(current) if p.price < current.price]
+        cheaper = cheaper_plans(catalog, current)
         covering = [p for p in cheaper if _covers_all(p, recap)]
         if covering:
             plan = cheapest(covering)

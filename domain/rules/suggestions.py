@@ -60,6 +60,12 @@ def cheapest(plans: Sequence[Plan]) -> Plan:
     return min(plans, key=lambda p: (p.price, p.rank))
 
 
+def cheaper_plans(catalog: Catalog, current: Plan) -> list[Plan]:
+    """The plans ranked below ``current`` that cost less (a smaller plan that costs as much
+    saves nothing), by rank ascending."""
+    return [plan for plan in catalog.lower(current) if plan.price < current.price]
+
+
 def to_plan(action: Action, to: Plan, current: Plan, rationale: str) -> Suggestion:
     """An ``upgrade`` or ``downgrade`` from ``current`` to ``to``."""
     return Suggestion(action, to.id, to.name, to.price, to.price - current.price, rationale)
@@ -181,7 +187,7 @@ def suggest_for_drop(
         )
     projected = projected_period_total_at_new_pace
     pace = f"about {format_approx(projected, locale=loc)} {unit} this {catalog.period}"
-    cheaper = [plan for plan in catalog.lower(current) if plan.price < current.price]
+    cheaper = cheaper_plans(catalog, current)
     covering = [plan for plan in cheaper if covers(plan, metric, projected)]
     if covering:
         plan = cheapest(covering)

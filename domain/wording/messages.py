@@ -178,6 +178,19 @@ def _recent_values(recent: RecentDays, loc: str) -> dict[str, str]:
     }
 
 
+def _recent_message(
+    templates: Templates,
+    kind: Literal["sudden-drop", "usage-recovered"],
+    situation: Situation,
+    recent: RecentDays,
+    **values_of_kind: str,
+) -> Message:
+    """A drop or recovery message: the common and recent-day placeholders, with the kind's."""
+    values = _common(situation)
+    values.update(_recent_values(recent, situation.catalog.locale), **values_of_kind)
+    return templates.render(kind, situation.suggestion.action, values)
+
+
 def drop_message(
     templates: Templates,
     situation: Situation,
@@ -192,16 +205,17 @@ def drop_message(
     pace. Without a known ``last_active_at_ms`` the last activity reads as the day before the
     recent days began, which is right in the silent case that has no activity since."""
     loc = situation.catalog.locale
-    values = _common(situation)
     last_active = last_active_at_ms
     if last_active is None:
         last_active = day_start_ms(date_to_day(first_recent_day)) - 1
-    values.update(
-        _recent_values(recent, loc),
+    return _recent_message(
+        templates,
+        "sudden-drop",
+        situation,
+        recent,
         drop_percent=format_percent(max(_ONE - ratio, _ZERO), locale=loc),
         last_active_date=format_date(last_active, locale=loc),
     )
-    return templates.render("sudden-drop", situation.suggestion.action, values)
 
 
 def account_change_message(
@@ -266,14 +280,15 @@ def recovered_message(
     """The welcome-back message of a usage-recovered moment (contract 3.3): the ``recent``
     days' total is back near the expected one, after the drop that began on ``dropped_on``."""
     loc = situation.catalog.locale
-    values = _common(situation)
     share = recent.total / recent.expected if recent.expected > _ZERO else _ONE
-    values.update(
-        _recent_values(recent, loc),
+    return _recent_message(
+        templates,
+        "usage-recovered",
+        situation,
+        recent,
         recovered_percent=format_percent(share, locale=loc),
         dropped_on_date=format_calendar_date(dropped_on, locale=loc),
     )
-    return templates.render("usage-recovered", situation.suggestion.action, values)
 
 
 def anniversary_message(
