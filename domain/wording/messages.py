@@ -64,17 +64,24 @@ class RecentDays:
     expected: Decimal
 
 
+def _plan_values(catalog: Catalog, plan: Plan, account_id: str) -> dict[str, str]:
+    """The placeholders of the account and its plan, which every message has."""
+    return {
+        "account_id": account_id,
+        "plan_name": plan.name,
+        "plan_price": format_money(plan.price, catalog.currency, locale=catalog.locale),
+        "period_word": catalog.period,
+    }
+
+
 def _common(situation: Situation) -> dict[str, str]:
     catalog, plan, metric = situation.catalog, situation.plan, situation.metric
     period, suggestion = situation.period, situation.suggestion
     loc = catalog.locale
     values = {
-        "account_id": situation.account_id,
+        **_plan_values(catalog, plan, situation.account_id),
         "metric": metric,
         "unit": catalog.unit(metric),
-        "plan_name": plan.name,
-        "plan_price": format_money(plan.price, catalog.currency, locale=loc),
-        "period_word": catalog.period,
         "period_start_date": format_date(period.start_ms, locale=loc),
         "reset_date": format_date(period.end_ms, locale=loc),
         "total": format_number(situation.total, locale=loc),
@@ -242,10 +249,7 @@ def account_change_message(
     """
     loc = catalog.locale
     values = {
-        "account_id": account_id,
-        "plan_name": plan.name,
-        "plan_price": format_money(plan.price, catalog.currency, locale=loc),
-        "period_word": catalog.period,
+        **_plan_values(catalog, plan, account_id),
         "change_date": format_date(changed_at_ms, locale=loc),
         "rationale": rationale,
         **extra,
@@ -308,10 +312,7 @@ def anniversary_message(
     ``billing-anniversary-years`` templates celebrate them)."""
     loc = catalog.locale
     values = {
-        "account_id": account_id,
-        "plan_name": plan.name,
-        "plan_price": format_money(plan.price, catalog.currency, locale=loc),
-        "period_word": catalog.period,
+        **_plan_values(catalog, plan, account_id),
         "period_start_date": format_date(period.start_ms, locale=loc),
         "period_end_date": format_date(period.end_ms, locale=loc),
         "periods_completed": format_number(periods_completed, locale=loc),
@@ -352,12 +353,9 @@ def milestone_message(
     loc = catalog.locale
     unit = catalog.unit(metric)
     values = {
-        "account_id": account_id,
+        **_plan_values(catalog, plan, account_id),
         "metric": metric,
         "unit": unit,
-        "plan_name": plan.name,
-        "plan_price": format_money(plan.price, catalog.currency, locale=loc),
-        "period_word": catalog.period,
         "milestone": format_number(value, locale=loc),
         "celebration": format_milestone(value, unit, locale=loc),
         "reached": format_series([format_number(m, locale=loc) for m in reached]),
