@@ -18,9 +18,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from os import PathLike
 from types import MappingProxyType
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from domain.common.formatting import known_locale
@@ -39,6 +46,19 @@ LOCALE_PATTERN: Final = re.compile(r"[a-z]{2}(_[A-Z]{2})?")
 """What the catalog's locale looks like, matched in full: a language, maybe a country."""
 
 _CURRENCY_PATTERN: Final = re.compile(r"[A-Z]{3}")
+
+Aggregation = Literal["sum", "count", "max", "latest", "unique_count"]
+"""How a metric's records make its period, day and lifetime values (contract 1.4)."""
+
+AGGREGATIONS: Final[tuple[Aggregation, ...]] = get_args(Aggregation)
+
+LIFETIME_AGGREGATIONS: Final[frozenset[Aggregation]] = frozenset({"sum", "count"})
+"""Aggregations with a lifetime value, so milestones (contract 3.4): the additive ones."""
+
+FIELD_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,7}")
+"""A field of a record or of CloudEvents ``data``, dots for nesting (``usage.tokens``)."""
+
+_EVENT_TYPE_PATTERN: Final = re.compile(r"\S(.{0,254}\S)?")
 
 DEFAULT_PERIOD: Final[PeriodLength] = "month"
 DEFAULT_CURRENCY: Final = "USD"
@@ -94,6 +114,22 @@ class Milestones:
 
 
 @dataclass(frozen=True, slots=True)
+class Meter:
+    """Turns CloudEvents of one ``type`` into readings of ``metric`` (contract 1.4).
+
+    ``value`` is the path into ``data`` of the quantity (``("usage", "tokens")``), or ``None``
+    for a quantity of 1; ``where`` holds the ``data`` fields (paths) an event must match.
+    """
+
+    event_type: str
+    metric: str
+    value: tuple[str, ...] | None = None
+    where: Mapping[tuple[str, ...], str | int | float | bool] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Offers:
     """Offers attached to account changes (contract 3.6); ``None`` when the catalog has none."""
 
@@ -121,13 +157,29 @@ class Catalog:
     )
     offers: Offers = Offers()
     locale: str = DEFAULT_LOCALE
+    #: Metric -> its aggregation, for metrics declared with one; any other metric is a sum.
+    aggregations: Mapping[str, Aggregation] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
+    #: ``unique_count`` metric -> the field whose distinct values it counts (a path).
+    unique_fields: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
+    meters: tuple[Meter, ...] = ()
     _by_id: Mapping[str, Plan] = field(init=False, repr=False, compare=False, hash=False)
+    _meters_by_type: Mapping[str, tuple[Meter, ...]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         ordered = tuple(sorted(self.plans, key=lambda p: p.rank))
         # Frozen dataclass: fields can only be set through object.__setattr__.
         object.__setattr__(self, "plans", ordered)
         object.__setattr__(self, "_by_id", MappingProxyType({p.id: p for p in ordered}))
+        by_type: dict[str, tuple[Meter, ...]] = {}
+        for meter in self.meters:
+            by_type[meter.event_type] = (*by_type.get(meter.event_type, ()), meter)
+        object.__setattr__(self, "_meters_by_type", MappingProxyType(by_type))
 
     @property
     def plan_ids(self) -> tuple[str, ...]:
@@ -150,6 +202,14 @@ class Catalog:
         """The display unit of ``metric`` (``"API calls"``), else its name with spaces."""
         unit = self.units.get(metric)
         return unit if unit is not None else metric.replace("_", " ")
+
+    def aggregation(self, metric: str) -> Aggregation:
+        """How ``metric``'s records aggregate: as declared in ``[metrics]``, else ``sum``."""
+        return self.aggregations.get(metric, "sum")
+
+    def meters_for(self, event_type: str) -> tuple[Meter, ...]:
+        """The meters of CloudEvents of type ``event_type``, in catalog order (maybe none)."""
+        return self._meters_by_type.get(event_type, ())
 
 
 def load_catalog(path: str | PathLike[str]) -> Catalog:
@@ -344,15 +404,108 @@ def _period(value: object) -> object:
     return value
 
 
-def _units(value: object) -> dict[str, str]:
+def _metrics(value: object) -> dict[str, _MetricEntry]:
+    """``[metrics]``: metric = "unit" (a sum), or metric = { unit, aggregation, unique }."""
     table = _table(value)
-    for metric, unit in table.items():
+    entries: dict[str, _MetricEntry] = {}
+    for metric, entry in table.items():
         _metric_name(metric, metric, quoted=True)
-        if not isinstance(unit, str) or not unit.strip():
+        if isinstance(entry, dict):
+            entries[metric] = _metric_entry(metric, entry)
+            continue
+        if not isinstance(entry, str) or not entry.strip():
             raise _Problem(
-                f'must be a non-empty display unit like "API calls", got {_got(unit)}', metric
+                f'must be a non-empty display unit like "API calls", or a table like '
+                f'{{ unit = "seats", aggregation = "latest" }}, got {_got(entry)}',
+                metric,
             )
-    return table
+        entries[metric] = _MetricEntry(entry, "sum", None)
+    return entries
+
+
+def _metric_entry(metric: str, entry: dict[str, Any]) -> _MetricEntry:
+    unknown = sorted(set(entry) - {"unit", "aggregation", "unique"})
+    if unknown:
+        raise _Problem(
+            f"unknown key {', '.join(map(repr, unknown))}; accepted: 'unit', 'aggregation', "
+            "'unique'",
+            metric,
+            quoted=True,
+        )
+    unit = entry.get("unit")
+    if not isinstance(unit, str) or not unit.strip():
+        raise _Problem(
+            f'unit: must be a non-empty display unit like "seats", got {_got(unit)}'
+            if "unit" in entry
+            else 'unit: missing; a metric table needs a display unit like unit = "seats"',
+            metric,
+            quoted=True,
+        )
+    aggregation = entry.get("aggregation", "sum")
+    if aggregation not in AGGREGATIONS:
+        raise _Problem(
+            f"aggregation: must be one of {', '.join(map(repr, AGGREGATIONS))}, "
+            f"got {_got(aggregation)}",
+            metric,
+            quoted=True,
+        )
+    unique = entry.get("unique")
+    if aggregation == "unique_count":
+        if unique is None:
+            raise _Problem(
+                "unique: missing; a unique_count metric names the field whose distinct values "
+                'it counts, like unique = "user_id"',
+                metric,
+                quoted=True,
+            )
+        if not isinstance(unique, str) or not FIELD_PATTERN.fullmatch(unique):
+            raise _Problem(
+                f'unique: must be a field name like "user_id" (dots for nesting), '
+                f"got {_got(unique)}",
+                metric,
+                quoted=True,
+            )
+        return _MetricEntry(unit, aggregation, tuple(unique.split(".")))
+    if unique is not None:
+        raise _Problem(
+            f"unique: only a unique_count metric names one; this metric is {aggregation!r}",
+            metric,
+            quoted=True,
+        )
+    return _MetricEntry(unit, aggregation, None)
+
+
+@dataclass(frozen=True, slots=True)
+class _MetricEntry:
+    unit: str
+    aggregation: Aggregation
+    unique: tuple[str, ...] | None
+
+
+def _field_path(value: object) -> tuple[str, ...]:
+    if not isinstance(value, str) or not FIELD_PATTERN.fullmatch(value):
+        raise _Problem(
+            f'must be a field of data like "tokens" or "usage.tokens", got {_got(value)}'
+        )
+    return tuple(value.split("."))
+
+
+def _where_table(value: object) -> dict[tuple[str, ...], str | int | float | bool]:
+    table = _table(value)
+    where: dict[tuple[str, ...], str | int | float | bool] = {}
+    for name, wanted in table.items():
+        if not FIELD_PATTERN.fullmatch(name):
+            raise _Problem("must be a field of data like model or usage.model", name, quoted=True)
+        if isinstance(wanted, float) and not math.isfinite(wanted):
+            raise _Problem(f"must be a finite number, got {wanted}", name, quoted=True)
+        if not isinstance(wanted, str | int | float | bool):
+            raise _Problem(
+                f"must be a string, number or boolean to compare with, got {_got(wanted)}",
+                name,
+                quoted=True,
+            )
+        where[tuple(name.split("."))] = wanted
+    return where
 
 
 def _table(value: object) -> dict[str, Any]:
@@ -389,6 +542,21 @@ def _unique_plans(plans: list[_Plan]) -> list[_Plan]:
         ids.add(plan.id)
         by_rank[plan.rank] = plan
     return plans
+
+
+def _distinct_meters(meters: list[_Meter]) -> list[_Meter]:
+    seen: set[tuple[str, str, tuple[Any, ...]]] = set()
+    for index, meter in enumerate(meters):
+        same = (meter.event_type, meter.metric, tuple(sorted(meter.where.items())))
+        if same in seen:
+            raise _Problem(
+                "repeats an earlier meter (same event_type, metric and where): an event would "
+                "count twice",
+                index,
+                "metric",
+            )
+        seen.add(same)
+    return meters
 
 
 def _one_per_metric(entries: list[_Milestone]) -> list[_Milestone]:
@@ -474,6 +642,17 @@ class _Milestone(_Schema):
     reward: _Stripped
 
 
+class _Meter(_Schema):
+    event_type: Annotated[
+        str, _string("a CloudEvents type like 'api-request' (1..256 chars)", _EVENT_TYPE_PATTERN)
+    ]
+    metric: Annotated[str, _string("a metric name"), AfterValidator(lambda m: _metric_name(m))]
+    value: Annotated[tuple[str, ...], BeforeValidator(_field_path)] | None = None
+    where: Annotated[
+        dict[tuple[str, ...], str | int | float | bool], BeforeValidator(_where_table)
+    ] = {}
+
+
 class _Offers(_Schema):
     members_added: _Stripped | None = None
     region_changed: _Stripped | None = None
@@ -481,12 +660,15 @@ class _Offers(_Schema):
 
 class _Document(_Schema):
     defaults: Annotated[_Defaults, BeforeValidator(_table)] = _Defaults()
-    metrics: Annotated[dict[str, str], BeforeValidator(_units)] = {}
+    metrics: Annotated[dict[str, _MetricEntry], BeforeValidator(_metrics)] = {}
     plans: Annotated[list[_Plan], _entries("plans", True), AfterValidator(_unique_plans)]
     milestones: Annotated[
         list[_Milestone],
         _entries("milestones", False),
         AfterValidator(_one_per_metric),
+    ] = []
+    meters: Annotated[
+        list[_Meter], _entries("meters", False), AfterValidator(_distinct_meters)
     ] = []
     offers: Annotated[_Offers, BeforeValidator(_table)] = _Offers()
     locale: Annotated[
@@ -495,13 +677,28 @@ class _Document(_Schema):
         AfterValidator(_cldr_locale),
     ] = DEFAULT_LOCALE
 
+    @model_validator(mode="after")
+    def _milestones_add_up(self) -> _Document:
+        # Contract 1.4: only sum and count metrics have a lifetime total to reach.
+        for index, entry in enumerate(self.milestones):
+            declared = self.metrics.get(entry.metric)
+            if declared is not None and declared.aggregation not in LIFETIME_AGGREGATIONS:
+                raise _Problem(
+                    f"{entry.metric!r} is a {declared.aggregation} metric; milestones count "
+                    "a lifetime total, so only sum and count metrics have them",
+                    "milestones",
+                    index,
+                    "metric",
+                )
+        return self
+
     def catalog(self) -> Catalog:
         d = self.defaults
         return Catalog(
             d.period,
             d.currency,
             d.near_levels,
-            MappingProxyType(self.metrics),
+            MappingProxyType({metric: m.unit for metric, m in self.metrics.items()}),
             tuple(p.plan(d) for p in self.plans),
             over_levels=d.over_levels,
             underuse_level=d.underuse_level,
@@ -510,6 +707,16 @@ class _Document(_Schema):
             ),
             offers=Offers(self.offers.members_added, self.offers.region_changed),
             locale=self.locale,
+            aggregations=MappingProxyType(
+                {metric: m.aggregation for metric, m in self.metrics.items()}
+            ),
+            unique_fields=MappingProxyType(
+                {metric: m.unique for metric, m in self.metrics.items() if m.unique is not None}
+            ),
+            meters=tuple(
+                Meter(m.event_type, m.metric, m.value, MappingProxyType(m.where))
+                for m in self.meters
+            ),
         )
 
 
@@ -519,6 +726,7 @@ _NESTED: Final[Mapping[str, type[_Schema]]] = {
     "defaults": _Defaults,
     "plans": _Plan,
     "milestones": _Milestone,
+    "meters": _Meter,
     "offers": _Offers,
 }
 _WHAT: Final = {_Document: "table", _Defaults: "key", _Offers: "key"}
@@ -556,7 +764,7 @@ def _where(
     if not loc:
         return "top level"
     head, rest = str(loc[0]), [str(part) for part in loc[1:]]
-    if head in ("plans", "milestones") and rest:
+    if head in ("plans", "milestones", "meters") and rest:
         index = int(loc[1])
         fields = rest[1:]
         entry = document[head][index]

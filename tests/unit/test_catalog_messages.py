@@ -77,11 +77,13 @@ SECTION_CASES: list[tuple[str, str]] = [
     ),
     (
         '[metrics]\napi_calls = ""\n',
-        '[metrics] api_calls: must be a non-empty display unit like "API calls", got string ""',
+        '[metrics] api_calls: must be a non-empty display unit like "API calls", or a table like '
+        '{ unit = "seats", aggregation = "latest" }, got string ""',
     ),
     (
         '[metrics]\napi_calls = "  "\n',
-        '[metrics] api_calls: must be a non-empty display unit like "API calls", got string "  "',
+        '[metrics] api_calls: must be a non-empty display unit like "API calls", or a table like '
+        '{ unit = "seats", aggregation = "latest" }, got string "  "',
     ),
     (
         "offers = 1\n",
@@ -168,7 +170,7 @@ SECTION_CASES: list[tuple[str, str]] = [
     (
         "x = 1\ny = 2\n",
         "top level: unknown table 'x', 'y'; accepted: 'defaults', 'metrics', 'plans', "
-        "'milestones', 'offers', 'locale'",
+        "'milestones', 'meters', 'offers', 'locale'",
     ),
     (
         "defaults = [1]\n",
@@ -177,7 +179,7 @@ SECTION_CASES: list[tuple[str, str]] = [
     (
         "foo = 1989-01-01\n",
         "top level: unknown table 'foo'; accepted: 'defaults', 'metrics', 'plans', "
-        "'milestones', 'offers', 'locale'",
+        "'milestones', 'meters', 'offers', 'locale'",
     ),
     (
         "[defaults]\nperiod = 1989-01-01\n",
