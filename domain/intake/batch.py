@@ -21,7 +21,7 @@ from domain.intake.daily import AccountDaily
 from domain.intake.deadletter import DeadLetter, dead_letter
 from domain.intake.lifetime import AccountLifetime, MilestoneDue
 from domain.intake.partitioning import account_partition
-from domain.intake.records import UsageRecord, parse_usage
+from domain.intake.records import Metering, UsageRecord, parse_usage
 from domain.intake.usage import AccountTotals, Change
 from domain.plans.catalog import Catalog
 from domain.plans.periods import Period, day_start_ms, utc_day
@@ -194,7 +194,7 @@ def run_intake(
     oldest_daily_ms = day_start_ms(oldest_day)
     for raw in batch:
         try:
-            record = parse_usage(raw.value, now_ms, max_skew_ms)
+            record = parse_usage(raw.value, now_ms, max_skew_ms, Metering.of(catalog))
         except InvalidUsageRecord as exc:
             outcomes["invalid"] += 1
             dead_letters.append(
