@@ -8,7 +8,7 @@ of its records it holds, and the rules can be tested without Kafka.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -100,6 +100,10 @@ class IntakeState:
     #: Periods ending after this instant are kept although closed: their billing anniversary
     #: is not announced yet (contract 3.5; see :mod:`agents.anniversaries`).
     keep_closed_after_ms: int | None = None
+    #: ``unique_count`` metrics: of these distinct keys
+    #: (:func:`domain.intake.distinct.distinct_key`), the ones already counted; one call per
+    #: batch (a multi-get) with every key the batch needs.
+    distinct_held: Callable[[Sequence[str]], set[str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,9 @@ class IntakeResult:
     daily: dict[str, AccountDaily] = field(default_factory=dict)
     lifetime: dict[str, AccountLifetime] = field(default_factory=dict)
     milestones_due: list[MilestoneDue] = field(default_factory=list)
+    #: Distinct values newly counted: distinct key -> when it expires (epoch ms;
+    #: :func:`domain.intake.distinct.period_expiry`, :func:`~domain.intake.distinct.day_expiry`).
+    distinct: dict[str, int] = field(default_factory=dict)
 
 
 def dedup_key(account_id: str, record_id: str) -> str:
