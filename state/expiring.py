@@ -57,8 +57,9 @@ class ExpiringHashes:
     column: str
     index: str
 
-    def spec(self, help: str, horizon_ms: int, retention_ms: int) -> TableSpec:
-        """The table's spec: segments restored within ``horizon_ms``, kept ``retention_ms``."""
+    def spec(self, help: str, horizon_ms: int, retention_ms: int, keeps: str) -> TableSpec:
+        """The table's spec: segments restored within ``horizon_ms``, kept ``retention_ms``
+        (``keeps`` says what that retention keeps: :attr:`state.table.TableSpec.keeps`)."""
         return TableSpec(
             self.column,
             help,
@@ -67,6 +68,7 @@ class ExpiringHashes:
             encode_segment=encode_segment,
             restore_segment=lambda value, now_ms: self.restore_segment(value, now_ms, horizon_ms),
             retention_ms=retention_ms,
+            keeps=keeps,
         )
 
     def restore_segment(self, value: bytes, now_ms: int, horizon_ms: int) -> Writes:

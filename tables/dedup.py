@@ -42,7 +42,10 @@ def restore_segment(value: bytes, now_ms: int, horizon_ms: int) -> Writes:
 def dedup_table(horizon_ms: int) -> TableSpec:
     """The dedup table for a given horizon (its changelog keeps segments that long)."""
     return _DEDUP.spec(
-        "record_ids seen within the dedup horizon.", horizon_ms, retention_ms=horizon_ms + _DAY_MS
+        "record_ids seen within the dedup horizon.",
+        horizon_ms,
+        retention_ms=horizon_ms + _DAY_MS,
+        keeps=f"every record_id of MOMENTS_DEDUP_HORIZON={horizon_ms / 1000:g}s plus a day",
     )
 
 

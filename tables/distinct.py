@@ -33,6 +33,10 @@ def distinct_table(retention_ms: int) -> TableSpec:
         "distinct values of unique_count metrics in open periods and kept days.",
         horizon_ms=0,
         retention_ms=retention_ms,
+        keeps=(
+            "every distinct value of open periods and kept days (MOMENTS_DAILY_RETENTION_DAYS, "
+            "at least a month, plus two days and MOMENTS_LATE_GRACE)"
+        ),
     )
 
 

@@ -6,8 +6,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+import agents.usage
+from agents.usage import UsageHandler
+from app.main import build_runtime
+from config.settings import load_settings
+from domain.intake.batch import IntakeResult
 from domain.intake.distinct import day_expiry, distinct_key
+from domain.moments.usage import UsageOutcome, UsageState
+from engine.step import Step
 from state.store import PartitionStore, StoreOptions, open_partition
 from state.table import TableSpec
 from state.transaction import StepState
@@ -136,4 +144,36 @@ def test_the_sweep_takes_bounded_chunks(tmp_path: Path, options: StoreOptions) -
     assert expire(store, now_ms=10_000, limit=150) == 200
     assert expire(store, now_ms=10_000, limit=150) == 100
     assert list(store.items("distinct")) == []
+    store.close()
+
+
+def test_the_usage_step_reads_and_persists_distinct_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usage step's side of the table: keys the intake asks about are looked up in it, and
+    the keys the intake counted (``IntakeResult.distinct``) are written with their expiry."""
+    settings = load_settings({"MOMENTS_DATA_DIR": str(tmp_path), "MOMENTS_PARTITIONS": "1"})
+    runtime = build_runtime(settings, CollectorRegistry())
+    store = open_partition(tmp_path, 0, TABLE_COLUMNS, StoreOptions(cache_mb=8, write_buffer_mb=1))
+    old, new = (distinct_key("a", "active_users", "d20454", v) for v in ('"old"', '"new"'))
+    before = StepState(store)
+    mark_distinct(before, {9_000: [key_hash(old)]})
+    store.apply(before.updates())
+    asked: list[set[str]] = []
+
+    def fake_run_usage(records: object, state: UsageState, context: object, *, now_ms: int):  # type: ignore[no-untyped-def]  # stands in for the lead's fold
+        assert state.intake.distinct_held is not None
+        asked.append(state.intake.distinct_held([old, new]))
+        result = IntakeResult()
+        result.distinct[new] = 12_000
+        return UsageOutcome(result, {}, [])
+
+    monkeypatch.setattr(agents.usage, "run_usage", fake_run_usage)
+    step = Step(0, StepState(store), 5_000)
+    UsageHandler(runtime).process(step, settings.topic_usage, [])
+    assert asked == [{old}]
+    store.apply(step.state.updates())
+    assert store.get("distinct", key_hash(new)) == (12_000).to_bytes(8, "big")
+    assert expire(store, now_ms=9_000) == 1
+    assert distinct_held(StepState(store), [key_hash(old), key_hash(new)], 9_000) == {key_hash(new)}
     store.close()
