@@ -8,8 +8,9 @@ reads it, so it says what was expected and shows what arrived.
 :func:`parse_usage` runs for every usage record: it checks types with ``type(x) is ...``, matches
 a metric name against its pattern once (then remembers it), and builds no intermediate objects.
 The metric's aggregation (contract 1.4) comes from a :class:`Metering` built once from the
-catalog: a ``sum``, ``max`` or ``latest`` metric (the common case) costs one dict lookup more,
-a ``count`` or ``unique_count`` metric takes no quantity, and a ``unique_count`` one takes the
+catalog, which also remembers the metrics already matched: a ``sum``, ``max`` or ``latest``
+metric (the common case) is found there by the one set lookup that found it before; a
+``count`` or ``unique_count`` metric takes no quantity, and a ``unique_count`` one takes the
 distinct value of its ``unique`` field.
 """
 
@@ -133,10 +134,7 @@ class PlanRecord:
         return override if override is not None else plan.limit(metric)
 
 
-# Metric names already matched against METRIC_PATTERN: a few names make up nearly every
-# record, and a set lookup is much cheaper than a regex match. Bounded like the other caches.
 _KNOWN_METRICS_MAX: Final = 1024
-_known_metrics: set[str] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +144,13 @@ class Metering:
     ``counted`` holds only the metrics that parse differently from a sum: ``count`` ones map
     to ``()`` (no field), ``unique_count`` ones to the path of their ``unique`` field. Every
     other metric (undeclared, ``sum``, ``max``, ``latest``) is absent: its records take a
-    quantity as today.
+    quantity as today. ``sums`` remembers those other metrics once their name was matched
+    against its pattern: a few names make up nearly every record, and a set lookup is much
+    cheaper than a regex match (bounded, like the other caches).
     """
 
     counted: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    sums: set[str] = field(default_factory=set, hash=False, compare=False, repr=False)
 
     @classmethod
     def of(cls, catalog: Catalog) -> Metering:
@@ -228,14 +229,10 @@ def parse_usage(
         account_id = _identifier(value, "account_id", InvalidUsageRecord)
 
     metric = get("metric")
-    if type(metric) is not str or metric not in _known_metrics:
-        if type(metric) is not str or not METRIC_PATTERN.fullmatch(metric):
-            raise InvalidUsageRecord(_reason(value, "metric", metric, _METRIC_RULE))
-        if len(_known_metrics) >= _KNOWN_METRICS_MAX:
-            _known_metrics.clear()
-        _known_metrics.add(metric)
-
-    path = metering.counted.get(metric)
+    if type(metric) is str and metric in metering.sums:
+        path = None
+    else:
+        metric, path = _metric_path(value, metric, metering)
     if path is None:
         unique = None
         number = get("quantity")
@@ -285,6 +282,25 @@ def parse_usage(
             f"future (worker clock {to_rfc3339(now_ms)})"
         )
     return _usage_record(record_id, account_id, metric, quantity, timestamp_ms, unique)
+
+
+def _metric_path(
+    value: dict[str, Any], metric: object, metering: Metering
+) -> tuple[str, tuple[str, ...] | None]:
+    """``(metric, None)`` for a metric whose records take a quantity (then remembered in
+    ``metering.sums``), else ``(metric, the path of its unique field)`` (``()`` for
+    ``count``); refuses a metric that is not a valid name."""
+    if type(metric) is str:
+        path = metering.counted.get(metric)
+        if path is not None:
+            return metric, path  # a catalog metric: its name was matched when read
+    if type(metric) is not str or not METRIC_PATTERN.fullmatch(metric):
+        raise InvalidUsageRecord(_reason(value, "metric", metric, _METRIC_RULE))
+    sums = metering.sums
+    if len(sums) >= _KNOWN_METRICS_MAX:
+        sums.clear()
+    sums.add(metric)
+    return metric, None
 
 
 def _unique(value: dict[str, Any], metric: str, path: tuple[str, ...]) -> str:

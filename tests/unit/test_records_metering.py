@@ -210,3 +210,15 @@ def test_any_unique_value_gives_a_record_or_a_reason_naming_the_field(value: Any
         # An independent oracle: the key reads back as the value (numbers by value).
         assert orjson.loads(record.unique) == value
         assert type(orjson.loads(record.unique)) in (str, int, float, bool)
+
+
+def test_metric_names_are_matched_once_then_remembered_boundedly() -> None:
+    metering = Metering({"logins": ()})
+    for i in range(1500):
+        parse_usage(usage(f"m{i}", quantity=1), NOW_MS, SKEW_MS, metering)
+        assert len(metering.sums) <= 1024
+    assert "logins" not in metering.sums  # counted metrics are never taken for sums
+    parse_usage(usage("logins"), NOW_MS, SKEW_MS, metering)
+    assert "logins" not in metering.sums
+    with pytest.raises(InvalidUsageRecord, match=r"^metric: must match"):
+        parse_usage(usage("Bad Name", quantity=1), NOW_MS, SKEW_MS, metering)
