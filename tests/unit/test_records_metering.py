@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from decimal import Decimal
 from typing import Any
 
@@ -222,3 +224,14 @@ def test_metric_names_are_matched_once_then_remembered_boundedly() -> None:
     assert "logins" not in metering.sums
     with pytest.raises(InvalidUsageRecord, match=r"^metric: must match"):
         parse_usage(usage("Bad Name", quantity=1), NOW_MS, SKEW_MS, metering)
+
+
+def test_a_parsed_record_is_a_plain_frozen_usage_record() -> None:
+    record = parse(usage("active_users", user_id="u-1"))
+    built = UsageRecord("r-1", "acct-1", "active_users", Decimal(1), TIMESTAMP_MS, '"u-1"')
+    assert type(record) is UsageRecord
+    assert record == built and hash(record) == hash(built)
+    assert copy.deepcopy(record) == record
+    assert dataclasses.replace(record, unique=None).unique is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.unique = "x"  # type: ignore[misc]
