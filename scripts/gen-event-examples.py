@@ -85,6 +85,18 @@ def _account(plan_id: str, updated_at: str, **extra: Any) -> AccountPlan:
     )
 
 
+def _standing(account_id: str, plan: Plan, total: Decimal) -> Standing:
+    """Where the account's API calls stand in November, with its plan's limit."""
+    return Standing(
+        account_id=account_id,
+        plan=plan,
+        metric=METRIC,
+        period=PERIOD,
+        total=total,
+        limit=plan.limit(METRIC),
+    )
+
+
 def _threshold(
     catalog: Catalog,
     templates: Templates,
@@ -105,14 +117,7 @@ def _threshold(
         raise SystemExit(f"{total} of {limit} crosses no level not in {sorted(announced)}")
     return threshold_event(
         Wording(templates, catalog),
-        Standing(
-            account_id=ACCOUNT,
-            plan=starter,
-            metric=METRIC,
-            period=PERIOD,
-            total=Decimal(total),
-            limit=limit,
-        ),
+        _standing(ACCOUNT, starter, Decimal(total)),
         Crossed(
             crossing=crossing,
             record_id=record_id,
@@ -256,14 +261,7 @@ def examples() -> dict[str, dict[str, Any]]:
     growth = _plan(catalog, "growth")
     drop = drop_event(
         Wording(templates, catalog),
-        Standing(
-            account_id="acct-0117",
-            plan=growth,
-            metric=METRIC,
-            period=PERIOD,
-            total=Decimal(24_000),
-            limit=growth.limit(METRIC),
-        ),
+        _standing("acct-0117", growth, Decimal(24_000)),
         Evaluation(
             recent_days=3,
             recent_total=Decimal(0),
@@ -279,14 +277,7 @@ def examples() -> dict[str, dict[str, Any]]:
     # the episode of the drop above.
     recovered = recovered_event(
         Wording(templates, catalog),
-        Standing(
-            account_id="acct-0117",
-            plan=growth,
-            metric=METRIC,
-            period=PERIOD,
-            total=Decimal(27_400),
-            limit=growth.limit(METRIC),
-        ),
+        _standing("acct-0117", growth, Decimal(27_400)),
         Evaluation(
             recent_days=3,
             recent_total=Decimal(3_400),
