@@ -97,6 +97,19 @@ def _standing(account_id: str, plan: Plan, total: Decimal) -> Standing:
     )
 
 
+def _usual_three_days(recent_total: Decimal, last_active: str, evaluated: str) -> Evaluation:
+    """acct-0117's last three days against its usual 3,600 API calls in three days."""
+    expected = Decimal(3_600)
+    return Evaluation(
+        recent_days=3,
+        recent_total=recent_total,
+        expected_total=expected,
+        ratio=recent_total / expected,
+        last_active_at_ms=_ms(last_active),
+        evaluated_at_ms=_ms(evaluated),
+    )
+
+
 def _threshold(
     catalog: Catalog,
     templates: Templates,
@@ -262,14 +275,7 @@ def examples() -> dict[str, dict[str, Any]]:
     drop = drop_event(
         Wording(templates, catalog),
         _standing("acct-0117", growth, Decimal(24_000)),
-        Evaluation(
-            recent_days=3,
-            recent_total=Decimal(0),
-            expected_total=Decimal(3_600),
-            ratio=Decimal(0),
-            last_active_at_ms=_ms("2026-11-20T17:42:10Z"),
-            evaluated_at_ms=_ms("2026-11-24T00:00:00Z"),
-        ),
+        _usual_three_days(Decimal(0), "2026-11-20T17:42:10Z", "2026-11-24T00:00:00Z"),
         date(2026, 11, 21),
         _ms("2026-11-24T00:15:02.130Z"),
     )
@@ -278,14 +284,7 @@ def examples() -> dict[str, dict[str, Any]]:
     recovered = recovered_event(
         Wording(templates, catalog),
         _standing("acct-0117", growth, Decimal(27_400)),
-        Evaluation(
-            recent_days=3,
-            recent_total=Decimal(3_400),
-            expected_total=Decimal(3_600),
-            ratio=Decimal(3_400) / Decimal(3_600),
-            last_active_at_ms=_ms("2026-11-29T22:10:31Z"),
-            evaluated_at_ms=_ms("2026-11-30T00:00:00Z"),
-        ),
+        _usual_three_days(Decimal(3_400), "2026-11-29T22:10:31Z", "2026-11-30T00:00:00Z"),
         date(2026, 11, 21),
         _ms("2026-11-30T00:15:01.884Z"),
         paused=False,
