@@ -333,7 +333,7 @@ class DailyReadings:
         for held_day, ts_ms in stamps.items():
             if held_day < day and (best is None or ts_ms > best[0]):
                 best = (ts_ms, self.values[held_day])
-        if best is None or utc_day(best[0]) >= day:
+        if best is None or utc_day(best[0]) > day:
             return _ZERO
         return best[1]
 
