@@ -19,9 +19,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from config.settings import PACKAGED_PLANS_FILE
+from domain.intake.accounts import AccountPlan
+from domain.intake.accounts import period_of as period_of_plan
 from domain.intake.daily import AccountDaily, DailyReadings, DailyTotals
+from domain.intake.regroup import regroup_totals
 from domain.intake.usage import AccountTotals, Change, ReadingChange
-from domain.plans.catalog import AGGREGATIONS, Aggregation
+from domain.plans.catalog import AGGREGATIONS, Aggregation, load_catalog
 from domain.plans.periods import Period, day_start_ms, utc_day
 
 D = Decimal
@@ -447,3 +451,39 @@ def test_a_metric_folded_under_another_aggregation_starts_over(aggregation: Aggr
     assert totals.total(METRIC, PERIODS[2]) == (D(1) if aggregation == "latest" else D(0))
     assert day_total(daily, utc_day(ts_ms)) == D(0)
     assert day_total(daily, utc_day(ts_ms) + 1) == D(1)
+
+
+# --- the readers of period values: recap, regrouped periods --------------------------------
+
+
+def test_period_values_hold_a_gauge_carried_into_the_period() -> None:
+    totals = AccountTotals()
+    totals.add("calls", PERIODS[2], D(4))
+    totals.fold("storage", "max", PERIODS[1], D(9), PERIODS[1].start_ms)
+    totals.fold("seats", "latest", PERIODS[0], D(3), PERIODS[0].start_ms)
+    totals.prune(PERIODS[0].end_ms)
+    assert totals.period_values(PERIODS[2]) == {"calls": D(4), "seats": D(3)}
+    assert totals.period_values(PERIODS[1]) == {"storage": D(9), "seats": D(3)}
+    assert AccountTotals().period_values(PERIODS[1]) == {}
+
+
+ANCHORED = AccountPlan("a", "starter", BASE_MS + 15 * DAY_MS, "active", {}, 0)
+
+
+@given(st.sampled_from(("max", "latest")), records_st, st.sampled_from(DAYS), st.booleans())
+def test_regrouped_periods_of_readings_match_the_oracle(
+    aggregation: Aggregation, records: list[Record], oldest_day: int, keep_all: bool
+) -> None:
+    catalog = load_catalog(PACKAGED_PLANS_FILE)
+    daily = AccountDaily()
+    for ts_ms, quantity, _ in records:
+        daily.fold(METRIC, aggregation, ts_ms, quantity)
+    daily.prune(oldest_day)
+    periods = [period_of_plan(ANCHORED, BASE_MS + k * DAY_MS, catalog) for k in (0, 20, 50)]
+    keep_end_after_ms = 0 if keep_all else periods[0].end_ms
+    totals = regroup_totals(daily, ANCHORED, catalog, keep_end_after_ms=keep_end_after_ms)
+    for period in periods:
+        # (A period starting before the days kept has lost some of its days, as a sum has.)
+        if period.end_ms > keep_end_after_ms and period.start_ms >= day_start_ms(oldest_day):
+            assert totals.total(METRIC, period) == period_value(aggregation, records, period)
+    assert all(span[1] > keep_end_after_ms for span in totals.periods.get(METRIC, {}))
