@@ -237,6 +237,10 @@ class DailyTotals:
         return totals
 
 
+class NotASum(TypeError):
+    """A sum was added to the daily readings of a ``max`` or ``latest`` metric."""
+
+
 class DailyReadings:
     """The daily values of one (account, metric) whose aggregation is ``max`` or ``latest``,
     with the reading interface of :class:`DailyTotals` (:meth:`total`, :attr:`days`,
@@ -288,6 +292,11 @@ class DailyReadings:
 
     def __repr__(self) -> str:
         return "DailyReadings({!r}, {!r}, {!r}, {!r}, {!r}, {!r})".format(*self._key())
+
+    def add(self, ts_ms: int, quantity: Decimal) -> None:
+        """Not for readings: raises :class:`NotASum` (a sum's :meth:`AccountDaily.add` reached
+        a metric that was ``max`` or ``latest``, and starts it over)."""
+        raise NotASum(f"daily {self.kind} readings take no sum")
 
     def fold(self, ts_ms: int, quantity: Decimal) -> None:
         """Fold a reading of ``quantity`` (finite, >= 0) at event time ``ts_ms`` into its UTC
@@ -466,9 +475,13 @@ class AccountDaily:
     def add(self, metric: str, ts_ms: int, quantity: Decimal) -> None:
         """Count ``quantity`` in the UTC day of ``ts_ms`` (a ``sum`` metric)."""
         daily = self.metrics.get(metric)
-        if type(daily) is not DailyTotals:  # None, or the readings of a metric that was not a sum
+        if daily is None:
             daily = self.metrics[metric] = DailyTotals()
-        daily.add(ts_ms, quantity)
+        try:  # (free unless raised: the sum path pays nothing for it)
+            daily.add(ts_ms, quantity)
+        except NotASum:  # the metric's days were readings: the catalog made it a sum since
+            self.metrics[metric] = DailyTotals()
+            self.metrics[metric].add(ts_ms, quantity)
 
     def fold(self, metric: str, aggregation: Aggregation, ts_ms: int, quantity: Decimal) -> None:
         """Fold a record of ``metric`` at ``ts_ms`` into its UTC day under ``aggregation``:

@@ -236,43 +236,48 @@ class AccountTotals:
         """JSON-ready form for the table (decimals as strings, so nothing is rounded): a
         ``latest`` cell is ``[ts_ms, "value"]``, the carried readings sit under
         :data:`CARRY_KEY`."""
-        stamps = self.stamps
         data: dict[str, Any] = {
             metric: {span_text(span): str(total) for span, total in by_period.items()}
-            if metric not in stamps
-            else {
-                span_text(span): [stamps[metric][span], str(value)]
-                for span, value in by_period.items()
-            }
             for metric, by_period in self.periods.items()
         }
-        if self.carry:
-            data[CARRY_KEY] = {m: [ts_ms, str(value)] for m, (ts_ms, value) in self.carry.items()}
+        if self.stamps or self.carry:  # gauges: once per account, not per metric
+            for metric, stamps in self.stamps.items():
+                data[metric] = {
+                    span_text(span): [stamps[span], str(value)]
+                    for span, value in self.periods[metric].items()
+                }
+            if self.carry:
+                data[CARRY_KEY] = {
+                    m: [ts_ms, str(value)] for m, (ts_ms, value) in self.carry.items()
+                }
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> AccountTotals:
         """Inverse of :meth:`to_json`; ``None`` gives empty totals."""
-        totals = cls()
+        totals = cls({}, {}, {})
         if data:
             periods = totals.periods
             for metric, by_period in data.items():
-                if metric == CARRY_KEY:
-                    totals.carry = {
-                        m: (int(ts_ms), Decimal(value)) for m, (ts_ms, value) in by_period.items()
-                    }
-                elif by_period and type(next(iter(by_period.values()))) is list:
-                    totals.stamps[metric] = {
-                        span_of_text(span): int(ts_ms) for span, (ts_ms, _) in by_period.items()
-                    }
-                    periods[metric] = {
-                        span_of_text(span): Decimal(value) for span, (_, value) in by_period.items()
-                    }
-                else:
+                try:
                     periods[metric] = {
                         span_of_text(span): Decimal(total) for span, total in by_period.items()
                     }
+                except (TypeError, ValueError):  # not a sum's cells: a gauge's, or the carry
+                    totals._read_readings(metric, by_period)
         return totals
+
+    def _read_readings(self, metric: str, data: dict[str, Any]) -> None:
+        """Read the ``[ts_ms, "value"]`` cells of a ``latest`` metric, or the carry."""
+        if metric == CARRY_KEY:
+            self.carry = {m: (int(ts_ms), Decimal(value)) for m, (ts_ms, value) in data.items()}
+            return
+        stamps = self.stamps[metric] = {}
+        by_period = self.periods[metric] = {}
+        for span, (ts_ms, value) in data.items():
+            key = span_of_text(span)
+            stamps[key] = int(ts_ms)
+            by_period[key] = Decimal(value)
 
 
 def _all_open(periods: dict[str, dict[tuple[int, int], Decimal]], keep_end_after_ms: int) -> bool:

@@ -453,6 +453,17 @@ def test_a_metric_folded_under_another_aggregation_starts_over(aggregation: Aggr
     assert day_total(daily, utc_day(ts_ms) + 1) == D(1)
 
 
+@pytest.mark.parametrize("before", ["max", "latest"])
+def test_a_sum_added_to_the_days_of_readings_starts_them_over(before: Aggregation) -> None:
+    ts_ms = PERIODS[0].start_ms
+    daily = AccountDaily()
+    daily.fold(METRIC, before, ts_ms, D(7))
+    daily.add(METRIC, ts_ms + DAY_MS, D(2))
+    assert daily.metrics[METRIC] == DailyTotals(
+        {utc_day(ts_ms) + 1: D(2)}, utc_day(ts_ms) + 1, ts_ms + DAY_MS
+    )
+
+
 # --- the readers of period values: recap, regrouped periods --------------------------------
 
 
