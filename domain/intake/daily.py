@@ -337,11 +337,12 @@ class DailyReadings:
             return value
         if self.kind == "max":
             return _ZERO
+        # The latest earlier reading is the one of the latest earlier day (days are in time
+        # order), unless the carry is later (a reading of a day pruned before it came).
         best = self.carry
-        stamps = self.stamps
-        for held_day, ts_ms in stamps.items():
-            if held_day < day and (best is None or ts_ms > best[0]):
-                best = (ts_ms, self.values[held_day])
+        earlier = max((d for d in self.values if d < day), default=None)
+        if earlier is not None and (best is None or self.stamps[earlier] > best[0]):
+            best = (self.stamps[earlier], self.values[earlier])
         if best is None or utc_day(best[0]) > day:
             return _ZERO
         return best[1]
