@@ -129,7 +129,7 @@ class AccountTotals:
         held_ms = stamps.get(key)
         if held_ms is None:
             replaced = None
-            before = self._carried(metric, period.end_ms)
+            before = self._carried(metric, period.end_ms) or _ZERO
         else:
             before = by_period[key]
             replaced = (held_ms, before)
@@ -174,19 +174,19 @@ class AccountTotals:
         if value is not None:
             return value
         if metric in self.stamps or metric in self.carry:
-            return self._carried(metric, period.end_ms)
+            return self._carried(metric, period.end_ms) or _ZERO
         return _ZERO
 
-    def _carried(self, metric: str, before_ms: int) -> Decimal:
+    def _carried(self, metric: str, before_ms: int) -> Decimal | None:
         """The value of the latest reading of ``metric`` with a timestamp before ``before_ms``
-        (zero when there is none), the carry included."""
+        (``None`` when there is none), the carry included."""
         best = self.carry.get(metric)
         by_period = self.periods.get(metric, {})
         for key, ts_ms in self.stamps.get(metric, {}).items():
             if ts_ms < before_ms and (best is None or ts_ms > best[0]):
                 best = (ts_ms, by_period[key])
         if best is None or best[0] >= before_ms:
-            return _ZERO
+            return None
         return best[1]
 
     def period_values(self, period: Period) -> dict[str, Decimal]:
@@ -199,7 +199,7 @@ class AccountTotals:
         for metric in (*self.stamps, *self.carry):
             if metric not in values:
                 value = self._carried(metric, period.end_ms)
-                if value is not _ZERO:
+                if value is not None:
                     values[metric] = value
         return values
 
