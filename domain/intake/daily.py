@@ -412,14 +412,6 @@ DailyHistory = DailyTotals | DailyReadings
 readings (``max``, ``latest``)."""
 
 
-def history_from_json(data: dict[str, Any] | None) -> DailyHistory:
-    """A :class:`DailyTotals` or, when its JSON is marked with a kind, a
-    :class:`DailyReadings`."""
-    if data and "k" in data:
-        return DailyReadings.from_json(data)
-    return DailyTotals.from_json(data)
-
-
 @dataclass(frozen=True, slots=True)
 class Episode:
     """Whether a drop of one (account, metric) has been announced and not yet recovered.
@@ -545,7 +537,11 @@ class AccountDaily:
         if not data:
             return cls()
         return cls(
-            metrics={m: history_from_json(d) for m, d in data.get("m", {}).items()},
+            metrics={
+                # A mark of kind: readings (max, latest); else the days of a sum (as ever).
+                m: DailyTotals.from_json(d) if "k" not in d else DailyReadings.from_json(d)
+                for m, d in data.get("m", {}).items()
+            },
             episodes={m: Episode.from_json(e) for m, e in data.get("e", {}).items()},
             forgotten_at_ms=data.get("f"),
         )
