@@ -27,6 +27,7 @@ from domain.intake.regroup import regroup_totals
 from domain.intake.usage import AccountTotals, Change, ReadingChange
 from domain.plans.catalog import AGGREGATIONS, Aggregation, load_catalog
 from domain.plans.periods import Period, day_start_ms, utc_day
+from domain.rules.drops import DropRules, assess
 
 D = Decimal
 HOUR_MS = 3_600_000
@@ -498,3 +499,34 @@ def test_regrouped_periods_of_readings_match_the_oracle(
         if period.end_ms > keep_end_after_ms and period.start_ms >= day_start_ms(oldest_day):
             assert totals.total(METRIC, period) == period_value(aggregation, records, period)
     assert all(span[1] > keep_end_after_ms for span in totals.periods.get(METRIC, {}))
+
+
+# --- drop detection and /accounts read days of readings as they read days of totals --------
+
+
+@given(st.sampled_from(("max", "latest")), records_st, st.sampled_from(DAYS), st.sampled_from(DAYS))
+def test_drops_judge_readings_by_their_daily_values(
+    aggregation: Aggregation, records: list[Record], oldest_day: int, last_complete_day: int
+) -> None:
+    """Drop detection reads a gauge's days only through total(day) and first_day: it judges
+    them as it judges a sum holding the oracle's daily values."""
+    readings = DailyReadings("max" if aggregation == "max" else "latest")
+    for ts_ms, quantity, _ in records:
+        readings.fold(ts_ms, quantity)
+    readings.prune(oldest_day)
+    same = DailyTotals(
+        {
+            # (Days before the window kept read as the carry says: drops never look there.)
+            d: v
+            for d in range(DAYS[0] - 40, DAYS[-1] + 3)
+            if (v := day_value(aggregation, records, d) if d >= oldest_day else readings.total(d))
+            > 0
+        },
+        readings.first_day,
+        readings.last_active_ms,
+    )
+    rules = DropRules(min_expected=D(1), min_history_days=3)
+    judged = assess(readings, last_complete_day + 1, rules)
+    assert judged == assess(same, last_complete_day + 1, rules)
+    shown = dict(readings.days)
+    assert all(shown[d] == day_value(aggregation, records, d) for d in shown)
