@@ -155,7 +155,8 @@ class PlansHandler:
         period = period_of(plan, step.now_ms, rt.catalog)
         totals = totals_of(step.state, plan.account_id)
         # A gauge held only as a carry still stands in the period (its last reading).
-        usage = {metric: totals.total(metric, period) for metric in (*totals.periods, *totals.carry)}
+        metrics = (*totals.periods, *totals.carry)
+        usage = {metric: totals.total(metric, period) for metric in metrics}
         events = change_events(
             templates=rt.templates,
             catalog=rt.catalog,
