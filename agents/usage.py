@@ -123,13 +123,14 @@ class UsageHandler:
             account_key = account_id.encode()
             if raw.value is not None:
                 target = key_partition(account_key, self.partitions)
-                step.send(self.rekey_topic, account_key, raw.value, target)
+                # The headers go along: a binary-mode CloudEvent's attributes are in them.
+                step.send(self.rekey_topic, account_key, raw.value, target, raw.headers)
         if result.misplaced:
             # Keyed right, placed by another partitioner: forwarded the same way (contract 1.2).
             for account_id, raw in result.misplaced:
                 if raw.value is not None:
                     target = account_partition(account_id, self.partitions)
-                    step.send(self.rekey_topic, raw.key, raw.value, target)
+                    step.send(self.rekey_topic, raw.key, raw.value, target, raw.headers)
             account_id, raw = result.misplaced[0]
             home = account_partition(account_id, self.partitions)
             self.misplaced.forwarded(

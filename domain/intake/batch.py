@@ -8,7 +8,7 @@ of its records it holds, and the rules can be tested without Kafka.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -50,6 +50,11 @@ class Raw(Protocol):
         """The record's Kafka timestamp (ms): when it was produced, or appended."""
         ...
 
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]:
+        """The record's Kafka headers (a binary-mode CloudEvent's attributes; contract 1.4)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
@@ -61,6 +66,7 @@ class RawRecord:
     partition: int
     offset: int
     timestamp: int
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def arrived_ms(self) -> int:

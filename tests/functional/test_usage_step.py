@@ -36,6 +36,7 @@ class Record(NamedTuple):
     timestamp: int
     topic: str = "usage-records"  # the default usage topic: where these tests' records are
     partition: int = 0
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def test_a_usage_step_folds_records_and_queues_events(tmp_path: Path) -> None:
