@@ -176,7 +176,8 @@ async def _send(producer: AIOKafkaProducer, messages: Messages) -> list[tuple[An
         count = 0
         for message in items:
             key, value = message[0], message[1]
-            headers = message[2] if len(message) == 3 else None
+            # aiokafka's C batch builder takes headers as a list only.
+            headers = list(message[2]) if len(message) == 3 else None
             if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 sent.append(
                     (
