@@ -32,12 +32,14 @@ from typing import Any, Final
 
 import orjson
 
+from domain.common.slots import slot_setter
 from domain.errors import InvalidUsageRecord
 from domain.intake.records import (
     ID_MAX_CHARS,
     UsageRecord,
     _load_object,
     _show,
+    _usage_record,
     event_time_ms,
     parse_quantity,
 )
@@ -75,6 +77,13 @@ class MeteredEvent:
     account_id: str
     timestamp_ms: int
     readings: tuple[UsageRecord, ...]
+
+
+_set_record_id = slot_setter(MeteredEvent, "record_id")
+_set_dedup_id = slot_setter(MeteredEvent, "dedup_id")
+_set_account_id = slot_setter(MeteredEvent, "account_id")
+_set_timestamp_ms = slot_setter(MeteredEvent, "timestamp_ms")
+_set_readings = slot_setter(MeteredEvent, "readings")
 
 
 def is_cloudevent(headers: Sequence[tuple[str, bytes | None]]) -> bool:
@@ -153,13 +162,14 @@ def parse_cloudevent(
         if aggregation == "unique_count":
             unique = _unique(data, catalog.unique_fields[metric], metric)
         readings.append(_reading(event_id, account_id, metric, quantity, timestamp_ms, unique))
-    return MeteredEvent(
-        record_id=event_id,
-        dedup_id=cloudevent_key(account_id, source, event_id),
-        account_id=account_id,
-        timestamp_ms=timestamp_ms,
-        readings=tuple(readings),
-    )
+    # By its slot setters, as UsageRecord is built (domain.common.slots): twice as fast.
+    metered: MeteredEvent = object.__new__(MeteredEvent)
+    _set_record_id(metered, event_id)
+    _set_dedup_id(metered, cloudevent_key(account_id, source, event_id))
+    _set_account_id(metered, account_id)
+    _set_timestamp_ms(metered, timestamp_ms)
+    _set_readings(metered, tuple(readings))
+    return metered
 
 
 def _reading(
@@ -177,7 +187,7 @@ def _reading(
     part, merged separately).
     """
     del unique  # UsageRecord has no ``unique`` field yet: see the docstring
-    return UsageRecord(record_id, account_id, metric, quantity, timestamp_ms)
+    return _usage_record(record_id, account_id, metric, quantity, timestamp_ms)
 
 
 #: Structured mode names each attribute as it is; binary mode by its header (``_binary``).
@@ -224,7 +234,10 @@ def _header_text(name: str, raw: bytes | None) -> str:
 
 
 def _has_header(headers: Sequence[tuple[str, bytes | None]], wanted: str) -> bool:
-    return any(name.lower() == wanted for name, _ in headers)
+    for name, _ in headers:
+        if name.lower() == wanted:
+            return True
+    return False
 
 
 def _is_json(content_type: str) -> bool:
