@@ -106,17 +106,30 @@ def _event_kind(text: str) -> str:
     return text
 
 
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    help_text: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """The subcommand ``name``, run by ``func``."""
+    parser = sub.add_parser(name, help=help_text, description=description)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``moments`` argument parser."""
     parser = argparse.ArgumentParser(prog="moments", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("worker", help="run a stream-processing worker").set_defaults(func=cmd_worker)
-    sub.add_parser("check-config", help="validate settings and the plan catalog").set_defaults(
-        func=cmd_check_config
-    )
-    sim = sub.add_parser(
+    _command(sub, "worker", cmd_worker, "run a stream-processing worker")
+    _command(sub, "check-config", cmd_check_config, "validate settings and the plan catalog")
+    sim = _command(
+        sub,
         "simulate",
-        help="publish simulated plans and usage",
+        cmd_simulate,
+        "publish simulated plans and usage",
         description="Publish one plan per account, then realistic usage keyed by account id: "
         "daily rhythms, bursts, a couple of accounts that near their limit within minutes, "
         "occasional duplicates and one bad record in --bad-every. Ctrl-C or SIGTERM stops it.",
@@ -144,10 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="leave out the demo accounts whose history and records trigger every kind of moment",
     )
-    sim.set_defaults(func=cmd_simulate)
-    tail = sub.add_parser(
+    tail = _command(
+        sub,
         "tail",
-        help="print moment events as they arrive",
+        cmd_tail,
+        "print moment events as they arrive",
         description="Follow the event topics (read_committed, no consumer group) and print each "
         "event on two lines: time, kind, account, metric and the key figures of its kind, then "
         "its message title.",
@@ -163,10 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument(
         "--from-beginning", action="store_true", help="start at the oldest event kept"
     )
-    tail.set_defaults(func=cmd_tail)
-    status = sub.add_parser(
+    status = _command(
+        sub,
         "status",
-        help="show each worker's partitions, lag, state size and readiness",
+        cmd_status,
+        "show each worker's partitions, lag, state size and readiness",
         description="Ask the given workers' /status endpoints (and every other member of the "
         "group they name) and print one line per worker. Exit status 1 when a worker is "
         "unreachable or not ready.",
@@ -179,7 +194,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: http://127.0.0.1:MOMENTS_WEB_PORT); the rest of the fleet is discovered",
     )
     status.add_argument("--json", action="store_true", help="print the answers as JSON")
-    status.set_defaults(func=cmd_status)
     return parser
 
 

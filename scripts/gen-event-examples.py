@@ -85,6 +85,31 @@ def _account(plan_id: str, updated_at: str, **extra: Any) -> AccountPlan:
     )
 
 
+def _standing(account_id: str, plan: Plan, total: Decimal) -> Standing:
+    """Where the account's API calls stand in November, with its plan's limit."""
+    return Standing(
+        account_id=account_id,
+        plan=plan,
+        metric=METRIC,
+        period=PERIOD,
+        total=total,
+        limit=plan.limit(METRIC),
+    )
+
+
+def _usual_three_days(recent_total: Decimal, last_active: str, evaluated: str) -> Evaluation:
+    """acct-0117's last three days against its usual 3,600 API calls in three days."""
+    expected = Decimal(3_600)
+    return Evaluation(
+        recent_days=3,
+        recent_total=recent_total,
+        expected_total=expected,
+        ratio=recent_total / expected,
+        last_active_at_ms=_ms(last_active),
+        evaluated_at_ms=_ms(evaluated),
+    )
+
+
 def _threshold(
     catalog: Catalog,
     templates: Templates,
@@ -105,14 +130,7 @@ def _threshold(
         raise SystemExit(f"{total} of {limit} crosses no level not in {sorted(announced)}")
     return threshold_event(
         Wording(templates, catalog),
-        Standing(
-            account_id=ACCOUNT,
-            plan=starter,
-            metric=METRIC,
-            period=PERIOD,
-            total=Decimal(total),
-            limit=limit,
-        ),
+        _standing(ACCOUNT, starter, Decimal(total)),
         Crossed(
             crossing=crossing,
             record_id=record_id,
@@ -256,22 +274,8 @@ def examples() -> dict[str, dict[str, Any]]:
     growth = _plan(catalog, "growth")
     drop = drop_event(
         Wording(templates, catalog),
-        Standing(
-            account_id="acct-0117",
-            plan=growth,
-            metric=METRIC,
-            period=PERIOD,
-            total=Decimal(24_000),
-            limit=growth.limit(METRIC),
-        ),
-        Evaluation(
-            recent_days=3,
-            recent_total=Decimal(0),
-            expected_total=Decimal(3_600),
-            ratio=Decimal(0),
-            last_active_at_ms=_ms("2026-11-20T17:42:10Z"),
-            evaluated_at_ms=_ms("2026-11-24T00:00:00Z"),
-        ),
+        _standing("acct-0117", growth, Decimal(24_000)),
+        _usual_three_days(Decimal(0), "2026-11-20T17:42:10Z", "2026-11-24T00:00:00Z"),
         date(2026, 11, 21),
         _ms("2026-11-24T00:15:02.130Z"),
     )
@@ -279,22 +283,8 @@ def examples() -> dict[str, dict[str, Any]]:
     # the episode of the drop above.
     recovered = recovered_event(
         Wording(templates, catalog),
-        Standing(
-            account_id="acct-0117",
-            plan=growth,
-            metric=METRIC,
-            period=PERIOD,
-            total=Decimal(27_400),
-            limit=growth.limit(METRIC),
-        ),
-        Evaluation(
-            recent_days=3,
-            recent_total=Decimal(3_400),
-            expected_total=Decimal(3_600),
-            ratio=Decimal(3_400) / Decimal(3_600),
-            last_active_at_ms=_ms("2026-11-29T22:10:31Z"),
-            evaluated_at_ms=_ms("2026-11-30T00:00:00Z"),
-        ),
+        _standing("acct-0117", growth, Decimal(27_400)),
+        _usual_three_days(Decimal(3_400), "2026-11-29T22:10:31Z", "2026-11-30T00:00:00Z"),
         date(2026, 11, 21),
         _ms("2026-11-30T00:15:01.884Z"),
         paused=False,

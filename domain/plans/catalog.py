@@ -820,21 +820,20 @@ def _catalog_error(exc: ValidationError, document: dict[str, Any], source: str) 
     return CatalogError(f"{source}: {place}: {cause.text}")
 
 
+# Python types of decoded TOML values and their TOML names; bool before int (a subclass).
+_TOML_TYPES: Final[tuple[tuple[type, str], ...]] = (
+    (bool, "boolean"),
+    (int, "integer"),
+    (float, "float"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "table"),
+)
+
+
 def _toml_type(value: object) -> str:
     """The TOML name of a decoded value's type, for messages."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "table"
-    return "date/time"
+    return next((name for kind, name in _TOML_TYPES if isinstance(value, kind)), "date/time")
 
 
 def _got(value: object) -> str:

@@ -392,6 +392,15 @@ def make_engine(
     return engine, committer, hooks, handler
 
 
+async def owned_engine(
+    tmp_path: Path, kafka: FakeKafka, who: str = "A", generation: int = 1
+) -> tuple[Engine, FakeCommitter, FakeHooks, Counter]:
+    """:func:`make_engine`, with partition 0 of ``in`` assigned at ``generation`` and prepared."""
+    made = make_engine(tmp_path, kafka, who)
+    await assign(made[0], generation)
+    return made
+
+
 def fake_reader(reader: FakeReader | None = None) -> ChangelogReader:
     """``reader`` (a :class:`FakeReader` by default) typed as the engine wants it."""
     found: Any = reader if reader is not None else FakeReader()

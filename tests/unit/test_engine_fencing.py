@@ -9,7 +9,6 @@ so two engines can hold one partition as a zombie and its successor would.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,17 +24,11 @@ from tests.fakes.engine import (
     assign,
     make_engine,
     messages_to,
+    owned_engine,
     records,
 )
 
 TP = TopicPartition(IN, 0)
-
-
-@pytest.fixture
-async def kafka() -> AsyncIterator[FakeKafka]:
-    found = FakeKafka()
-    yield found
-    await found.shutdown()
 
 
 async def test_a_zombie_retrying_its_step_neither_fences_the_new_owner_nor_commits(
@@ -74,8 +67,7 @@ async def test_a_failed_abort_gives_the_partition_up_instead_of_dead_lettering(
     tmp_path: Path, kafka: FakeKafka
 ) -> None:
     journal = kafka.journal
-    engine, committer, hooks, _ = make_engine(tmp_path, kafka, "A")
-    await assign(engine, generation=1)
+    engine, committer, hooks, _ = await owned_engine(tmp_path, kafka, "A")
     # Deciding fails (a record the rules cannot handle), and so does the abort: the
     # producer is lost (fenced): the step must not go on to narrow and dead-letter.
     committer.abort_error = Fenced("abort failed: ProducerFenced()")
@@ -101,8 +93,7 @@ async def test_after_the_fence_the_input_is_read_from_the_offsets_committed_then
         kafka.committed[TP] = 7
 
     kafka.on_init = zombie_commit_completes
-    engine, _, hooks, _ = make_engine(tmp_path, kafka, "B")
-    await assign(engine, generation=1)
+    engine, _, hooks, _ = await owned_engine(tmp_path, kafka, "B")
 
     kinds = [e[0] for e in journal.events if e[1] == "B"]
     assert hooks.seeks == [(TP, 7)]
@@ -130,8 +121,7 @@ async def test_an_error_of_the_machine_while_deciding_is_retried_not_dead_letter
     tmp_path: Path, kafka: FakeKafka, error: BaseException, caplog: pytest.LogCaptureFixture
 ) -> None:
     journal = kafka.journal
-    engine, _, hooks, handler = make_engine(tmp_path, kafka, "A")
-    await assign(engine, generation=1)
+    engine, _, hooks, handler = await owned_engine(tmp_path, kafka, "A")
     handler.raises = [error, error]
     await engine.submit({TP: records(0, 1)}, 1)
     await journal.until(lambda: kafka.commits)
@@ -151,8 +141,7 @@ async def test_a_memory_error_while_deciding_stops_the_worker_and_dead_letters_n
     tmp_path: Path, kafka: FakeKafka
 ) -> None:
     journal = kafka.journal
-    engine, _, hooks, handler = make_engine(tmp_path, kafka, "A")
-    await assign(engine, generation=1)
+    engine, _, hooks, handler = await owned_engine(tmp_path, kafka, "A")
     handler.raises = [MemoryError()]
     await engine.submit({TP: records(0, 0)}, 1)
     await journal.until(lambda: journal.of("crash") or kafka.commits)
@@ -166,8 +155,7 @@ async def test_a_step_in_backoff_when_stop_begins_neither_reopens_nor_retries(
     tmp_path: Path, kafka: FakeKafka
 ) -> None:
     journal = kafka.journal
-    engine, committer, _, _ = make_engine(tmp_path, kafka, "A")
-    await assign(engine, generation=1)
+    engine, committer, _, _ = await owned_engine(tmp_path, kafka, "A")
     committer.script.append((None, StepFailed("broker away")))
     await engine.submit({TP: records(0, 0)}, 1)
     await journal.until(lambda: journal.of("failed"))
@@ -182,8 +170,7 @@ async def test_a_rebalance_during_the_backoff_abandons_the_step_instead_of_retry
     tmp_path: Path, kafka: FakeKafka
 ) -> None:
     journal = kafka.journal
-    engine, committer, _, _ = make_engine(tmp_path, kafka, "A")
-    await assign(engine, generation=1)
+    engine, committer, _, _ = await owned_engine(tmp_path, kafka, "A")
     committer.script.append((None, StepFailed("broker away")))
     await engine.submit({TP: records(0, 0)}, 1)
     await journal.until(lambda: journal.of("failed"))

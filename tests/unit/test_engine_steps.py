@@ -8,10 +8,8 @@ that was abandoned.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import RecordTooLargeError
 from hypothesis import given
@@ -28,20 +26,13 @@ from tests.fakes.engine import (
     FakeKafka,
     Record,
     assign,
-    make_engine,
     messages_to,
+    owned_engine,
     records,
     until,
 )
 
 TP = TopicPartition(IN, 0)
-
-
-@pytest.fixture
-async def kafka() -> AsyncIterator[FakeKafka]:
-    found = FakeKafka()
-    yield found
-    await found.shutdown()
 
 
 # -- halving -----------------------------------------------------------------------------
@@ -70,8 +61,7 @@ async def test_a_record_the_rules_cannot_handle_is_narrowed_down_and_dead_letter
     tmp_path: Path, kafka: FakeKafka
 ) -> None:
     journal = kafka.journal
-    engine, _, hooks, handler = make_engine(tmp_path, kafka)
-    await assign(engine, generation=1)
+    engine, _, hooks, handler = await owned_engine(tmp_path, kafka)
     batch = records(0, 9)
     batch[6] = Record(b"k6", b"poison", 6)
     await engine.submit({TP: batch}, 1)
@@ -91,8 +81,7 @@ async def test_a_message_kafka_refuses_for_good_is_narrowed_down_to_its_record(
     tmp_path: Path, kafka: FakeKafka
 ) -> None:
     journal = kafka.journal
-    engine, committer, _, handler = make_engine(tmp_path, kafka)
-    await assign(engine, generation=1)
+    engine, committer, _, handler = await owned_engine(tmp_path, kafka)
 
     def too_large(partition: int, messages: Messages) -> BaseException | None:
         if any(key == b"k3" for key, _ in messages.get((OUT, 0), [])):
@@ -117,8 +106,7 @@ async def test_a_fenced_step_gives_the_partition_up_and_nothing_after_it_commits
     tmp_path: Path, kafka: FakeKafka
 ) -> None:
     journal = kafka.journal
-    engine, committer, hooks, _ = make_engine(tmp_path, kafka)
-    await assign(engine, generation=1)
+    engine, committer, hooks, _ = await owned_engine(tmp_path, kafka)
     parked = asyncio.Event()
     committer.script.append((parked, None))
     await engine.submit({TP: records(0, 2)}, 1)
@@ -147,8 +135,7 @@ async def test_after_giving_up_the_next_assignment_opens_a_new_producer_and_redo
     tmp_path: Path, kafka: FakeKafka
 ) -> None:
     journal = kafka.journal
-    engine, committer, _, _ = make_engine(tmp_path, kafka)
-    await assign(engine, generation=1)
+    engine, committer, _, _ = await owned_engine(tmp_path, kafka)
     kafka.init_producer("broker", 0)  # the broker bumped the epoch (a timed-out transaction)
     await engine.submit({TP: records(0, 2)}, 1)
     await journal.until(lambda: journal.of("rejoin"))
@@ -170,8 +157,7 @@ async def test_a_failed_step_is_retried_with_the_same_producer_until_it_commits(
     tmp_path: Path, kafka: FakeKafka
 ) -> None:
     journal = kafka.journal
-    engine, committer, hooks, _ = make_engine(tmp_path, kafka)
-    await assign(engine, generation=1)
+    engine, committer, hooks, _ = await owned_engine(tmp_path, kafka)
     committer.script += [(None, StepFailed("broker away")), (None, StepFailed("broker away"))]
     await engine.submit({TP: records(0, 1)}, 1)
     await journal.until(lambda: kafka.committed.get(TP) == 2)
@@ -188,8 +174,7 @@ async def test_a_new_generation_during_the_backoff_abandons_the_step(
     tmp_path: Path, kafka: FakeKafka
 ) -> None:
     journal = kafka.journal
-    engine, committer, _, _ = make_engine(tmp_path, kafka)
-    await assign(engine, generation=1)
+    engine, committer, _, _ = await owned_engine(tmp_path, kafka)
     committer.script.append((None, StepFailed("broker away")))
     await engine.submit({TP: records(0, 0)}, 1)
     await journal.until(lambda: journal.of("failed"))
@@ -214,8 +199,7 @@ async def test_a_half_abandoned_while_narrowing_stops_the_halves_after_it(
     tmp_path: Path, kafka: FakeKafka
 ) -> None:
     journal = kafka.journal
-    engine, committer, _, handler = make_engine(tmp_path, kafka)
-    await assign(engine, generation=1)
+    engine, committer, _, handler = await owned_engine(tmp_path, kafka)
     batch = records(0, 3)
     batch[3] = Record(b"k3", b"poison", 3)
 

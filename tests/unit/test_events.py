@@ -57,6 +57,21 @@ def plan(catalog: Catalog, plan_id: str) -> Plan:
     return found
 
 
+def standing(
+    current: Plan,
+    metric: str,
+    total: Decimal,
+    limit: Decimal | None,
+    *,
+    period: Period = PERIOD,
+    account_id: str = "acct-1",
+) -> Standing:
+    """Where ``metric`` of an account on ``current`` stands (November 2026 unless told)."""
+    return Standing(
+        account_id=account_id, plan=current, metric=metric, period=period, total=total, limit=limit
+    )
+
+
 def make_threshold(
     catalog: Catalog,
     templates: Templates,
@@ -74,14 +89,7 @@ def make_threshold(
     assert crossing is not None
     return threshold_event(
         Wording(templates, catalog),
-        Standing(
-            account_id="acct-1",
-            plan=current,
-            metric=metric,
-            period=PERIOD,
-            total=total,
-            limit=limit,
-        ),
+        standing(current, metric, total, limit),
         Crossed(crossing=crossing, record_id="rec-42", at_ms=parse_rfc3339_ms(at)),
         parse_rfc3339_ms(at) + 250,
     )
@@ -99,14 +107,7 @@ def make_drop(
     current = plan(catalog, plan_id)
     return drop_event(
         Wording(templates, catalog),
-        Standing(
-            account_id="acct-1",
-            plan=current,
-            metric=metric,
-            period=PERIOD,
-            total=D(30_000),
-            limit=limit,
-        ),
+        standing(current, metric, D(30_000), limit),
         Evaluation(
             recent_days=3,
             recent_total=recent,
@@ -227,14 +228,7 @@ def test_drop_event_downgrade(catalog: Catalog, templates: Templates) -> None:
     current = plan(catalog, "growth")
     event = drop_event(
         Wording(templates, catalog),
-        Standing(
-            account_id="acct-1",
-            plan=current,
-            metric="api_calls",
-            period=PERIOD,
-            total=D(2000),
-            limit=current.limit("api_calls"),
-        ),
+        standing(current, "api_calls", D(2000), current.limit("api_calls")),
         Evaluation(
             recent_days=3,
             recent_total=D(30),
@@ -415,14 +409,7 @@ def test_every_threshold_event_validates(
     period = period_containing(at, parse_rfc3339("2026-11-01T00:00:00Z"), "month")
     event = threshold_event(
         Wording(templates, catalog),
-        Standing(
-            account_id="acct|with|bars",
-            plan=current,
-            metric=metric,
-            period=period,
-            total=total,
-            limit=limit,
-        ),
+        standing(current, metric, total, limit, period=period, account_id="acct|with|bars"),
         Crossed(crossing=crossing, record_id="r", at_ms=at),
         at + 1,
     )
@@ -456,14 +443,7 @@ def test_every_drop_event_validates(
     at = NOV_START + offset_ms
     event = drop_event(
         Wording(templates, catalog),
-        Standing(
-            account_id="acct-1",
-            plan=current,
-            metric=metric,
-            period=PERIOD,
-            total=total,
-            limit=current.limit(metric),
-        ),
+        standing(current, metric, total, current.limit(metric)),
         Evaluation(
             recent_days=recent_days,
             recent_total=recent,

@@ -9,10 +9,9 @@ partition was prepared (docs/architecture.md, "Plans before usage").
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
 from aiokafka import TopicPartition
 
 from engine.engine import Engine
@@ -38,13 +37,6 @@ class Ends(FakeReader):
 
     async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: 3 if tp.topic == FORWARDED else 0 for tp in tps}
-
-
-@pytest.fixture
-async def kafka() -> AsyncIterator[FakeKafka]:
-    found = FakeKafka()
-    yield found
-    await found.shutdown()
 
 
 async def test_usage_is_held_until_the_forwarded_plans_backlog_is_read(

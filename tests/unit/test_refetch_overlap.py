@@ -10,30 +10,20 @@ flight it does not stop the overlap: records below what was handed over are skip
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from aiokafka import TopicPartition
 
-from tests.fakes.engine import IN, OUT, FakeKafka, assign, make_engine, messages_to, records
+from tests.fakes.engine import IN, OUT, FakeKafka, messages_to, owned_engine, records
 
 TP = TopicPartition(IN, 0)
-
-
-@pytest.fixture
-async def kafka() -> AsyncIterator[FakeKafka]:
-    found = FakeKafka()
-    yield found
-    await found.shutdown()
 
 
 async def test_a_refetch_overlapping_records_in_flight_is_not_processed_twice(
     tmp_path: Path, kafka: FakeKafka
 ) -> None:
     kafka.committed[TP] = 5  # the previous owner's last commit: the fence's seek goes here
-    engine, committer, _, _ = make_engine(tmp_path, kafka, "A")
-    await assign(engine, generation=1)
+    engine, committer, _, _ = await owned_engine(tmp_path, kafka, "A")
     journal = kafka.journal
     parked = asyncio.Event()
     committer.script.append((parked, None))

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from domain.wording.kinds import KINDS
 from domain.wording.rendering import FACTS_MAX_CHARS, RENDERERS, event_facts, format_level
+from tests.strategies import json_values
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,20 +87,6 @@ def test_levels() -> None:
     ]
 
 
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**53), 2**53)
-    | st.floats(-1e6, 1e6, allow_nan=False)
-    | st.text(max_size=20)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 field_names = st.sampled_from(
     [
         "kind",

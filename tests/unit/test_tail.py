@@ -26,25 +26,11 @@ from commands.tail.render import (
 )
 from domain.common.timeutil import datetime_to_ms
 from domain.wording.rendering import format_level
+from tests.strategies import json_values
 
 TODAY = date(2026, 11, 24)
 TRIGGERED = "2026-11-24T09:30:05Z"
 ARRIVED_MS = datetime_to_ms(datetime(2026, 11, 24, 9, 30, 7, tzinfo=UTC))
-
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**53), 2**53)
-    | st.floats(-1e6, 1e6, allow_nan=False)
-    | st.text(max_size=20)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 
 
 def set_zone(monkeypatch: pytest.MonkeyPatch, zone: str) -> None:
