@@ -68,7 +68,7 @@ class UsageHandler:
         letter = dead_letter(
             reason, topic, step.partition, record.offset, record.value, step.now_ms
         )
-        step.send(self.dlq_topic, record.key, jsonbytes.dumps(letter))
+        step.send(self.dlq_topic, record.key, jsonbytes.dumps(letter), headers=record.headers)
         metrics = self.runtime.metrics
         step.on_commit(lambda: metrics.records.labels(outcome="invalid").inc())
 
@@ -116,7 +116,8 @@ class UsageHandler:
                 events(moment.kind), moment.account_id.encode(), jsonbytes.dumps(moment.payload)
             )
         for raw, letter in result.dead_letters:
-            step.send(self.dlq_topic, raw.key, jsonbytes.dumps(letter))
+            # With the record's headers: a binary-mode CloudEvent's ce_id, ce_type... are there.
+            step.send(self.dlq_topic, raw.key, jsonbytes.dumps(letter), headers=raw.headers)
         for account_id, raw in result.rekey:
             # Inside the same transaction as the offsets: exactly once, even though
             # the account's partition may belong to another worker.

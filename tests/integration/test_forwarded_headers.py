@@ -1,4 +1,4 @@
-"""A forwarded usage record keeps its Kafka headers (contract 1.4).
+"""A forwarded or dead-lettered usage record keeps its Kafka headers (contract 1.4).
 
 A binary-mode CloudEvent's attributes travel in ``ce_*`` headers: a record keyed by something
 else than its account is forwarded to its account's partition through the re-keyed topic, in
@@ -46,3 +46,14 @@ async def test_a_record_keyed_wrong_is_forwarded_with_its_headers(stack: Stack) 
         return total_of(await stack.account(worker, "acct-h")) == 7
 
     await eventually(counted)
+
+
+async def test_a_dead_letter_keeps_the_records_headers(stack: Stack) -> None:
+    """A dead-lettered binary-mode CloudEvent still says which event it was."""
+    await stack.create_inputs()
+    await stack.worker().start().ready()
+    producer = await stack.producer()
+    await producer.send_and_wait(stack.usage_topic, b"{", key=b"acct-h", headers=HEADERS)
+    [letter] = await stack.read(f"{stack.usage_topic}.dlq", 1)
+    assert orjson.loads(letter.value)["error"].startswith("invalid JSON")
+    assert list(letter.headers) == HEADERS
