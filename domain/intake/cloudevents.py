@@ -57,6 +57,7 @@ BINARY_MARK: Final = "ce_specversion"
 STRUCTURED_TYPE: Final = "application/cloudevents"
 """A ``content-type`` header starting with this marks a structured-mode CloudEvent."""
 
+_STRUCTURED_TYPE_BYTES: Final = STRUCTURED_TYPE.encode()
 _ATTRIBUTE_MAX_CHARS: Final = 256
 _UNIQUE_MAX_CHARS: Final = 256
 _ONE: Final = Decimal(1)
@@ -101,8 +102,12 @@ def is_cloudevent(headers: Sequence[tuple[str, bytes | None]]) -> bool:
         lower = name.lower()
         if lower == BINARY_MARK:
             return True
-        if lower == "content-type" and value is not None and value.startswith(b"application/cl"):
-            return value.decode("utf-8", "replace").lower().startswith(STRUCTURED_TYPE)
+        if (
+            lower == "content-type"
+            and value is not None
+            and value[: len(STRUCTURED_TYPE)].lower() == _STRUCTURED_TYPE_BYTES
+        ):
+            return True
     return False
 
 

@@ -341,7 +341,9 @@ def test_binary_mode_takes_json_content_types_and_header_case() -> None:
         ((("ce_specversion", b"1.0"),), True),
         ((("traceparent", b"00-1"), ("CE_SPECVERSION", b"1.0")), True),
         ((("content-type", b"application/cloudevents+json; charset=utf-8"),), True),
+        ((("Content-Type", b"Application/CloudEvents+JSON"),), True),
         ((("content-type", b"application/json"),), False),
+        ((("content-type", b"application/json"), ("ce_specversion", b"1.0")), True),
         ((("content-type", None),), False),
     ],
 )
