@@ -36,7 +36,7 @@ from typing import Any, Final
 import orjson
 
 from domain.common.slots import slot_setter
-from domain.errors import InvalidUsageRecord
+from domain.errors import InvalidUsageRecord, StructuredCloudEvent
 from domain.intake.records import (
     ID_MAX_CHARS,
     UsageRecord,
@@ -45,6 +45,7 @@ from domain.intake.records import (
     _usage_record,
     event_time_ms,
     parse_quantity,
+    parse_usage,
 )
 from domain.plans.catalog import Catalog, Meter
 
@@ -109,6 +110,27 @@ def is_cloudevent(headers: Sequence[tuple[str, bytes | None]]) -> bool:
         ):
             return True
     return False
+
+
+def read_usage(
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]],
+    catalog: Catalog,
+    now_ms: int,
+    max_skew_ms: int,
+) -> UsageRecord | MeteredEvent:
+    """A usage-topic record read as what it is: a 1.1 record or a CloudEvent (contract 1.4).
+
+    What it costs a plain record: a test of its (usually empty) headers. A structured event is
+    told by ``parse_usage`` on its refusal path, with the object it parsed, so it is parsed
+    once. Raises :class:`InvalidUsageRecord` naming the field.
+    """
+    if headers and is_cloudevent(headers):
+        return parse_cloudevent(value, headers, catalog, now_ms, max_skew_ms)
+    try:
+        return parse_usage(value, now_ms, max_skew_ms)
+    except StructuredCloudEvent as found:
+        return parse_cloudevent(value, headers, catalog, now_ms, max_skew_ms, found.event)
 
 
 def cloudevent_key(account_id: str, source: str, event_id: str) -> str:

@@ -22,6 +22,7 @@ from domain.intake.cloudevents import (
     cloudevent_key,
     is_cloudevent,
     parse_cloudevent,
+    read_usage,
 )
 from domain.intake.records import UsageRecord, parse_usage
 from domain.plans.catalog import Catalog, parse_catalog
@@ -446,3 +447,59 @@ def test_a_meter_checks_its_quantity_exactly_as_a_plain_record(number: Any) -> N
         assert str(exc).startswith("data.tokens: ")
         got = None
     assert str(got) == str(expected)
+
+
+def test_read_usage_tells_records_from_events_in_every_mode() -> None:
+    plain = {
+        "record_id": "r-1",
+        "account_id": "acct-1",
+        "metric": "api_calls",
+        "quantity": 2,
+        "timestamp": TIME,
+    }
+    raw = orjson.dumps(plain)
+    record = parse_usage(raw, NOW_MS, SKEW_MS)
+    trace = [("traceparent", b"00-1")]
+    assert read_usage(raw, (), CATALOG, NOW_MS, SKEW_MS) == record
+    assert read_usage(raw, trace, CATALOG, NOW_MS, SKEW_MS) == record
+    event = _structured(_event())
+    structured = orjson.dumps(_event())
+    assert read_usage(structured, (), CATALOG, NOW_MS, SKEW_MS) == event  # no header
+    marked = [("content-type", b"application/cloudevents+json")]
+    assert read_usage(structured, marked, CATALOG, NOW_MS, SKEW_MS) == event
+    assert read_usage(*_binary_message(_event()), CATALOG, NOW_MS, SKEW_MS) == event
+    with pytest.raises(InvalidUsageRecord, match="^subject: missing$"):
+        read_usage(orjson.dumps(_event(subject=None)), (), CATALOG, NOW_MS, SKEW_MS)
+    with pytest.raises(InvalidUsageRecord, match="^quantity: missing$"):
+        del plain["quantity"]
+        read_usage(orjson.dumps(plain), (), CATALOG, NOW_MS, SKEW_MS)
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.text(max_size=8))
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "record_id": st.one_of(_scalars, st.just("r-1")),
+            "account_id": st.one_of(_scalars, st.just("acct-1")),
+            "metric": st.one_of(_scalars, st.just("api_calls")),
+            "quantity": st.one_of(_scalars, st.floats(allow_nan=False, allow_infinity=False)),
+            "timestamp": st.one_of(_scalars, st.just(TIME), st.just(TIME_MS)),
+            "attributes": _scalars,
+        },
+    )
+)
+def test_read_usage_reads_a_plain_record_exactly_as_parse_usage(record: dict[str, Any]) -> None:
+    """Oracle: parse_usage. Without headers or specversion, the same record or refusal."""
+    raw = orjson.dumps(record)
+    try:
+        expected: object = parse_usage(raw, NOW_MS, SKEW_MS)
+    except InvalidUsageRecord as exc:
+        expected = str(exc)
+    try:
+        got: object = read_usage(raw, (), CATALOG, NOW_MS, SKEW_MS)
+    except InvalidUsageRecord as exc:
+        got = str(exc)
+    assert got == expected
