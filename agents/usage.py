@@ -69,7 +69,7 @@ class UsageHandler:
         letter = dead_letter(
             reason, topic, step.partition, record.offset, record.value, step.now_ms
         )
-        step.send(self.dlq_topic, record.key, jsonbytes.dumps(letter))
+        step.send(self.dlq_topic, record.key, jsonbytes.dumps(letter), headers=record.headers)
         metrics = self.runtime.metrics
         step.on_commit(lambda: metrics.records.labels(outcome="invalid").inc())
 
@@ -121,20 +121,22 @@ class UsageHandler:
                 events(moment.kind), moment.account_id.encode(), jsonbytes.dumps(moment.payload)
             )
         for raw, letter in result.dead_letters:
-            step.send(self.dlq_topic, raw.key, jsonbytes.dumps(letter))
+            # With the record's headers: a binary-mode CloudEvent's ce_id, ce_type... are there.
+            step.send(self.dlq_topic, raw.key, jsonbytes.dumps(letter), headers=raw.headers)
         for account_id, raw in result.rekey:
             # Inside the same transaction as the offsets: exactly once, even though
             # the account's partition may belong to another worker.
             account_key = account_id.encode()
             if raw.value is not None:
                 target = key_partition(account_key, self.partitions)
-                step.send(self.rekey_topic, account_key, raw.value, target)
+                # The headers go along: a binary-mode CloudEvent's attributes are in them.
+                step.send(self.rekey_topic, account_key, raw.value, target, raw.headers)
         if result.misplaced:
             # Keyed right, placed by another partitioner: forwarded the same way (contract 1.2).
             for account_id, raw in result.misplaced:
                 if raw.value is not None:
                     target = account_partition(account_id, self.partitions)
-                    step.send(self.rekey_topic, raw.key, raw.value, target)
+                    step.send(self.rekey_topic, raw.key, raw.value, target, raw.headers)
             account_id, raw = result.misplaced[0]
             home = account_partition(account_id, self.partitions)
             self.misplaced.forwarded(

@@ -11,7 +11,8 @@ Error tree::
     │   │                        certificates, protocol, address; names the setting)
     │   └── CodecError           a Kafka compression codec cannot be decoded (missing package)
     └── RecordError              one input record is unusable; it goes to a dead-letter topic
-        ├── InvalidUsageRecord   a usage record breaks contract 1.1
+        ├── InvalidUsageRecord   a usage record breaks contract 1.1 (or a CloudEvent 1.4)
+        │   └── StructuredCloudEvent  not an error: the value is a CloudEvent (contract 1.4)
         └── InvalidPlanRecord    an account-plans record breaks contract 1.2
 
 Errors a user can cause carry a message that says what to change. ``RecordError``s
@@ -19,6 +20,8 @@ never stop the worker: they are counted and dead-lettered.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class MomentsError(Exception):
@@ -68,6 +71,23 @@ class RecordError(MomentsError):
 
 class InvalidUsageRecord(RecordError):
     """A usage record that breaks contract 1.1."""
+
+
+class StructuredCloudEvent(InvalidUsageRecord):
+    """The usage value is a CloudEvent in structured mode, not a 1.1 record (contract 1.4).
+
+    Raised by ``parse_usage`` on the slow path of a record without ``record_id``, with the
+    object it already parsed (``event``), so the caller hands that to ``parse_cloudevent``
+    instead of parsing the JSON again. A caller that does not read CloudEvents dead-letters
+    it like any invalid record.
+    """
+
+    def __init__(self, event: dict[str, Any]) -> None:
+        self.event = event
+        super().__init__(
+            "record_id: missing; the value is a CloudEvent (it has specversion), which this "
+            "topic's reader does not take"
+        )
 
 
 class InvalidPlanRecord(RecordError):

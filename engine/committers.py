@@ -174,8 +174,11 @@ async def _send(producer: AIOKafkaProducer, messages: Messages) -> list[tuple[An
     for (topic, partition), items in messages.items():
         batch = producer.create_batch()
         count = 0
-        for key, value in items:
-            if batch.append(key=key, value=value, timestamp=None) is None:
+        for message in items:
+            key, value = message[0], message[1]
+            # aiokafka's C batch builder takes headers as a list only.
+            headers = list(message[2]) if len(message) == 3 else None
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 sent.append(
                     (
                         (topic, partition),
@@ -185,7 +188,7 @@ async def _send(producer: AIOKafkaProducer, messages: Messages) -> list[tuple[An
                 )
                 batch = producer.create_batch()
                 count = 0
-                if batch.append(key=key, value=value, timestamp=None) is None:
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                     raise StepFailed(
                         f"a message of {len(value)} bytes for {topic} does not fit in a batch"
                     )

@@ -14,8 +14,13 @@ from typing import Any, Protocol
 
 from state.transaction import StepState
 
-#: (topic, partition) -> [(key, value)]
-Messages = dict[tuple[str, int], list[tuple[bytes | None, bytes]]]
+#: A message's Kafka headers: (name, value) pairs, in order.
+Headers = tuple[tuple[str, bytes], ...]
+#: ``(key, value)``, or ``(key, value, headers)`` for the few messages with headers (a
+#: forwarded binary-mode CloudEvent keeps its ``ce_*`` ones): the common message stays a pair.
+Message = tuple[bytes | None, bytes] | tuple[bytes | None, bytes, Headers]
+#: (topic, partition) -> [message]
+Messages = dict[tuple[str, int], list[Message]]
 
 
 @dataclass(slots=True)
@@ -31,11 +36,18 @@ class Step:
     sent: int = 0
 
     def send(
-        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
-        """Queue a message; by default to this step's partition of ``topic``."""
+        """Queue a message, with ``headers`` if any; by default to this step's partition of
+        ``topic``."""
         target = self.partition if partition is None else partition
-        self.messages.setdefault((topic, target), []).append((key, value))
+        message: Message = (key, value, tuple(headers)) if headers else (key, value)
+        self.messages.setdefault((topic, target), []).append(message)
         self.sent += 1
 
     def on_commit(self, callback: Callable[[], None]) -> None:

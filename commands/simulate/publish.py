@@ -62,9 +62,10 @@ class _Delivery:
 def _summary(prefix: str, sim: Simulator, delivery: _Delivery, elapsed_s: float, prev: int) -> str:
     stats = sim.stats
     rate = stats.total / elapsed_s if elapsed_s > 0 else 0.0
+    events = f"{stats.cloudevents} CloudEvents, " if stats.cloudevents else ""
     text = (
         f"{prefix}{stats.total} records ({rate:.1f}/s, +{stats.total - prev} since the last "
-        f"summary): {stats.usage} usage, {stats.duplicates} duplicates, {stats.bad} bad; "
+        f"summary): {stats.usage} usage, {events}{stats.duplicates} duplicates, {stats.bad} bad; "
         f"{delivery.acked} acknowledged by Kafka, {delivery.failed} failed"
     )
     if delivery.last_error is not None:
@@ -131,7 +132,12 @@ async def _publish(
             budget -= due
             if due:
                 for record in sim.next_records(due, _now_ms()):
-                    future = await producer.send(settings.topic_usage, record.value, key=record.key)
+                    future = await producer.send(
+                        settings.topic_usage,
+                        record.value,
+                        key=record.key,
+                        headers=list(record.headers) or None,  # a binary-mode CloudEvent's
+                    )
                     future.add_done_callback(delivery.done)
             while live and live[0].at_s <= now - started:
                 planned = live.popleft()

@@ -13,6 +13,10 @@ The traffic is shaped so that a newcomer sees the worker do something within min
 * now and then an account bursts for a few minutes at many times its usual pace;
 * about one record in a hundred is re-sent with the same ``record_id`` (a producer retry);
 * one record in ``--bad-every`` is invalid, rotating through :data:`BAD_KINDS`;
+* when the catalog has ``[[meters]]``, usage of a metered metric goes out as CloudEvents
+  (contract 1.4) in both Kafka modes: every record of a metric fed by a meter with ``value``
+  (``tokens`` from ``llm-completion`` events), and :data:`CLOUDEVENT_SHARE` of the one-unit
+  records of a metric fed by a meter without one (``api_calls`` from ``api-request`` events);
 * unless ``--no-showcase``, a few demo accounts (:mod:`commands.simulate.demo`) whose
   backfilled history and scheduled records trigger every kind of moment: their history goes
   out with the plans, before the paced usage, and the log line starting with
@@ -34,12 +38,14 @@ from typing import Any, Final, Literal
 import orjson
 
 from domain.common.timeutil import DAY_MS, to_rfc3339
-from domain.plans.catalog import Catalog, Plan
+from domain.errors import InvalidUsageRecord
+from domain.intake.cloudevents import SPECVERSION, parse_cloudevent
+from domain.plans.catalog import Catalog, Meter, Plan
 
 BadKind = Literal[
     "not-json", "missing-field", "negative-quantity", "future-timestamp", "bad-metric"
 ]
-RecordKind = Literal["usage", "duplicate", "bad"]
+RecordKind = Literal["usage", "cloudevent", "duplicate", "bad"]
 
 BAD_KINDS: Final[tuple[BadKind, ...]] = (
     "not-json",
@@ -74,6 +80,9 @@ RFC3339_RATE: Final = 0.15
 FUTURE_MS: Final = 30 * DAY_MS
 """How far ahead a ``future-timestamp`` bad record is: far beyond any sane clock skew."""
 NOISE_SIGMA: Final = 0.35
+CLOUDEVENT_SHARE: Final = 0.5
+"""Share of one-unit records of a metric a counting meter feeds that go as CloudEvents."""
+CLOUDEVENT_SOURCE: Final = "/moments-simulate"
 
 
 _TIME_ZONES_H: Final = (-8.0, -5.0, -3.0, 0.0, 1.0, 2.0, 5.5, 8.0, 9.0)
@@ -95,6 +104,7 @@ PROFILES: Final[dict[str, MetricProfile]] = {
     "events": MetricProfile(0.30, True, (0.2, 1.1)),
     "storage_gb": MetricProfile(0.10, False, (0.1, 0.8)),
     "seats": MetricProfile(0.05, True, (0.3, 1.0)),
+    "tokens": MetricProfile(0.10, True, (0.2, 0.9)),
 }
 DEFAULT_PROFILE: Final = MetricProfile(0.10, False, (0.2, 0.9))
 DEFAULT_SCALE: Final = 10_000.0
@@ -103,12 +113,14 @@ DEFAULT_SCALE: Final = 10_000.0
 
 @dataclass(frozen=True, slots=True)
 class SimRecord:
-    """One usage record ready to send: Kafka key and value, and what the simulator meant by it."""
+    """One usage record ready to send: Kafka key, value and headers, and what the simulator
+    meant by it."""
 
     key: bytes
     value: bytes
     kind: RecordKind
     bad_kind: BadKind | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(slots=True)
@@ -150,11 +162,12 @@ class Stats:
     usage: int = 0
     duplicates: int = 0
     bad: int = 0
+    cloudevents: int = 0
 
     @property
     def total(self) -> int:
         """Records generated."""
-        return self.usage + self.duplicates + self.bad
+        return self.usage + self.duplicates + self.bad + self.cloudevents
 
 
 def daily_rhythm(now_ms: int, tz_offset_h: float) -> float:
@@ -206,6 +219,7 @@ class Simulator:
         self._recent: deque[SimRecord] = deque(maxlen=200)
         self.hot_metric = self._hot_metric(catalog, self._metrics)
         self.accounts = self._make_accounts(accounts)
+        self._meters = self._sending_meters(catalog)
 
     # ------------------------------------------------------------------ set-up
 
@@ -217,6 +231,22 @@ class Simulator:
         if not metrics:
             raise ValueError("the plan catalog names no metric: add a [metrics] table")
         return tuple(metrics)
+
+    @staticmethod
+    def _sending_meters(catalog: Catalog) -> dict[str, Meter]:
+        """Per metric, the first meter a made-up event of its type feeds without a refusal."""
+        meters: dict[str, Meter] = {}
+        for meter in catalog.meters:
+            if meter.metric in meters:
+                continue
+            value = orjson.dumps(_cloudevent(meter, "probe", "probe", to_rfc3339(0), 1))
+            try:
+                readings = parse_cloudevent(value, (), catalog, 0, 0).readings
+            except InvalidUsageRecord:
+                continue  # its type also feeds a meter the simulator cannot (a unique_count)
+            if any(r.metric == meter.metric for r in readings):
+                meters[meter.metric] = meter
+        return meters
 
     @staticmethod
     def _metric_scale(catalog: Catalog, metric: str) -> float:
@@ -319,7 +349,7 @@ class Simulator:
                 self.stats.bad += 1
             elif self._recent and rng.random() < DUPLICATE_RATE:
                 again = rng.choice(self._recent)
-                record = SimRecord(again.key, again.value, "duplicate")
+                record = SimRecord(again.key, again.value, "duplicate", headers=again.headers)
                 self.stats.duplicates += 1
             else:
                 # Records per second of this (account, metric) right now, to size one record.
@@ -328,7 +358,10 @@ class Simulator:
                 mean = self._per_min(account, metric, now_ms) / 60.0 / stream_rate
                 record = self._usage(account, metric, mean, now_ms)
                 self._recent.append(record)
-                self.stats.usage += 1
+                if record.kind == "cloudevent":
+                    self.stats.cloudevents += 1
+                else:
+                    self.stats.usage += 1
             records.append(record)
         return records
 
@@ -413,7 +446,30 @@ class Simulator:
 
     def _usage(self, account: Account, metric: str, mean: float, now_ms: int) -> SimRecord:
         value = self._usage_value(account, metric, mean, now_ms)
+        meter = self._meters.get(metric)
+        # A hot account's hot metric stays plain, so its pace toward the limit holds.
+        if meter is not None and not (account.hot and metric == self.hot_metric):
+            quantity = value["quantity"]
+            if meter.value is not None or (quantity == 1 and self._rng.random() < CLOUDEVENT_SHARE):
+                return self._as_cloudevent(meter, value)
         return SimRecord(account.account_id.encode(), orjson.dumps(value), "usage")
+
+    def _as_cloudevent(self, meter: Meter, record: dict[str, Any]) -> SimRecord:
+        """``record`` as a CloudEvent of ``meter``'s type, in either Kafka mode."""
+        stamp = record["timestamp"]
+        time = stamp if type(stamp) is str else to_rfc3339(stamp)
+        event = _cloudevent(
+            meter, record["record_id"], record["account_id"], time, record["quantity"]
+        )
+        key = record["account_id"].encode()
+        if self._rng.random() < 0.5:
+            structured = (("content-type", b"application/cloudevents+json"),)
+            return SimRecord(key, orjson.dumps(event), "cloudevent", headers=structured)
+        binary: tuple[tuple[str, bytes], ...] = tuple(
+            (f"ce_{name}", str(value).encode()) for name, value in event.items() if name != "data"
+        )
+        headers = (*binary, ("content-type", b"application/json"))
+        return SimRecord(key, orjson.dumps(event["data"]), "cloudevent", headers=headers)
 
     def _bad(self, account: Account, now_ms: int) -> SimRecord:
         rng = self._rng
@@ -434,6 +490,31 @@ class Simulator:
                 value["metric"] = rng.choice(("API Calls", "api calls!", "", "x" * 65))
             raw = orjson.dumps(value)
         return SimRecord(account.account_id.encode(), raw, "bad", kind)
+
+
+def _cloudevent(
+    meter: Meter, event_id: str, account_id: str, time: str, quantity: int | float
+) -> dict[str, Any]:
+    """A structured-mode CloudEvent that ``meter`` takes: its ``where`` fields, and
+    ``quantity`` at its ``value`` path (a meter without one counts the event)."""
+    data: dict[str, Any] = {}
+    fields = dict(meter.where)
+    if meter.value is not None:
+        fields[meter.value] = quantity
+    for path, wanted in fields.items():
+        into = data
+        for name in path[:-1]:
+            into = into.setdefault(name, {})
+        into[path[-1]] = wanted
+    return {
+        "specversion": SPECVERSION,
+        "id": event_id,
+        "source": CLOUDEVENT_SOURCE,
+        "type": meter.event_type,
+        "subject": account_id,
+        "time": time,
+        "data": data,
+    }
 
 
 def _number(value: float, integral: bool) -> int | float:

@@ -52,6 +52,11 @@ class Raw(Protocol):
         """The record's Kafka timestamp (ms): when it was produced, or appended."""
         ...
 
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]:
+        """The record's Kafka headers (a binary-mode CloudEvent's attributes; contract 1.4)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
@@ -63,6 +68,7 @@ class RawRecord:
     partition: int
     offset: int
     timestamp: int
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def arrived_ms(self) -> int:

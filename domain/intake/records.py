@@ -16,6 +16,7 @@ distinct value of its ``unique`` field.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -36,7 +37,7 @@ from domain.common.timeutil import (
     parse_rfc3339_ms,
     to_rfc3339,
 )
-from domain.errors import InvalidPlanRecord, InvalidUsageRecord
+from domain.errors import InvalidPlanRecord, InvalidUsageRecord, StructuredCloudEvent
 from domain.plans.catalog import METRIC_PATTERN, Catalog, Plan
 from domain.plans.periods import PeriodLength, default_anchor
 
@@ -55,7 +56,6 @@ _INT53: Final = 2**53
 # Members are counted in events and messages as integers: keep them in int64 and plausible.
 _MEMBERS_MAX: Final = 10**9
 _INT64: Final = 2.0**64
-_BIG_QUANTITY: Final = re.compile(rb'"quantity"\s*:\s*(\d{20,})(?![.eE\d])')
 _MIN_FLOAT: Final = float(MIN_AMOUNT)
 _MAX_FLOAT: Final = float(MAX_AMOUNT)
 _ZERO: Final = Decimal(0)
@@ -243,6 +243,8 @@ def parse_usage(
     get = value.get
     record_id = get("record_id")
     if type(record_id) is not str or not 0 < len(record_id) <= ID_MAX_CHARS:
+        if "specversion" in value:
+            raise StructuredCloudEvent(value)
         record_id = _identifier(value, "record_id", InvalidUsageRecord)
     account_id = get("account_id")
     if type(account_id) is not str or not 0 < len(account_id) <= ID_MAX_CHARS:
@@ -256,52 +258,80 @@ def parse_usage(
     if path is None:
         unique = None
         number = get("quantity")
-        # The common cases first: a whole number, or a finite float (orjson never yields NaN or
-        # infinity, but a caller's JSON may), each checked for sign before it becomes a Decimal.
+        # The common case inline (a whole number); the rest, and every refusal, in parse_quantity.
         if type(number) is int and 0 <= number <= _INT53:
             quantity = Decimal(number)
-        elif type(number) is float and number >= 0.0 and number != _INFINITY:
-            # -0.0 would otherwise stay a negative zero and print as "-0.0" in events.
-            quantity = Decimal(repr(number)) if number else _ZERO
-            if number and not _MIN_FLOAT <= number <= _MAX_FLOAT:
-                raise InvalidUsageRecord(_amount_reason("quantity", number))
-            if number >= _INT64:
-                literal = _BIG_QUANTITY.search(raw or b"")
-                if literal is not None and Decimal(literal[1].decode()) != quantity:
-                    # orjson reads integers past 64 bits as the nearest double: refuse, not round.
-                    raise InvalidUsageRecord(_amount_reason("quantity", int(literal[1])))
-        elif type(number) is int and number > 0:
-            quantity = Decimal(number)
-            if not exact_in_json(quantity):
-                raise InvalidUsageRecord(_amount_reason("quantity", number))
+        elif number is None and "quantity" not in value:
+            raise InvalidUsageRecord("quantity: missing")
         else:
-            raise InvalidUsageRecord(
-                _reason(value, "quantity", number, "must be a finite number >= 0")
-            )
+            quantity = parse_quantity(number, "quantity", raw)
     else:
         quantity = _ONE
         unique = _unique(value, metric, path) if path else None
-
     stamp = get("timestamp")
+    if stamp is None and "timestamp" not in value:
+        raise InvalidUsageRecord("timestamp: missing")
+    timestamp_ms = event_time_ms(stamp, "timestamp", now_ms, max_skew_ms)
+    return _usage_record(record_id, account_id, metric, quantity, timestamp_ms, unique)
+
+
+def parse_quantity(number: object, name: str, raw: bytes | None) -> Decimal:
+    """``number``, read from the JSON text ``raw``, as an exact quantity (contract 1.1).
+
+    ``name`` is the field as reasons name it (``quantity``, ``data.usage.tokens``); its last
+    part is looked for in ``raw`` to refuse integers past 64 bits, which orjson rounds.
+    Raises :class:`InvalidUsageRecord` unless ``number`` is a finite number >= 0 that events
+    can carry exactly.
+    """
+    # The common cases first: a whole number, or a finite float (orjson never yields NaN or
+    # infinity, but a caller's JSON may), each checked for sign before it becomes a Decimal.
+    if type(number) is int and 0 <= number <= _INT53:
+        return Decimal(number)
+    if type(number) is float and number >= 0.0 and number != _INFINITY:
+        # -0.0 would otherwise stay a negative zero and print as "-0.0" in events.
+        quantity = Decimal(repr(number)) if number else _ZERO
+        if number and not _MIN_FLOAT <= number <= _MAX_FLOAT:
+            raise InvalidUsageRecord(_amount_reason(name, number))
+        if number >= _INT64:
+            literal = _big_literal(name.rpartition(".")[2]).search(raw or b"")
+            if literal is not None and Decimal(literal[1].decode()) != quantity:
+                # orjson reads integers past 64 bits as the nearest double: refuse, not round.
+                raise InvalidUsageRecord(_amount_reason(name, int(literal[1])))
+        return quantity
+    if type(number) is int and number > 0:
+        quantity = Decimal(number)
+        if not exact_in_json(quantity):
+            raise InvalidUsageRecord(_amount_reason(name, number))
+        return quantity
+    raise InvalidUsageRecord(f"{name}: must be a finite number >= 0, got {_show(number)}")
+
+
+def event_time_ms(stamp: object, name: str, now_ms: int, max_skew_ms: int) -> int:
+    """The event time ``stamp`` (RFC 3339 text or epoch ms) of field ``name`` in epoch ms.
+
+    Refused (:class:`InvalidUsageRecord`) when it is not one, falls outside years 1970..9999,
+    or is more than ``max_skew_ms`` after ``now_ms`` (the worker's clock): it would open
+    billing periods that have not started.
+    """
     if type(stamp) is int:
         timestamp_ms = stamp
     elif type(stamp) is str:
         try:
             timestamp_ms = parse_rfc3339_ms(stamp)
         except ValueError as exc:
-            raise InvalidUsageRecord(f"timestamp: {exc}, got {_show(stamp)}") from None
+            raise InvalidUsageRecord(f"{name}: {exc}, got {_show(stamp)}") from None
     else:
-        raise InvalidUsageRecord(_reason(value, "timestamp", stamp, _TIMESTAMP_RULE))
+        raise InvalidUsageRecord(f"{name}: {_TIMESTAMP_RULE}, got {_show(stamp)}")
     if not MIN_TIMESTAMP_MS <= timestamp_ms <= MAX_TIMESTAMP_MS:
         raise InvalidUsageRecord(
-            f"timestamp: {_show(stamp)} is outside 1970-01-01T00:00:00Z..9999-12-31T23:59:59Z"
+            f"{name}: {_show(stamp)} is outside 1970-01-01T00:00:00Z..9999-12-31T23:59:59Z"
         )
     if timestamp_ms > now_ms + max_skew_ms:
         raise InvalidUsageRecord(
-            f"timestamp: {_timestamp_text(stamp)} is more than {max_skew_ms / 1000:g} s in the "
+            f"{name}: {_timestamp_text(stamp)} is more than {max_skew_ms / 1000:g} s in the "
             f"future (worker clock {to_rfc3339(now_ms)})"
         )
-    return _usage_record(record_id, account_id, metric, quantity, timestamp_ms, unique)
+    return timestamp_ms
 
 
 def _metric_path(
@@ -342,13 +372,21 @@ def _unique(value: dict[str, Any], metric: str, path: tuple[str, ...]) -> str:
             f"{'.'.join(path)}: missing; the unique_count metric {metric} counts its "
             "distinct values"
         )
+    return unique_key(got, name, metric)
+
+
+def unique_key(got: object, name: str, metric: str) -> str:
+    """The value key of ``got``, the distinct value of a ``unique_count`` ``metric`` read from
+    field ``name``: its JSON text, numbers keyed by value (``7`` and ``7.0`` are one value); a
+    string is never the number it spells (``"7"`` and ``7`` are two). Refused (naming
+    ``name``) unless a string of 1..256 characters, a number below 2**53 or a boolean."""
     kind = type(got)
     if kind is str:
-        if 0 < len(got) <= UNIQUE_MAX_CHARS:
+        if 0 < len(got) <= UNIQUE_MAX_CHARS:  # type: ignore[arg-type]
             return orjson.dumps(got).decode()
     elif kind is int or kind is bool:
         return orjson.dumps(got).decode()
-    elif kind is float and math.isfinite(got):
+    elif isinstance(got, float) and math.isfinite(got):
         if not got.is_integer():
             return repr(got)
         if abs(got) < _INT53:
@@ -374,6 +412,12 @@ def _lookup(value: dict[str, Any], path: tuple[str, ...]) -> tuple[bool, Any]:
             return False, None
         got = got[step]
     return True, got
+
+
+@functools.lru_cache(maxsize=64)
+def _big_literal(name: str) -> re.Pattern[bytes]:
+    """Finds an integer literal of 20 digits or more given to field ``name`` in JSON text."""
+    return re.compile(rb'"' + re.escape(name.encode()) + rb'"\s*:\s*(\d{20,})(?![.eE\d])')
 
 
 def parse_plan(raw: bytes, catalog: Catalog) -> PlanRecord:

@@ -47,6 +47,7 @@ class Record(NamedTuple):
     timestamp: int
     topic: str
     partition: int
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def _misplaced_account() -> str:
@@ -80,11 +81,17 @@ class Worker:
         self.offset = 0
 
     def record(
-        self, topic: str, partition: int, key: bytes | None, value: Any, timestamp: int = NOW_MS
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: Any,
+        timestamp: int = NOW_MS,
+        headers: tuple[tuple[str, bytes], ...] = (),
     ) -> Record:
         self.offset += 1
         raw = value if value is None or isinstance(value, bytes) else orjson.dumps(value)
-        return Record(key, raw, self.offset, timestamp, topic, partition)
+        return Record(key, raw, self.offset, timestamp, topic, partition, headers)
 
     def step(self, partition: int, topic: str, *records: Record) -> Step:
         handler = self.plans if "plans" in topic or "account" in topic else self.usage
@@ -102,8 +109,8 @@ class Worker:
             return None
         [(_, partition)] = targets
         records = [
-            self.record(topic, partition, key, value)
-            for key, value in step.messages[(topic, partition)]
+            self.record(topic, partition, m[0], m[1], headers=m[2] if len(m) == 3 else ())
+            for m in step.messages[(topic, partition)]
         ]
         return self.step(partition, topic, *records)
 
@@ -166,6 +173,24 @@ def test_usage_keyed_right_on_another_partition_is_forwarded_not_judged(
     [(_, total)] = totals_of(worker.stores[HOME], ACCOUNT).periods["api_calls"].items()
     assert total == 100
     assert worker.forwarded(s.topic_rekey) == 0  # placed right by the worker: not forwarded
+
+
+#: Headers a forwarded record must keep (a binary-mode CloudEvent's are its attributes).
+HEADERS = (("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),)
+
+
+@pytest.mark.parametrize("keyed_right", [True, False], ids=["misplaced", "re-keyed"])
+def test_a_forwarded_usage_record_keeps_its_headers(worker: Worker, keyed_right: bool) -> None:
+    s = worker.settings
+    key = ACCOUNT.encode() if keyed_right else b"not-the-account"
+    record = worker.record(s.topic_usage, AWAY, key, _usage("r1"), headers=HEADERS)
+    away = worker.step(AWAY, s.topic_usage, record)
+    [(topic, _)] = list(away.messages)
+    [forwarded] = away.messages[(topic, _)]
+    assert forwarded == (ACCOUNT.encode(), record.value, HEADERS)
+    # Without headers, the message stays a (key, value) pair.
+    plain = worker.step(AWAY, s.topic_usage, worker.record(s.topic_usage, AWAY, key, _usage("r2")))
+    assert [len(m) for m in plain.messages[(topic, _)]] == [2]
 
 
 def test_the_fix_is_reported_once_per_topic(

@@ -51,6 +51,7 @@ class Record(NamedTuple):
     timestamp: int
     topic: str = "usage-records"  # the default usage topic: where these tests' records are
     partition: int = 0
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class Harness:

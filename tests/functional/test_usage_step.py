@@ -36,6 +36,7 @@ class Record(NamedTuple):
     timestamp: int
     topic: str = "usage-records"  # the default usage topic: where these tests' records are
     partition: int = 0
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def test_a_usage_step_folds_records_and_queues_events(tmp_path: Path) -> None:
@@ -63,14 +64,16 @@ def test_a_usage_step_folds_records_and_queues_events(tmp_path: Path) -> None:
         return Record(b"a", orjson.dumps(value), i, now)
 
     step = Step(0, StepState(store), now)
-    records = [usage(0, 400), usage(1, 450), usage(1, 450), Record(b"a", b"{", 3, now)]
+    bad = Record(b"a", b"{", 3, now, headers=(("ce_id", b"e-1"), ("ce_type", b"x")))
+    records = [usage(0, 400), usage(1, 450), usage(1, 450), bad]
     UsageHandler(runtime).process(step, settings.topic_usage, records)
     # Nothing reaches RocksDB before the engine commits the step.
     assert totals_of(store, "a").periods == {}
     near = step.messages[(settings.event_topic("threshold-near"), 0)]
     assert [orjson.loads(v)["level"] for _, v in near] == [0.8]  # 850 of 1,000
-    [(_, letter)] = step.messages[(settings.topic_usage_dlq, 0)]
+    [(_, letter, headers)] = step.messages[(settings.topic_usage_dlq, 0)]
     assert orjson.loads(letter)["offset"] == 3
+    assert headers == bad.headers  # a dead letter keeps the record's headers (contract 1.4)
     store.apply(step.state.updates())
     [(period, total)] = totals_of(store, "a").periods["api_calls"].items()
     assert total == 850  # the repeated record_id counted once

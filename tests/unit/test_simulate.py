@@ -14,15 +14,17 @@ from hypothesis import strategies as st
 
 from commands.simulate.traffic import BAD_KINDS, SimRecord, Simulator, daily_rhythm
 from domain.errors import InvalidUsageRecord
+from domain.intake.cloudevents import is_cloudevent, parse_cloudevent
 from domain.intake.records import Metering, UsageRecord, parse_plan, parse_usage
-from domain.plans.catalog import Catalog, load_catalog
+from domain.plans.catalog import Catalog, load_catalog, parse_catalog
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "plans.toml"
 NOW_MS = 1_767_268_800_000  # 2026-01-01T12:00:00Z
 SKEW_MS = 300_000  # MOMENTS_MAX_CLOCK_SKEW's default
 MINUTE_MS = 60_000
+SHIPPED_CATALOG = load_catalog(SHIPPED)
 #: The shipped catalog's metering: the simulator's records parse as the worker parses them.
-METERING = Metering.of(load_catalog(SHIPPED))
+METERING = Metering.of(SHIPPED_CATALOG)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +54,14 @@ def run(sim: Simulator, seconds: int, per_second: int, start_ms: int = NOW_MS) -
 
 def parse(record: SimRecord, now_ms: int = NOW_MS) -> UsageRecord:
     return parse_usage(record.value, now_ms, SKEW_MS, METERING)
+
+
+def readings(record: SimRecord, now_ms: int = NOW_MS) -> tuple[UsageRecord, ...]:
+    """What the worker reads from ``record``: one usage record, or a CloudEvent's readings."""
+    if record.kind == "cloudevent" or (record.kind == "duplicate" and record.headers):
+        event = parse_cloudevent(record.value, record.headers, SHIPPED_CATALOG, now_ms, SKEW_MS)
+        return event.readings
+    return (parse(record, now_ms),)
 
 
 # ---------------------------------------------------------------------------- determinism
@@ -127,10 +137,10 @@ def test_valid_records_parse_and_are_keyed_by_account(
     assert good
     metrics: Counter[str] = Counter()
     for record in good:
-        usage = parse(record, NOW_MS + 120_000)
-        assert usage.account_id == record.key.decode()
-        assert usage.quantity >= 0
-        metrics[usage.metric] += 1
+        for usage in readings(record, NOW_MS + 120_000):
+            assert usage.account_id == record.key.decode()
+            assert usage.quantity >= 0
+            metrics[usage.metric] += 1
     assert set(metrics) == set(catalog.units)  # every catalog metric is used
     assert metrics.most_common(1)[0][0] == "api_calls"
 
@@ -177,16 +187,17 @@ def test_duplicates_repeat_an_earlier_record(make_sim: Callable[..., Simulator])
     records = run(make_sim(), 60, 50)
     duplicates = [r for r in records if r.kind == "duplicate"]
     assert 10 <= len(duplicates) <= 60  # about one in a hundred
-    sent = {r.value for r in records if r.kind == "usage"}
-    assert all(d.value in sent for d in duplicates)
+    sent = {(r.value, r.headers) for r in records if r.kind in ("usage", "cloudevent")}
+    assert all((d.value, d.headers) in sent for d in duplicates)
 
 
 def test_stats_count_every_kind(make_sim: Callable[..., Simulator]) -> None:
     sim = make_sim()
     records = run(sim, 20, 50)
     kinds = Counter(r.kind for r in records)
-    assert (sim.stats.usage, sim.stats.duplicates, sim.stats.bad) == (
+    assert (sim.stats.usage, sim.stats.cloudevents, sim.stats.duplicates, sim.stats.bad) == (
         kinds["usage"],
+        kinds["cloudevent"],
         kinds["duplicate"],
         kinds["bad"],
     )
@@ -249,7 +260,8 @@ def test_every_record_is_what_it_claims(
             with pytest.raises(InvalidUsageRecord):
                 parse(record, NOW_MS + 5000)
         else:
-            assert parse(record, NOW_MS + 5000).account_id == record.key.decode()
+            for usage in readings(record, NOW_MS + 5000):
+                assert usage.account_id == record.key.decode()
 
 
 @pytest.mark.parametrize(
@@ -272,3 +284,41 @@ def test_daily_rhythm_peaks_in_the_afternoon_and_rests_at_weekends() -> None:
     assert daily_rhythm(saturday + 15 * 3_600_000, 0.0) < max(hours)
     # In another time zone the same rhythm is shifted: 15:00 local is 06:00 UTC at +9.
     assert daily_rhythm(day + 6 * 3_600_000, 9.0) == pytest.approx(max(hours))
+
+
+# ---------------------------------------------------------------------------- CloudEvents
+
+METERED = SHIPPED.read_text().replace(
+    "[metrics]                 # metric -> display unit used in messages\n",
+    '[metrics]                 # metric -> display unit used in messages\ntokens = "LLM tokens"\n',
+) + (
+    '\n[[meters]]\nevent_type = "api-request"\nmetric = "api_calls"\n'
+    '\n[[meters]]\nevent_type = "llm-completion"\nmetric = "tokens"\nvalue = "usage.tokens"\n'
+    'where = { model = "gpt-4o", cached = false }\n'
+)
+
+
+def test_metered_usage_goes_as_cloudevents_in_both_modes() -> None:
+    """With [[meters]] in the catalog: every tokens record and some one-call records are
+    CloudEvents, each read by the worker as the usage it stands for."""
+    catalog = parse_catalog(METERED, "plans.toml")
+    sim = Simulator(catalog, accounts=20, rate=50.0, bad_every=200, seed=1, run_id="test")
+    records = run(sim, 120, 50)
+    events = [r for r in records if r.kind == "cloudevent"]
+    binary = [r for r in events if any(name == "ce_specversion" for name, _ in r.headers)]
+    assert 0 < len(binary) < len(events)  # both modes
+    assert sim.stats.cloudevents == len(events)
+    metrics: Counter[str] = Counter()
+    hot = {a.account_id for a in sim.hot_accounts}
+    for record in events:
+        assert is_cloudevent(record.headers)
+        event = parse_cloudevent(record.value, record.headers, catalog, NOW_MS + 120_000, SKEW_MS)
+        [reading] = event.readings
+        assert event.account_id == record.key.decode()
+        if reading.metric == "api_calls":  # a hot account's calls stay plain records
+            assert (reading.quantity, event.account_id in hot) == (1, False)
+        metrics[reading.metric] += 1
+    assert set(metrics) == {"api_calls", "tokens"}
+    # Tokens only come as CloudEvents; API calls also as plain records.
+    plain = [parse(r).metric for r in records if r.kind == "usage"]
+    assert "tokens" not in plain and "api_calls" in plain
