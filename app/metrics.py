@@ -9,20 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, TypeVar
+from typing import Final, Literal, TypeVar, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from domain.wording.kinds import KINDS
 
-Outcome = Literal["accepted", "duplicate", "invalid", "late", "unknown_account"]
-OUTCOMES: Final[tuple[Outcome, ...]] = (
-    "accepted",
-    "duplicate",
-    "invalid",
-    "late",
-    "unknown_account",
-)
+Outcome = Literal["accepted", "duplicate", "invalid", "late", "unknown_account", "unmetered"]
+OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
 EVENT_KINDS: Final[tuple[str, ...]] = KINDS
 PLAN_OUTCOMES: Final[tuple[str, ...]] = ("applied", "stale", "invalid", "tombstone")
 #: Optional fields of account-plans records whose invalid entries are left out (contract 1.2).

@@ -16,8 +16,9 @@ from typing import Final, Protocol
 from domain.common.numbers import exact_in_json
 from domain.common.slots import slot_setter
 from domain.common.timeutil import to_rfc3339
-from domain.errors import InvalidUsageRecord
+from domain.errors import InvalidUsageRecord, StructuredCloudEvent
 from domain.intake.accounts import AccountPlan, period_of
+from domain.intake.cloudevents import MeteredEvent, is_cloudevent, parse_cloudevent
 from domain.intake.daily import AccountDaily
 from domain.intake.deadletter import DeadLetter, dead_letter
 from domain.intake.distinct import day_expiry, day_scope, distinct_key, period_expiry, period_scope
@@ -165,9 +166,12 @@ def run_intake(
 ) -> IntakeResult:
     """Fold ``batch`` into ``state``; every record ends under exactly one outcome.
 
-    Outcomes: ``invalid`` (dead-lettered), ``duplicate`` (record_id seen within the
-    horizon), ``late`` (its period ended more than the grace ago), ``unknown_account``
-    (counted in calendar months until a plan arrives) or ``accepted``. A record whose
+    Outcomes: ``invalid`` (dead-lettered), ``duplicate`` (record_id, or a CloudEvent's
+    source and id, seen within the horizon), ``late`` (its period ended more than the grace
+    ago), ``unknown_account`` (counted in calendar months until a plan arrives),
+    ``unmetered`` (a CloudEvent no meter takes) or ``accepted``. A CloudEvent is one record:
+    one outcome, whatever number of meters it feeds (its readings, each folded under its
+    metric's aggregation, or none if one would make a total inexact). A record whose
     Kafka key is not its account id is not judged here: it is re-keyed, so it is
     counted when it comes back on its account's partition; so is a record keyed right but
     found on another partition than its account's (``misplaced``, with ``rules.partitions``).
@@ -217,15 +221,37 @@ def run_intake(
     oldest_day = utc_day(now_ms) - rules.daily_retention_days + 1
     oldest_daily_ms = day_start_ms(oldest_day)
     for raw in batch:
+        value = raw.value
+        headers = raw.headers
+        # A plain record is parsed and judged as it is; a CloudEvent (contract 1.4) is judged
+        # as one record (its key, placement, idempotency key, period) and folded as the
+        # readings its meters take from it.
+        event: MeteredEvent | None = None
         try:
-            record = parse_usage(raw.value, now_ms, max_skew_ms, metering)
+            if headers and is_cloudevent(headers):
+                event = parse_cloudevent(value, headers, catalog, now_ms, max_skew_ms)
+            else:
+                record = parse_usage(value, now_ms, max_skew_ms, metering)
         except InvalidUsageRecord as exc:
-            outcomes["invalid"] += 1
-            dead_letters.append(
-                (raw, dead_letter(exc, raw.topic, raw.partition, raw.offset, raw.value, now_ms))
-            )
-            continue
-        account = record.account_id
+            found = _structured(exc, raw, catalog, now_ms, max_skew_ms)
+            if isinstance(found, InvalidUsageRecord):
+                outcomes["invalid"] += 1
+                dead_letters.append(
+                    (raw, dead_letter(found, raw.topic, raw.partition, raw.offset, value, now_ms))
+                )
+                continue
+            event = found
+        if event is None:
+            account = record.account_id
+            timestamp_ms = record.timestamp_ms
+            readings: tuple[UsageRecord, ...] = (record,)
+        else:
+            readings = event.readings
+            if not readings:  # no meter takes it: counted, otherwise ignored
+                outcomes["unmetered"] += 1
+                continue
+            account = event.account_id
+            timestamp_ms = event.timestamp_ms
         if raw.key is None or raw.key != account.encode():
             rekey.append((account, raw))
             continue
@@ -234,14 +260,13 @@ def run_intake(
                 misplaced.append((account, raw))
                 continue
             placed_right[account] = raw.partition
-        key = dedup_key(account, record.record_id)
+        key = dedup_key(account, record.record_id) if event is None else event.dedup_id
         first_seen = seen.get(key)
         if first_seen is None:
             first_seen = seen_at(key)
         if first_seen is not None and now_ms - first_seen < horizon_ms:
             outcomes["duplicate"] += 1
             continue
-        timestamp_ms = record.timestamp_ms
         if account in plans:
             plan = plans[account]
         else:
@@ -250,78 +275,104 @@ def run_intake(
         if period is None or not period.start_ms <= timestamp_ms < period.end_ms:
             period = last_period[account] = period_of(plan, timestamp_ms, catalog)
         late = period.end_ms < late_before_ms
-        aggregation = folded.get(record.metric) if folded else None
-        if not late:
-            totals = all_totals.get(account)
-            if totals is None:
-                totals = all_totals[account] = totals_of(account)
-            if aggregation is None:
-                change = totals.add(record.metric, period, record.quantity)
-                after = change.after
-                if not exact_in_json(after) or after - change.before != record.quantity:
-                    # Contract 4: a total no event could carry exactly is refused, not retried.
-                    # (The second test catches a sum the 28-digit context rounded: 1e25 + 0.001.)
-                    totals.undo(change)
-                    outcomes["invalid"] += 1
-                    dead_letters.append((raw, _inexact_total(raw, record, period, change, now_ms)))
-                    continue
-            else:
-                # max and latest keep a quantity parse_usage checked; a distinct count grows by
-                # 1 only for a value new in the period. Neither can become inexact.
-                change = distinct.fold_period(totals, record, aggregation, period)
-        if aggregation is not None:
-            pass  # max, latest and unique_count have no lifetime total (contract 1.4)
-        elif lifetime_of is not None:
-            lifetime = all_lifetime.get(account)
-            if lifetime is None:
-                lifetime = all_lifetime[account] = lifetime_of(account)
-            lifetime_total = lifetime.add(record.metric, record.quantity)
-            if lifetime_total is None:
-                # The same rule for the lifetime total: refused, and the period fold undone.
-                if not late:
-                    all_totals[account].undo(change)
+        if event is not None and len(readings) > 1:
+            # An event feeds all its meters or none: refused whole if one reading would make
+            # a total inexact, before any is folded (a single reading is checked as it folds).
+            refusal = _inexact_reading(
+                readings,
+                None if late else all_totals.get(account) or totals_of(account),
+                period,
+                None if lifetime_of is None else all_lifetime.get(account) or lifetime_of(account),
+                folded,
+            )
+            if refusal is not None:
                 outcomes["invalid"] += 1
-                dead_letters.append((raw, _inexact_lifetime(raw, record, lifetime, now_ms)))
-                continue
-            marks = milestones.get(record.metric)
-            if (
-                marks is not None
-                and plan is not None
-                and plan.status == "active"
-                and lifetime.due(record.metric, marks, lifetime_total)
-                and catalog.plan(plan.plan_id) is not None
-            ):
-                lifetime.listed(record.metric, marks, lifetime_total)
-                milestones_due.append(
-                    MilestoneDue(
-                        record,
-                        raw.timestamp,
-                        plan,
-                        lifetime_total,
-                        None if late else period,
-                        None if late else change.after,
-                    )
+                dead_letters.append(
+                    (raw, dead_letter(refusal, raw.topic, raw.partition, raw.offset, value, now_ms))
                 )
+                continue
+        refused = False
+        for record in readings:
+            aggregation = folded.get(record.metric) if folded else None
+            if not late:
+                totals = all_totals.get(account)
+                if totals is None:
+                    totals = all_totals[account] = totals_of(account)
+                if aggregation is None:
+                    change = totals.add(record.metric, period, record.quantity)
+                    after = change.after
+                    if not exact_in_json(after) or after - change.before != record.quantity:
+                        # Contract 4: a total no event could carry exactly is refused, not
+                        # retried. (The second test catches a sum the 28-digit context
+                        # rounded: 1e25 + 0.001.)
+                        totals.undo(change)
+                        dead_letters.append(
+                            (raw, _inexact_total(raw, record, period, change, now_ms))
+                        )
+                        refused = True
+                        break
+                else:
+                    # max and latest keep a quantity parse_usage checked; a distinct count
+                    # grows by 1 only for a value new in the period. Neither can be inexact.
+                    change = distinct.fold_period(totals, record, aggregation, period)
+            if aggregation is not None:
+                pass  # max, latest and unique_count have no lifetime total (contract 1.4)
+            elif lifetime_of is not None:
+                lifetime = all_lifetime.get(account)
+                if lifetime is None:
+                    lifetime = all_lifetime[account] = lifetime_of(account)
+                lifetime_total = lifetime.add(record.metric, record.quantity)
+                if lifetime_total is None:
+                    # The same rule for the lifetime total: refused, and the period fold undone.
+                    if not late:
+                        all_totals[account].undo(change)
+                    dead_letters.append((raw, _inexact_lifetime(raw, record, lifetime, now_ms)))
+                    refused = True
+                    break
+                marks = milestones.get(record.metric)
+                if (
+                    marks is not None
+                    and plan is not None
+                    and plan.status == "active"
+                    and lifetime.due(record.metric, marks, lifetime_total)
+                    and catalog.plan(plan.plan_id) is not None
+                ):
+                    lifetime.listed(record.metric, marks, lifetime_total)
+                    milestones_due.append(
+                        MilestoneDue(
+                            record,
+                            raw.timestamp,
+                            plan,
+                            lifetime_total,
+                            None if late else period,
+                            None if late else change.after,
+                        )
+                    )
+            if daily_of is not None and timestamp_ms >= oldest_daily_ms:
+                daily = all_daily.get(account)
+                if daily is None:
+                    daily = all_daily[account] = daily_of(account)
+                if aggregation is None:
+                    daily.add(record.metric, timestamp_ms, record.quantity)
+                else:
+                    distinct.fold_day(daily, record, aggregation)
+            if late:
+                continue
+            # Accepted(record, raw, plan, change), by its slot setters (see domain.common.slots).
+            item: Accepted = _new(Accepted)
+            _set_record(item, record)
+            _set_raw(item, raw)
+            _set_plan(item, plan)
+            _set_change(item, change)
+            accepted.append(item)
+        if refused:
+            outcomes["invalid"] += 1
+            continue
         seen[key] = now_ms
-        if daily_of is not None and timestamp_ms >= oldest_daily_ms:
-            daily = all_daily.get(account)
-            if daily is None:
-                daily = all_daily[account] = daily_of(account)
-            if aggregation is None:
-                daily.add(record.metric, timestamp_ms, record.quantity)
-            else:
-                distinct.fold_day(daily, record, aggregation)
         if late:
             outcomes["late"] += 1
-            continue
-        outcomes["accepted" if plan is not None else "unknown_account"] += 1
-        # Accepted(record, raw, plan, change), by its slot setters (see domain.common.slots).
-        item: Accepted = _new(Accepted)
-        _set_record(item, record)
-        _set_raw(item, raw)
-        _set_plan(item, plan)
-        _set_change(item, change)
-        accepted.append(item)
+        else:
+            outcomes["accepted" if plan is not None else "unknown_account"] += 1
     _prune(result, now_ms - rules.late_grace_ms - 1, state.keep_closed_after_ms, oldest_day)
     return result
 
@@ -382,6 +433,57 @@ class _Distinct:
         if not self._counted(key):
             self._new[key] = day_expiry(day, self._retention_days)
             daily.fold(metric, aggregation, ts_ms, _ONE)
+
+
+def _structured(
+    exc: InvalidUsageRecord, raw: Raw, catalog: Catalog, now_ms: int, max_skew_ms: int
+) -> MeteredEvent | InvalidUsageRecord:
+    """What a record ``parse_usage`` refused is: a structured CloudEvent it found (parsed
+    from the object it already read), else the refusal itself."""
+    if not isinstance(exc, StructuredCloudEvent):
+        return exc
+    try:
+        return parse_cloudevent(raw.value, raw.headers, catalog, now_ms, max_skew_ms, exc.event)
+    except InvalidUsageRecord as refusal:
+        return refusal
+
+
+def _inexact_reading(
+    readings: tuple[UsageRecord, ...],
+    totals: AccountTotals | None,
+    period: Period,
+    lifetime: AccountLifetime | None,
+    folded: dict[str, Aggregation],
+) -> str | None:
+    """Why an event's sum and count readings, all folded, would make a period or lifetime
+    total that events cannot carry exactly (contract 4), or ``None`` when they would not.
+
+    Readings of one metric add up (two meters may feed it), so they are checked together.
+    """
+    added: dict[str, Decimal] = {}
+    for record in readings:
+        if record.metric not in folded:
+            added[record.metric] = added.get(record.metric, _ZERO_SUM) + record.quantity
+    for metric, quantity in added.items():
+        if totals is not None:
+            total = totals.total(metric, period)
+            after = total + quantity
+            if not exact_in_json(after) or after - total != quantity:
+                return (
+                    f"{metric}: the event's readings would make the total of {metric} in the "
+                    f"period from {to_rfc3339(period.start_ms)} {after}, which events cannot "
+                    "carry exactly (see domain/common/numbers.py)"
+                )
+        if lifetime is not None and not lifetime.would_stay_exact(metric, quantity):
+            return (
+                f"{metric}: the event's readings would make the lifetime total of {metric} "
+                f"{lifetime.total(metric) + quantity}, which events cannot carry exactly "
+                "(see domain/common/numbers.py)"
+            )
+    return None
+
+
+_ZERO_SUM: Final = Decimal(0)
 
 
 def _unique(record: UsageRecord) -> str:

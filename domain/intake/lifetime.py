@@ -80,6 +80,14 @@ class AccountLifetime:
         totals[metric] = after
         return after
 
+    def would_stay_exact(self, metric: str, quantity: Decimal) -> bool:
+        """Whether :meth:`add` of ``quantity`` would succeed (nothing changes here)."""
+        try:
+            after = _exact_add(self.totals.get(metric, _ZERO), quantity)
+        except Inexact:
+            return False
+        return exact_in_json(after)
+
     def total(self, metric: str) -> Decimal:
         """Lifetime total of ``metric`` (zero when nothing was counted)."""
         return self.totals.get(metric, _ZERO)

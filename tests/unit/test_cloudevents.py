@@ -24,7 +24,7 @@ from domain.intake.cloudevents import (
     parse_cloudevent,
     read_usage,
 )
-from domain.intake.records import UsageRecord, parse_usage
+from domain.intake.records import Metering, UsageRecord, parse_usage
 from domain.plans.catalog import Catalog, parse_catalog
 
 NOW_MS = parse_rfc3339_ms("2026-12-07T08:00:00Z")
@@ -205,8 +205,8 @@ def test_count_and_unique_count_count_events(parse: Any) -> None:
     [
         (None, "data.user.id: missing; the unique_count metric active_users counts its"),
         ({}, "data.user.id: missing; the unique_count metric active_users counts its"),
-        ({"id": None}, "data.user.id: missing; the unique_count metric active_users counts"),
-        ({"id": ""}, "data.user.id: must be a string of 1..256 characters, a number or a"),
+        ({"id": None}, "data.user.id: must be a string of 1..256 characters, an integer, a"),
+        ({"id": ""}, "data.user.id: must be a string of 1..256 characters, an integer, a"),
         ({"id": "x" * 257}, "data.user.id: must be a string of 1..256 characters"),
         ({"id": [1]}, "data.user.id: must be a string of 1..256 characters"),
         ({"id": {"a": 1}}, "data.user.id: must be a string of 1..256 characters"),
@@ -358,14 +358,14 @@ def test_parse_usage_hands_a_structured_event_over_parsed() -> None:
     """No record_id but a specversion: the object goes to parse_cloudevent as parsed."""
     raw = orjson.dumps(_event())
     with pytest.raises(StructuredCloudEvent) as caught:
-        parse_usage(raw, NOW_MS, SKEW_MS)
+        parse_usage(raw, NOW_MS, SKEW_MS, Metering.of(CATALOG))
     assert caught.value.event == _event()
     assert isinstance(caught.value, InvalidUsageRecord)  # callers without CloudEvents DLQ it
     given_parsed = parse_cloudevent(raw, (), CATALOG, NOW_MS, SKEW_MS, caught.value.event)
     assert given_parsed == _structured(_event())
     # A plain record without record_id is refused as before.
     with pytest.raises(InvalidUsageRecord, match="^record_id: missing$"):
-        parse_usage(b'{"account_id": "a"}', NOW_MS, SKEW_MS)
+        parse_usage(b'{"account_id": "a"}', NOW_MS, SKEW_MS, Metering.of(CATALOG))
 
 
 def test_events_written_by_the_sdk_kafka_binding_read_the_same_in_both_modes() -> None:
@@ -437,7 +437,9 @@ def test_a_meter_checks_its_quantity_exactly_as_a_plain_record(number: Any) -> N
         "timestamp": TIME,
     }
     try:
-        expected: Decimal | None = parse_usage(orjson.dumps(record), NOW_MS, SKEW_MS).quantity
+        expected: Decimal | None = parse_usage(
+            orjson.dumps(record), NOW_MS, SKEW_MS, Metering.of(CATALOG)
+        ).quantity
     except InvalidUsageRecord:
         expected = None
     try:
@@ -458,7 +460,7 @@ def test_read_usage_tells_records_from_events_in_every_mode() -> None:
         "timestamp": TIME,
     }
     raw = orjson.dumps(plain)
-    record = parse_usage(raw, NOW_MS, SKEW_MS)
+    record = parse_usage(raw, NOW_MS, SKEW_MS, Metering.of(CATALOG))
     trace = [("traceparent", b"00-1")]
     assert read_usage(raw, (), CATALOG, NOW_MS, SKEW_MS) == record
     assert read_usage(raw, trace, CATALOG, NOW_MS, SKEW_MS) == record
@@ -495,7 +497,7 @@ def test_read_usage_reads_a_plain_record_exactly_as_parse_usage(record: dict[str
     """Oracle: parse_usage. Without headers or specversion, the same record or refusal."""
     raw = orjson.dumps(record)
     try:
-        expected: object = parse_usage(raw, NOW_MS, SKEW_MS)
+        expected: object = parse_usage(raw, NOW_MS, SKEW_MS, Metering.of(CATALOG))
     except InvalidUsageRecord as exc:
         expected = str(exc)
     try:
