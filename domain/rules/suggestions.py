@@ -101,6 +101,27 @@ def _offer(catalog: Catalog, plan: Plan, current: Plan, metric: str) -> str:
     return f"{plan.name} {gives} for {price} a {catalog.period}, {difference} {current.name}"
 
 
+def _where_heading(catalog: Catalog, metric: str, amount: Decimal) -> tuple[str, str]:
+    """How a threshold's rationale says where ``metric`` is heading, as a sentence start and
+    as a clause: ``At this pace you'll use about 12,500 API calls this month`` / ``you're on
+    track for ...`` for a sum or a count (``amount`` projected), ``... you'll have ...`` for a
+    distinct count; ``You have 12 seats`` for a ``latest`` level and ``Your peak this month is
+    42 GB of storage`` for a ``max`` one (``amount``: the current value, a level has no pace).
+    """
+    loc = catalog.locale
+    unit = catalog.unit(metric)
+    aggregation = catalog.aggregations.get(metric)
+    if aggregation == "latest":
+        have = f"{format_number(amount, locale=loc)} {unit}"
+        return f"You have {have}", f"you have {have}"
+    if aggregation == "max":
+        peak = f"peak this {catalog.period} is {format_number(amount, locale=loc)} {unit}"
+        return f"Your {peak}", f"your {peak}"
+    projected = f"about {format_approx(amount, locale=loc)} {unit} this {catalog.period}"
+    verb = "have" if aggregation == "unique_count" else "use"
+    return f"At this pace you'll {verb} {projected}", f"you're on track for {projected}"
+
+
 def suggest_upgrade(
     catalog: Catalog,
     current: Plan,
@@ -113,11 +134,12 @@ def suggest_upgrade(
     The cheapest plan ranked above ``current`` whose limit for ``metric`` covers
     ``projected_total``, else the highest of them; ``none`` when there is no higher plan. An
     account whose ``account_limit_override`` already exceeds a bigger plan's limit would gain
-    nothing from that plan, so such plans are passed over (and with none left, ``none``).
+    nothing from that plan, so such plans are passed over (and with none left, ``none``). For a
+    ``latest`` or ``max`` metric, which has no pace, ``projected_total`` is its current value.
     """
     loc = catalog.locale
     unit = catalog.unit(metric)
-    projected = f"about {format_approx(projected_total, locale=loc)} {unit} this {catalog.period}"
+    heading, on_track = _where_heading(catalog, metric, projected_total)
     current_limit = (
         account_limit_override if account_limit_override is not None else current.limit(metric)
     )
@@ -125,7 +147,7 @@ def suggest_upgrade(
     if not higher:
         return no_plan(
             "none",
-            f"{current.name} is already the largest plan and you're on track for {projected}; "
+            f"{current.name} is already the largest plan and {on_track}; "
             "talk to us about a custom limit.",
         )
     roomier = list(higher)
@@ -136,8 +158,7 @@ def suggest_upgrade(
                 "none",
                 f"Your limit of {format_number(current_limit, locale=loc)} {unit} is already "
                 "more than "
-                f"bigger plans include and you're on track for {projected}; talk to us about "
-                "raising it.",
+                f"bigger plans include and {on_track}; talk to us about raising it.",
             )
     covering = [plan for plan in roomier if covers(plan, metric, projected_total)]
     if covering:
@@ -146,16 +167,36 @@ def suggest_upgrade(
             "upgrade",
             plan,
             current,
-            f"At this pace you'll use {projected}; {_offer(catalog, plan, current, metric)}.",
+            f"{heading}; {_offer(catalog, plan, current, metric)}.",
         )
     plan = roomier[-1]
     return to_plan(
         "upgrade",
         plan,
         current,
-        f"At this pace you'll use {projected}, more than any plan includes; the largest, "
+        f"{heading}, more than any plan includes; the largest, "
         f"{_offer(catalog, plan, current, metric)}.",
     )
+
+
+def _where_after_drop(catalog: Catalog, metric: str, amount: Decimal) -> tuple[str, str]:
+    """How a drop's rationale says what a smaller plan must hold, plainly and with "even":
+    ``At the recent pace you'd use about 5,000 API calls this month`` for a sum or a count
+    (``amount`` projected at the recent pace; ``have`` for a distinct count), ``You have 3
+    seats now`` for a ``latest`` level, ``Your peak this month is 40 GB of storage`` for a
+    ``max`` one (``amount``: the current value)."""
+    loc = catalog.locale
+    unit = catalog.unit(metric)
+    aggregation = catalog.aggregations.get(metric)
+    if aggregation == "latest":
+        have = f"{format_number(amount, locale=loc)} {unit}"
+        return f"You have {have} now", f"Even now you have {have}"
+    if aggregation == "max":
+        peak = f"peak this {catalog.period} is {format_number(amount, locale=loc)} {unit}"
+        return f"Your {peak}", f"Even so, your {peak}"
+    pace = f"about {format_approx(amount, locale=loc)} {unit} this {catalog.period}"
+    verb = "have" if aggregation == "unique_count" else "use"
+    return f"At the recent pace you'd {verb} {pace}", f"Even at the recent pace you'd {verb} {pace}"
 
 
 def suggest_for_drop(
@@ -173,7 +214,8 @@ def suggest_for_drop(
     to the cheapest plan ranked below ``current`` that costs less and whose limit covers the
     period projected at the new pace (a smaller plan that costs as much saves nothing); else
     ``none``, with a rationale that suggests checking in. ``recent_days`` only words the
-    rationale.
+    rationale. For a ``latest`` or ``max`` metric, which has no pace, the plan must cover its
+    current value, passed as ``projected_period_total_at_new_pace``.
     """
     loc = catalog.locale
     unit = catalog.unit(metric)
@@ -186,7 +228,7 @@ def suggest_for_drop(
             "paused until you need it again.",
         )
     projected = projected_period_total_at_new_pace
-    pace = f"about {format_approx(projected, locale=loc)} {unit} this {catalog.period}"
+    lead, even = _where_after_drop(catalog, metric, projected)
     cheaper = cheaper_plans(catalog, current)
     covering = [plan for plan in cheaper if covers(plan, metric, projected)]
     if covering:
@@ -195,7 +237,7 @@ def suggest_for_drop(
             "downgrade",
             plan,
             current,
-            f"At the recent pace you'd use {pace}; {_offer(catalog, plan, current, metric)}.",
+            f"{lead}; {_offer(catalog, plan, current, metric)}.",
         )
     if not cheaper:
         return no_plan(
@@ -205,7 +247,7 @@ def suggest_for_drop(
         )
     return no_plan(
         "none",
-        f"Even at the recent pace you'd use {pace}, more than a cheaper plan includes, so "
+        f"{even}, more than a cheaper plan includes, so "
         "a smaller plan wouldn't fit; a quick check-in can tell whether something changed.",
     )
 
