@@ -29,6 +29,7 @@ from domain.common.formatting import (
 )
 from domain.plans.catalog import Catalog, Plan
 from domain.plans.periods import Period, date_to_day, day_start_ms
+from domain.rules.anniversaries import peak_of
 from domain.rules.overage import Overage
 from domain.rules.projection import Projection
 from domain.rules.suggestions import Suggestion
@@ -260,7 +261,8 @@ def account_change_message(
 
     ``plan`` is the account's plan after the change. Plan changes describe the current
     ``period``: ``figures`` are its (metric, total, limit) with usage (limit ``None``:
-    unlimited), ``past`` the metrics already over the new limits and by how much. ``extra``
+    unlimited; a ``max`` metric's reads as a peak), ``past`` the metrics already over the new
+    limits and by how much. ``extra``
     holds the values only this key has (old plan, statuses, member counts, regions), already
     formatted.
     """
@@ -273,11 +275,14 @@ def account_change_message(
     }
     if key in ("plan_upgraded", "plan_downgraded", "plan_past_limit"):
         usage = [
-            f"{format_number(total, locale=loc)} {catalog.unit(metric)} (no limit)"
-            if limit is None
-            else f"{format_number(total, locale=loc)} of "
-            f"{format_number(limit, locale=loc)} {catalog.unit(metric)} "
-            f"({format_percent(total / limit, locale=loc)})"
+            peak_of(catalog, metric)
+            + (
+                f"{format_number(total, locale=loc)} {catalog.unit(metric)} (no limit)"
+                if limit is None
+                else f"{format_number(total, locale=loc)} of "
+                f"{format_number(limit, locale=loc)} {catalog.unit(metric)} "
+                f"({format_percent(total / limit, locale=loc)})"
+            )
             for metric, total, limit in figures
         ]
         values.update(

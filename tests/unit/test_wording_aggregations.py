@@ -559,3 +559,32 @@ def test_the_pace_of_a_distinct_count_speaks_of_having() -> None:
     assert message.title == "8 of 10 active users this month"
     assert "you've had 8 since November 1, 2026" in message.body
     assert "you'll have about 9 active users by December 1, 2026" in message.body
+
+
+def test_a_plan_change_reads_a_peak_as_one() -> None:
+    from domain.wording.messages import account_change_message
+
+    message = account_change_message(
+        TEMPLATES,
+        key="plan_upgraded",
+        catalog=CATALOG,
+        plan=plan("growth"),
+        account_id="acct-1",
+        changed_at_ms=PERIOD.start_ms + 1,
+        period=PERIOD,
+        figures=[("api_calls", D(900), D(100_000)), ("storage_gb", D(42), D(100))],
+        past=[],
+        rationale="Enjoy.",
+        extra={"old_plan_name": "Starter", "old_plan_price": "$19"},
+    )
+    assert "100,000 API calls (under 1%), a peak of 42 of 100 GB of storage (42%)" in (message.body)
+
+
+def test_the_shipped_file_words_every_usage_table_for_levels() -> None:
+    """Every usage table of the shipped file has its latest and max variants, and every
+    anniversary table its levels variant: nothing falls back to wording of what was used."""
+    for table, key in TEMPLATES.messages:
+        if table in USAGE_KINDS:
+            assert {(table, key, "latest"), (table, key, "max")} <= set(TEMPLATES.variants)
+        if table.startswith("billing-anniversary"):
+            assert (table, key, "levels") in TEMPLATES.variants
