@@ -210,7 +210,7 @@ def test_a_level_is_worded_as_what_the_account_has(aggregation: Aggregation) -> 
     rationale = event["suggestion"]["rationale"]
     if aggregation == "latest":
         assert title == "You have 3 of 3 seats"
-        assert body.startswith("That's all your Starter plan includes; you reached it on November")
+        assert body.startswith("Your Starter plan includes 3 seats, and you reached that on Nov")
         assert (
             rationale
             == "You have 3 seats; Growth includes 10 for $79 a month, $60 more than Starter."
