@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Final
 
-from domain.common.formatting import format_approx, format_money, format_number
+from domain.common.formatting import format_approx, format_money
 from domain.plans.catalog import Catalog, Plan
 from domain.rules.projection import has_pace
-from domain.rules.suggestions import Suggestion, covers, holds
+from domain.rules.suggestions import Suggestion, covers, holds, level_words, pace_verb
 from domain.rules.thresholds import HIT_LEVEL
 
 _ZERO: Final = Decimal(0)
@@ -80,17 +80,12 @@ def _projected_cost_under(plan: Plan, metric: str, projected_total: Decimal) -> 
 
 def _pace(catalog: Catalog, metric: str, amount: Decimal) -> str:
     """``at this pace you'll use about 12,500 API calls`` (``have`` for a distinct count); for
-    a level, which has no pace, its current value: ``you have 12 seats``, ``your peak this month
-    is 150 GB of storage``."""
-    loc = catalog.locale
-    unit = catalog.unit(metric)
-    aggregation = catalog.aggregations.get(metric)
-    if aggregation == "latest":
-        return f"you have {format_number(amount, locale=loc)} {unit}"
-    if aggregation == "max":
-        return f"your peak this {catalog.period} is {format_number(amount, locale=loc)} {unit}"
-    verb = "have" if aggregation == "unique_count" else "use"
-    return f"at this pace you'll {verb} about {format_approx(amount, locale=loc)} {unit}"
+    a level, which has no pace, what it is now: ``you have 12 seats``."""
+    level = level_words(catalog, metric, amount)
+    if level is not None:
+        return level
+    approx = format_approx(amount, locale=catalog.locale)
+    return f"at this pace you'll {pace_verb(catalog, metric)} about {approx} {catalog.unit(metric)}"
 
 
 def overage_suggestion(

@@ -101,24 +101,41 @@ def _offer(catalog: Catalog, plan: Plan, current: Plan, metric: str) -> str:
     return f"{plan.name} {gives} for {price} a {catalog.period}, {difference} {current.name}"
 
 
+def level_words(catalog: Catalog, metric: str, amount: Decimal) -> str | None:
+    """What a level (contract 1.4) is now, as a clause: ``you have 12 seats`` for a ``latest``
+    metric, ``your peak this month is 42 GB of storage`` for a ``max`` one; ``None`` for a
+    metric with a pace (sum, count, unique_count), whose ``amount`` is a projection."""
+    aggregation = catalog.aggregations.get(metric)
+    if aggregation not in ("latest", "max"):
+        return None
+    amount_text = f"{format_number(amount, locale=catalog.locale)} {catalog.unit(metric)}"
+    if aggregation == "latest":
+        return f"you have {amount_text}"
+    return f"your peak this {catalog.period} is {amount_text}"
+
+
+def pace_verb(catalog: Catalog, metric: str) -> str:
+    """How a projection of ``metric`` reads: ``have`` distinct users, ``use`` API calls."""
+    return "have" if catalog.aggregations.get(metric) == "unique_count" else "use"
+
+
+def _capital(clause: str) -> str:
+    return clause[:1].upper() + clause[1:]
+
+
 def _where_heading(catalog: Catalog, metric: str, amount: Decimal) -> tuple[str, str]:
     """How a threshold's rationale says where ``metric`` is heading, as a sentence start and
     as a clause: ``At this pace you'll use about 12,500 API calls this month`` / ``you're on
-    track for ...`` for a sum or a count (``amount`` projected), ``... you'll have ...`` for a
-    distinct count; ``You have 12 seats`` for a ``latest`` level and ``Your peak this month is
-    42 GB of storage`` for a ``max`` one (``amount``: the current value, a level has no pace).
+    track for ...`` (``amount`` projected); for a level, what it is now (:func:`level_words`).
     """
+    level = level_words(catalog, metric, amount)
+    if level is not None:
+        return _capital(level), level
     loc = catalog.locale
-    unit = catalog.unit(metric)
-    aggregation = catalog.aggregations.get(metric)
-    if aggregation == "latest":
-        have = f"{format_number(amount, locale=loc)} {unit}"
-        return f"You have {have}", f"you have {have}"
-    if aggregation == "max":
-        peak = f"peak this {catalog.period} is {format_number(amount, locale=loc)} {unit}"
-        return f"Your {peak}", f"your {peak}"
-    projected = f"about {format_approx(amount, locale=loc)} {unit} this {catalog.period}"
-    verb = "have" if aggregation == "unique_count" else "use"
+    projected = (
+        f"about {format_approx(amount, locale=loc)} {catalog.unit(metric)} this {catalog.period}"
+    )
+    verb = pace_verb(catalog, metric)
     return f"At this pace you'll {verb} {projected}", f"you're on track for {projected}"
 
 
@@ -181,21 +198,14 @@ def suggest_upgrade(
 
 def _where_after_drop(catalog: Catalog, metric: str, amount: Decimal) -> tuple[str, str]:
     """How a drop's rationale says what a smaller plan must hold, plainly and with "even":
-    ``At the recent pace you'd use about 5,000 API calls this month`` for a sum or a count
-    (``amount`` projected at the recent pace; ``have`` for a distinct count), ``You have 3
-    seats now`` for a ``latest`` level, ``Your peak this month is 40 GB of storage`` for a
-    ``max`` one (``amount``: the current value)."""
+    ``At the recent pace you'd use about 5,000 API calls this month`` (``amount`` projected at
+    the recent pace); for a level, what it is now (:func:`level_words`)."""
+    level = level_words(catalog, metric, amount)
+    if level is not None:
+        return _capital(level), f"Even so, {level}"
     loc = catalog.locale
-    unit = catalog.unit(metric)
-    aggregation = catalog.aggregations.get(metric)
-    if aggregation == "latest":
-        have = f"{format_number(amount, locale=loc)} {unit}"
-        return f"You have {have} now", f"Even now you have {have}"
-    if aggregation == "max":
-        peak = f"peak this {catalog.period} is {format_number(amount, locale=loc)} {unit}"
-        return f"Your {peak}", f"Even so, your {peak}"
-    pace = f"about {format_approx(amount, locale=loc)} {unit} this {catalog.period}"
-    verb = "have" if aggregation == "unique_count" else "use"
+    pace = f"about {format_approx(amount, locale=loc)} {catalog.unit(metric)} this {catalog.period}"
+    verb = pace_verb(catalog, metric)
     return f"At the recent pace you'd {verb} {pace}", f"Even at the recent pace you'd {verb} {pace}"
 
 
