@@ -196,7 +196,7 @@ class DropEvaluation:
         announced = announced_of(state, account_id)
         if announced.prune(stale_before_ms):
             put_announced(state, account_id, announced)
-        holds_more = bool(totals.periods or announced.levels or announced.reached)
+        holds_more = not totals.is_empty() or bool(announced.levels or announced.reached)
         if changed or pruned or (days.is_empty() and not holds_more):
             put_daily(state, account_id, days, keep=holds_more)
         return found

@@ -131,7 +131,7 @@ class PlansHandler:
         """Put the account's totals in ``plan``'s periods (contract 2: usage sent before the
         plan, or before an anchor change, counts in the period it falls in)."""
         state = step.state
-        if not totals_of(state, account).periods:
+        if totals_of(state, account).is_empty():
             return
         grace_ms = to_ms(self.runtime.settings.late_grace_s)
         totals = regroup_totals(
@@ -154,7 +154,9 @@ class PlansHandler:
         # under the new plan (its totals were just regrouped if its anchor moved).
         period = period_of(plan, step.now_ms, rt.catalog)
         totals = totals_of(step.state, plan.account_id)
-        usage = {metric: totals.total(metric, period) for metric in totals.periods}
+        # A gauge held only as a carry still stands in the period (its last reading).
+        metrics = (*totals.periods, *totals.carry)
+        usage = {metric: totals.total(metric, period) for metric in metrics}
         events = change_events(
             templates=rt.templates,
             catalog=rt.catalog,

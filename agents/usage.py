@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agents.forwarding import Misplaced
@@ -27,6 +27,7 @@ from tables.anniversary_passes import keep_closed_after
 from tables.announced import announced_of, put_announced
 from tables.daily import daily_of, put_daily
 from tables.dedup import key_hash, mark_seen
+from tables.distinct import distinct_held, mark_distinct
 from tables.lifetime import lifetime_of, put_lifetime
 from tables.totals import put_totals, totals_of
 
@@ -82,6 +83,10 @@ class UsageHandler:
             held = state.get("dedup", key_hash(key))
             return None if held is None else int.from_bytes(held, "big", signed=True)
 
+        def distinct_held_of(keys: Sequence[str]) -> set[str]:
+            by_hash = {key_hash(key): key for key in keys}
+            return {by_hash[h] for h in distinct_held(state, list(by_hash), now_ms)}
+
         state_in = UsageState(
             IntakeState(
                 plan_of=lambda account: plan_of(state, account),
@@ -90,6 +95,7 @@ class UsageHandler:
                 daily_of=lambda account: daily_of(state, account),
                 lifetime_of=lambda account: lifetime_of(state, account),
                 keep_closed_after_ms=keep_closed_after(state, step.partition),
+                distinct_held=distinct_held_of,
             ),
             announced_of=lambda account: announced_of(state, account),
         )
@@ -98,11 +104,10 @@ class UsageHandler:
         result = outcome.intake
         for account_id, totals in result.totals.items():
             put_totals(state, account_id, totals)
-        by_seen: dict[int, list[bytes]] = {}
-        for key, seen_ms in result.seen.items():
-            by_seen.setdefault(seen_ms, []).append(key_hash(key))
-        for seen_ms, hashes in by_seen.items():
+        for seen_ms, hashes in _hashes_by_instant(result.seen).items():
             mark_seen(state, hashes, seen_ms)
+        if result.distinct:
+            mark_distinct(state, _hashes_by_instant(result.distinct))
         for account_id, days in result.daily.items():
             put_daily(state, account_id, days)
         for account_id, levels in outcome.announced.items():
@@ -148,3 +153,11 @@ class UsageHandler:
                 metrics.event_latency.observe(max(0.0, emitted_s - moment.arrived_ms / 1000))
 
         step.on_commit(count)
+
+
+def _hashes_by_instant(keys: Mapping[str, int]) -> dict[int, list[bytes]]:
+    """Key text -> instant, as instant -> the keys' hashes (one index entry per instant)."""
+    grouped: dict[int, list[bytes]] = {}
+    for key, instant_ms in keys.items():
+        grouped.setdefault(instant_ms, []).append(key_hash(key))
+    return grouped

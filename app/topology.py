@@ -7,9 +7,10 @@ processed, so inputs and changelogs must have the same partition count).
 
 Topic settings are checked too, not only applied at creation (issue 16, item 10): a
 setting that would lose state on a rebuild is put right when that only keeps more data
-(the dedup changelog's ``retention.ms`` raised to ``MOMENTS_DEDUP_HORIZON`` plus a day after
-the horizon grew; a table changelog set back to ``cleanup.policy=compact``), else the worker
-refuses to start with one line naming the topic and the setting.
+(a segments changelog's ``retention.ms`` raised to the life of its entries, such as
+``MOMENTS_DEDUP_HORIZON`` plus a day for dedup, after the horizon grew; a table changelog
+set back to ``cleanup.policy=compact``), else the worker refuses to start with one line
+naming the topic and the setting.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class TopicSpec:
     retention_ms: int | None = None
     #: A table's changelog: the worker's own, rebuilt state comes from it.
     changelog: bool = False
+    #: A segments changelog: what its retention keeps, for the operator
+    #: (:attr:`state.table.TableSpec.keeps`).
+    keeps: str = ""
 
     def config(self) -> dict[str, str]:
         """Topic configuration to create it with."""
@@ -81,6 +85,7 @@ def required_topics(settings: Settings, tables: Sequence[TableSpec] = ()) -> lis
             co_partitioned=True,
             retention_ms=t.retention_ms if t.changelog == "segments" else None,
             changelog=True,
+            keeps=t.keeps,
         )
         for t in tables
     ]
@@ -206,7 +211,7 @@ def check_settings(
         policy = values.get("cleanup.policy", "delete")
         deletes = "delete" in policy.split(",")
         if spec.changelog and spec.retention_ms is not None:
-            # Segments of dedup keys: each must be kept for the whole horizon plus a day.
+            # Segments (dedup keys, distinct values): each must be kept as long as its entries.
             retention = int(values.get("retention.ms", "-1"))
             if deletes and 0 <= retention < spec.retention_ms:
                 fixes.append(
@@ -214,18 +219,17 @@ def check_settings(
                         spec.name,
                         {"retention.ms": str(spec.retention_ms)},
                         [
-                            f"raised retention.ms from {retention} to {spec.retention_ms} "
-                            f"(MOMENTS_DEDUP_HORIZON={settings.dedup_horizon_s:g}s plus a day), "
-                            f"so a rebuild finds every record_id of the horizon"
+                            f"raised retention.ms from {retention} to {spec.retention_ms}, "
+                            f"so a rebuild finds {spec.keeps}"
                         ],
                     )
                 )
             size = int(values.get("retention.bytes", "-1"))
             if deletes and size >= 0 and "retention.bytes" in found.own:
                 raise TopologyError(
-                    f"{spec.name} has retention.bytes={size}: the dedup changelog must keep "
-                    f"every segment for MOMENTS_DEDUP_HORIZON plus a day whatever their size, "
-                    f"so set retention.bytes=-1 on {spec.name}"
+                    f"{spec.name} has retention.bytes={size}: it must keep every segment "
+                    f"whatever their size, so a rebuild finds {spec.keeps}; set "
+                    f"retention.bytes=-1 on {spec.name}"
                 )
             if deletes and size >= 0:
                 # The broker's default (log.retention.bytes), not a choice made for this topic.
@@ -235,7 +239,8 @@ def check_settings(
                         {"retention.bytes": "-1"},
                         [
                             f"set retention.bytes=-1 (the broker's default is {size}): segments "
-                            f"are kept for the dedup horizon whatever their size"
+                            f"are kept by time whatever their size, so a rebuild finds "
+                            f"{spec.keeps}"
                         ],
                     )
                 )

@@ -68,7 +68,7 @@ from domain.errors import InvalidUsageRecord  # noqa: E402
 from domain.intake.accounts import AccountPlan, period_of  # noqa: E402
 from domain.intake.batch import IntakeResult, IntakeRules, IntakeState, RawRecord, run_intake  # noqa: E402
 from domain.intake.daily import AccountDaily  # noqa: E402
-from domain.intake.records import parse_usage  # noqa: E402
+from domain.intake.records import Metering, parse_usage  # noqa: E402
 from domain.intake.usage import AccountTotals  # noqa: E402
 from domain.moments.detection import DetectionResult, detect_thresholds  # noqa: E402
 from domain.plans.catalog import Catalog, load_catalog  # noqa: E402
@@ -447,11 +447,12 @@ def run(work: Workload, outputs: Outputs | None = None) -> Clock:
 
 def parse_pass(work: Workload) -> float:
     """CPU seconds to run parse_usage over every record."""
+    metering = Metering.of(work.catalog)
     start = time.thread_time()
     for batch in work.batches:
         for raw in batch:
             try:
-                parse_usage(raw.value, NOW_MS, RULES.max_clock_skew_ms)
+                parse_usage(raw.value, NOW_MS, RULES.max_clock_skew_ms, metering)
             except InvalidUsageRecord:
                 pass
     return time.thread_time() - start

@@ -36,6 +36,9 @@ class TableSpec:
     restore_segment: Callable[[bytes, int], Writes] | None = None
     #: ``segments`` only: how long the changelog keeps a segment (ms).
     retention_ms: int | None = None
+    #: ``segments`` only: what a rebuild finds thanks to that retention, in words for the
+    #: operator (``"every record_id of MOMENTS_DEDUP_HORIZON=604800s plus a day"``).
+    keeps: str = ""
 
     def changelog_topic(self, app_id: str) -> str:
         """Name of the table's changelog topic."""

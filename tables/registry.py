@@ -16,13 +16,16 @@ from tables.anniversary_passes import ANNIVERSARY_PASSES
 from tables.announced import ANNOUNCED
 from tables.daily import DAILY
 from tables.dedup import dedup_table
+from tables.distinct import distinct_table
 from tables.evaluations import EVALUATIONS
 from tables.lifetime import LIFETIME
 from tables.totals import TOTALS
 
 
-def table_specs(dedup_horizon_ms: int) -> tuple[TableSpec, ...]:
-    """Every table of the worker; the dedup table's changelog keeps ``dedup_horizon_ms``."""
+def table_specs(dedup_horizon_ms: int, distinct_retention_ms: int) -> tuple[TableSpec, ...]:
+    """Every table of the worker; the dedup table's changelog keeps ``dedup_horizon_ms``, the
+    distinct table's ``distinct_retention_ms``
+    (:func:`domain.intake.distinct.distinct_retention_ms`)."""
     return (
         ACCOUNTS,
         TOTALS,
@@ -33,11 +36,12 @@ def table_specs(dedup_horizon_ms: int) -> tuple[TableSpec, ...]:
         ANNIVERSARIES,
         ANNIVERSARY_PASSES,
         LIFETIME,
+        distinct_table(distinct_retention_ms),
     )
 
 
-# The horizon changes only the dedup changelog's retention, never a name or a column.
-_SPECS: Final = table_specs(dedup_horizon_ms=0)
+# The horizon and retention change only changelog retentions, never a name or a column.
+_SPECS: Final = table_specs(dedup_horizon_ms=0, distinct_retention_ms=0)
 
 TABLE_NAMES: Final[tuple[str, ...]] = tuple(spec.name for spec in _SPECS)
 """Every table's name, in the order of :func:`table_specs`."""

@@ -27,6 +27,7 @@ def totals_of(view: Reader, account_id: str) -> AccountTotals:
 
 
 def put_totals(state: StepState, account_id: str, totals: AccountTotals) -> None:
-    """Store ``totals`` for ``account_id`` (deleting the key when no period is left)."""
-    value = jsonbytes.dumps(totals.to_json()) if totals.periods else None
+    """Store ``totals`` for ``account_id`` (deleting the key when nothing is left: no period,
+    no carried gauge)."""
+    value = None if totals.is_empty() else jsonbytes.dumps(totals.to_json())
     state.put_object(TOTALS.name, account_id.encode(), totals, value)

@@ -13,10 +13,9 @@ from app.logs import install_kafka_retry_counter
 from app.preflight import check_broker_access_sync
 from app.security import client_kwargs
 from app.topology import ensure_topics_sync
-from commands.worker.wiring import install, worker_runtime
-from config.settings import load_settings, to_ms, unknown_variables
+from commands.worker.wiring import install, worker_runtime, worker_tables
+from config.settings import load_settings, unknown_variables
 from state.store import pin_mmap_threshold
-from tables.registry import table_specs
 from web.views import register
 
 logger = logging.getLogger(__name__)
@@ -36,7 +35,7 @@ def run_worker(_: argparse.Namespace) -> int:
     install_kafka_retry_counter(lambda error: retries.labels(error=error).inc())
     # One clear line naming the setting when Kafka refuses us, before clients that retry.
     check_broker_access_sync(settings, client_kwargs(settings))
-    specs = table_specs(to_ms(settings.dedup_horizon_s))
+    specs = worker_tables(settings)
     ensure_topics_sync(settings, client_kwargs(settings), specs)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = install(runtime)

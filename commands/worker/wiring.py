@@ -28,13 +28,15 @@ from app.faust_internals import (
 from app.main import Runtime, build_runtime
 from app.security import client_kwargs
 from config.settings import Settings, to_ms
+from domain.intake.distinct import distinct_retention_ms
 from engine.background import Backgrounds
 from engine.changelogs import ChangelogReader
 from engine.committers import Committer, PlainCommitter, TransactionalCommitter
 from engine.engine import Engine, Handler
 from engine.progress import BacklogWatch
 from state.store import StoreOptions
-from tables.dedup import expire
+from state.table import TableSpec
+from tables import dedup, distinct
 from tables.registry import TABLE_NAMES, table_specs
 
 logger = logging.getLogger(__name__)
@@ -92,7 +94,7 @@ def install(runtime: Runtime) -> Engine:
     s = runtime.settings
     app = runtime.app
     horizon_ms = to_ms(s.dedup_horizon_s)
-    specs = table_specs(horizon_ms)
+    specs = worker_tables(s)
     usage = UsageHandler(runtime)
     plans = PlansHandler(runtime)
     handlers: dict[str, Handler] = {
@@ -142,7 +144,7 @@ def install(runtime: Runtime) -> Engine:
         ),
         now_ms=runtime.clock.now_ms,
         background=Backgrounds(DropEvaluation(runtime), AnniversaryEvaluation(runtime)),
-        maintenance=lambda store, now_ms: _expire_dedup(store, now_ms, horizon_ms),
+        maintenance=lambda store, now_ms: _expire(store, now_ms, horizon_ms),
         standby_replicas=s.standby_replicas,
         # Decoded plans, totals and daily values of the hottest accounts: ~80k objects
         # per worker (~120 MB measured on the peer benchmark's accounts).
@@ -187,7 +189,16 @@ def install(runtime: Runtime) -> Engine:
     return engine
 
 
-def _expire_dedup(store: Any, now_ms: int, horizon_ms: int) -> None:
-    removed = expire(store, now_ms, horizon_ms)
+def worker_tables(s: Settings) -> tuple[TableSpec, ...]:
+    """Every table of the worker, with the changelog retentions the settings call for."""
+    retention_ms = distinct_retention_ms(s.daily_retention_days, to_ms(s.late_grace_s))
+    return table_specs(to_ms(s.dedup_horizon_s), retention_ms)
+
+
+def _expire(store: Any, now_ms: int, horizon_ms: int) -> None:
+    removed = dedup.expire(store, now_ms, horizon_ms)
     if removed:
         logger.info("%s: %d dedup entries expired", store.path.name, removed)
+    removed = distinct.expire(store, now_ms)
+    if removed:
+        logger.info("%s: %d distinct values expired", store.path.name, removed)

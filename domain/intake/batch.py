@@ -8,9 +8,10 @@ of its records it holds, and the rules can be tested without Kafka.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from decimal import Decimal
+from typing import Final, Protocol
 
 from domain.common.numbers import exact_in_json
 from domain.common.slots import slot_setter
@@ -19,11 +20,12 @@ from domain.errors import InvalidUsageRecord
 from domain.intake.accounts import AccountPlan, period_of
 from domain.intake.daily import AccountDaily
 from domain.intake.deadletter import DeadLetter, dead_letter
+from domain.intake.distinct import day_expiry, day_scope, distinct_key, period_expiry, period_scope
 from domain.intake.lifetime import AccountLifetime, MilestoneDue
 from domain.intake.partitioning import account_partition
-from domain.intake.records import UsageRecord, parse_usage
+from domain.intake.records import Metering, UsageRecord, parse_usage
 from domain.intake.usage import AccountTotals, Change
-from domain.plans.catalog import Catalog
+from domain.plans.catalog import Aggregation, Catalog
 from domain.plans.periods import Period, day_start_ms, utc_day
 
 
@@ -100,6 +102,10 @@ class IntakeState:
     #: Periods ending after this instant are kept although closed: their billing anniversary
     #: is not announced yet (contract 3.5; see :mod:`agents.anniversaries`).
     keep_closed_after_ms: int | None = None
+    #: ``unique_count`` metrics: of these distinct keys
+    #: (:func:`domain.intake.distinct.distinct_key`), the ones already counted; one call per
+    #: batch (a multi-get) with every key the batch needs.
+    distinct_held: Callable[[Sequence[str]], set[str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,9 @@ class IntakeResult:
     daily: dict[str, AccountDaily] = field(default_factory=dict)
     lifetime: dict[str, AccountLifetime] = field(default_factory=dict)
     milestones_due: list[MilestoneDue] = field(default_factory=list)
+    #: Distinct values newly counted: distinct key -> when it expires (epoch ms;
+    #: :func:`domain.intake.distinct.period_expiry`, :func:`~domain.intake.distinct.day_expiry`).
+    distinct: dict[str, int] = field(default_factory=dict)
 
 
 def dedup_key(account_id: str, record_id: str) -> str:
@@ -183,6 +192,15 @@ def run_intake(
     all_lifetime = result.lifetime
     milestones_due = result.milestones_due
     milestones = dict(catalog.milestones)  # a plain dict: cheaper lookups per record
+    metering = Metering.of(catalog)
+    # The metrics not folded as sums (contract 1.4): empty for a catalog of sums, so the test
+    # per record is one truth test. ``count`` folds as a sum: its records parse to a 1.
+    folded: dict[str, Aggregation] = {
+        metric: aggregation
+        for metric, aggregation in catalog.aggregations.items()
+        if aggregation not in ("sum", "count")
+    }
+    distinct = _Distinct(state.distinct_held, result.distinct, rules)
     plans: dict[str, AccountPlan | None] = {}
     # The period of each account's last record: its next record nearly always falls in it,
     # and the account's plan (so its periods) is fixed for the batch.
@@ -194,7 +212,7 @@ def run_intake(
     oldest_daily_ms = day_start_ms(oldest_day)
     for raw in batch:
         try:
-            record = parse_usage(raw.value, now_ms, max_skew_ms)
+            record = parse_usage(raw.value, now_ms, max_skew_ms, metering)
         except InvalidUsageRecord as exc:
             outcomes["invalid"] += 1
             dead_letters.append(
@@ -226,20 +244,28 @@ def run_intake(
         if period is None or not period.start_ms <= timestamp_ms < period.end_ms:
             period = last_period[account] = period_of(plan, timestamp_ms, catalog)
         late = period.end_ms < late_before_ms
+        aggregation = folded.get(record.metric) if folded else None
         if not late:
             totals = all_totals.get(account)
             if totals is None:
                 totals = all_totals[account] = totals_of(account)
-            change = totals.add(record.metric, period, record.quantity)
-            after = change.after
-            if not exact_in_json(after) or after - change.before != record.quantity:
-                # Contract 4: a total no event could carry exactly is refused, not retried.
-                # (The second test catches a sum the 28-digit context rounded: 1e25 + 0.001.)
-                totals.undo(change)
-                outcomes["invalid"] += 1
-                dead_letters.append((raw, _inexact_total(raw, record, period, change, now_ms)))
-                continue
-        if lifetime_of is not None:
+            if aggregation is None:
+                change = totals.add(record.metric, period, record.quantity)
+                after = change.after
+                if not exact_in_json(after) or after - change.before != record.quantity:
+                    # Contract 4: a total no event could carry exactly is refused, not retried.
+                    # (The second test catches a sum the 28-digit context rounded: 1e25 + 0.001.)
+                    totals.undo(change)
+                    outcomes["invalid"] += 1
+                    dead_letters.append((raw, _inexact_total(raw, record, period, change, now_ms)))
+                    continue
+            else:
+                # max and latest keep a quantity parse_usage checked; a distinct count grows by
+                # 1 only for a value new in the period. Neither can become inexact.
+                change = distinct.fold_period(totals, record, aggregation, period)
+        if aggregation is not None:
+            pass  # max, latest and unique_count have no lifetime total (contract 1.4)
+        elif lifetime_of is not None:
             lifetime = all_lifetime.get(account)
             if lifetime is None:
                 lifetime = all_lifetime[account] = lifetime_of(account)
@@ -275,7 +301,10 @@ def run_intake(
             daily = all_daily.get(account)
             if daily is None:
                 daily = all_daily[account] = daily_of(account)
-            daily.add(record.metric, timestamp_ms, record.quantity)
+            if aggregation is None:
+                daily.add(record.metric, timestamp_ms, record.quantity)
+            else:
+                distinct.fold_day(daily, record, aggregation)
         if late:
             outcomes["late"] += 1
             continue
@@ -289,6 +318,72 @@ def run_intake(
         accepted.append(item)
     _prune(result, now_ms - rules.late_grace_ms - 1, state.keep_closed_after_ms, oldest_day)
     return result
+
+
+_ONE: Final = Decimal(1)
+
+
+class _Distinct:
+    """Folds of the metrics that are not sums, for one batch: ``max`` and ``latest`` as the
+    state classes do, ``unique_count`` by whether the record's value is new in its period
+    (its day), looked up in the distinct table and in the keys this batch counted."""
+
+    __slots__ = ("_held_of", "_new", "_held", "_grace_ms", "_retention_days")
+
+    def __init__(
+        self,
+        held_of: Callable[[Sequence[str]], set[str]] | None,
+        new: dict[str, int],
+        rules: IntakeRules,
+    ) -> None:
+        self._held_of = held_of
+        self._new = new
+        self._held: set[str] = set()
+        self._grace_ms = rules.late_grace_ms
+        self._retention_days = rules.daily_retention_days
+
+    def _counted(self, key: str) -> bool:
+        if key in self._new or key in self._held:
+            return True
+        held_of = self._held_of
+        if held_of is not None and held_of((key,)):
+            self._held.add(key)
+            return True
+        return False
+
+    def fold_period(
+        self, totals: AccountTotals, record: UsageRecord, aggregation: Aggregation, period: Period
+    ) -> Change:
+        """Fold ``record`` into its period's value (``change.after``: the value after it)."""
+        metric = record.metric
+        if aggregation != "unique_count":
+            return totals.fold(metric, aggregation, period, record.quantity, record.timestamp_ms)
+        key = distinct_key(record.account_id, metric, period_scope(period), _unique(record))
+        if self._counted(key):
+            value = totals.total(metric, period)
+            return Change(metric, period, value, value)
+        self._new[key] = period_expiry(period, self._grace_ms)
+        return totals.fold(metric, aggregation, period, _ONE, record.timestamp_ms)
+
+    def fold_day(self, daily: AccountDaily, record: UsageRecord, aggregation: Aggregation) -> None:
+        """Fold ``record`` into its UTC day's value."""
+        metric, ts_ms = record.metric, record.timestamp_ms
+        if aggregation != "unique_count":
+            daily.fold(metric, aggregation, ts_ms, record.quantity)
+            return
+        day = utc_day(ts_ms)
+        key = distinct_key(record.account_id, metric, day_scope(day), _unique(record))
+        if not self._counted(key):
+            self._new[key] = day_expiry(day, self._retention_days)
+            daily.fold(metric, aggregation, ts_ms, _ONE)
+
+
+def _unique(record: UsageRecord) -> str:
+    """The distinct value of a ``unique_count`` record (parse_usage refuses one without)."""
+    unique = record.unique
+    if unique is None:
+        raise ValueError(f"a {record.metric} record reached the distinct count without a value")
+    return unique
 
 
 def _prune(result: IntakeResult, stale_ms: int, keep_after_ms: int | None, oldest_day: int) -> None:

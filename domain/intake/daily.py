@@ -1,7 +1,8 @@
 """Daily totals and drop episodes of one account: the state sudden-drop detection reads.
 
-The usage path adds every counted record to its UTC day (:class:`DailyTotals`); the drop
-rules (:mod:`domain.rules.drops`) read the days and keep an :class:`Episode` beside them.
+The usage path adds every counted record to its UTC day (:class:`DailyTotals`, or
+:class:`DailyReadings` for the ``max`` and ``latest`` aggregations); the drop rules
+(:mod:`domain.rules.drops`) read the days and keep an :class:`Episode` beside them.
 
 One value per account (all its metrics) so a batch touches each account once and a
 day's evaluation reads each account once.
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Literal
 
+from domain.plans.catalog import Aggregation
 from domain.plans.periods import utc_day
 
 _ZERO: Final = Decimal(0)
@@ -235,6 +237,181 @@ class DailyTotals:
         return totals
 
 
+class NotASum(TypeError):
+    """A sum was added to the daily readings of a ``max`` or ``latest`` metric."""
+
+
+class DailyReadings:
+    """The daily values of one (account, metric) whose aggregation is ``max`` or ``latest``,
+    with the reading interface of :class:`DailyTotals` (:meth:`total`, :attr:`days`,
+    ``first_day``, ``last_active_ms``, :meth:`is_empty`, :meth:`prune`, JSON).
+
+    ``values`` maps a UTC day number to the day's value: its highest quantity (``max``), or
+    the quantity of its reading with the latest timestamp (``latest``, a tie going to the
+    reading folded last), whose timestamp ``stamps`` holds. A ``latest`` value carries: a
+    day without a reading has the value of the latest earlier reading, the one kept as
+    ``carry`` when :meth:`prune` dropped its day included. ``first_day`` and
+    ``last_active_ms`` mean what they mean for :class:`DailyTotals`.
+    """
+
+    __slots__ = ("kind", "values", "stamps", "carry", "first_day", "last_active_ms")
+    __match_args__ = ("kind", "values", "stamps", "carry", "first_day", "last_active_ms")
+
+    def __init__(
+        self,
+        kind: Literal["max", "latest"],
+        values: dict[int, Decimal] | None = None,
+        stamps: dict[int, int] | None = None,
+        carry: tuple[int, Decimal] | None = None,
+        first_day: int | None = None,
+        last_active_ms: int | None = None,
+    ) -> None:
+        self.kind: Literal["max", "latest"] = kind
+        self.values: dict[int, Decimal] = {} if values is None else values
+        self.stamps: dict[int, int] = {} if stamps is None else stamps
+        self.carry: tuple[int, Decimal] | None = carry
+        self.first_day: int | None = first_day
+        self.last_active_ms: int | None = last_active_ms
+
+    def _key(self) -> tuple[Any, ...]:
+        return (
+            self.kind,
+            self.values,
+            self.stamps,
+            self.carry,
+            self.first_day,
+            self.last_active_ms,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DailyReadings):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return "DailyReadings({!r}, {!r}, {!r}, {!r}, {!r}, {!r})".format(*self._key())
+
+    def add(self, ts_ms: int, quantity: Decimal) -> None:
+        """Not for readings: raises :class:`NotASum` (a sum's :meth:`AccountDaily.add` reached
+        a metric that was ``max`` or ``latest``, and starts it over)."""
+        raise NotASum(f"daily {self.kind} readings take no sum")
+
+    def fold(self, ts_ms: int, quantity: Decimal) -> None:
+        """Fold a reading of ``quantity`` (finite, >= 0) at event time ``ts_ms`` into its UTC
+        day."""
+        if not quantity.is_finite() or quantity < 0:
+            raise ValueError(f"quantity must be a finite number >= 0, not {quantity}")
+        day = utc_day(ts_ms)
+        if self.first_day is None or day < self.first_day:
+            self.first_day = day
+        if quantity > 0 and (self.last_active_ms is None or ts_ms > self.last_active_ms):
+            self.last_active_ms = ts_ms
+        values = self.values
+        held = values.get(day)
+        if self.kind == "max":
+            if held is None or quantity > held:
+                values[day] = quantity
+            return
+        stamps = self.stamps
+        if held is None or ts_ms >= stamps[day]:
+            values[day] = quantity
+            stamps[day] = ts_ms
+
+    @property
+    def days(self) -> dict[int, Decimal]:
+        """The value per day number, from the first day with a reading kept to the last; for
+        ``latest`` the days between without a reading hold the carried value."""
+        values = self.values
+        if self.kind == "max" or not values:
+            return dict(sorted(values.items()))
+        first, last = min(values), max(values)
+        return {day: self.total(day) for day in range(first, last + 1)}
+
+    def total(self, day: int) -> Decimal:
+        """The value on day number ``day``: zero without a reading, except for ``latest``,
+        where it is the latest reading of the days before (carried)."""
+        value = self.values.get(day)
+        if value is not None:
+            return value
+        if self.kind == "max":
+            return _ZERO
+        # The latest earlier reading is the one of the latest earlier day (days are in time
+        # order), unless the carry is later (a reading of a day pruned before it came).
+        best = self.carry
+        earlier = max((d for d in self.values if d < day), default=None)
+        if earlier is not None and (best is None or self.stamps[earlier] > best[0]):
+            best = (self.stamps[earlier], self.values[earlier])
+        if best is None or utc_day(best[0]) > day:
+            return _ZERO
+        return best[1]
+
+    def is_empty(self) -> bool:
+        """No day kept and no carried reading (``first_day`` and ``last_active_ms`` aside)."""
+        return not self.values and self.carry is None
+
+    def prune(self, oldest_day_kept: int) -> bool:
+        """Forget days before ``oldest_day_kept``; True if any went. ``first_day`` stays, and
+        for ``latest`` the latest reading of the days dropped becomes the carry."""
+        values = self.values
+        old = [day for day in values if day < oldest_day_kept]
+        if not old:
+            return False
+        if self.kind == "latest":
+            stamps = self.stamps
+            latest = max((stamps.pop(day), values[day]) for day in old)
+            if self.carry is None or latest[0] >= self.carry[0]:
+                self.carry = latest
+        for day in old:
+            del values[day]
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        """Compact JSON-ready form, marked by its kind: ``{"k": "max", "f": first_day, "a":
+        last_active_ms, "d": {day: "value"}}``, or for ``latest`` ``{"k": "latest", ..., "d":
+        {day: [ts_ms, "value"]}, "c": [ts_ms, "value"]}`` (``"c"``: the carry). Absent or
+        empty members are left out."""
+        data: dict[str, Any] = {"k": self.kind}
+        if self.first_day is not None:
+            data["f"] = self.first_day
+        if self.last_active_ms is not None:
+            data["a"] = self.last_active_ms
+        values = sorted(self.values.items())
+        if values:
+            if self.kind == "max":
+                data["d"] = {str(day): str(value) for day, value in values}
+            else:
+                stamps = self.stamps
+                data["d"] = {str(day): [stamps[day], str(value)] for day, value in values}
+        if self.carry is not None:
+            data["c"] = [self.carry[0], str(self.carry[1])]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DailyReadings:
+        """Inverse of :meth:`to_json`."""
+        kind = data["k"]
+        if kind not in ("max", "latest"):
+            raise ValueError(f"unknown kind of daily readings: {kind!r}")
+        readings = cls(kind, first_day=data.get("f"), last_active_ms=data.get("a"))
+        held = data.get("d", {})
+        if kind == "max":
+            readings.values = {int(day): Decimal(value) for day, value in held.items()}
+        else:
+            readings.values = {int(day): Decimal(value) for day, (_, value) in held.items()}
+            readings.stamps = {int(day): int(ts_ms) for day, (ts_ms, _) in held.items()}
+        carry = data.get("c")
+        if carry is not None:
+            readings.carry = (int(carry[0]), Decimal(carry[1]))
+        return readings
+
+
+DailyHistory = DailyTotals | DailyReadings
+"""The days of one (account, metric): totals (``sum``, ``count``, ``unique_count``) or
+readings (``max``, ``latest``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Episode:
     """Whether a drop of one (account, metric) has been announced and not yet recovered.
@@ -281,7 +458,7 @@ CLOSED: Final = Episode()
 class AccountDaily:
     """Per-metric daily totals and open drop episodes of one account."""
 
-    metrics: dict[str, DailyTotals] = field(default_factory=dict)
+    metrics: dict[str, DailyHistory] = field(default_factory=dict)
     episodes: dict[str, Episode] = field(default_factory=dict)
     #: When billing deleted the account (its tombstone's time), while that is kept: a plan
     #: record older than it is stale (contract 1.2). Kept here because the daily sweep
@@ -289,9 +466,29 @@ class AccountDaily:
     forgotten_at_ms: int | None = None
 
     def add(self, metric: str, ts_ms: int, quantity: Decimal) -> None:
-        """Count ``quantity`` in the UTC day of ``ts_ms``."""
+        """Count ``quantity`` in the UTC day of ``ts_ms`` (a ``sum`` metric)."""
         daily = self.metrics.get(metric)
         if daily is None:
+            daily = self.metrics[metric] = DailyTotals()
+        try:  # (free unless raised: the sum path pays nothing for it)
+            daily.add(ts_ms, quantity)
+        except NotASum:  # the metric's days were readings: the catalog made it a sum since
+            self.metrics[metric] = DailyTotals()
+            self.metrics[metric].add(ts_ms, quantity)
+
+    def fold(self, metric: str, aggregation: Aggregation, ts_ms: int, quantity: Decimal) -> None:
+        """Fold a record of ``metric`` at ``ts_ms`` into its UTC day under ``aggregation``:
+        ``sum``, ``count`` and ``unique_count`` add ``quantity`` (the caller passes 1 for a
+        count, and for a distinct count only when the value is new that day); ``max`` and
+        ``latest`` keep a reading (:class:`DailyReadings`). A metric whose days were kept
+        under another aggregation (the catalog changed it) starts over."""
+        daily = self.metrics.get(metric)
+        if aggregation == "max" or aggregation == "latest":
+            if type(daily) is not DailyReadings or daily.kind != aggregation:
+                daily = self.metrics[metric] = DailyReadings(aggregation)
+            daily.fold(ts_ms, quantity)
+            return
+        if type(daily) is not DailyTotals:
             daily = self.metrics[metric] = DailyTotals()
         daily.add(ts_ms, quantity)
 
@@ -340,7 +537,11 @@ class AccountDaily:
         if not data:
             return cls()
         return cls(
-            metrics={m: DailyTotals.from_json(d) for m, d in data.get("m", {}).items()},
+            metrics={
+                # A mark of kind: readings (max, latest); else the days of a sum (as ever).
+                m: DailyTotals.from_json(d) if "k" not in d else DailyReadings.from_json(d)
+                for m, d in data.get("m", {}).items()
+            },
             episodes={m: Episode.from_json(e) for m, e in data.get("e", {}).items()},
             forgotten_at_ms=data.get("f"),
         )

@@ -2,10 +2,13 @@
 
 The lifetime total of (account, metric) is the sum of ``quantity`` over the distinct valid
 records ever counted, late ones and those of an account whose plan was not known yet
-included, whatever the plan or period. One :class:`AccountLifetime` per account holds every
-metric's lifetime total and the milestones already announced per metric, so a step reads and
-writes each account's lifetime state once. The usage intake folds each record into it (one
-dict update) and lists the records that may announce a milestone (:class:`MilestoneDue`);
+included, whatever the plan or period. Only ``sum`` and ``count`` metrics have one (contract
+1.4); for a ``count`` the intake adds 1 per record, so the total is the number of records.
+
+One :class:`AccountLifetime` per account holds every metric's lifetime total and the
+milestones already announced per metric, so a step reads and writes each account's lifetime
+state once. The usage intake folds each record into it (one dict update) and lists the
+records that may announce a milestone (:class:`MilestoneDue`);
 :mod:`domain.moments.milestones` then decides and builds the events.
 """
 

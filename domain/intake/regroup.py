@@ -11,13 +11,19 @@ One limit, said plainly: a day is attributed whole to the period that contains i
 totals are exact; with an anchor at another time of day, usage recorded before the change on
 the anchor's day itself but before its time counts in the new period rather than the old.
 Records after the change are attributed by their exact timestamps as always.
+
+A ``max`` metric's days give each period the highest of their values; a ``latest`` metric's
+readings go to the periods of their own timestamps, the readings of periods no longer kept
+(and the daily carry) becoming the carry. A ``unique_count`` metric's days hold distinct
+counts per day, which do not add up to a period's: rebuilt by this module, its period value
+counts a value once per day it was seen.
 """
 
 from __future__ import annotations
 
 from domain.intake.accounts import AccountPlan, period_of
-from domain.intake.daily import AccountDaily
-from domain.intake.usage import AccountTotals
+from domain.intake.daily import AccountDaily, DailyReadings
+from domain.intake.usage import AccountTotals, Reading
 from domain.plans.catalog import Catalog
 from domain.plans.periods import day_start_ms
 
@@ -34,8 +40,33 @@ def regroup_totals(
     ending after ``keep_end_after_ms`` (the periods that still accept records)."""
     totals = AccountTotals()
     for metric, history in daily.metrics.items():
+        if type(history) is DailyReadings:
+            _regroup_readings(totals, metric, history, plan, catalog, keep_end_after_ms)
+            continue
         for day, total in sorted(history.days.items()):
             period = period_of(plan, day_start_ms(day), catalog)
             if period.end_ms > keep_end_after_ms:
                 totals.add(metric, period, total)
     return totals
+
+
+def _regroup_readings(
+    totals: AccountTotals,
+    metric: str,
+    history: DailyReadings,
+    plan: AccountPlan,
+    catalog: Catalog,
+    keep_end_after_ms: int,
+) -> None:
+    """Fold the days of a ``max`` or ``latest`` metric into ``totals`` (see the module)."""
+    kind = history.kind
+    carry: Reading | None = history.carry
+    for day, value in sorted(history.values.items()):
+        ts_ms = history.stamps.get(day, day_start_ms(day))  # max keeps no timestamps
+        period = period_of(plan, ts_ms, catalog)
+        if period.end_ms > keep_end_after_ms:
+            totals.fold(metric, kind, period, value, ts_ms)
+        elif kind == "latest" and (carry is None or ts_ms >= carry[0]):
+            carry = (ts_ms, value)
+    if kind == "latest" and carry is not None:
+        totals.carry[metric] = carry

@@ -87,12 +87,7 @@ def evaluate_anniversary(
     completed = periods_completed(origin_ms, period.end_ms, catalog.period)
     if completed < 1:
         return None, None
-    span = (period.start_ms, period.end_ms)
-    period_totals = {
-        metric: by_period[span]
-        for metric, by_period in totals_of().periods.items()
-        if span in by_period
-    }
+    period_totals = totals_of().period_values(period)  # a gauge's carried value included
     limits: dict[str, Decimal] = {}
     for metric in {*catalog_plan.limits, *plan.limits}:
         limit = plan.limit(catalog_plan, metric)

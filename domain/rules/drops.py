@@ -1,10 +1,12 @@
 """Sudden-drop detection (contract section 3.2): assessment and episodes.
 
 Per (account, metric) the worker keeps :class:`~domain.intake.daily.DailyTotals`, the usage
-of each UTC day, and the drop :class:`~domain.intake.daily.Episode` beside it. When a
-day closes it calls :func:`assess`, which compares the last few complete days ("recent") with
-what the same weekdays looked like in the weeks before ("expected"), and :func:`step`, which
-turns assessments into at most one event per drop episode.
+of each UTC day (:class:`~domain.intake.daily.DailyReadings` for a ``max`` or ``latest``
+metric: its value each day, a gauge's carried over days without a reading), and the drop
+:class:`~domain.intake.daily.Episode` beside it. When a day closes it calls :func:`assess`,
+which compares the last few complete days ("recent") with what the same weekdays looked like
+in the weeks before ("expected"), and :func:`step`, which turns assessments into at most one
+event per drop episode.
 
 Comparing each recent day with the same weekday of earlier weeks is what keeps weekly rhythms
 from looking like drops: an account that is quiet every weekend expects a quiet weekend.
@@ -26,7 +28,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from fractions import Fraction
 from typing import Final
 
-from domain.intake.daily import CLOSED, DailyTotals, Episode
+from domain.intake.daily import CLOSED, DailyHistory, Episode
 
 _ZERO: Final = Decimal(0)
 
@@ -105,7 +107,7 @@ class Assessment:
         return self.recent_days[0]
 
 
-def expected_for(daily: DailyTotals, day: int, baseline_weeks: int) -> Fraction:
+def expected_for(daily: DailyHistory, day: int, baseline_weeks: int) -> Fraction:
     """Mean usage of ``day``'s weekday over the ``baseline_weeks`` weeks before it.
 
     Baseline days before the account's first record are left out of the mean; a baseline day
@@ -124,7 +126,7 @@ def expected_for(daily: DailyTotals, day: int, baseline_weeks: int) -> Fraction:
     return Fraction(sum(observed, _ZERO)) / len(observed)
 
 
-def assess(daily: DailyTotals, last_complete_day: int, rules: DropRules) -> Assessment:
+def assess(daily: DailyHistory, last_complete_day: int, rules: DropRules) -> Assessment:
     """Judge the ``rules.recent_days`` complete days ending at ``last_complete_day``.
 
     Usage after ``last_complete_day`` (a day still open) is ignored. A drop needs at least

@@ -18,7 +18,7 @@ import pytest
 from commands.simulate.demo import Planned, Showcase
 from domain.intake.accounts import AccountPlan
 from domain.intake.daily import CLOSED, DailyTotals
-from domain.intake.records import parse_plan, parse_usage
+from domain.intake.records import Metering, parse_plan, parse_usage
 from domain.moments.changes import diff_accounts
 from domain.moments.evaluation import due_day
 from domain.plans.catalog import Catalog, load_catalog
@@ -31,6 +31,8 @@ SHIPPED = Path(__file__).resolve().parents[2] / "config" / "plans.toml"
 GRACE_MS = HOUR_MS
 DROP_GRACE_MS = 15 * 60_000
 SKEW_MS = 300_000
+#: The shipped catalog's metering: the demo's records parse as the worker parses them.
+METERING = Metering.of(load_catalog(SHIPPED))
 RULES = DropRules(
     recent_days=3, baseline_weeks=4, min_expected=Decimal(100), fraction=Decimal("0.7")
 )
@@ -57,7 +59,7 @@ def usage_of(records: list[Planned], account_id: str, now_ms: int) -> list[tuple
     out = []
     for planned in records:
         if planned.topic == "usage" and planned.key == account_id.encode():
-            usage = parse_usage(planned.value, now_ms + int(planned.at_s * 1000), SKEW_MS)
+            usage = parse_usage(planned.value, now_ms + int(planned.at_s * 1000), SKEW_MS, METERING)
             out.append((usage.timestamp_ms, Decimal(usage.quantity)))
     return out
 
@@ -81,7 +83,9 @@ def test_every_record_is_valid_and_none_is_in_the_future(catalog: Catalog, now_m
         if planned.topic == "plans":
             assert parse_plan(planned.value, catalog).account_id == planned.key.decode()
         else:
-            usage = parse_usage(planned.value, sent_ms, 0)  # not even within the skew
+            usage = parse_usage(
+                planned.value, sent_ms, 0, Metering.of(catalog)
+            )  # not even within the skew
             assert usage.account_id == planned.key.decode()
             # Kept in daily totals: within the 35 days of retention.
             assert utc_day(usage.timestamp_ms) > utc_day(now_ms) - 35

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from domain.common.numbers import json_number
 from domain.errors import InvalidPlanRecord, InvalidUsageRecord
 from domain.intake.deadletter import b64_or_text, dead_letter
-from domain.intake.records import PlanRecord, UsageRecord, parse_plan, parse_usage
+from domain.intake.records import SUMS, PlanRecord, UsageRecord, parse_plan, parse_usage
 from domain.plans.catalog import Catalog, Plan
 
 NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -37,7 +37,7 @@ def usage(**changes: Any) -> bytes:
 
 
 def parse(raw: bytes | None) -> UsageRecord:
-    return parse_usage(raw, NOW_MS, SKEW_MS)
+    return parse_usage(raw, NOW_MS, SKEW_MS, SUMS)
 
 
 def make_catalog() -> Catalog:

@@ -14,13 +14,15 @@ from hypothesis import strategies as st
 
 from commands.simulate.traffic import BAD_KINDS, SimRecord, Simulator, daily_rhythm
 from domain.errors import InvalidUsageRecord
-from domain.intake.records import UsageRecord, parse_plan, parse_usage
+from domain.intake.records import Metering, UsageRecord, parse_plan, parse_usage
 from domain.plans.catalog import Catalog, load_catalog
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "plans.toml"
 NOW_MS = 1_767_268_800_000  # 2026-01-01T12:00:00Z
 SKEW_MS = 300_000  # MOMENTS_MAX_CLOCK_SKEW's default
 MINUTE_MS = 60_000
+#: The shipped catalog's metering: the simulator's records parse as the worker parses them.
+METERING = Metering.of(load_catalog(SHIPPED))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def run(sim: Simulator, seconds: int, per_second: int, start_ms: int = NOW_MS) -
 
 
 def parse(record: SimRecord, now_ms: int = NOW_MS) -> UsageRecord:
-    return parse_usage(record.value, now_ms, SKEW_MS)
+    return parse_usage(record.value, now_ms, SKEW_MS, METERING)
 
 
 # ---------------------------------------------------------------------------- determinism

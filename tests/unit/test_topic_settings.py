@@ -10,6 +10,7 @@ from config.settings import Settings, load_settings
 from domain.errors import TopologyError
 from tables.accounts import ACCOUNTS
 from tables.dedup import dedup_table
+from tables.distinct import distinct_table
 
 DAY_MS = 86_400_000
 
@@ -110,3 +111,19 @@ def test_account_plans_without_compaction_are_reported_not_changed(settings: Set
     fixes, [warning] = check_settings(settings, _specs(settings), described)
     assert fixes == []
     assert f"set cleanup.policy=compact on {settings.topic_accounts}" in warning
+
+
+def test_a_short_distinct_retention_is_raised_naming_what_it_keeps(settings: Settings) -> None:
+    table = distinct_table(37 * DAY_MS)
+    name = table.changelog_topic(settings.app_id)
+    described = {
+        name: TopicSettings(
+            {"cleanup.policy": "delete", "retention.ms": str(8 * DAY_MS), "retention.bytes": "-1"},
+            {"retention.ms": str(8 * DAY_MS)},
+        )
+    }
+    [fix], warnings = check_settings(settings, required_topics(settings, (table,)), described)
+    assert warnings == []
+    assert fix.changes == {"retention.ms": str(37 * DAY_MS)}
+    assert "every distinct value of open periods and kept days" in fix.reasons[0]
+    assert "DEDUP" not in fix.reasons[0]
