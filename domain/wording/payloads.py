@@ -329,7 +329,13 @@ class OverageFields(TypedDict):
     ]
     cost: Annotated[Amount, Row("number >= 0", NEVER, "`units * unit_price`, in `plan.currency`.")]
     projected_cost: Annotated[
-        Amount, Row("number >= 0", NEVER, "The cost of the period's overage at the current pace.")
+        Amount,
+        Row(
+            "number >= 0",
+            NEVER,
+            "The cost of the period's overage at the current pace; for a `latest` or `max` "
+            "metric, which has no pace, the cost of its value now (equal to `cost`).",
+        ),
     ]
 
 
