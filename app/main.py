@@ -90,7 +90,8 @@ def build_runtime(
     worker passes every table of :mod:`tables.registry`).
     """
     catalog = load_catalog(settings.plans_file)
-    templates = load_templates(settings.messages_file)
+    # Templates need a variant only for the aggregations the catalog uses (contract 1.4).
+    templates = load_templates(settings.messages_file, {"sum", *catalog.aggregations.values()})
     clock: Clock = (
         WallClock()
         if settings.clock == "wall"

@@ -85,15 +85,15 @@ def _account(plan_id: str, updated_at: str, **extra: Any) -> AccountPlan:
     )
 
 
-def _standing(account_id: str, plan: Plan, total: Decimal) -> Standing:
-    """Where the account's API calls stand in November, with its plan's limit."""
+def _standing(account_id: str, plan: Plan, total: Decimal, metric: str = METRIC) -> Standing:
+    """Where the account's API calls (or ``metric``) stand in November, with its plan's limit."""
     return Standing(
         account_id=account_id,
         plan=plan,
-        metric=METRIC,
+        metric=metric,
         period=PERIOD,
         total=total,
-        limit=plan.limit(METRIC),
+        limit=plan.limit(metric),
     )
 
 
@@ -120,17 +120,18 @@ def _threshold(
     at: str,
     emitted: str,
     limit_reached_at: str | None = None,
+    metric: str = METRIC,
 ) -> dict[str, Any]:
     starter = _plan(catalog, "starter")
-    limit = starter.limit(METRIC)
+    limit = starter.limit(metric)
     if limit is None:
-        raise SystemExit(f"the starter plan has no {METRIC} limit")
+        raise SystemExit(f"the starter plan has no {metric} limit")
     crossing = detect(Decimal(total), limit, starter.levels, announced)
     if crossing is None:
         raise SystemExit(f"{total} of {limit} crosses no level not in {sorted(announced)}")
     return threshold_event(
         Wording(templates, catalog),
-        _standing(ACCOUNT, starter, Decimal(total)),
+        _standing(ACCOUNT, starter, Decimal(total), metric),
         Crossed(
             crossing=crossing,
             record_id=record_id,
@@ -233,9 +234,10 @@ def _changes(catalog: Catalog, templates: Templates) -> list[dict[str, Any]]:
     return events
 
 
-def examples() -> dict[str, dict[str, Any]]:
-    """The examples by section title, in topic order (a kind's variants after it)."""
-    catalog = load_catalog(ROOT / "config" / "plans.toml")
+def examples(plans: Path = ROOT / "config" / "plans.toml") -> dict[str, dict[str, Any]]:
+    """The examples by section title, in topic order (a kind's variants after it), with the
+    catalog at ``plans`` (the shipped one in the guide)."""
+    catalog = load_catalog(plans)
     templates = load_templates(ROOT / "config" / "messages.toml")
     # Starter (10,000 API calls a month): 8,000 used on November 18 at 10:00 UTC.
     near = _threshold(
@@ -269,6 +271,18 @@ def examples() -> dict[str, dict[str, Any]]:
         emitted="2026-11-28T11:45:00.291Z",
         limit_reached_at="2026-11-24T15:20:00Z",
     )
+    # Its seats are a level (aggregation "latest"): the product reported 3 seats on
+    # November 26, all that Starter includes. No pace, so no projection.
+    seats = _threshold(
+        catalog,
+        templates,
+        total=3,
+        announced=frozenset(),
+        record_id="rec-c41b07",
+        at="2026-11-26T09:30:00Z",
+        emitted="2026-11-26T09:30:00.118Z",
+        metric="seats",
+    )
     # Another account, on Growth, usually makes about 1,200 API calls a day and made none on
     # November 21, 22 and 23: evaluated when November 23 closed (emitted after the 15 min grace).
     growth = _plan(catalog, "growth")
@@ -294,6 +308,7 @@ def examples() -> dict[str, dict[str, Any]]:
         "threshold-near": near,
         "threshold-hit": hit,
         "threshold-hit past the limit (overage)": over,
+        "threshold-hit of a level (seats)": seats,
         "sudden-drop": drop,
         "usage-recovered": recovered,
         "milestone": _milestone(catalog, templates),

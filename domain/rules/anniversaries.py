@@ -174,18 +174,26 @@ def _covers_all(plan: Plan, recap: Sequence[MetricRecap]) -> bool:
     return all(covers(plan, m.metric, m.total) for m in recap)
 
 
+def peak_of(catalog: Catalog, metric: str) -> str:
+    """``a peak of `` before a ``max`` metric's value in prose (its period value is the
+    period's highest: "a peak of 42 GB of storage"), else nothing."""
+    return "a peak of " if catalog.aggregations.get(metric) == "max" else ""
+
+
 def recap_text(catalog: Catalog, recap: Sequence[MetricRecap]) -> str:
     """The recap in prose for messages, never empty: ``9,500 of 10,000 API calls (95%) and
-    2 GB of storage``, or ``no usage recorded``."""
+    2 GB of storage``, or ``no usage recorded``. A ``max`` metric's total is the period's
+    peak: ``a peak of 42 of 100 GB of storage (42%)``."""
     loc = catalog.locale
     parts = []
     for m in recap:
         unit = catalog.unit(m.metric)
+        peak = peak_of(catalog, m.metric)
         if m.limit is None:
-            parts.append(f"{format_number(m.total, locale=loc)} {unit}")
+            parts.append(f"{peak}{format_number(m.total, locale=loc)} {unit}")
         else:
             parts.append(
-                f"{format_number(m.total, locale=loc)} of "
+                f"{peak}{format_number(m.total, locale=loc)} of "
                 f"{format_number(m.limit, locale=loc)} {unit} "
                 f"({format_percent(m.total / m.limit, locale=loc)})"
             )

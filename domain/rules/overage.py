@@ -18,7 +18,8 @@ from typing import Final
 
 from domain.common.formatting import format_approx, format_money
 from domain.plans.catalog import Catalog, Plan
-from domain.rules.suggestions import Suggestion, covers, holds
+from domain.rules.projection import has_pace
+from domain.rules.suggestions import Suggestion, covers, holds, level_words, pace_verb
 from domain.rules.thresholds import HIT_LEVEL
 
 _ZERO: Final = Decimal(0)
@@ -77,6 +78,16 @@ def _projected_cost_under(plan: Plan, metric: str, projected_total: Decimal) -> 
     return (projected_total - limit) * price
 
 
+def _pace(catalog: Catalog, metric: str, amount: Decimal) -> str:
+    """``at this pace you'll use about 12,500 API calls`` (``have`` for a distinct count); for
+    a level, which has no pace, what it is now: ``you have 12 seats``."""
+    level = level_words(catalog, metric, amount)
+    if level is not None:
+        return level
+    approx = format_approx(amount, locale=catalog.locale)
+    return f"at this pace you'll {pace_verb(catalog, metric)} about {approx} {catalog.unit(metric)}"
+
+
 def overage_suggestion(
     catalog: Catalog,
     current: Plan,
@@ -87,23 +98,23 @@ def overage_suggestion(
 ) -> Suggestion:
     """``suggestion`` (:func:`~domain.rules.suggestions.suggest_upgrade`) with a rationale in money
     when ``overage`` is priced (contract 3.1): the upgrade's price difference against the
-    projected overage cost it would save. Without a price, ``suggestion`` unchanged."""
+    projected overage cost it would save. Without a price, ``suggestion`` unchanged. For a
+    ``latest`` or ``max`` metric ``projected_total`` is its current value (no pace)."""
     loc = catalog.locale
     if overage is None:
         return suggestion
     period = catalog.period
     cost = format_money(overage.projected_cost, catalog.currency, locale=loc)
     suggested = None if suggestion.plan_id is None else catalog.plan(suggestion.plan_id)
+    aggregation = catalog.aggregations.get(metric)
     if suggestion.action != "upgrade" or suggested is None:
+        at = "At this pace that's about" if has_pace(aggregation) else "At this level that's"
         return replace(
             suggestion,
-            rationale=(
-                f"{suggestion.rationale} At this pace that's about {cost} of overage this {period}."
-            ),
+            rationale=f"{suggestion.rationale} {at} {cost} of overage this {period}.",
         )
-    unit = catalog.unit(metric)
     gives = holds(catalog, suggested, metric)
-    pace = f"at this pace you'll use about {format_approx(projected_total, locale=loc)} {unit}"
+    pace = _pace(catalog, metric, projected_total)
     costs = _costs(catalog, suggested, current, period)
     after = _projected_cost_under(suggested, metric, projected_total)
     if after is None:  # the suggested plan neither covers the pace nor prices its overage

@@ -1,7 +1,9 @@
 """Where a period is heading: its total at the current pace, and when the limit is reached.
 
-Two paces exist. Threshold moments use the period-to-date pace (:func:`project`): the total
-so far spread over the time elapsed since the period started. Sudden drops use the recent pace
+Only metrics that add up through a period have a pace (sum, count, unique_count); a level
+(``latest``, ``max``) has none and is not projected (:func:`has_pace`). Two paces exist.
+Threshold moments use the period-to-date pace (:func:`project`): the total so far spread over
+the time elapsed since the period started. Sudden drops use the recent pace
 (:func:`project_recent`): what the last few days used, carried over the rest of the period,
 because the point of a drop is that the period-to-date pace no longer holds.
 
@@ -17,7 +19,20 @@ from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, getcontext, localco
 from typing import Final
 
 from domain.common.timeutil import DAY_MS
+from domain.plans.catalog import Aggregation
 from domain.plans.periods import Period
+
+PACELESS: Final[frozenset[Aggregation]] = frozenset({"latest", "max"})
+"""Aggregations whose period value is a level, not a running total (contract 1.4): a pace
+means nothing for them, so their events have no projection (``projection`` is null), and
+suggestions weigh the current value where others weigh the projected period total."""
+
+
+def has_pace(aggregation: Aggregation | None) -> bool:
+    """Whether a metric of ``aggregation`` (``None``: undeclared, a sum) has a pace to
+    project: sums, counts and distinct counts grow through a period; levels do not."""
+    return aggregation not in PACELESS
+
 
 _ZERO: Final = Decimal(0)
 _CENT: Final = Decimal("0.01")

@@ -101,6 +101,44 @@ def _offer(catalog: Catalog, plan: Plan, current: Plan, metric: str) -> str:
     return f"{plan.name} {gives} for {price} a {catalog.period}, {difference} {current.name}"
 
 
+def level_words(catalog: Catalog, metric: str, amount: Decimal) -> str | None:
+    """What a level (contract 1.4) is now, as a clause: ``you have 12 seats`` for a ``latest``
+    metric, ``your peak this month is 42 GB of storage`` for a ``max`` one; ``None`` for a
+    metric with a pace (sum, count, unique_count), whose ``amount`` is a projection."""
+    aggregation = catalog.aggregations.get(metric)
+    if aggregation not in ("latest", "max"):
+        return None
+    amount_text = f"{format_number(amount, locale=catalog.locale)} {catalog.unit(metric)}"
+    if aggregation == "latest":
+        return f"you have {amount_text}"
+    return f"your peak this {catalog.period} is {amount_text}"
+
+
+def pace_verb(catalog: Catalog, metric: str) -> str:
+    """How a projection of ``metric`` reads: ``have`` distinct users, ``use`` API calls."""
+    return "have" if catalog.aggregations.get(metric) == "unique_count" else "use"
+
+
+def _capital(clause: str) -> str:
+    return clause[:1].upper() + clause[1:]
+
+
+def _where_heading(catalog: Catalog, metric: str, amount: Decimal) -> tuple[str, str]:
+    """How a threshold's rationale says where ``metric`` is heading, as a sentence start and
+    as a clause: ``At this pace you'll use about 12,500 API calls this month`` / ``you're on
+    track for ...`` (``amount`` projected); for a level, what it is now (:func:`level_words`).
+    """
+    level = level_words(catalog, metric, amount)
+    if level is not None:
+        return _capital(level), level
+    loc = catalog.locale
+    projected = (
+        f"about {format_approx(amount, locale=loc)} {catalog.unit(metric)} this {catalog.period}"
+    )
+    verb = pace_verb(catalog, metric)
+    return f"At this pace you'll {verb} {projected}", f"you're on track for {projected}"
+
+
 def suggest_upgrade(
     catalog: Catalog,
     current: Plan,
@@ -113,11 +151,12 @@ def suggest_upgrade(
     The cheapest plan ranked above ``current`` whose limit for ``metric`` covers
     ``projected_total``, else the highest of them; ``none`` when there is no higher plan. An
     account whose ``account_limit_override`` already exceeds a bigger plan's limit would gain
-    nothing from that plan, so such plans are passed over (and with none left, ``none``).
+    nothing from that plan, so such plans are passed over (and with none left, ``none``). For a
+    ``latest`` or ``max`` metric, which has no pace, ``projected_total`` is its current value.
     """
     loc = catalog.locale
     unit = catalog.unit(metric)
-    projected = f"about {format_approx(projected_total, locale=loc)} {unit} this {catalog.period}"
+    heading, on_track = _where_heading(catalog, metric, projected_total)
     current_limit = (
         account_limit_override if account_limit_override is not None else current.limit(metric)
     )
@@ -125,7 +164,7 @@ def suggest_upgrade(
     if not higher:
         return no_plan(
             "none",
-            f"{current.name} is already the largest plan and you're on track for {projected}; "
+            f"{current.name} is already the largest plan and {on_track}; "
             "talk to us about a custom limit.",
         )
     roomier = list(higher)
@@ -136,8 +175,7 @@ def suggest_upgrade(
                 "none",
                 f"Your limit of {format_number(current_limit, locale=loc)} {unit} is already "
                 "more than "
-                f"bigger plans include and you're on track for {projected}; talk to us about "
-                "raising it.",
+                f"bigger plans include and {on_track}; talk to us about raising it.",
             )
     covering = [plan for plan in roomier if covers(plan, metric, projected_total)]
     if covering:
@@ -146,16 +184,29 @@ def suggest_upgrade(
             "upgrade",
             plan,
             current,
-            f"At this pace you'll use {projected}; {_offer(catalog, plan, current, metric)}.",
+            f"{heading}; {_offer(catalog, plan, current, metric)}.",
         )
     plan = roomier[-1]
     return to_plan(
         "upgrade",
         plan,
         current,
-        f"At this pace you'll use {projected}, more than any plan includes; the largest, "
+        f"{heading}, more than any plan includes; the largest, "
         f"{_offer(catalog, plan, current, metric)}.",
     )
+
+
+def _where_after_drop(catalog: Catalog, metric: str, amount: Decimal) -> tuple[str, str]:
+    """How a drop's rationale says what a smaller plan must hold, plainly and with "even":
+    ``At the recent pace you'd use about 5,000 API calls this month`` (``amount`` projected at
+    the recent pace); for a level, what it is now (:func:`level_words`)."""
+    level = level_words(catalog, metric, amount)
+    if level is not None:
+        return _capital(level), f"Even so, {level}"
+    loc = catalog.locale
+    pace = f"about {format_approx(amount, locale=loc)} {catalog.unit(metric)} this {catalog.period}"
+    verb = pace_verb(catalog, metric)
+    return f"At the recent pace you'd {verb} {pace}", f"Even at the recent pace you'd {verb} {pace}"
 
 
 def suggest_for_drop(
@@ -173,7 +224,8 @@ def suggest_for_drop(
     to the cheapest plan ranked below ``current`` that costs less and whose limit covers the
     period projected at the new pace (a smaller plan that costs as much saves nothing); else
     ``none``, with a rationale that suggests checking in. ``recent_days`` only words the
-    rationale.
+    rationale. For a ``latest`` or ``max`` metric, which has no pace, the plan must cover its
+    current value, passed as ``projected_period_total_at_new_pace``.
     """
     loc = catalog.locale
     unit = catalog.unit(metric)
@@ -186,7 +238,7 @@ def suggest_for_drop(
             "paused until you need it again.",
         )
     projected = projected_period_total_at_new_pace
-    pace = f"about {format_approx(projected, locale=loc)} {unit} this {catalog.period}"
+    lead, even = _where_after_drop(catalog, metric, projected)
     cheaper = cheaper_plans(catalog, current)
     covering = [plan for plan in cheaper if covers(plan, metric, projected)]
     if covering:
@@ -195,7 +247,7 @@ def suggest_for_drop(
             "downgrade",
             plan,
             current,
-            f"At the recent pace you'd use {pace}; {_offer(catalog, plan, current, metric)}.",
+            f"{lead}; {_offer(catalog, plan, current, metric)}.",
         )
     if not cheaper:
         return no_plan(
@@ -205,7 +257,7 @@ def suggest_for_drop(
         )
     return no_plan(
         "none",
-        f"Even at the recent pace you'd use {pace}, more than a cheaper plan includes, so "
+        f"{even}, more than a cheaper plan includes, so "
         "a smaller plan wouldn't fit; a quick check-in can tell whether something changed.",
     )
 

@@ -137,6 +137,10 @@ class _Builder:
             present = [m for m in members if m is not type(None)]
             if len(present) == 1 and any(isinstance(m, Define) for m in _unwrap(present[0])[1]):
                 return {"oneOf": [self.node(present[0]), {"type": "null"}], **keywords}
+            if len(present) == 1 and is_typeddict(_unwrap(present[0])[0]):
+                # An object or null (projection): the object's node, null added to its type.
+                node = self.node(present[0])
+                return {**node, "type": [node["type"], "null"], **keywords}
             return {"type": [_JSON_TYPES[_unwrap(m)[0]] for m in members], **keywords}
         if origin is list:
             return {"type": "array", **keywords, "items": self.node(get_args(base)[0])}
@@ -246,6 +250,8 @@ def field_table() -> str:
     for name, tp in _fields(MomentEvent).items():
         named.append(_row_of(name, tp))
         base, _ = _unwrap(tp)
+        if get_origin(base) in (Union, types.UnionType):  # an object or null: the object's rows
+            base = next((m for m in get_args(base) if is_typeddict(m)), base)
         if is_typeddict(base):
             named += [_row_of(f"{name}.{child}", sub) for child, sub in _fields(base).items()]
     lines = [TABLE_HEADER]

@@ -57,7 +57,7 @@ from domain.plans.catalog import Catalog, Plan
 from domain.plans.periods import Period
 from domain.rules.anniversaries import MetricRecap, recap_text
 from domain.rules.overage import Overage, is_over_level, overage_of, overage_suggestion
-from domain.rules.projection import Projection, project, project_recent
+from domain.rules.projection import Projection, has_pace, project, project_recent
 from domain.rules.suggestions import (
     Suggestion,
     suggest_after_recovery,
@@ -309,7 +309,9 @@ def offer_fields(
     return fields
 
 
-def _projection_fields(projection: Projection) -> ProjectionFields:
+def _projection_fields(projection: Projection | None) -> ProjectionFields | None:
+    if projection is None:  # a level (latest, max): no pace to project
+        return None
     return {
         "period_total": json_number(projection.period_total),
         "limit_reached_at": _instant(projection.limit_reached_at_ms),
@@ -351,14 +353,16 @@ def threshold_event(
     reached = triggered_at_ms if HIT_LEVEL in crossing.crossed else crossed.limit_reached_at_ms
     if reached is None and kind == "threshold-hit":
         reached = triggered_at_ms
-    projection = project(total, period, triggered_at_ms, limit, reached)
-    suggestion = suggest_upgrade(catalog, plan, metric, projection.period_total, limit)
+    projection: Projection | None = None
+    heading = total  # a level has no pace: plans must hold what it is now
+    if has_pace(catalog.aggregations.get(metric)):
+        projection = project(total, period, triggered_at_ms, limit, reached)
+        heading = projection.period_total
+    suggestion = suggest_upgrade(catalog, plan, metric, heading, limit)
     overage: Overage | None = None
     if is_over_level(crossing.level):
-        overage = overage_of(plan, metric, total, limit, projection.period_total)
-        suggestion = overage_suggestion(
-            catalog, plan, metric, suggestion, projection.period_total, overage
-        )
+        overage = overage_of(plan, metric, total, limit, heading)
+        suggestion = overage_suggestion(catalog, plan, metric, suggestion, heading, overage)
     message = threshold_message(
         wording.templates,
         _situation(wording, standing, projection, suggestion),
@@ -366,6 +370,7 @@ def threshold_event(
         limit=limit,
         level=crossing.level,
         overage=overage,
+        limit_reached_at_ms=reached,
     )
     event: ThresholdEvent = {
         "schema_version": SCHEMA_VERSION,
@@ -408,7 +413,7 @@ class _RecentHead(TypedDict):
     plan: PlanFields
     period: PeriodFields
     usage: UsageFields
-    projection: ProjectionFields
+    projection: ProjectionFields | None
 
 
 class _RecentTail(TypedDict):
@@ -421,7 +426,7 @@ class _RecentTail(TypedDict):
 
 
 def _situation(
-    wording: Wording, standing: Standing, projection: Projection, suggestion: Suggestion
+    wording: Wording, standing: Standing, projection: Projection | None, suggestion: Suggestion
 ) -> Situation:
     """What the message of a usage moment of ``standing`` speaks of."""
     return Situation(
@@ -475,13 +480,13 @@ def drop_event(
     unlimited metric has null ``usage.limit`` and ``usage.ratio``. The projection carries the
     recent pace over the rest of the period, and the suggestion must cover it.
     """
-    projection = _recent_projection(standing, evaluation)
+    projection = _recent_projection(wording, standing, evaluation)
     suggestion = suggest_for_drop(
         wording.catalog,
         standing.plan,
         standing.metric,
         evaluation.recent_total,
-        projection.period_total,
+        standing.total if projection is None else projection.period_total,
         recent_days=evaluation.recent_days,
     )
     situation = _situation(wording, standing, projection, suggestion)
@@ -522,7 +527,7 @@ def recovered_event(
     account, else ``none``.
     """
     account_id, metric = standing.account_id, standing.metric
-    projection = _recent_projection(standing, evaluation)
+    projection = _recent_projection(wording, standing, evaluation)
     suggestion = suggest_after_recovery(wording.catalog, standing.plan, metric, paused=paused)
     situation = _situation(wording, standing, projection, suggestion)
     message = recovered_message(
@@ -544,8 +549,13 @@ def recovered_event(
     }
 
 
-def _recent_projection(standing: Standing, evaluation: Evaluation) -> Projection:
-    """The period projected at the recent days' pace (drops and recoveries)."""
+def _recent_projection(
+    wording: Wording, standing: Standing, evaluation: Evaluation
+) -> Projection | None:
+    """The period projected at the recent days' pace (drops and recoveries); ``None`` for a
+    level, which has no pace."""
+    if not has_pace(wording.catalog.aggregations.get(standing.metric)):
+        return None
     return project_recent(
         standing.total,
         standing.period,
@@ -622,6 +632,8 @@ def anniversary_event(
     """The billing-anniversary event of the ``closed`` period (contract 3, 3.5);
     ``triggered_at`` is the period's end."""
     catalog, period = wording.catalog, closed.period
+    additive = ("sum", "count")
+    levels = any(catalog.aggregation(m.metric) not in additive for m in closed.recap)
     message = anniversary_message(
         wording.templates,
         catalog=catalog,
@@ -632,6 +644,7 @@ def anniversary_event(
         years=closed.years,
         recap=recap_text(catalog, closed.recap),
         suggestion=suggestion,
+        levels=levels,
     )
     return {
         "schema_version": SCHEMA_VERSION,

@@ -29,10 +29,11 @@ from domain.common.formatting import (
 )
 from domain.plans.catalog import Catalog, Plan
 from domain.plans.periods import Period, date_to_day, day_start_ms
+from domain.rules.anniversaries import peak_of
 from domain.rules.overage import Overage
 from domain.rules.projection import Projection
 from domain.rules.suggestions import Suggestion
-from domain.wording.templates import Message, Templates
+from domain.wording.templates import LEVELS, Message, Templates
 
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
@@ -42,7 +43,8 @@ _ONE: Final = Decimal(1)
 class Situation:
     """What a usage message (threshold, drop, recovery) speaks of: the ``account_id``'s
     ``metric`` on its catalog ``plan`` in the billing ``period``, its ``total`` so far, the
-    period's ``projection`` and the plan ``suggestion``."""
+    period's ``projection`` (``None`` for a level, which has no pace) and the plan
+    ``suggestion``."""
 
     catalog: Catalog
     plan: Plan
@@ -50,8 +52,13 @@ class Situation:
     metric: str
     period: Period
     total: Decimal
-    projection: Projection
+    projection: Projection | None
     suggestion: Suggestion
+
+    @property
+    def variant(self) -> str | None:
+        """The templates' variant of the metric: its aggregation, ``None`` for a sum."""
+        return self.catalog.aggregations.get(self.metric)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +92,10 @@ def _common(situation: Situation) -> dict[str, str]:
         "period_start_date": format_date(period.start_ms, locale=loc),
         "reset_date": format_date(period.end_ms, locale=loc),
         "total": format_number(situation.total, locale=loc),
-        "projected_total": format_approx(situation.projection.period_total, locale=loc),
         "rationale": suggestion.rationale,
     }
+    if situation.projection is not None:
+        values["projected_total"] = format_approx(situation.projection.period_total, locale=loc)
     suggested = None if suggestion.plan_id is None else catalog.plan(suggestion.plan_id)
     if suggested is not None and suggestion.price is not None:
         limit = suggested.limit(metric)
@@ -110,9 +118,14 @@ def threshold_message(
     limit: Decimal,
     level: Decimal,
     overage: Overage | None = None,
+    limit_reached_at_ms: int | None = None,
 ) -> Message:
     """The message of a threshold moment: the ``situation``'s total of ``limit`` used,
     crossing ``level``.
+
+    A metric with no pace (``latest``, ``max``: no projection) has no ``{pace}``, and its
+    threshold-hit's ``{limit_date}`` is ``limit_reached_at_ms``; the templates of its
+    aggregation word it as a level.
 
     ``limit`` is the account's allotment (its override, else the plan's). For threshold-near
     the ``{pace}`` sentence says when the limit will be reached at this pace, or that it will
@@ -129,7 +142,8 @@ def threshold_message(
         level_percent=format_level(level, locale=loc),
         remaining=format_number(max(limit - total, _ZERO), locale=loc),
     )
-    reached = situation.projection.limit_reached_at_ms
+    projection, variant = situation.projection, situation.variant
+    reached = limit_reached_at_ms if projection is None else projection.limit_reached_at_ms
     if kind == "threshold-hit":
         values["over"] = format_number(max(total - limit, _ZERO), locale=loc)
         if reached is None:
@@ -137,40 +151,44 @@ def threshold_message(
             raise ValueError("a threshold-hit projection needs limit_reached_at_ms")
         values["limit_date"] = format_date(reached, locale=loc)
         if level > _ONE:
-            _overage_values(templates, values, catalog, total, limit, overage)
-            return templates.render("threshold-over", suggestion.action, values)
-    else:
+            _overage_values(templates, values, situation, limit, overage)
+            return templates.render("threshold-over", suggestion.action, values, variant)
+    elif projection is not None:
         pace_values = {k: v for k, v in values.items() if k != "rationale"}
         if reached is not None:
             pace_values["limit_date"] = format_date(reached, locale=loc)
-            values["pace"] = templates.sentence("pace", "reaches_limit", pace_values)
+            values["pace"] = templates.sentence("pace", "reaches_limit", pace_values, variant)
         else:
-            values["pace"] = templates.sentence("pace", "within_limit", pace_values)
-    return templates.render(kind, suggestion.action, values)
+            values["pace"] = templates.sentence("pace", "within_limit", pace_values, variant)
+    return templates.render(kind, suggestion.action, values, variant)
 
 
 def _overage_values(
     templates: Templates,
     values: dict[str, str],
-    catalog: Catalog,
-    total: Decimal,
+    situation: Situation,
     limit: Decimal,
     overage: Overage | None,
 ) -> None:
     """Add ``{over_percent}`` and the ``{overage}`` sentence of an overage message to
-    ``values`` (which already hold the threshold-hit ones)."""
+    ``values`` (which already hold the threshold-hit ones). A metric with no pace has no
+    ``{projected_overage_cost}``."""
+    catalog, total, variant = situation.catalog, situation.total, situation.variant
     loc = catalog.locale
     values["over_percent"] = format_percent(max(total - limit, _ZERO) / limit, locale=loc)
     sentence = {k: v for k, v in values.items() if k != "rationale"}
     if overage is None:
-        values["overage"] = templates.sentence("overage", "unpriced", sentence)
+        values["overage"] = templates.sentence("overage", "unpriced", sentence, variant)
         return
     sentence.update(
         unit_price=format_unit_price(overage.unit_price, catalog.currency, locale=loc),
         overage_cost=format_money(overage.cost, catalog.currency, locale=loc),
-        projected_overage_cost=format_money(overage.projected_cost, catalog.currency, locale=loc),
     )
-    values["overage"] = templates.sentence("overage", "priced", sentence)
+    if situation.projection is not None:
+        sentence["projected_overage_cost"] = format_money(
+            overage.projected_cost, catalog.currency, locale=loc
+        )
+    values["overage"] = templates.sentence("overage", "priced", sentence, variant)
 
 
 def _recent_values(recent: RecentDays, loc: str) -> dict[str, str]:
@@ -195,7 +213,7 @@ def _recent_message(
     """A drop or recovery message: the common and recent-day placeholders, with the kind's."""
     values = _common(situation)
     values.update(_recent_values(recent, situation.catalog.locale), **values_of_kind)
-    return templates.render(kind, situation.suggestion.action, values)
+    return templates.render(kind, situation.suggestion.action, values, situation.variant)
 
 
 def drop_message(
@@ -243,7 +261,8 @@ def account_change_message(
 
     ``plan`` is the account's plan after the change. Plan changes describe the current
     ``period``: ``figures`` are its (metric, total, limit) with usage (limit ``None``:
-    unlimited), ``past`` the metrics already over the new limits and by how much. ``extra``
+    unlimited; a ``max`` metric's reads as a peak), ``past`` the metrics already over the new
+    limits and by how much. ``extra``
     holds the values only this key has (old plan, statuses, member counts, regions), already
     formatted.
     """
@@ -256,11 +275,14 @@ def account_change_message(
     }
     if key in ("plan_upgraded", "plan_downgraded", "plan_past_limit"):
         usage = [
-            f"{format_number(total, locale=loc)} {catalog.unit(metric)} (no limit)"
-            if limit is None
-            else f"{format_number(total, locale=loc)} of "
-            f"{format_number(limit, locale=loc)} {catalog.unit(metric)} "
-            f"({format_percent(total / limit, locale=loc)})"
+            peak_of(catalog, metric)
+            + (
+                f"{format_number(total, locale=loc)} {catalog.unit(metric)} (no limit)"
+                if limit is None
+                else f"{format_number(total, locale=loc)} of "
+                f"{format_number(limit, locale=loc)} {catalog.unit(metric)} "
+                f"({format_percent(total / limit, locale=loc)})"
+            )
             for metric, total, limit in figures
         ]
         values.update(
@@ -306,10 +328,12 @@ def anniversary_message(
     years: int | None,
     recap: str,
     suggestion: Suggestion,
+    levels: bool = False,
 ) -> Message:
     """The message of a billing anniversary: the closed ``period``'s ``recap`` (prose), the
     periods completed, and the whole ``years`` when the period completes some (then the
-    ``billing-anniversary-years`` templates celebrate them)."""
+    ``billing-anniversary-years`` templates celebrate them). ``levels``: the recap holds a
+    metric that is not a sum or a count, so the ``levels`` variant words it (not "you used")."""
     loc = catalog.locale
     values = {
         **_plan_values(catalog, plan, account_id),
@@ -331,7 +355,7 @@ def anniversary_message(
         table = "billing-anniversary-years"
         values["years"] = format_number(years, locale=loc)
         values["years_text"] = format_count(years, "year", locale=loc)
-    return templates.render(table, suggestion.action, values)
+    return templates.render(table, suggestion.action, values, LEVELS if levels else None)
 
 
 def milestone_message(

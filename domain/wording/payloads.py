@@ -329,7 +329,13 @@ class OverageFields(TypedDict):
     ]
     cost: Annotated[Amount, Row("number >= 0", NEVER, "`units * unit_price`, in `plan.currency`.")]
     projected_cost: Annotated[
-        Amount, Row("number >= 0", NEVER, "The cost of the period's overage at the current pace.")
+        Amount,
+        Row(
+            "number >= 0",
+            NEVER,
+            "The cost of the period's overage at the current pace; for a `latest` or `max` "
+            "metric, which has no pace, the cost of its value now (equal to `cost`).",
+        ),
     ]
 
 
@@ -518,7 +524,7 @@ class ThresholdEvent(TypedDict):
     level: Level
     crossed_levels: list[Level]
     trigger_record_id: RecordId
-    projection: ProjectionFields
+    projection: ProjectionFields | None
     overage: NotRequired[
         Annotated[
             OverageFields, Presence("`threshold-hit` above 1.0, when the plan prices overage")
@@ -541,7 +547,7 @@ class DropEvent(TypedDict):
     plan: PlanFields
     period: PeriodFields
     usage: UsageFields
-    projection: ProjectionFields
+    projection: ProjectionFields | None
     drop: DropFields
     message: MessageFields
     suggestion: Annotated[Suggestion, Actions(("pause", "downgrade", "none"))]
@@ -561,7 +567,7 @@ class RecoveredEvent(TypedDict):
     plan: PlanFields
     period: PeriodFields
     usage: UsageFields
-    projection: ProjectionFields
+    projection: ProjectionFields | None
     drop: Annotated[EndedDropFields, Presence("yes, with `drop_event_id` and `dropped_on`")]
     message: MessageFields
     suggestion: Annotated[Suggestion, Actions(("resume", "none"))]
@@ -796,15 +802,20 @@ class MomentEvent(TypedDict, total=False):
         ),
     ]
     projection: Annotated[
-        ProjectionFields,
+        ProjectionFields | None,
         Doc(
             "period_total: the period's total at the current pace (period-to-date pace for "
             "thresholds, the recent days' pace for drops), whole when usage is whole, else to "
             "hundredths. limit_reached_at: when the limit was reached, or is projected to be "
             "reached before the period ends; null when there is no limit, or the pace does not "
-            "reach it within the period."
+            "reach it within the period. The whole projection is null for a latest or max "
+            "metric: a level has no pace."
         ),
-        Row("object", NEVER, "Where the period is heading. Thresholds, drops and recoveries only."),
+        Row(
+            "object",
+            "for a `latest` or `max` metric (a level has no pace: contract 1.4)",
+            "Where the period is heading. Thresholds, drops and recoveries only.",
+        ),
     ]
     drop: Annotated[
         DropFields,

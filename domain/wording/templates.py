@@ -9,12 +9,23 @@ over already formatted strings, so a template decides wording, never number form
 :func:`load_templates` checks at start-up that every template exists and uses only the
 placeholders its kind and action provide (:data:`PLACEHOLDERS`); a mistake stops the worker
 with a :class:`~domain.errors.ConfigError` naming the file, the template and the placeholder.
+
+Aggregations (contract 1.4). A metric that is not a sum reads differently: seats are a level
+("you have 10 of 10 seats"), storage a peak, active users a distinct count. A usage table
+(:data:`USAGE_KINDS`) may hold a variant per aggregation, ``[threshold-near.upgrade.latest]``,
+and the ``[pace]`` and ``[overage]`` tables a sub-table of sentences, ``[overage.latest]``; a
+metric renders its aggregation's variant where there is one, else the plain template. A
+``latest`` or ``max`` metric has no pace, so no ``{pace}``, ``{projected_total}`` or
+``{projected_overage_cost}`` (:data:`PACELESS_MISSING`): validation refuses a plain template
+using them unless the aggregation has its variant. The billing-anniversary tables may hold a
+``levels`` variant, used when the recap holds a metric that is not a sum or a count (the
+recap is then a list of levels, not of what was used).
 """
 
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 from types import MappingProxyType
@@ -22,6 +33,8 @@ from typing import Final, Literal
 
 from domain.common.tomlfile import parse_toml, read_toml_text
 from domain.errors import ConfigError
+from domain.plans.catalog import AGGREGATIONS, Aggregation
+from domain.rules.projection import PACELESS
 
 _COMMON: Final = frozenset(
     {
@@ -193,6 +206,28 @@ _SENTENCES: Final = ("pace", "overage")
 
 _FIELDS: Final = ("title", "body")
 
+USAGE_KINDS: Final = frozenset(
+    {"threshold-near", "threshold-hit", "threshold-over", "sudden-drop", "usage-recovered"}
+)
+"""Tables whose messages speak of one metric, so may have a variant per aggregation."""
+
+VARIANTS: Final[tuple[Aggregation, ...]] = tuple(a for a in AGGREGATIONS if a != "sum")
+"""Aggregations a usage table or a sentence table may have a variant for (a sum is plain)."""
+
+PACELESS_MISSING: Final = frozenset({"pace", "projected_total", "projected_overage_cost"})
+"""Placeholders a metric of a :data:`PACELESS` aggregation does not have."""
+
+LEVELS: Final = "levels"
+"""The billing-anniversary variant for a recap holding a metric that is not a sum or a count."""
+
+_ANNIVERSARY_TABLES: Final = frozenset({"billing-anniversary", "billing-anniversary-years"})
+
+
+def allowed(table: str, key: str, aggregation: Aggregation = "sum") -> frozenset[str]:
+    """The placeholders template ``(table, key)`` has for a metric of ``aggregation``."""
+    names = PLACEHOLDERS[(table, key)]
+    return names - PACELESS_MISSING if aggregation in PACELESS else names
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -215,20 +250,42 @@ class Templates:
     messages: Mapping[tuple[str, str], Mapping[str, str]]
     pace: Mapping[str, str]
     overage: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: ``(table, key, variant)`` -> the variant's ``{"title", "body"}`` (messages) or its
+    #: sentence (``[pace]``, ``[overage]``); variants are aggregations, or ``levels``.
+    variants: Mapping[tuple[str, str, str], Mapping[str, str] | str] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
-    def render(self, kind: str, action: str, values: Mapping[str, str]) -> Message:
-        """The message of ``kind`` for a suggestion ``action``, filled with ``values``."""
+    def render(
+        self, kind: str, action: str, values: Mapping[str, str], variant: str | None = None
+    ) -> Message:
+        """The message of ``kind`` for a suggestion ``action``, filled with ``values``: its
+        ``variant`` (an aggregation, or ``levels``) where the file has one, else the plain one."""
         template = self.messages[(kind, action)]
+        if variant is not None:
+            found = self.variants.get((kind, action, variant))
+            if isinstance(found, Mapping):
+                template = found
         return Message(
             _fill(template["title"], values).strip(), _fill(template["body"], values).strip()
         )
 
     def sentence(
-        self, table: Literal["pace", "overage"], key: str, values: Mapping[str, str]
+        self,
+        table: Literal["pace", "overage"],
+        key: str,
+        values: Mapping[str, str],
+        variant: str | None = None,
     ) -> str:
-        """The ``[pace]`` or ``[overage]`` sentence ``key``, filled with ``values``."""
+        """The ``[pace]`` or ``[overage]`` sentence ``key``, filled with ``values``: the
+        ``variant`` aggregation's where the file has one, else the plain one."""
         sentences = self.pace if table == "pace" else self.overage
-        return _fill(sentences[key], values).strip()
+        template = sentences[key]
+        if variant is not None:
+            found = self.variants.get((table, key, variant))
+            if isinstance(found, str):
+                template = found
+        return _fill(template, values).strip()
 
 
 def _fill(template: str, values: Mapping[str, str]) -> str:
@@ -236,16 +293,28 @@ def _fill(template: str, values: Mapping[str, str]) -> str:
     return template.format_map(values)
 
 
-def load_templates(path: str | PathLike[str]) -> Templates:
-    """Read and validate the message templates at ``path`` (:class:`ConfigError` if unusable)."""
+def load_templates(
+    path: str | PathLike[str], aggregations: Collection[Aggregation] = AGGREGATIONS
+) -> Templates:
+    """Read and validate the message templates at ``path`` (:class:`ConfigError` if unusable)
+    for metrics of ``aggregations`` (the worker passes those its catalog uses)."""
     text = read_toml_text(
         path, what="the message templates", setting="MOMENTS_MESSAGES_FILE", error=ConfigError
     )
-    return parse_templates(text, str(path))
+    return parse_templates(text, str(path), aggregations)
 
 
-def parse_templates(text: str, source: str = "config/messages.toml") -> Templates:
-    """Validate the TOML templates ``text``; ``source`` names it in error messages."""
+def parse_templates(
+    text: str,
+    source: str = "config/messages.toml",
+    aggregations: Collection[Aggregation] = AGGREGATIONS,
+) -> Templates:
+    """Validate the TOML templates ``text``; ``source`` names it in error messages.
+
+    Every usage template must render for a metric of each of ``aggregations``: where a plain
+    template uses a placeholder an aggregation lacks (``{pace}`` for a ``latest`` metric), the
+    file must have that aggregation's variant.
+    """
     document = parse_toml(text, source, ConfigError)
 
     tables = sorted({table for table, _ in PLACEHOLDERS})
@@ -257,6 +326,7 @@ def parse_templates(text: str, source: str = "config/messages.toml") -> Template
         )
     messages: dict[tuple[str, str], Mapping[str, str]] = {}
     sentences: dict[str, dict[str, str]] = {table: {} for table in _SENTENCES}
+    variants: dict[tuple[str, str, str], Mapping[str, str] | str] = {}
     for table in tables:
         section = document.get(table)
         keys = sorted(key for t, key in PLACEHOLDERS if t == table)
@@ -265,38 +335,136 @@ def parse_templates(text: str, source: str = "config/messages.toml") -> Template
                 f"{source}: [{table}] missing; it needs {', '.join(keys)} "
                 f"({'sentences' if table in _SENTENCES else 'tables with a title and a body'})"
             )
+        if table in _SENTENCES:
+            sentences[table], found = _sentences(section, table, keys, source)
+            variants.update(found)
+            continue
         extra = sorted(set(section) - set(keys))
         if extra:
             raise ConfigError(
                 f"{source}: [{table}] unknown key {', '.join(map(repr, extra))}; "
                 f"accepted: {', '.join(map(repr, keys))}"
             )
+        kinds = _variant_names(table)
         for key in keys:
-            allowed = PLACEHOLDERS[(table, key)]
-            if table in _SENTENCES:
-                sentences[table][key] = _template(
-                    section.get(key), f"[{table}] {key}", allowed, source
-                )
-                continue
             where = f"[{table}.{key}]"
             entry = section.get(key)
             if not isinstance(entry, dict):
                 raise ConfigError(f"{source}: {where} missing; it needs a title and a body")
-            extra = sorted(set(entry) - set(_FIELDS))
+            extra = sorted(set(entry) - set(_FIELDS) - set(kinds))
             if extra:
+                accepted = ", ".join(map(repr, (*_FIELDS, *kinds)))
                 raise ConfigError(
                     f"{source}: {where} unknown key {', '.join(map(repr, extra))}; "
-                    "accepted: 'title', 'body'"
+                    f"accepted: {accepted}"
                 )
-            messages[(table, key)] = MappingProxyType(
-                {f: _template(entry.get(f), f"{where} {f}", allowed, source) for f in _FIELDS}
-            )
-    return Templates(
+            messages[(table, key)] = _message(entry, where, allowed(table, key), source)
+            for name in kinds:
+                variant = entry.get(name)
+                if variant is None:
+                    continue
+                if not isinstance(variant, dict):
+                    raise ConfigError(
+                        f"{source}: [{table}.{key}.{name}] must be a table with a title and a body"
+                    )
+                names = allowed(table, key, name) if name in VARIANTS else allowed(table, key)
+                variants[(table, key, name)] = _message(
+                    variant, f"[{table}.{key}.{name}]", names, source
+                )
+    templates = Templates(
         source,
         MappingProxyType(messages),
         MappingProxyType(sentences["pace"]),
         MappingProxyType(sentences["overage"]),
+        MappingProxyType(variants),
     )
+    _check_aggregations(templates, aggregations)
+    return templates
+
+
+def _variant_names(table: str) -> tuple[str, ...]:
+    """The variants a message table may hold: aggregations for a usage table, ``levels`` for
+    an anniversary table, none for the others."""
+    if table in USAGE_KINDS:
+        return VARIANTS
+    return (LEVELS,) if table in _ANNIVERSARY_TABLES else ()
+
+
+def _message(
+    entry: dict[str, object], where: str, names: frozenset[str], source: str
+) -> Mapping[str, str]:
+    """A ``{title, body}`` pair checked against the placeholders ``names``."""
+    return MappingProxyType(
+        {f: _template(entry.get(f), f"{where} {f}", names, source) for f in _FIELDS}
+    )
+
+
+def _sentences(
+    section: dict[str, object], table: str, keys: list[str], source: str
+) -> tuple[dict[str, str], dict[tuple[str, str, str], str]]:
+    """The sentences of ``[pace]`` or ``[overage]``, and those of their aggregation
+    sub-tables (``[overage.latest]``), each checked against its placeholders."""
+    extra = sorted(set(section) - set(keys) - set(VARIANTS))
+    if extra:
+        raise ConfigError(
+            f"{source}: [{table}] unknown key {', '.join(map(repr, extra))}; "
+            f"accepted: {', '.join(map(repr, (*keys, *VARIANTS)))}"
+        )
+    plain = {
+        key: _template(section.get(key), f"[{table}] {key}", allowed(table, key), source)
+        for key in keys
+    }
+    variants: dict[tuple[str, str, str], str] = {}
+    for name in VARIANTS:
+        sub = section.get(name)
+        if sub is None:
+            continue
+        where = f"[{table}.{name}]"
+        if not isinstance(sub, dict):
+            raise ConfigError(f"{source}: {where} must be a table of sentences")
+        extra = sorted(set(sub) - set(keys))
+        if extra:
+            raise ConfigError(
+                f"{source}: {where} unknown key {', '.join(map(repr, extra))}; "
+                f"accepted: {', '.join(map(repr, keys))}"
+            )
+        for key, value in sub.items():
+            names = allowed(table, key, name)
+            variants[(table, key, name)] = _template(value, f"{where} {key}", names, source)
+    return plain, variants
+
+
+def _check_aggregations(templates: Templates, aggregations: Collection[Aggregation]) -> None:
+    """Every template a metric of each of ``aggregations`` renders (its variant, else the plain
+    one) uses only placeholders that metric has."""
+    for aggregation in sorted(set(aggregations) & set(VARIANTS)):
+        for (table, key), message in templates.messages.items():
+            if table not in USAGE_KINDS or (table, key, aggregation) in templates.variants:
+                continue
+            for f in _FIELDS:
+                _lacks(templates, message[f], f"[{table}.{key}] {f}", table, key, aggregation)
+        for table in _SENTENCES:
+            if table == "pace" and aggregation in PACELESS:
+                continue  # a level has no pace: no threshold-near message includes one
+            plain = templates.pace if table == "pace" else templates.overage
+            for key, sentence in plain.items():
+                if (table, key, aggregation) not in templates.variants:
+                    _lacks(templates, sentence, f"[{table}] {key}", table, key, aggregation)
+
+
+def _lacks(
+    templates: Templates, text: str, where: str, table: str, key: str, aggregation: Aggregation
+) -> None:
+    names = allowed(table, key, aggregation)
+    for _, name, _, _ in string.Formatter().parse(text):
+        if name is not None and name not in names:
+            sub = f"[{table}.{key}.{aggregation}]"
+            if table in _SENTENCES:
+                sub = f"{key} in [{table}.{aggregation}]"
+            raise ConfigError(
+                f"{templates.source}: {where}: uses {{{name}}}, which a metric aggregated as "
+                f"{aggregation!r} does not have (a level has no pace); add {sub} worded for it"
+            )
 
 
 def _template(value: object, where: str, allowed: frozenset[str], source: str) -> str:

@@ -331,9 +331,9 @@ def test_a_leap_second_is_counted_not_dead_lettered(h: Harness) -> None:
 def test_a_period_total_the_decimal_context_would_round_is_dead_lettered(h: Harness) -> None:
     # 1e25 + 0.001 needs 29 digits: Python's default context (28) would round it silently.
     h.plan(b"a", plan("a", plan_id="enterprise"))
-    h.usage(usage("a", 1e25, metric="storage_gb"))
-    step = h.usage(usage("a", 0.001, metric="storage_gb"))
+    h.usage(usage("a", 1e25, metric="events"))  # a sum (storage is a peak: no addition)
+    step = h.usage(usage("a", 0.001, metric="events"))
     [letter] = h.dead_letters(step, h.settings.topic_usage_dlq)
     assert "cannot carry exactly" in letter["error"]
-    [(_, total)] = totals_of(h.store, "a").periods["storage_gb"].items()
+    [(_, total)] = totals_of(h.store, "a").periods["events"].items()
     assert total == Decimal("1e25")

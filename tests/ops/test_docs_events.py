@@ -278,3 +278,37 @@ def test_every_shipped_template_table_is_named_in_the_guide() -> None:
 @pytest.mark.parametrize("source", blocks("python"), ids=lambda s: s.splitlines()[0][:40])
 def test_python_samples_compile(source: str) -> None:
     compile(source, str(DOC_PATH), "exec")
+
+
+def sums_only(tmp_path: Path) -> Path:
+    """The shipped catalog as it was before aggregations (issue 18): every metric a sum."""
+    text = (ROOT / "config" / "plans.toml").read_text(encoding="utf-8")
+    text = re.sub(r'^(\w+) = \{ unit = ("[^"]+").*$', r"\1 = \2", text, flags=re.MULTILINE)
+    text = re.sub(r"^active_users = .*\n", "", text, flags=re.MULTILINE)
+    text = re.sub(r", active_users = \d+", "", text)
+    assert "aggregation" not in re.sub(r"#.*", "", text)
+    path = tmp_path / "plans.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_catalog_of_sums_only_gives_the_examples_as_before(tmp_path: Path) -> None:
+    """Sum metrics read exactly as before meters existed: with every metric a sum, every
+    example but those speaking of seats, storage or active users is the guide's, byte for
+    byte, and the anniversary's recap reads as it did ("you used ...")."""
+    generator = load_generator()
+    shipped = generator.examples()
+    before = generator.examples(sums_only(tmp_path))
+    assert list(before) == list(shipped)
+    changed = {"threshold-hit of a level (seats)", "billing-anniversary"}
+    for title in shipped.keys() - changed:
+        assert generator.render(before[title]) == generator.render(shipped[title]), title
+    assert before["billing-anniversary"]["message"]["body"] == (
+        "Today marks 1 year with us (12 months); thank you for growing with us. From November 1, "
+        "2026 to December 1, 2026 you used 15,000 of 10,000 API calls (150%), 0 of 100,000 events "
+        "(0%), 2 of 3 seats (66%) and 3.5 of 10 GB of storage (35%). You reached your limit of API "
+        "calls this month and the one before; Growth has room for all of it. Moving to Growth "
+        "costs $79 a month ($60 more)."
+    )
+    assert before["threshold-hit of a level (seats)"]["projection"] is not None
+    assert shipped["threshold-hit of a level (seats)"]["projection"] is None

@@ -215,7 +215,8 @@ def test_plan_change_messages_say_where_usage_stands() -> None:
     assert down["change"]["type"] == "plan_downgraded"
     assert "past its limits" in down["message"]["title"]
     body = down["message"]["body"]
-    assert "1,500 of 1,000 API calls (150%), 0.5 of 1 GB of storage (50%)" in body
+    # Storage is a max metric in the shipped catalog: its period value is a peak.
+    assert "1,500 of 1,000 API calls (150%), a peak of 0.5 of 1 GB of storage (50%)" in body
     assert "by 500 API calls" in body
     assert "December 1, 2026" in body
 

@@ -176,11 +176,19 @@ def test_threshold_hit_event(catalog: Catalog, templates: Templates) -> None:
 def test_event_numbers_are_ints_when_whole_and_floats_otherwise(
     catalog: Catalog, templates: Templates
 ) -> None:
-    event = make_threshold(catalog, templates, plan_id="free", total=D("0.5"), metric="storage_gb")
+    # A sum with a limit of 1 (storage, the shipped catalog's fractional metric, is a peak
+    # now: no projection, see tests/unit/test_wording_aggregations.py).
+    event = make_threshold(
+        catalog, templates, plan_id="free", total=D("0.5"), metric="api_calls", limit=D(1)
+    )
     assert_valid(event)
-    assert event["usage"] == {"total": 0.5, "limit": 1, "ratio": 0.5, "unit": "GB of storage"}
+    assert event["usage"] == {"total": 0.5, "limit": 1, "ratio": 0.5, "unit": "API calls"}
     assert event["plan"]["price"] == 0 and isinstance(event["plan"]["price"], int)
     assert isinstance(event["projection"]["period_total"], float)
+    peak = make_threshold(catalog, templates, plan_id="free", total=D("0.5"), metric="storage_gb")
+    assert_valid(peak)
+    assert peak["usage"] == {"total": 0.5, "limit": 1, "ratio": 0.5, "unit": "GB of storage"}
+    assert peak["projection"] is None
     assert json_number(D("10000.0")) == 10000 and isinstance(json_number(D("10000.0")), int)
     assert json_number(D("0.29")) == 0.29
     assert ratio_of(D(2), D(3)) == D("0.666666")  # rounded down

@@ -30,6 +30,7 @@ EXPECTED = [
         "150% 15,000 of 10,000 API calls; overage $10 so far, $12.74 projected; suggests upgrade "
         "to Growth",
     ),
+    ("threshold-hit of a level (seats)", "100% 3 of 3 seats; suggests upgrade to Growth"),
     ("sudden-drop", "last 3 days: 0 API calls vs 3,600 expected (0%); suggests pause"),
     (
         "usage-recovered",

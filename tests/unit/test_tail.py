@@ -305,6 +305,11 @@ GUIDE_LINES = {
         "API calls; overage $10 so far, $12.74 projected; suggests upgrade to Growth",
         "You're 50% past your 10,000 API calls",
     ),
+    "threshold-hit of a level (seats)": (
+        "2026-11-26 09:30:00  threshold-hit       acct-0042  seats      100% 3 of 3 seats; "
+        "suggests upgrade to Growth",
+        "You have 3 of 3 seats",
+    ),
     "sudden-drop": (
         "2026-11-24 00:00:00  sudden-drop         acct-0117  api_calls  last 3 days: 0 API calls "
         "vs 3,600 expected (0%); suggests pause",
