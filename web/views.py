@@ -154,6 +154,16 @@ def account_view(
         },
         "status": None if plan is None else plan.status,
         "period_totals": metrics_out,
+        # How each metric's values aggregate (contract 1.4), and the gauges' readings carried
+        # from periods no longer held: a level with no reading this period still stands.
+        "aggregations": {
+            metric: catalog.aggregation(metric)
+            for metric in sorted({*metrics_out, *totals.carry, *days.metrics})
+        },
+        "carried_readings": {
+            metric: {"value": float(value), "read_at": to_rfc3339(read_ms)}
+            for metric, (read_ms, value) in sorted(totals.carry.items())
+        },
         "lifetime": {
             metric: {
                 "total": float(lifetime.total(metric)),

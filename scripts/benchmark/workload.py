@@ -18,10 +18,6 @@ from aiokafka import AIOKafkaProducer
 
 # Plan mix of the accounts and the catalog's allotments the quantities are sized from
 # (config/plans.toml), so a realistic share of accounts crosses its thresholds.
-
-
-# Plan mix of the accounts and the catalog's allotments the quantities are sized from
-# (config/plans.toml), so a realistic share of accounts crosses its thresholds.
 PLAN_WEIGHTS: Final = {"free": 0.2, "starter": 0.4, "growth": 0.3, "scale": 0.1}
 LIMITS: Final[dict[str, dict[str, float]]] = {
     "free": {"api_calls": 1_000, "storage_gb": 1, "seats": 1, "events": 10_000},

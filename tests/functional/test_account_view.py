@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from domain.common.timeutil import to_rfc3339
 from domain.plans.periods import utc_day
+from state.transaction import StepState
+from tables.totals import put_totals, totals_of
 from tests.functional.test_anniversaries import ANCHOR, ms, run_pass, tick
 from tests.functional.test_overage_recovery import evaluate, history
 from tests.functional.test_reliability import NOW_MS, Harness, plan, usage
@@ -101,3 +104,20 @@ def test_the_last_anniversary_is_the_one_announced(tmp_path: Path) -> None:
         }
     finally:
         h.store.close()
+
+
+def test_gauges_show_their_aggregation_and_the_reading_they_carry(h: Harness) -> None:
+    """A `latest` metric with no reading in the periods held still stands at its last reading
+    (contract 1.4): the view says how each metric aggregates and what a gauge carries."""
+    h.plan(b"a", plan("a"))
+    h.usage(usage("a", 4, metric="seats"), usage("a", 40, metric="storage_gb"))
+    totals = totals_of(h.store, "a")
+    totals.prune(NOW_MS + 40 * 86_400_000)  # as if the period had closed: seats carry 4
+    state = StepState(h.store)
+    put_totals(state, "a", totals)
+    h.store.apply(state.updates())
+
+    a = view(h, "a")
+    assert a["aggregations"] == {"seats": "latest", "storage_gb": "max"}
+    assert a["carried_readings"] == {"seats": {"value": 4.0, "read_at": to_rfc3339(NOW_MS)}}
+    assert a["period_totals"] == {}
