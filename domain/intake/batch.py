@@ -210,6 +210,16 @@ def run_intake(
         for metric, aggregation in catalog.aggregations.items()
         if aggregation not in ("sum", "count")
     }
+    # The gauges: an account's readings of other metrics (their aggregation changed since they
+    # were folded) are dropped when its totals are read, before a sum is added to them.
+    gauges = frozenset(metric for metric, aggregation in folded.items() if aggregation == "latest")
+
+    def account_totals(account: str) -> AccountTotals:
+        totals = all_totals[account] = totals_of(account)
+        if totals.stamps or totals.carry:
+            totals.keep_gauges(gauges)
+        return totals
+
     distinct = _Distinct(state.distinct_held, result.distinct, rules)
     plans: dict[str, AccountPlan | None] = {}
     # The period of each account's last record: its next record nearly always falls in it,
@@ -280,7 +290,7 @@ def run_intake(
             # a total inexact, before any is folded (a single reading is checked as it folds).
             refusal = _inexact_reading(
                 readings,
-                None if late else all_totals.get(account) or totals_of(account),
+                None if late else all_totals.get(account) or account_totals(account),
                 period,
                 None if lifetime_of is None else all_lifetime.get(account) or lifetime_of(account),
                 folded,
@@ -297,7 +307,7 @@ def run_intake(
             if not late:
                 totals = all_totals.get(account)
                 if totals is None:
-                    totals = all_totals[account] = totals_of(account)
+                    totals = account_totals(account)
                 if aggregation is None:
                     change = totals.add(record.metric, period, record.quantity)
                     after = change.after

@@ -15,6 +15,7 @@ reading of its own has the value of the latest earlier reading, kept across
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -138,6 +139,15 @@ class AccountTotals:
             by_period[key] = after = quantity
             stamps[key] = ts_ms
         return ReadingChange(metric, period, before, after, replaced)
+
+    def keep_gauges(self, latest: AbstractSet[str]) -> None:
+        """Drop the readings of metrics no longer ``latest`` (the catalog changed their
+        aggregation): their cells start over, as :meth:`fold` starts over on other changes.
+
+        For the callers that fold sums by :meth:`add` (which pays no test per record for this):
+        called once per account and batch, when the account holds readings."""
+        for metric in [m for m in (*self.stamps, *self.carry) if m not in latest]:
+            self._forget(metric)
 
     def _forget(self, metric: str) -> None:
         """Drop every cell of ``metric`` (its aggregation changed: the values mean another
