@@ -465,18 +465,24 @@ def _inexact_reading(
     lifetime: AccountLifetime | None,
     folded: dict[str, Aggregation],
 ) -> str | None:
-    """Why an event's sum and count readings, all folded, would make a period or lifetime
-    total that events cannot carry exactly (contract 4), or ``None`` when they would not.
+    """Why an event's sum and count readings, folded one after the other as the intake folds
+    them, would make a period or lifetime total that events cannot carry exactly (contract 4),
+    or ``None`` when they would not.
 
-    Readings of one metric add up (two meters may feed it), so they are checked together.
+    Readings of one metric add up (two meters may feed it): each is checked against the total
+    the readings before it make, by the very tests the fold applies (adding their quantities
+    first would round: 0.001 + 1e25 is 1e25 in 28 digits, a total 1e25 + 0.001 is not).
     """
-    added: dict[str, Decimal] = {}
+    period_totals: dict[str, Decimal] = {}
+    lifetime_totals: dict[str, Decimal] = {}
     for record in readings:
-        if record.metric not in folded:
-            added[record.metric] = added.get(record.metric, _ZERO_SUM) + record.quantity
-    for metric, quantity in added.items():
+        metric, quantity = record.metric, record.quantity
+        if metric in folded:
+            continue
         if totals is not None:
-            total = totals.total(metric, period)
+            total = period_totals.get(metric)
+            if total is None:
+                total = totals.total(metric, period)
             after = total + quantity
             if not exact_in_json(after) or after - total != quantity:
                 return (
@@ -484,16 +490,19 @@ def _inexact_reading(
                     f"period from {to_rfc3339(period.start_ms)} {after}, which events cannot "
                     "carry exactly (see domain/common/numbers.py)"
                 )
-        if lifetime is not None and not lifetime.would_stay_exact(metric, quantity):
-            return (
-                f"{metric}: the event's readings would make the lifetime total of {metric} "
-                f"{lifetime.total(metric) + quantity}, which events cannot carry exactly "
-                "(see domain/common/numbers.py)"
-            )
+            period_totals[metric] = after
+        if lifetime is not None:
+            held = lifetime_totals.get(metric)
+            lifetime_after = lifetime.exact_after(metric, quantity, held)
+            if lifetime_after is None:
+                base = lifetime.total(metric) if held is None else held
+                return (
+                    f"{metric}: the event's readings would make the lifetime total of {metric} "
+                    f"{base + quantity}, which events cannot carry exactly "
+                    "(see domain/common/numbers.py)"
+                )
+            lifetime_totals[metric] = lifetime_after
     return None
-
-
-_ZERO_SUM: Final = Decimal(0)
 
 
 def _unique(record: UsageRecord) -> str:

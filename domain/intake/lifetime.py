@@ -80,13 +80,16 @@ class AccountLifetime:
         totals[metric] = after
         return after
 
-    def would_stay_exact(self, metric: str, quantity: Decimal) -> bool:
-        """Whether :meth:`add` of ``quantity`` would succeed (nothing changes here)."""
+    def exact_after(
+        self, metric: str, quantity: Decimal, total: Decimal | None = None
+    ) -> Decimal | None:
+        """The total :meth:`add` of ``quantity`` would make, from ``total`` (default: the one
+        held), or ``None`` when it would refuse it (nothing changes here)."""
         try:
-            after = _exact_add(self.totals.get(metric, _ZERO), quantity)
+            after = _exact_add(self.totals.get(metric, _ZERO) if total is None else total, quantity)
         except Inexact:
-            return False
-        return exact_in_json(after)
+            return None
+        return after if exact_in_json(after) else None
 
     def total(self, metric: str) -> Decimal:
         """Lifetime total of ``metric`` (zero when nothing was counted)."""

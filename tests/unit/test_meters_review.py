@@ -142,3 +142,55 @@ def test_a_latest_metric_made_a_count_is_written_in_a_new_period() -> None:
     assert result.outcomes == {"accepted": 1}
     assert AccountTotals.from_json(store.totals).total("seats", APRIL) == D(1)
     assert AccountTotals.from_json(store.totals).total("seats", MARCH) == D(0)
+
+
+# -- a CloudEvent folded in part ---------------------------------------------------------
+
+_TWO_METERS = _catalog(
+    'calls = "calls"',
+    """
+[[meters]]
+event_type = "job"
+metric = "calls"
+value = "small"
+[[meters]]
+event_type = "job"
+metric = "calls"
+value = "big"
+where = { kind = "x" }
+""",
+)
+
+
+def _job(time: str, small: Any, big: Any) -> RawRecord:
+    event = {
+        "specversion": "1.0",
+        "id": "ev-1",
+        "source": "/jobs",
+        "type": "job",
+        "subject": "acct-1",
+        "time": time,
+        "data": {"small": small, "big": big, "kind": "x"},
+    }
+    return RawRecord(b"acct-1", orjson.dumps(event), "usage", 0, 0, NOW)
+
+
+def test_an_event_whose_second_reading_rounds_the_total_is_refused_whole() -> None:
+    # 0.001 then 1e25: each quantity is exact, so is their rounded sum (1e25), but the
+    # period total after the second reading (1e25 + 0.001) needs 29 digits.
+    store = _Store()
+    result = store.run([_job("2026-03-20T11:00:00Z", 0.001, 1e25)], _TWO_METERS)
+    assert result.outcomes == {"invalid": 1}
+    assert len(result.dead_letters) == 1
+    assert not result.accepted
+    assert AccountTotals.from_json(store.totals).total("calls", MARCH) == D(0)
+    assert AccountLifetime.from_json(store.lifetime).total("calls") == D(0)
+    assert not AccountDaily.from_json(store.daily).metrics
+
+
+def test_a_late_event_whose_second_reading_rounds_the_lifetime_is_refused_whole() -> None:
+    store = _Store()
+    result = store.run([_job("2026-02-20T11:00:00Z", 0.001, 1e25)], _TWO_METERS)
+    assert result.outcomes == {"invalid": 1}
+    assert AccountLifetime.from_json(store.lifetime).total("calls") == D(0)
+    assert not AccountDaily.from_json(store.daily).metrics
