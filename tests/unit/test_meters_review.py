@@ -8,8 +8,9 @@
   the second one: refused whole, nothing of it folded (it was folded in part: the check
   before the fold added the readings' quantities first, and that sum rounds).
 - ``run_intake`` over arbitrary JSON values and headers for a catalog that uses every
-  aggregation and meters: it never raises, every record ends under exactly one outcome (or
-  is forwarded), and the state it returns is written and read back.
+  aggregation and meters (or the same metrics under other aggregations, batch by batch): it
+  never raises, every record ends under exactly one outcome (or is forwarded), and the state
+  it returns is written and read back.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from domain.common.timeutil import to_rfc3339
 from domain.intake.accounts import AccountPlan
 from domain.intake.batch import IntakeResult, IntakeRules, IntakeState, RawRecord, run_intake
 from domain.intake.daily import AccountDaily
@@ -27,6 +31,7 @@ from domain.intake.lifetime import AccountLifetime
 from domain.intake.usage import AccountTotals
 from domain.plans.catalog import Catalog, parse_catalog
 from domain.plans.periods import Period
+from tests.strategies import json_values
 from tests.unit.factories import DAY_MS, HOUR_MS, ms
 
 D = Decimal
@@ -194,3 +199,269 @@ def test_a_late_event_whose_second_reading_rounds_the_lifetime_is_refused_whole(
     assert result.outcomes == {"invalid": 1}
     assert AccountLifetime.from_json(store.lifetime).total("calls") == D(0)
     assert not AccountDaily.from_json(store.daily).metrics
+
+
+# -- run_intake never raises ---------------------------------------------------------------
+
+_EVERY_AGGREGATION = _catalog(
+    """calls = "calls"
+logins = { unit = "logins", aggregation = "count" }
+storage = { unit = "GB", aggregation = "max" }
+seats = { unit = "seats", aggregation = "latest" }
+users = { unit = "users", aggregation = "unique_count", unique = "user.id" }""",
+    """
+[[milestones]]
+metric = "calls"
+at = [10, 100]
+reward = "a cake"
+[[milestones]]
+metric = "logins"
+at = [2, 5]
+reward = "a cake"
+[[meters]]
+event_type = "req"
+metric = "calls"
+[[meters]]
+event_type = "req"
+metric = "logins"
+[[meters]]
+event_type = "req"
+metric = "users"
+[[meters]]
+event_type = "gauge"
+metric = "seats"
+value = "n"
+[[meters]]
+event_type = "gauge"
+metric = "storage"
+value = "gb.size"
+where = { kind = "disk" }
+[[meters]]
+event_type = "gauge"
+metric = "calls"
+value = "n"
+""",
+)
+
+# The same metrics and meters, each under another aggregation: a catalog changed between runs.
+_SWAPPED = _catalog(
+    """calls = { unit = "calls", aggregation = "latest" }
+logins = { unit = "logins", aggregation = "unique_count", unique = "user.id" }
+storage = "GB"
+seats = { unit = "seats", aggregation = "max" }
+users = { unit = "users", aggregation = "count" }""",
+    """
+[[milestones]]
+metric = "storage"
+at = [10, 100]
+reward = "a cake"
+[[meters]]
+event_type = "req"
+metric = "calls"
+[[meters]]
+event_type = "req"
+metric = "logins"
+[[meters]]
+event_type = "gauge"
+metric = "seats"
+value = "n"
+[[meters]]
+event_type = "gauge"
+metric = "storage"
+value = "gb.size"
+where = { kind = "disk" }
+[[meters]]
+event_type = "gauge"
+metric = "users"
+""",
+)
+
+_METRICS = st.sampled_from(["calls", "logins", "storage", "seats", "users", "other", "Bad!"])
+_TIMES = (
+    st.sampled_from(
+        [
+            "2026-03-20T11:00:00Z",
+            "2026-03-20T11:00:00+02:00",
+            "2026-02-27T10:00:00Z",
+            "2026-02-28T23:30:00Z",
+            "2026-01-01T00:00:00Z",
+            "2026-03-20T12:10:00Z",
+            "garbage",
+            "",
+        ]
+    )
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.sampled_from([NOW, NOW - 40 * DAY_MS, NOW - HOUR_MS])
+)
+_QUANTITIES = (
+    st.sampled_from([0, 1, 2.5, -1, 1e25, 0.001, 1e30, 1e31, 2**63, "3", None, True, 1e-31])
+    | json_values
+)
+_SCALARS: st.SearchStrategy[Any] = (
+    st.sampled_from(["u1", "u2", 1, 1.0, True, None, "", [], {}, "x" * 300]) | json_values
+)
+
+
+def _maybe(field: str, values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.one_of(st.just({}), values.map(lambda v: {field: v}))
+
+
+def _merged(*parts: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
+    def merge(found: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for part in found:
+            out.update(part)
+        return out
+
+    return st.tuples(*parts).map(merge)
+
+
+_ACCOUNTS = st.sampled_from(["acct-1", "acct-2", "", 7, None])
+_PLAIN = _merged(
+    _maybe("record_id", st.sampled_from(["r1", "r2", "r3", "", 5]) | json_values),
+    _maybe("account_id", _ACCOUNTS),
+    _maybe("metric", _METRICS | json_values),
+    _maybe("quantity", _QUANTITIES),
+    _maybe("timestamp", _TIMES),
+    _maybe("user", _merged(_maybe("id", _SCALARS))),
+    _maybe("attributes", st.dictionaries(st.sampled_from(["user", "x"]), json_values, max_size=2)),
+)
+_DATA = (
+    _merged(
+        _maybe("n", _QUANTITIES),
+        _maybe("kind", st.sampled_from(["disk", "ram", None])),
+        _maybe("gb", _merged(_maybe("size", _QUANTITIES))),
+        _maybe("user", _merged(_maybe("id", _SCALARS))),
+    )
+    | json_values
+)
+_STRUCTURED = _merged(
+    _maybe("specversion", st.sampled_from(["1.0", "0.3", 1])),
+    _maybe("id", st.sampled_from(["e1", "e2", "", 3]) | json_values),
+    _maybe("source", st.sampled_from(["/a", "/b", ""]) | json_values),
+    _maybe("type", st.sampled_from(["req", "gauge", "none"]) | json_values),
+    _maybe("subject", _ACCOUNTS),
+    _maybe("time", _TIMES),
+    _maybe("data", _DATA),
+    _maybe("datacontenttype", st.sampled_from(["application/json", "text/plain"])),
+)
+_HEADER_NAMES = st.sampled_from(
+    [
+        "ce_specversion",
+        "ce_id",
+        "ce_source",
+        "ce_type",
+        "ce_subject",
+        "ce_time",
+        "content-type",
+        "ce_datacontenttype",
+        "other",
+    ]
+)
+_HEADER_VALUES = st.sampled_from(
+    [
+        b"1.0",
+        b"e1",
+        b"/a",
+        b"req",
+        b"gauge",
+        b"acct-1",
+        b"2026-03-20T11:00:00Z",
+        b"application/cloudevents+json",
+        b"application/json",
+        b"\xff\xfe",
+        b"",
+    ]
+) | st.binary(max_size=8)
+_HEADERS = st.lists(st.tuples(_HEADER_NAMES, _HEADER_VALUES), max_size=6).map(tuple)
+# Well-formed records and events, most of them accepted: state to fold into and carry over.
+_GOOD_TIMES = st.sampled_from(
+    [NOW - HOUR_MS, NOW - 10 * DAY_MS, NOW + 20 * DAY_MS, NOW + 45 * DAY_MS, NOW + 60 * DAY_MS]
+)
+_GOOD_PLAIN = st.fixed_dictionaries(
+    {
+        "record_id": st.sampled_from(["g1", "g2", "g3", "g4"]),
+        "account_id": st.just("acct-1"),
+        "metric": st.sampled_from(["calls", "logins", "storage", "seats", "users"]),
+        "quantity": st.sampled_from([0, 1, 3, 2.5]),
+        "timestamp": _GOOD_TIMES,
+        "user": st.fixed_dictionaries({"id": st.sampled_from(["u1", "u2", 3])}),
+    }
+)
+_GOOD_EVENT = st.fixed_dictionaries(
+    {
+        "specversion": st.just("1.0"),
+        "id": st.sampled_from(["e1", "e2", "e3"]),
+        "source": st.sampled_from(["/a", "/b"]),
+        "type": st.sampled_from(["req", "gauge"]),
+        "subject": st.just("acct-1"),
+        "time": _GOOD_TIMES.map(to_rfc3339),
+        "data": st.fixed_dictionaries(
+            {
+                "n": st.sampled_from([1, 4]),
+                "kind": st.just("disk"),
+                "gb": st.fixed_dictionaries({"size": st.sampled_from([2, 7])}),
+                "user": st.fixed_dictionaries({"id": st.sampled_from(["u1", "u2"])}),
+            }
+        ),
+    }
+)
+_VALUES = (
+    _GOOD_PLAIN.map(orjson.dumps)
+    | _GOOD_EVENT.map(orjson.dumps)
+    | _PLAIN.map(orjson.dumps)
+    | _STRUCTURED.map(orjson.dumps)
+    | _DATA.map(orjson.dumps)
+    | json_values.map(orjson.dumps)
+    | st.binary(max_size=20)
+    | st.sampled_from([b'{"quantity": 1e400}', b'{"timestamp": 123456789012345678901234567890}'])
+    | st.none()
+)
+_RAWS = st.lists(
+    st.tuples(st.just(b"acct-1"), _GOOD_PLAIN.map(orjson.dumps), st.just(()))
+    | st.tuples(st.sampled_from([b"acct-1", b"acct-2", None, b"\xff"]), _VALUES, _HEADERS),
+    max_size=12,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            _RAWS,
+            st.sampled_from([_EVERY_AGGREGATION, _SWAPPED]),
+            st.sampled_from([0, HOUR_MS, 13 * DAY_MS, 50 * DAY_MS]),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_run_intake_never_raises_and_gives_each_record_one_outcome(
+    batches: list[
+        tuple[list[tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]], Catalog, int]
+    ],
+) -> None:
+    # Batches of one partition, each under either catalog (a restart that changed every
+    # metric's aggregation) and a little or much later, the state written and read between.
+    store = _Store()
+    offset = 0
+    now_ms = NOW
+    for batch, catalog, later_ms in batches:
+        now_ms += later_ms
+        raws = [
+            RawRecord(key, value, "usage", 0, offset + i, now_ms, headers)
+            for i, (key, value, headers) in enumerate(batch)
+        ]
+        offset += len(raws)
+        result = store.run(raws, catalog, now_ms)
+        handled = sum(result.outcomes.values()) + len(result.rekey) + len(result.misplaced)
+        assert handled == len(raws)
+        assert len(result.dead_letters) == result.outcomes["invalid"]
+        assert set(result.outcomes) <= {
+            "accepted",
+            "duplicate",
+            "invalid",
+            "late",
+            "unknown_account",
+            "unmetered",
+        }
