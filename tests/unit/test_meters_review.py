@@ -527,3 +527,66 @@ def test_a_sum_metric_made_a_max_starts_over() -> None:
         _catalog('seats = { unit = "s", aggregation = "max" }'),
     )
     assert AccountTotals.from_json(store.totals).total("seats", MARCH) == D(4)
+
+
+# -- a gauge's carry as time goes by -------------------------------------------------------
+
+_SEATS = _catalog('seats = { unit = "seats", aggregation = "latest" }')
+_JAN = ms("2026-01-01T00:00:00")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(st.integers(0, 24 * 100), st.integers(0, 9), st.integers(0, 30)),
+            max_size=5,
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.lists(st.integers(0, 24 * 20), min_size=8, max_size=8),
+)
+def test_a_gauge_reads_its_latest_reading_before_each_period_end_as_time_goes_by(
+    batches: list[list[tuple[int, int, int]]], steps_h: list[int]
+) -> None:
+    # Records (hour of their timestamp since Jan 1, quantity, record id) in batches an
+    # increasing number of hours apart: the current period's value is the oracle's, the
+    # reading with the greatest timestamp below its end among the records folded (not late,
+    # not repeated), the later read winning a tie, whatever was pruned into the carry.
+    store = _Store()
+    now_ms = _JAN
+    folded: list[tuple[int, int, int]] = []  # (ts, order read, quantity)
+    offset = 0
+    for batch, step_h in zip(batches, steps_h, strict=False):
+        now_ms += step_h * HOUR_MS
+        raws = []
+        for hour, quantity, rid in batch:
+            ts = _JAN + hour * HOUR_MS
+            value = {
+                "record_id": f"r{rid}",
+                "account_id": "acct-1",
+                "metric": "seats",
+                "quantity": quantity,
+                "timestamp": ts,
+            }
+            raws.append(RawRecord(b"acct-1", orjson.dumps(value), "usage", 0, offset, now_ms))
+            offset += 1
+        result = store.run(raws, _SEATS, now_ms)
+        folded.extend(
+            (a.record.timestamp_ms, len(folded) + i, int(a.record.quantity))
+            for i, a in enumerate(result.accepted)
+        )
+        period = _month_of(now_ms)
+        readings = [r for r in folded if r[0] < period.end_ms]
+        expected = D(max(readings)[2]) if readings else D(0)
+        assert AccountTotals.from_json(store.totals).total("seats", period) == expected
+
+
+def _month_of(at_ms: int) -> Period:
+    from datetime import UTC, datetime
+
+    at = datetime.fromtimestamp(at_ms / 1000, tz=UTC)
+    start = datetime(at.year, at.month, 1, tzinfo=UTC)
+    end = datetime(at.year + at.month // 12, at.month % 12 + 1, 1, tzinfo=UTC)
+    return Period.from_ms(int(start.timestamp() * 1000), int(end.timestamp() * 1000))
