@@ -288,20 +288,27 @@ def test_daily_rhythm_peaks_in_the_afternoon_and_rests_at_weekends() -> None:
 
 # ---------------------------------------------------------------------------- CloudEvents
 
-METERED = SHIPPED.read_text().replace(
-    "[metrics]                 # metric -> display unit used in messages\n",
-    '[metrics]                 # metric -> display unit used in messages\ntokens = "LLM tokens"\n',
-) + (
-    '\n[[meters]]\nevent_type = "api-request"\nmetric = "api_calls"\n'
-    '\n[[meters]]\nevent_type = "llm-completion"\nmetric = "tokens"\nvalue = "usage.tokens"\n'
-    'where = { model = "gpt-4o", cached = false }\n'
+#: The shipped catalog with a token meter that reads a nested field and filters on ``where``.
+NESTED = SHIPPED.read_text().replace(
+    'value = "tokens" ',
+    'value = "usage.tokens"\nwhere = { model = "gpt-4o", cached = false } ',
 )
 
 
-def test_metered_usage_goes_as_cloudevents_in_both_modes() -> None:
+def test_the_shipped_catalog_meters_api_requests_and_llm_completions(catalog: Catalog) -> None:
+    assert [(m.event_type, m.metric, m.value) for m in catalog.meters] == [
+        ("api-request", "api_calls", None),
+        ("llm-completion", "tokens", ("tokens",)),
+    ]
+    assert catalog.aggregation("tokens") == "sum"
+    assert "usage.tokens" in NESTED
+
+
+@pytest.mark.parametrize("text", [SHIPPED.read_text(), NESTED], ids=["shipped", "nested"])
+def test_metered_usage_goes_as_cloudevents_in_both_modes(text: str) -> None:
     """With [[meters]] in the catalog: every tokens record and some one-call records are
     CloudEvents, each read by the worker as the usage it stands for."""
-    catalog = parse_catalog(METERED, "plans.toml")
+    catalog = parse_catalog(text, "plans.toml")
     sim = Simulator(catalog, accounts=20, rate=50.0, bad_every=200, seed=1, run_id="test")
     records = run(sim, 120, 50)
     events = [r for r in records if r.kind == "cloudevent"]
