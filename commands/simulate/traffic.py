@@ -180,7 +180,9 @@ class Level:
     next_ms: int | None = None
     """When a ``latest`` level steps next (at most one step a reading)."""
     base: float = 1.0
-    """The level a ``latest`` level drifts around; a hot account's climbs up to it instead."""
+    """The level a ``latest`` level drifts around."""
+    top: float = math.inf
+    """A hot account's level climbs (seats) or grows (storage) up to this, twice its limit."""
     hot: bool = False
 
 
@@ -378,7 +380,8 @@ class Simulator:
             # Seats: a whole level around which it drifts; a hot account climbs past its limit.
             base = max(1.0, round(scale * fraction))
             start = max(1.0, math.ceil(scale * 0.7)) if hot else base
-            account.levels[metric] = Level(start, base=2 * scale if hot else base, hot=hot)
+            top = 2 * scale if hot else math.inf
+            account.levels[metric] = Level(start, base=base, top=top, hot=hot)
         elif aggregation == "max":
             # Storage: grows a little each month; a hot account's by minutes.
             if hot:
@@ -391,7 +394,7 @@ class Simulator:
                     scale * fraction,
                     scale * rng.uniform(*GROWTH_PER_MONTH) / (MINUTES_PER_MONTH),
                 )
-            account.levels[metric] = Level(start, per_min)
+            account.levels[metric] = Level(start, per_min, top=2 * scale if hot else math.inf)
         elif aggregation == "unique_count":
             users = scale * (HOT_USERS if hot else fraction)
             account.users[metric] = max(1, math.ceil(users) if hot else round(users))
@@ -403,6 +406,19 @@ class Simulator:
     def hot_accounts(self) -> list[Account]:
         """Accounts that approach their limit within minutes."""
         return [a for a in self.accounts if a.hot]
+
+    @property
+    def hot_metrics(self) -> list[str]:
+        """The metrics whose limits the hot accounts reach within minutes: the hot metric,
+        then every level and distinct count the lowest plan limits."""
+        lowest = self.catalog.plans[0]
+        levels = [
+            m
+            for m in self._metrics
+            if self._aggregation[m] in ("latest", "max", "unique_count")
+            and lowest.limit(m) is not None
+        ]
+        return ([] if self.hot_metric is None else [self.hot_metric]) + levels
 
     # ------------------------------------------------------------------ plans
 
@@ -579,7 +595,7 @@ class Simulator:
             level.next_ms = now_ms + self._drift_ms(level, rng)
         elif now_ms >= level.next_ms:
             if level.hot:
-                level.value = min(level.value + 1, level.base)
+                level.value = min(level.value + 1, level.top)
             else:
                 # Back toward its usual level more often than away from it.
                 up = 0.5 if level.value == level.base else 0.3 if level.value > level.base else 0.7
@@ -595,7 +611,8 @@ class Simulator:
     def _max(level: Level, now_ms: int, rng: random.Random) -> float:
         """A reading of a growing level: the level now, or a little under it."""
         if level.since_ms is not None and now_ms > level.since_ms:
-            level.value += level.per_min * (now_ms - level.since_ms) / MINUTE_MS
+            grown = level.value + level.per_min * (now_ms - level.since_ms) / MINUTE_MS
+            level.value = max(level.value, min(grown, level.top))
         level.since_ms = max(now_ms, level.since_ms or now_ms)
         return round(level.value * (1.0 - rng.uniform(0.0, READING_DIP)), 3)
 
@@ -632,8 +649,10 @@ class Simulator:
         elif aggregation in ("count", "unique_count"):
             quantity = 1  # optional, and ignored (contract 1.4)
             if aggregation == "unique_count":
-                # Some users come back often, others now and then: the count grows gradually.
-                user = f"user-{int(account.users[metric] * rng.random() ** 2) + 1:04d}"
+                # Some users come back often, others now and then: the count grows gradually
+                # (a hot account's new users come at once, as when a team joins).
+                draw = rng.random() if account.hot else rng.random() ** 2
+                user = f"user-{int(account.users[metric] * draw) + 1:04d}"
         else:
             quantity = self._quantity(metric, mean, rng)
         value = self._usage_value(account, metric, quantity, now_ms, rng)
