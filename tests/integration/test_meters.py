@@ -189,6 +189,14 @@ class Meters:
         return out
 
 
+async def _today_is(meters: Meters, account: str, metric: str, want: float) -> None:
+    """The account's value of ``metric`` today (UTC) in ``/accounts``, behind drops, is ``want``."""
+    view = await meters.stack.account(meters.worker, account)
+    assert view is not None
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert view["drops"]["recent_daily_totals"][metric][today] == want, view["drops"]
+
+
 def _rfc3339(ms: int) -> str:
     seconds, millis = divmod(ms, 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
@@ -228,7 +236,11 @@ async def test_a_gauge_crosses_its_limit_once_in_a_period(meters: Meters) -> Non
     await meters.reading("g-seats", "s2", "seats", 1)  # falls back
     await meters.totals_become("g-seats", {"seats": 1})
     await meters.reading("g-seats", "s3", "seats", 3)  # back at the limit: not announced again
-    await meters.totals_become("g-seats", {"seats": 3})
+    # A reading older than the latest one changes nothing (it is still accepted).
+    await meters.reading("g-seats", "s-old", "seats", 0, ts=int(time.time() * 1000) - 60_000)
+    await meters.reading("g-seats", "b-last", "storage_gb", 1)  # marks the end of the records
+    await meters.totals_become("g-seats", {"seats": 3, "storage_gb": 1})
+    await _today_is(meters, "g-seats", "seats", 3)
 
     [hit] = await meters.events("g-seats")
     assert (hit["kind"], hit["metric"], hit["level"]) == ("threshold-hit", "seats", 1.0)
@@ -245,6 +257,7 @@ async def test_a_peak_crosses_a_storage_limit(meters: Meters) -> None:
         await meters.reading("g-storage", f"b{i}", "storage_gb", quantity)
     await meters.reading("g-storage", "b-last", "seats", 1)  # marks the end of the records
     await meters.totals_become("g-storage", {"storage_gb": 12, "seats": 1})
+    await _today_is(meters, "g-storage", "storage_gb", 12)
 
     [hit] = await meters.events("g-storage")
     assert (hit["kind"], hit["metric"], hit["level"]) == ("threshold-hit", "storage_gb", 1.0)
