@@ -174,6 +174,19 @@ class Meters:
         except AssertionError:
             raise AssertionError(f"{account}: {last} is not {want}") from None
 
+    async def dead_letters(self, account: str, count: int) -> list[dict[str, Any]]:
+        """The first ``count`` dead letters of records keyed by ``account``, in order."""
+        topic = f"{self.stack.usage_topic}.dlq"
+        out: list[dict[str, Any]] = []
+
+        async def arrived() -> bool:
+            messages = await self.stack.read_all(topic, settle_s=0.5)
+            out[:] = [orjson.loads(m.value) for m in messages if m.key == account.encode()]
+            return len(out) >= count
+
+        await eventually(arrived)
+        return out[:count]
+
     async def events(self, account: str, *, settle_s: float = 2.0) -> list[dict[str, Any]]:
         """Every committed threshold event of ``account``, schema-checked, after a quiet wait."""
         out: list[dict[str, Any]] = []
@@ -275,8 +288,11 @@ async def test_distinct_users_cross_a_limit(meters: Meters) -> None:
     await meters.user("g-users", "u5", "cy")  # the third distinct user: hit
     await meters.user("g-users", "u6", "bo")  # seen: nothing
     await meters.user("g-users", "u7", "ana")
+    await meters.reading("g-users", "u8", "active_users", 1)  # no user_id: dead-lettered
     await meters.totals_become("g-users", {"active_users": 3})
 
+    [letter] = await meters.dead_letters("g-users", 1)
+    assert letter["error"].startswith("user_id: missing"), letter
     [hit] = await meters.events("g-users")
     assert (hit["kind"], hit["metric"], hit["level"]) == ("threshold-hit", "active_users", 1.0)
     assert hit["trigger_record_id"] == "u5"
@@ -302,7 +318,14 @@ async def test_cloudevents_in_both_modes_feed_two_meters_each(meters: Meters) ->
     # The same id from another source is another event.
     await meters.binary("ce-1", "e1", "llm-completion", {"tokens": 50}, source="/batch")
 
+    # An event that cannot feed a meter that takes it feeds none: dead-lettered whole.
+    await meters.binary("ce-1", "e6", "llm-completion", {"tokens": "x"})
+    await meters.structured("ce-1", "e7", "api-request", {"path": "/"})  # no user_id
+
     await meters.totals_become("ce-1", {"api_calls": 5, "tokens": 200, "active_users": 2})
+    bad_tokens, no_user = await meters.dead_letters("ce-1", 2)
+    assert bad_tokens["error"].startswith('data.tokens: must be a finite number >= 0, got "x"')
+    assert no_user["error"].startswith("data.user_id: missing"), no_user
     await worker.metric_becomes("moments_records_total", unmetered + 1, outcome="unmetered")
     await worker.metric_becomes("moments_records_total", duplicates + 2, outcome="duplicate")
 
