@@ -8,12 +8,16 @@ import os
 from app.codecs import CODECS, check_codecs
 from config.settings import load_settings, unknown_variables
 from domain.plans.catalog import load_catalog
+from domain.wording.templates import load_templates
 
 
 def run_check_config(_: argparse.Namespace) -> int:
-    """Validate settings, the plan catalog and the Kafka codecs, and print a summary."""
+    """Validate settings, the plan catalog, the message templates and the Kafka codecs, and
+    print a summary."""
     settings = load_settings(os.environ)
     catalog = load_catalog(settings.plans_file)
+    # The message templates as the worker reads them: a variant per aggregation in use.
+    load_templates(settings.messages_file, {"sum", *catalog.aggregations.values()})
     check_codecs()
     print("settings:")
     for name, value in settings.summary().items():
@@ -24,6 +28,14 @@ def run_check_config(_: argparse.Namespace) -> int:
     for plan in catalog.plans:
         limits = ", ".join(f"{m}={v}" for m, v in sorted(plan.limits.items())) or "unlimited"
         print(f"  {plan.rank}. {plan.id} ({plan.name}) {plan.price} {catalog.currency}: {limits}")
+    metrics = sorted({*catalog.units, *catalog.aggregations})
+    print("  metrics: " + ", ".join(f"{m} ({catalog.aggregation(m)})" for m in metrics))
+    for meter in catalog.meters:
+        value = "1 each" if meter.value is None else "data." + ".".join(meter.value)
+        where = "".join(
+            f", data.{'.'.join(path)} = {wanted!r}" for path, wanted in meter.where.items()
+        )
+        print(f"  meter: CloudEvents {meter.event_type!r} -> {meter.metric} ({value}{where})")
     print(f"compression codecs decoded: none, {', '.join(CODECS)}")
     for name in unknown_variables(os.environ):
         print(f"warning: {name} is not a setting of usage-moments (typo?)")

@@ -118,11 +118,17 @@ class Showcase:
         return f"demo-{role}-{self.tag}"
 
     def _limited_metric(self, plan: Plan) -> str:
-        if "api_calls" in plan.limits:
+        """The metric the demo accounts use: a sum (its daily totals and steps add up, as
+        the drop history and the overage job need), ``api_calls`` when the plan limits it."""
+        sums = [m for m in sorted(plan.limits) if self.catalog.aggregation(m) == "sum"]
+        if "api_calls" in sums:
             return "api_calls"
-        if plan.limits:
-            return sorted(plan.limits)[0]
-        return next(iter(self.catalog.units))
+        if sums:
+            return sums[0]
+        return next(
+            (m for m in self.catalog.units if self.catalog.aggregation(m) == "sum"),
+            next(iter(self.catalog.units)),
+        )
 
     def _plan_value(self, account_id: str, plan: Plan, updated_ms: int, **extra: Any) -> bytes:
         value: dict[str, Any] = {

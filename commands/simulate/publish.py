@@ -108,13 +108,13 @@ async def _publish(
     hot = ", ".join(f"{a.account_id} ({a.plan.name})" for a in sim.hot_accounts) or "none"
     logger.info(
         "published %d account plans to %s; now ~%g usage records/s to %s "
-        "(one bad in %s); hot accounts, near their %s limit within minutes: %s",
+        "(one bad in %s); hot accounts, near their %s limits within minutes: %s",
         len(sim.accounts),
         settings.topic_accounts,
         args.rate,
         settings.topic_usage,
         args.bad_every or "never",
-        sim.hot_metric,
+        ", ".join(sim.hot_metrics) or "no",
         hot,
     )
     started = last_tick = last_summary = loop.time()

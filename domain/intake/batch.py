@@ -230,6 +230,12 @@ def run_intake(
     late_before_ms = now_ms - rules.late_grace_ms
     oldest_day = utc_day(now_ms) - rules.daily_retention_days + 1
     oldest_daily_ms = day_start_ms(oldest_day)
+
+    def refuse(raw: Raw, reason: str | InvalidUsageRecord) -> None:
+        outcomes["invalid"] += 1
+        letter = dead_letter(reason, raw.topic, raw.partition, raw.offset, raw.value, now_ms)
+        dead_letters.append((raw, letter))
+
     for raw in batch:
         value = raw.value
         headers = raw.headers
@@ -245,10 +251,7 @@ def run_intake(
         except InvalidUsageRecord as exc:
             found = _structured(exc, raw, catalog, now_ms, max_skew_ms)
             if isinstance(found, InvalidUsageRecord):
-                outcomes["invalid"] += 1
-                dead_letters.append(
-                    (raw, dead_letter(found, raw.topic, raw.partition, raw.offset, value, now_ms))
-                )
+                refuse(raw, found)
                 continue
             event = found
         if event is None:
@@ -296,10 +299,7 @@ def run_intake(
                 folded,
             )
             if refusal is not None:
-                outcomes["invalid"] += 1
-                dead_letters.append(
-                    (raw, dead_letter(refusal, raw.topic, raw.partition, raw.offset, value, now_ms))
-                )
+                refuse(raw, refusal)
                 continue
         refused = False
         for record in readings:

@@ -191,7 +191,7 @@ def parse_cloudevent(
         unique = None
         if aggregation == "unique_count":
             unique = _unique(data, catalog.unique_fields[metric], metric)
-        readings.append(_reading(event_id, account_id, metric, quantity, timestamp_ms, unique))
+        readings.append(_usage_record(event_id, account_id, metric, quantity, timestamp_ms, unique))
     # By its slot setters, as UsageRecord is built (domain.common.slots): twice as fast.
     metered: MeteredEvent = object.__new__(MeteredEvent)
     _set_record_id(metered, event_id)
@@ -200,22 +200,6 @@ def parse_cloudevent(
     _set_timestamp_ms(metered, timestamp_ms)
     _set_readings(metered, tuple(readings))
     return metered
-
-
-def _reading(
-    record_id: str,
-    account_id: str,
-    metric: str,
-    quantity: Decimal,
-    timestamp_ms: int,
-    unique: str | None,
-) -> UsageRecord:
-    """One reading of an event: every reading is built here.
-
-    ``unique`` is the distinct value's key (its JSON text) for a ``unique_count`` metric, else
-    ``None``.
-    """
-    return _usage_record(record_id, account_id, metric, quantity, timestamp_ms, unique)
 
 
 #: Structured mode names each attribute as it is; binary mode by its header (``_binary``).

@@ -122,6 +122,24 @@ def test_a_valid_custom_catalog_is_accepted(moments: Run, plans_file: Callable[[
     assert "starter (Starter)" in done.stdout
 
 
+def test_check_config_lists_aggregations_and_meters(
+    moments: Run, plans_file: Callable[[str], str]
+) -> None:
+    metered = (
+        '[metrics]\nseats = { unit = "seats", aggregation = "latest" }\n'
+        + STARTER
+        + '[[meters]]\nevent_type = "llm-completion"\nmetric = "tokens"\nvalue = "usage.tokens"\n'
+        + 'where = { model = "gpt-4o" }\n'
+    )
+    done = moments("check-config", PLANS_FILE=plans_file(metered))
+    assert done.returncode == 0, done.stderr
+    assert "  metrics: seats (latest)\n" in done.stdout
+    assert (
+        "  meter: CloudEvents 'llm-completion' -> tokens (data.usage.tokens, "
+        "data.model = 'gpt-4o')\n" in done.stdout
+    )
+
+
 @pytest.mark.parametrize(
     ("short", "value"),
     [("PROCESSING_GUARANTEE", "maybe"), ("PARTITIONS", "zero")],
@@ -134,3 +152,12 @@ def test_worker_refuses_a_bad_setting_before_connecting(
     line = one_line(done.stderr)
     assert f"MOMENTS_{short}" in line
     assert "127.0.0.1" not in done.stderr
+
+
+def test_check_config_reads_the_message_templates(moments: Run, tmp_path: Path) -> None:
+    broken = tmp_path / "messages.toml"
+    broken.write_text("[threshold-near\n")
+    done = moments("check-config", MESSAGES_FILE=str(broken))
+    assert done.returncode == EXIT_CONFIG
+    assert str(broken) in one_line(done.stderr)
+    assert "ok" not in done.stdout

@@ -21,7 +21,7 @@ from domain.intake.daily import CLOSED, DailyTotals
 from domain.intake.records import Metering, parse_plan, parse_usage
 from domain.moments.changes import diff_accounts
 from domain.moments.evaluation import due_day
-from domain.plans.catalog import Catalog, load_catalog
+from domain.plans.catalog import Catalog, load_catalog, parse_catalog
 from domain.plans.periods import utc_day
 from domain.rules.anniversaries import HOUR_MS, due_cut, latest_closed
 from domain.rules.drops import DropRules, assess, step
@@ -211,3 +211,21 @@ def test_same_clock_same_records_and_new_tag_new_accounts(catalog: Catalog) -> N
     assert first.history == second.history and first.live == second.live
     other = Showcase(catalog, NOWS[0], tag="u")
     assert {p.key for p in other.history}.isdisjoint({p.key for p in first.history})
+
+
+@pytest.mark.parametrize("api_calls", [True, False], ids=["shipped", "no-api-calls-limit"])
+def test_demo_usage_adds_up_it_sends_no_level_as_a_sum(catalog: Catalog, api_calls: bool) -> None:
+    """The drop history and the overage job add records up: they use a sum (or count)
+    metric, never a level (latest, max) or a distinct count, even when the demo plan does not
+    limit api_calls."""
+    if not api_calls:
+        text = SHIPPED.read_text().replace("limits = { api_calls = 10_000, ", "limits = { ", 1)
+        catalog = parse_catalog(text, "plans.toml")
+        assert "api_calls" not in catalog.plans[1].limits
+    demo = showcase(catalog, NOWS[0])
+    metrics = {
+        orjson.loads(p.value)["metric"] for p in demo.history + demo.live if p.topic == "usage"
+    }
+    assert metrics
+    assert {catalog.aggregation(m) for m in metrics} <= {"sum", "count"}
+    assert demo.metric == ("api_calls" if api_calls else "events")

@@ -122,6 +122,7 @@ def test_hot_accounts_are_on_the_lowest_plan(
 ) -> None:
     sim = make_sim()
     assert sim.hot_metric == "api_calls"
+    assert sim.hot_metrics == ["api_calls", "storage_gb", "seats", "active_users"]
     assert len(sim.hot_accounts) == 2
     assert all(a.plan.id == catalog.plans[0].id for a in sim.hot_accounts)
 
@@ -262,6 +263,8 @@ def test_every_record_is_what_it_claims(
         else:
             for usage in readings(record, NOW_MS + 5000):
                 assert usage.account_id == record.key.decode()
+                counted = catalog.aggregation(usage.metric) == "unique_count"
+                assert (usage.unique is not None) == counted
 
 
 @pytest.mark.parametrize(
@@ -288,20 +291,27 @@ def test_daily_rhythm_peaks_in_the_afternoon_and_rests_at_weekends() -> None:
 
 # ---------------------------------------------------------------------------- CloudEvents
 
-METERED = SHIPPED.read_text().replace(
-    "[metrics]                 # metric -> display unit used in messages\n",
-    '[metrics]                 # metric -> display unit used in messages\ntokens = "LLM tokens"\n',
-) + (
-    '\n[[meters]]\nevent_type = "api-request"\nmetric = "api_calls"\n'
-    '\n[[meters]]\nevent_type = "llm-completion"\nmetric = "tokens"\nvalue = "usage.tokens"\n'
-    'where = { model = "gpt-4o", cached = false }\n'
+#: The shipped catalog with a token meter that reads a nested field and filters on ``where``.
+NESTED = SHIPPED.read_text().replace(
+    'value = "tokens" ',
+    'value = "usage.tokens"\nwhere = { model = "gpt-4o", cached = false } ',
 )
 
 
-def test_metered_usage_goes_as_cloudevents_in_both_modes() -> None:
+def test_the_shipped_catalog_meters_api_requests_and_llm_completions(catalog: Catalog) -> None:
+    assert [(m.event_type, m.metric, m.value) for m in catalog.meters] == [
+        ("api-request", "api_calls", None),
+        ("llm-completion", "tokens", ("tokens",)),
+    ]
+    assert catalog.aggregation("tokens") == "sum"
+    assert "usage.tokens" in NESTED
+
+
+@pytest.mark.parametrize("text", [SHIPPED.read_text(), NESTED], ids=["shipped", "nested"])
+def test_metered_usage_goes_as_cloudevents_in_both_modes(text: str) -> None:
     """With [[meters]] in the catalog: every tokens record and some one-call records are
     CloudEvents, each read by the worker as the usage it stands for."""
-    catalog = parse_catalog(METERED, "plans.toml")
+    catalog = parse_catalog(text, "plans.toml")
     sim = Simulator(catalog, accounts=20, rate=50.0, bad_every=200, seed=1, run_id="test")
     records = run(sim, 120, 50)
     events = [r for r in records if r.kind == "cloudevent"]
@@ -322,3 +332,171 @@ def test_metered_usage_goes_as_cloudevents_in_both_modes() -> None:
     # Tokens only come as CloudEvents; API calls also as plain records.
     plain = [parse(r).metric for r in records if r.kind == "usage"]
     assert "tokens" not in plain and "api_calls" in plain
+
+
+# ---------------------------------------------------------------------------- aggregations
+
+
+def plain_usage(records: list[SimRecord], metric: str) -> dict[str, list[UsageRecord]]:
+    """Per account, in the order sent, the records of ``metric`` (first sendings, parsed)."""
+    out: dict[str, list[UsageRecord]] = {}
+    for record in records:
+        if record.kind in ("usage", "cloudevent"):
+            for usage in readings(record, NOW_MS + 24 * 60 * MINUTE_MS):
+                if usage.metric == metric:
+                    out.setdefault(usage.account_id, []).append(usage)
+    return out
+
+
+def timed(sim: Simulator, seconds: int, per_second: int, metric: str) -> list[tuple[int, str, str]]:
+    """(second sent, account, distinct value or quantity) of every record of ``metric``."""
+    out = []
+    for second in range(seconds):
+        for record in sim.next_records(per_second, NOW_MS + second * 1000):
+            if record.kind == "usage":
+                usage = parse(record, NOW_MS + seconds * 1000)
+                if usage.metric == metric:
+                    value = usage.unique if usage.unique is not None else str(usage.quantity)
+                    out.append((second, usage.account_id, value))
+    return out
+
+
+def test_the_shipped_catalog_has_a_level_a_peak_and_a_distinct_count(catalog: Catalog) -> None:
+    assert catalog.aggregation("seats") == "latest"
+    assert catalog.aggregation("storage_gb") == "max"
+    assert catalog.aggregation("active_users") == "unique_count"
+    assert catalog.unique_fields["active_users"] == ("user_id",)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_active_users_come_from_a_pool_per_account(
+    make_sim: Callable[..., Simulator], seed: int
+) -> None:
+    sim = make_sim(seed=seed)
+    records = run(sim, 600, 50)
+    users = plain_usage(records, "active_users")
+    assert users
+    for account in sim.accounts:
+        seen = {u.unique for u in users.get(account.account_id, [])}
+        # Users are named in attributes, and an account never has more than its pool.
+        assert all(u is not None and u.startswith('"user-') for u in seen)
+        assert len(seen) <= account.users["active_users"]
+    for record in records:
+        value = orjson.loads(record.value) if record.kind == "usage" else {}
+        if value.get("metric") == "active_users":
+            assert value["attributes"]["user_id"].startswith("user-")
+    # The count grows toward the pool: busy accounts have met most of their users in 10 min.
+    sizes = sorted(len({u.unique for u in users[a]}) for a in users)
+    assert sizes[-1] >= 3
+
+
+@pytest.mark.parametrize("rate", [10, 50, 200])
+def test_hot_accounts_pass_their_distinct_users_limit_within_minutes(
+    make_sim: Callable[..., Simulator], catalog: Catalog, rate: int
+) -> None:
+    sim = make_sim(rate=float(rate))
+    limit = catalog.plans[0].limit("active_users")
+    assert limit is not None
+    first: dict[str, dict[str, int]] = {}
+    for second, account_id, user in timed(sim, 5 * 60, rate, "active_users"):
+        first.setdefault(account_id, {}).setdefault(user, second)
+    for account in sim.hot_accounts:
+        met = sorted(first[account.account_id].values())
+        assert len(met) > limit, account.account_id
+        # The user past the allowance: within 4 minutes at the default rate (50/s); at 10/s
+        # a hot account sends an active_users record about every 100 s, so within 5.
+        assert met[int(limit)] < (4 if rate >= 50 else 5) * 60
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_seats_are_readings_of_a_level_that_moves_one_seat_at_a_time(
+    make_sim: Callable[..., Simulator], catalog: Catalog, seed: int
+) -> None:
+    sim = make_sim(seed=seed)
+    seats = plain_usage(run(sim, 30 * 60, 10), "seats")
+    assert seats
+    for account in sim.accounts:
+        levels = [u.quantity for u in seats.get(account.account_id, [])]
+        assert all(q >= 1 and q == int(q) for q in levels)
+        assert all(abs(b - a) <= 1 for a, b in zip(levels, levels[1:], strict=False)), levels
+        if account.hot or not levels:
+            continue
+        # Around the account's usual level: not a sum of readings that only grows.
+        base = Decimal(str(account.levels["seats"].base))
+        assert max(abs(q - base) for q in levels) <= 6, (levels, base)
+
+
+def test_hot_accounts_add_seats_past_their_limit_within_minutes(
+    make_sim: Callable[..., Simulator], catalog: Catalog
+) -> None:
+    sim = make_sim()
+    limit = catalog.plans[0].limit("seats")
+    assert limit is not None
+    readings_of: dict[str, list[tuple[int, Decimal]]] = {a.account_id: [] for a in sim.hot_accounts}
+    for second, account_id, quantity in timed(sim, 5 * 60, 50, "seats"):
+        if account_id in readings_of:
+            readings_of[account_id].append((second, Decimal(quantity)))
+    for account_id, got in readings_of.items():
+        past = [second for second, q in got if q > limit]
+        assert past and past[0] < 3 * 60, (account_id, got)
+        assert max(q for _, q in got) <= 2 * limit  # it stops at twice the limit
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_storage_readings_follow_a_slowly_growing_level(
+    make_sim: Callable[..., Simulator], catalog: Catalog, seed: int
+) -> None:
+    sim = make_sim(seed=seed)
+    storage = plain_usage(run(sim, 30 * 60, 10), "storage_gb")
+    assert storage
+    for account in sim.accounts:
+        got = [u.quantity for u in storage.get(account.account_id, [])]
+        peak = Decimal(0)
+        for quantity in got:
+            # Never far under the peak so far (a little: files come and go).
+            assert quantity >= peak * Decimal("0.96"), got
+            peak = max(peak, quantity)
+        limit = account.limit("storage_gb")
+        if got and not account.hot and limit is not None:
+            # A month's growth is a fraction of the limit: half an hour's is tiny.
+            assert got[-1] - got[0] < Decimal(str(limit)) * Decimal("0.05"), got
+
+
+def test_hot_accounts_storage_grows_past_its_limit_within_minutes(
+    make_sim: Callable[..., Simulator], catalog: Catalog
+) -> None:
+    sim = make_sim()
+    limit = catalog.plans[0].limit("storage_gb")
+    assert limit is not None
+    hot = {a.account_id for a in sim.hot_accounts}
+    past: dict[str, int] = {}
+    for second, account_id, quantity in timed(sim, 8 * 60, 50, "storage_gb"):
+        if account_id in hot and Decimal(quantity) > limit:
+            past.setdefault(account_id, second)
+    assert set(past) == hot
+    assert all(second < 6 * 60 for second in past.values())
+
+
+def test_hot_traffic_and_bursts_do_not_depend_on_the_other_metrics() -> None:
+    """One more metric in the catalog changes none of the hot accounts' hot records, nor the
+    bursts: each has its own random stream."""
+    extra = parse_catalog(
+        SHIPPED.read_text().replace("[metrics]\n", '[metrics]\nlogins = "logins"\n', 1),
+        "plans.toml",
+    )
+    assert "logins" in extra.units
+
+    def hot_and_bursts(catalog: Catalog) -> tuple[list[tuple[int, str, str]], list[object]]:
+        sim = Simulator(catalog, accounts=20, rate=20.0, bad_every=200, seed=1, run_id="t")
+        hot = {a.account_id for a in sim.hot_accounts}
+        calls: list[tuple[int, str, str]] = []
+        bursts: list[object] = []
+        for second in range(300):
+            for record in sim.next_records(20, NOW_MS + second * 1000):
+                value = orjson.loads(record.value) if record.kind == "usage" else {}
+                if value.get("account_id") in hot and value.get("metric") == "api_calls":
+                    calls.append((second, value["account_id"], str(value["quantity"])))
+            bursts.append([(a.account_id, a.burst) for a in sim.accounts if a.burst])
+        return calls, bursts
+
+    assert hot_and_bursts(extra) == hot_and_bursts(SHIPPED_CATALOG)
