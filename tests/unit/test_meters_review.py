@@ -33,7 +33,7 @@ from domain.intake.lifetime import AccountLifetime
 from domain.intake.regroup import regroup_totals
 from domain.intake.usage import AccountTotals
 from domain.plans.catalog import Catalog, parse_catalog
-from domain.plans.periods import Period
+from domain.plans.periods import Period, utc_day
 from tests.strategies import json_values
 from tests.unit.factories import DAY_MS, HOUR_MS, ms
 
@@ -590,3 +590,68 @@ def _month_of(at_ms: int) -> Period:
     start = datetime(at.year, at.month, 1, tzinfo=UTC)
     end = datetime(at.year + at.month // 12, at.month % 12 + 1, 1, tzinfo=UTC)
     return Period.from_ms(int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+
+
+# -- distinct counts as time goes by, their entries expiring ----------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(st.integers(0, 24 * 100), st.sampled_from(["u1", "u2", "u3"])), max_size=5
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.lists(st.integers(0, 24 * 20), min_size=8, max_size=8),
+    st.lists(st.booleans(), min_size=8, max_size=8),
+)
+def test_distinct_counts_stay_exact_as_their_entries_expire(
+    batches: list[list[tuple[int, str]]], steps_h: list[int], restarts: list[bool]
+) -> None:
+    # Records (hour since Jan 1, user) in batches hours to weeks apart; between batches the
+    # distinct table is swept or restored (both drop the entries expired by then): the
+    # current period's and each kept day's values are the oracle's, the number of users among
+    # the records folded into them.
+    store = _Store()
+    now_ms = _JAN
+    period_users: dict[int, set[str]] = {}  # period start -> users folded into it
+    day_users: dict[int, set[str]] = {}
+    offset = 0
+    for batch, step_h, restart in zip(batches, steps_h, restarts, strict=False):
+        now_ms += step_h * HOUR_MS
+        if restart:
+            store.distinct = {k: v for k, v in store.distinct.items() if v > now_ms}
+        raws = []
+        for hour, user in batch:
+            value = {
+                "record_id": f"r{offset}",
+                "account_id": "acct-1",
+                "metric": "users",
+                "timestamp": _JAN + hour * HOUR_MS,
+                "user": user,
+            }
+            raws.append(RawRecord(b"acct-1", orjson.dumps(value), "usage", 0, offset, now_ms))
+            offset += 1
+        result = store.run(raws, _USERS, now_ms)
+        oldest_day = utc_day(now_ms) - RULES.daily_retention_days + 1
+        for raw in raws:
+            record = orjson.loads(raw.value or b"")
+            ts = record["timestamp"]
+            if ts > now_ms + RULES.max_clock_skew_ms:
+                continue  # refused
+            period = _month_of(ts)
+            if period.end_ms >= now_ms - RULES.late_grace_ms:
+                period_users.setdefault(period.start_ms, set()).add(record["user"])
+            if utc_day(ts) >= oldest_day:
+                day_users.setdefault(utc_day(ts), set()).add(record["user"])
+        assert result.outcomes["invalid"] == 0 or result.dead_letters
+        totals = AccountTotals.from_json(store.totals)
+        current = _month_of(now_ms)
+        assert totals.total("users", current) == len(period_users.get(current.start_ms, ()))
+        daily = AccountDaily.from_json(store.daily)
+        for day in range(oldest_day, utc_day(now_ms) + 1):
+            history = daily.metrics.get("users")
+            got = D(0) if history is None else history.total(day)
+            assert got == len(day_users.get(day, ())), day
