@@ -206,6 +206,24 @@ def test_a_late_event_whose_second_reading_rounds_the_lifetime_is_refused_whole(
 
 # -- run_intake never raises ---------------------------------------------------------------
 
+# The meters both catalogs of the fuzz test share.
+_METERS = """
+[[meters]]
+event_type = "req"
+metric = "calls"
+[[meters]]
+event_type = "req"
+metric = "logins"
+[[meters]]
+event_type = "gauge"
+metric = "seats"
+value = "n"
+[[meters]]
+event_type = "gauge"
+metric = "storage"
+value = "gb.size"
+where = { kind = "disk" }
+"""
 _EVERY_AGGREGATION = _catalog(
     """calls = "calls"
 logins = { unit = "logins", aggregation = "count" }
@@ -223,27 +241,13 @@ at = [2, 5]
 reward = "a cake"
 [[meters]]
 event_type = "req"
-metric = "calls"
-[[meters]]
-event_type = "req"
-metric = "logins"
-[[meters]]
-event_type = "req"
 metric = "users"
 [[meters]]
 event_type = "gauge"
-metric = "seats"
-value = "n"
-[[meters]]
-event_type = "gauge"
-metric = "storage"
-value = "gb.size"
-where = { kind = "disk" }
-[[meters]]
-event_type = "gauge"
 metric = "calls"
 value = "n"
-""",
+"""
+    + _METERS,
 )
 
 # The same metrics and meters, each under another aggregation: a catalog changed between runs.
@@ -259,24 +263,10 @@ metric = "storage"
 at = [10, 100]
 reward = "a cake"
 [[meters]]
-event_type = "req"
-metric = "calls"
-[[meters]]
-event_type = "req"
-metric = "logins"
-[[meters]]
-event_type = "gauge"
-metric = "seats"
-value = "n"
-[[meters]]
-event_type = "gauge"
-metric = "storage"
-value = "gb.size"
-where = { kind = "disk" }
-[[meters]]
 event_type = "gauge"
 metric = "users"
-""",
+"""
+    + _METERS,
 )
 
 _METRICS = st.sampled_from(["calls", "logins", "storage", "seats", "users", "other", "Bad!"])
