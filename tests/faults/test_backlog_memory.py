@@ -21,6 +21,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from agents.usage import key_partition
+from app.metrics import OUTCOMES
 from tests.integration.conftest import BOOTSTRAP, Stack, Worker, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -49,7 +50,6 @@ CACHE_MB = 8
 EARLY_WINDOW = (200_000, 400_000)
 LATE_FROM = 800_000
 MAX_GROWTH_MB = 20.0
-OUTCOMES = ("accepted", "duplicate", "invalid", "late", "unknown_account")
 
 
 def account(i: int) -> str:
@@ -160,6 +160,7 @@ async def test_million_record_backlog_drains_flat_and_dedup_expires_past_horizon
         "invalid": 0,
         "late": 0,
         "unknown_account": 0,
+        "unmetered": 0,
     }
 
     async def dedup_keys() -> float:

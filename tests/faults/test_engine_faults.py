@@ -134,6 +134,7 @@ async def test_clean_stop_then_empty_data_dir_rebuilds_same_state(stack: Stack) 
         "invalid": 0,
         "late": 0,
         "unknown_account": 0,
+        "unmetered": 0,
     }
 
     async def stable_views() -> dict[str, Any] | None:

@@ -170,6 +170,7 @@ async def test_prometheus_scrapes_two_workers_and_runs_rules_and_dashboard(
         "invalid": 1,
         "late": 1,
         "unknown_account": 1,
+        "unmetered": 0,
     }
     await poll(
         lambda: by("outcome", f'sum by (outcome) (moments_records_total{{job="{JOB}"}})'),
