@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -137,6 +138,71 @@ class Offers:
     region_changed: str | None = None
 
 
+MomentAction = Literal["upgrade", "downgrade", "pause", "offer", "reward", "none"]
+"""What a rule of ``[[moments]]`` suggests (contract 3.8)."""
+
+MOMENT_ACTIONS: Final[tuple[MomentAction, ...]] = get_args(MomentAction)
+
+MOMENT_ID_PATTERN: Final = re.compile(r"[a-z0-9-]{1,40}")
+"""What a rule id of ``[[moments]]`` looks like, matched in full: it names a topic."""
+
+MAX_WINDOW_DAYS: Final = 35
+"""The longest rolling window a rule may watch: the daily state keeps at least 35 days."""
+
+MOMENT_PLACEHOLDERS: Final = frozenset(
+    {
+        "value",  # 3: the window's value, in the metric's unit
+        "threshold",  # 3: at_least/at_most as an absolute quantity (of_limit: fraction x limit)
+        "unit",  # support calls (catalog [metrics])
+        "window_days",  # 7; for a "period" window, the days of the billing period so far
+        "plan_name",  # Starter
+        "limit",  # 10,000: the plan's limit of the metric, or "unlimited"
+        "offer",  # the rule's offer text
+        "upgrade_plan_name",  # Growth: the plan an upgrade would choose (contract 3.1)
+        "upgrade_price",  # $79: its price
+    }
+)
+"""Placeholders a rule's ``title`` and ``body`` may use (contract 3.8)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MomentRule:
+    """One rule of ``[[moments]]`` (contract 3.8): a moment the business defines.
+
+    ``window`` is the rule's own string (``"7d"``, ``"period"``); ``window_days`` its days, or
+    ``None`` for the billing period. ``at_least`` rules fire on an accepted record when the
+    window's value reaches ``amount``; ``at_most`` rules at a day close when it is at or below
+    it. With ``of_limit``, ``amount`` is a fraction of the plan's limit of ``metric``, and the
+    rule does not apply to an account whose plan has no limit for it. ``plans`` holds the plan
+    ids the rule is for, or ``None`` for every plan. ``cooldown_days``: after a firing, none
+    again for the account within this many days; ``None`` for a ``"period"`` window without a
+    cooldown of its own (once per period). ``offer`` is ``None`` when the rule has none.
+    """
+
+    id: str
+    metric: str
+    window: str
+    window_days: int | None
+    at_least: bool
+    amount: Decimal
+    of_limit: bool
+    plans: frozenset[str] | None
+    cooldown_days: int | None
+    title: str
+    body: str
+    action: MomentAction
+    offer: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """The rule's event kind: ``custom.<id>`` (its topic is ``moments.custom.<id>``)."""
+        return f"custom.{self.id}"
+
+    def applies_to(self, plan_id: str) -> bool:
+        """Whether an account on plan ``plan_id`` is watched by this rule."""
+        return self.plans is None or plan_id in self.plans
+
+
 @dataclass(frozen=True, slots=True)
 class Catalog:
     """Every plan on offer, ordered by rank (cheapest rung first), with catalog-wide settings.
@@ -166,8 +232,13 @@ class Catalog:
         default_factory=lambda: MappingProxyType({}), hash=False
     )
     meters: tuple[Meter, ...] = ()
+    #: The ``[[moments]]`` rules (contract 3.8), in catalog order.
+    moments: tuple[MomentRule, ...] = ()
     _by_id: Mapping[str, Plan] = field(init=False, repr=False, compare=False, hash=False)
     _meters_by_type: Mapping[str, tuple[Meter, ...]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+    _moments_by_metric: Mapping[str, tuple[MomentRule, ...]] = field(
         init=False, repr=False, compare=False, hash=False
     )
 
@@ -180,6 +251,10 @@ class Catalog:
         for meter in self.meters:
             by_type[meter.event_type] = (*by_type.get(meter.event_type, ()), meter)
         object.__setattr__(self, "_meters_by_type", MappingProxyType(by_type))
+        by_metric: dict[str, tuple[MomentRule, ...]] = {}
+        for rule in self.moments:
+            by_metric[rule.metric] = (*by_metric.get(rule.metric, ()), rule)
+        object.__setattr__(self, "_moments_by_metric", MappingProxyType(by_metric))
 
     @property
     def plan_ids(self) -> tuple[str, ...]:
@@ -210,6 +285,10 @@ class Catalog:
     def meters_for(self, event_type: str) -> tuple[Meter, ...]:
         """The meters of CloudEvents of type ``event_type``, in catalog order (maybe none)."""
         return self._meters_by_type.get(event_type, ())
+
+    def moments_for(self, metric: str) -> tuple[MomentRule, ...]:
+        """The ``[[moments]]`` rules watching ``metric``, in catalog order (maybe none)."""
+        return self._moments_by_metric.get(metric, ())
 
 
 def load_catalog(path: str | PathLike[str]) -> Catalog:
@@ -568,6 +647,90 @@ def _one_per_metric(entries: list[_Milestone]) -> list[_Milestone]:
     return entries
 
 
+_WINDOW_PATTERN: Final = re.compile(r"([1-9][0-9]?)d")
+_COOLDOWN_PATTERN: Final = re.compile(r"([1-9][0-9]{0,3})d")
+_PERIOD_WINDOW: Final = "period"
+
+
+def _window(value: object) -> str:
+    """A rule's window: ``"period"``, or ``"<N>d"`` rolling days, N 1..35."""
+    accepted = f'"period" or "<N>d" with N from 1 to {MAX_WINDOW_DAYS}, like "7d"'
+    if not isinstance(value, str):
+        raise _Problem(f"must be {accepted}, got {_got(value)}")
+    if value != _PERIOD_WINDOW:
+        match = _WINDOW_PATTERN.fullmatch(value)
+        if match is None or int(match[1]) > MAX_WINDOW_DAYS:
+            raise _Problem(f"must be {accepted}, got {_got(value)}")
+    return value
+
+
+def window_days(window: str) -> int | None:
+    """The days of a validated rule window (``"7d"`` -> 7), ``None`` for ``"period"``."""
+    return None if window == _PERIOD_WINDOW else int(window[:-1])
+
+
+def _cooldown(value: object) -> int:
+    if not isinstance(value, str) or (match := _COOLDOWN_PATTERN.fullmatch(value)) is None:
+        raise _Problem(f'must be whole days "<N>d" with N >= 1, like "30d", got {_got(value)}')
+    return int(match[1])
+
+
+def _threshold(value: object) -> Decimal:
+    amount = _number(value)
+    if amount <= 0:
+        raise _Problem(f"must be a number > 0, got {amount}")
+    return _exact(amount)
+
+
+def _plan_ids(value: object) -> tuple[str, ...]:
+    accepted = 'a non-empty list of plan ids, like ["starter", "growth"]'
+    if not isinstance(value, list) or not value:
+        raise _Problem(f"must be {accepted}, got {_got(value)}")
+    for item in value:
+        if not isinstance(item, str):
+            raise _Problem(f"must be {accepted}, got {_got(item)} in it")
+    repeated = sorted({p for p in value if value.count(p) > 1})
+    if repeated:
+        raise _Problem(f"names {', '.join(map(repr, repeated))} twice")
+    return tuple(value)
+
+
+def _moment_template(value: object) -> str:
+    """A rule's title or body: a non-empty template using only :data:`MOMENT_PLACEHOLDERS`."""
+    text = _text(value)
+    try:
+        fields = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise _Problem(f"{exc}; write a literal brace as {{{{ or }}}}") from None
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if name not in MOMENT_PLACEHOLDERS:
+            known = ", ".join(f"{{{p}}}" for p in sorted(MOMENT_PLACEHOLDERS))
+            raise _Problem(f"unknown placeholder {{{name}}}; known here: {known}")
+        if spec or conversion:
+            raise _Problem(
+                f"placeholder {{{name}}} has a format or conversion; values arrive formatted, "
+                f"write it as a plain {{{name}}}"
+            )
+    return text
+
+
+def _action(value: object) -> MomentAction:
+    if value not in MOMENT_ACTIONS:
+        raise _Problem(f"must be one of {', '.join(map(repr, MOMENT_ACTIONS))}, got {_got(value)}")
+    return value
+
+
+def _unique_moments(rules: list[_Moment]) -> list[_Moment]:
+    seen: set[str] = set()
+    for index, rule in enumerate(rules):
+        if rule.id in seen:
+            raise _Problem("appears twice; rule ids must be unique", index, "id")
+        seen.add(rule.id)
+    return rules
+
+
 # --- the schema: one model per TOML table ------------------------------------------------------
 
 
@@ -658,6 +821,73 @@ class _Offers(_Schema):
     region_changed: _Stripped | None = None
 
 
+class _Moment(_Schema):
+    id: Annotated[str, _string("a string matching [a-z0-9-]{1,40}", MOMENT_ID_PATTERN)]
+    metric: Annotated[str, _string("a metric name"), AfterValidator(lambda m: _metric_name(m))]
+    window: Annotated[str, BeforeValidator(_window)]
+    at_least: Annotated[Decimal, BeforeValidator(_threshold)] | None = None
+    at_most: Annotated[Decimal, BeforeValidator(_threshold)] | None = None
+    of_limit: Annotated[bool, BeforeValidator(_boolean)] = False
+    plans: Annotated[tuple[str, ...], BeforeValidator(_plan_ids)] | None = None
+    cooldown: Annotated[int, BeforeValidator(_cooldown)] | None = None
+    title: Annotated[str, BeforeValidator(_moment_template)]
+    body: Annotated[str, BeforeValidator(_moment_template)]
+    action: Annotated[MomentAction, BeforeValidator(_action)]
+    offer: _Stripped | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _Moment:
+        if (self.at_least is None) == (self.at_most is None):
+            raise _Problem(
+                "give exactly one of at_least (fires when the window's value reaches it) and "
+                "at_most (fires at a day close when it is at or below it)",
+                "at_least" if self.at_least is None else "at_most",
+            )
+        amount = self.at_least if self.at_least is not None else self.at_most
+        which = "at_least" if self.at_least is not None else "at_most"
+        if self.of_limit and amount is not None and amount > 1:
+            raise _Problem(
+                f"with of_limit, must be a fraction of the plan's limit, above 0 and at most 1, "
+                f"got {amount}",
+                which,
+            )
+        if self.at_most is not None and self.window == _PERIOD_WINDOW:
+            raise _Problem(
+                'at_most rules judge complete UTC days; use a rolling window like "7d"',
+                "window",
+            )
+        uses_offer = any(
+            name == "offer"
+            for text in (self.title, self.body)
+            for _, name, _, _ in string.Formatter().parse(text)
+        )
+        if self.offer is None and (self.action in ("offer", "reward") or uses_offer):
+            why = f'action = "{self.action}"' if self.action in ("offer", "reward") else "{offer}"
+            raise _Problem(f"missing; {why} needs the offer's text", "offer")
+        return self
+
+    def rule(self) -> MomentRule:
+        days = window_days(self.window)
+        at_least = self.at_least is not None
+        amount = self.at_least if self.at_least is not None else self.at_most
+        assert amount is not None  # noqa: S101  # _consistent: exactly one is given
+        return MomentRule(
+            self.id,
+            self.metric,
+            self.window,
+            days,
+            at_least,
+            amount,
+            self.of_limit,
+            None if self.plans is None else frozenset(self.plans),
+            self.cooldown if self.cooldown is not None else days,
+            self.title,
+            self.body,
+            self.action,
+            self.offer,
+        )
+
+
 class _Document(_Schema):
     defaults: Annotated[_Defaults, BeforeValidator(_table)] = _Defaults()
     metrics: Annotated[dict[str, _MetricEntry], BeforeValidator(_metrics)] = {}
@@ -671,6 +901,9 @@ class _Document(_Schema):
         list[_Meter], _entries("meters", False), AfterValidator(_distinct_meters)
     ] = []
     offers: Annotated[_Offers, BeforeValidator(_table)] = _Offers()
+    moments: Annotated[
+        list[_Moment], _entries("moments", False), AfterValidator(_unique_moments)
+    ] = []
     locale: Annotated[
         str,
         _string('a locale like "en_US" or "de" (ll or ll_CC)', LOCALE_PATTERN),
@@ -689,6 +922,38 @@ class _Document(_Schema):
                     "milestones",
                     index,
                     "metric",
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _moments_fit(self) -> _Document:
+        # Contract 3.8: a rule watches a metric of [metrics] and names plans of the catalog.
+        plan_ids = {plan.id for plan in self.plans}
+        for index, rule in enumerate(self.moments):
+            declared = self.metrics.get(rule.metric)
+            if declared is None:
+                raise _Problem(
+                    f"{rule.metric!r} is not in [metrics]; a rule watches a metric declared there",
+                    "moments",
+                    index,
+                    "metric",
+                )
+            if declared.aggregation == "unique_count" and rule.window not in ("period", "1d"):
+                raise _Problem(
+                    f'{rule.metric!r} is a unique_count metric: its window must be "period" '
+                    'or "1d" (a rolling sum of daily distinct counts would count a value twice)',
+                    "moments",
+                    index,
+                    "window",
+                )
+            unknown = [p for p in rule.plans or () if p not in plan_ids]
+            if unknown:
+                raise _Problem(
+                    f"{', '.join(map(repr, unknown))} is not a plan of the catalog; "
+                    f"plans: {', '.join(map(repr, sorted(plan_ids)))}",
+                    "moments",
+                    index,
+                    "plans",
                 )
         return self
 
@@ -717,6 +982,7 @@ class _Document(_Schema):
                 Meter(m.event_type, m.metric, m.value, MappingProxyType(m.where))
                 for m in self.meters
             ),
+            moments=tuple(m.rule() for m in self.moments),
         )
 
 
@@ -728,6 +994,7 @@ _NESTED: Final[Mapping[str, type[_Schema]]] = {
     "milestones": _Milestone,
     "meters": _Meter,
     "offers": _Offers,
+    "moments": _Moment,
 }
 _WHAT: Final = {_Document: "table", _Defaults: "key", _Offers: "key"}
 
@@ -759,12 +1026,12 @@ def _where(
     """The place of ``loc`` as messages name it: ``[defaults] period``, ``plan 'pro': rank``.
 
     A milestone is named by its metric when one of its ``value``s is at fault, else by its
-    position; a plan by its id, else by its position.
+    position; a plan or a moment rule by its id, else by its position.
     """
     if not loc:
         return "top level"
     head, rest = str(loc[0]), [str(part) for part in loc[1:]]
-    if head in ("plans", "milestones", "meters") and rest:
+    if head in ("plans", "milestones", "meters", "moments") and rest:
         index = int(loc[1])
         fields = rest[1:]
         entry = document[head][index]
@@ -774,6 +1041,12 @@ def _where(
             and PLAN_ID_PATTERN.fullmatch(entry["id"])
         ):
             label = f"plan {entry['id']!r}"
+        elif (
+            head == "moments"
+            and isinstance(entry.get("id"), str)
+            and MOMENT_ID_PATTERN.fullmatch(entry["id"])
+        ):
+            label = f"moment {entry['id']!r}"
         elif head == "milestones" and value and fields and fields[0] in ("at", "reward"):
             label = f"milestones for {entry['metric']!r}"
         else:
@@ -808,6 +1081,8 @@ def _catalog_error(exc: ValidationError, document: dict[str, Any], source: str) 
         problem = (
             "missing; add at least one [[plans]] table"
             if loc == ("plans",)
+            else 'missing; every rule needs an id like "support-heavy"'
+            if loc[-1] == "id" and loc[0] == "moments"
             else 'missing; every plan needs an id like "starter"'
             if loc[-1] == "id"
             else "missing; it is required"
