@@ -50,6 +50,12 @@ It prints figures next to their targets and never asserts them. The sections
     topics; one worker: seconds from process start until the group's committed offset
     on the usage topic first exceeds 0 (target < 10 s).
 
+``--moments N`` runs every worker on the shipped catalog with its own ``[[moments]]`` rules
+taken out and N generated ones over the bench's metrics added (``scripts/benchmark/rules.py``;
+issue 19's measure is ``--only throughput --guarantee exactly_once``, ``--moments 0`` against
+``--moments 50``, alternated); the throughput section then also prints how many custom events
+fired. Without it, workers read the shipped catalog as it is.
+
 Every wait is bounded by ``--max-seconds``; a section that runs out reports "did not
 finish in S s" with its partial rate. Nothing in Kafka is deleted (every topic and app
 id is unique to the run); data dirs are temporary, worker logs are kept in
@@ -79,6 +85,7 @@ from benchmark.latency import latency
 from benchmark.plans import plans_first_commit
 from benchmark.rebuild import rebuild
 from benchmark.report import Report
+from benchmark.rules import write_catalog
 from benchmark.throughput import OneRun, baseline, one_worker
 from benchmark.two_workers import two_workers
 from benchmark.workers import GUARANTEES, stop_running
@@ -170,6 +177,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     run.add_argument("--seed", type=int, default=7, help="random seed of the data")
     run.add_argument(
+        "--moments",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run the workers on the shipped catalog with N generated [[moments]] rules instead"
+        " of its own (0: none); default: the shipped catalog as it is",
+    )
+    run.add_argument(
         "--rebuild-early",
         action="store_true",
         help="rebuild: read the views as the check once did, without waiting for background"
@@ -193,6 +208,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.records, args.accounts, args.partitions, args.plans, args.plans_usage) < 1:
         parser.error("sizes must be at least 1")
+    if args.moments is not None and args.moments < 0:
+        parser.error("--moments must be 0 or more")
     if args.latency_rate <= 0 or args.latency_seconds <= 0 or args.max_seconds <= 0:
         parser.error("--latency-rate, --latency-seconds and --max-seconds must be positive")
     return args
@@ -204,12 +221,16 @@ async def run(args: argparse.Namespace) -> int:
     sections = set(args.only)
     report = Report()
     guarantees = GUARANTEES if args.guarantee == "both" else (args.guarantee,)
+    catalog = "the shipped catalog"
+    if args.moments is not None:
+        args.plans_file = write_catalog(Path(args.log_dir), args.moments, args.seed)
+        catalog = f"{args.moments} generated [[moments]] rules ({args.plans_file})"
     print(
         f"bench {run_id}: sections {','.join(s for s in SECTIONS if s in sections)};"
         f" {args.records:,} records, {args.accounts:,} accounts, {args.partitions} partitions;"
         f" max {args.max_seconds:.0f}s per section; broker {args.bootstrap};"
         f" {os.cpu_count()} CPUs, python {sys.version.split()[0]}; worker at {source_version()}"
-        f" ({args.worker_command})"
+        f" ({args.worker_command}); {catalog}"
     )
     # The exactly_once one-worker run is the reference of two-workers and builds the
     # state that rebuild restores, so those sections run it too.

@@ -25,6 +25,7 @@ from benchmark.views import (
 from benchmark.workers import Guarantee, Window, Worker, follow
 from benchmark.workload import Dataset
 from tests.harness import kafka
+from tests.harness.metrics import MissingSeries
 
 
 async def baseline(args: argparse.Namespace, data: Dataset) -> tuple[float, float, int]:
@@ -51,6 +52,23 @@ async def baseline(args: argparse.Namespace, data: Dataset) -> tuple[float, floa
     if seen < data.records:
         print(f"  baseline read only {seen} of {data.records} records in {elapsed:.0f}s")
     return elapsed, seen / elapsed, len(sums)
+
+
+async def print_events(w: Worker) -> None:
+    """The events the run emitted, by kind (``--moments``: the custom rules' share of them)."""
+    metrics = await w.metrics()
+    if metrics is None:
+        return
+    try:
+        kinds = {k: n for k, n in metrics.by_label("moments_events_total", "kind").items() if n}
+    except MissingSeries:
+        return
+    custom = sum(n for k, n in kinds.items() if k.startswith("custom."))
+    builtin = ", ".join(f"{k} {n:,.0f}" for k, n in sorted(kinds.items()) if "." not in k)
+    print(
+        f"  events: {sum(kinds.values()):,.0f} ({builtin or 'none built in'};"
+        f" custom rules {custom:,.0f} from {sum(1 for k in kinds if '.' in k)} rules)"
+    )
 
 
 @dataclass(slots=True)
@@ -105,6 +123,7 @@ async def one_worker(
             args.stall,
             args.max_seconds,
         )
+        await print_events(w)
         if keep_views and run.window.finished:
             # Compare like with like: the drop evaluations and anniversary passes the
             # tick after the backlog starts change the views, and a worker stopped half-way

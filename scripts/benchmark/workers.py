@@ -64,6 +64,8 @@ class Worker(OnProcess):
         extra = {"MOMENTS_PROCESSING_GUARANTEE": guarantee, "MOMENTS_LOG_LEVEL": "info"}
         if args.batch_size is not None:
             extra["MOMENTS_BATCH_SIZE"] = str(args.batch_size)
+        if getattr(args, "plans_file", None) is not None:
+            extra["MOMENTS_PLANS_FILE"] = str(args.plans_file)
         port = free_port()
         self.process = WorkerProcess(
             env=worker_env(
