@@ -20,6 +20,8 @@ The traffic is shaped so that a newcomer sees the worker do something within min
 * now and then an account bursts for a few minutes at many times its usual pace;
 * about one record in a hundred is re-sent with the same ``record_id`` (a producer retry);
 * one record in ``--bad-every`` is invalid, rotating through :data:`BAD_KINDS`;
+* the metrics of :data:`INTERACTIONS` (support calls, exports) are left out: only the showcase
+  sends them;
 * when the catalog has ``[[meters]]``, usage of a metered metric goes out as CloudEvents
   (contract 1.4) in both Kafka modes: every record of a metric fed by a meter with ``value``
   (``tokens`` from ``llm-completion`` events), and :data:`CLOUDEVENT_SHARE` of the one-unit
@@ -143,6 +145,11 @@ PROFILES: Final[dict[str, MetricProfile]] = {
     "tokens": MetricProfile(0.10, True, (0.2, 0.9)),
 }
 DEFAULT_PROFILE: Final = MetricProfile(0.10, False, (0.2, 0.9))
+INTERACTIONS: Final = frozenset({"support_calls", "exports"})
+"""Metrics of the shipped catalog that count what a customer does now and then (a support call,
+an export), not usage: the paced traffic leaves them out (unless the catalog has nothing else),
+else every account would reach the example ``[[moments]]`` rules on them within minutes. The
+showcase (:mod:`commands.simulate.demo`) sends them, for the accounts meant to fire the rules."""
 DEFAULT_SCALE: Final = 10_000.0
 """Monthly scale of a metric that no plan limits (nothing to take a size from)."""
 
@@ -303,7 +310,8 @@ class Simulator:
             metrics += [m for m in plan.limits if m not in metrics]
         if not metrics:
             raise ValueError("the plan catalog names no metric: add a [metrics] table")
-        return tuple(metrics)
+        usage = [m for m in metrics if m not in INTERACTIONS]
+        return tuple(usage or metrics)
 
     @staticmethod
     def _sending_meters(catalog: Catalog) -> dict[str, Meter]:

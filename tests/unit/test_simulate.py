@@ -12,7 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from commands.simulate.traffic import BAD_KINDS, SimRecord, Simulator, daily_rhythm
+from commands.simulate.traffic import (
+    BAD_KINDS,
+    INTERACTIONS,
+    SimRecord,
+    Simulator,
+    daily_rhythm,
+)
 from domain.errors import InvalidUsageRecord
 from domain.intake.cloudevents import is_cloudevent, parse_cloudevent
 from domain.intake.records import Metering, UsageRecord, parse_plan, parse_usage
@@ -142,7 +148,9 @@ def test_valid_records_parse_and_are_keyed_by_account(
             assert usage.account_id == record.key.decode()
             assert usage.quantity >= 0
             metrics[usage.metric] += 1
-    assert set(metrics) == set(catalog.units)  # every catalog metric is used
+    # Every catalog metric is used, but support calls and exports: the showcase sends those.
+    assert set(metrics) == set(catalog.units) - INTERACTIONS
+    assert INTERACTIONS <= set(catalog.units)
     assert metrics.most_common(1)[0][0] == "api_calls"
 
 
@@ -289,6 +297,15 @@ def test_daily_rhythm_peaks_in_the_afternoon_and_rests_at_weekends() -> None:
     assert daily_rhythm(day + 6 * 3_600_000, 9.0) == pytest.approx(max(hours))
 
 
+def test_a_catalog_of_interactions_only_still_gets_traffic() -> None:
+    only = parse_catalog(
+        '[metrics]\nsupport_calls = { unit = "calls", aggregation = "count" }\n'
+        '[[plans]]\nid = "p"\nname = "P"\nrank = 0\nprice = 0\npausable = false\nlimits = {}\n'
+    )
+    records = run(Simulator(only, accounts=3, rate=20.0, bad_every=0), 10, 20)
+    assert {orjson.loads(r.value)["metric"] for r in records} == {"support_calls"}
+
+
 # ---------------------------------------------------------------------------- CloudEvents
 
 #: The shipped catalog with a token meter that reads a nested field and filters on ``where``.
@@ -298,10 +315,12 @@ NESTED = SHIPPED.read_text().replace(
 )
 
 
-def test_the_shipped_catalog_meters_api_requests_and_llm_completions(catalog: Catalog) -> None:
+def test_the_shipped_catalog_meters_usage_and_interactions(catalog: Catalog) -> None:
     assert [(m.event_type, m.metric, m.value) for m in catalog.meters] == [
         ("api-request", "api_calls", None),
         ("llm-completion", "tokens", ("tokens",)),
+        ("support-call", "support_calls", None),  # what issue 19's example rules watch
+        ("data-export", "exports", None),
     ]
     assert catalog.aggregation("tokens") == "sum"
     assert "usage.tokens" in NESTED
