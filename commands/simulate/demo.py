@@ -27,30 +27,45 @@ for one or two kinds, and its records are shaped by the worker's own rules, not 
   prices overage).
 * ``demo-change-<tag>``: plan records every 20 s that upgrade, add members, change region,
   pause, resume, downgrade and finally cancel: one ``account-change`` of each type.
+* ``demo-birthday-<tag>`` and ``demo-bday-<tag>``: born on today's date (UTC), one with the year
+  (28 years ago), one without (``--MM-DD``): a ``birthday`` each within a minute of the worker's
+  start (contract 3.7).
+* ``demo-<rule id>-<tag>``, one per ``[[moments]]`` rule of the catalog (contract 3.8), on the
+  first plan from the second rung up that the rule applies to (and that limits the metric,
+  for ``of_limit``). An ``at_least`` rule's account reaches the threshold from 20 s on, its
+  last units in quick succession (three support calls 10 s apart for the shipped
+  ``support-heavy``, one export for ``first-export``), as CloudEvents when a meter feeds the
+  metric: ``custom.<id>`` within seconds. An ``at_most`` rule's account was already on its
+  plan before the window: its plan record's Kafka timestamp (and ``updated_at``) is two days
+  before the first day of the window of the due day, so the worker takes it as active since
+  then, and it has used well below the threshold since (half of it, on the due day's eve, for
+  a sum; nothing otherwise). The worker's day-close pass at start finds it: ``custom.<id>``
+  within a minute or two, like the drop. That is the only honest way to a quiet week in
+  minutes: the account's week is in the past, as the drop account's four weeks are.
 
 History records have past timestamps: those of closed periods are *late* for thresholds but
 count in daily totals (35 days) and lifetime totals, as the contract says. ``tag`` makes the
 demo account ids new for each run, so a second run on the same broker still shows every kind
 (a milestone is announced once per account, ever). What no tag can change: a worker evaluates
-a closed day for drops once per partition, so a second run on the same UTC day and broker
-shows its drop at the next day close.
+a closed day for drops (and ``at_most`` rules) once per partition, so a second run on the same
+UTC day and broker shows its drop and its quiet account at the next day close.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Final, Literal
 
 import orjson
 
+from commands.simulate.traffic import STRUCTURED_HEADERS, cloudevent, sending_meters
 from domain.common.timeutil import DAY_MS, datetime_to_ms, ms_to_datetime, to_rfc3339
 from domain.moments.evaluation import due_day
-from domain.plans.catalog import Catalog, Plan
-from domain.plans.periods import day_start_ms, period_containing_ms
+from domain.plans.catalog import Catalog, MomentRule, Plan
+from domain.plans.periods import day_start_ms, period_containing_ms, utc_day
 from domain.rules.anniversaries import HOUR_MS, due_cut
-from domain.wording.kinds import Kind
 
 HISTORY_DAYS: Final = 28
 """Days of steady usage before the silence: 14 days of history are needed before the recent
@@ -63,18 +78,32 @@ CHANGE_EVERY_S: Final = 20.0
 STEP_EVERY_S: Final = 30.0
 BACK_AFTER_S: Final = 90.0
 REGIONS: Final = ("eu-west-1", "us-east-1")
+BIRTHDAY_AGE: Final = 28
+"""Age of the demo account born on today's date with a year: 28 years before a Feb 29 is a
+Feb 29 too (this century)."""
+RULE_AFTER_S: Final = 20.0
+"""When the first ``at_least`` rule's live records start; each next rule's 5 s later."""
+RULE_EVERY_S: Final = 10.0
+LIVE_UNITS: Final = 3
+"""An ``at_least`` rule's last units go live, in quick succession; the rest before, as history."""
+MAX_RULE_RECORDS: Final = 1_000
+"""A counted rule needing more records than this is not shown (a threshold too big to demo)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Planned:
     """One record the showcase sends ``at_s`` seconds after the live traffic starts (history
-    and first plans go before it, at 0), for the kinds it is meant to trigger."""
+    and first plans go before it, at 0), for the kinds it is meant to trigger (built-in kinds,
+    ``birthday`` and ``custom.<rule id>``). ``timestamp_ms`` is the Kafka record's timestamp
+    (None: the producer's clock); ``headers`` its Kafka headers (a CloudEvent's content type)."""
 
     topic: Literal["plans", "usage"]
     key: bytes
     value: bytes
     at_s: float
-    kinds: tuple[Kind, ...] = ()
+    kinds: tuple[str, ...] = ()
+    timestamp_ms: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class Showcase:
@@ -168,7 +197,7 @@ class Showcase:
         quantity: Decimal,
         ts_ms: int,
         at_s: float = 0.0,
-        kinds: tuple[Kind, ...] = (),
+        kinds: tuple[str, ...] = (),
     ) -> Planned:
         value = self._usage_value(account_id, metric, quantity, ts_ms)
         return Planned("usage", account_id.encode(), value, at_s, kinds)
@@ -226,7 +255,7 @@ class Showcase:
         for i in range(3):
             at_s = BACK_AFTER_S + i * STEP_EVERY_S
             ts = self.now_ms - 1000 + int(at_s * 1000)
-            kinds: tuple[Kind, ...] = ("usage-recovered",) if i == 2 else ()
+            kinds: tuple[str, ...] = ("usage-recovered",) if i == 2 else ()
             self.live.append(self._usage(back, metric, per_day, ts, at_s, kinds))
 
         # Billing anniversaries: a period final just over the grace ago, and one in the hour.
@@ -261,7 +290,7 @@ class Showcase:
         if limit is not None:
             account_id = self.account("overage")
             self.history.append(self._plan(account_id, plan))
-            steps: tuple[tuple[Decimal, tuple[Kind, ...]], ...] = (
+            steps: tuple[tuple[Decimal, tuple[str, ...]], ...] = (
                 (Decimal("0.70"), ()),
                 (Decimal("0.15"), ("threshold-near",)),
                 (Decimal("0.20"), ("threshold-hit",)),
@@ -275,6 +304,9 @@ class Showcase:
 
         # Account changes: one of each type, 20 s apart.
         self._changes()
+        self._birthdays()
+        for index, rule in enumerate(self.catalog.moments):
+            self._rule(rule, index)
 
     def _changes(self) -> None:
         account_id = self.account("change")
@@ -311,13 +343,148 @@ class Showcase:
                 Planned("plans", planned.key, orjson.dumps(value), at_s, ("account-change",))
             )
 
+    def _birthdays(self) -> None:
+        today = ms_to_datetime(self.now_ms)
+        month_day = f"{today.month:02d}-{today.day:02d}"
+        born = (f"{today.year - BIRTHDAY_AGE:04d}-{month_day}", f"--{month_day}")
+        for role, birth_date in zip(("birthday", "bday"), born, strict=True):
+            planned = self._plan(self.account(role), self.base_plan, birth_date=birth_date)
+            self.history.append(Planned("plans", planned.key, planned.value, 0.0, ("birthday",)))
+
+    # ------------------------------------------------------------------ rules of [[moments]]
+
+    def _rule(self, rule: MomentRule, index: int) -> None:
+        """The demo account of ``rule``, when a plan of the catalog can show it."""
+        plan = self.rule_plan(rule)
+        if plan is None:
+            return
+        threshold = rule.amount
+        if rule.of_limit:
+            threshold *= plan.limits[rule.metric]
+        if rule.at_least:
+            self._at_least(rule, plan, threshold, RULE_AFTER_S + 5 * index)
+        else:
+            self._at_most(rule, plan, threshold)
+
+    def rule_plan(self, rule: MomentRule) -> Plan | None:
+        """The plan of ``rule``'s demo account: the first from the second rung up (then the
+        first) that the rule applies to and, for ``of_limit``, that limits its metric."""
+        plans = self.catalog.plans
+        start = plans.index(self.base_plan)
+        for plan in (*plans[start:], *plans[:start]):
+            if rule.applies_to(plan.id) and (
+                not rule.of_limit or plan.limit(rule.metric) is not None
+            ):
+                return plan
+        return None
+
+    def _at_least(self, rule: MomentRule, plan: Plan, threshold: Decimal, after_s: float) -> None:
+        """Records that take the window's value to ``threshold``: the last ones live."""
+        account_id = self.account(rule.id)
+        aggregation = self.catalog.aggregation(rule.metric)
+        whole = threshold.to_integral(ROUND_CEILING)
+        if aggregation in ("max", "latest"):
+            quantities = [whole]  # one reading at the threshold
+        elif aggregation in ("count", "unique_count"):
+            if whole > MAX_RULE_RECORDS:
+                return
+            quantities = [Decimal(1)] * int(whole)
+        else:
+            part = (whole / LIVE_UNITS).to_integral(ROUND_CEILING)
+            quantities = [part] * (LIVE_UNITS - 1) + [whole - part * (LIVE_UNITS - 1)]
+            quantities = [q for q in quantities if q > 0]
+        self.history.append(self._plan(account_id, plan))
+        live = quantities[-LIVE_UNITS:]
+        early = quantities[: -len(live)]
+        # The earlier units: just before the run, today (so a one-day window holds them too).
+        early_ts, early_s = max(self.now_ms - 120_000, day_start_ms(utc_day(self.now_ms))), 0.0
+        last_ts = self.now_ms - 1000 + int((after_s + (len(live) - 1) * RULE_EVERY_S) * 1000)
+        if utc_day(last_ts) != utc_day(self.now_ms):
+            # A UTC day starts before the last one: every unit goes after it, in one window.
+            after_s += (day_start_ms(utc_day(last_ts)) - self.now_ms) / 1000
+            early_ts, early_s = self.now_ms - 1000 + int(after_s * 1000), after_s
+        for i, quantity in enumerate(early):
+            planned = self._rule_usage(rule, account_id, quantity, early_ts, early_s, i)
+            (self.live if early_s else self.history).append(planned)
+        for i, quantity in enumerate(live):
+            at_s = after_s + i * RULE_EVERY_S
+            ts = self.now_ms - 1000 + int(at_s * 1000)
+            kinds = (rule.kind,) if i == len(live) - 1 else ()
+            planned = self._rule_usage(rule, account_id, quantity, ts, at_s, len(early) + i, kinds)
+            self.live.append(planned)
+
+    def _at_most(self, rule: MomentRule, plan: Plan, threshold: Decimal) -> None:
+        """An account on ``plan`` since before the window of the due day, quiet since."""
+        account_id = self.account(rule.id)
+        days = rule.window_days or 1
+        since_ms = day_start_ms(self.due_day - days - 2)
+        value = self._plan_value(account_id, plan, since_ms)
+        self.history.append(
+            Planned("plans", account_id.encode(), value, 0.0, (rule.kind,), since_ms)
+        )
+        little = (threshold / 2).to_integral(ROUND_FLOOR)
+        if self.catalog.aggregation(rule.metric) == "sum" and little >= 1:
+            ts = day_start_ms(self.due_day - 1) + 10 * HOUR_MS
+            self.history.append(self._rule_usage(rule, account_id, little, ts, 0.0, 0))
+
+    def _rule_usage(
+        self,
+        rule: MomentRule,
+        account_id: str,
+        quantity: Decimal,
+        ts_ms: int,
+        at_s: float,
+        n: int,
+        kinds: tuple[str, ...] = (),
+    ) -> Planned:
+        """A record of ``rule``'s metric: a structured CloudEvent when a meter can carry it (a
+        support-call event), else a plain record; a distinct user ``n`` for a unique_count."""
+        value = orjson.loads(self._usage_value(account_id, rule.metric, quantity, ts_ms))
+        unique = self.catalog.unique_fields.get(rule.metric)
+        if unique is not None:
+            into = value["attributes"]
+            for name in unique[:-1]:
+                into = into.setdefault(name, {})
+            into[unique[-1]] = f"user-{n + 1:04d}"
+        meter = sending_meters(self.catalog).get(rule.metric)
+        # A meter without `value` counts an event as one: a bigger quantity goes plain.
+        if meter is None or (meter.value is None and quantity != 1):
+            return Planned("usage", account_id.encode(), orjson.dumps(value), at_s, kinds)
+        event = cloudevent(
+            meter, value["record_id"], account_id, to_rfc3339(ts_ms), value["quantity"]
+        )
+        return Planned(
+            "usage",
+            account_id.encode(),
+            orjson.dumps(event),
+            at_s,
+            kinds,
+            headers=STRUCTURED_HEADERS,
+        )
+
     # ------------------------------------------------------------------ what it promises
 
-    def kinds(self) -> set[Kind]:
+    def kinds(self) -> set[str]:
         """Every kind some planned record (or the history) is meant to trigger."""
-        kinds: set[Kind] = {k for p in self.live for k in p.kinds}
+        kinds: set[str] = {k for p in self.history + self.live for k in p.kinds}
         kinds |= {"sudden-drop", "billing-anniversary"}
         return kinds
+
+    def announcements(self) -> list[str]:
+        """What the showcase's history sets up for the worker's start, for the log."""
+        lines = [
+            f"birthdays today: {self.account('birthday')} (born {BIRTHDAY_AGE} years ago today)"
+            f" and {self.account('bday')} (no year): a birthday each within a minute"
+        ]
+        for planned in self.history:
+            quiet = [k for k in planned.kinds if k.startswith("custom.")]
+            if quiet and planned.topic == "plans" and planned.timestamp_ms is not None:
+                lines.append(
+                    f"{planned.key.decode()} on its plan since {to_rfc3339(planned.timestamp_ms)},"
+                    f" quiet since: {quiet[0]} at the worker's first day-close pass (at start,"
+                    " or 00:00 UTC + MOMENTS_DROP_GRACE when this UTC day was judged already)"
+                )
+        return lines
 
 
 def run_tag(now_ms: int) -> str:

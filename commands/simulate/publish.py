@@ -74,6 +74,21 @@ def _summary(prefix: str, sim: Simulator, delivery: _Delivery, elapsed_s: float,
     return text
 
 
+async def _send_planned(
+    producer: AIOKafkaProducer, settings: Settings, planned: Planned
+) -> asyncio.Future[Any]:
+    """Send one record of the showcase (with its Kafka timestamp and headers, if any)."""
+    topic = settings.topic_accounts if planned.topic == "plans" else settings.topic_usage
+    future: asyncio.Future[Any] = await producer.send(
+        topic,
+        planned.value,
+        key=planned.key,
+        headers=list(planned.headers) or None,
+        timestamp_ms=planned.timestamp_ms,
+    )
+    return future
+
+
 async def _publish(
     args: argparse.Namespace,
     sim: Simulator,
@@ -91,8 +106,7 @@ async def _publish(
     live: deque[Planned] = deque()
     if showcase is not None:
         for planned in showcase.history:
-            topic = settings.topic_accounts if planned.topic == "plans" else settings.topic_usage
-            await producer.send(topic, planned.value, key=planned.key)
+            await _send_planned(producer, settings, planned)
         await producer.flush()
         live.extend(sorted(showcase.live, key=lambda p: p.at_s))
     if showcase is None:
@@ -100,11 +114,14 @@ async def _publish(
     else:
         logger.info(
             "%s: %d plan and usage records of the demo accounts *-%s (weeks of usage, then "
-            "silence; anchors a year back; a milestone, overage and account changes to come)",
+            "silence; anchors a year back; birthdays today; a milestone, overage, account "
+            "changes and the catalog's [[moments]] rules to come)",
             HISTORY_PUBLISHED,
             len(showcase.history),
             showcase.tag,
         )
+        for line in showcase.announcements():
+            logger.info("%s", line)
     hot = ", ".join(f"{a.account_id} ({a.plan.name})" for a in sim.hot_accounts) or "none"
     logger.info(
         "published %d account plans to %s; now ~%g usage records/s to %s "
@@ -141,10 +158,7 @@ async def _publish(
                     future.add_done_callback(delivery.done)
             while live and live[0].at_s <= now - started:
                 planned = live.popleft()
-                topic = (
-                    settings.topic_accounts if planned.topic == "plans" else settings.topic_usage
-                )
-                future = await producer.send(topic, planned.value, key=planned.key)
+                future = await _send_planned(producer, settings, planned)
                 future.add_done_callback(delivery.done)
                 if "usage-recovered" in planned.kinds:
                     logger.info(

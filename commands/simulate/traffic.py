@@ -118,6 +118,10 @@ NOISE_SIGMA: Final = 0.35
 CLOUDEVENT_SHARE: Final = 0.5
 """Share of one-unit records of a metric a counting meter feeds that go as CloudEvents."""
 CLOUDEVENT_SOURCE: Final = "/moments-simulate"
+STRUCTURED_HEADERS: Final[tuple[tuple[str, bytes], ...]] = (
+    ("content-type", b"application/cloudevents+json"),
+)
+"""Kafka headers of a structured-mode CloudEvent."""
 
 
 _TIME_ZONES_H: Final = (-8.0, -5.0, -3.0, 0.0, 1.0, 2.0, 5.5, 8.0, 9.0)
@@ -299,7 +303,7 @@ class Simulator:
         self._recent: deque[SimRecord] = deque(maxlen=200)
         self.hot_metric = self._hot_metric(catalog, self._metrics)
         self.accounts = self._make_accounts(accounts)
-        self._meters = self._sending_meters(catalog)
+        self._meters = sending_meters(catalog)
 
     # ------------------------------------------------------------------ set-up
 
@@ -312,22 +316,6 @@ class Simulator:
             raise ValueError("the plan catalog names no metric: add a [metrics] table")
         usage = [m for m in metrics if m not in INTERACTIONS]
         return tuple(usage or metrics)
-
-    @staticmethod
-    def _sending_meters(catalog: Catalog) -> dict[str, Meter]:
-        """Per metric, the first meter a made-up event of its type feeds without a refusal."""
-        meters: dict[str, Meter] = {}
-        for meter in catalog.meters:
-            if meter.metric in meters:
-                continue
-            value = orjson.dumps(_cloudevent(meter, "probe", "probe", to_rfc3339(0), 1))
-            try:
-                readings = parse_cloudevent(value, (), catalog, 0, 0).readings
-            except InvalidUsageRecord:
-                continue  # its type also feeds a meter the simulator cannot (a unique_count)
-            if any(r.metric == meter.metric for r in readings):
-                meters[meter.metric] = meter
-        return meters
 
     @staticmethod
     def _metric_scale(catalog: Catalog, metric: str) -> float:
@@ -677,13 +665,12 @@ class Simulator:
         """``record`` as a CloudEvent of ``meter``'s type, in either Kafka mode."""
         stamp = record["timestamp"]
         time = stamp if type(stamp) is str else to_rfc3339(stamp)
-        event = _cloudevent(
+        event = cloudevent(
             meter, record["record_id"], record["account_id"], time, record["quantity"]
         )
         key = record["account_id"].encode()
         if rng.random() < 0.5:
-            structured = (("content-type", b"application/cloudevents+json"),)
-            return SimRecord(key, orjson.dumps(event), "cloudevent", headers=structured)
+            return SimRecord(key, orjson.dumps(event), "cloudevent", headers=STRUCTURED_HEADERS)
         binary: tuple[tuple[str, bytes], ...] = tuple(
             (f"ce_{name}", str(value).encode()) for name, value in event.items() if name != "data"
         )
@@ -712,7 +699,23 @@ class Simulator:
         return SimRecord(account.account_id.encode(), raw, "bad", kind)
 
 
-def _cloudevent(
+def sending_meters(catalog: Catalog) -> dict[str, Meter]:
+    """Per metric, the first meter a made-up event of its type feeds without a refusal."""
+    meters: dict[str, Meter] = {}
+    for meter in catalog.meters:
+        if meter.metric in meters:
+            continue
+        value = orjson.dumps(cloudevent(meter, "probe", "probe", to_rfc3339(0), 1))
+        try:
+            readings = parse_cloudevent(value, (), catalog, 0, 0).readings
+        except InvalidUsageRecord:
+            continue  # its type also feeds a meter the simulator cannot (a unique_count)
+        if any(r.metric == meter.metric for r in readings):
+            meters[meter.metric] = meter
+    return meters
+
+
+def cloudevent(
     meter: Meter, event_id: str, account_id: str, time: str, quantity: int | float
 ) -> dict[str, Any]:
     """A structured-mode CloudEvent that ``meter`` takes: its ``where`` fields, and
