@@ -27,7 +27,7 @@ from agents.forwarding import Misplaced
 from app.main import Runtime
 from config.settings import to_ms
 from domain.errors import InvalidPlanRecord
-from domain.intake.accounts import AccountPlan, period_of, supersedes
+from domain.intake.accounts import AccountPlan, carry_active_since, period_of, supersedes
 from domain.intake.deadletter import dead_letter
 from domain.intake.partitioning import (
     account_partition,
@@ -111,7 +111,7 @@ class PlansHandler:
                 return "stale"  # older than the tombstone that deleted the account
         elif not supersedes(parsed, held):
             return "stale"
-        plan = AccountPlan.from_record(parsed)
+        plan = carry_active_since(held, AccountPlan.from_record(parsed), int(record.timestamp))
         if periods_change(held, plan):
             self._regroup(step, account, plan)
         put_plan(state, account, plan)

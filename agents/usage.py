@@ -25,6 +25,7 @@ from state import jsonbytes
 from tables.accounts import plan_of
 from tables.anniversary_passes import keep_closed_after
 from tables.announced import announced_of, put_announced
+from tables.custom_firings import firings_of, put_firings
 from tables.daily import daily_of, put_daily
 from tables.dedup import key_hash, mark_seen
 from tables.distinct import distinct_held, mark_distinct
@@ -98,6 +99,7 @@ class UsageHandler:
                 distinct_held=distinct_held_of,
             ),
             announced_of=lambda account: announced_of(state, account),
+            firings_of=lambda account: firings_of(state, account),
         )
         # aiokafka's records are domain.intake.batch.Raw as they are.
         outcome = run_usage(records, state_in, self.context, now_ms=now_ms)
@@ -114,6 +116,8 @@ class UsageHandler:
             put_announced(state, account_id, levels)
         for account_id, lifetime in result.lifetime.items():
             put_lifetime(state, account_id, lifetime)
+        for account_id, firings in outcome.firings.items():
+            put_firings(state, account_id, firings)
         events = rt.settings.event_topic
         moments = outcome.moments
         for moment in moments:

@@ -14,6 +14,7 @@ from state.transaction import StepState
 from tables.accounts import ACCOUNTS
 from tables.anniversaries import forget_anniversary
 from tables.announced import ANNOUNCED
+from tables.custom_firings import CUSTOM_FIRINGS
 from tables.daily import daily_of, put_daily
 from tables.lifetime import LIFETIME
 from tables.totals import TOTALS
@@ -29,6 +30,7 @@ def forget_account(state: StepState, account_id: str, at_ms: int) -> None:
     # Lifetime totals and announced milestones go too: a re-created account starts afresh.
     state.put_object(LIFETIME.name, key, AccountLifetime(), None)
     put_daily(state, account_id, AccountDaily.forgotten(at_ms))
+    state.delete(CUSTOM_FIRINGS.name, key)  # a re-created account's rules start afresh
 
 
 def forgotten_at(state: StepState, account_id: str) -> int | None:

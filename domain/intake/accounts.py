@@ -7,7 +7,7 @@ decided here so that the plans agent and the usage agent agree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, Literal, cast
@@ -38,6 +38,11 @@ class AccountPlan:
     updated_at_ms: int
     members: int | None = None
     region: str | None = None
+    #: When the account became active (contract 3.8: ``at_most`` rules judge only accounts
+    #: active for the whole window): the Kafka timestamp of the plan record that first stored
+    #: it active, or changed its status to active; kept while it stays active. ``None`` when
+    #: not active, and for plans stored by versions before it (the day-close pass fills it in).
+    active_since_ms: int | None = None
 
     @classmethod
     def from_record(cls, record: PlanRecord) -> AccountPlan:
@@ -76,6 +81,7 @@ class AccountPlan:
             "updated_at_ms": self.updated_at_ms,
             **({} if self.members is None else {"members": self.members}),
             **({} if self.region is None else {"region": self.region}),
+            **({} if self.active_since_ms is None else {"active_since_ms": self.active_since_ms}),
         }
 
     @classmethod
@@ -90,7 +96,25 @@ class AccountPlan:
             updated_at_ms=data["updated_at_ms"],
             members=data.get("members"),
             region=data.get("region"),
+            active_since_ms=data.get("active_since_ms"),
         )
+
+    def with_active_since(self, active_since_ms: int | None) -> AccountPlan:
+        """This plan with ``active_since_ms`` set (see the field)."""
+        return replace(self, active_since_ms=active_since_ms)
+
+
+def carry_active_since(held: AccountPlan | None, plan: AccountPlan, at_ms: int) -> AccountPlan:
+    """``plan`` (replacing ``held``) with its ``active_since_ms``: ``at_ms`` (the plan record's
+    Kafka timestamp) when it makes the account active, what ``held`` had while it stays
+    active, ``None`` when it is not active."""
+    if plan.status != "active":
+        since = None
+    elif held is None or held.status != "active":
+        since = at_ms
+    else:
+        since = held.active_since_ms
+    return plan if plan.active_since_ms == since else plan.with_active_since(since)
 
 
 def supersedes(new: PlanRecord, held: AccountPlan | None) -> bool:

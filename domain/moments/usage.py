@@ -2,19 +2,22 @@
 
 The records go down once, through the intake (:func:`domain.intake.batch.run_intake`), then
 threshold detection (:func:`domain.moments.detection.detect_thresholds`) over what the intake
-accepted and milestone detection over what it found due; the caller gets one
-:class:`UsageOutcome` holding the state to write back and the events to send.
+accepted, milestone detection over what it found due, then the ``at_least`` rules of
+``[[moments]]`` (:func:`domain.moments.custom.detect_custom`) over what it accepted; the
+caller gets one :class:`UsageOutcome` holding the state to write back and the events to send.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from domain.intake.batch import IntakeResult, IntakeRules, IntakeState, Raw, run_intake
+from domain.moments.custom import CustomRules, WindowSnapshots, detect_custom
 from domain.moments.detection import Moment, detect_thresholds
 from domain.moments.milestones import detect_milestones
 from domain.plans.catalog import Catalog
+from domain.rules.custom import RuleFirings
 from domain.rules.thresholds import AnnouncedLevels
 from domain.wording.templates import Templates
 
@@ -38,16 +41,20 @@ class UsageState:
 
     intake: IntakeState
     announced_of: Callable[[str], AnnouncedLevels]
+    #: The rule firings of an account (``[[moments]]``); without it no rule is judged.
+    firings_of: Callable[[str], RuleFirings] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class UsageOutcome:
     """What a usage step decided: the intake's outcomes and state, the accounts' announced
-    levels to write back, and the events in emission order (thresholds, then milestones)."""
+    levels and rule firings to write back, and the events in emission order (thresholds,
+    milestones, then the rules of ``[[moments]]``)."""
 
     intake: IntakeResult
     announced: dict[str, AnnouncedLevels]
     moments: list[Moment]
+    firings: dict[str, RuleFirings] = field(default_factory=dict)
 
 
 def run_usage(
@@ -60,7 +67,15 @@ def run_usage(
         context.templates,
         context.clock,
     )
-    intake = run_intake(records, state.intake, now_ms=now_ms, rules=rules, catalog=catalog)
+    intake_state = state.intake
+    custom = CustomRules.of(catalog)
+    snapshots: WindowSnapshots | None = None
+    judged = bool(custom.at_least) and state.firings_of is not None
+    if judged and custom.rolling and intake_state.daily_of is not None:
+        # Rolling windows are replayed record by record from the days before the batch.
+        snapshots = WindowSnapshots(custom.rolling)
+        intake_state = replace(intake_state, daily_of=snapshots.wrap(intake_state.daily_of))
+    intake = run_intake(records, intake_state, now_ms=now_ms, rules=rules, catalog=catalog)
     detected = detect_thresholds(
         intake.accepted,
         now_ms=now_ms,
@@ -78,4 +93,16 @@ def run_usage(
         now_ms=now_ms,
         clock=clock,
     )
-    return UsageOutcome(intake, detected.announced, [*detected.moments, *celebrated.moments])
+    moments = [*detected.moments, *celebrated.moments]
+    if not judged or state.firings_of is None:
+        return UsageOutcome(intake, detected.announced, moments)
+    fired = detect_custom(
+        intake.accepted,
+        catalog=catalog,
+        snapshots=snapshots,
+        new_distinct=intake.distinct,
+        firings_of=state.firings_of,
+        clock=clock,
+    )
+    moments.extend(fired.moments)
+    return UsageOutcome(intake, detected.announced, moments, fired.firings)

@@ -185,6 +185,8 @@ def _conditionals(builder: _Builder, union: Mapping[str, Any]) -> Iterator[dict[
     for model in KIND_MODELS:
         fields = _fields(model)
         kinds = get_args(_unwrap(fields["kind"])[0])
+        # A Literal of kinds, or a pattern (custom.<rule id>).
+        condition = _choice(kinds) if kinds else _kind_pattern(model)
         required = [
             name
             for name in hints
@@ -203,7 +205,7 @@ def _conditionals(builder: _Builder, union: Mapping[str, Any]) -> Iterator[dict[
             then["properties"] = properties
         yield {
             "description": _description(model),
-            "if": {"required": ["kind"], "properties": {"kind": _choice(kinds)}},
+            "if": {"required": ["kind"], "properties": {"kind": condition}},
             "then": then,
         }
         for rule in KIND_RULES:
@@ -265,8 +267,17 @@ def field_table() -> str:
     return "\n".join(lines)
 
 
+def _kind_pattern(model: Any) -> dict[str, Any]:
+    """The schema of a kind given by a pattern (``custom.<rule id>``)."""
+    _, metadata = _unwrap(_fields(model)["kind"])
+    keywords = next(m for m in metadata if isinstance(m, Schema)).keywords
+    return {"pattern": keywords["pattern"]}
+
+
 def _column(model: Any) -> str:
     kinds = get_args(_unwrap(_fields(model)["kind"])[0])
+    if not kinds:
+        return "`custom.<id>`"
     return f"`{kinds[0]}`" if len(kinds) == 1 else "thresholds"
 
 

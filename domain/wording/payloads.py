@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal, NotRequired, Required, TypedDict
 
 from domain.rules.thresholds import ThresholdKind
-from domain.wording.kinds import Kind
+from domain.wording.kinds import KINDS
 
 ChangeType = Literal[
     "plan_upgraded",
@@ -626,6 +626,63 @@ class AccountChangeEvent(TypedDict):
     emitted_at: Instant
 
 
+class CustomFields(TypedDict):
+    """``custom``: the rule of ``[[moments]]`` that fired and the figures it judged."""
+
+    rule: Annotated[
+        str,
+        Schema(pattern="^[a-z0-9-]{1,40}$"),
+        Row("string matching `[a-z0-9-]{1,40}`", NEVER, "The rule's `id` in `[[moments]]`."),
+    ]
+    window: Annotated[
+        str,
+        Schema(pattern="^(period|[1-9][0-9]?d)$"),
+        Row(
+            "string",
+            NEVER,
+            'The rule\'s window as written: `"period"` (the billing period) or `"<N>d"` '
+            "(the UTC day of the moment and the N-1 days before it).",
+        ),
+    ]
+    value: Annotated[
+        Amount,
+        Row("number >= 0", NEVER, "The window's value under the metric's aggregation."),
+    ]
+    threshold: Annotated[
+        Positive,
+        Row(
+            "number > 0",
+            NEVER,
+            "The threshold the value met (`at_least`: reached; `at_most`: at or below), in the "
+            "metric's unit; with `of_limit`, the fraction times the account's limit.",
+        ),
+    ]
+
+
+CUSTOM_KIND_PATTERN: Final = "^custom\\.[a-z0-9-]{1,40}$"
+CustomKind = Annotated[str, Schema(pattern=CUSTOM_KIND_PATTERN)]
+"""The kind of a rule's moment: ``custom.<rule id>``."""
+
+
+class CustomEvent(TypedDict):
+    """Moments a business defines (``[[moments]]``): metric, period, usage and custom; the
+    rule's action."""
+
+    schema_version: Literal[1]
+    event_id: EventId
+    kind: CustomKind
+    account_id: RecordId
+    metric: Metric
+    plan: PlanFields
+    period: PeriodFields
+    usage: UsageFields
+    custom: CustomFields
+    message: MessageFields
+    suggestion: Suggestion
+    triggered_at: Instant
+    emitted_at: Instant
+
+
 KIND_MODELS: Final[tuple[type[Any], ...]] = (
     ThresholdEvent,
     DropEvent,
@@ -633,8 +690,10 @@ KIND_MODELS: Final[tuple[type[Any], ...]] = (
     MilestoneEvent,
     AnniversaryEvent,
     AccountChangeEvent,
+    CustomEvent,
 )
-"""One model per kind (thresholds share one), in the order of :data:`.kinds.KINDS`."""
+"""One model per kind (thresholds share one), in the order of :data:`.kinds.KINDS`, then the
+model of every ``custom.<rule id>``."""
 
 Payload = (
     ThresholdEvent
@@ -643,6 +702,7 @@ Payload = (
     | MilestoneEvent
     | AnniversaryEvent
     | AccountChangeEvent
+    | CustomEvent
 )
 """The payload of any moment event."""
 
@@ -705,9 +765,18 @@ class MomentEvent(TypedDict, total=False):
     ]
     kind: Required[
         Annotated[
-            Kind,
-            Doc("What happened; also the topic suffix (moments.<kind>)."),
-            Row("{choices}", NEVER, "What happened; also the topic suffix."),
+            str,
+            Schema(anyOf=[{"enum": list(KINDS)}, {"pattern": CUSTOM_KIND_PATTERN}]),
+            Doc(
+                "What happened; also the topic suffix (moments.<kind>). custom.<rule id> for a "
+                "rule of the catalog's [[moments]]."
+            ),
+            Row(
+                f"{', '.join(f'`{k}`' for k in KINDS)}, or `custom.<rule id>`",
+                NEVER,
+                "What happened; also the topic suffix. `custom.<rule id>` for a moment you "
+                "define (`[[moments]]` in the catalog).",
+            ),
         ]
     ]
     account_id: Required[
@@ -879,6 +948,17 @@ class MomentEvent(TypedDict, total=False):
             "statuses, member counts, regions)."
         ),
         Row("object", NEVER, "What changed (`account-change` only)."),
+    ]
+    custom: Annotated[
+        CustomFields,
+        KIND_ONLY,
+        Doc(
+            "custom.<rule id> only: the rule of [[moments]] that fired (rule: its id; window: "
+            'as written, "7d" or "period"), the window\'s value and the threshold it met, both '
+            "absolute quantities in the metric's unit (with of_limit, the fraction times the "
+            "account's limit)."
+        ),
+        Row("object", NEVER, "The rule that fired and its figures (`custom.<rule id>` only)."),
     ]
     message: Required[
         Annotated[

@@ -1,0 +1,410 @@
+"""Detection of the moments a business defines (contract 3.8): state in, events out.
+
+``at_least`` rules are judged on the usage path, on each accepted record of a batch, after
+thresholds and milestones (:func:`detect_custom`); ``at_most`` rules at a UTC day close, by
+the day-close pass over the accounts (:func:`judge_closed_day`). Both read an account's rule
+firings (:class:`~domain.rules.custom.RuleFirings`) only when a value meets a rule, and give
+back the ones they changed, for the caller to write in the same step as the events.
+
+Speed. :class:`CustomRules` is worked out once per catalog: the ``at_least`` rules by metric,
+and by (metric, plan) the ones that apply. A record of a metric no rule watches costs one
+dictionary lookup; one that a rule watches costs a comparison per rule, plus the window's
+value. Rolling windows are replayed record by record over a copy of the account's daily
+history taken before the batch folded into it (:class:`WindowSnapshots`), so each record is
+judged on the window as it stood with that record, exactly as if records came one per batch:
+the window's value is kept per (account, metric) and moved by each record of the window's last
+day, and recomputed from the days only when a record falls on another day. A record the intake
+found ``late`` (its period over) is not judged and not replayed: it counts in the windows
+from the next batch on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Final
+
+from domain.common.timeutil import DAY_MS, to_rfc3339
+from domain.intake.accounts import AccountPlan, period_of
+from domain.intake.batch import Accepted
+from domain.intake.daily import AccountDaily, DailyHistory, DailyReadings, DailyTotals
+from domain.intake.distinct import day_scope, distinct_key
+from domain.intake.usage import AccountTotals
+from domain.moments.detection import Moment
+from domain.plans.catalog import Aggregation, Catalog, MomentRule
+from domain.plans.periods import day_start_ms, utc_day
+from domain.rules.custom import RuleFirings, reached, threshold_of, window_value
+from domain.rules.thresholds import should_announce
+from domain.wording.custom import Fired, custom_event, day_text
+from domain.wording.events import Standing
+
+_ZERO: Final = Decimal(0)
+_ONE: Final = Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomRules:
+    """A catalog's ``[[moments]]`` rules, arranged once for the paths that judge them."""
+
+    catalog: Catalog
+    #: Metric -> its ``at_least`` rules, in catalog order.
+    at_least: Mapping[str, tuple[MomentRule, ...]]
+    #: The ``at_most`` rules, in catalog order.
+    at_most: tuple[MomentRule, ...]
+    #: Metrics with a rolling ``at_least`` rule: their daily history is replayed per record.
+    rolling: frozenset[str]
+    ids: frozenset[str]
+    _by_plan: dict[tuple[str, str], tuple[MomentRule, ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> CustomRules:
+        """The rules of ``catalog`` (remembered per catalog)."""
+        held = _arranged.get(id(catalog))
+        if held is not None and held.catalog is catalog:
+            return held
+        at_least: dict[str, tuple[MomentRule, ...]] = {}
+        for rule in catalog.moments:
+            if rule.at_least:
+                at_least[rule.metric] = (*at_least.get(rule.metric, ()), rule)
+        rules = cls(
+            catalog,
+            at_least,
+            tuple(rule for rule in catalog.moments if not rule.at_least),
+            frozenset(
+                rule.metric
+                for rule in catalog.moments
+                if rule.at_least and rule.window_days is not None
+            ),
+            frozenset(rule.id for rule in catalog.moments),
+        )
+        if len(_arranged) >= 8:
+            _arranged.clear()
+        _arranged[id(catalog)] = rules
+        return rules
+
+    def at_least_for(self, metric: str, plan_id: str) -> tuple[MomentRule, ...]:
+        """The ``at_least`` rules of ``metric`` that apply to accounts on ``plan_id``."""
+        key = (metric, plan_id)
+        found = self._by_plan.get(key)
+        if found is None:
+            found = self._by_plan[key] = tuple(
+                rule for rule in self.at_least.get(metric, ()) if rule.applies_to(plan_id)
+            )
+        return found
+
+
+_arranged: dict[int, CustomRules] = {}
+
+
+def copy_history(history: DailyHistory) -> DailyHistory:
+    """An independent copy of ``history`` (a sum's stored days are shared until either side
+    changes them: copy on write)."""
+    if isinstance(history, DailyTotals):
+        return DailyTotals.from_json(history.to_json())
+    return DailyReadings.from_json(history.to_json())
+
+
+class WindowSnapshots:
+    """The daily histories of the rolling rules' metrics as they were before a batch: the
+    intake's ``daily_of`` is wrapped by :meth:`wrap`, which copies them as each account is
+    first read (before anything is folded into it)."""
+
+    __slots__ = ("metrics", "held")
+
+    def __init__(self, metrics: frozenset[str]) -> None:
+        self.metrics = metrics
+        self.held: dict[str, dict[str, DailyHistory]] = {}
+
+    def wrap(self, daily_of: Callable[[str], AccountDaily]) -> Callable[[str], AccountDaily]:
+        """``daily_of`` that keeps a copy of each account's watched histories."""
+        metrics, held = self.metrics, self.held
+
+        def read(account_id: str) -> AccountDaily:
+            daily = daily_of(account_id)
+            held[account_id] = {
+                metric: copy_history(history)
+                for metric, history in daily.metrics.items()
+                if metric in metrics
+            }
+            return daily
+
+        return read
+
+
+class _Replay:
+    """One (account, metric)'s daily history replayed record by record through a batch, and
+    the values of its windows ending on ``end_day`` (by days), kept up to date."""
+
+    __slots__ = ("history", "aggregation", "end_day", "values", "counted")
+
+    def __init__(self, history: DailyHistory | None, aggregation: Aggregation) -> None:
+        self.history = history
+        self.aggregation = aggregation
+        self.end_day: int | None = None
+        self.values: dict[int, Decimal] = {}
+        self.counted: set[str] = set()
+
+    def fold(self, item: Accepted, new_distinct: Mapping[str, int]) -> None:
+        """Fold the record of ``item`` in as the intake folded it into the day."""
+        record = item.record
+        ts_ms = record.timestamp_ms
+        day = utc_day(ts_ms)
+        aggregation = self.aggregation
+        history = self.history
+        step: Decimal | None
+        if aggregation == "max" or aggregation == "latest":
+            if not isinstance(history, DailyReadings) or history.kind != aggregation:
+                history = self.history = DailyReadings(aggregation)
+            history.fold(ts_ms, record.quantity)
+            step = None
+        else:
+            if not isinstance(history, DailyTotals):
+                history = self.history = DailyTotals()
+            step = record.quantity
+            if aggregation == "unique_count":
+                unique = record.unique or ""
+                key = distinct_key(record.account_id, record.metric, day_scope(day), unique)
+                if key not in new_distinct or key in self.counted:
+                    step = None  # not new that day: the day's count stays
+                else:
+                    self.counted.add(key)
+                    step = _ONE
+            if step is not None:
+                history.add(ts_ms, step)
+        if day != self.end_day:
+            self.end_day = day
+            self.values = {}
+            return
+        values = self.values
+        if aggregation == "max":
+            quantity = record.quantity
+            for days, value in values.items():
+                if quantity > value:
+                    values[days] = quantity
+        elif aggregation == "latest":
+            values.clear()
+        elif step is not None:
+            for days in values:
+                values[days] += step
+
+    def value(self, days: int) -> Decimal:
+        """The value of the ``days`` ending on the last folded record's day."""
+        value = self.values.get(days)
+        if value is None:
+            end = self.end_day
+            if end is None:
+                return _ZERO
+            value = self.values[days] = window_value(self.history, self.aggregation, end, days)
+        return value
+
+
+@dataclass(slots=True)
+class CustomResult:
+    """Events in emission order, and the rule firings that changed, by account."""
+
+    moments: list[Moment] = field(default_factory=list)
+    firings: dict[str, RuleFirings] = field(default_factory=dict)
+
+
+class _Firings:
+    """The accounts' rule firings read in one step (each at most once), and those changed."""
+
+    __slots__ = ("_of", "_loaded", "_ids", "changed")
+
+    def __init__(self, firings_of: Callable[[str], RuleFirings], ids: frozenset[str]) -> None:
+        self._of = firings_of
+        self._loaded: dict[str, RuleFirings] = {}
+        self._ids = ids
+        self.changed: dict[str, RuleFirings] = {}
+
+    def of(self, account_id: str) -> RuleFirings:
+        firings = self._loaded.get(account_id)
+        if firings is None:
+            firings = self._loaded[account_id] = self._of(account_id)
+            if firings.keep_only(self._ids):  # rules gone from the catalog: pruned
+                self.changed[account_id] = firings
+        return firings
+
+    def fired(self, account_id: str) -> None:
+        self.changed[account_id] = self._loaded[account_id]
+
+
+def detect_custom(
+    accepted: Iterable[Accepted],
+    *,
+    catalog: Catalog,
+    snapshots: WindowSnapshots | None,
+    new_distinct: Mapping[str, int],
+    firings_of: Callable[[str], RuleFirings],
+    clock: Callable[[], int],
+) -> CustomResult:
+    """Fire the ``at_least`` rules the accepted records meet (contract 3.8).
+
+    For each record of an active account with a known plan, each rule of its metric that
+    applies to the plan is judged on the window's value with that record: the period's value
+    (``change.after``) for ``"period"``, the replayed days for a rolling window ending on the
+    record's UTC day. A rule that meets its threshold fires when its cooldown allows, stamped
+    with the record's event time. ``new_distinct`` (the intake's newly counted distinct keys)
+    tells which records of a ``unique_count`` metric were new in their day.
+    """
+    rules = CustomRules.of(catalog)
+    result = CustomResult()
+    if not rules.at_least:
+        return result
+    firings = _Firings(firings_of, rules.ids)
+    replays: dict[tuple[str, str], _Replay] = {}
+    thresholds: dict[tuple[str, Decimal | None], Decimal | None] = {}
+    held = {} if snapshots is None else snapshots.held
+    at_least = rules.at_least
+    for item in accepted:
+        change = item.change
+        metric = change.metric
+        if metric not in at_least:
+            continue
+        plan = item.plan
+        if plan is None or not should_announce(plan):
+            continue
+        applicable = rules.at_least_for(metric, plan.plan_id)
+        if not applicable:
+            continue
+        catalog_plan = catalog.plan(plan.plan_id)
+        if catalog_plan is None:
+            continue
+        record = item.record
+        account = record.account_id
+        replay: _Replay | None = None
+        if metric in rules.rolling:
+            replay = replays.get((account, metric))
+            if replay is None:
+                history = held.get(account, {}).get(metric)
+                replay = replays[(account, metric)] = _Replay(
+                    None if history is None else copy_history(history),
+                    catalog.aggregation(metric),
+                )
+            replay.fold(item, new_distinct)
+        limit = plan.limit(catalog_plan, metric)
+        for rule in applicable:
+            key = (rule.id, limit)
+            if key in thresholds:
+                threshold = thresholds[key]
+            else:
+                threshold = thresholds[key] = threshold_of(rule, limit)
+            if threshold is None:
+                continue
+            days = rule.window_days
+            if days is None:
+                value = change.after
+            else:
+                assert replay is not None  # noqa: S101  # a rolling rule's metric is replayed
+                value = replay.value(days)
+            if value < threshold:
+                continue
+            period = change.period
+            at_ms = record.timestamp_ms
+            account_firings = firings.of(account)
+            if not account_firings.may_fire(rule, at_ms, period.start_ms):
+                continue
+            account_firings.fire(rule, at_ms, period.start_ms)
+            firings.fired(account)
+            if days is None:
+                start = to_rfc3339(period.start_ms)
+                span = max(1, -(-(at_ms - period.start_ms) // DAY_MS))
+            else:
+                start = day_text(utc_day(at_ms) - days + 1)
+                span = days
+            fired = Fired(rule, value, threshold, start, span, at_ms)
+            standing = Standing(account, catalog_plan, metric, period, change.after, limit)
+            payload = custom_event(catalog, standing, fired, clock())
+            result.moments.append(Moment(payload["kind"], account, payload, item.raw.timestamp))
+    result.firings = firings.changed
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedDay:
+    """A UTC day closed for the ``at_most`` rules: its number and when it is judged."""
+
+    day: int
+    judged_at_ms: int
+
+    @property
+    def end_ms(self) -> int:
+        """The end of the day: the instant an ``at_most`` firing is stamped with."""
+        return day_start_ms(self.day + 1)
+
+
+def active_since_known(plan: AccountPlan, now_ms: int) -> AccountPlan:
+    """``plan`` with ``active_since_ms`` filled in with ``now_ms`` when an active plan stored
+    by an older version lacks it (the day-close pass's own time: from then on it counts)."""
+    if plan.status != "active" or plan.active_since_ms is not None:
+        return plan
+    return plan.with_active_since(now_ms)
+
+
+def judge_closed_day(
+    account_id: str,
+    plan: AccountPlan,
+    daily: AccountDaily | None,
+    totals: AccountTotals | None,
+    closed: ClosedDay,
+    *,
+    catalog: Catalog,
+    firings: Callable[[], RuleFirings],
+    emitted_at: Callable[[], int],
+) -> list[Moment]:
+    """Fire the ``at_most`` rules an account meets over the complete days ending on the
+    ``closed`` day (contract 3.8): only an active account whose plan is known and was active
+    since before the window's first day; silence counts as 0. ``firings`` reads the account's
+    rule firings (called only when a rule is met; the object it returns is changed in place).
+    """
+    rules = CustomRules.of(catalog).at_most
+    if not rules or plan.status != "active" or plan.active_since_ms is None:
+        return []
+    catalog_plan = catalog.plan(plan.plan_id)
+    if catalog_plan is None:
+        return []
+    moments: list[Moment] = []
+    at_ms = closed.end_ms
+    held: RuleFirings | None = None
+    for rule in rules:
+        days = rule.window_days
+        if days is None or not rule.applies_to(plan.plan_id):
+            continue
+        first_day = closed.day - days + 1
+        if plan.active_since_ms >= day_start_ms(first_day):
+            continue
+        metric = rule.metric
+        limit = plan.limit(catalog_plan, metric)
+        threshold = threshold_of(rule, limit)
+        if threshold is None:
+            continue
+        history = None if daily is None else daily.metrics.get(metric)
+        value = window_value(history, catalog.aggregation(metric), closed.day, days)
+        if not reached(rule, value, threshold):
+            continue
+        if held is None:
+            held = firings()
+        period = period_of(plan, at_ms - 1, catalog)
+        if not held.may_fire(rule, at_ms, period.start_ms):
+            continue
+        held.fire(rule, at_ms, period.start_ms)
+        total = _ZERO if totals is None else totals.total(metric, period)
+        fired = Fired(rule, value, threshold, day_text(first_day), days, at_ms)
+        standing = Standing(account_id, catalog_plan, metric, period, total, limit)
+        payload = custom_event(catalog, standing, fired, emitted_at())
+        moments.append(Moment(payload["kind"], account_id, payload, closed.judged_at_ms))
+    return moments
+
+
+__all__ = [
+    "ClosedDay",
+    "CustomResult",
+    "CustomRules",
+    "WindowSnapshots",
+    "active_since_known",
+    "detect_custom",
+    "judge_closed_day",
+]
