@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import random
 import re
+import tomllib
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
 from benchmark.workload import LIMITS, METRIC_SHARES
+from tests.harness import kafka
 
 SHIPPED_CATALOG: Final = Path(__file__).resolve().parents[2] / "config" / "plans.toml"
 SUM_WINDOWS: Final = ("period", "7d", "1d")
@@ -144,3 +146,12 @@ def write_catalog(directory: Path, count: int, seed: int = 7) -> Path:
     path = directory / f"plans-{count}-moments.toml"
     path.write_text(catalog_with_rules(count, seed), encoding="utf-8")
     return path
+
+
+async def create_rule_topics(bootstrap: str, prefix: str, catalog: Path, partitions: int) -> None:
+    """Create the event topic of each rule of ``catalog`` (``<prefix>.custom.<id>``) before a
+    worker starts, as the worker creates its other event topics (co-partitioned)."""
+    document = tomllib.loads(catalog.read_text(encoding="utf-8"))
+    topics = {f"{prefix}.custom.{rule['id']}": partitions for rule in document.get("moments", [])}
+    if topics:
+        await kafka.create_topics(bootstrap, topics)

@@ -14,6 +14,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from benchmark.report import TARGET_RPS, Report, at_least, mb, partial, report_window, report_worker
+from benchmark.rules import create_rule_topics
 from benchmark.views import (
     BACKGROUND_SETTLE_S,
     account_views,
@@ -105,6 +106,8 @@ async def one_worker(
     figure = f"1 worker {guarantee}, records/s on {data.records:,} backlog"
     target = f">= {TARGET_RPS:,.0f}/s" if guarantee == "exactly_once" else "- (none)"
     try:
+        if getattr(args, "plans_file", None) is not None:
+            await create_rule_topics(args.bootstrap, w.prefix, args.plans_file, data.partitions)
         w.start()
         run.note = await w.wait_ready(w.started + args.max_seconds)
         if run.note:
