@@ -31,6 +31,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from agents.anniversaries import start_pass
+from agents.custom_close import CustomClose
 from agents.drops import TicksHandler
 from app.main import Runtime
 from config.settings import to_ms
@@ -123,10 +124,12 @@ class TickScheduler:
 
 class TicksHandlers:
     """The ticks topic's handler: a tick starts the drop evaluation of its day and the
-    anniversary pass of its cut (each does nothing when already started)."""
+    anniversary pass of its cut (each does nothing when already started), and, with
+    ``at_most`` rules, their day close (``custom_close``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, custom_close: CustomClose | None = None) -> None:
         self.drops = TicksHandler()
+        self.custom_close = custom_close
 
     def reject(self, step: Step, topic: str, record: Any, reason: str) -> None:
         """A tick that cannot be processed is skipped (see :meth:`TicksHandler.reject`)."""
@@ -136,3 +139,5 @@ class TicksHandlers:
         """Start the day's drop evaluation and the cut's anniversary pass."""
         self.drops.process(step, topic, records)
         start_pass(step, records)
+        if self.custom_close is not None:
+            self.custom_close.start(step, records)

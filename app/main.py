@@ -20,7 +20,9 @@ from app.faust_internals import MomentsApp
 from app.metrics import Metrics, build_metrics
 from app.security import broker_credentials
 from config.settings import Settings
+from domain.errors import CatalogError
 from domain.plans.catalog import Catalog, load_catalog
+from domain.wording.kinds import event_kinds
 from domain.wording.templates import Templates, load_templates
 
 logger = logging.getLogger(__name__)
@@ -90,6 +92,7 @@ def build_runtime(
     worker passes every table of :mod:`tables.registry`).
     """
     catalog = load_catalog(settings.plans_file)
+    _check_windows(catalog, settings)
     # Templates need a variant only for the aggregations the catalog uses (contract 1.4).
     templates = load_templates(settings.messages_file, {"sum", *catalog.aggregations.values()})
     clock: Clock = (
@@ -101,5 +104,20 @@ def build_runtime(
         registry or CollectorRegistry(auto_describe=True),
         tables,
         (settings.topic_usage, settings.topic_accounts),
+        event_kinds(catalog),
     )
     return Runtime(settings, catalog, templates, clock, metrics, build_app(settings))
+
+
+def _check_windows(catalog: Catalog, settings: Settings) -> None:
+    """Every rolling window of ``[[moments]]`` fits in the daily state kept (contract 3.8).
+
+    (The catalog allows 35 days and MOMENTS_DAILY_RETENTION_DAYS at least 35: a guard for a
+    future that relaxes either.)"""
+    for rule in catalog.moments:
+        if rule.window_days is not None and rule.window_days > settings.daily_retention_days:
+            raise CatalogError(
+                f"{settings.plans_file}: moment {rule.id!r}: window: {rule.window} is longer "
+                f"than MOMENTS_DAILY_RETENTION_DAYS={settings.daily_retention_days}, the days "
+                "kept; shorten it or keep more days"
+            )

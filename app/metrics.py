@@ -31,7 +31,7 @@ KAFKA_RETRY_ERRORS: Final[tuple[str, ...]] = (
     "RequestTimedOutError",
 )
 #: Background works whose passes skip an account that fails (its metric label).
-BACKGROUND_WORKS: Final[tuple[str, ...]] = ("drops", "anniversaries")
+BACKGROUND_WORKS: Final[tuple[str, ...]] = ("drops", "anniversaries", "custom")
 
 _C = TypeVar("_C", Counter, Gauge)
 
@@ -99,10 +99,14 @@ def _labelled(
 
 
 def build_metrics(
-    registry: CollectorRegistry, tables: tuple[str, ...] = (), inputs: tuple[str, ...] = ()
+    registry: CollectorRegistry,
+    tables: tuple[str, ...] = (),
+    inputs: tuple[str, ...] = (),
+    kinds: tuple[str, ...] = EVENT_KINDS,
 ) -> Metrics:
-    """Create the worker's metrics in ``registry`` (series of ``tables`` and input topics
-    ``inputs`` exist from the start)."""
+    """Create the worker's metrics in ``registry`` (series of ``tables``, input topics
+    ``inputs`` and event ``kinds``, the rules' ``custom.<id>`` among them, exist from the
+    start)."""
     return Metrics(
         registry=registry,
         records=_labelled(
@@ -142,7 +146,7 @@ def build_metrics(
             registry,
         ),
         events=_labelled(
-            Counter, "moments_events_total", "Moment events emitted.", "kind", EVENT_KINDS, registry
+            Counter, "moments_events_total", "Moment events emitted.", "kind", kinds, registry
         ),
         accounts_skipped=_labelled(
             Counter,

@@ -61,8 +61,11 @@ class TopicSpec:
         return config
 
 
-def required_topics(settings: Settings, tables: Sequence[TableSpec] = ()) -> list[TopicSpec]:
-    """Inputs (co-partitioned), dead-letter, event and changelog topics."""
+def required_topics(
+    settings: Settings, tables: Sequence[TableSpec] = (), kinds: Sequence[str] = EVENT_KINDS
+) -> list[TopicSpec]:
+    """Inputs (co-partitioned), dead-letter, event and changelog topics; an event topic per
+    kind of ``kinds`` (:func:`domain.wording.kinds.event_kinds`: one per rule of 3.8 too)."""
     n = settings.partitions
     specs = [
         TopicSpec(settings.topic_usage, n, co_partitioned=True),
@@ -75,7 +78,7 @@ def required_topics(settings: Settings, tables: Sequence[TableSpec] = ()) -> lis
         TopicSpec(settings.topic_usage_dlq, n, co_partitioned=True),
         TopicSpec(settings.topic_accounts_dlq, n, co_partitioned=True),
     ]
-    specs += [TopicSpec(settings.event_topic(kind), n, co_partitioned=True) for kind in EVENT_KINDS]
+    specs += [TopicSpec(settings.event_topic(kind), n, co_partitioned=True) for kind in kinds]
     # Changelogs: partition p holds the state of input partition p.
     specs += [
         TopicSpec(
@@ -125,8 +128,10 @@ async def ensure_topics(
     settings: Settings,
     client_kwargs: Mapping[str, object],
     tables: Sequence[TableSpec] = (),
+    kinds: Sequence[str] = EVENT_KINDS,
 ) -> list[str]:
-    """Check the layout, create missing topics, and return the names created."""
+    """Check the layout, create missing topics (an event topic per kind of ``kinds``), and
+    return the names created."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=list(settings.kafka_bootstrap), request_timeout_ms=15000, **client_kwargs
     )
@@ -138,7 +143,7 @@ async def ensure_topics(
             f"check MOMENTS_KAFKA_BOOTSTRAP and that the brokers are up"
         ) from exc
     try:
-        specs = required_topics(settings, tables)
+        specs = required_topics(settings, tables, kinds)
         existing: dict[str, int] = {}
         # Describe only topics that exist: a metadata request for a missing topic can
         # auto-create it with the broker's default partition count.
@@ -401,6 +406,7 @@ def ensure_topics_sync(
     settings: Settings,
     client_kwargs: Mapping[str, object],
     tables: Sequence[TableSpec] = (),
+    kinds: Sequence[str] = EVENT_KINDS,
 ) -> list[str]:
     """:func:`ensure_topics` for synchronous callers (the CLI, before Faust's loop)."""
-    return asyncio.run(ensure_topics(settings, client_kwargs, tables))
+    return asyncio.run(ensure_topics(settings, client_kwargs, tables, kinds))

@@ -97,11 +97,15 @@ def _seconds_or_rate(*, zero_ok: bool) -> Callable[[str], float]:
 
 
 def _event_kind(text: str) -> str:
+    import re
+
     from domain.wording.kinds import KINDS as EVENT_KINDS
 
-    if text not in EVENT_KINDS:
+    # A rule's kind (custom.<id>) is checked against the catalog when tail starts.
+    if text not in EVENT_KINDS and not re.fullmatch(r"custom(\.[a-z0-9-]{1,40})?", text):
         raise argparse.ArgumentTypeError(
-            f"unknown event kind {text!r}; accepted: {', '.join(EVENT_KINDS)}"
+            f"unknown event kind {text!r}; accepted: {', '.join(EVENT_KINDS)}, "
+            "custom.<rule id>, or custom (every rule of [[moments]])"
         )
     return text
 
@@ -171,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         type=_event_kind,
         metavar="KIND",
-        help="a kind of moment, e.g. threshold-hit or milestone (default: every kind)",
+        help="a kind of moment, e.g. threshold-hit, milestone, custom.<rule id>, or custom for "
+        "every rule of [[moments]] (default: every kind)",
     )
     tail.add_argument("--json", action="store_true", help="print each event as a JSON line")
     tail.add_argument(

@@ -14,6 +14,7 @@ from tables.accounts import ACCOUNTS
 from tables.anniversaries import ANNIVERSARIES
 from tables.anniversary_passes import ANNIVERSARY_PASSES
 from tables.announced import ANNOUNCED
+from tables.custom_closes import CUSTOM_CLOSES
 from tables.custom_firings import CUSTOM_FIRINGS
 from tables.daily import DAILY
 from tables.dedup import dedup_table
@@ -39,6 +40,7 @@ def table_specs(dedup_horizon_ms: int, distinct_retention_ms: int) -> tuple[Tabl
         LIFETIME,
         distinct_table(distinct_retention_ms),
         CUSTOM_FIRINGS,
+        CUSTOM_CLOSES,
     )
 
 

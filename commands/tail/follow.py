@@ -170,13 +170,28 @@ async def _tail(args: argparse.Namespace, kinds: tuple[str, ...], out: TextIO) -
     return 0
 
 
+def _known_kinds() -> tuple[str, ...]:
+    """The kinds a worker with the configured catalog emits: the built-in ones, and one per
+    rule of its ``[[moments]]``; the built-in ones alone when the catalog cannot be read."""
+    from config.settings import load_settings
+    from domain.errors import ConfigError
+    from domain.plans.catalog import load_catalog
+    from domain.wording.kinds import KINDS, event_kinds
+
+    try:
+        return event_kinds(load_catalog(load_settings(os.environ).plans_file))
+    except ConfigError as exc:
+        print(f"moments tail: following the built-in kinds only: {exc}", file=sys.stderr)
+        return KINDS
+
+
 def run_tail(args: argparse.Namespace) -> int:
     """Entry point of ``moments tail``; returns the exit status."""
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # aiokafka logs every (re)assignment at INFO: noise between the events we print.
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
     try:
-        kinds = parse_kinds(args.kinds)
+        kinds = parse_kinds(args.kinds, _known_kinds())
     except ValueError as exc:
         print(f"moments tail: {exc}", file=sys.stderr)
         return 2

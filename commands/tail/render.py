@@ -15,6 +15,7 @@ or odd field prints as ``-``, and a value that is not a JSON object still prints
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any, Final
@@ -31,22 +32,32 @@ from domain.wording.rendering import (
 )
 
 _TITLE_MAX_CHARS: Final = 200
+CUSTOM_KIND: Final = re.compile(r"custom\.[a-z0-9-]{1,40}")
 TITLE_INDENT: Final = " " * 10
 
 
-def parse_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
-    """The kinds to follow, in the canonical order, without repeats; all of them when none.
+CUSTOM: Final = "custom"
+"""Stands for every ``custom.<rule id>`` kind of the catalog (contract 3.8)."""
+
+
+def parse_kinds(kinds: Iterable[str], known: tuple[str, ...] = EVENT_KINDS) -> tuple[str, ...]:
+    """The kinds to follow, in the canonical order of ``known`` (the worker's kinds, its
+    rules' ``custom.<id>`` included), without repeats; all of them when none. ``custom``
+    stands for every rule's kind.
 
     Raises ``ValueError`` naming the accepted kinds when one is unknown.
     """
     wanted = list(kinds)
-    unknown = [k for k in wanted if k not in EVENT_KINDS]
+    unknown = [k for k in wanted if k not in known and k != CUSTOM]
     if unknown:
         raise ValueError(
             f"unknown event kind {', '.join(map(repr, unknown))}; "
-            f"accepted: {', '.join(EVENT_KINDS)}"
+            f"accepted: {', '.join(known)}, or {CUSTOM} (every rule of [[moments]])"
         )
-    return tuple(k for k in EVENT_KINDS if k in wanted) if wanted else EVENT_KINDS
+    if not wanted:
+        return known
+    every_rule = CUSTOM in wanted
+    return tuple(k for k in known if k in wanted or (every_rule and k.startswith(CUSTOM + ".")))
 
 
 def format_time(moment: datetime | None, today: date | None = None) -> str:
@@ -102,7 +113,12 @@ def format_event(
 
     moment = instant_of(event.get("triggered_at")) or instant_of(event.get("emitted_at"))
     event_kind = event.get("kind")
-    shown_kind = event_kind if isinstance(event_kind, str) and event_kind in EVENT_KINDS else kind
+    shown_kind = (
+        event_kind
+        if isinstance(event_kind, str)
+        and (event_kind in EVENT_KINDS or CUSTOM_KIND.fullmatch(event_kind))
+        else kind
+    )
     account = text_of(event.get("account_id"))
     head = _line(
         format_time(moment or fallback_time, today),

@@ -15,6 +15,7 @@ from app.security import client_kwargs
 from app.topology import ensure_topics_sync
 from commands.worker.wiring import install, worker_runtime, worker_tables
 from config.settings import load_settings, unknown_variables
+from domain.wording.kinds import event_kinds
 from state.store import pin_mmap_threshold
 from web.views import register
 
@@ -36,7 +37,8 @@ def run_worker(_: argparse.Namespace) -> int:
     # One clear line naming the setting when Kafka refuses us, before clients that retry.
     check_broker_access_sync(settings, client_kwargs(settings))
     specs = worker_tables(settings)
-    ensure_topics_sync(settings, client_kwargs(settings), specs)
+    kinds = event_kinds(runtime.catalog)  # one topic per rule of [[moments]] too
+    ensure_topics_sync(settings, client_kwargs(settings), specs, kinds)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = install(runtime)
     register(runtime, engine)

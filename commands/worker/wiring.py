@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from agents.anniversaries import AnniversaryEvaluation
+from agents.custom_close import CustomClose
 from agents.drops import DropEvaluation
 from agents.gauges import GAUGE_INTERVAL_S, refresh_gauges
 from agents.plans import PlansHandler
@@ -29,7 +30,7 @@ from app.main import Runtime, build_runtime
 from app.security import client_kwargs
 from config.settings import Settings, to_ms
 from domain.intake.distinct import distinct_retention_ms
-from engine.background import Backgrounds
+from engine.background import Background, Backgrounds
 from engine.changelogs import ChangelogReader
 from engine.committers import Committer, PlainCommitter, TransactionalCommitter
 from engine.engine import Engine, Handler
@@ -97,12 +98,17 @@ def install(runtime: Runtime) -> Engine:
     specs = worker_tables(s)
     usage = UsageHandler(runtime)
     plans = PlansHandler(runtime)
+    # The at_most rules of [[moments]] close each day, when the catalog has any.
+    custom_close = CustomClose(runtime) if CustomClose.wanted(runtime) else None
+    works: list[Background] = [DropEvaluation(runtime), AnniversaryEvaluation(runtime)]
+    if custom_close is not None:
+        works.append(custom_close)
     handlers: dict[str, Handler] = {
         s.topic_accounts: plans,
         s.topic_plans_forward: plans,
         s.topic_usage: usage,
         s.topic_rekey: usage,
-        s.topic_ticks: TicksHandlers(),
+        s.topic_ticks: TicksHandlers(custom_close),
     }
     committer: Committer
     factory = producer_factory(runtime)
@@ -143,7 +149,7 @@ def install(runtime: Runtime) -> Engine:
             cache_mb=s.rocksdb_cache_mb, write_buffer_mb=s.rocksdb_write_buffer_mb
         ),
         now_ms=runtime.clock.now_ms,
-        background=Backgrounds(DropEvaluation(runtime), AnniversaryEvaluation(runtime)),
+        background=Backgrounds(*works),
         maintenance=lambda store, now_ms: _expire(store, now_ms, horizon_ms),
         standby_replicas=s.standby_replicas,
         # Decoded plans, totals and daily values of the hottest accounts: ~80k objects

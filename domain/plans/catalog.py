@@ -682,6 +682,14 @@ def _threshold(value: object) -> Decimal:
     return _exact(amount)
 
 
+def _ceiling(value: object) -> Decimal:
+    # at_most = 0: nothing at all in the window (a quiet week), the commonest such rule.
+    amount = _number(value)
+    if amount < 0:
+        raise _Problem(f"must be a number >= 0, got {amount}")
+    return _exact(amount)
+
+
 def _plan_ids(value: object) -> tuple[str, ...]:
     accepted = 'a non-empty list of plan ids, like ["starter", "growth"]'
     if not isinstance(value, list) or not value:
@@ -826,7 +834,7 @@ class _Moment(_Schema):
     metric: Annotated[str, _string("a metric name"), AfterValidator(lambda m: _metric_name(m))]
     window: Annotated[str, BeforeValidator(_window)]
     at_least: Annotated[Decimal, BeforeValidator(_threshold)] | None = None
-    at_most: Annotated[Decimal, BeforeValidator(_threshold)] | None = None
+    at_most: Annotated[Decimal, BeforeValidator(_ceiling)] | None = None
     of_limit: Annotated[bool, BeforeValidator(_boolean)] = False
     plans: Annotated[tuple[str, ...], BeforeValidator(_plan_ids)] | None = None
     cooldown: Annotated[int, BeforeValidator(_cooldown)] | None = None

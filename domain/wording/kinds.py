@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
+from domain.plans.catalog import Catalog
+
 Kind = Literal[
     "threshold-near",
     "threshold-hit",
@@ -16,3 +18,9 @@ Kind = Literal[
 """Every kind of moment, in the contract's order."""
 
 KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
+
+
+def event_kinds(catalog: Catalog) -> tuple[str, ...]:
+    """Every kind a worker with ``catalog`` emits: :data:`KINDS`, then ``custom.<rule id>``
+    for each rule of its ``[[moments]]`` (contract 3.8), in catalog order."""
+    return (*KINDS, *(rule.kind for rule in catalog.moments))

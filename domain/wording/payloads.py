@@ -649,9 +649,9 @@ class CustomFields(TypedDict):
         Row("number >= 0", NEVER, "The window's value under the metric's aggregation."),
     ]
     threshold: Annotated[
-        Positive,
+        Amount,
         Row(
-            "number > 0",
+            "number >= 0",
             NEVER,
             "The threshold the value met (`at_least`: reached; `at_most`: at or below), in the "
             "metric's unit; with `of_limit`, the fraction times the account's limit.",

@@ -22,6 +22,7 @@ from domain.wording.kinds import KINDS, Kind
 from domain.wording.payloads import (
     AccountChangeEvent,
     AnniversaryEvent,
+    CustomEvent,
     DropEvent,
     MilestoneEvent,
     MomentEvent,
@@ -235,6 +236,18 @@ def _change_facts(event: AccountChangeEvent) -> str:
     return f"{text_of(change.get('type'))}: {text_of(old)} -> {text_of(new)}"
 
 
+def _custom_facts(event: CustomEvent) -> str:
+    """``3 support calls over 7d (threshold 3); 3 of 10 this period``."""
+    custom = _part(event.get("custom"))
+    usage = _part(event.get("usage"))
+    unit = _unit(usage.get("unit"))
+    return (
+        f"{_num(custom.get('value'))} {unit} over {text_of(custom.get('window'), 8)} "
+        f"(threshold {_num(custom.get('threshold'))}); "
+        f"{_of(usage.get('total'), usage.get('limit'), unit)} this period"
+    )
+
+
 RENDERERS: Final[Mapping[Kind, Callable[[Any], str]]] = {
     "threshold-near": _threshold_facts,
     "threshold-hit": _threshold_facts,
@@ -265,8 +278,13 @@ def _suggestion(event: MomentEvent) -> str:
 
 def event_facts(kind: str, event: Mapping[str, Any]) -> str:
     """The key figures of an event of ``kind`` and its suggestion, on one printable line of at
-    most :data:`FACTS_MAX_CHARS`. An unknown kind is read as a threshold."""
-    render = RENDERERS.get(cast(Kind, kind), _threshold_facts)
+    most :data:`FACTS_MAX_CHARS`. A ``custom.<rule id>`` kind reads its ``custom`` block; an
+    unknown kind is read as a threshold."""
+    render: Callable[[Any], str] = (
+        _custom_facts
+        if kind.startswith("custom.")
+        else RENDERERS.get(cast(Kind, kind), _threshold_facts)
+    )
     typed = cast(MomentEvent, event)
     return one_line(render(typed) + _suggestion(typed), FACTS_MAX_CHARS)
 

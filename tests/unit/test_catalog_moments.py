@@ -140,6 +140,9 @@ def test_defaults_cooldown_is_the_window_and_plans_all() -> None:
     assert (period.window_days, period.cooldown_days) == (None, None)
     assert (period.amount, period.of_limit, period.at_least) == (Decimal("0.5"), True, True)
     assert (quiet.at_least, quiet.amount, quiet.cooldown_days) == (False, Decimal("2.5"), 3)
+    # at_most = 0: nothing at all in the window.
+    (silent,) = _catalog(_moment(at_least=None, at_most=0)).moments
+    assert (silent.at_least, silent.amount) == (False, Decimal(0))
 
 
 def test_rules_are_grouped_by_metric_in_catalog_order() -> None:
@@ -190,6 +193,10 @@ _PLACE = "etc/plans.toml: moment 'r'"
         ({"at_most": 3}, f"{_PLACE}: at_most: give exactly one of at_least"),
         ({"at_least": 0}, f"{_PLACE}: at_least: must be a number > 0, got 0"),
         ({"at_least": -1.5}, f"{_PLACE}: at_least: must be a number > 0, got -1.5"),
+        (
+            {"at_least": None, "at_most": -1},
+            f"{_PLACE}: at_most: must be a number >= 0, got -1",
+        ),
         ({"at_least": "3"}, f'{_PLACE}: at_least: must be a number, got string "3"'),
         ({"at_least": True}, f"{_PLACE}: at_least: must be a number, got boolean true"),
         (
