@@ -186,6 +186,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         " of its own (0: none); default: the shipped catalog as it is",
     )
     run.add_argument(
+        "--moments-silent",
+        action="store_true",
+        help="with --moments: the same rules with every at_least threshold out of reach (what"
+        " judging them costs, without firing)",
+    )
+    run.add_argument(
         "--rebuild-early",
         action="store_true",
         help="rebuild: read the views as the check once did, without waiting for background"
@@ -226,8 +232,10 @@ async def run(args: argparse.Namespace) -> int:
     guarantees = GUARANTEES if args.guarantee == "both" else (args.guarantee,)
     catalog = "the shipped catalog"
     if args.moments is not None:
-        args.plans_file = write_catalog(Path(args.log_dir), args.moments, args.seed)
-        catalog = f"{args.moments} generated [[moments]] rules ({args.plans_file})"
+        silent = args.moments_silent
+        args.plans_file = write_catalog(Path(args.log_dir), args.moments, args.seed, silent=silent)
+        never = ", at_least out of reach" if silent else ""
+        catalog = f"{args.moments} generated [[moments]] rules{never} ({args.plans_file})"
     print(
         f"bench {run_id}: sections {','.join(s for s in SECTIONS if s in sections)};"
         f" {args.records:,} records, {args.accounts:,} accounts, {args.partitions} partitions;"
