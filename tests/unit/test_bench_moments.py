@@ -104,3 +104,19 @@ def test_toml_values(rules: ModuleType) -> None:
         text == '[[moments]]\nid = "r"\nat_least = 0.5\nof_limit = true\nplans = ["a", "b"]\n'
         'title = "say \\"hi\\""\n'
     )
+
+
+def test_silent_rules_are_the_same_rules_out_of_reach(rules: ModuleType) -> None:
+    loud = rules.generated_rules(50)
+    silent = rules.generated_rules(50, silent=True)
+    assert [r["id"] for r in silent] == [r["id"] for r in loud]
+    for quiet, rule in zip(silent, loud, strict=True):
+        if "at_least" in rule:
+            assert quiet["at_least"] == rules.SILENT_THRESHOLD and "of_limit" not in quiet
+            assert {k: v for k, v in quiet.items() if k not in ("at_least", "of_limit")} == {
+                k: v for k, v in rule.items() if k not in ("at_least", "of_limit")
+            }
+        else:
+            assert quiet == rule
+    parsed = parse_catalog(rules.catalog_with_rules(50, silent=True))
+    assert len(parsed.moments) == 50
