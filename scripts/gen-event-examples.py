@@ -35,10 +35,11 @@ from domain.intake.usage import AccountTotals
 from domain.moments.anniversary_pass import Held, PassRules, evaluate_anniversary
 from domain.moments.changes import change_events, diff_accounts
 from domain.moments.milestones import detect_milestones
-from domain.plans.catalog import Catalog, Plan, load_catalog
-from domain.plans.periods import Period
+from domain.plans.catalog import Catalog, Plan, load_catalog, parse_catalog
+from domain.plans.periods import Period, utc_day
 from domain.rules.anniversaries import Summary, due_cut
 from domain.rules.thresholds import detect
+from domain.wording.custom import Fired, custom_event, day_text
 from domain.wording.events import (
     Crossed,
     Evaluation,
@@ -315,7 +316,34 @@ def examples(plans: Path = ROOT / "config" / "plans.toml") -> dict[str, dict[str
         "billing-anniversary": _anniversary(catalog, templates),
         "account-change (plan_upgraded)": upgraded,
         "account-change (members_added)": members,
+        "custom.busy-week": _custom(),
     }
+
+
+#: A rule of ``[[moments]]`` (contract 3.8) for the example of a moment you define.
+CUSTOM_RULE = """
+[[moments]]
+id = "busy-week"
+metric = "purchases"
+window = "7d"
+at_least = 10
+title = "{value} orders this week"
+body = "{value} orders in {window_days} days: busy {plan_name} stores get {offer}."
+action = "offer"
+offer = "a free month of priority shipping labels"
+"""
+
+
+def _custom() -> dict[str, Any]:
+    """acct-0042's customers place their 12th order of the week on November 18: the shipped
+    catalog with :data:`CUSTOM_RULE` fires ``custom.busy-week`` (the 17th order of November)."""
+    text = (ROOT / "config" / "plans.toml").read_text("utf-8")
+    catalog = parse_catalog(text + CUSTOM_RULE, "plans.toml")
+    (rule,) = catalog.moments
+    at_ms = _ms("2026-11-18T14:05:09Z")
+    fired = Fired(rule, Decimal(12), rule.amount, day_text(utc_day(at_ms) - 6), 7, at_ms)
+    standing = _standing(ACCOUNT, _plan(catalog, "starter"), Decimal(17), "purchases")
+    return dict(custom_event(catalog, standing, fired, _ms("2026-11-18T14:05:09.518Z")))
 
 
 def render(event: dict[str, Any]) -> str:
