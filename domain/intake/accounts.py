@@ -38,6 +38,8 @@ class AccountPlan:
     updated_at_ms: int
     members: int | None = None
     region: str | None = None
+    #: ``YYYY-MM-DD`` or ``--MM-DD`` (contract 3.7), validated on intake.
+    birth_date: str | None = None
 
     @classmethod
     def from_record(cls, record: PlanRecord) -> AccountPlan:
@@ -52,6 +54,7 @@ class AccountPlan:
             updated_at_ms=record.updated_at_ms,
             members=record.members,
             region=record.region,
+            birth_date=record.birth_date,
         )
 
     def anchor(self, length: PeriodLength) -> datetime:
@@ -76,6 +79,7 @@ class AccountPlan:
             "updated_at_ms": self.updated_at_ms,
             **({} if self.members is None else {"members": self.members}),
             **({} if self.region is None else {"region": self.region}),
+            **({} if self.birth_date is None else {"birth_date": self.birth_date}),
         }
 
     @classmethod
@@ -90,6 +94,7 @@ class AccountPlan:
             updated_at_ms=data["updated_at_ms"],
             members=data.get("members"),
             region=data.get("region"),
+            birth_date=data.get("birth_date"),
         )
 
 

@@ -22,6 +22,7 @@ from domain.wording.kinds import KINDS, Kind
 from domain.wording.payloads import (
     AccountChangeEvent,
     AnniversaryEvent,
+    BirthdayEvent,
     DropEvent,
     MilestoneEvent,
     MomentEvent,
@@ -235,6 +236,13 @@ def _change_facts(event: AccountChangeEvent) -> str:
     return f"{text_of(change.get('type'))}: {text_of(old)} -> {text_of(new)}"
 
 
+def _birthday_facts(event: BirthdayEvent) -> str:
+    birthday = _part(event.get("birthday"))
+    facts = f"birthday {text_of(birthday.get('day'))}"
+    age = birthday.get("age")
+    return facts if age is None else f"{facts}, {_num(age)} years"
+
+
 RENDERERS: Final[Mapping[Kind, Callable[[Any], str]]] = {
     "threshold-near": _threshold_facts,
     "threshold-hit": _threshold_facts,
@@ -243,6 +251,7 @@ RENDERERS: Final[Mapping[Kind, Callable[[Any], str]]] = {
     "milestone": _milestone_facts,
     "billing-anniversary": _anniversary_facts,
     "account-change": _change_facts,
+    "birthday": _birthday_facts,
 }
 """The key figures of each kind, from its payload model."""
 

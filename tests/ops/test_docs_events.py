@@ -189,6 +189,8 @@ def test_the_id_recipe_recomputes_every_example() -> None:
             parts = [kind, event["account_id"], event["period"]["start"]]
         elif kind == "account-change":
             parts = [kind, event["account_id"], event["change"]["type"], event["triggered_at"]]
+        elif kind == "birthday":
+            parts = [kind, event["account_id"], event["birthday"]["day"]]
         else:
             parts = [
                 event["kind"],

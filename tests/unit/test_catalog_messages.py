@@ -99,7 +99,7 @@ SECTION_CASES: list[tuple[str, str]] = [
     ),
     (
         '[offers]\nfoo = "x"\n',
-        "[offers]: unknown key 'foo'; accepted: 'members_added', 'region_changed'",
+        "[offers]: unknown key 'foo'; accepted: 'members_added', 'region_changed', 'birthday'",
     ),
     (
         "milestones = 5\n",
@@ -170,7 +170,7 @@ SECTION_CASES: list[tuple[str, str]] = [
     (
         "x = 1\ny = 2\n",
         "top level: unknown table 'x', 'y'; accepted: 'defaults', 'metrics', 'plans', "
-        "'milestones', 'meters', 'offers', 'locale'",
+        "'milestones', 'meters', 'offers', 'birthday', 'locale'",
     ),
     (
         "defaults = [1]\n",
@@ -179,7 +179,7 @@ SECTION_CASES: list[tuple[str, str]] = [
     (
         "foo = 1989-01-01\n",
         "top level: unknown table 'foo'; accepted: 'defaults', 'metrics', 'plans', "
-        "'milestones', 'meters', 'offers', 'locale'",
+        "'milestones', 'meters', 'offers', 'birthday', 'locale'",
     ),
     (
         "[defaults]\nperiod = 1989-01-01\n",

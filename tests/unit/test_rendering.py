@@ -51,6 +51,7 @@ EXPECTED = [
         "account-change (members_added)",
         "members_added: 3 -> 5; suggests offer: a family discount: 10% off each member you add",
     ),
+    ("birthday", "birthday 2026-12-07"),
 ]
 
 

@@ -342,6 +342,10 @@ GUIDE_LINES = {
         "suggests offer: a family discount: 10% off each member you add",
         "Your account now has 5 members",
     ),
+    "birthday": (
+        "2026-12-07 00:00:00  birthday            acct-0042  -          birthday 2026-12-07",
+        "Happy birthday!",
+    ),
 }
 
 
