@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Final
 
-_PATTERN: Final = re.compile(r"(\d{4}|-)-(\d{2})-(\d{2})")
+_PATTERN: Final = re.compile(r"([0-9]{4}|-)-([0-9]{2})-([0-9]{2})")
 #: A leap year, to validate ``--02-29``.
 _LEAP: Final = 2000
 

@@ -25,7 +25,6 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    StrictBool,
     ValidationError,
     model_validator,
 )
@@ -671,8 +670,14 @@ class _Offers(_Schema):
     birthday: _Stripped | None = None
 
 
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Problem(f"must be true or false, got {_got(value)}")
+    return value
+
+
 class _Birthday(_Schema):
-    show_age: StrictBool = False
+    show_age: Annotated[bool, BeforeValidator(_flag)] = False
 
 
 class _Document(_Schema):

@@ -76,6 +76,14 @@ async def test_an_odd_second_period_end_and_a_birthday_come_on_time_exactly_once
         "late", "starter", billing_anchor="2026-11-05T00:00:00Z", birth_date="1990-11-16"
     )
 
+    async def applied() -> bool:
+        return await stack.account(again, "late") is not None
+
+    # A pass runs only when the clock passed the last one's cut (a manual clock stands still):
+    # move it once the plan is applied.
+    await eventually(applied, timeout=60)
+    await move_clock(again, "2026-11-16T12:00:05Z")
+
     async def late_celebrated() -> bool:
         return any(e["account_id"] == "late" for e in await birthdays(stack, settle_s=0.2))
 

@@ -98,6 +98,14 @@ SECTION_CASES: list[tuple[str, str]] = [
         "[offers] members_added: must be a non-empty string, got integer 5",
     ),
     (
+        '[birthday]\nshow_age = "yes"\n',
+        '[birthday] show_age: must be true or false, got string "yes"',
+    ),
+    (
+        "[birthday]\nage = true\n",
+        "[birthday]: unknown key 'age'; accepted: 'show_age'",
+    ),
+    (
         '[offers]\nfoo = "x"\n',
         "[offers]: unknown key 'foo'; accepted: 'members_added', 'region_changed', 'birthday'",
     ),
