@@ -21,6 +21,9 @@ plan holds a timer at or before its first end after the last complete cut. The p
 schedules one when an account is new or its periods change (:func:`schedule_timers`), a visit
 schedules the next one after its cut, and the one-time full pass below schedules every account.
 Stale timers (periods or birth date changed since) judge nothing when visited and reschedule.
+A timer the plans handler schedules behind the cursor of the pass running, due in it, marks the
+pass for one more round from the start (``rerun``), instead of the pass scanning for such timers
+over the tombstones of the entries it removed.
 
 Stores without the index (new ones, and those of versions before it) first run one full pass:
 every account of the accounts table, judged as before and given its timers; only when it
@@ -40,6 +43,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import date
 from itertools import chain
 from typing import Any, Final
@@ -54,7 +58,7 @@ from domain.intake.regroup import periods_change
 from domain.moments.anniversary_pass import PassRules, evaluate_anniversary
 from domain.moments.birthdays import BirthdayRules, evaluate_birthday
 from domain.plans.catalog import Catalog
-from domain.rules.anniversaries import due_cut, next_end
+from domain.rules.anniversaries import next_end
 from domain.rules.birthdays import birthday_start_ms, next_birthday
 from domain.wording.kinds import Kind
 from engine.background import Sent, SliceOutcome, slice_keys
@@ -72,7 +76,6 @@ from tables.due import (
     drop_due,
     due_entries,
     due_key,
-    first_due_ms,
     parse_key,
     put_due,
 )
@@ -150,33 +153,50 @@ def schedule_timers(
     plan: AccountPlan,
     catalog: Catalog,
     now_ms: int,
-    late_grace_ms: int,
 ) -> None:
     """The plans handler's hook: schedule ``plan``'s anniversary when the account is new or
     its periods changed, and its birthday when it has a birth date (a record arriving on the
     birthday makes it due now; a repeat of a timer held changes nothing)."""
-    if periods_change(held, plan):
-        # The first end after the last complete cut (every period up to it was judged); with
-        # no complete pass yet, after the cut of the full pass running (it judges the periods
-        # up to it of the accounts it visits, as before the index), else after now's cut (the
-        # full pass to come visits the account).
-        progress = pass_of(state, partition)
-        if progress is None:
-            after = due_cut(now_ms, late_grace_ms)
-        else:
-            after = progress.cut_ms if progress.done_ms is None else progress.done_ms
-        put_due(state, due_key(ANNIVERSARY, next_end(plan, after, catalog), plan.account_id))
+    progress = pass_of(state, partition)
+    full_to_come = progress is None or (not progress.indexed and progress.complete)
+    if periods_change(held, plan) and progress is not None and not full_to_come:
+        # The first end after the last complete cut of the index (every period up to it was
+        # judged); while the full pass runs, after its cut (it judges the periods up to it of
+        # the accounts it visits, as before the index). With no pass yet, or the full pass
+        # still to come, nothing: that pass visits every account and schedules it.
+        after = progress.cut_ms
+        if progress.indexed and progress.done_ms is not None:
+            after = progress.done_ms
+        key = due_key(ANNIVERSARY, next_end(plan, after, catalog), plan.account_id)
+        put_due(state, key)
+        _behind_cursor(state, partition, key)
     if plan.birth_date is not None:
-        _schedule_birthday(state, plan.account_id, next_birthday(_birth(plan), now_ms))
+        day = next_birthday(_birth(plan), now_ms)
+        _behind_cursor(state, partition, _schedule_birthday(state, plan.account_id, day))
+
+
+def _behind_cursor(state: StepState, partition: int, key: bytes) -> None:
+    """A timer scheduled behind the cursor of the index pass running, and due in it: the pass
+    does one more round when it reaches its end (rather than scanning for such timers over the
+    removals it left behind, or the timer waiting for the next pass)."""
+    progress = pass_of(state, partition)
+    if progress is None or not progress.indexed or progress.cursor is None or progress.rerun:
+        return
+    kind, due, _ = parse_key(key)
+    until = progress.cut_ms if kind == ANNIVERSARY else progress.birthdays_until_ms
+    if due <= until and key <= progress.cursor.encode():
+        put_pass(state, partition, replace(progress, rerun=True))
 
 
 def _birth(plan: AccountPlan) -> BirthDate:
     return parse_birth_date(plan.birth_date)
 
 
-def _schedule_birthday(state: StepState, account_id: str, day: date) -> None:
-    value = jsonbytes.dumps({"day": day.isoformat()})
-    put_due(state, due_key(BIRTHDAY, birthday_start_ms(day), account_id), value)
+def _schedule_birthday(state: StepState, account_id: str, day: date) -> bytes:
+    """Schedule ``account_id``'s birthday of ``day``; returns the timer's key."""
+    key = due_key(BIRTHDAY, birthday_start_ms(day), account_id)
+    put_due(state, key, jsonbytes.dumps({"day": day.isoformat()}))
+    return key
 
 
 class AnniversaryEvaluation:
@@ -342,19 +362,11 @@ class AnniversaryEvaluation:
                 out.events[message_kind] = out.events.get(message_kind, 0) + 1
                 sent += 1
         if not out.exhausted:
-            return out, Pass(held.cut_ms, out.last, held.done_ms, True, held.at_ms)
-        if self._left_behind(state, held):
-            # Timers scheduled behind the cursor while the pass ran: another round.
-            return out, Pass(held.cut_ms, "", held.done_ms, True, held.at_ms)
-        return out, Pass(held.cut_ms, None, held.cut_ms, True, held.at_ms)
-
-    def _left_behind(self, state: StepState, held: Pass) -> bool:
-        """Whether a timer the pass should visit is still held (the step's removals seen)."""
-        first = first_due_ms(state, state.store, ANNIVERSARY)
-        if first is not None and first <= held.cut_ms:
-            return True
-        first = first_due_ms(state, state.store, BIRTHDAY)
-        return first is not None and first <= held.birthdays_until_ms
+            return out, replace(held, cursor=out.last)
+        if held.rerun:
+            # Timers were scheduled behind the cursor while the pass ran: another round.
+            return out, replace(held, cursor="", rerun=False)
+        return out, replace(held, cursor=None, done_ms=held.cut_ms)
 
     def _visit(
         self, step: Step, held: Pass, kind: str, account_id: str, value: bytes

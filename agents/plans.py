@@ -116,15 +116,7 @@ class PlansHandler:
         if periods_change(held, plan):
             self._regroup(step, account, plan)
         put_plan(state, account, plan)
-        schedule_timers(
-            state,
-            step.partition,
-            held,
-            plan,
-            self.runtime.catalog,
-            step.now_ms,
-            to_ms(self.runtime.settings.late_grace_s),
-        )
+        schedule_timers(state, step.partition, held, plan, self.runtime.catalog, step.now_ms)
         if held is not None:
             self._announce_changes(step, held, plan, int(record.timestamp))
         for reason in parsed.left_out:

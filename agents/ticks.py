@@ -37,6 +37,7 @@ from agents.anniversaries import start_pass
 from agents.drops import TicksHandler
 from app.main import Runtime
 from config.settings import to_ms
+from domain.common.timeutil import DAY_MS
 from domain.moments.evaluation import due_day
 from domain.rules.anniversaries import due_cut
 from engine.engine import Engine
@@ -88,10 +89,14 @@ def pass_due(store: PartitionStore, passed: Pass | None, cut: int, now_ms: int) 
         return False
     if not passed.indexed:
         return True
-    first = first_due_ms(store, store, ANNIVERSARY)
+    # A complete pass left no timer due at its cut or time, and every timer scheduled since
+    # is after its cut (an anniversary: an end after the last complete cut) or on or after its
+    # time's day (a birthday: from today's on), so the seeks start there.
+    first = first_due_ms(store, ANNIVERSARY, passed.cut_ms + 1)
     if first is not None and first <= cut:
         return True
-    first = first_due_ms(store, store, BIRTHDAY)
+    day_start = passed.birthdays_until_ms - passed.birthdays_until_ms % DAY_MS
+    first = first_due_ms(store, BIRTHDAY, day_start)
     return first is not None and first <= now_ms
 
 

@@ -8,7 +8,8 @@ forget: those ending at or before it have been announced.
 
 ``indexed`` says that the due index (:mod:`tables.due`) holds a timer for every account: a
 pass is then driven by the index (``cursor`` is a due key, the pass visits anniversaries due at
-``cut`` and birthdays due at ``at``). Until then (a new store, or one written by a version
+``cut`` and birthdays due at ``at``; ``rerun``, when set, says a timer due in the pass was
+scheduled behind its cursor). Until then (a new store, or one written by a version
 without the index) a pass visits every account of the accounts table (``cursor`` is an account
 id) and writes each one's timers; that pass completing sets ``indexed``. Stores of older
 versions hold no ``at`` nor ``indexed``: read as ``cut`` and false.
@@ -42,6 +43,8 @@ class Pass:
     indexed: bool = False
     #: Birthdays due at or before this are visited (the tick's time; ``cut_ms`` when unset).
     at_ms: int | None = None
+    #: A timer due in this pass was scheduled behind its cursor: one more round once it ends.
+    rerun: bool = False
 
     @property
     def birthdays_until_ms(self) -> int:
@@ -72,6 +75,7 @@ def pass_of(view: Reader, partition: int) -> Pass | None:
         None if done is None else int(done),
         bool(data.get("indexed", False)),
         None if at is None else int(at),
+        bool(data.get("rerun", False)),
     )
 
 
@@ -83,6 +87,7 @@ def put_pass(state: StepState, partition: int, progress: Pass) -> None:
         "cursor": progress.cursor,
         "done": progress.done_ms,
         "indexed": progress.indexed,
+        **({"rerun": True} if progress.rerun else {}),
     }
     state.put(ANNIVERSARY_PASSES.name, _key(partition), jsonbytes.dumps(value))
 

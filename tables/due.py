@@ -21,7 +21,6 @@ from typing import Final, Literal
 from state.store import PartitionStore
 from state.table import TableSpec
 from state.transaction import StepState
-from tables import Reader
 
 DUE = TableSpec("due", "Timers: accounts by due time (anniversaries, birthdays).")
 
@@ -74,13 +73,13 @@ def due_entries(
         yield key, value
 
 
-def first_due_ms(view: Reader, store: PartitionStore, kind: DueKind) -> int | None:
-    """When ``kind``'s first timer is due (None: none), as ``view`` sees the table (a step's
-    deletions skipped)."""
+def first_due_ms(store: PartitionStore, kind: DueKind, from_ms: int = 0) -> int | None:
+    """When ``kind``'s first timer due at or after ``from_ms`` is due (None: none).
+
+    ``from_ms`` lets the caller seek past what a complete pass visited: its removals stay in
+    RocksDB as tombstones until compaction, and a seek from the kind's start would step over
+    each of them (a million after the 1st of the month), on every check."""
     prefix = f"{kind}|".encode()
-    for key, _ in store.items(DUE.name, prefix):
-        if not key.startswith(prefix):
-            return None
-        if view is store or view.get(DUE.name, key) is not None:
-            return parse_key(key)[1]
+    for key, _ in store.items(DUE.name, due_key(kind, from_ms, "")):
+        return parse_key(key)[1] if key.startswith(prefix) else None
     return None

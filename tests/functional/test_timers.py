@@ -21,6 +21,7 @@ from state.transaction import StepState
 from tables.anniversary_passes import Pass, pass_of, put_pass
 from tables.birthdays import celebrated_of
 from tables.due import ANNIVERSARY, BIRTHDAY, DUE, parse_key
+from tests.functional.test_account_view import view
 from tests.functional.test_anniversaries import KIND, UNBOUNDED, ms
 from tests.functional.test_reliability import Harness, plan
 from tests.schema import assert_valid
@@ -250,6 +251,9 @@ def test_a_birthday_comes_once_at_the_days_start_and_next_year_is_scheduled(h: H
     assert event["suggestion"]["action"] == "none"
     assert event["triggered_at"] == "2026-11-20T00:00:00Z"
     assert celebrated_of(h.store, "a") is not None
+    shown = view(h, "a")  # the guarded account view shows it like the plan record's fields
+    assert shown["last_birthday"] == "2026-11-20"
+    assert shown["plan"]["birth_date"] == "1990-11-20"  # type: ignore[index]
     assert (BIRTHDAY, ms("2027-11-20T00:00:00Z"), "a") in timers(h)
     # The same plan again during the day: due now, but once a year.
     h.now_ms += 3_600_000

@@ -110,15 +110,19 @@ def test_age_only_with_a_year() -> None:
 @given(text=st.from_regex(r"(\d{4}|-)-\d{2}-\d{2}", fullmatch=True) | st.text(max_size=12))
 def test_a_birth_date_is_a_real_date(text: str) -> None:
     def oracle() -> bool:
-        if len(text) != 10 or text[4] != "-" or text[7] != "-":
+        if text.startswith("--"):
+            head, rest = None, text[2:]
+        else:
+            head, rest = text[:4], text[5:]
+            if len(text) != 10 or text[4] != "-" or not (head.isascii() and head.isdigit()):
+                return False
+        if len(rest) != 5 or rest[2] != "-":
             return False
-        head, month, day = text[:4], text[5:7], text[8:]
+        month, day = rest[:2], rest[3:]
         if not (month.isascii() and month.isdigit() and day.isascii() and day.isdigit()):
             return False
-        if head != "--" and not (head.isascii() and head.isdigit()):
-            return False
         try:
-            date(2000 if head == "--" else int(head), int(month), int(day))
+            date(2000 if head is None else int(head), int(month), int(day))
         except ValueError:
             return False
         return True
