@@ -8,12 +8,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 
 from agents.anniversaries import RETRY_MS, AnniversaryEvaluation
-from agents.ticks import TicksHandlers, pass_due
+from agents.ticks import TickScheduler, TicksHandlers, pass_due
 from domain.plans.catalog import Birthdays, Offers
 from domain.rules.anniversaries import due_cut
 from engine.step import Step
@@ -345,3 +347,66 @@ def test_an_invalid_birth_date_is_left_out_and_counted(h: Harness) -> None:
     assert [t for t in timers(h) if t[0] == BIRTHDAY] == [
         (BIRTHDAY, ms("2027-02-28T00:00:00Z"), "a")
     ]
+
+
+# The scheduler's decision ------------------------------------------------------------------
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes, *_: Any) -> None:
+        self.sent.append(orjson.loads(value))
+
+
+def _scheduler(h: Harness) -> tuple[TickScheduler, _Producer]:
+    producer = _Producer()
+
+    class Engine:
+        owned = {0: SimpleNamespace(store=h.store, ready=True, plans_caught_up=True)}
+        reader = None
+
+        async def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+            return {tp: 0 for tp in tps}
+
+        async def caught_up(self, tp: Any, target: int) -> bool:
+            return True
+
+    engine = Engine()
+    engine.reader = engine  # type: ignore[assignment]
+    runtime = SimpleNamespace(
+        settings=h.settings,
+        clock=SimpleNamespace(now_ms=lambda: h.now_ms),
+        app=SimpleNamespace(producer=producer),
+    )
+    return TickScheduler(runtime, engine), producer  # type: ignore[arg-type]
+
+
+async def test_the_scheduler_ticks_once_for_what_is_due_and_not_at_all_for_nothing(
+    h: Harness,
+) -> None:
+    h.plan(b"a", plan("a", billing_anchor="2026-10-15T23:40:37Z"))
+    scheduler, producer = _scheduler(h)
+    await scheduler.check()
+    [first] = producer.sent  # the full pass that builds the index, and the closed day
+    assert first["cut"] == due_cut(h.now_ms, GRACE_MS) and first["at"] == h.now_ms
+    h._run(TicksHandlers(), h.settings.topic_ticks, [h._record(b"tick", first)])
+    run_pass(h)
+    for _ in range(3):  # nothing due: no tick, however often it checks
+        h.now_ms += 5_000
+        await scheduler.check()
+    assert len(producer.sent) == 1
+
+    h.now_ms = ms("2026-11-16T00:40:38Z")  # a second after the period became final
+    await scheduler.check()
+    h.now_ms += 5_000
+    await scheduler.check()  # not started yet: no second tick (the resend waits a minute)
+    [_, due] = producer.sent
+    assert due["cut"] == due_cut(ms("2026-11-16T00:40:38Z"), GRACE_MS)
+    h._run(TicksHandlers(), h.settings.topic_ticks, [h._record(b"tick", due)])
+    [event] = run_pass(h)
+    assert event["period"]["end"] == "2026-11-15T23:40:37Z"
+    h.now_ms += 5_000
+    await scheduler.check()
+    assert len(producer.sent) == 2  # done: nothing more to tick for
