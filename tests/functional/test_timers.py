@@ -24,7 +24,7 @@ from tables.anniversary_passes import Pass, pass_of, put_pass
 from tables.birthdays import celebrated_of
 from tables.due import ANNIVERSARY, BIRTHDAY, DUE, parse_key
 from tests.functional.test_account_view import view
-from tests.functional.test_anniversaries import KIND, UNBOUNDED, ms
+from tests.functional.test_anniversaries import KIND, UNBOUNDED, ms, run_pass
 from tests.functional.test_reliability import Harness, plan
 from tests.schema import assert_valid
 
@@ -49,25 +49,6 @@ def tick(h: Harness) -> None:
     cut = due_cut(h.now_ms, GRACE_MS)
     value = {"day": h.now_ms // 86_400_000 - 1, "cut": cut, "at": h.now_ms}
     h._run(TicksHandlers(), h.settings.topic_ticks, [h._record(b"tick", value)])
-
-
-def run_pass(
-    h: Harness, work: Any = None, kinds: tuple[str, ...] = (KIND,)
-) -> list[dict[str, Any]]:
-    """Background slices until none is pending; their events of ``kinds``."""
-    work = work or AnniversaryEvaluation(h.runtime)
-    events: list[dict[str, Any]] = []
-    for _ in range(200):
-        if not work.pending(h.store, 0):
-            return events
-        step = Step(0, StepState(h.store), h.now_ms)
-        work.run_slice(step)
-        h.store.apply(step.state.updates())
-        for callback in step.after_commit:
-            callback()
-        for kind in kinds:
-            events += h.events(step, kind)
-    raise AssertionError("the pass never completed")
 
 
 def timers(h: Harness) -> list[tuple[str, int, str]]:
