@@ -17,8 +17,9 @@ before 4.0), each key and value prefixed by its int16 version, big-endian:
   consumer/share group records) and are skipped;
 - value v0/v2: offset int64, metadata string, commit_timestamp int64; v1 adds
   expire_timestamp int64; v3: offset, leader_epoch int32, metadata, commit_timestamp;
-  v4 (the first flexible version, which brokers do not write yet) is v3 with a compact
-  string and tagged fields; a null value is a tombstone (the offset deleted).
+  v4, the first flexible version, is v3 with a compact string and tagged fields (Kafka
+  4.4.0 writes v4, with one tagged field: tag 0, the topic's 16-byte id; 3.9.1 writes
+  v3); a null value is a tombstone (the offset deleted).
 
 A string is an int16 length then UTF-8 bytes (compact: an unsigned varint of length+1).
 """
@@ -89,6 +90,11 @@ class _Reader:
         self.pos += length
         return text
 
+    def skip(self, length: int) -> None:
+        if length < 0 or self.pos + length > len(self.data):
+            raise ValueError(f"{length} bytes at {self.pos} of {len(self.data)}")
+        self.pos += length
+
     def uvarint(self) -> int:
         shift = value = 0
         while True:
@@ -140,9 +146,9 @@ def decode_commit(key: bytes, value: bytes | None) -> OffsetCommit | None:
     commit_timestamp = r.take(">q")
     expire_timestamp = r.take(">q") if version == 1 else -1
     if version == 4:
-        for _ in range(r.uvarint()):  # tagged fields: tag, size, bytes (none known)
+        for _ in range(r.uvarint()):  # tagged fields: tag, size, bytes (not needed)
             r.uvarint()
-            r.string(r.uvarint())
+            r.skip(r.uvarint())
     r.end()
     return OffsetCommit(
         group, topic, partition, offset, leader_epoch, metadata, commit_timestamp, expire_timestamp

@@ -77,10 +77,17 @@ def test_value_version_4_reads_compact_string_and_skips_tagged_fields() -> None:
         + bytes([len(b"meta") + 1])
         + b"meta"
         + struct.pack(">q", 99)
-        + bytes([1, 0, 2])  # one tagged field: tag 0, 2 bytes
-        + b"\x00\x01"
+        + bytes([1, 0, 16])  # one tagged field, as Kafka 4.4.0 writes: tag 0, 16 bytes
+        + bytes.fromhex("db27a5be034062a4c75a10932d46d5ff")  # the topic's id, not UTF-8
     )
     assert decode_commit(key(), flexible) == OffsetCommit(GROUP, TOPIC, 0, 12, 3, "meta", 99)
+
+
+def test_a_value_as_kafka_4_4_0_wrote_it() -> None:
+    # Offset 20 of partition 0 of a group, read from a 4.4.0 broker's __consumer_offsets.
+    raw = "00040000000000000014ffffffff01000001a2502e507901001040db27a5be034062a4c75a10932d46d5"
+    got = decode_commit(key(), bytes.fromhex(raw))
+    assert got == OffsetCommit(GROUP, TOPIC, 0, 20, -1, "", 0x1A2502E5079)
 
 
 def test_a_null_value_is_a_tombstone() -> None:
