@@ -174,10 +174,11 @@ def moved_back(commits: Iterable[OffsetCommit]) -> list[MovedBack]:
 
 
 def check_commits(commits: Sequence[OffsetCommit], ends: Mapping[tuple[str, int], int]) -> None:
-    """Fails (AssertionError) when a commit of ``commits`` (in log order) went below an
-    earlier one of its partition, or when the last commit of a (topic, partition) of
-    ``ends`` is not its end offset (every record consumed; and the check judged the
-    commits it should have, not none for a decoding gone wrong)."""
+    """Fails (AssertionError) when a commit of ``commits`` (one group's, in log order,
+    as :func:`read_offset_commits` returns them) went below an earlier one of its
+    partition, or when the last commit of a (topic, partition) of ``ends`` is not its
+    end offset (every record consumed; and the check judged the commits it should
+    have, not none for a decoding gone wrong)."""
     back = moved_back(commits)
     assert not back, f"committed offsets moved back in {OFFSETS_TOPIC}: {back}"
     last = {(c.topic, c.partition): c.offset for c in commits}
@@ -192,8 +193,10 @@ async def read_offset_commits(
 
     Reads every partition of ``__consumer_offsets`` ``read_committed``, from its start
     to its end offset (the last stable offset: a transaction still open is left out).
-    A group's records all live in one partition of it, so the order returned is the
-    order its commits took effect.
+    A group's records all live in one partition of it, and log order is the order that
+    counts: of a partition's commits that took effect, a coordinator holds the one
+    latest in the log, even when a transaction's marker comes after a later record
+    (core's ``GroupMetadata``, the group coordinator's ``OffsetMetadataManager``).
     """
     partitions = await _offsets_partitions(bootstrap)
     consumer = committed_consumer(bootstrap, auto_offset_reset="earliest")
