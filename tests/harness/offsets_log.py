@@ -22,6 +22,10 @@ before 4.0), each key and value prefixed by its int16 version, big-endian:
   v3); a null value is a tombstone (the offset deleted).
 
 A string is an int16 length then UTF-8 bytes (compact: an unsigned varint of length+1).
+
+``__consumer_offsets`` is compacted, which keeps only a key's last record; a chaos run's
+few thousand commits stay in the active segment (``offsets.topic.segment.bytes``, 100
+MiB by default), which is never compacted, so the whole history is there to judge.
 """
 
 from __future__ import annotations
