@@ -30,11 +30,12 @@ KAFKA4_DIR ?= /tmp/usage-moments-kafka4
 KAFKA4 := KAFKA_VERSION=$(KAFKA4_VERSION) KAFKA_PORT=$(KAFKA4_PORT) \
 	KAFKA_CONTROLLER_PORT=$(KAFKA4_CONTROLLER_PORT) KAFKA_LOCAL_DIR=$(KAFKA4_DIR) $(KAFKA)
 # What `make test` also runs on Kafka 4.x: every event kind end to end, the crash and
-# the fleet fault tests (the broker-away one runs its own 4.x broker: KAFKA_VERSION).
+# the fleet fault tests (the broker-away one runs its own 4.x broker: KAFKA_VERSION),
+# and the chaos tier's reader of __consumer_offsets (4.x writes another value version).
 KAFKA4_TESTS ?= tests/integration/test_thresholds.py tests/integration/test_milestones.py \
 	tests/integration/test_anniversaries.py tests/integration/test_overage_and_recovery.py \
 	tests/integration/test_account_changes.py tests/faults/test_crash.py \
-	tests/faults/test_fleet_faults.py
+	tests/faults/test_fleet_faults.py tests/integration/test_offsets_log.py
 # The chaos tier's clusters: nodes on CHAOS_PORT, +2, +4 (controllers on the odd ports).
 CHAOS_PORT ?= 9192
 CHAOS_DURATION_S ?= 240
