@@ -276,6 +276,11 @@ class Showcase:
         # Account changes: one of each type, 20 s apart.
         self._changes()
 
+        # Birthday (contract 3.7): a plan record arriving on the holder's birthday is due now.
+        today = datetime.fromtimestamp(self.now_ms / 1000, UTC)
+        birthday = self._plan(self.account("birthday"), plan, 10, birth_date=f"--{today:%m-%d}")
+        self.live.append(Planned("plans", birthday.key, birthday.value, 10, ("birthday",)))
+
     def _changes(self) -> None:
         account_id = self.account("change")
         plans = self.catalog.plans

@@ -192,6 +192,8 @@ def test_the_id_recipe_recomputes_every_example() -> None:
             parts = [kind, event["account_id"], event["period"]["start"]]
         elif kind == "account-change":
             parts = [kind, event["account_id"], event["change"]["type"], event["triggered_at"]]
+        elif kind == "birthday":
+            parts = [kind, event["account_id"], event["birthday"]["day"]]
         elif kind.startswith("custom."):
             # The window's first day: window - 1 days before triggered_at's UTC day.
             days = int(event["custom"]["window"].removesuffix("d"))
