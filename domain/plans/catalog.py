@@ -164,7 +164,7 @@ MOMENT_PLACEHOLDERS: Final = frozenset(
         "value",  # 3: the window's value, in the metric's unit
         "threshold",  # 3: at_least/at_most as an absolute quantity (of_limit: fraction x limit)
         "unit",  # support calls (catalog [metrics])
-        "window_days",  # 7; for a "period" window, the days of the billing period so far
+        "window_days",  # 7; for a "period" window, the billing period's length in days
         "plan_name",  # Starter
         "limit",  # 10,000: the plan's limit of the metric, or "unlimited"
         "offer",  # the rule's offer text
