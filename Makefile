@@ -13,6 +13,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KAFKA := scripts/kafka-local
+# The test tiers and the benchmark run their broker on a state dir of their own, deleted
+# before each start: topics left by earlier runs piled up (19,822 partition dirs) until
+# the broker ran out of file descriptors. `make run` keeps its broker's state.
+KAFKA_TEST_DIR ?= /tmp/usage-moments-kafka-test
+KAFKA_BENCH_DIR ?= /tmp/usage-moments-kafka-bench
+KAFKA_T := KAFKA_LOCAL_DIR=$(KAFKA_TEST_DIR) $(KAFKA)
+KAFKA_B := KAFKA_LOCAL_DIR=$(KAFKA_BENCH_DIR) $(KAFKA)
 export KAFKA_PORT ?= 9092
 # The second broker of `make test`: the newest Kafka 4.x release Maven Central serves
 # (at this writing), on its own ports and state dir beside the 3.9.1 one.
@@ -23,11 +30,12 @@ KAFKA4_DIR ?= /tmp/usage-moments-kafka4
 KAFKA4 := KAFKA_VERSION=$(KAFKA4_VERSION) KAFKA_PORT=$(KAFKA4_PORT) \
 	KAFKA_CONTROLLER_PORT=$(KAFKA4_CONTROLLER_PORT) KAFKA_LOCAL_DIR=$(KAFKA4_DIR) $(KAFKA)
 # What `make test` also runs on Kafka 4.x: every event kind end to end, the crash and
-# the fleet fault tests (the broker-away one runs its own 4.x broker: KAFKA_VERSION).
+# the fleet fault tests (the broker-away one runs its own 4.x broker: KAFKA_VERSION),
+# and the chaos tier's reader of __consumer_offsets (4.x writes another value version).
 KAFKA4_TESTS ?= tests/integration/test_thresholds.py tests/integration/test_milestones.py \
 	tests/integration/test_anniversaries.py tests/integration/test_overage_and_recovery.py \
 	tests/integration/test_account_changes.py tests/faults/test_crash.py \
-	tests/faults/test_fleet_faults.py
+	tests/faults/test_fleet_faults.py tests/integration/test_offsets_log.py
 # The chaos tier's clusters: nodes on CHAOS_PORT, +2, +4 (controllers on the odd ports).
 CHAOS_PORT ?= 9192
 CHAOS_DURATION_S ?= 240
@@ -71,15 +79,17 @@ test-ops: $(STAMP) ## ops tier: hadolint, promtool, kubeconform, schemas, docs, 
 
 test: $(STAMP) ## lint + every test tier on Kafka 3.9.1, then the 4.x subset (brokers started and stopped here)
 	$(MAKE) lint
-	$(KAFKA) start
-	trap '$(KAFKA) stop' EXIT; \
-	  MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/pytest -q
+	$(KAFKA_T) reset
+	$(KAFKA_T) start
+	trap '$(KAFKA_T) stop' EXIT; \
+	  KAFKA_LOCAL_DIR=$(KAFKA_TEST_DIR) MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/pytest -q
 	$(MAKE) test-kafka4
 
 test-kafka4: $(STAMP) ## end-to-end, crash and fleet fault tests on Kafka 4.x, KAFKA4_VERSION (broker started and stopped here)
+	$(KAFKA4) reset
 	$(KAFKA4) start
 	trap '$(KAFKA4) stop' EXIT; \
-	  KAFKA_VERSION=$(KAFKA4_VERSION) MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA4_PORT) \
+	  KAFKA_LOCAL_DIR=$(KAFKA4_DIR) KAFKA_VERSION=$(KAFKA4_VERSION) MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA4_PORT) \
 	  $(BIN)/pytest -q $(KAFKA4_TESTS)
 
 chaos: $(STAMP) ## chaos tier (minutes): 3 workers, 3 brokers, faults; on Kafka 3.9.1, then 4.x (KAFKA4_VERSION)
@@ -89,22 +99,25 @@ chaos: $(STAMP) ## chaos tier (minutes): 3 workers, 3 brokers, faults; on Kafka 
 	  $(BIN)/pytest -q -rP -m chaos tests/chaos
 
 test-integration: $(STAMP) ## integration tier: real broker and workers, no fault (broker started and stopped here)
-	$(KAFKA) start
-	trap '$(KAFKA) stop' EXIT; \
-	  MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/pytest tests/integration -q
+	$(KAFKA_T) reset
+	$(KAFKA_T) start
+	trap '$(KAFKA_T) stop' EXIT; \
+	  KAFKA_LOCAL_DIR=$(KAFKA_TEST_DIR) MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/pytest tests/integration -q
 
 test-faults: $(STAMP) ## fault tier: workers killed, stopped, fenced, starved (broker started and stopped here)
-	$(KAFKA) start
-	trap '$(KAFKA) stop' EXIT; \
-	  MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/pytest tests/faults -q
+	$(KAFKA_T) reset
+	$(KAFKA_T) start
+	trap '$(KAFKA_T) stop' EXIT; \
+	  KAFKA_LOCAL_DIR=$(KAFKA_TEST_DIR) MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/pytest tests/faults -q
 
 run: $(STAMP) ## worker + simulator + tail; starts a local broker when MOMENTS_KAFKA_BOOTSTRAP is unset
 	scripts/run-local
 
 bench: $(STAMP) ## engine figures against their targets: throughput, two workers, latency, RSS, rebuild, plans (prints)
-	$(KAFKA) start
-	trap '$(KAFKA) stop' EXIT; \
-	  MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/python scripts/bench.py
+	$(KAFKA_B) reset
+	$(KAFKA_B) start
+	trap '$(KAFKA_B) stop' EXIT; \
+	  KAFKA_LOCAL_DIR=$(KAFKA_BENCH_DIR) MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/python scripts/bench.py
 
 broker-start: ## start the local Kafka broker
 	$(KAFKA) start

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Final
 
+from agents.anniversaries import schedule_timers
 from agents.forwarding import Misplaced
 from app.main import Runtime
 from config.settings import to_ms
@@ -115,6 +116,7 @@ class PlansHandler:
         if periods_change(held, plan):
             self._regroup(step, account, plan)
         put_plan(state, account, plan)
+        schedule_timers(state, step.partition, held, plan, self.runtime.catalog, step.now_ms)
         if held is not None:
             self._announce_changes(step, held, plan, int(record.timestamp))
         for reason in parsed.left_out:

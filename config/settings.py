@@ -284,7 +284,9 @@ class Settings(BaseModel):
         "10000", "most records one fetch hands to the engine (one step per partition of them)"
     )
     evaluation_check_s: Annotated[float, duration("100ms", "5m")] = setting(
-        "5s", "how often a worker checks whether a closed day awaits drop evaluation"
+        "5s",
+        "how often a worker checks whether a closed day awaits drop evaluation, or an "
+        "anniversary or birthday is due (they come within this of being due, once caught up)",
     )
     session_timeout_s: Annotated[float, duration("6s", "5m")] = setting(
         "10s", "how long the group waits for a silent worker before moving its partitions"

@@ -28,7 +28,15 @@ STANDBY = 1  # MOMENTS_STANDBY_REPLICAS default
 SEGMENT_BYTES_PER_KEY = 24  # tables/dedup.py: 16-byte hash + 8-byte time per entry
 RATES = (100_000, 1_000_000)
 ACCOUNTS = (1_000_000, 10_000_000)
-ACCOUNT_COLUMNS = ("accounts", "period-totals", "lifetime", "announced", "anniversaries")
+ACCOUNT_COLUMNS = (
+    "accounts",
+    "period-totals",
+    "lifetime",
+    "announced",
+    "anniversaries",
+    "due",
+    "birthdays",
+)
 """Per-account column families that hold one entry per account (or per account and
 metric), whatever the history; ``daily`` holds one entry per account and UTC day."""
 

@@ -8,7 +8,9 @@ and recoveries from :func:`domain.wording.events.drop_event` and
 :func:`domain.moments.milestones.detect_milestones`, anniversaries from
 :func:`domain.moments.anniversary_pass.evaluate_anniversary` (the pass's own judgement) and account
 changes from :func:`domain.moments.changes.diff_accounts` and
-:func:`domain.moments.changes.change_events`, with the shipped plan catalog
+:func:`domain.moments.changes.change_events`, birthdays from
+:func:`domain.moments.birthdays.evaluate_birthday` (the timer pass's judgement), with the shipped
+plan catalog
 (``config/plans.toml``), message templates (``config/messages.toml``)
 and fixed inputs, so the output is the same on every run. The examples tell one story: a
 Starter account, acct-0042, through November 2026 and into December, and a Growth account,
@@ -33,12 +35,14 @@ from domain.intake.lifetime import AccountLifetime, MilestoneDue
 from domain.intake.records import UsageRecord
 from domain.intake.usage import AccountTotals
 from domain.moments.anniversary_pass import Held, PassRules, evaluate_anniversary
+from domain.moments.birthdays import BirthdayRules, evaluate_birthday
 from domain.moments.changes import change_events, diff_accounts
 from domain.moments.milestones import detect_milestones
-from domain.plans.catalog import Catalog, Plan, load_catalog
-from domain.plans.periods import Period
+from domain.plans.catalog import Catalog, Plan, load_catalog, parse_catalog
+from domain.plans.periods import Period, utc_day
 from domain.rules.anniversaries import Summary, due_cut
 from domain.rules.thresholds import detect
+from domain.wording.custom import Fired, custom_event, day_text
 from domain.wording.events import (
     Crossed,
     Evaluation,
@@ -234,6 +238,26 @@ def _changes(catalog: Catalog, templates: Templates) -> list[dict[str, Any]]:
     return events
 
 
+def _birthday(catalog: Catalog, templates: Templates) -> dict[str, Any]:
+    """December 7 is the birthday of acct-0042's holder (born 1988; the shipped catalog shows
+    no age and has no birthday offer): celebrated seconds after the day starts."""
+    account = _account("growth", "2026-12-03T16:48:00Z", members=5, birth_date="1988-12-07")
+    judged = evaluate_birthday(
+        ACCOUNT,
+        account,
+        date(2026, 12, 7),
+        lambda: None,
+        _ms("2026-12-07T00:00:04.512Z"),
+        rules=BirthdayRules(LATE_GRACE_MS),
+        catalog=catalog,
+        templates=templates,
+        now_ms=_ms("2026-12-07T00:00:04.690Z"),
+    )
+    if judged.event is None:
+        raise SystemExit("the birthday pass celebrated nothing")
+    return dict(judged.event)
+
+
 def examples(plans: Path = ROOT / "config" / "plans.toml") -> dict[str, dict[str, Any]]:
     """The examples by section title, in topic order (a kind's variants after it), with the
     catalog at ``plans`` (the shipped one in the guide)."""
@@ -315,7 +339,35 @@ def examples(plans: Path = ROOT / "config" / "plans.toml") -> dict[str, dict[str
         "billing-anniversary": _anniversary(catalog, templates),
         "account-change (plan_upgraded)": upgraded,
         "account-change (members_added)": members,
+        "birthday": _birthday(catalog, templates),
+        "custom.busy-week": _custom(),
     }
+
+
+#: A rule of ``[[moments]]`` (contract 3.8) for the example of a moment you define.
+CUSTOM_RULE = """
+[[moments]]
+id = "busy-week"
+metric = "purchases"
+window = "7d"
+at_least = 10
+title = "{value} orders this week"
+body = "{value} orders in {window_days} days: busy {plan_name} stores get {offer}."
+action = "offer"
+offer = "a free month of priority shipping labels"
+"""
+
+
+def _custom() -> dict[str, Any]:
+    """acct-0042's customers place their 12th order of the week on November 18: the shipped
+    catalog with :data:`CUSTOM_RULE` fires ``custom.busy-week`` (the 17th order of November)."""
+    text = (ROOT / "config" / "plans.toml").read_text("utf-8")
+    catalog = parse_catalog(text + CUSTOM_RULE, "plans.toml")
+    (rule,) = catalog.moments
+    at_ms = _ms("2026-11-18T14:05:09Z")
+    fired = Fired(rule, Decimal(12), rule.amount, day_text(utc_day(at_ms) - 6), 7, at_ms)
+    standing = _standing(ACCOUNT, _plan(catalog, "starter"), Decimal(17), "purchases")
+    return dict(custom_event(catalog, standing, fired, _ms("2026-11-18T14:05:09.518Z")))
 
 
 def render(event: dict[str, Any]) -> str:

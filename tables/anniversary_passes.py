@@ -1,10 +1,18 @@
-"""Anniversary passes table: ``p<partition>`` -> the partition's anniversary pass.
+"""Anniversary passes table: ``p<partition>`` -> the partition's timer pass.
 
-Value: ``{"cut": <epoch ms>, "cursor": <last account done> | null, "done": <cut of the last
-complete pass> | null}``; ``cursor`` null means the pass at ``cut`` is complete (then ``done``
-equals ``cut``). Written in the same step as each slice's events, so a pass resumes where it
-stopped. ``done`` also tells the usage path which closed periods it may forget: those ending
-at or before it have been announced.
+Value: ``{"cut": <epoch ms>, "at": <epoch ms>, "cursor": <last key done> | null, "done": <cut of
+the last complete pass> | null, "indexed": bool}``; ``cursor`` null means the pass at ``cut`` is
+complete (then ``done`` equals ``cut``). Written in the same step as each slice's events, so a
+pass resumes where it stopped. ``done`` also tells the usage path which closed periods it may
+forget: those ending at or before it have been announced.
+
+``indexed`` says that the due index (:mod:`tables.due`) holds a timer for every account: a
+pass is then driven by the index (``cursor`` is a due key, the pass visits anniversaries due at
+``cut`` and birthdays due at ``at``; ``rerun``, when set, says a timer due in the pass was
+scheduled behind its cursor). Until then (a new store, or one written by a version
+without the index) a pass visits every account of the accounts table (``cursor`` is an account
+id) and writes each one's timers; that pass completing sets ``indexed``. Stores of older
+versions hold no ``at`` nor ``indexed``: read as ``cut`` and false.
 """
 
 from __future__ import annotations
@@ -31,6 +39,17 @@ class Pass:
     cut_ms: int
     cursor: str | None
     done_ms: int | None
+    #: The due index holds every account's timers (see the module's doc).
+    indexed: bool = False
+    #: Birthdays due at or before this are visited (the tick's time; ``cut_ms`` when unset).
+    at_ms: int | None = None
+    #: A timer due in this pass was scheduled behind its cursor: one more round once it ends.
+    rerun: bool = False
+
+    @property
+    def birthdays_until_ms(self) -> int:
+        """Birthdays due at or before this are visited by the pass."""
+        return self.cut_ms if self.at_ms is None else self.at_ms
 
     @property
     def complete(self) -> bool:
@@ -49,12 +68,27 @@ def pass_of(view: Reader, partition: int) -> Pass | None:
         return None
     data = orjson.loads(held)
     done = data.get("done")
-    return Pass(int(data["cut"]), data.get("cursor"), None if done is None else int(done))
+    at = data.get("at")
+    return Pass(
+        int(data["cut"]),
+        data.get("cursor"),
+        None if done is None else int(done),
+        bool(data.get("indexed", False)),
+        None if at is None else int(at),
+        bool(data.get("rerun", False)),
+    )
 
 
 def put_pass(state: StepState, partition: int, progress: Pass) -> None:
     """Record the partition's pass progress."""
-    value = {"cut": progress.cut_ms, "cursor": progress.cursor, "done": progress.done_ms}
+    value = {
+        "cut": progress.cut_ms,
+        "at": progress.at_ms,
+        "cursor": progress.cursor,
+        "done": progress.done_ms,
+        "indexed": progress.indexed,
+        **({"rerun": True} if progress.rerun else {}),
+    }
     state.put(ANNIVERSARY_PASSES.name, _key(partition), jsonbytes.dumps(value))
 
 

@@ -14,6 +14,7 @@ from state.transaction import StepState
 from tables.accounts import ACCOUNTS
 from tables.anniversaries import forget_anniversary
 from tables.announced import ANNOUNCED
+from tables.birthdays import forget_birthday
 from tables.custom_firings import CUSTOM_FIRINGS
 from tables.daily import daily_of, put_daily
 from tables.lifetime import LIFETIME
@@ -27,6 +28,7 @@ def forget_account(state: StepState, account_id: str, at_ms: int) -> None:
     state.put_object(TOTALS.name, key, AccountTotals(), None)
     state.delete(ANNOUNCED.name, key)
     forget_anniversary(state, account_id)
+    forget_birthday(state, account_id)
     # Lifetime totals and announced milestones go too: a re-created account starts afresh.
     state.put_object(LIFETIME.name, key, AccountLifetime(), None)
     put_daily(state, account_id, AccountDaily.forgotten(at_ms))

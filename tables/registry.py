@@ -14,11 +14,13 @@ from tables.accounts import ACCOUNTS
 from tables.anniversaries import ANNIVERSARIES
 from tables.anniversary_passes import ANNIVERSARY_PASSES
 from tables.announced import ANNOUNCED
+from tables.birthdays import BIRTHDAYS
 from tables.custom_closes import CUSTOM_CLOSES
 from tables.custom_firings import CUSTOM_FIRINGS
 from tables.daily import DAILY
 from tables.dedup import dedup_table
 from tables.distinct import distinct_table
+from tables.due import DUE
 from tables.evaluations import EVALUATIONS
 from tables.lifetime import LIFETIME
 from tables.totals import TOTALS
@@ -39,6 +41,8 @@ def table_specs(dedup_horizon_ms: int, distinct_retention_ms: int) -> tuple[Tabl
         ANNIVERSARY_PASSES,
         LIFETIME,
         distinct_table(distinct_retention_ms),
+        DUE,
+        BIRTHDAYS,
         CUSTOM_FIRINGS,
         CUSTOM_CLOSES,
     )

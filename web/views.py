@@ -8,7 +8,8 @@ With ``MOMENTS_WEB_TOKEN`` set, ``/clock`` and ``/accounts/{id}`` need the beare
 others forward the request there (Faust's topic routing, by the usage topic). It shows what the
 worker holds of the account: plan and status, period totals with the threshold levels
 announced, lifetime totals with the milestones announced, daily totals and open drop episodes
-(with the id of the drop event that opened each), and the last billing anniversary judged.
+(with the id of the drop event that opened each), the last billing anniversary judged and the
+last birthday celebrated.
 :func:`register` adds the views to a runtime's app.
 """
 
@@ -35,6 +36,7 @@ from state.store import PartitionStore
 from tables.accounts import plan_of
 from tables.anniversaries import anniversary_of
 from tables.announced import announced_of
+from tables.birthdays import celebrated_of
 from tables.daily import DAILY, daily_of
 from tables.evaluations import evaluation_of
 from tables.lifetime import LIFETIME, lifetime_of
@@ -88,6 +90,7 @@ def account_view(
 ) -> dict[str, Any] | None:
     """What the worker holds for one account, or None when it knows nothing of it."""
     plan = plan_of(store, account_id)
+    celebrated = celebrated_of(store, account_id)
     key = account_id.encode()
     known = plan is not None or any(store.get(t.name, key) for t in (TOTALS, DAILY, LIFETIME))
     if not known:
@@ -151,6 +154,9 @@ def account_view(
             "billing_anchor": None if plan.anchor_ms is None else to_rfc3339(plan.anchor_ms),
             "limits": {m: float(v) for m, v in plan.limits.items()},
             "updated_at": to_rfc3339(plan.updated_at_ms),
+            # Personal data, shown like the rest of the plan record: this view is guarded
+            # (web.auth); absent when billing sent none.
+            **({} if plan.birth_date is None else {"birth_date": plan.birth_date}),
         },
         "status": None if plan is None else plan.status,
         "period_totals": metrics_out,
@@ -173,6 +179,7 @@ def account_view(
         },
         "drops": drops,
         "last_anniversary": last_anniversary(store, catalog, account_id, plan),
+        "last_birthday": None if celebrated is None else celebrated.isoformat(),
     }
 
 

@@ -38,6 +38,8 @@ class AccountPlan:
     updated_at_ms: int
     members: int | None = None
     region: str | None = None
+    #: ``YYYY-MM-DD`` or ``--MM-DD`` (contract 3.7), validated on intake.
+    birth_date: str | None = None
     #: When the account became active (contract 3.8: ``at_most`` rules judge only accounts
     #: active for the whole window): the Kafka timestamp of the plan record that first stored
     #: it active, or changed its status to active; kept while it stays active. ``None`` when
@@ -57,6 +59,7 @@ class AccountPlan:
             updated_at_ms=record.updated_at_ms,
             members=record.members,
             region=record.region,
+            birth_date=record.birth_date,
         )
 
     def anchor(self, length: PeriodLength) -> datetime:
@@ -81,6 +84,7 @@ class AccountPlan:
             "updated_at_ms": self.updated_at_ms,
             **({} if self.members is None else {"members": self.members}),
             **({} if self.region is None else {"region": self.region}),
+            **({} if self.birth_date is None else {"birth_date": self.birth_date}),
             **({} if self.active_since_ms is None else {"active_since_ms": self.active_since_ms}),
         }
 
@@ -96,6 +100,7 @@ class AccountPlan:
             updated_at_ms=data["updated_at_ms"],
             members=data.get("members"),
             region=data.get("region"),
+            birth_date=data.get("birth_date"),
             active_since_ms=data.get("active_since_ms"),
         )
 

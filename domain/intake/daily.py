@@ -170,6 +170,32 @@ class DailyTotals:
             return _ZERO if held is None else Decimal(held)
         return days.get(day, _ZERO)
 
+    def copy(self) -> DailyTotals:
+        """An independent copy: the stored days are shared until either side changes them
+        (both copy them first), so a copy costs no parsing or printing."""
+        copy = DailyTotals(None, self.first_day, self.last_active_ms)
+        days = self._days
+        if days is not None:
+            copy._days = dict(days)
+        else:
+            copy._days = None
+            copy._text = self._flush()
+            copy._text_shared = self._text_shared = True
+        return copy
+
+    def totals_between(self, first_day: int, last_day: int) -> list[tuple[int, Decimal]]:
+        """The days from ``first_day`` to ``last_day`` (both included) with usage, and their
+        totals (unordered): the stored days are read without parsing the others."""
+        days = self._days
+        if days is not None:
+            return [(day, total) for day, total in days.items() if first_day <= day <= last_day]
+        found: list[tuple[int, Decimal]] = []
+        for key, total in self._flush().items():
+            day = int(key)
+            if first_day <= day <= last_day:
+                found.append((day, Decimal(total)))
+        return found
+
     def is_empty(self) -> bool:
         """No day with usage kept (``first_day`` and ``last_active_ms`` aside)."""
         days = self._days

@@ -38,6 +38,7 @@ from domain.common.timeutil import (
     to_rfc3339,
 )
 from domain.errors import InvalidPlanRecord, InvalidUsageRecord, StructuredCloudEvent
+from domain.intake.birthdates import parse_birth_date
 from domain.plans.catalog import METRIC_PATTERN, Catalog, Plan
 from domain.plans.periods import PeriodLength, default_anchor
 
@@ -140,6 +141,8 @@ class PlanRecord:
     members: int | None = None
     #: Where the account is served, when billing sent a valid one (contract 1.2).
     region: str | None = None
+    #: The account holder's date of birth, ``YYYY-MM-DD`` or ``--MM-DD``, when valid (3.7).
+    birth_date: str | None = None
 
     @property
     def active(self) -> bool:
@@ -482,6 +485,13 @@ def parse_plan(raw: bytes, catalog: Catalog) -> PlanRecord:
     if region is not None and (type(region) is not str or not 0 < len(region) <= 64):
         left_out.append(f"region: must be a string of 1..64 characters, got {_show(region)}")
         region = None
+    birth_date = value.get("birth_date")
+    if birth_date is not None:
+        try:
+            birth_date = str(parse_birth_date(birth_date))
+        except ValueError as exc:
+            left_out.append(f"birth_date: {exc}, got {_show(birth_date)}")
+            birth_date = None
 
     if "updated_at" not in value or value["updated_at"] is None:
         raise InvalidPlanRecord("updated_at: missing")
@@ -496,6 +506,7 @@ def parse_plan(raw: bytes, catalog: Catalog) -> PlanRecord:
         left_out=tuple(left_out),
         members=members,
         region=region,
+        birth_date=birth_date,
     )
 
 

@@ -13,7 +13,9 @@ value. Rolling windows are replayed record by record over a copy of the account'
 history taken before the batch folded into it (:class:`WindowSnapshots`), so each record is
 judged on the window as it stood with that record, exactly as if records came one per batch:
 the window's value is kept per (account, metric) and moved by each record of the window's last
-day, and recomputed from the days only when a record falls on another day. A record the intake
+day, and recomputed from the days only when a record falls on another day. A ``sum`` or
+``count`` window inside the billing period is at most the period's value, so a rule whose
+threshold is above that value is passed over without reading the days. A record the intake
 found ``late`` (its period over) is not judged and not replayed: it counts in the windows
 from the next batch on.
 """
@@ -34,13 +36,21 @@ from domain.intake.usage import AccountTotals
 from domain.moments.detection import Moment
 from domain.plans.catalog import Aggregation, Catalog, MomentRule
 from domain.plans.periods import day_start_ms, utc_day
-from domain.rules.custom import RuleFirings, reached, threshold_of, window_value
+from domain.rules.custom import (
+    RuleFirings,
+    reached,
+    threshold_of,
+    window_value,
+    window_values,
+)
 from domain.rules.thresholds import should_announce
 from domain.wording.custom import Fired, custom_event, day_text
 from domain.wording.events import Standing
 
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
+#: Aggregations whose window inside a billing period is at most the period's value.
+_ADDITIVE: Final = frozenset({"sum", "count"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,8 @@ class CustomRules:
     #: Metrics with a rolling ``at_least`` rule: their daily history is replayed per record.
     rolling: frozenset[str]
     ids: frozenset[str]
+    #: Metric -> the days of its rolling ``at_least`` windows, ascending (each once).
+    spans: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     _by_plan: dict[tuple[str, str], tuple[MomentRule, ...]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -79,6 +91,10 @@ class CustomRules:
                 if rule.at_least and rule.window_days is not None
             ),
             frozenset(rule.id for rule in catalog.moments),
+            {
+                metric: tuple(sorted({r.window_days for r in rules if r.window_days is not None}))
+                for metric, rules in at_least.items()
+            },
         )
         if len(_arranged) >= 8:
             _arranged.clear()
@@ -103,7 +119,7 @@ def copy_history(history: DailyHistory) -> DailyHistory:
     """An independent copy of ``history`` (a sum's stored days are shared until either side
     changes them: copy on write)."""
     if isinstance(history, DailyTotals):
-        return DailyTotals.from_json(history.to_json())
+        return history.copy()
     return DailyReadings.from_json(history.to_json())
 
 
@@ -138,11 +154,14 @@ class _Replay:
     """One (account, metric)'s daily history replayed record by record through a batch, and
     the values of its windows ending on ``end_day`` (by days), kept up to date."""
 
-    __slots__ = ("history", "aggregation", "end_day", "values", "counted")
+    __slots__ = ("history", "aggregation", "spans", "end_day", "values", "counted")
 
-    def __init__(self, history: DailyHistory | None, aggregation: Aggregation) -> None:
+    def __init__(
+        self, history: DailyHistory | None, aggregation: Aggregation, spans: tuple[int, ...]
+    ) -> None:
         self.history = history
         self.aggregation = aggregation
+        self.spans = spans
         self.end_day: int | None = None
         self.values: dict[int, Decimal] = {}
         self.counted: set[str] = set()
@@ -197,7 +216,11 @@ class _Replay:
             end = self.end_day
             if end is None:
                 return _ZERO
-            value = self.values[days] = window_value(self.history, self.aggregation, end, days)
+            if self.aggregation == "latest":
+                value = self.values[days] = window_value(self.history, "latest", end, days)
+            else:
+                self.values = window_values(self.history, self.aggregation, end, self.spans)
+                value = self.values[days]
         return value
 
 
@@ -232,6 +255,32 @@ class _Firings:
         self.changed[account_id] = self._loaded[account_id]
 
 
+@dataclass(frozen=True, slots=True)
+class _Bucket:
+    """The ``at_least`` rules of one metric for accounts on one plan with one limit of it:
+    each with its threshold (rules that do not apply are left out), the lowest threshold,
+    the longest rolling window (0 without one) and whether the metric is additive."""
+
+    judged: tuple[tuple[MomentRule, Decimal], ...]
+    lowest: Decimal
+    longest: int
+    additive: bool
+
+    @classmethod
+    def of(cls, rules: CustomRules, metric: str, plan_id: str, limit: Decimal | None) -> _Bucket:
+        judged = tuple(
+            (rule, threshold)
+            for rule in rules.at_least_for(metric, plan_id)
+            if (threshold := threshold_of(rule, limit)) is not None
+        )
+        return cls(
+            judged,
+            min((threshold for _, threshold in judged), default=_ZERO),
+            max((rule.window_days or 0 for rule, _ in judged), default=0),
+            rules.catalog.aggregation(metric) in _ADDITIVE,
+        )
+
+
 def detect_custom(
     accepted: Iterable[Accepted],
     *,
@@ -256,7 +305,9 @@ def detect_custom(
         return result
     firings = _Firings(firings_of, rules.ids)
     replays: dict[tuple[str, str], _Replay] = {}
-    thresholds: dict[tuple[str, Decimal | None], Decimal | None] = {}
+    # Records of an (account, metric) not yet replayed: folded in when a window is first read.
+    waiting: dict[tuple[str, str], list[Accepted]] = {}
+    buckets: dict[tuple[str, str, Decimal | None], _Bucket] = {}
     held = {} if snapshots is None else snapshots.held
     at_least = rules.at_least
     for item in accepted:
@@ -267,42 +318,50 @@ def detect_custom(
         plan = item.plan
         if plan is None or not should_announce(plan):
             continue
-        applicable = rules.at_least_for(metric, plan.plan_id)
-        if not applicable:
-            continue
         catalog_plan = catalog.plan(plan.plan_id)
         if catalog_plan is None:
             continue
+        limit = plan.limit(catalog_plan, metric)
+        bucket = buckets.get((metric, plan.plan_id, limit))
+        if bucket is None:
+            bucket = buckets[(metric, plan.plan_id, limit)] = _Bucket.of(
+                rules, metric, plan.plan_id, limit
+            )
+        if not bucket.judged:
+            continue
         record = item.record
         account = record.account_id
-        replay: _Replay | None = None
-        if metric in rules.rolling:
-            replay = replays.get((account, metric))
-            if replay is None:
-                history = held.get(account, {}).get(metric)
-                replay = replays[(account, metric)] = _Replay(
-                    None if history is None else copy_history(history),
-                    catalog.aggregation(metric),
-                )
+        key = (account, metric)
+        replay = replays.get(key)
+        if replay is not None:
             replay.fold(item, new_distinct)
-        limit = plan.limit(catalog_plan, metric)
-        for rule in applicable:
-            key = (rule.id, limit)
-            if key in thresholds:
-                threshold = thresholds[key]
-            else:
-                threshold = thresholds[key] = threshold_of(rule, limit)
-            if threshold is None:
-                continue
+        elif bucket.longest:
+            waiting.setdefault(key, []).append(item)
+        total = change.after
+        period = change.period
+        end_day = utc_day(record.timestamp_ms)
+        # The rolling windows of up to ``inside`` days lie in the billing period.
+        inside = end_day - (period.start_ms + DAY_MS - 1) // DAY_MS + 1
+        if bucket.additive and total < bucket.lowest and bucket.longest <= inside:
+            continue  # no window inside the period exceeds its total: nothing reachable
+        for rule, threshold in bucket.judged:
             days = rule.window_days
             if days is None:
-                value = change.after
+                value = total
             else:
-                assert replay is not None  # noqa: S101  # a rolling rule's metric is replayed
+                if bucket.additive and total < threshold and days <= inside:
+                    continue  # days inside the period hold at most its total
+                if replay is None:
+                    replay = replays[key] = _Replay(
+                        held.get(account, {}).get(metric),
+                        catalog.aggregation(metric),
+                        rules.spans[metric],
+                    )
+                    for earlier in waiting.pop(key, ()):
+                        replay.fold(earlier, new_distinct)
                 value = replay.value(days)
             if value < threshold:
                 continue
-            period = change.period
             at_ms = record.timestamp_ms
             account_firings = firings.of(account)
             if not account_firings.may_fire(rule, at_ms, period.start_ms):
@@ -313,10 +372,10 @@ def detect_custom(
                 start = to_rfc3339(period.start_ms)
                 span = max(1, -(-(at_ms - period.start_ms) // DAY_MS))
             else:
-                start = day_text(utc_day(at_ms) - days + 1)
+                start = day_text(end_day - days + 1)
                 span = days
             fired = Fired(rule, value, threshold, start, span, at_ms)
-            standing = Standing(account, catalog_plan, metric, period, change.after, limit)
+            standing = Standing(account, catalog_plan, metric, period, total, limit)
             payload = custom_event(catalog, standing, fired, clock())
             result.moments.append(Moment(payload["kind"], account, payload, item.raw.timestamp))
     result.firings = firings.changed

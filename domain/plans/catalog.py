@@ -136,6 +136,16 @@ class Offers:
 
     members_added: str | None = None
     region_changed: str | None = None
+    #: Contract 3.7: the offer of a birthday event.
+    birthday: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Birthdays:
+    """The catalog's ``[birthday]`` table (contract 3.7)."""
+
+    #: Birthday messages give the age when the year of birth is known.
+    show_age: bool = False
 
 
 MomentAction = Literal["upgrade", "downgrade", "pause", "offer", "reward", "none"]
@@ -154,7 +164,7 @@ MOMENT_PLACEHOLDERS: Final = frozenset(
         "value",  # 3: the window's value, in the metric's unit
         "threshold",  # 3: at_least/at_most as an absolute quantity (of_limit: fraction x limit)
         "unit",  # support calls (catalog [metrics])
-        "window_days",  # 7; for a "period" window, the days of the billing period so far
+        "window_days",  # 7; for a "period" window, the billing period's length in days
         "plan_name",  # Starter
         "limit",  # 10,000: the plan's limit of the metric, or "unlimited"
         "offer",  # the rule's offer text
@@ -223,6 +233,7 @@ class Catalog:
     )
     offers: Offers = Offers()
     locale: str = DEFAULT_LOCALE
+    birthday: Birthdays = Birthdays()
     #: Metric -> its aggregation, for metrics declared with one; any other metric is a sum.
     aggregations: Mapping[str, Aggregation] = field(
         default_factory=lambda: MappingProxyType({}), hash=False
@@ -827,6 +838,17 @@ class _Meter(_Schema):
 class _Offers(_Schema):
     members_added: _Stripped | None = None
     region_changed: _Stripped | None = None
+    birthday: _Stripped | None = None
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Problem(f"must be true or false, got {_got(value)}")
+    return value
+
+
+class _Birthday(_Schema):
+    show_age: Annotated[bool, BeforeValidator(_flag)] = False
 
 
 class _Moment(_Schema):
@@ -909,6 +931,7 @@ class _Document(_Schema):
         list[_Meter], _entries("meters", False), AfterValidator(_distinct_meters)
     ] = []
     offers: Annotated[_Offers, BeforeValidator(_table)] = _Offers()
+    birthday: Annotated[_Birthday, BeforeValidator(_table)] = _Birthday()
     moments: Annotated[
         list[_Moment], _entries("moments", False), AfterValidator(_unique_moments)
     ] = []
@@ -978,8 +1001,11 @@ class _Document(_Schema):
             milestones=MappingProxyType(
                 {m.metric: Milestones(m.metric, m.at, m.reward) for m in self.milestones}
             ),
-            offers=Offers(self.offers.members_added, self.offers.region_changed),
+            offers=Offers(
+                self.offers.members_added, self.offers.region_changed, self.offers.birthday
+            ),
             locale=self.locale,
+            birthday=Birthdays(self.birthday.show_age),
             aggregations=MappingProxyType(
                 {metric: m.aggregation for metric, m in self.metrics.items()}
             ),
@@ -1002,9 +1028,10 @@ _NESTED: Final[Mapping[str, type[_Schema]]] = {
     "milestones": _Milestone,
     "meters": _Meter,
     "offers": _Offers,
+    "birthday": _Birthday,
     "moments": _Moment,
 }
-_WHAT: Final = {_Document: "table", _Defaults: "key", _Offers: "key"}
+_WHAT: Final = {_Document: "table", _Defaults: "key", _Offers: "key", _Birthday: "key"}
 
 
 def _order(error: ErrorDetails) -> tuple[int, ...]:
@@ -1060,7 +1087,7 @@ def _where(
         else:
             label = f"{head}[{index}]"
         return f"{label}: {'.'.join(fields)}" if fields else label
-    if head in ("defaults", "metrics", "offers"):
+    if head in ("defaults", "metrics", "offers", "birthday"):
         if not rest:
             return f"[{head}]"
         name = ".".join(rest)

@@ -6,11 +6,13 @@ so the next one can be judged on two periods.
 
 When a period is *final*. A record is late once ``now > period.end + late_grace`` (see
 :func:`domain.intake.batch.run_intake`), so from then on nothing changes the period's totals. The
-passes run at *cuts*: whole hours of ``now - late_grace - 1 ms``, floored (:func:`due_cut`), so
-every period whose end is at or before a cut is final, and there is at most one pass an hour
-however many accounts a partition holds. A pass at cut ``c`` announces, for each account, the
-*latest* period ending at or before ``c`` (:func:`latest_closed`), once: after downtime, the
-periods that closed meanwhile collapse into the latest one, as the contract asks.
+passes run at *cuts*: ``now - late_grace - 1 ms`` when a check finds something due
+(:func:`due_cut`), so every period whose end is at or before a cut is final. A pass visits only
+the accounts whose period end is due (:mod:`tables.due`, scheduled at :func:`next_end`), so a
+period is announced within a check interval (and the catch-up) of becoming final, whatever the
+anchor's time of day. A pass at cut ``c`` announces, for each account it visits, the *latest*
+period ending at or before ``c`` (:func:`latest_closed`), once: after downtime, the periods that
+closed meanwhile collapse into the latest one, as the contract asks.
 
 Counting periods and years. ``periods_completed`` counts the account's periods from its origin
 (the plan's ``billing_anchor``; for an account without one, the start of the first period this
@@ -45,19 +47,24 @@ from domain.rules.suggestions import (
 )
 
 HOUR_MS: Final = 3_600_000
-"""Passes run at most once per hour: a period is announced within an hour (plus the check
-interval and the time to catch up) of becoming final."""
 
 _ZERO: Final = Decimal(0)
 
 
 def due_cut(now_ms: int, late_grace_ms: int) -> int:
-    """The latest cut at ``now_ms``: the whole hour at or before ``now - grace - 1 ms``.
+    """The latest cut at ``now_ms``: ``now - grace - 1 ms``, the last instant whose periods
+    are final. Every period ending at or before it is final: a record of it would be late.
 
-    Every period ending at or before it is final: a record of it would be late.
+    (Cuts were whole hours until the due index, issue 19: a pass then visited every account,
+    so it ran at most once an hour.)
     """
-    final_ms = now_ms - late_grace_ms - 1
-    return final_ms - final_ms % HOUR_MS
+    return now_ms - late_grace_ms - 1
+
+
+def next_end(plan: AccountPlan, after_ms: int, catalog: Catalog) -> int:
+    """The end of the account's first billing period ending after ``after_ms``: when its next
+    anniversary is due, once ``after_ms`` has been judged."""
+    return period_of(plan, after_ms, catalog).end_ms
 
 
 def latest_closed(plan: AccountPlan, cut_ms: int, catalog: Catalog) -> Period:

@@ -33,7 +33,7 @@ from decimal import Decimal, localcontext
 from typing import Any, Final
 
 from domain.common.timeutil import DAY_MS
-from domain.intake.daily import DailyHistory
+from domain.intake.daily import DailyHistory, DailyTotals
 from domain.plans.catalog import Aggregation, MomentRule
 
 _ZERO: Final = Decimal(0)
@@ -63,6 +63,31 @@ def window_value(
     for day in range(first, end_day + 1):
         total += history.total(day)
     return total
+
+
+def window_values(
+    history: DailyHistory | None, aggregation: Aggregation, end_day: int, spans: tuple[int, ...]
+) -> dict[int, Decimal]:
+    """:func:`window_value` of each of ``spans`` (days, ascending) ending on ``end_day``, in
+    one pass over the longest (``sum``, ``count``, ``unique_count`` and ``max``)."""
+    if history is None:
+        return dict.fromkeys(spans, _ZERO)
+    longest = spans[-1]
+    first = end_day - longest + 1
+    if isinstance(history, DailyTotals):
+        days = history.totals_between(first, end_day)
+    else:
+        days = [(day, history.total(day)) for day in range(first, end_day + 1)]
+    peak = aggregation == "max"
+    values: dict[int, Decimal] = {}
+    for span in spans:
+        since = end_day - span + 1
+        inside = [value for day, value in days if day >= since]
+        if peak:
+            values[span] = max(inside, default=_ZERO)
+        else:
+            values[span] = sum(inside, _ZERO)
+    return values
 
 
 def threshold_of(rule: MomentRule, limit: Decimal | None) -> Decimal | None:

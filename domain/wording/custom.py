@@ -93,10 +93,12 @@ def custom_event(
     billing period containing the moment and the metric's period-to-date value)."""
     rule, plan, metric = fired.rule, standing.plan, standing.metric
     total, limit = standing.total, standing.limit
-    heading = total
-    if has_pace(catalog.aggregations.get(metric)):
-        heading = project(total, standing.period, fired.at_ms, limit, None).period_total
-    upgrade = suggest_upgrade(catalog, plan, metric, heading, limit)
+    upgrade: Suggestion | None = None
+    if rule.action == "upgrade" or "{upgrade_" in rule.title + rule.body:
+        heading = total
+        if has_pace(catalog.aggregations.get(metric)):
+            heading = project(total, standing.period, fired.at_ms, limit, None).period_total
+        upgrade = suggest_upgrade(catalog, plan, metric, heading, limit)
     suggestion = _suggestion(catalog, standing, fired, upgrade)
     values = _values(catalog, standing, fired, upgrade)
     return {
@@ -127,12 +129,12 @@ def _message(rule: MomentRule, values: dict[str, str]) -> Message:
 
 
 def _values(
-    catalog: Catalog, standing: Standing, fired: Fired, upgrade: Suggestion
+    catalog: Catalog, standing: Standing, fired: Fired, upgrade: Suggestion | None
 ) -> dict[str, str]:
     loc = catalog.locale
     plan, limit, period = standing.plan, standing.limit, standing.period
     target: Plan = plan
-    if upgrade.action == "upgrade" and upgrade.plan_id is not None:
+    if upgrade is not None and upgrade.action == "upgrade" and upgrade.plan_id is not None:
         target = catalog.plan(upgrade.plan_id) or plan
     days = fired.rule.window_days
     if days is None:
@@ -151,11 +153,11 @@ def _values(
 
 
 def _suggestion(
-    catalog: Catalog, standing: Standing, fired: Fired, upgrade: Suggestion
+    catalog: Catalog, standing: Standing, fired: Fired, upgrade: Suggestion | None
 ) -> SuggestionFields:
     rule, plan, metric = fired.rule, standing.plan, standing.metric
     action = rule.action
-    if action == "upgrade":
+    if upgrade is not None and action == "upgrade":
         return suggestion_fields(upgrade)
     if action == "downgrade":
         heading = standing.total

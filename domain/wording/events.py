@@ -54,7 +54,7 @@ from domain.common.timeutil import to_rfc3339
 from domain.intake.accounts import AccountPlan
 from domain.intake.lifetime import MilestoneDue
 from domain.plans.catalog import Catalog, Plan
-from domain.plans.periods import Period
+from domain.plans.periods import Period, date_to_day, day_start_ms
 from domain.rules.anniversaries import MetricRecap, recap_text
 from domain.rules.overage import Overage, is_over_level, overage_of, overage_suggestion
 from domain.rules.projection import Projection, has_pace, project, project_recent
@@ -69,6 +69,7 @@ from domain.wording.messages import (
     RecentDays,
     Situation,
     anniversary_message,
+    birthday_message,
     drop_message,
     milestone_message,
     recovered_message,
@@ -77,6 +78,8 @@ from domain.wording.messages import (
 from domain.wording.payloads import (
     AccountChangeEvent,
     AnniversaryEvent,
+    BirthdayEvent,
+    BirthdayFields,
     ChangeType,
     DropEvent,
     DropFields,
@@ -142,6 +145,11 @@ def recovered_event_id(account_id: str, metric: str, dropped_on: date) -> str:
 def anniversary_event_id(account_id: str, period_start_ms: int) -> str:
     """Id of a billing anniversary: SHA-256 of ``billing-anniversary|account_id|period_start``."""
     return _sha256("billing-anniversary", account_id, to_rfc3339(period_start_ms))
+
+
+def birthday_event_id(account_id: str, day: date) -> str:
+    """``event_id`` of the birthday of ``account_id`` celebrated on ``day``."""
+    return _sha256("birthday", account_id, day.isoformat())
 
 
 def milestone_text(value: Decimal) -> str:
@@ -695,3 +703,50 @@ def account_change_event(
     event["triggered_at"] = to_rfc3339(account.updated_at_ms)
     event["emitted_at"] = to_rfc3339(emitted_at_ms)
     return event
+
+
+def birthday_event(
+    wording: Wording,
+    account_id: str,
+    plan: Plan,
+    period: Period,
+    day: date,
+    age: int | None,
+    emitted_at_ms: int,
+) -> BirthdayEvent:
+    """The ``birthday`` event of ``day`` (contract 3.7): the greeting, with ``age`` when given,
+    and the catalog's ``offers.birthday`` when it has one; ``triggered_at`` is the day's
+    start, ``period`` the billing period containing it."""
+    catalog = wording.catalog
+    offer = catalog.offers.birthday
+    rationale = (
+        "A birthday gift from us." if offer is not None else "Nothing to do: just our wishes."
+    )
+    message = birthday_message(
+        wording.templates,
+        catalog=catalog,
+        plan=plan,
+        account_id=account_id,
+        day=day,
+        age=age,
+        offer=offer,
+        rationale=rationale,
+    )
+    birthday: BirthdayFields = {"day": day.isoformat()}
+    if age is not None:
+        birthday["age"] = age
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": birthday_event_id(account_id, day),
+        "kind": "birthday",
+        "account_id": account_id,
+        "plan": plan_fields(plan, catalog),
+        "period": period_fields(period),
+        "birthday": birthday,
+        "message": message_fields(message),
+        "suggestion": offer_fields("offer", rationale, offer)
+        if offer is not None
+        else offer_fields("none", rationale),
+        "triggered_at": to_rfc3339(day_start_ms(date_to_day(day))),
+        "emitted_at": to_rfc3339(emitted_at_ms),
+    }

@@ -14,6 +14,7 @@ Kind = Literal[
     "milestone",
     "billing-anniversary",
     "account-change",
+    "birthday",
 ]
 """Every kind of moment, in the contract's order."""
 

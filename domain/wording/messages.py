@@ -23,6 +23,7 @@ from domain.common.formatting import (
     format_milestone,
     format_money,
     format_number,
+    format_ordinal,
     format_percent,
     format_series,
     format_unit_price,
@@ -356,6 +357,34 @@ def anniversary_message(
         values["years"] = format_number(years, locale=loc)
         values["years_text"] = format_count(years, "year", locale=loc)
     return templates.render(table, suggestion.action, values, LEVELS if levels else None)
+
+
+def birthday_message(
+    templates: Templates,
+    *,
+    catalog: Catalog,
+    plan: Plan,
+    account_id: str,
+    day: date,
+    age: int | None,
+    offer: str | None,
+    rationale: str,
+) -> Message:
+    """The message of a birthday (contract 3.7): ``[birthday]``, or ``[birthday-age]`` with
+    the ``age`` reached when it is given; the ``offer`` key when the catalog has an offer."""
+    values = {
+        **_plan_values(catalog, plan, account_id),
+        "birthday_date": format_calendar_date(day, catalog.locale),
+        "rationale": rationale,
+    }
+    if offer is not None:
+        values["offer"] = offer
+    table = "birthday"
+    if age is not None:
+        table = "birthday-age"
+        values["age"] = format_number(age, locale=catalog.locale)
+        values["age_ordinal"] = format_ordinal(age)
+    return templates.render(table, "none" if offer is None else "offer", values)
 
 
 def milestone_message(

@@ -411,6 +411,26 @@ ChangeFields = TypedDict(
 """``change``: what changed, from what to what (``from`` is a Python keyword: functional form)."""
 
 
+class BirthdayFields(TypedDict):
+    """``birthday``: the day celebrated, and the age reached when it is shown."""
+
+    day: Annotated[
+        Day, Row("date `YYYY-MM-DD`", NEVER, "The day celebrated (UTC; Feb 28 for Feb 29).")
+    ]
+    age: NotRequired[
+        Annotated[
+            int,
+            Schema(minimum=0),
+            Row(
+                "integer >= 0",
+                "absent unless the year of birth is known and the catalog's `[birthday] "
+                "show_age` is true",
+                "The age reached that day.",
+            ),
+        ]
+    ]
+
+
 class MessageFields(TypedDict):
     """``message``: a short human message, rendered from the operators' templates."""
 
@@ -626,6 +646,22 @@ class AccountChangeEvent(TypedDict):
     emitted_at: Instant
 
 
+class BirthdayEvent(TypedDict):
+    """Birthdays: the day celebrated; an offer or nothing."""
+
+    schema_version: Literal[1]
+    event_id: EventId
+    kind: Literal["birthday"]
+    account_id: RecordId
+    plan: PlanFields
+    period: Annotated[PeriodFields, Presence("yes (the period containing the birthday)")]
+    birthday: BirthdayFields
+    message: MessageFields
+    suggestion: Annotated[Suggestion, Actions(("offer", "none"))]
+    triggered_at: Instant
+    emitted_at: Instant
+
+
 class CustomFields(TypedDict):
     """``custom``: the rule of ``[[moments]]`` that fired and the figures it judged."""
 
@@ -690,6 +726,7 @@ KIND_MODELS: Final[tuple[type[Any], ...]] = (
     MilestoneEvent,
     AnniversaryEvent,
     AccountChangeEvent,
+    BirthdayEvent,
     CustomEvent,
 )
 """One model per kind (thresholds share one), in the order of :data:`.kinds.KINDS`, then the
@@ -702,6 +739,7 @@ Payload = (
     | MilestoneEvent
     | AnniversaryEvent
     | AccountChangeEvent
+    | BirthdayEvent
     | CustomEvent
 )
 """The payload of any moment event."""
@@ -751,7 +789,8 @@ class MomentEvent(TypedDict, total=False):
                 "usage-recovered|account_id|metric|first_recent_day of the drop; "
                 "milestone|account_id|metric|milestone (a plain integer when whole: 50); "
                 "billing-anniversary|account_id|period_start; "
-                "account-change|account_id|change|updated_at (change is change.type). Instants as "
+                "account-change|account_id|change|updated_at (change is change.type); "
+                "birthday|account_id|day (the day celebrated, YYYY-MM-DD). Instants as "
                 "RFC 3339 UTC with Z. The same moment always gets the same id, across restarts: "
                 "deduplicate on it."
             ),
@@ -948,6 +987,15 @@ class MomentEvent(TypedDict, total=False):
             "statuses, member counts, regions)."
         ),
         Row("object", NEVER, "What changed (`account-change` only)."),
+    ]
+    birthday: Annotated[
+        BirthdayFields,
+        KIND_ONLY,
+        Doc(
+            "birthday only: the day celebrated (UTC; Feb 28 for a Feb 29 birthday in other years) "
+            "and, when the year of birth is known and the catalog shows it, the age reached."
+        ),
+        Row("object", NEVER, "The birthday celebrated (`birthday` only)."),
     ]
     custom: Annotated[
         CustomFields,

@@ -22,6 +22,7 @@ from domain.wording.kinds import KINDS, Kind
 from domain.wording.payloads import (
     AccountChangeEvent,
     AnniversaryEvent,
+    BirthdayEvent,
     CustomEvent,
     DropEvent,
     MilestoneEvent,
@@ -236,6 +237,13 @@ def _change_facts(event: AccountChangeEvent) -> str:
     return f"{text_of(change.get('type'))}: {text_of(old)} -> {text_of(new)}"
 
 
+def _birthday_facts(event: BirthdayEvent) -> str:
+    birthday = _part(event.get("birthday"))
+    facts = f"birthday {text_of(birthday.get('day'))}"
+    age = birthday.get("age")
+    return facts if age is None else f"{facts}, {_num(age)} years"
+
+
 def _custom_facts(event: CustomEvent) -> str:
     """``3 support calls over 7d (threshold 3); 3 of 10 this period``."""
     custom = _part(event.get("custom"))
@@ -256,6 +264,7 @@ RENDERERS: Final[Mapping[Kind, Callable[[Any], str]]] = {
     "milestone": _milestone_facts,
     "billing-anniversary": _anniversary_facts,
     "account-change": _change_facts,
+    "birthday": _birthday_facts,
 }
 """The key figures of each kind, from its payload model."""
 

@@ -148,6 +148,17 @@ _ANNIVERSARY: Final = frozenset(
         "rationale",  # the suggestion's rationale sentence
     }
 )
+_BIRTHDAY: Final = frozenset(
+    {
+        "account_id",  # acct-42
+        "plan_name",  # Starter
+        "plan_price",  # $19
+        "period_word",  # month | week | day
+        "birthday_date",  # December 7, 2026: the day celebrated
+        "rationale",  # the suggestion's rationale sentence
+    }
+)
+_BIRTHDAY_AGE: Final = _BIRTHDAY | {"age", "age_ordinal"}  # 30, 30th
 _ANNIVERSARY_YEARS: Final = _ANNIVERSARY | {"years", "years_text"}  # 2, 2 years
 _ANNIVERSARY_SUGGESTED: Final = frozenset({"suggested_plan", "suggested_price", "price_delta"})
 _MILESTONE: Final = frozenset(
@@ -184,6 +195,12 @@ PLACEHOLDERS: Final[Mapping[tuple[str, str], frozenset[str]]] = MappingProxyType
         ("sudden-drop", "downgrade"): _COMMON | _DROP | _SUGGESTED,
         ("sudden-drop", "none"): _COMMON | _DROP,
         ("milestone", "reward"): _MILESTONE,
+        # Contract 3.7: an offer ({offer}: the catalog's offers.birthday) or nothing; the
+        # -age table when the year of birth is known and [birthday] show_age is true.
+        ("birthday", "offer"): _BIRTHDAY | {"offer"},
+        ("birthday", "none"): _BIRTHDAY,
+        ("birthday-age", "offer"): _BIRTHDAY_AGE | {"offer"},
+        ("birthday-age", "none"): _BIRTHDAY_AGE,
         # The two sentences a threshold-near body gets as {pace}.
         ("pace", "reaches_limit"): (_COMMON - {"rationale"}) | _THRESHOLD | {"limit_date"},
         ("pace", "within_limit"): (_COMMON - {"rationale"}) | _THRESHOLD,

@@ -49,11 +49,14 @@ def tick(h: Harness) -> None:
     h._run(TicksHandlers(), h.settings.topic_ticks, [h._record(b"tick", value)])
 
 
-def run_pass(h: Harness, work: Any = None) -> list[dict[str, Any]]:
-    """Background slices until none is pending, as the engine runs them; their events."""
+def run_pass(
+    h: Harness, work: Any = None, kinds: tuple[str, ...] = (KIND,)
+) -> list[dict[str, Any]]:
+    """Background slices until none is pending, as the engine runs them; their events of
+    ``kinds``."""
     work = work or AnniversaryEvaluation(h.runtime)
     events: list[dict[str, Any]] = []
-    for _ in range(100):
+    for _ in range(200):
         if not work.pending(h.store, 0):
             return events
         step = Step(0, StepState(h.store), h.now_ms)
@@ -61,7 +64,8 @@ def run_pass(h: Harness, work: Any = None) -> list[dict[str, Any]]:
         h.store.apply(step.state.updates())
         for callback in step.after_commit:
             callback()
-        events += h.events(step, KIND)
+        for kind in kinds:
+            events += h.events(step, kind)
     raise AssertionError("the pass never completed")
 
 

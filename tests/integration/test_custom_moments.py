@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.functional.test_custom_moments import RULES
 from tests.integration.conftest import Stack, Worker, eventually
 from tests.integration.test_drops import at, clock_env, move_clock
 from tests.schema import assert_valid
@@ -23,27 +24,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 NOV = date(2026, 11, 4)  # the worker's "today"
-
-RULES = """
-[[moments]]
-id = "busy-week"
-metric = "events"
-window = "7d"
-at_least = 3
-title = "{value} {unit} this week"
-body = "You sent {value} {unit} in {window_days} days on {plan_name}."
-action = "offer"
-offer = "a free export"
-
-[[moments]]
-id = "quiet-week"
-metric = "api_calls"
-window = "7d"
-at_most = 0
-title = "A quiet week"
-body = "No {unit} in {window_days} days: {plan_name} can be paused."
-action = "pause"
-"""
 
 
 async def custom_events(stack: Stack, rule: str) -> list[dict[str, Any]]:

@@ -24,7 +24,6 @@ from domain.moments.anniversary_pass import Held, PassRules, evaluate_anniversar
 from domain.plans.catalog import Catalog, load_catalog
 from domain.plans.periods import Period, PeriodLength
 from domain.rules.anniversaries import (
-    HOUR_MS,
     MetricRecap,
     Summary,
     due_cut,
@@ -71,16 +70,15 @@ def oracle_start(anchor: datetime, length: PeriodLength, k: int) -> datetime:
 def oracle_latest_final(
     anchor: datetime, length: PeriodLength, now_ms: int
 ) -> tuple[int, datetime, datetime] | None:
-    """``(periods completed, start, end)`` of the latest period that is final at ``now_ms`` and
-    falls due at a whole hour (the hourly passes): ``end <= the hour at or before the last
-    instant a record is late``."""
+    """``(periods completed, start, end)`` of the latest period that is final at ``now_ms``:
+    ``end <= the last instant a record is late`` (no hourly rounding since the due index,
+    issue 19: it was the whole hour at or before that instant)."""
     last_late_ms = now_ms - GRACE_MS - 1  # a record of a period ending here is late at now
-    hour = last_late_ms - last_late_ms % HOUR_MS
     found = None
     k = 0
     while True:
         start, end = oracle_start(anchor, length, k), oracle_start(anchor, length, k + 1)
-        if to_ms(end) > hour:
+        if to_ms(end) > last_late_ms:
             return found
         found = (k + 1, start, end)
         k += 1
@@ -133,25 +131,24 @@ def test_latest_final_period_counts_and_years_match_the_oracle(
     k, start, end = expected
     assert (period.start, period.end) == (start, end)
     assert completed == k
-    # Final: a record of the period would be late now, and it is due at a whole hour.
+    # Final: a record of the period would be late now, and it is due at once.
     assert period.end_ms + GRACE_MS < now_ms
-    assert cut % HOUR_MS == 0 and period.end_ms <= cut
+    assert cut == now_ms - GRACE_MS - 1 and period.end_ms <= cut
     assert whole_years(to_ms(anchor), period) == oracle_years(anchor, start, end)
     if length == "month":
         assert (whole_years(to_ms(anchor), period) is not None) == (k % 12 == 0)
 
 
-def test_a_period_is_announced_within_the_hour_after_it_becomes_final() -> None:
-    anchor = to_ms(datetime(2026, 10, 15, 9, 30, tzinfo=UTC))
-    end = to_ms(datetime(2026, 11, 15, 9, 30, tzinfo=UTC))
+def test_a_period_is_due_as_soon_as_it_becomes_final() -> None:
+    # Issue 19: a period ending at an odd second is due at its end plus the grace, not at the
+    # next whole hour (cuts were whole hours before the due index).
+    anchor = to_ms(datetime(2026, 10, 15, 23, 40, 37, tzinfo=UTC))
+    end = to_ms(datetime(2026, 11, 15, 23, 40, 37, tzinfo=UTC))
     plan = account(anchor)
     # Still accepting records at end + grace: not final.
     assert latest_closed(plan, due_cut(end + GRACE_MS, GRACE_MS), CATALOG).end_ms < end
-    # Final from end + grace + 1 ms, due at the first whole hour at or after the end (10:00)
-    # plus the grace: at worst an hour after it became final.
-    next_hour = end - end % HOUR_MS + HOUR_MS
-    assert latest_closed(plan, due_cut(next_hour + GRACE_MS, GRACE_MS), CATALOG).end_ms < end
-    assert latest_closed(plan, due_cut(next_hour + GRACE_MS + 1, GRACE_MS), CATALOG).end_ms == end
+    # Final from end + grace + 1 ms, and due then.
+    assert latest_closed(plan, due_cut(end + GRACE_MS + 1, GRACE_MS), CATALOG).end_ms == end
 
 
 def test_leap_day_anchor_celebrates_on_feb_28_in_common_years() -> None:

@@ -98,8 +98,16 @@ SECTION_CASES: list[tuple[str, str]] = [
         "[offers] members_added: must be a non-empty string, got integer 5",
     ),
     (
+        '[birthday]\nshow_age = "yes"\n',
+        '[birthday] show_age: must be true or false, got string "yes"',
+    ),
+    (
+        "[birthday]\nage = true\n",
+        "[birthday]: unknown key 'age'; accepted: 'show_age'",
+    ),
+    (
         '[offers]\nfoo = "x"\n',
-        "[offers]: unknown key 'foo'; accepted: 'members_added', 'region_changed'",
+        "[offers]: unknown key 'foo'; accepted: 'members_added', 'region_changed', 'birthday'",
     ),
     (
         "milestones = 5\n",
@@ -170,7 +178,7 @@ SECTION_CASES: list[tuple[str, str]] = [
     (
         "x = 1\ny = 2\n",
         "top level: unknown table 'x', 'y'; accepted: 'defaults', 'metrics', 'plans', "
-        "'milestones', 'meters', 'offers', 'moments', 'locale'",
+        "'milestones', 'meters', 'offers', 'birthday', 'moments', 'locale'",
     ),
     (
         "defaults = [1]\n",
@@ -179,7 +187,7 @@ SECTION_CASES: list[tuple[str, str]] = [
     (
         "foo = 1989-01-01\n",
         "top level: unknown table 'foo'; accepted: 'defaults', 'metrics', 'plans', "
-        "'milestones', 'meters', 'offers', 'moments', 'locale'",
+        "'milestones', 'meters', 'offers', 'birthday', 'moments', 'locale'",
     ),
     (
         "[defaults]\nperiod = 1989-01-01\n",

@@ -355,7 +355,15 @@ def _oracle(
                 continue
             assert r.window_days is not None
             value = _window_value(r.metric, seen, utc_day(record.ts_ms), r.window_days)
-            if value < r.amount:
+            threshold = r.amount
+            if r.of_limit:
+                plan = _RULES.plan(plans[record.account])
+                assert plan is not None
+                limit = plan.limits.get(r.metric)
+                if limit is None:
+                    continue  # of_limit without a limit: the rule does not apply
+                threshold = r.amount * limit
+            if value < threshold:
                 continue
             held = last.get((r.id, record.account))
             assert r.cooldown_days is not None
@@ -373,6 +381,9 @@ _RULES = catalog(
     rule(id="max-2d", metric="storage", window="2d", at_least=3),
     rule(id="latest-5d", metric="seats", window="5d", at_least=3, cooldown="1d"),
     rule(id="users-1d", metric="users", window="1d", at_least=2),
+    rule(id="limit-7d", window="7d", at_least=0.4, of_limit=True, cooldown="1d"),
+    rule(id="seats-limit", metric="seats", window="2d", at_least=0.5, of_limit=True),
+    rule(id="logins-limit", metric="logins", window="3d", at_least=0.5, of_limit=True),
 )
 
 _sent = st.builds(

@@ -342,13 +342,24 @@ GUIDE_LINES = {
         "suggests offer: a family discount: 10% off each member you add",
         "Your account now has 5 members",
     ),
+    "birthday": (
+        "2026-12-07 00:00:00  birthday            acct-0042  -          birthday 2026-12-07",
+        "Happy birthday!",
+    ),
+    "custom.busy-week": (
+        "2026-11-18 14:05:09  custom.busy-week    acct-0042  purchases  12 purchases over 7d "
+        "(threshold 10); 17 purchases this period; suggests offer: a free month of priority "
+        "shipping labels",
+        "12 orders this week",
+    ),
 }
 
 
 def test_every_kind_prints_its_key_figures_and_title() -> None:
     """The real example of every kind (docs/events.md), as `moments tail` prints it."""
     examples = guide_examples()
-    assert {e["kind"] for e in examples.values()} == set(EVENT_KINDS)
+    # Every built-in kind, and a rule of [[moments]] (contract 3.8).
+    assert {e["kind"] for e in examples.values()} == {*EVENT_KINDS, "custom.busy-week"}
     assert set(examples) == set(GUIDE_LINES)
     for title, event in examples.items():
         text = format_event(

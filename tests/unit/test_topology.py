@@ -35,6 +35,7 @@ CONTRACT_TOPICS = {
     "moments.milestone",
     "moments.billing-anniversary",
     "moments.account-change",
+    "moments.birthday",
 }
 
 
