@@ -308,11 +308,6 @@ class Showcase:
         for index, rule in enumerate(self.catalog.moments):
             self._rule(rule, index)
 
-        # Birthday (contract 3.7): a plan record arriving on the holder's birthday is due now.
-        today = datetime.fromtimestamp(self.now_ms / 1000, UTC)
-        birthday = self._plan(self.account("birthday"), plan, 10, birth_date=f"--{today:%m-%d}")
-        self.live.append(Planned("plans", birthday.key, birthday.value, 10, ("birthday",)))
-
     def _changes(self) -> None:
         account_id = self.account("change")
         plans = self.catalog.plans

@@ -427,8 +427,9 @@ def test_two_birthdays_today(catalog: Catalog, now_ms: int) -> None:
     demo = showcase(catalog, now_ms)
     today = datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%m-%d")
     born = {}
-    for planned in demo.history:
-        if "birthday" in planned.kinds:
+    for planned in demo.history + demo.live:
+        if planned.topic == "plans" and "birth_date" in orjson.loads(planned.value):
+            assert planned.kinds == ("birthday",) and planned in demo.history
             born[planned.key.decode()] = orjson.loads(planned.value)["birth_date"]
     assert born == {
         demo.account("birthday"): f"{int(datetime.fromtimestamp(now_ms / 1000, UTC).year) - 28}"
