@@ -51,7 +51,7 @@ EXPECTED = [
         "account-change (members_added)",
         "members_added: 3 -> 5; suggests offer: a family discount: 10% off each member you add",
     ),
-    ("birthday", "birthday 2026-12-07"),
+    ("birthday", "birthday 2026-12-07; suggests offer: a free month on us"),
     (
         "custom.busy-week",
         "12 purchases over 7d (threshold 10); 17 purchases this period; suggests offer: a free "
