@@ -343,7 +343,8 @@ GUIDE_LINES = {
         "Your account now has 5 members",
     ),
     "birthday": (
-        "2026-12-07 00:00:00  birthday            acct-0042  -          birthday 2026-12-07",
+        "2026-12-07 00:00:00  birthday            acct-0042  -          birthday 2026-12-07;"
+        " suggests offer: a free month on us",
         "Happy birthday!",
     ),
     "custom.busy-week": (
