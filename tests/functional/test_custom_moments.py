@@ -3,7 +3,9 @@ at_most day close, against a real RocksDB store (the harness of test_reliability
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +57,22 @@ action = "pause"
 """
 
 
+def shipped_without_rules() -> str:
+    """The shipped catalog without its example ``[[moments]]`` rules (they come last): these
+    tests judge their own rules (one is a quiet-week too)."""
+    text = (ROOT / "config" / "plans.toml").read_text("utf-8")
+    head, rules = re.split(r"(?m)^\[\[moments\]\]", text, maxsplit=1)
+    assert not re.search(r"(?m)^\[(?!\[moments\]\])", rules), "a table after the rules"
+    return head
+
+
 class RulesHarness(Harness):
-    """The harness with the shipped catalog plus :data:`RULES`."""
+    """The harness with the shipped catalog's plans and meters plus :data:`RULES`."""
 
     def __init__(self, tmp_path: Path, now_ms: int) -> None:
         super().__init__(tmp_path, now_ms)
         plans = tmp_path / "plans.toml"
-        plans.write_text((ROOT / "config" / "plans.toml").read_text("utf-8") + RULES, "utf-8")
+        plans.write_text(shipped_without_rules() + RULES, "utf-8")
         self.settings = load_settings(
             {
                 "MOMENTS_DATA_DIR": str(tmp_path),
@@ -159,6 +170,10 @@ def test_a_plan_stored_without_active_since_gets_the_pass_time(h: RulesHarness) 
 def test_without_at_most_rules_the_close_is_not_wired(tmp_path: Path) -> None:
     harness = Harness(tmp_path, NOW_MS)
     try:
+        assert CustomClose.wanted(harness.runtime)  # the shipped catalog's quiet-week
+        catalog = harness.runtime.catalog
+        at_least = tuple(rule for rule in catalog.moments if rule.at_least)
+        object.__setattr__(harness.runtime, "catalog", replace(catalog, moments=at_least))
         assert not CustomClose.wanted(harness.runtime)
     finally:
         harness.store.close()

@@ -220,6 +220,10 @@ def birthdays(h: Harness) -> list[dict[str, Any]]:
 
 
 def test_a_birthday_comes_once_at_the_days_start_and_next_year_is_scheduled(h: Harness) -> None:
+    catalog = h.runtime.catalog  # without the shipped birthday offer: suggestion none
+    object.__setattr__(
+        h.runtime, "catalog", replace(catalog, offers=replace(catalog.offers, birthday=None))
+    )
     h.plan(b"a", plan("a", birth_date="1990-11-20"))
     settle(h)
     assert (BIRTHDAY, ms("2026-11-20T00:00:00Z"), "a") in timers(h)
