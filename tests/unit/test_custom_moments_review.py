@@ -6,9 +6,8 @@ Each test names the contract's promise it checks; they use the unit world of
 
 from __future__ import annotations
 
-from domain.plans.periods import day_start_ms
-from tests.unit.factories import HOUR_MS, ms
-from tests.unit.test_custom_moments import World, at_most, catalog, custom, plan, rule
+from tests.unit.factories import ms
+from tests.unit.test_custom_moments import World, catalog, custom, plan, rule
 
 
 def test_a_period_rule_fires_once_per_period_when_the_previous_period_fires_in_between() -> None:
@@ -57,21 +56,3 @@ def test_a_late_record_counts_in_a_rolling_window_whatever_the_batch() -> None:
 
     assert run(split=True) == [6]
     assert run(split=False) == [6]
-
-
-def test_an_at_most_window_of_35_days_keeps_its_first_day() -> None:
-    # Contract 3.8: at_most judges "the N days ending with" the closed day; rolling windows go
-    # up to 35 days and MOMENTS_DAILY_RETENTION_DAYS defaults to 35. The day close runs the
-    # day after, when the usage path (and the drop pass) already pruned the daily state to
-    # today and the 34 days before: the window's first day is gone, its usage reads as 0, and
-    # an at_most = 0 rule fires for an account that was not quiet.
-    quiet = rule(id="quiet", window="35d", at_least=None, at_most=0)
-    world = World(catalog(quiet))
-    world.plans["a"] = plan(since_ms=ms("2026-01-01T00:00:00"))
-    first = ms("2026-03-01T10:00:00")
-    world.run([world.raw(timestamp=first)], now_ms=first + HOUR_MS)
-    closed = (first // 86_400_000) + 34  # Apr 4: the window is Mar 1 .. Apr 4, Mar 1 had a call
-    after_close = day_start_ms(closed + 1) + HOUR_MS  # Apr 5, 01:00: the close runs
-    # Any record of the account on Apr 5 (or the drop pass of Apr 4) prunes its daily state.
-    world.run([world.raw(timestamp=after_close - 60_000, metric="logins")], now_ms=after_close)
-    assert at_most(world, "a", closed) == []
