@@ -39,6 +39,7 @@ from domain.intake.partitioning import (
 from domain.intake.records import parse_plan
 from domain.intake.regroup import periods_change, regroup_totals
 from domain.moments.changes import change_events, diff_accounts
+from domain.moments.custom import CustomRules
 from domain.wording.kinds import Kind
 from engine.step import Step
 from state import jsonbytes
@@ -62,6 +63,8 @@ class PlansHandler:
         self.forward_topic = settings.topic_plans_forward
         self.partitions = settings.partitions
         self.misplaced = Misplaced(runtime.metrics)
+        # Only at_most rules read active_since: without them plans are stored as before.
+        self.tracks_activity = bool(CustomRules.of(runtime.catalog).at_most)
         #: (account, its partition) of the current step's forwarded records.
         self.forwarded: list[tuple[str, int]] = []
         #: Fields of the current step's invalid entries left out (counted on commit).
@@ -112,7 +115,9 @@ class PlansHandler:
                 return "stale"  # older than the tombstone that deleted the account
         elif not supersedes(parsed, held):
             return "stale"
-        plan = carry_active_since(held, AccountPlan.from_record(parsed), int(record.timestamp))
+        plan = AccountPlan.from_record(parsed)
+        if self.tracks_activity:
+            plan = carry_active_since(held, plan, int(record.timestamp))
         if periods_change(held, plan):
             self._regroup(step, account, plan)
         put_plan(state, account, plan)

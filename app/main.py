@@ -112,12 +112,19 @@ def build_runtime(
 def _check_windows(catalog: Catalog, settings: Settings) -> None:
     """Every rolling window of ``[[moments]]`` fits in the daily state kept (contract 3.8).
 
-    (The catalog allows 35 days and MOMENTS_DAILY_RETENTION_DAYS at least 35: a guard for a
-    future that relaxes either.)"""
+    The days kept are today and the ones before it, MOMENTS_DAILY_RETENTION_DAYS in all. An
+    ``at_most`` window is judged the day after the day it ends with, so it needs one day
+    more: with 35 kept, a 35-day window's first day is already pruned (it would read as 0)."""
+    kept = settings.daily_retention_days
     for rule in catalog.moments:
-        if rule.window_days is not None and rule.window_days > settings.daily_retention_days:
+        days = rule.window_days
+        if days is None:
+            continue
+        needed = days if rule.at_least else days + 1
+        if needed > kept:
+            why = "" if rule.at_least else ", judged the day after it closes,"
             raise CatalogError(
-                f"{settings.plans_file}: moment {rule.id!r}: window: {rule.window} is longer "
-                f"than MOMENTS_DAILY_RETENTION_DAYS={settings.daily_retention_days}, the days "
-                "kept; shorten it or keep more days"
+                f"{settings.plans_file}: moment {rule.id!r}: window: {rule.window}{why} needs "
+                f"{needed} days of daily state, more than MOMENTS_DAILY_RETENTION_DAYS={kept} "
+                f"keeps; shorten it or set MOMENTS_DAILY_RETENTION_DAYS={needed}"
             )
