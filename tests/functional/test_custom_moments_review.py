@@ -13,11 +13,10 @@ from prometheus_client import CollectorRegistry
 from agents.custom_close import CustomClose
 from agents.plans import PlansHandler
 from agents.ticks import TicksHandlers
-from agents.usage import UsageHandler
+from agents.usage import UsageHandler, intake_rules
 from app.main import build_runtime
 from config.settings import load_settings
 from domain.common.timeutil import DAY_MS
-from domain.errors import CatalogError
 from tables.accounts import ACCOUNTS
 from tests.functional.test_custom_moments import ROOT, TODAY, UNBOUNDED, RulesHarness
 from tests.functional.test_reliability import NOW_MS, Harness, plan
@@ -104,28 +103,31 @@ def test_pause_is_not_suggested_for_a_plan_that_cannot_be_paused(tmp_path: Path)
         h.store.close()
 
 
-def test_an_at_most_window_must_fit_in_the_days_kept_the_day_after_it_closes(
+def test_an_at_most_window_fits_in_the_days_kept_the_day_after_it_closes(
     tmp_path: Path,
 ) -> None:
     # Contract 3.8: at_most judges "the N days ending with" the closed day, N up to 35; the
     # daily state keeps MOMENTS_DAILY_RETENTION_DAYS (default 35) days *counting today*. The
     # day close runs the day after the judged day, when the usage path and the drop pass have
-    # already pruned the account's days to today and the 34 before: a 35-day window's first
-    # day reads as 0 (an account whose only call was that day is "quiet" for 35 days, and an
-    # at_most = 0 rule fires for it). The start-up guard lets it through (35 <= 35); it must
-    # refuse it, naming the rule, the field and the setting.
+    # already pruned the account's days: with 35 kept a 35-day window's first day would read
+    # as 0. So the worker keeps one day more than its longest at_most window, and the usage
+    # path's and the drop pass's pruning both use that.
     rules = QUIET_ON_PAID.replace('window = "7d"', 'window = "35d"')
     plans = tmp_path / "plans.toml"
     plans.write_text((ROOT / "config" / "plans.toml").read_text("utf-8") + rules, "utf-8")
     settings = load_settings({"MOMENTS_DATA_DIR": str(tmp_path), "MOMENTS_PLANS_FILE": str(plans)})
-    with pytest.raises(CatalogError, match=r"moment 'quiet-paid': window: .*DAILY_RETENTION"):
-        build_runtime(settings, CollectorRegistry())
-    # One more day kept is enough.
+    runtime = build_runtime(settings, CollectorRegistry())
+    assert settings.daily_retention_days == 35
+    assert runtime.daily_days == 36
+    assert intake_rules(runtime).daily_retention_days == 36
+    # A longer setting stands; without at_most rules the setting is what is kept.
     roomy = load_settings(
         {
             "MOMENTS_DATA_DIR": str(tmp_path),
             "MOMENTS_PLANS_FILE": str(plans),
-            "MOMENTS_DAILY_RETENTION_DAYS": "36",
+            "MOMENTS_DAILY_RETENTION_DAYS": "40",
         }
     )
-    assert build_runtime(roomy, CollectorRegistry()).catalog.moments[0].window == "35d"
+    assert build_runtime(roomy, CollectorRegistry()).daily_days == 40
+    plain = load_settings({"MOMENTS_DATA_DIR": str(tmp_path)})
+    assert build_runtime(plain, CollectorRegistry()).daily_days == 35
