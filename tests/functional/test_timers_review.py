@@ -1,0 +1,57 @@
+"""Review of the timers (issue 19): cases that lose or repeat a timer, on a real store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.anniversaries import AnniversaryEvaluation
+from engine.step import Step
+from tables.anniversary_passes import Pass, pass_of
+from tests.functional.test_anniversaries import ms, run_pass
+from tests.functional.test_reliability import Harness, plan, usage
+from tests.functional.test_timers import due_now, tick, timers
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Iterator[Harness]:
+    harness = Harness(tmp_path, ms("2026-11-10T12:00:00Z"))
+    yield harness
+    harness.store.close()
+
+
+def test_an_account_skipped_by_the_full_pass_keeps_its_timers(h: Harness) -> None:
+    # The one-time full pass builds the index. An account whose judgement raises there is
+    # skipped (its writes undone): it must still get a timer (as the index pass's retry
+    # does), else no anniversary or birthday of it ever comes again.
+    h.plan(b"bad", plan("bad", billing_anchor="2026-10-15T09:30:00Z", birth_date="--11-20"))
+    h.plan(b"good", plan("good", billing_anchor="2026-10-15T09:30:00Z"))
+    work = AnniversaryEvaluation(h.runtime)
+    original = work._anniversary
+    broken = True
+
+    def flaky(step: Step, held: Pass, account_id: str, plan: Any) -> Any:
+        if broken and account_id == "bad":
+            raise RuntimeError("boom")
+        return original(step, held, account_id, plan)
+
+    work._anniversary = flaky  # type: ignore[method-assign]
+    assert due_now(h)
+    tick(h)
+    run_pass(h, work)
+    progress = pass_of(h.store, 0)
+    assert progress is not None and progress.complete and progress.indexed
+    broken = False  # fixed (a new version deployed, say)
+    # The next periods end Nov 15 09:30: both accounts are due, and bad's birthday on Nov 20.
+    h.now_ms = ms("2026-11-15T10:31:00Z")
+    assert due_now(h)
+    tick(h)
+    assert sorted(e["account_id"] for e in run_pass(h, work)) == ["bad", "good"]
+    h.now_ms = ms("2026-11-20T00:00:30Z")
+    assert due_now(h)
+    tick(h)
+    assert [e["account_id"] for e in run_pass(h, work, kinds=("birthday",))] == ["bad"]
+    assert [t for t in timers(h) if t[2] == "bad"]
