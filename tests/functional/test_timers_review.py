@@ -12,7 +12,7 @@ from agents.anniversaries import AnniversaryEvaluation
 from engine.step import Step
 from tables.anniversary_passes import Pass, pass_of
 from tests.functional.test_anniversaries import ms, run_pass
-from tests.functional.test_reliability import Harness, plan, usage
+from tests.functional.test_reliability import Harness, plan
 from tests.functional.test_timers import due_now, tick, timers
 
 
