@@ -287,10 +287,18 @@ class AnniversaryEvaluation:
             plan = decode_plan(value)
             if plan is None:
                 return []
-            if plan.birth_date is not None:
-                day = next_birthday(_birth(plan), held.birthdays_until_ms)
-                _schedule_birthday(step.state, account_id, day)
-            return self._anniversary(step, held, account_id, plan)
+            try:
+                if plan.birth_date is not None:
+                    day = next_birthday(_birth(plan), held.birthdays_until_ms)
+                    _schedule_birthday(step.state, account_id, day)
+                return self._anniversary(step, held, account_id, plan)
+            except Exception:
+                # Skipped by slice_keys (the account's writes undone): its anniversary timer
+                # must still be written, as the index pass's retry is, or none of its
+                # anniversaries would ever come again (this pass is the index's only source).
+                retry_ms = held.cut_ms + RETRY_MS
+                put_due(step.state, due_key(ANNIVERSARY, retry_ms, account_id))
+                raise
 
         return slice_keys(
             step,
