@@ -55,3 +55,26 @@ def test_an_account_skipped_by_the_full_pass_keeps_its_timers(h: Harness) -> Non
     tick(h)
     assert [e["account_id"] for e in run_pass(h, work, kinds=("birthday",))] == ["bad"]
     assert [t for t in timers(h) if t[2] == "bad"]
+
+
+def test_a_plan_record_that_arrived_on_the_birthday_is_celebrated_when_handled_after_midnight(
+    h: Harness,
+) -> None:
+    # Contract 3.7: the birthday comes within a minute of the plan record's arrival when it
+    # comes during the day, and is caught up after downtime. A record that arrived at
+    # 23:59:59.900 on the birthday and is handled 200 ms later (after midnight), or one that
+    # arrived at noon while the worker was down until 00:30, must still be celebrated.
+    h.plan(b"x", plan("x"))
+    tick(h)
+    run_pass(h)
+    h.now_ms = ms("2026-11-21T00:00:00.100Z")
+    h.plan(b"a", plan("a", birth_date="--11-20"), timestamp=ms("2026-11-20T23:59:59.900Z"))
+    h.now_ms = ms("2026-11-21T00:30:00Z")
+    h.plan(b"b", plan("b", birth_date="1990-11-20"), timestamp=ms("2026-11-20T12:00:00Z"))
+    assert due_now(h)
+    tick(h)
+    events = run_pass(h, kinds=("birthday",))
+    assert sorted((e["account_id"], e["birthday"]["day"]) for e in events) == [
+        ("a", "2026-11-20"),
+        ("b", "2026-11-20"),
+    ]
