@@ -155,8 +155,9 @@ def schedule_timers(
     now_ms: int,
 ) -> None:
     """The plans handler's hook: schedule ``plan``'s anniversary when the account is new or
-    its periods changed, and its birthday when it has a birth date (a record arriving on the
-    birthday makes it due now; a repeat of a timer held changes nothing)."""
+    its periods changed, and its birthday when it has a birth date (``now_ms``: the record's
+    arrival; one arriving on the birthday makes it due now, even when handled after the day;
+    a repeat of a timer held changes nothing)."""
     progress = pass_of(state, partition)
     full_to_come = progress is None or (not progress.indexed and progress.complete)
     if periods_change(held, plan) and progress is not None and not full_to_come:

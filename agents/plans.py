@@ -116,7 +116,10 @@ class PlansHandler:
         if periods_change(held, plan):
             self._regroup(step, account, plan)
         put_plan(state, account, plan)
-        schedule_timers(state, step.partition, held, plan, self.runtime.catalog, step.now_ms)
+        # Birthdays from the record's arrival (contract 3.7): one that arrived on the day and
+        # is handled after midnight (lag, downtime) is still that day's.
+        arrived_ms = min(step.now_ms, int(record.timestamp))
+        schedule_timers(state, step.partition, held, plan, self.runtime.catalog, arrived_ms)
         if held is not None:
             self._announce_changes(step, held, plan, int(record.timestamp))
         for reason in parsed.left_out:
