@@ -12,7 +12,7 @@ from agents.anniversaries import AnniversaryEvaluation
 from engine.step import Step
 from tables.anniversary_passes import Pass, pass_of
 from tests.functional.test_anniversaries import ms, run_pass
-from tests.functional.test_reliability import Harness, plan
+from tests.functional.test_reliability import Harness, plan, usage
 from tests.functional.test_timers import due_now, tick, timers
 
 
@@ -78,3 +78,51 @@ def test_a_plan_record_that_arrived_on_the_birthday_is_celebrated_when_handled_a
         ("a", "2026-11-20"),
         ("b", "2026-11-20"),
     ]
+
+
+def test_a_new_account_on_an_idle_partition_gets_no_recap_without_its_totals(h: Harness) -> None:
+    # The partition's last pass completed Nov 10; nothing is due there until Dec 1, so its
+    # done cut stays at Nov 10. Usage of "new" comes before its plan (calendar months), then
+    # its plan on Nov 15 12:00 with an anchor whose period ended Nov 15 09:30 (final at
+    # 10:30, before the plan arrived). Regrouping keeps only the periods that still accept
+    # records, so that period's totals are gone: it must not be announced with a recap of
+    # nothing (before the index, a pass at the next hourly cut passed it over).
+    h.plan(b"x", plan("x"))
+    tick(h)
+    run_pass(h)
+    h.now_ms = ms("2026-11-12T10:00:00Z")
+    h.usage(usage("new", 700, at_ms=ms("2026-11-12T09:00:00Z")))
+    h.now_ms = ms("2026-11-15T12:00:00Z")
+    h.plan(
+        b"new",
+        plan("new", billing_anchor="2026-10-15T09:30:00Z", updated="2026-11-15T12:00:00Z"),
+    )
+    if due_now(h):
+        tick(h)
+    for event in run_pass(h):
+        [recap] = [m for m in event["recap"]["metrics"] if m["metric"] == "api_calls"]
+        assert recap["total"] == 700, event["recap"]
+
+
+def test_an_anchor_change_on_an_idle_partition_keeps_the_totals_it_announces(
+    h: Harness,
+) -> None:
+    # Calendar months (due Dec 1); the last pass completed Nov 10. On Nov 12 the anchor
+    # moves to Oct 11: the period Oct 11 - Nov 11 is closed and, the partition's done cut
+    # being older, announced; its recap must hold the usage of Nov 5, not nothing.
+    h.plan(b"a", plan("a"))
+    h.usage(usage("a", 700, at_ms=ms("2026-11-05T09:00:00Z")))
+    tick(h)
+    run_pass(h)
+    h.now_ms = ms("2026-11-12T12:00:00Z")
+    h.plan(b"a", plan("a", billing_anchor="2026-10-11T00:00:00Z", updated="2026-11-12T12:00:00Z"))
+    events = []
+    for now in ("2026-11-12T12:00:05Z", "2026-12-01T01:00:05Z", "2026-12-11T01:00:05Z"):
+        h.now_ms = ms(now)
+        if due_now(h):
+            tick(h)
+            events += run_pass(h)
+    for event in events:
+        [recap] = [m for m in event["recap"]["metrics"] if m["metric"] == "api_calls"]
+        if event["period"]["end"] == "2026-11-11T00:00:00Z":
+            assert recap["total"] == 700, event["period"]
