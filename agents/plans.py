@@ -43,6 +43,7 @@ from domain.wording.kinds import Kind
 from engine.step import Step
 from state import jsonbytes
 from tables.accounts import plan_of, put_plan
+from tables.anniversary_passes import keep_closed_after
 from tables.daily import daily_of
 from tables.forget import forget_account, forgotten_at
 from tables.totals import put_totals, totals_of
@@ -139,11 +140,11 @@ class PlansHandler:
         if totals_of(state, account).is_empty():
             return
         grace_ms = to_ms(self.runtime.settings.late_grace_s)
+        # As the usage path prunes: closed periods whose anniversary may still come (ending
+        # after the last complete pass's cut) keep their totals, or their recap is empty.
+        keep_ms = min(step.now_ms - grace_ms - 1, keep_closed_after(state, step.partition))
         totals = regroup_totals(
-            daily_of(state, account),
-            plan,
-            self.runtime.catalog,
-            keep_end_after_ms=step.now_ms - grace_ms - 1,
+            daily_of(state, account), plan, self.runtime.catalog, keep_end_after_ms=keep_ms
         )
         put_totals(state, account, totals)
 
