@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agents.anniversaries import AnniversaryEvaluation
+from domain.plans.catalog import Birthdays
 from engine.step import Step
 from tables.anniversary_passes import Pass, pass_of
 from tests.functional.test_anniversaries import ms, run_pass
 from tests.functional.test_reliability import Harness, plan, usage
 from tests.functional.test_timers import due_now, tick, timers
+from tests.schema import assert_valid
 
 
 @pytest.fixture
@@ -126,3 +129,19 @@ def test_an_anchor_change_on_an_idle_partition_keeps_the_totals_it_announces(
         [recap] = [m for m in event["recap"]["metrics"] if m["metric"] == "api_calls"]
         if event["period"]["end"] == "2026-11-11T00:00:00Z":
             assert recap["total"] == 700, event["period"]
+
+
+def test_a_birth_date_after_the_birthday_gives_a_valid_event(h: Harness) -> None:
+    # A birth_date in the future (a typo: 2062 for 1962) is a real date and accepted; with
+    # show_age the event must still match its schema (age >= 0), not say "-36th birthday".
+    catalog = h.runtime.catalog
+    object.__setattr__(h.runtime, "catalog", replace(catalog, birthday=Birthdays(show_age=True)))
+    h.plan(b"x", plan("x"))
+    tick(h)
+    run_pass(h)
+    h.now_ms = ms("2026-11-20T00:00:30Z")
+    h.plan(b"a", plan("a", birth_date="2062-11-20", updated="2026-11-19T00:00:00Z"))
+    tick(h)
+    for event in run_pass(h, kinds=("birthday",)):
+        assert_valid(event)
+        assert "-" not in event["message"]["title"]
