@@ -145,3 +145,20 @@ def test_a_birth_date_after_the_birthday_gives_a_valid_event(h: Harness) -> None
     for event in run_pass(h, kinds=("birthday",)):
         assert_valid(event)
         assert "-" not in event["message"]["title"]
+
+
+def test_a_catalog_whose_period_changed_announces_on_the_new_periods(h: Harness) -> None:
+    # Monthly periods: the index holds a's next end, Nov 15 09:30. The operator restarts with
+    # `period = "week"` (contract 1.3): a's weeks (from its Thursday anchor) end Nov 12
+    # 09:30, Nov 19, ... Before the index every pass judged every account under the catalog
+    # of the day; the index must not wait for an end the periods no longer have.
+    h.plan(b"a", plan("a", billing_anchor="2026-10-15T09:30:00Z"))
+    tick(h)
+    run_pass(h)
+    catalog = h.runtime.catalog
+    object.__setattr__(h.runtime, "catalog", replace(catalog, period="week"))
+    h.now_ms = ms("2026-11-12T10:31:00Z")
+    if due_now(h):
+        tick(h)
+    ends = [e["period"]["end"] for e in run_pass(h)]
+    assert ends == ["2026-11-12T09:30:00Z"]
