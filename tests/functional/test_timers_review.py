@@ -12,8 +12,10 @@ import pytest
 from agents.anniversaries import AnniversaryEvaluation
 from domain.plans.catalog import Birthdays
 from engine.step import Step
+from state.transaction import StepState
+from tables.accounts import plan_of
 from tables.anniversary_passes import Pass, pass_of
-from tests.functional.test_anniversaries import ms, run_pass
+from tests.functional.test_anniversaries import KIND, ms, run_pass
 from tests.functional.test_reliability import Harness, plan, usage
 from tests.functional.test_timers import due_now, tick, timers
 from tests.schema import assert_valid
@@ -162,3 +164,28 @@ def test_a_catalog_whose_period_changed_announces_on_the_new_periods(h: Harness)
         tick(h)
     ends = [e["period"]["end"] for e in run_pass(h)]
     assert ends == ["2026-11-12T09:30:00Z"]
+
+
+def test_an_account_deleted_and_recreated_mid_pass_is_not_announced_twice(h: Harness) -> None:
+    # A pass at the 1st (calendar months) visits "a" first and announces its November. Then,
+    # while the pass goes on, "a" is deleted and created again: its new timer (the first end
+    # after the last complete cut: Dec 1) is behind the cursor, and the pass's extra round
+    # announces November again, with the deleted account's totals gone (a recap of nothing).
+    for account in ("a", "b", "c", "d"):
+        h.plan(account.encode(), plan(account))
+    h.usage(usage("a", 700, at_ms=ms("2026-11-10T09:00:00Z")))
+    tick(h)
+    run_pass(h)
+    h.now_ms = ms("2026-12-01T01:00:05Z")
+    tick(h)
+    work = AnniversaryEvaluation(h.runtime, slice_accounts=2, slice_budget_s=float("inf"))
+    step = Step(0, StepState(h.store), h.now_ms)
+    work.run_slice(step)
+    h.store.apply(step.state.updates())
+    first = h.events(step, KIND)
+    assert [e["account_id"] for e in first] == ["a", "b"]
+    h.plan(b"a", None, timestamp=ms("2026-12-01T01:00:00Z"))
+    h.plan(b"a", plan("a", updated="2026-12-01T01:00:01Z"))
+    assert plan_of(h.store, "a") is not None
+    rest = run_pass(h, work)
+    assert sorted(e["account_id"] for e in first + rest) == ["a", "b", "c", "d"]
