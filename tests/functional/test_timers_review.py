@@ -189,3 +189,21 @@ def test_an_account_deleted_and_recreated_mid_pass_is_not_announced_twice(h: Har
     assert plan_of(h.store, "a") is not None
     rest = run_pass(h, work)
     assert sorted(e["account_id"] for e in first + rest) == ["a", "b", "c", "d"]
+
+
+def test_a_late_handled_birthday_is_due_even_after_a_pass_of_the_next_day(h: Harness) -> None:
+    # As above, but a pass ran at 00:00:05 (another account's birthday) before the record
+    # that arrived at 23:59:59.900 on a's birthday is handled: its timer (Nov 20) is before
+    # the day that pass ran on, and must still make the partition due.
+    h.plan(b"x", plan("x", birth_date="--11-21"))
+    tick(h)
+    run_pass(h)
+    h.now_ms = ms("2026-11-21T00:00:05Z")
+    tick(h)
+    assert [e["account_id"] for e in run_pass(h, kinds=("birthday",))] == ["x"]
+    h.now_ms = ms("2026-11-21T00:00:06Z")
+    h.plan(b"a", plan("a", birth_date="--11-20"), timestamp=ms("2026-11-20T23:59:59.900Z"))
+    h.now_ms = ms("2026-11-21T00:00:30Z")
+    assert due_now(h)
+    tick(h)
+    assert [e["birthday"]["day"] for e in run_pass(h, kinds=("birthday",))] == ["2026-11-20"]
