@@ -156,8 +156,9 @@ def schedule_timers(
 ) -> None:
     """The plans handler's hook: schedule ``plan``'s anniversary when the account is new or
     its periods changed, and its birthday when it has a birth date (``now_ms``: the record's
-    arrival; one arriving on the birthday makes it due now, even when handled after the day;
-    a repeat of a timer held changes nothing)."""
+    arrival, at the latest now and at the earliest a day and the late grace ago; one arriving
+    on the birthday makes it due now, even when handled after the day; a repeat of a timer
+    held changes nothing)."""
     progress = pass_of(state, partition)
     full_to_come = progress is None or (not progress.indexed and progress.complete)
     if periods_change(held, plan) and progress is not None and not full_to_come:

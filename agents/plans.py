@@ -27,6 +27,7 @@ from agents.anniversaries import schedule_timers
 from agents.forwarding import Misplaced
 from app.main import Runtime
 from config.settings import to_ms
+from domain.common.timeutil import DAY_MS
 from domain.errors import InvalidPlanRecord
 from domain.intake.accounts import AccountPlan, period_of, supersedes
 from domain.intake.deadletter import dead_letter
@@ -118,9 +119,10 @@ class PlansHandler:
             self._regroup(step, account, plan)
         put_plan(state, account, plan)
         # Birthdays from the record's arrival (contract 3.7): one that arrived on the day and
-        # is handled after midnight (lag, downtime) is still that day's.
-        arrived_ms = min(step.now_ms, int(record.timestamp))
-        schedule_timers(state, step.partition, held, plan, self.runtime.catalog, arrived_ms)
+        # is handled after midnight (lag, downtime) is still that day's, unless long past.
+        grace_ms = to_ms(self.runtime.settings.late_grace_s)
+        since_ms = max(min(step.now_ms, int(record.timestamp)), step.now_ms - DAY_MS - grace_ms)
+        schedule_timers(state, step.partition, held, plan, self.runtime.catalog, since_ms)
         if held is not None:
             self._announce_changes(step, held, plan, int(record.timestamp))
         for reason in parsed.left_out:

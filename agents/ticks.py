@@ -90,13 +90,14 @@ def pass_due(store: PartitionStore, passed: Pass | None, cut: int, now_ms: int) 
     if not passed.indexed:
         return True
     # A complete pass left no timer due at its cut or time, and every timer scheduled since
-    # is after its cut (an anniversary: an end after the last complete cut) or on or after its
-    # time's day (a birthday: from today's on), so the seeks start there.
+    # is after its cut (an anniversary: an end after the last complete cut) or on or after the
+    # day before its cut's (a birthday not long past: a plan record that arrived on the day
+    # and was handled after midnight schedules yesterday's), so the seeks start there.
     first = first_due_ms(store, ANNIVERSARY, passed.cut_ms + 1)
     if first is not None and first <= cut:
         return True
-    day_start = passed.birthdays_until_ms - passed.birthdays_until_ms % DAY_MS
-    first = first_due_ms(store, BIRTHDAY, day_start)
+    since = min(passed.birthdays_until_ms, passed.cut_ms - DAY_MS)
+    first = first_due_ms(store, BIRTHDAY, since - since % DAY_MS)
     return first is not None and first <= now_ms
 
 
