@@ -137,7 +137,8 @@ def start_pass(step: Step, records: Sequence[Any]) -> None:
         return
     done = None if held is None else held.done_ms
     indexed = held is not None and held.indexed
-    put_pass(step.state, step.partition, Pass(cut, "", done, indexed, max(at, cut)))
+    period = None if held is None else held.period
+    put_pass(step.state, step.partition, Pass(cut, "", done, indexed, max(at, cut), False, period))
     logger.info(
         "partition %d: %s pass at cut %d started",
         step.partition,
@@ -160,14 +161,15 @@ def schedule_timers(
     on the birthday makes it due now, even when handled after the day; a repeat of a timer
     held changes nothing)."""
     progress = pass_of(state, partition)
-    full_to_come = progress is None or (not progress.indexed and progress.complete)
+    indexed = progress is not None and progress.indexed_for(catalog.period)
+    full_to_come = progress is None or (not indexed and progress.complete)
     if periods_change(held, plan) and progress is not None and not full_to_come:
         # The first end after the last complete cut of the index (every period up to it was
         # judged); while the full pass runs, after its cut (it judges the periods up to it of
         # the accounts it visits, as before the index). With no pass yet, or the full pass
         # still to come, nothing: that pass visits every account and schedules it.
         after = progress.cut_ms
-        if progress.indexed and progress.done_ms is not None:
+        if indexed and progress.done_ms is not None:
             after = progress.done_ms
         key = due_key(ANNIVERSARY, next_end(plan, after, catalog), plan.account_id)
         put_due(state, key)
@@ -230,12 +232,17 @@ class AnniversaryEvaluation:
         if held is None or held.cursor is None:
             return
         started = time.perf_counter()
+        period = self.runtime.catalog.period
+        if held.indexed and not held.indexed_for(period):
+            # An index of another catalog period (or of unknown period): a full pass instead,
+            # from the first account, which rebuilds it.
+            held = replace(held, cursor="", indexed=False, rerun=False)
         if held.indexed:
             done, progress = self._index_slice(step, held)
         else:
             done = self._full_slice(step, held)
             progress = (
-                Pass(held.cut_ms, None, held.cut_ms, True, held.at_ms)
+                Pass(held.cut_ms, None, held.cut_ms, True, held.at_ms, period=period)
                 if done.exhausted
                 else Pass(held.cut_ms, done.last, held.done_ms, False, held.at_ms)
             )

@@ -80,14 +80,17 @@ class Pending:
         return jsonbytes.dumps(tick)
 
 
-def pass_due(store: PartitionStore, passed: Pass | None, cut: int, now_ms: int) -> bool:
+def pass_due(
+    store: PartitionStore, passed: Pass | None, cut: int, now_ms: int, period: str
+) -> bool:
     """Whether the partition needs a timer pass at ``cut`` (birthdays at ``now_ms``): its last
-    pass is complete and older, and it never built its index or a timer is due."""
+    pass is complete and older, and it never built its index for the catalog's ``period`` or a
+    timer is due."""
     if passed is None:
         return True
     if not passed.complete or passed.cut_ms >= cut:
         return False
-    if not passed.indexed:
+    if not passed.indexed_for(period):
         return True
     # A complete pass left no timer due at its cut or time, and every timer scheduled since
     # is after its cut (an anniversary: an end after the last complete cut) or on or after the
@@ -133,7 +136,7 @@ class TickScheduler:
                 del self.pending[partition]
                 item = None
             day_due = held is None or held.day < due
-            timers_due = pass_due(o.store, passed, cut, now_ms)
+            timers_due = pass_due(o.store, passed, cut, now_ms, rt.catalog.period)
             if item is None and not day_due and not timers_due:
                 continue
             if item is None or item.day != due or (timers_due and item.cut is None):
