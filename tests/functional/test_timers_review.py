@@ -15,6 +15,7 @@ from engine.step import Step
 from state.transaction import StepState
 from tables.accounts import plan_of
 from tables.anniversary_passes import Pass, pass_of
+from tables.due import BIRTHDAY
 from tests.functional.test_anniversaries import KIND, ms, run_pass
 from tests.functional.test_reliability import Harness, plan, usage
 from tests.functional.test_timers import due_now, tick, timers
@@ -207,3 +208,67 @@ def test_a_late_handled_birthday_is_due_even_after_a_pass_of_the_next_day(h: Har
     assert due_now(h)
     tick(h)
     assert [e["birthday"]["day"] for e in run_pass(h, kinds=("birthday",))] == ["2026-11-20"]
+
+
+# Checked and sound (kept as regression tests) ----------------------------------------------
+
+
+def birthday_days(h: Harness) -> list[str]:
+    return [e["birthday"]["day"] for e in run_pass(h, kinds=("birthday",))]
+
+
+def test_a_paused_account_resumed_on_its_birthday_is_celebrated_once(h: Harness) -> None:
+    h.plan(b"a", plan("a", birth_date="--11-20", status="paused"))
+    tick(h)
+    run_pass(h)
+    h.now_ms = ms("2026-11-20T00:00:30Z")
+    tick(h)
+    assert birthday_days(h) == []  # paused: no greeting
+    h.now_ms = ms("2026-11-20T15:00:00Z")
+    h.plan(b"a", plan("a", birth_date="--11-20", updated="2026-11-20T15:00:00Z"))
+    assert due_now(h)
+    tick(h)
+    assert birthday_days(h) == ["2026-11-20"]
+    h.now_ms = ms("2026-11-20T16:00:00Z")
+    h.plan(b"a", plan("a", birth_date="--11-20", status="paused", updated="2026-11-20T16:00:00Z"))
+    h.plan(b"a", plan("a", birth_date="--11-20", updated="2026-11-20T16:00:01Z"))
+    tick(h)
+    assert birthday_days(h) == []  # once a year
+
+
+def test_feb_29_in_a_leap_year_and_birthdays_across_the_year_end(tmp_path: Path) -> None:
+    h = Harness(tmp_path, ms("2027-12-30T12:00:00Z"))
+    try:
+        h.plan(b"leap", plan("leap", birth_date="--02-29", updated="2027-12-01T00:00:00Z"))
+        h.plan(b"eve", plan("eve", birth_date="--12-31", updated="2027-12-01T00:00:00Z"))
+        h.plan(b"new", plan("new", birth_date="--01-01", updated="2027-12-01T00:00:00Z"))
+        tick(h)
+        run_pass(h)
+        assert (BIRTHDAY, ms("2028-02-29T00:00:00Z"), "leap") in timers(h)
+        for now, days in (
+            ("2027-12-31T00:00:10Z", ["2027-12-31"]),
+            ("2028-01-01T00:00:10Z", ["2028-01-01"]),
+            ("2028-02-28T23:59:00Z", []),
+            ("2028-02-29T00:00:10Z", ["2028-02-29"]),
+        ):
+            h.now_ms = ms(now)
+            tick(h)
+            assert birthday_days(h) == days, now
+        assert (BIRTHDAY, ms("2029-02-28T00:00:00Z"), "leap") in timers(h)
+    finally:
+        h.store.close()
+
+
+def test_a_paused_accounts_anniversary_timer_carries_on(h: Harness) -> None:
+    h.plan(b"a", plan("a", billing_anchor="2026-10-15T09:30:00Z", status="paused"))
+    tick(h)
+    run_pass(h)
+    h.now_ms = ms("2026-11-15T10:31:00Z")
+    tick(h)
+    assert run_pass(h) == []  # judged, not announced
+    h.now_ms = ms("2026-11-20T10:31:00Z")
+    h.plan(b"a", plan("a", billing_anchor="2026-10-15T09:30:00Z", updated="2026-11-20T00:00:00Z"))
+    h.now_ms = ms("2026-12-15T10:31:00Z")
+    assert due_now(h)
+    tick(h)
+    assert [e["period"]["end"] for e in run_pass(h)] == ["2026-12-15T09:30:00Z"]
