@@ -79,6 +79,7 @@ from tables.due import (
     parse_key,
     put_due,
 )
+from tables.forget import forgotten_at
 from tables.totals import totals_of
 
 logger = logging.getLogger(__name__)
@@ -171,6 +172,11 @@ def schedule_timers(
         after = progress.cut_ms
         if indexed and progress.done_ms is not None:
             after = progress.done_ms
+            if held is None and forgotten_at(state, plan.account_id) is not None:
+                # Deleted and created again: what ended by the running pass's cut was the
+                # deleted account's, maybe announced already in this pass (its last
+                # anniversary went with it), so not judged again for the new one.
+                after = progress.cut_ms
         key = due_key(ANNIVERSARY, next_end(plan, after, catalog), plan.account_id)
         put_due(state, key)
         _behind_cursor(state, partition, key)
