@@ -298,11 +298,12 @@ class AnniversaryEvaluation:
         cursor = held.cursor or ""
 
         def judge(account_id: str, value: bytes) -> list[Sent]:
-            # Straight from the scan: the step's cache would keep every plan of the partition.
-            plan = decode_plan(value)
-            if plan is None:
-                return []
             try:
+                # Straight from the scan: the step's cache would keep every plan of the
+                # partition.
+                plan = decode_plan(value)
+                if plan is None:
+                    return []
                 if plan.birth_date is not None:
                     day = next_birthday(_birth(plan), held.birthdays_until_ms)
                     _schedule_birthday(step.state, account_id, day)
