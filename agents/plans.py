@@ -27,6 +27,7 @@ from agents.anniversaries import schedule_timers
 from agents.forwarding import Misplaced
 from app.main import Runtime
 from config.settings import to_ms
+from domain.common.timeutil import DAY_MS
 from domain.errors import InvalidPlanRecord
 from domain.intake.accounts import AccountPlan, carry_active_since, period_of, supersedes
 from domain.intake.deadletter import dead_letter
@@ -44,6 +45,7 @@ from domain.wording.kinds import Kind
 from engine.step import Step
 from state import jsonbytes
 from tables.accounts import plan_of, put_plan
+from tables.anniversary_passes import keep_closed_after
 from tables.daily import daily_of
 from tables.forget import forget_account, forgotten_at
 from tables.totals import put_totals, totals_of
@@ -121,7 +123,11 @@ class PlansHandler:
         if periods_change(held, plan):
             self._regroup(step, account, plan)
         put_plan(state, account, plan)
-        schedule_timers(state, step.partition, held, plan, self.runtime.catalog, step.now_ms)
+        # Birthdays from the record's arrival (contract 3.7): one that arrived on the day and
+        # is handled after midnight (lag, downtime) is still that day's, unless long past.
+        grace_ms = to_ms(self.runtime.settings.late_grace_s)
+        since_ms = max(min(step.now_ms, int(record.timestamp)), step.now_ms - DAY_MS - grace_ms)
+        schedule_timers(state, step.partition, held, plan, self.runtime.catalog, since_ms)
         if held is not None:
             self._announce_changes(step, held, plan, int(record.timestamp))
         for reason in parsed.left_out:
@@ -141,11 +147,11 @@ class PlansHandler:
         if totals_of(state, account).is_empty():
             return
         grace_ms = to_ms(self.runtime.settings.late_grace_s)
+        # As the usage path prunes: closed periods whose anniversary may still come (ending
+        # after the last complete pass's cut) keep their totals, or their recap is empty.
+        keep_ms = min(step.now_ms - grace_ms - 1, keep_closed_after(state, step.partition))
         totals = regroup_totals(
-            daily_of(state, account),
-            plan,
-            self.runtime.catalog,
-            keep_end_after_ms=step.now_ms - grace_ms - 1,
+            daily_of(state, account), plan, self.runtime.catalog, keep_end_after_ms=keep_ms
         )
         put_totals(state, account, totals)
 
