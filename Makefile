@@ -34,7 +34,8 @@ KAFKA4 := KAFKA_VERSION=$(KAFKA4_VERSION) KAFKA_PORT=$(KAFKA4_PORT) \
 # and the chaos tier's reader of __consumer_offsets (4.x writes another value version).
 KAFKA4_TESTS ?= tests/integration/test_thresholds.py tests/integration/test_milestones.py \
 	tests/integration/test_anniversaries.py tests/integration/test_overage_and_recovery.py \
-	tests/integration/test_account_changes.py tests/faults/test_crash.py \
+	tests/integration/test_account_changes.py tests/integration/test_timers.py \
+	tests/integration/test_custom_moments.py tests/faults/test_crash.py \
 	tests/faults/test_fleet_faults.py tests/integration/test_offsets_log.py
 # The chaos tier's clusters: nodes on CHAOS_PORT, +2, +4 (controllers on the odd ports).
 CHAOS_PORT ?= 9192

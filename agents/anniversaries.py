@@ -79,6 +79,7 @@ from tables.due import (
     parse_key,
     put_due,
 )
+from tables.forget import forgotten_at
 from tables.totals import totals_of
 
 logger = logging.getLogger(__name__)
@@ -137,7 +138,8 @@ def start_pass(step: Step, records: Sequence[Any]) -> None:
         return
     done = None if held is None else held.done_ms
     indexed = held is not None and held.indexed
-    put_pass(step.state, step.partition, Pass(cut, "", done, indexed, max(at, cut)))
+    period = None if held is None else held.period
+    put_pass(step.state, step.partition, Pass(cut, "", done, indexed, max(at, cut), False, period))
     logger.info(
         "partition %d: %s pass at cut %d started",
         step.partition,
@@ -155,18 +157,26 @@ def schedule_timers(
     now_ms: int,
 ) -> None:
     """The plans handler's hook: schedule ``plan``'s anniversary when the account is new or
-    its periods changed, and its birthday when it has a birth date (a record arriving on the
-    birthday makes it due now; a repeat of a timer held changes nothing)."""
+    its periods changed, and its birthday when it has a birth date (``now_ms``: the record's
+    arrival, at the latest now and at the earliest a day and the late grace ago; one arriving
+    on the birthday makes it due now, even when handled after the day; a repeat of a timer
+    held changes nothing)."""
     progress = pass_of(state, partition)
-    full_to_come = progress is None or (not progress.indexed and progress.complete)
+    indexed = progress is not None and progress.indexed_for(catalog.period)
+    full_to_come = progress is None or (not indexed and progress.complete)
     if periods_change(held, plan) and progress is not None and not full_to_come:
         # The first end after the last complete cut of the index (every period up to it was
         # judged); while the full pass runs, after its cut (it judges the periods up to it of
         # the accounts it visits, as before the index). With no pass yet, or the full pass
         # still to come, nothing: that pass visits every account and schedules it.
         after = progress.cut_ms
-        if progress.indexed and progress.done_ms is not None:
+        if indexed and progress.done_ms is not None:
             after = progress.done_ms
+            if held is None and forgotten_at(state, plan.account_id) is not None:
+                # Deleted and created again: what ended by the running pass's cut was the
+                # deleted account's, maybe announced already in this pass (its last
+                # anniversary went with it), so not judged again for the new one.
+                after = progress.cut_ms
         key = due_key(ANNIVERSARY, next_end(plan, after, catalog), plan.account_id)
         put_due(state, key)
         _behind_cursor(state, partition, key)
@@ -228,12 +238,17 @@ class AnniversaryEvaluation:
         if held is None or held.cursor is None:
             return
         started = time.perf_counter()
+        period = self.runtime.catalog.period
+        if held.indexed and not held.indexed_for(period):
+            # An index of another catalog period (or of unknown period): a full pass instead,
+            # from the first account, which rebuilds it.
+            held = replace(held, cursor="", indexed=False, rerun=False)
         if held.indexed:
             done, progress = self._index_slice(step, held)
         else:
             done = self._full_slice(step, held)
             progress = (
-                Pass(held.cut_ms, None, held.cut_ms, True, held.at_ms)
+                Pass(held.cut_ms, None, held.cut_ms, True, held.at_ms, period=period)
                 if done.exhausted
                 else Pass(held.cut_ms, done.last, held.done_ms, False, held.at_ms)
             )
@@ -283,14 +298,23 @@ class AnniversaryEvaluation:
         cursor = held.cursor or ""
 
         def judge(account_id: str, value: bytes) -> list[Sent]:
-            # Straight from the scan: the step's cache would keep every plan of the partition.
-            plan = decode_plan(value)
-            if plan is None:
-                return []
-            if plan.birth_date is not None:
-                day = next_birthday(_birth(plan), held.birthdays_until_ms)
-                _schedule_birthday(step.state, account_id, day)
-            return self._anniversary(step, held, account_id, plan)
+            try:
+                # Straight from the scan: the step's cache would keep every plan of the
+                # partition.
+                plan = decode_plan(value)
+                if plan is None:
+                    return []
+                if plan.birth_date is not None:
+                    day = next_birthday(_birth(plan), held.birthdays_until_ms)
+                    _schedule_birthday(step.state, account_id, day)
+                return self._anniversary(step, held, account_id, plan)
+            except Exception:
+                # Skipped by slice_keys (the account's writes undone): its anniversary timer
+                # must still be written, as the index pass's retry is, or none of its
+                # anniversaries would ever come again (this pass is the index's only source).
+                retry_ms = held.cut_ms + RETRY_MS
+                put_due(step.state, due_key(ANNIVERSARY, retry_ms, account_id))
+                raise
 
         return slice_keys(
             step,

@@ -126,7 +126,7 @@ class DropEvaluation:
         if held is None or held.cursor is None:
             return
         started = time.perf_counter()
-        oldest_day = utc_day(step.now_ms) - rt.settings.daily_retention_days + 1
+        oldest_day = utc_day(step.now_ms) - rt.daily_days + 1
         stale_before_ms = step.now_ms - to_ms(rt.settings.late_grace_s) - 1
         # Closed periods wait for their billing anniversary (agents.anniversaries).
         stale_before_ms = min(stale_before_ms, keep_closed_after(state, step.partition))

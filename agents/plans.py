@@ -27,6 +27,7 @@ from agents.anniversaries import schedule_timers
 from agents.forwarding import Misplaced
 from app.main import Runtime
 from config.settings import to_ms
+from domain.common.timeutil import DAY_MS
 from domain.errors import InvalidPlanRecord
 from domain.intake.accounts import AccountPlan, carry_active_since, period_of, supersedes
 from domain.intake.deadletter import dead_letter
@@ -39,10 +40,12 @@ from domain.intake.partitioning import (
 from domain.intake.records import parse_plan
 from domain.intake.regroup import periods_change, regroup_totals
 from domain.moments.changes import change_events, diff_accounts
+from domain.moments.custom import CustomRules
 from domain.wording.kinds import Kind
 from engine.step import Step
 from state import jsonbytes
 from tables.accounts import plan_of, put_plan
+from tables.anniversary_passes import keep_closed_after
 from tables.daily import daily_of
 from tables.forget import forget_account, forgotten_at
 from tables.totals import put_totals, totals_of
@@ -62,6 +65,8 @@ class PlansHandler:
         self.forward_topic = settings.topic_plans_forward
         self.partitions = settings.partitions
         self.misplaced = Misplaced(runtime.metrics)
+        # Only at_most rules read active_since: without them plans are stored as before.
+        self.tracks_activity = bool(CustomRules.of(runtime.catalog).at_most)
         #: (account, its partition) of the current step's forwarded records.
         self.forwarded: list[tuple[str, int]] = []
         #: Fields of the current step's invalid entries left out (counted on commit).
@@ -112,11 +117,17 @@ class PlansHandler:
                 return "stale"  # older than the tombstone that deleted the account
         elif not supersedes(parsed, held):
             return "stale"
-        plan = carry_active_since(held, AccountPlan.from_record(parsed), int(record.timestamp))
+        plan = AccountPlan.from_record(parsed)
+        if self.tracks_activity:
+            plan = carry_active_since(held, plan, int(record.timestamp))
         if periods_change(held, plan):
             self._regroup(step, account, plan)
         put_plan(state, account, plan)
-        schedule_timers(state, step.partition, held, plan, self.runtime.catalog, step.now_ms)
+        # Birthdays from the record's arrival (contract 3.7): one that arrived on the day and
+        # is handled after midnight (lag, downtime) is still that day's, unless long past.
+        grace_ms = to_ms(self.runtime.settings.late_grace_s)
+        since_ms = max(min(step.now_ms, int(record.timestamp)), step.now_ms - DAY_MS - grace_ms)
+        schedule_timers(state, step.partition, held, plan, self.runtime.catalog, since_ms)
         if held is not None:
             self._announce_changes(step, held, plan, int(record.timestamp))
         for reason in parsed.left_out:
@@ -136,11 +147,11 @@ class PlansHandler:
         if totals_of(state, account).is_empty():
             return
         grace_ms = to_ms(self.runtime.settings.late_grace_s)
+        # As the usage path prunes: closed periods whose anniversary may still come (ending
+        # after the last complete pass's cut) keep their totals, or their recap is empty.
+        keep_ms = min(step.now_ms - grace_ms - 1, keep_closed_after(state, step.partition))
         totals = regroup_totals(
-            daily_of(state, account),
-            plan,
-            self.runtime.catalog,
-            keep_end_after_ms=step.now_ms - grace_ms - 1,
+            daily_of(state, account), plan, self.runtime.catalog, keep_end_after_ms=keep_ms
         )
         put_totals(state, account, totals)
 

@@ -81,23 +81,27 @@ class Pending:
         return jsonbytes.dumps(tick)
 
 
-def pass_due(store: PartitionStore, passed: Pass | None, cut: int, now_ms: int) -> bool:
+def pass_due(
+    store: PartitionStore, passed: Pass | None, cut: int, now_ms: int, period: str
+) -> bool:
     """Whether the partition needs a timer pass at ``cut`` (birthdays at ``now_ms``): its last
-    pass is complete and older, and it never built its index or a timer is due."""
+    pass is complete and older, and it never built its index for the catalog's ``period`` or a
+    timer is due."""
     if passed is None:
         return True
     if not passed.complete or passed.cut_ms >= cut:
         return False
-    if not passed.indexed:
+    if not passed.indexed_for(period):
         return True
     # A complete pass left no timer due at its cut or time, and every timer scheduled since
-    # is after its cut (an anniversary: an end after the last complete cut) or on or after its
-    # time's day (a birthday: from today's on), so the seeks start there.
+    # is after its cut (an anniversary: an end after the last complete cut) or on or after the
+    # day before its cut's (a birthday not long past: a plan record that arrived on the day
+    # and was handled after midnight schedules yesterday's), so the seeks start there.
     first = first_due_ms(store, ANNIVERSARY, passed.cut_ms + 1)
     if first is not None and first <= cut:
         return True
-    day_start = passed.birthdays_until_ms - passed.birthdays_until_ms % DAY_MS
-    first = first_due_ms(store, BIRTHDAY, day_start)
+    since = min(passed.birthdays_until_ms, passed.cut_ms - DAY_MS)
+    first = first_due_ms(store, BIRTHDAY, since - since % DAY_MS)
     return first is not None and first <= now_ms
 
 
@@ -133,7 +137,7 @@ class TickScheduler:
                 del self.pending[partition]
                 item = None
             day_due = held is None or held.day < due
-            timers_due = pass_due(o.store, passed, cut, now_ms)
+            timers_due = pass_due(o.store, passed, cut, now_ms, rt.catalog.period)
             if item is None and not day_due and not timers_due:
                 continue
             if item is None or item.day != due or (timers_due and item.cut is None):

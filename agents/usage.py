@@ -42,7 +42,7 @@ def intake_rules(runtime: Runtime) -> IntakeRules:
         max_clock_skew_ms=to_ms(settings.max_clock_skew_s),
         dedup_horizon_ms=to_ms(settings.dedup_horizon_s),
         late_grace_ms=to_ms(settings.late_grace_s),
-        daily_retention_days=settings.daily_retention_days,
+        daily_retention_days=runtime.daily_days,
         partitions=settings.partitions,
     )
 

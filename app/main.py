@@ -80,6 +80,11 @@ class Runtime:
     metrics: Metrics
     app: faust.App
 
+    @property
+    def daily_days(self) -> int:
+        """Days of daily state kept, today included: see :func:`daily_days_kept`."""
+        return daily_days_kept(self.catalog, self.settings)
+
 
 def build_runtime(
     settings: Settings,
@@ -109,15 +114,31 @@ def build_runtime(
     return Runtime(settings, catalog, templates, clock, metrics, build_app(settings))
 
 
-def _check_windows(catalog: Catalog, settings: Settings) -> None:
-    """Every rolling window of ``[[moments]]`` fits in the daily state kept (contract 3.8).
+def daily_days_kept(catalog: Catalog, settings: Settings) -> int:
+    """Days of daily state kept, today included: MOMENTS_DAILY_RETENTION_DAYS, or one day more
+    than the longest ``at_most`` window when that is more (contract 3.8).
 
-    (The catalog allows 35 days and MOMENTS_DAILY_RETENTION_DAYS at least 35: a guard for a
-    future that relaxes either.)"""
+    An ``at_most`` window of N days is judged the day after the day it ends with, when the
+    usage path and the drop pass have already pruned the days to today and the ones before
+    it: with 35 kept, a 35-day window's first day would read as 0 (an account whose only call
+    was that day would be "quiet" for 35 days)."""
+    longest = max(
+        (rule.window_days or 0 for rule in catalog.moments if not rule.at_least), default=0
+    )
+    return max(settings.daily_retention_days, longest + 1)
+
+
+def _check_windows(catalog: Catalog, settings: Settings) -> None:
+    """Every rolling window of ``[[moments]]`` fits in the daily state kept (contract 3.8)."""
+    kept = daily_days_kept(catalog, settings)
     for rule in catalog.moments:
-        if rule.window_days is not None and rule.window_days > settings.daily_retention_days:
+        days = rule.window_days
+        if days is None:
+            continue
+        needed = days if rule.at_least else days + 1
+        if needed > kept:  # never with windows of at most 35 days; kept for a longer limit
             raise CatalogError(
-                f"{settings.plans_file}: moment {rule.id!r}: window: {rule.window} is longer "
-                f"than MOMENTS_DAILY_RETENTION_DAYS={settings.daily_retention_days}, the days "
-                "kept; shorten it or keep more days"
+                f"{settings.plans_file}: moment {rule.id!r}: window: {rule.window} needs "
+                f"{needed} days of daily state, more than MOMENTS_DAILY_RETENTION_DAYS={kept} "
+                f"keeps; shorten it or set MOMENTS_DAILY_RETENTION_DAYS={needed}"
             )

@@ -11,8 +11,10 @@ pass is then driven by the index (``cursor`` is a due key, the pass visits anniv
 ``cut`` and birthdays due at ``at``; ``rerun``, when set, says a timer due in the pass was
 scheduled behind its cursor). Until then (a new store, or one written by a version
 without the index) a pass visits every account of the accounts table (``cursor`` is an account
-id) and writes each one's timers; that pass completing sets ``indexed``. Stores of older
-versions hold no ``at`` nor ``indexed``: read as ``cut`` and false.
+id) and writes each one's timers; that pass completing sets ``indexed``, and ``period`` to the
+catalog's period length the timers were computed for: under another one (the operator changed
+``period``) the index is not used, and the next pass is a full one again. Stores of older
+versions hold no ``at``, ``indexed`` nor ``period``: read as ``cut``, false and unknown.
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ class Pass:
     at_ms: int | None = None
     #: A timer due in this pass was scheduled behind its cursor: one more round once it ends.
     rerun: bool = False
+    #: The catalog period the index was built for (None: unknown, built by an older version).
+    period: str | None = None
+
+    def indexed_for(self, period: str) -> bool:
+        """The due index holds every account's timers under the catalog period ``period``."""
+        return self.indexed and self.period == period
 
     @property
     def birthdays_until_ms(self) -> int:
@@ -76,6 +84,7 @@ def pass_of(view: Reader, partition: int) -> Pass | None:
         bool(data.get("indexed", False)),
         None if at is None else int(at),
         bool(data.get("rerun", False)),
+        data.get("period"),
     )
 
 
@@ -88,6 +97,7 @@ def put_pass(state: StepState, partition: int, progress: Pass) -> None:
         "done": progress.done_ms,
         "indexed": progress.indexed,
         **({"rerun": True} if progress.rerun else {}),
+        **({} if progress.period is None else {"period": progress.period}),
     }
     state.put(ANNIVERSARY_PASSES.name, _key(partition), jsonbytes.dumps(value))
 

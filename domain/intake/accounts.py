@@ -111,11 +111,15 @@ class AccountPlan:
 
 def carry_active_since(held: AccountPlan | None, plan: AccountPlan, at_ms: int) -> AccountPlan:
     """``plan`` (replacing ``held``) with its ``active_since_ms``: ``at_ms`` (the plan record's
-    Kafka timestamp) when it makes the account active, what ``held`` had while it stays
-    active, ``None`` when it is not active."""
+    Kafka timestamp) when it makes the account active or moves it to another plan, what
+    ``held`` had while it stays active on the same plan, ``None`` when it is not active.
+
+    A move starts afresh because an ``at_most`` rule judges a window spent on its plan
+    (contract 3.8: "whose plan was known and active before the window's first day"): a
+    quiet month on Free is not a quiet week on the Starter plan bought yesterday."""
     if plan.status != "active":
         since = None
-    elif held is None or held.status != "active":
+    elif held is None or held.status != "active" or held.plan_id != plan.plan_id:
         since = at_ms
     else:
         since = held.active_since_ms

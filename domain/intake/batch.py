@@ -144,6 +144,10 @@ class IntakeResult:
     #: Distinct values newly counted: distinct key -> when it expires (epoch ms;
     #: :func:`domain.intake.distinct.period_expiry`, :func:`~domain.intake.distinct.day_expiry`).
     distinct: dict[str, int] = field(default_factory=dict)
+    #: Readings of ``late`` records folded into the daily state (not accepted), each with the
+    #: number of accepted items before it: the rolling windows of ``[[moments]]`` replay
+    #: them in their place (:func:`domain.moments.custom.detect_custom`).
+    late_daily: list[tuple[int, UsageRecord]] = field(default_factory=list)
 
 
 def dedup_key(account_id: str, record_id: str) -> str:
@@ -199,6 +203,7 @@ def run_intake(
     all_totals = result.totals
     all_daily = result.daily
     accepted = result.accepted
+    late_daily = result.late_daily
     all_lifetime = result.lifetime
     milestones_due = result.milestones_due
     milestones = dict(catalog.milestones)  # a plain dict: cheaper lookups per record
@@ -366,6 +371,8 @@ def run_intake(
                     daily.add(record.metric, timestamp_ms, record.quantity)
                 else:
                     distinct.fold_day(daily, record, aggregation)
+                if late:
+                    late_daily.append((len(accepted), record))
             if late:
                 continue
             # Accepted(record, raw, plan, change), by its slot setters (see domain.common.slots).

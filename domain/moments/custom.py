@@ -16,13 +16,13 @@ the window's value is kept per (account, metric) and moved by each record of the
 day, and recomputed from the days only when a record falls on another day. A ``sum`` or
 ``count`` window inside the billing period is at most the period's value, so a rule whose
 threshold is above that value is passed over without reading the days. A record the intake
-found ``late`` (its period over) is not judged and not replayed: it counts in the windows
-from the next batch on.
+found ``late`` (its period over) is not judged, but it is replayed in its place (the intake
+folded it into its day): a window holds it as if records came one per batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
@@ -32,6 +32,7 @@ from domain.intake.accounts import AccountPlan, period_of
 from domain.intake.batch import Accepted
 from domain.intake.daily import AccountDaily, DailyHistory, DailyReadings, DailyTotals
 from domain.intake.distinct import day_scope, distinct_key
+from domain.intake.records import UsageRecord
 from domain.intake.usage import AccountTotals
 from domain.moments.detection import Moment
 from domain.plans.catalog import Aggregation, Catalog, MomentRule
@@ -166,9 +167,8 @@ class _Replay:
         self.values: dict[int, Decimal] = {}
         self.counted: set[str] = set()
 
-    def fold(self, item: Accepted, new_distinct: Mapping[str, int]) -> None:
-        """Fold the record of ``item`` in as the intake folded it into the day."""
-        record = item.record
+    def fold(self, record: UsageRecord, new_distinct: Mapping[str, int]) -> None:
+        """Fold ``record`` in as the intake folded it into the day."""
         ts_ms = record.timestamp_ms
         day = utc_day(ts_ms)
         aggregation = self.aggregation
@@ -289,6 +289,7 @@ def detect_custom(
     new_distinct: Mapping[str, int],
     firings_of: Callable[[str], RuleFirings],
     clock: Callable[[], int],
+    late: Sequence[tuple[int, UsageRecord]] = (),
 ) -> CustomResult:
     """Fire the ``at_least`` rules the accepted records meet (contract 3.8).
 
@@ -306,11 +307,23 @@ def detect_custom(
     firings = _Firings(firings_of, rules.ids)
     replays: dict[tuple[str, str], _Replay] = {}
     # Records of an (account, metric) not yet replayed: folded in when a window is first read.
-    waiting: dict[tuple[str, str], list[Accepted]] = {}
+    waiting: dict[tuple[str, str], list[UsageRecord]] = {}
     buckets: dict[tuple[str, str, Decimal | None], _Bucket] = {}
     held = {} if snapshots is None else snapshots.held
     at_least = rules.at_least
-    for item in accepted:
+    # Late records are folded into the days but not judged: replayed in their place, so a
+    # window holds them exactly as if records came one per batch.
+    late_at = 0
+    for index, item in enumerate(accepted):
+        while late_at < len(late) and late[late_at][0] <= index:
+            earlier = late[late_at][1]
+            late_at += 1
+            if earlier.metric in rules.spans:
+                before = replays.get((earlier.account_id, earlier.metric))
+                if before is not None:
+                    before.fold(earlier, new_distinct)
+                else:
+                    waiting.setdefault((earlier.account_id, earlier.metric), []).append(earlier)
         change = item.change
         metric = change.metric
         if metric not in at_least:
@@ -334,9 +347,9 @@ def detect_custom(
         key = (account, metric)
         replay = replays.get(key)
         if replay is not None:
-            replay.fold(item, new_distinct)
+            replay.fold(record, new_distinct)
         elif bucket.longest:
-            waiting.setdefault(key, []).append(item)
+            waiting.setdefault(key, []).append(record)
         total = change.after
         period = change.period
         end_day = utc_day(record.timestamp_ms)

@@ -103,6 +103,7 @@ def run_usage(
         new_distinct=intake.distinct,
         firings_of=state.firings_of,
         clock=clock,
+        late=intake.late_daily,
     )
     moments.extend(fired.moments)
     return UsageOutcome(intake, detected.announced, moments, fired.firings)

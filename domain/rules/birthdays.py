@@ -46,5 +46,8 @@ def long_past(day: date, now_ms: int, late_grace_ms: int) -> bool:
 
 
 def age_on(birth: BirthDate, day: date) -> int | None:
-    """The age reached on the birthday ``day``, when the year of birth is known."""
-    return None if birth.year is None else day.year - birth.year
+    """The age reached on the birthday ``day``, when the year of birth is known and before
+    ``day``'s year (a birth date on or after the day, a typo, has no age to tell)."""
+    if birth.year is None or birth.year >= day.year:
+        return None
+    return day.year - birth.year

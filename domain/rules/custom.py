@@ -111,11 +111,16 @@ def reached(rule: MomentRule, value: Decimal, threshold: Decimal) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Firing:
-    """When a rule last fired for an account: its instant and, for a ``"period"`` rule, the
-    start of the billing period it fired in."""
+    """When a rule last fired for an account: its latest instant and, for a ``"period"`` rule,
+    the start of the latest billing period it fired in and of the one it fired in before.
+
+    Two periods, because records of a period are accepted until its end plus
+    ``MOMENTS_LATE_GRACE``: the period just ended may fire (or be asked to fire again) after
+    the new one fired."""
 
     at_ms: int
     period_start_ms: int | None = None
+    earlier_period_ms: int | None = None
 
 
 class RuleFirings:
@@ -146,7 +151,10 @@ class RuleFirings:
         last = self.fired.get(rule.id)
         if last is None:
             return True
-        if rule.window_days is None and last.period_start_ms == period_start_ms:
+        if rule.window_days is None and period_start_ms in (
+            last.period_start_ms,
+            last.earlier_period_ms,
+        ):
             return False
         cooldown = rule.cooldown_days
         return cooldown is None or at_ms >= last.at_ms + cooldown * DAY_MS
@@ -154,7 +162,15 @@ class RuleFirings:
     def fire(self, rule: MomentRule, at_ms: int, period_start_ms: int | None = None) -> None:
         """Record that ``rule`` fired at ``at_ms`` (for a ``"period"`` rule, in the period
         starting ``period_start_ms``)."""
-        self.fired[rule.id] = Firing(at_ms, period_start_ms if rule.window_days is None else None)
+        last = self.fired.get(rule.id)
+        if rule.window_days is None and period_start_ms is not None:
+            if last is None or last.period_start_ms is None:
+                self.fired[rule.id] = Firing(at_ms, period_start_ms)
+                return
+            latest, earlier = sorted((period_start_ms, last.period_start_ms), reverse=True)
+            self.fired[rule.id] = Firing(max(at_ms, last.at_ms), latest, earlier)
+            return
+        self.fired[rule.id] = Firing(at_ms)
 
     def keep_only(self, rule_ids: Collection[str]) -> bool:
         """Forget the firings of rules not in ``rule_ids`` (no longer in the catalog); True if
@@ -165,11 +181,9 @@ class RuleFirings:
         return bool(gone)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready form: rule id -> ``[at_ms]``, or ``[at_ms, period_start_ms]``."""
-        return {
-            rule_id: [f.at_ms] if f.period_start_ms is None else [f.at_ms, f.period_start_ms]
-            for rule_id, f in self.fired.items()
-        }
+        """JSON-ready form: rule id -> ``[at_ms]``, ``[at_ms, period_start_ms]``, or
+        ``[at_ms, period_start_ms, earlier_period_ms]``."""
+        return {rule_id: _firing_json(f) for rule_id, f in self.fired.items()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> RuleFirings:
@@ -178,7 +192,19 @@ class RuleFirings:
             return cls()
         return cls(
             {
-                rule_id: Firing(int(held[0]), None if len(held) < 2 else int(held[1]))
+                rule_id: Firing(
+                    int(held[0]),
+                    None if len(held) < 2 else int(held[1]),
+                    None if len(held) < 3 else int(held[2]),
+                )
                 for rule_id, held in data.items()
             }
         )
+
+
+def _firing_json(firing: Firing) -> list[int]:
+    if firing.period_start_ms is None:
+        return [firing.at_ms]
+    if firing.earlier_period_ms is None:
+        return [firing.at_ms, firing.period_start_ms]
+    return [firing.at_ms, firing.period_start_ms, firing.earlier_period_ms]

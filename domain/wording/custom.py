@@ -21,7 +21,8 @@ Placeholders, formatted as the other kinds format them (:mod:`domain.common.form
 Suggestions: ``upgrade`` is chosen as a threshold chooses it (3.1; ``none`` on the largest
 plan), ``downgrade`` as a sudden drop chooses it (3.2, over the window's days: ``pause`` when
 the window's value is 0 and the plan is pausable, ``none`` when no cheaper plan fits); ``pause``
-names no plan; ``offer`` and ``reward`` carry the rule's offer text; ``none`` suggests nothing.
+names no plan (``none`` for a plan that is not pausable); ``offer`` and ``reward`` carry the
+rule's offer text; ``none`` suggests nothing.
 
 event_id: SHA-256 of ``custom|<rule id>|<account_id>|<metric>|<start>``, start being the
 window's first day (``YYYY-MM-DD``) for a rolling window, the period's start (RFC 3339 UTC)
@@ -172,6 +173,11 @@ def _suggestion(
             ).period_total
         return suggestion_fields(
             suggest_for_drop(catalog, plan, metric, fired.value, heading, recent_days=fired.days)
+        )
+    if action == "pause" and not plan.pausable:
+        # As the built-in kinds (3.2): only a pausable plan is offered a pause.
+        return offer_fields(
+            "none", f"Your {plan.name} plan cannot be paused; the message is the moment."
         )
     if action == "pause":
         price = format_money(plan.price, catalog.currency, locale=catalog.locale)

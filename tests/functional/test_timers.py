@@ -41,7 +41,7 @@ def h(tmp_path: Path) -> Iterator[Harness]:
 def due_now(h: Harness) -> bool:
     """The scheduler's decision at ``h.now_ms``: does the partition need a timer pass?"""
     cut = due_cut(h.now_ms, GRACE_MS)
-    return pass_due(h.store, pass_of(h.store, 0), cut, h.now_ms)
+    return pass_due(h.store, pass_of(h.store, 0), cut, h.now_ms, h.runtime.catalog.period)
 
 
 def tick(h: Harness) -> None:
@@ -362,6 +362,7 @@ def _scheduler(h: Harness) -> tuple[TickScheduler, _Producer]:
     engine.reader = engine  # type: ignore[assignment]
     runtime = SimpleNamespace(
         settings=h.settings,
+        catalog=h.runtime.catalog,
         clock=SimpleNamespace(now_ms=lambda: h.now_ms),
         app=SimpleNamespace(producer=producer),
     )

@@ -74,7 +74,12 @@ def runtime(producer: Producer) -> Any:
         topic_ticks="ticks",
     )
     clock = SimpleNamespace(now_ms=lambda: int(time.time() * 1000))
-    return SimpleNamespace(settings=settings, clock=clock, app=SimpleNamespace(producer=producer))
+    return SimpleNamespace(
+        settings=settings,
+        catalog=SimpleNamespace(period="month"),
+        clock=clock,
+        app=SimpleNamespace(producer=producer),
+    )
 
 
 async def test_a_check_interrupted_by_the_engine_stopping_skips_the_closed_partitions() -> None:

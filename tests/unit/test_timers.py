@@ -104,6 +104,8 @@ def test_a_birthday_is_long_past_a_day_and_the_grace_after_its_end(
 def test_age_only_with_a_year() -> None:
     assert age_on(BirthDate(1996, 2, 29), date(2027, 2, 28)) == 31
     assert age_on(BirthDate(None, 2, 29), date(2027, 2, 28)) is None
+    assert age_on(BirthDate(2062, 11, 20), date(2026, 11, 20)) is None  # a typo: no age
+    assert age_on(BirthDate(2026, 11, 20), date(2026, 11, 20)) is None  # the day of birth
 
 
 @settings(max_examples=500)
