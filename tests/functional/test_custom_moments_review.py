@@ -18,7 +18,12 @@ from app.main import build_runtime
 from config.settings import load_settings
 from domain.common.timeutil import DAY_MS
 from tables.accounts import ACCOUNTS
-from tests.functional.test_custom_moments import ROOT, TODAY, UNBOUNDED, RulesHarness
+from tests.functional.test_custom_moments import (
+    TODAY,
+    UNBOUNDED,
+    RulesHarness,
+    shipped_without_rules,
+)
 from tests.functional.test_reliability import NOW_MS, Harness, plan
 
 QUIET_ON_PAID = """
@@ -35,12 +40,13 @@ action = "pause"
 
 
 class OwnRulesHarness(RulesHarness):
-    """:class:`RulesHarness` with the shipped catalog plus ``rules``."""
+    """:class:`RulesHarness` with the shipped catalog's plans and meters (not its example
+    rules) plus ``rules``."""
 
     def __init__(self, tmp_path: Path, now_ms: int, rules: str) -> None:
         Harness.__init__(self, tmp_path, now_ms)
         plans = tmp_path / "plans.toml"
-        plans.write_text((ROOT / "config" / "plans.toml").read_text("utf-8") + rules, "utf-8")
+        plans.write_text(shipped_without_rules() + rules, "utf-8")
         self.settings = load_settings(
             {
                 "MOMENTS_DATA_DIR": str(tmp_path),
@@ -57,7 +63,8 @@ class OwnRulesHarness(RulesHarness):
 
 @pytest.fixture
 def plain(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path, NOW_MS)
+    """A catalog without [[moments]]: the shipped one without its example rules."""
+    harness = OwnRulesHarness(tmp_path, NOW_MS, "")
     yield harness
     harness.store.close()
 
@@ -114,7 +121,7 @@ def test_an_at_most_window_fits_in_the_days_kept_the_day_after_it_closes(
     # path's and the drop pass's pruning both use that.
     rules = QUIET_ON_PAID.replace('window = "7d"', 'window = "35d"')
     plans = tmp_path / "plans.toml"
-    plans.write_text((ROOT / "config" / "plans.toml").read_text("utf-8") + rules, "utf-8")
+    plans.write_text(shipped_without_rules() + rules, "utf-8")
     settings = load_settings({"MOMENTS_DATA_DIR": str(tmp_path), "MOMENTS_PLANS_FILE": str(plans)})
     runtime = build_runtime(settings, CollectorRegistry())
     assert settings.daily_retention_days == 35
