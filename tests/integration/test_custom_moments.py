@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.functional.test_custom_moments import RULES
+from tests.functional.test_custom_moments import RULES, shipped_without_rules
 from tests.integration.conftest import Stack, Worker, eventually
 from tests.integration.test_drops import at, clock_env, move_clock
 from tests.schema import assert_valid
@@ -55,7 +55,7 @@ async def closed(worker: Worker, day: date, closes: int) -> bool:
 
 async def test_rules_fire_once_each_across_a_rebuild(stack: Stack, tmp_path: Path) -> None:
     plans = tmp_path / "plans.toml"
-    plans.write_text((ROOT / "config" / "plans.toml").read_text("utf-8") + RULES, "utf-8")
+    plans.write_text(shipped_without_rules() + RULES, "utf-8")
     await stack.create_inputs()
     month_ago = at(NOV - timedelta(days=30))
     for account in ("busy", "quiet"):

@@ -64,7 +64,9 @@ async def test_an_odd_second_period_end_and_a_birthday_come_on_time_exactly_once
     assert birthday["account_id"] == "bday"
     assert birthday["event_id"] == birthday_id("bday", "2026-11-16")
     assert birthday["birthday"] == {"day": "2026-11-16"}
-    assert birthday["suggestion"]["action"] == "none"
+    # The shipped catalog's [offers] birthday.
+    assert birthday["suggestion"]["action"] == "offer"
+    assert birthday["suggestion"]["offer"] == "a free month on us"
     assert worker.stop() == 0
 
     # Another worker, empty data directory, later the same day: restored from the changelogs,
