@@ -16,19 +16,16 @@ time the pass sees it (so it is judged from a whole window later on).
 
 from __future__ import annotations
 
-import functools
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
+from agents.day_slices import run_day_slice, tick_day
 from app.main import Runtime
 from domain.intake.accounts import AccountPlan
 from domain.moments.custom import ClosedDay, CustomRules, active_since_known, judge_closed_day
 from domain.rules.custom import RuleFirings
-from engine.background import Sent, slice_keys
+from engine.background import Sent
 from engine.step import Step
 from state.store import PartitionStore
 from tables.accounts import ACCOUNTS, decode_plan, put_plan
@@ -66,15 +63,9 @@ class CustomClose:
 
     def start(self, step: Step, records: Sequence[Any]) -> None:
         """Mark the newest day of the tick ``records`` started, unless it was already."""
-        days: list[int] = []
-        for record in records:
-            try:
-                days.append(int(orjson.loads(record.value or b"")["day"]))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue  # the drops' handler logs a malformed tick
-        if not days:
+        day = tick_day(records)  # the drops' handler logs a malformed tick
+        if day is None:
             return
-        day = max(days)
         held = close_of(step.state, step.partition)
         if held is not None and held.day >= day:
             return
@@ -93,7 +84,6 @@ class CustomClose:
         held = close_of(state, step.partition)
         if held is None or held.cursor is None:
             return
-        started = time.perf_counter()
         closed = ClosedDay(held.day, step.now_ms)
 
         def judge(account_id: str, value: bytes) -> list[Sent]:
@@ -105,29 +95,18 @@ class CustomClose:
                 for m in self._account(step, account_id, plan, closed)
             ]
 
-        done = slice_keys(
+        run_day_slice(
             step,
-            ACCOUNTS.name,
-            held.cursor,
-            judge,
-            rt.settings.event_topic,
-            pass_name=f"the at_most close of day {held.day}",
+            rt,
+            held,
+            table=ACCOUNTS.name,
+            judge=judge,
+            put=put_close,
+            work="custom",
+            name="the at_most close",
+            done_text="closed for at_most rules",
             max_keys=self.slice_accounts,
             budget_s=self.slice_budget_s,
-        )
-        put_close(
-            state, step.partition, Evaluation(held.day, None if done.exhausted else done.last)
-        )
-        logger.debug(
-            "partition %d: at_most slice of %d accounts in %.3fs",
-            step.partition,
-            done.keys,
-            time.perf_counter() - started,
-        )
-        if done.exhausted:
-            logger.info("partition %d: day %d closed for at_most rules", step.partition, held.day)
-        step.on_commit(
-            functools.partial(rt.metrics.count_background, done.events, done.skipped, "custom")
         )
 
     def _account(

@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
+from agents.day_slices import run_day_slice, tick_day
 from app.main import Runtime
 from config.settings import to_ms
 from domain.moments.detection import Moment
 from domain.moments.evaluation import evaluate_account
 from domain.plans.periods import Period, utc_day
 from domain.rules.drops import DropRules
-from engine.background import Sent, slice_keys
+from engine.background import Sent
 from engine.step import Step
 from state.store import PartitionStore
 from state.transaction import StepState
@@ -72,19 +70,15 @@ class TicksHandler:
 
     def process(self, step: Step, topic: str, records: Sequence[Any]) -> None:
         """Mark the newest day of ``records`` started, unless it was already."""
-        days: list[int] = []
-        for record in records:
-            try:
-                days.append(int(orjson.loads(record.value or b"")["day"]))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                logger.warning(
-                    "partition %d: ignoring malformed tick at offset %d",
-                    step.partition,
-                    record.offset,
-                )
-        if not days:
+
+        def malformed(record: Any) -> None:
+            logger.warning(
+                "partition %d: ignoring malformed tick at offset %d", step.partition, record.offset
+            )
+
+        day = tick_day(records, malformed)
+        if day is None:
             return
-        day = max(days)
         held = evaluation_of(step.state, step.partition)
         if held is not None and held.day >= day:
             return
@@ -125,7 +119,6 @@ class DropEvaluation:
         held = evaluation_of(state, step.partition)
         if held is None or held.cursor is None:
             return
-        started = time.perf_counter()
         oldest_day = utc_day(step.now_ms) - rt.daily_days + 1
         stale_before_ms = step.now_ms - to_ms(rt.settings.late_grace_s) - 1
         # Closed periods wait for their billing anniversary (agents.anniversaries).
@@ -135,29 +128,18 @@ class DropEvaluation:
             found = self._account(step, held.day, account_id, value, oldest_day, stale_before_ms)
             return [(m.kind, m.account_id.encode(), m.payload) for m in found]
 
-        done = slice_keys(
+        run_day_slice(
             step,
-            DAILY.name,
-            held.cursor,
-            judge,
-            rt.settings.event_topic,
-            pass_name=f"the drop evaluation of day {held.day}",
+            rt,
+            held,
+            table=DAILY.name,
+            judge=judge,
+            put=put_evaluation,
+            work="drops",
+            name="the drop evaluation",
+            done_text="evaluated for drops",
             max_keys=self.slice_accounts,
             budget_s=self.slice_budget_s,
-        )
-        put_evaluation(
-            state, step.partition, Evaluation(held.day, None if done.exhausted else done.last)
-        )
-        logger.debug(
-            "partition %d: drop slice of %d accounts in %.3fs",
-            step.partition,
-            done.keys,
-            time.perf_counter() - started,
-        )
-        if done.exhausted:
-            logger.info("partition %d: day %d evaluated for drops", step.partition, held.day)
-        step.on_commit(
-            functools.partial(rt.metrics.count_background, done.events, done.skipped, "drops")
         )
 
     def _account(
