@@ -116,39 +116,60 @@ class CustomRules:
 _arranged: dict[int, CustomRules] = {}
 
 
-def copy_history(history: DailyHistory) -> DailyHistory:
-    """An independent copy of ``history`` (a sum's stored days are shared until either side
-    changes them: copy on write)."""
-    if isinstance(history, DailyTotals):
-        return history.copy()
-    return DailyReadings.from_json(history.to_json())
-
-
 class WindowSnapshots:
-    """The daily histories of the rolling rules' metrics as they were before a batch: the
-    intake's ``daily_of`` is wrapped by :meth:`wrap`, which copies them as each account is
-    first read (before anything is folded into it)."""
+    """The daily histories of the rolling rules' metrics as they were before a batch.
 
-    __slots__ = ("metrics", "held")
+    The intake's ``daily_of`` is wrapped by :meth:`wrap`, which sets each account's
+    :attr:`~domain.intake.daily.AccountDaily.watcher` as it is read: a watched metric's days
+    are copied just before the batch first changes them (few accounts and metrics of a batch
+    do, and a copy shares a sum's stored days until either side changes them). A metric the
+    batch did not change is copied only if a window of it is read (:meth:`before`).
+    :meth:`release` takes the watchers off again, once the intake is done.
+    """
+
+    __slots__ = ("metrics", "read", "copies")
 
     def __init__(self, metrics: frozenset[str]) -> None:
         self.metrics = metrics
-        self.held: dict[str, dict[str, DailyHistory]] = {}
+        #: The accounts' daily state as the intake read it (and changes it).
+        self.read: dict[str, AccountDaily] = {}
+        #: (id of an account's daily state, metric) -> its days before the batch changed them.
+        self.copies: dict[tuple[int, str], DailyHistory | None] = {}
 
     def wrap(self, daily_of: Callable[[str], AccountDaily]) -> Callable[[str], AccountDaily]:
-        """``daily_of`` that keeps a copy of each account's watched histories."""
-        metrics, held = self.metrics, self.held
+        """``daily_of`` that watches each account's state for changes to its watched metrics."""
+        metrics, read, copies = self.metrics, self.read, self.copies
 
-        def read(account_id: str) -> AccountDaily:
-            daily = daily_of(account_id)
-            held[account_id] = {
-                metric: copy_history(history)
-                for metric, history in daily.metrics.items()
-                if metric in metrics
-            }
+        def watch(daily: AccountDaily, metric: str) -> None:
+            if metric in metrics:
+                key = (id(daily), metric)
+                if key not in copies:
+                    history = daily.metrics.get(metric)
+                    copies[key] = None if history is None else history.copy()
+
+        def read_daily(account_id: str) -> AccountDaily:
+            daily = read[account_id] = daily_of(account_id)
+            daily.watcher = watch
             return daily
 
-        return read
+        return read_daily
+
+    def before(self, account_id: str, metric: str) -> DailyHistory | None:
+        """An independent copy of the days of ``metric`` as they were before the batch
+        (``None``: none kept, or the account was not read)."""
+        daily = self.read.get(account_id)
+        if daily is None:
+            return None
+        key = (id(daily), metric)
+        if key in self.copies:
+            return self.copies.pop(key)  # read once: each (account, metric) has one replay
+        history = daily.metrics.get(metric)  # unchanged by the batch
+        return None if history is None else history.copy()
+
+    def release(self) -> None:
+        """Stop watching the accounts read (the state outlives the batch)."""
+        for daily in self.read.values():
+            daily.watcher = None
 
 
 class _Replay:
@@ -309,7 +330,6 @@ def detect_custom(
     # Records of an (account, metric) not yet replayed: folded in when a window is first read.
     waiting: dict[tuple[str, str], list[UsageRecord]] = {}
     buckets: dict[tuple[str, str, Decimal | None], _Bucket] = {}
-    held = {} if snapshots is None else snapshots.held
     at_least = rules.at_least
     # Late records are folded into the days but not judged: replayed in their place, so a
     # window holds them exactly as if records came one per batch.
@@ -366,7 +386,7 @@ def detect_custom(
                     continue  # days inside the period hold at most its total
                 if replay is None:
                     replay = replays[key] = _Replay(
-                        held.get(account, {}).get(metric),
+                        None if snapshots is None else snapshots.before(account, metric),
                         catalog.aggregation(metric),
                         rules.spans[metric],
                     )
