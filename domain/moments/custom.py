@@ -14,8 +14,9 @@ history taken before the batch folded into it (:class:`WindowSnapshots`), so eac
 judged on the window as it stood with that record, exactly as if records came one per batch:
 the window's value is kept per (account, metric) and moved by each record of the window's last
 day, and recomputed from the days only when a record falls on another day. A ``sum`` or
-``count`` window inside the billing period is at most the period's value, so a rule whose
-threshold is above that value is passed over without reading the days. A record the intake
+``count`` window inside the billing period is at most the period's value, and so is a ``max``
+window inside it whose last day ends with the period at the latest, so a rule whose threshold
+is above that value is passed over without reading the days. A record the intake
 found ``late`` (its period over) is not judged, but it is replayed in its place (the intake
 folded it into its day): a window holds it as if records came one per batch.
 """
@@ -280,12 +281,14 @@ class _Firings:
 class _Bucket:
     """The ``at_least`` rules of one metric for accounts on one plan with one limit of it:
     each with its threshold (rules that do not apply are left out), the lowest threshold,
-    the longest rolling window (0 without one) and whether the metric is additive."""
+    the longest rolling window (0 without one), whether the metric is additive, and whether
+    it is a ``max``."""
 
     judged: tuple[tuple[MomentRule, Decimal], ...]
     lowest: Decimal
     longest: int
     additive: bool
+    peak: bool
 
     @classmethod
     def of(cls, rules: CustomRules, metric: str, plan_id: str, limit: Decimal | None) -> _Bucket:
@@ -299,6 +302,7 @@ class _Bucket:
             min((threshold for _, threshold in judged), default=_ZERO),
             max((rule.window_days or 0 for rule, _ in judged), default=0),
             rules.catalog.aggregation(metric) in _ADDITIVE,
+            rules.catalog.aggregation(metric) == "max",
         )
 
 
@@ -375,15 +379,18 @@ def detect_custom(
         end_day = utc_day(record.timestamp_ms)
         # The rolling windows of up to ``inside`` days lie in the billing period.
         inside = end_day - (period.start_ms + DAY_MS - 1) // DAY_MS + 1
-        if bucket.additive and total < bucket.lowest and bucket.longest <= inside:
-            continue  # no window inside the period exceeds its total: nothing reachable
+        # Bounded by the period's value: a sum or count; a max whose windows of up to
+        # ``inside`` days also end with the period (all their readings are the period's).
+        bounded = (bucket.additive or bucket.peak) and (day_start_ms(end_day + 1) <= period.end_ms)
+        if bounded and total < bucket.lowest and bucket.longest <= inside:
+            continue  # no window inside the period exceeds its value: nothing reachable
         for rule, threshold in bucket.judged:
             days = rule.window_days
             if days is None:
                 value = total
             else:
-                if bucket.additive and total < threshold and days <= inside:
-                    continue  # days inside the period hold at most its total
+                if bounded and total < threshold and days <= inside:
+                    continue  # days inside the period hold at most its value
                 if replay is None:
                     replay = replays[key] = _Replay(
                         None if snapshots is None else snapshots.before(account, metric),
