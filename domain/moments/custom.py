@@ -36,7 +36,7 @@ from domain.intake.distinct import day_scope, distinct_key
 from domain.intake.records import UsageRecord
 from domain.intake.usage import AccountTotals
 from domain.moments.detection import Moment
-from domain.plans.catalog import Aggregation, Catalog, MomentRule
+from domain.plans.catalog import Aggregation, Catalog, MomentRule, Plan
 from domain.plans.periods import day_start_ms, utc_day
 from domain.rules.custom import (
     RuleFirings,
@@ -306,6 +306,30 @@ class _Bucket:
         )
 
 
+_Judging = tuple[AccountPlan, Plan | None, Decimal | None, _Bucket | None]
+
+
+def _judging(
+    rules: CustomRules,
+    buckets: dict[tuple[str, str, Decimal | None], _Bucket],
+    plan: AccountPlan,
+    metric: str,
+) -> _Judging:
+    """``plan``, its catalog plan, its limit of ``metric`` and the bucket of rules to judge
+    (``None`` when there is none: not an active account with a known plan, or no rule that
+    applies to it)."""
+    catalog_plan = rules.catalog.plan(plan.plan_id)
+    if catalog_plan is None or not should_announce(plan):
+        return (plan, None, None, None)
+    limit = plan.limit(catalog_plan, metric)
+    bucket = buckets.get((metric, plan.plan_id, limit))
+    if bucket is None:
+        bucket = buckets[(metric, plan.plan_id, limit)] = _Bucket.of(
+            rules, metric, plan.plan_id, limit
+        )
+    return (plan, catalog_plan, limit, bucket if bucket.judged else None)
+
+
 def detect_custom(
     accepted: Iterable[Accepted],
     *,
@@ -334,6 +358,8 @@ def detect_custom(
     # Records of an (account, metric) not yet replayed: folded in when a window is first read.
     waiting: dict[tuple[str, str], list[UsageRecord]] = {}
     buckets: dict[tuple[str, str, Decimal | None], _Bucket] = {}
+    # (account, metric) -> its plan as last seen, and what follows from it (see _judging).
+    judging: dict[tuple[str, str], _Judging] = {}
     at_least = rules.at_least
     # Late records are folded into the days but not judged: replayed in their place, so a
     # window holds them exactly as if records came one per batch.
@@ -353,22 +379,17 @@ def detect_custom(
         if metric not in at_least:
             continue
         plan = item.plan
-        if plan is None or not should_announce(plan):
-            continue
-        catalog_plan = catalog.plan(plan.plan_id)
-        if catalog_plan is None:
-            continue
-        limit = plan.limit(catalog_plan, metric)
-        bucket = buckets.get((metric, plan.plan_id, limit))
-        if bucket is None:
-            bucket = buckets[(metric, plan.plan_id, limit)] = _Bucket.of(
-                rules, metric, plan.plan_id, limit
-            )
-        if not bucket.judged:
+        if plan is None:
             continue
         record = item.record
         account = record.account_id
         key = (account, metric)
+        known = judging.get(key)
+        if known is None or known[0] is not plan:
+            known = judging[key] = _judging(rules, buckets, plan, metric)
+        _, catalog_plan, limit, bucket = known
+        if catalog_plan is None or bucket is None:
+            continue
         replay = replays.get(key)
         if replay is not None:
             replay.fold(record, new_distinct)
