@@ -10,6 +10,7 @@ day's evaluation reads each account once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final, Literal
@@ -196,6 +197,14 @@ class DailyTotals:
                 found.append((day, Decimal(total)))
         return found
 
+    def has_days_before(self, day: int) -> bool:
+        """Whether a day before ``day`` is kept (:meth:`prune` would change something)."""
+        days = self._days
+        if days is None:
+            text = self._flush()
+            return bool(text) and int(next(iter(text))) < day
+        return any(kept < day for kept in days)
+
     def is_empty(self) -> bool:
         """No day with usage kept (``first_day`` and ``last_active_ms`` aside)."""
         days = self._days
@@ -319,6 +328,17 @@ class DailyReadings:
     def __repr__(self) -> str:
         return "DailyReadings({!r}, {!r}, {!r}, {!r}, {!r}, {!r})".format(*self._key())
 
+    def copy(self) -> DailyReadings:
+        """An independent copy (its days' dicts copied; values and stamps are immutable)."""
+        return DailyReadings(
+            self.kind,
+            dict(self.values),
+            dict(self.stamps),
+            self.carry,
+            self.first_day,
+            self.last_active_ms,
+        )
+
     def add(self, ts_ms: int, quantity: Decimal) -> None:
         """Not for readings: raises :class:`NotASum` (a sum's :meth:`AccountDaily.add` reached
         a metric that was ``max`` or ``latest``, and starts it over)."""
@@ -372,6 +392,10 @@ class DailyReadings:
         if best is None or utc_day(best[0]) > day:
             return _ZERO
         return best[1]
+
+    def has_days_before(self, day: int) -> bool:
+        """Whether a day before ``day`` is kept (:meth:`prune` would change something)."""
+        return any(kept < day for kept in self.values)
 
     def is_empty(self) -> bool:
         """No day kept and no carried reading (``first_day`` and ``last_active_ms`` aside)."""
@@ -490,9 +514,18 @@ class AccountDaily:
     #: record older than it is stale (contract 1.2). Kept here because the daily sweep
     #: visits every key of this table, so the marker expires with the days around it.
     forgotten_at_ms: int | None = None
+    #: Told ``(self, metric)`` before the days of ``metric`` change (added to, folded into,
+    #: pruned): the rules of ``[[moments]]`` keep a metric's days as they were before a batch
+    #: only when the batch changes them (:class:`domain.moments.custom.WindowSnapshots`).
+    #: Not state: neither stored nor compared.
+    watcher: Callable[[AccountDaily, str], None] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def add(self, metric: str, ts_ms: int, quantity: Decimal) -> None:
         """Count ``quantity`` in the UTC day of ``ts_ms`` (a ``sum`` metric)."""
+        if self.watcher is not None:
+            self.watcher(self, metric)
         daily = self.metrics.get(metric)
         if daily is None:
             daily = self.metrics[metric] = DailyTotals()
@@ -508,6 +541,8 @@ class AccountDaily:
         count, and for a distinct count only when the value is new that day); ``max`` and
         ``latest`` keep a reading (:class:`DailyReadings`). A metric whose days were kept
         under another aggregation (the catalog changed it) starts over."""
+        if self.watcher is not None:
+            self.watcher(self, metric)
         daily = self.metrics.get(metric)
         if aggregation == "max" or aggregation == "latest":
             if type(daily) is not DailyReadings or daily.kind != aggregation:
@@ -536,7 +571,10 @@ class AccountDaily:
         if forgotten is not None and utc_day(forgotten) < oldest_day_kept:
             self.forgotten_at_ms = None
             changed = True
-        for daily in self.metrics.values():
+        watcher = self.watcher
+        for metric, daily in self.metrics.items():
+            if watcher is not None and daily.has_days_before(oldest_day_kept):
+                watcher(self, metric)
             changed = daily.prune(oldest_day_kept) or changed
         return changed
 

@@ -14,8 +14,9 @@ history taken before the batch folded into it (:class:`WindowSnapshots`), so eac
 judged on the window as it stood with that record, exactly as if records came one per batch:
 the window's value is kept per (account, metric) and moved by each record of the window's last
 day, and recomputed from the days only when a record falls on another day. A ``sum`` or
-``count`` window inside the billing period is at most the period's value, so a rule whose
-threshold is above that value is passed over without reading the days. A record the intake
+``count`` window inside the billing period is at most the period's value, and so is a ``max``
+window inside it whose last day ends with the period at the latest, so a rule whose threshold
+is above that value is passed over without reading the days. A record the intake
 found ``late`` (its period over) is not judged, but it is replayed in its place (the intake
 folded it into its day): a window holds it as if records came one per batch.
 """
@@ -35,7 +36,7 @@ from domain.intake.distinct import day_scope, distinct_key
 from domain.intake.records import UsageRecord
 from domain.intake.usage import AccountTotals
 from domain.moments.detection import Moment
-from domain.plans.catalog import Aggregation, Catalog, MomentRule
+from domain.plans.catalog import Aggregation, Catalog, MomentRule, Plan
 from domain.plans.periods import day_start_ms, utc_day
 from domain.rules.custom import (
     RuleFirings,
@@ -116,39 +117,60 @@ class CustomRules:
 _arranged: dict[int, CustomRules] = {}
 
 
-def copy_history(history: DailyHistory) -> DailyHistory:
-    """An independent copy of ``history`` (a sum's stored days are shared until either side
-    changes them: copy on write)."""
-    if isinstance(history, DailyTotals):
-        return history.copy()
-    return DailyReadings.from_json(history.to_json())
-
-
 class WindowSnapshots:
-    """The daily histories of the rolling rules' metrics as they were before a batch: the
-    intake's ``daily_of`` is wrapped by :meth:`wrap`, which copies them as each account is
-    first read (before anything is folded into it)."""
+    """The daily histories of the rolling rules' metrics as they were before a batch.
 
-    __slots__ = ("metrics", "held")
+    The intake's ``daily_of`` is wrapped by :meth:`wrap`, which sets each account's
+    :attr:`~domain.intake.daily.AccountDaily.watcher` as it is read: a watched metric's days
+    are copied just before the batch first changes them (few accounts and metrics of a batch
+    do, and a copy shares a sum's stored days until either side changes them). A metric the
+    batch did not change is copied only if a window of it is read (:meth:`before`).
+    :meth:`release` takes the watchers off again, once the intake is done.
+    """
+
+    __slots__ = ("metrics", "read", "copies")
 
     def __init__(self, metrics: frozenset[str]) -> None:
         self.metrics = metrics
-        self.held: dict[str, dict[str, DailyHistory]] = {}
+        #: The accounts' daily state as the intake read it (and changes it).
+        self.read: dict[str, AccountDaily] = {}
+        #: (id of an account's daily state, metric) -> its days before the batch changed them.
+        self.copies: dict[tuple[int, str], DailyHistory | None] = {}
 
     def wrap(self, daily_of: Callable[[str], AccountDaily]) -> Callable[[str], AccountDaily]:
-        """``daily_of`` that keeps a copy of each account's watched histories."""
-        metrics, held = self.metrics, self.held
+        """``daily_of`` that watches each account's state for changes to its watched metrics."""
+        metrics, read, copies = self.metrics, self.read, self.copies
 
-        def read(account_id: str) -> AccountDaily:
-            daily = daily_of(account_id)
-            held[account_id] = {
-                metric: copy_history(history)
-                for metric, history in daily.metrics.items()
-                if metric in metrics
-            }
+        def watch(daily: AccountDaily, metric: str) -> None:
+            if metric in metrics:
+                key = (id(daily), metric)
+                if key not in copies:
+                    history = daily.metrics.get(metric)
+                    copies[key] = None if history is None else history.copy()
+
+        def read_daily(account_id: str) -> AccountDaily:
+            daily = read[account_id] = daily_of(account_id)
+            daily.watcher = watch
             return daily
 
-        return read
+        return read_daily
+
+    def before(self, account_id: str, metric: str) -> DailyHistory | None:
+        """An independent copy of the days of ``metric`` as they were before the batch
+        (``None``: none kept, or the account was not read)."""
+        daily = self.read.get(account_id)
+        if daily is None:
+            return None
+        key = (id(daily), metric)
+        if key in self.copies:
+            return self.copies.pop(key)  # read once: each (account, metric) has one replay
+        history = daily.metrics.get(metric)  # unchanged by the batch
+        return None if history is None else history.copy()
+
+    def release(self) -> None:
+        """Stop watching the accounts read (the state outlives the batch)."""
+        for daily in self.read.values():
+            daily.watcher = None
 
 
 class _Replay:
@@ -259,12 +281,14 @@ class _Firings:
 class _Bucket:
     """The ``at_least`` rules of one metric for accounts on one plan with one limit of it:
     each with its threshold (rules that do not apply are left out), the lowest threshold,
-    the longest rolling window (0 without one) and whether the metric is additive."""
+    the longest rolling window (0 without one), whether the metric is additive, and whether
+    it is a ``max``."""
 
     judged: tuple[tuple[MomentRule, Decimal], ...]
     lowest: Decimal
     longest: int
     additive: bool
+    peak: bool
 
     @classmethod
     def of(cls, rules: CustomRules, metric: str, plan_id: str, limit: Decimal | None) -> _Bucket:
@@ -278,7 +302,32 @@ class _Bucket:
             min((threshold for _, threshold in judged), default=_ZERO),
             max((rule.window_days or 0 for rule, _ in judged), default=0),
             rules.catalog.aggregation(metric) in _ADDITIVE,
+            rules.catalog.aggregation(metric) == "max",
         )
+
+
+_Judging = tuple[AccountPlan, Plan | None, Decimal | None, _Bucket | None]
+
+
+def _judging(
+    rules: CustomRules,
+    buckets: dict[tuple[str, str, Decimal | None], _Bucket],
+    plan: AccountPlan,
+    metric: str,
+) -> _Judging:
+    """``plan``, its catalog plan, its limit of ``metric`` and the bucket of rules to judge
+    (``None`` when there is none: not an active account with a known plan, or no rule that
+    applies to it)."""
+    catalog_plan = rules.catalog.plan(plan.plan_id)
+    if catalog_plan is None or not should_announce(plan):
+        return (plan, None, None, None)
+    limit = plan.limit(catalog_plan, metric)
+    bucket = buckets.get((metric, plan.plan_id, limit))
+    if bucket is None:
+        bucket = buckets[(metric, plan.plan_id, limit)] = _Bucket.of(
+            rules, metric, plan.plan_id, limit
+        )
+    return (plan, catalog_plan, limit, bucket if bucket.judged else None)
 
 
 def detect_custom(
@@ -309,7 +358,8 @@ def detect_custom(
     # Records of an (account, metric) not yet replayed: folded in when a window is first read.
     waiting: dict[tuple[str, str], list[UsageRecord]] = {}
     buckets: dict[tuple[str, str, Decimal | None], _Bucket] = {}
-    held = {} if snapshots is None else snapshots.held
+    # (account, metric) -> its plan as last seen, and what follows from it (see _judging).
+    judging: dict[tuple[str, str], _Judging] = {}
     at_least = rules.at_least
     # Late records are folded into the days but not judged: replayed in their place, so a
     # window holds them exactly as if records came one per batch.
@@ -329,22 +379,17 @@ def detect_custom(
         if metric not in at_least:
             continue
         plan = item.plan
-        if plan is None or not should_announce(plan):
-            continue
-        catalog_plan = catalog.plan(plan.plan_id)
-        if catalog_plan is None:
-            continue
-        limit = plan.limit(catalog_plan, metric)
-        bucket = buckets.get((metric, plan.plan_id, limit))
-        if bucket is None:
-            bucket = buckets[(metric, plan.plan_id, limit)] = _Bucket.of(
-                rules, metric, plan.plan_id, limit
-            )
-        if not bucket.judged:
+        if plan is None:
             continue
         record = item.record
         account = record.account_id
         key = (account, metric)
+        known = judging.get(key)
+        if known is None or known[0] is not plan:
+            known = judging[key] = _judging(rules, buckets, plan, metric)
+        _, catalog_plan, limit, bucket = known
+        if catalog_plan is None or bucket is None:
+            continue
         replay = replays.get(key)
         if replay is not None:
             replay.fold(record, new_distinct)
@@ -355,18 +400,21 @@ def detect_custom(
         end_day = utc_day(record.timestamp_ms)
         # The rolling windows of up to ``inside`` days lie in the billing period.
         inside = end_day - (period.start_ms + DAY_MS - 1) // DAY_MS + 1
-        if bucket.additive and total < bucket.lowest and bucket.longest <= inside:
-            continue  # no window inside the period exceeds its total: nothing reachable
+        # Bounded by the period's value: a sum or count; a max whose windows of up to
+        # ``inside`` days also end with the period (all their readings are the period's).
+        bounded = (bucket.additive or bucket.peak) and (day_start_ms(end_day + 1) <= period.end_ms)
+        if bounded and total < bucket.lowest and bucket.longest <= inside:
+            continue  # no window inside the period exceeds its value: nothing reachable
         for rule, threshold in bucket.judged:
             days = rule.window_days
             if days is None:
                 value = total
             else:
-                if bucket.additive and total < threshold and days <= inside:
-                    continue  # days inside the period hold at most its total
+                if bounded and total < threshold and days <= inside:
+                    continue  # days inside the period hold at most its value
                 if replay is None:
                     replay = replays[key] = _Replay(
-                        held.get(account, {}).get(metric),
+                        None if snapshots is None else snapshots.before(account, metric),
                         catalog.aggregation(metric),
                         rules.spans[metric],
                     )

@@ -75,7 +75,11 @@ def run_usage(
         # Rolling windows are replayed record by record from the days before the batch.
         snapshots = WindowSnapshots(custom.rolling)
         intake_state = replace(intake_state, daily_of=snapshots.wrap(intake_state.daily_of))
-    intake = run_intake(records, intake_state, now_ms=now_ms, rules=rules, catalog=catalog)
+    try:
+        intake = run_intake(records, intake_state, now_ms=now_ms, rules=rules, catalog=catalog)
+    finally:
+        if snapshots is not None:
+            snapshots.release()
     detected = detect_thresholds(
         intake.accepted,
         now_ms=now_ms,
