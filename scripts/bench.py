@@ -85,14 +85,14 @@ from benchmark.admin import create_topics
 from benchmark.latency import latency
 from benchmark.plans import plans_first_commit
 from benchmark.rebuild import rebuild
-from benchmark.report import Report
+from benchmark.report import LATENCY_SHARE, Report
 from benchmark.rules import write_catalog
+from benchmark.scaling import scaling
 from benchmark.throughput import OneRun, baseline, one_worker
-from benchmark.two_workers import two_workers
 from benchmark.workers import GUARANTEES, stop_running
 from benchmark.workload import make_dataset, publish_backlog, publish_plans
 
-SECTIONS: Final = ("baseline", "throughput", "two-workers", "latency", "rebuild", "plans")
+SECTIONS: Final = ("baseline", "throughput", "scaling", "latency", "rebuild", "plans")
 
 
 def source_version() -> str:
@@ -142,7 +142,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     size.add_argument("--partitions", type=int, default=4, help="partitions per topic")
     size.add_argument("--duplicate-rate", type=float, default=0.03, help="share of repeats")
     size.add_argument(
-        "--latency-rate", type=float, default=10_000.0, help="latency: offered records/s"
+        "--latency-rate",
+        type=float,
+        default=None,
+        help="latency: offered records/s (None: 40%% of the exactly_once worker's measured rate)",
     )
     size.add_argument(
         "--latency-seconds", type=float, default=30.0, help="latency: seconds of offered traffic"
@@ -150,6 +153,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     size.add_argument(
         "--latency-accounts", type=int, default=None, help="latency: accounts (None: as --accounts)"
     )
+    size.add_argument(
+        "--history-days",
+        type=int,
+        default=27,
+        help="latency: days of usage history per account published before the worker starts",
+    )
+    size.add_argument(
+        "--anniversaries",
+        type=int,
+        default=None,
+        help="latency: accounts whose billing period ends during the load (None: a quarter of"
+        " the latency accounts)",
+    )
+    size.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=40.0,
+        help="latency: worker start to the load's start (history consumed, start-up background"
+        " work done); the day close and anniversaries are timed from it",
+    )
+    size.add_argument("--scale-workers", type=int, default=3, help="scaling: workers in one group")
     size.add_argument("--plans", type=int, default=100_000, help="plans: plan records first")
     size.add_argument(
         "--plans-usage", type=int, default=10_000, help="plans: usage records after the plans"
@@ -219,7 +243,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--moments must be 0 or more")
     if args.moments is not None and set(args.only) - {"baseline", "throughput", "rebuild"}:
         parser.error("--moments applies to the throughput section (and rebuild, which follows it)")
-    if args.latency_rate <= 0 or args.latency_seconds <= 0 or args.max_seconds <= 0:
+    if (args.latency_rate is not None and args.latency_rate <= 0) or min(
+        args.latency_seconds, args.max_seconds
+    ) <= 0:
         parser.error("--latency-rate, --latency-seconds and --max-seconds must be positive")
     return args
 
@@ -227,7 +253,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 async def run(args: argparse.Namespace) -> int:
     """Every selected section, then the table; 1 when a figure could not be measured."""
     run_id = uuid.uuid4().hex[:8]
-    sections = set(args.only)
+    # Every figure is also given relative to the baseline loop of the same run.
+    sections = set(args.only) | {"baseline"}
     report = Report()
     guarantees = GUARANTEES if args.guarantee == "both" else (args.guarantee,)
     catalog = "the shipped catalog"
@@ -247,7 +274,8 @@ async def run(args: argparse.Namespace) -> int:
     # state that rebuild restores, so those sections run it too.
     need_eos = bool(
         ("throughput" in sections and "exactly_once" in guarantees)
-        or {"rebuild", "two-workers"} & sections
+        or {"rebuild", "scaling"} & sections
+        or ("latency" in sections and args.latency_rate is None)
     )
     need_alo = "throughput" in sections and "at_least_once" in guarantees
     backlog = make_dataset(args, run_id, "backlog", args.accounts)
@@ -262,17 +290,20 @@ async def run(args: argparse.Namespace) -> int:
             " rec/s"
         )
     if "baseline" in sections:
-        base_s, base_rps, base_accounts = await baseline(args, backlog)
+        ref, base_accounts = await baseline(args, backlog)
+        report.baseline = ref
         print(
-            f"baseline aiokafka loop: {backlog.records:,} records in {base_s:.1f}s ->"
-            f" {base_rps:,.0f} rec/s ({base_accounts} accounts summed)"
+            f"baseline aiokafka loop: {backlog.records:,} records in {ref.seconds:.1f}s ->"
+            f" {ref.rate:,.0f} rec/s, {ref.cpu_us:.1f} us CPU/record ({base_accounts} accounts"
+            " summed); every figure is also given relative to it"
         )
         report.add(
             1,
             "baseline aiokafka loop (read + parse + sum), records/s",
-            f"{base_rps:,.0f}/s",
+            f"{ref.rate:,.0f}/s",
             "- (reference)",
             "(reference: a plain Python consumer on this machine)",
+            ("rate", ref.rate),
         )
     eos: OneRun | None = None
     if need_eos:
@@ -288,10 +319,21 @@ async def run(args: argparse.Namespace) -> int:
         alo = await one_worker(args, backlog, "at_least_once", report)
         if alo.window and eos and eos.window and eos.window.rate > 0:
             print(f"  at_least_once / exactly_once: {alo.window.rate / eos.window.rate:.2f}x")
-    if "two-workers" in sections:
-        await two_workers(args, run_id, eos, report)
+    if "scaling" in sections:
+        await scaling(args, run_id, eos, report)
     if "latency" in sections:
-        await latency(args, run_id, report)
+        rate = args.latency_rate
+        if rate is None:
+            own = eos.window.rate if eos is not None and eos.window is not None else 0.0
+            rate = LATENCY_SHARE * own
+            print(
+                f"\nlatency rate: {LATENCY_SHARE:.0%} of the exactly_once worker's"
+                f" {own:,.0f} rec/s measured above = {rate:,.0f} rec/s"
+            )
+        if rate > 0:
+            await latency(args, run_id, rate, report)
+        else:
+            report.failed(3, "end-to-end latency", "-", "no exactly_once rate to offer 40 % of")
     if "plans" in sections:
         await plans_first_commit(args, run_id, report)
     report.print()
