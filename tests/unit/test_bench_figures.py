@@ -183,3 +183,22 @@ def test_background_work_is_counted_from_the_workers_log() -> None:
         "timer passes started": 2,
         "timer passes complete": 1,
     }
+
+
+def test_worker_histogram_quantile_over_the_load_only() -> None:
+    latency = _import("latency")
+    from tests.harness.metrics import Metrics
+
+    def histogram(counts: dict[str, int]) -> Metrics:
+        lines = [
+            f'moments_event_latency_seconds_bucket{{le="{le}"}} {n}' for le, n in counts.items()
+        ]
+        return Metrics("\n".join(lines) + "\n")
+
+    # The warm-up's history waited 30 s (bucket 60); the load's events 0.05-0.1 s.
+    before = histogram({"0.1": 0, "1.0": 0, "60.0": 100, "+Inf": 100})
+    after = histogram({"0.1": 100, "1.0": 100, "60.0": 200, "+Inf": 200})
+    name = "moments_event_latency_seconds"
+    assert latency.quantile_since(before, after, name, 0.99) == pytest.approx(0.099)
+    assert after.histogram_quantile(name, 0.99) > 50  # what the whole histogram said
+    assert latency.quantile_since(after, after, name, 0.5) is None
