@@ -147,6 +147,36 @@ def events_by_kind(metrics: Metrics | None) -> dict[str, float]:
     return metrics.by_label("moments_events_total", "kind")
 
 
+#: The engine's summary of its steps, every 10 s (engine/checkpoint.py).
+STEPS_LINE: Final = re.compile(
+    r"last \d+s: (?P<records>\d+) records in (?P<steps>\d+) steps .*; per step"
+    r" (?P<step_ms>[\d.]+) ms, of which (?P<commit_ms>[\d.]+) ms in the Kafka commit"
+)
+
+
+def step_figures(lines: Sequence[str]) -> str:
+    """Steps, records per step, and the step's and its Kafka commit's milliseconds, from the
+    engine's 10 s summaries in log ``lines`` (weighted by steps)."""
+    steps = records = 0
+    step_ms = commit_ms = 0.0
+    for line in lines:
+        match = STEPS_LINE.search(line)
+        if match is None:
+            continue
+        n = int(match["steps"])
+        steps += n
+        records += int(match["records"])
+        step_ms += n * float(match["step_ms"])
+        commit_ms += n * float(match["commit_ms"])
+    if not steps:
+        return "the worker's log has no step summary"
+    return (
+        f"{steps:,} steps of {records / steps:,.0f} records, {step_ms / steps:,.1f} ms each"
+        f" of which {commit_ms / steps:,.1f} ms in the Kafka commit (worker's log, 10 s"
+        " summaries)"
+    )
+
+
 def batch_figures(before: Metrics | None, after: Metrics | None) -> str:
     """Steps between two metric reads: how many, records per step, seconds per step."""
     if before is None or after is None:
@@ -264,6 +294,7 @@ async def latency(args: argparse.Namespace, run_id: str, rate: float, report: Re
     meter: CpuMeter | None = None
     log_at_load = 0
     work: dict[str, int] = {}
+    steps_text = ""
     warmup_work: dict[str, int] = {}
     try:
         w.start()
@@ -327,7 +358,9 @@ async def latency(args: argparse.Namespace, run_id: str, rate: float, report: Re
             processed -= len(history)
             drain_s = time.monotonic() - started - produce_s
             meter.stop()
-            work = count_background(w.log_lines()[log_at_load:])
+            during_load = w.log_lines()[log_at_load:]
+            work = count_background(during_load)
+            steps_text = step_figures(during_load)
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -342,7 +375,7 @@ async def latency(args: argparse.Namespace, run_id: str, rate: float, report: Re
         after = events_by_kind(metrics)
         during = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in BACKGROUND_KINDS}
         print(f"  background work during the load: {background_text(work, during)}")
-        print(f"  during the load: {batch_figures(at_load, metrics)}")
+        print(f"  during the load: {batch_figures(at_load, metrics)}; {steps_text}")
         ran = work["drop evaluations started"] + work["timer passes started"]
         report.add(
             3,

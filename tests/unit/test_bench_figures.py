@@ -202,3 +202,19 @@ def test_worker_histogram_quantile_over_the_load_only() -> None:
     assert latency.quantile_since(before, after, name, 0.99) == pytest.approx(0.099)
     assert after.histogram_quantile(name, 0.99) > 50  # what the whole histogram said
     assert latency.quantile_since(after, after, name, 0.5) is None
+
+
+def test_step_figures_from_the_engines_summaries() -> None:
+    latency = _import("latency")
+    lines = [
+        "INFO engine.checkpoint: last 10s: 1000 records in 10 steps (100 per step), 50 messages"
+        " out; per step 20.0 ms, of which 10.0 ms in the Kafka commit",
+        "INFO engine.checkpoint: last 10s: 3000 records in 30 steps (100 per step), 50 messages"
+        " out; per step 40.0 ms, of which 30.0 ms in the Kafka commit",
+        "INFO agents.drops: partition 0: evaluating day 20793 for drops",
+    ]
+    assert latency.step_figures(lines) == (
+        "40 steps of 100 records, 35.0 ms each of which 25.0 ms in the Kafka commit"
+        " (worker's log, 10 s summaries)"
+    )
+    assert latency.step_figures(lines[2:]) == "the worker's log has no step summary"
