@@ -197,24 +197,7 @@ def quantile_since(
 ) -> float | None:
     """Prometheus-style quantile of histogram ``name`` over what it counted between two
     reads (the load, without the warm-up's history); None when it counted nothing."""
-    if after is None:
-        return None
-    start = before.by_label(f"{name}_bucket", "le") if before is not None else {}
-    buckets = sorted(
-        (math.inf if le == "+Inf" else float(le), count - start.get(le, 0.0))
-        for le, count in after.by_label(f"{name}_bucket", "le").items()
-    )
-    if not buckets or buckets[-1][1] <= 0:
-        return None
-    rank = q * buckets[-1][1]
-    lower, below = 0.0, 0.0
-    for upper, count in buckets:
-        if count >= rank:
-            if math.isinf(upper):
-                return lower
-            return lower + (upper - lower) * (rank - below) / max(count - below, 1e-12)
-        lower, below = upper, count
-    return None
+    return None if after is None else after.histogram_quantile(name, q, since=before)
 
 
 async def wait_warmup(w: Worker, history: int, load_start: float, deadline: float) -> str:
