@@ -200,6 +200,32 @@ def quantile_since(
     return None if after is None else after.histogram_quantile(name, q, since=before)
 
 
+async def finish_background(
+    w: Worker, log_at_load: int, work: dict[str, int], limit_s: float
+) -> str:
+    """After the load: wait (at most ``limit_s``) for the drop evaluations and timer passes
+    the load started to finish, so the report tells how much background work there was;
+    what they sent then is in the worker's metrics (not in the latency figures)."""
+    started = time.monotonic()
+    while work["drop evaluations started"] or work["timer passes started"]:
+        now = count_background(w.log_lines()[log_at_load:])
+        done = (
+            now["drop evaluations done"] >= now["drop evaluations started"]
+            and now["timer passes complete"] >= now["timer passes started"]
+        )
+        waited = time.monotonic() - started
+        if done or waited > limit_s or w.exited() is not None:
+            sent = {k: v for k, v in events_by_kind(await w.metrics()).items() if v}
+            state = "finished" if done else "NOT finished"
+            shown = {k: sent.get(k, 0.0) for k in BACKGROUND_KINDS}
+            return (
+                f"background work the load started {state} {waited:.1f}s after the catch-up:"
+                f" {background_text(now, shown)} (events since the worker started)"
+            )
+        await asyncio.sleep(POLL_METRICS_S)
+    return ""
+
+
 async def wait_warmup(w: Worker, history: int, load_start: float, deadline: float) -> str:
     """Until ``load_start`` (wall clock): the history counted by the worker; "" or why not."""
     while True:
@@ -277,7 +303,7 @@ async def latency(args: argparse.Namespace, run_id: str, rate: float, report: Re
     meter: CpuMeter | None = None
     log_at_load = 0
     work: dict[str, int] = {}
-    steps_text = ""
+    steps_text = finished = ""
     warmup_work: dict[str, int] = {}
     try:
         w.start()
@@ -344,6 +370,7 @@ async def latency(args: argparse.Namespace, run_id: str, rate: float, report: Re
             during_load = w.log_lines()[log_at_load:]
             work = count_background(during_load)
             steps_text = step_figures(during_load)
+            finished = await finish_background(w, log_at_load, work, args.max_seconds)
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -359,6 +386,8 @@ async def latency(args: argparse.Namespace, run_id: str, rate: float, report: Re
         during = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in BACKGROUND_KINDS}
         print(f"  background work during the load: {background_text(work, during)}")
         print(f"  during the load: {batch_figures(at_load, metrics)}; {steps_text}")
+        if finished:
+            print(f"  {finished}")
         ran = work["drop evaluations started"] + work["timer passes started"]
         report.add(
             3,
