@@ -16,6 +16,8 @@ from typing import Any, Final
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from domain.plans.periods import period_containing_ms
+
 # Plan mix of the accounts and the catalog's allotments the quantities are sized from
 # (config/plans.toml), so a realistic share of accounts crosses its thresholds.
 PLAN_WEIGHTS: Final = {"free": 0.2, "starter": 0.4, "growth": 0.3, "scale": 0.1}
@@ -207,15 +209,24 @@ def background_plan(
     return BackgroundPlan(load_start, close_at, close_at % DAY_MS, ends, late_grace_ms)
 
 
+def anchor_ending_at(end_ms: int) -> int:
+    """A billing anchor whose first (monthly) billing period ends at ``end_ms``: a period
+    ending at or before the anchor completes none, and its anniversary is passed over. When
+    the month before has no such day (``end_ms`` on the 29th-31st), the anchor is ``end_ms``
+    itself: the pass still visits the account, but sends nothing."""
+    start = period_containing_ms(end_ms - 1, end_ms, "month").start_ms
+    return start if period_containing_ms(start, start, "month").end_ms == end_ms else end_ms
+
+
 def add_anniversary_accounts(data: Dataset, plan: BackgroundPlan, seed: int) -> list[str]:
-    """Accounts (without usage) whose billing period ends at ``plan``'s ends: their anchor is
-    the end itself (the period before it ends there). Returns their ids."""
+    """Accounts (without usage) whose first billing period ends at ``plan``'s ends
+    (:func:`anchor_ending_at`), active: their anniversary sends a recap. Returns their ids."""
     rng = random.Random(f"{seed}-{data.shape}-anniversaries")  # noqa: S311 - test data
     ids = [f"anniv-{i:06d}" for i in range(len(plan.anniversary_ends_ms))]
     for account, end in zip(ids, plan.anniversary_ends_ms, strict=True):
         data.accounts.append(account)
         data.plans[account] = rng.choices(list(PLAN_WEIGHTS), list(PLAN_WEIGHTS.values()))[0]
-        data.anchors[account] = end
+        data.anchors[account] = anchor_ending_at(end)
     return ids
 
 

@@ -6,6 +6,7 @@ no fake clock, so the bench times them with a drop grace and billing anchors).""
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
@@ -92,6 +93,11 @@ def test_cpu_scaling_verdict() -> None:
 
 # -- the latency section's background work ---------------------------------------------------
 
+
+def utc_day_of_month(ts_ms: int) -> int:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).day
+
+
 NOW = st.integers(min_value=1_600_000_000_000, max_value=2_000_000_000_000)
 
 
@@ -121,14 +127,20 @@ def test_anniversaries_fall_due_during_the_load_not_before(
     ids = workload.add_anniversary_accounts(data, plan, 7)
     assert len(ids) == count == len(data.accounts)
     end_of_load = plan.load_start_ms + 1000 * seconds
-    for account, due in zip(ids, plan.anniversary_due_ms, strict=True):
+    for account, end, due in zip(
+        ids, plan.anniversary_ends_ms, plan.anniversary_due_ms, strict=True
+    ):
         anchor = data.anchors[account]
-        # The period before the anchor ends at it (the worker's own period rule) ...
-        before = period_containing_ms(anchor - 1, anchor, "month")
-        assert before.end_ms == anchor
-        # ... and becomes final (the worker's cut reaches it) during the load, not before.
-        assert due_cut(plan.load_start_ms, HOUR_MS) < anchor
-        assert due_cut(due, HOUR_MS) >= anchor
+        # A billing period (the worker's own period rule) ends at the end: the first one,
+        # from the anchor (so the anniversary completes a period and sends its recap), or,
+        # on the 29th-31st, the one before the anchor.
+        period = period_containing_ms(end - 1, anchor, "month")
+        assert period.end_ms == end
+        if utc_day_of_month(end) <= 28:
+            assert period.start_ms == anchor
+        # It becomes final (the worker's cut reaches it) during the load, not before.
+        assert due_cut(plan.load_start_ms, HOUR_MS) < end
+        assert due_cut(due, HOUR_MS) >= end
         assert plan.load_start_ms < due < end_of_load
         assert data.plans[account] in workload.LIMITS
 
