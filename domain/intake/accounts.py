@@ -7,7 +7,7 @@ decided here so that the plans agent and the usage agent agree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, Literal, cast
@@ -113,8 +113,23 @@ class AccountPlan:
         )
 
     def with_active_since(self, active_since_ms: int | None) -> AccountPlan:
-        """This plan with ``active_since_ms`` set (see the field)."""
-        return replace(self, active_since_ms=active_since_ms)
+        """This plan with ``active_since_ms`` set (see the field).
+
+        Built field by field rather than with :func:`dataclasses.replace`, which costs four
+        times as much: every plan record a worker reads at start goes through here (issue
+        20, first usage commit after 100,000 plans)."""
+        return AccountPlan(
+            account_id=self.account_id,
+            plan_id=self.plan_id,
+            anchor_ms=self.anchor_ms,
+            status=self.status,
+            limits=self.limits,
+            updated_at_ms=self.updated_at_ms,
+            members=self.members,
+            region=self.region,
+            birth_date=self.birth_date,
+            active_since_ms=active_since_ms,
+        )
 
 
 def carry_active_since(held: AccountPlan | None, plan: AccountPlan, at_ms: int) -> AccountPlan:
