@@ -17,6 +17,8 @@ the README describes (``7d``, ``a:1,b:2``), not JSON.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -172,9 +174,21 @@ def webhook_secrets(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
+def is_webhook_secret(text: str) -> bool:
+    """``whsec_`` and the base64 of at least 12 bytes: a Standard Webhooks secret."""
+    if not _WEBHOOK_SECRET.match(text):
+        return False
+    try:
+        # Padded as the standardwebhooks library pads it (it accepts unpadded base64).
+        base64.b64decode(text.removeprefix("whsec_") + "==")
+    except binascii.Error:
+        return False
+    return True
+
+
 def _webhook_secrets(text: str) -> str:
     secrets = webhook_secrets(text)
-    return _checked(text, bool(secrets) and all(_WEBHOOK_SECRET.match(s) for s in secrets))
+    return _checked(text, bool(secrets) and all(is_webhook_secret(s) for s in secrets))
 
 
 def setting(default: str | None, doc: str) -> Any:

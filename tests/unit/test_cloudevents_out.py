@@ -8,9 +8,7 @@ the SDK's own ``to_binary`` writes for the same attributes.
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,22 +23,10 @@ from domain.wording.cloudevents_out import default_source, event_headers, event_
 from domain.wording.kinds import KINDS
 from state import jsonbytes
 from tests.cloudevents_oracle import NAMES, assert_event_record, decode
+from tests.unit.test_tail import guide_examples
 
-ROOT = Path(__file__).resolve().parents[2]
 SOURCE = default_source("usage-moments")
-
-
-def _examples() -> dict[str, dict[str, Any]]:
-    path = ROOT / "scripts" / "gen-event-examples.py"
-    spec = importlib.util.spec_from_file_location("gen_event_examples", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    examples: dict[str, dict[str, Any]] = module.examples()
-    return examples
-
-
-EXAMPLES = _examples()
+EXAMPLES = guide_examples()
 
 
 def test_the_examples_cover_every_kind_and_a_rule() -> None:
