@@ -22,7 +22,8 @@ message costs 11-13 us of CPU per event where this function takes 0.3-0.4 us; ``
 serializes ``data`` again (we send orjson's bytes, which must not change); and it rewrites
 ``time`` with microseconds (``.412000Z``), where ``ce_time`` here is ``emitted_at`` as the
 value says it. ``tests/unit/test_cloudevents_out.py`` decodes these headers with the SDK's
-``from_binary``: the SDK is the oracle of the format.
+``from_binary``: the SDK is the oracle of the format. Built and encoded into a record batch
+by aiokafka, the headers add about 1 us of CPU and 200 bytes to an event record.
 """
 
 from __future__ import annotations
