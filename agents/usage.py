@@ -27,7 +27,7 @@ from tables.anniversary_passes import keep_closed_after
 from tables.announced import announced_of, put_announced
 from tables.custom_firings import firings_of, put_firings
 from tables.daily import daily_of, put_daily
-from tables.dedup import key_hash, mark_seen
+from tables.dedup import key_hash, mark_seen, seen_many
 from tables.distinct import distinct_held, mark_distinct
 from tables.lifetime import lifetime_of, put_lifetime
 from tables.totals import put_totals, totals_of
@@ -80,9 +80,18 @@ class UsageHandler:
         state = step.state
         now_ms = step.now_ms
 
+        # Dedup key -> its hash, made once: looked up, then written for the keys accepted.
+        hashes: dict[str, bytes] = {}
+
         def seen_at(key: str) -> int | None:
             held = state.get("dedup", key_hash(key))
             return None if held is None else int.from_bytes(held, "big", signed=True)
+
+        def seen_many_of(keys: Sequence[str]) -> dict[str, int]:
+            digests = [key_hash(key) for key in keys]
+            hashes.update(zip(keys, digests, strict=True))
+            held = seen_many(state, digests)
+            return {key: held[h] for key, h in zip(keys, digests, strict=True) if h in held}
 
         def distinct_held_of(keys: Sequence[str]) -> set[str]:
             by_hash = {key_hash(key): key for key in keys}
@@ -97,6 +106,7 @@ class UsageHandler:
                 lifetime_of=lambda account: lifetime_of(state, account),
                 keep_closed_after_ms=keep_closed_after(state, step.partition),
                 distinct_held=distinct_held_of,
+                seen_many=seen_many_of,
             ),
             announced_of=lambda account: announced_of(state, account),
             firings_of=lambda account: firings_of(state, account),
@@ -106,10 +116,10 @@ class UsageHandler:
         result = outcome.intake
         for account_id, totals in result.totals.items():
             put_totals(state, account_id, totals)
-        for seen_ms, hashes in _hashes_by_instant(result.seen).items():
-            mark_seen(state, hashes, seen_ms)
+        for seen_ms, seen_hashes in _hashes_by_instant(result.seen, hashes).items():
+            mark_seen(state, seen_hashes, seen_ms)
         if result.distinct:
-            mark_distinct(state, _hashes_by_instant(result.distinct))
+            mark_distinct(state, _hashes_by_instant(result.distinct, {}))
         for account_id, days in result.daily.items():
             put_daily(state, account_id, days)
         for account_id, levels in outcome.announced.items():
@@ -158,9 +168,13 @@ class UsageHandler:
         step.on_commit(count)
 
 
-def _hashes_by_instant(keys: Mapping[str, int]) -> dict[int, list[bytes]]:
-    """Key text -> instant, as instant -> the keys' hashes (one index entry per instant)."""
+def _hashes_by_instant(
+    keys: Mapping[str, int], hashes: Mapping[str, bytes]
+) -> dict[int, list[bytes]]:
+    """Key text -> instant, as instant -> the keys' hashes (one index entry per instant);
+    ``hashes`` holds the hashes already made."""
     grouped: dict[int, list[bytes]] = {}
     for key, instant_ms in keys.items():
-        grouped.setdefault(instant_ms, []).append(key_hash(key))
+        digest = hashes.get(key)
+        grouped.setdefault(instant_ms, []).append(key_hash(key) if digest is None else digest)
     return grouped

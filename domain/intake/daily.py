@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final, Literal
 
+from domain.common.timeutil import DAY_MS
 from domain.plans.catalog import Aggregation
 from domain.plans.periods import utc_day
 
@@ -120,12 +121,14 @@ class DailyTotals:
         """
         if not quantity.is_finite() or quantity < 0:
             raise ValueError(f"quantity must be a finite number >= 0, not {quantity}")
-        day = utc_day(ts_ms)
+        day = ts_ms // DAY_MS  # utc_day, inlined: this runs for every counted record
         if self.first_day is None or day < self.first_day:
             self.first_day = day
         if quantity > 0:
             days = self._days
-            if days is not None or not self._add_to_text(day, quantity):
+            if days is None and day == self._pending_day:  # _add_to_text's usual case
+                self._pending_total = self._pending_total + quantity
+            elif days is not None or not self._add_to_text(day, quantity):
                 days = self.days
                 days[day] = days.get(day, _ZERO) + quantity
             if self.last_active_ms is None or ts_ms > self.last_active_ms:
