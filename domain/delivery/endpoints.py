@@ -21,9 +21,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from os import PathLike
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from domain.common.tomlfile import parse_toml, read_toml_text
 from domain.delivery.signing import Secret, parse_secret
 from domain.errors import EndpointsError
 
@@ -200,3 +202,18 @@ def _secret(
         return parse_secret(text.strip())
     except ValueError as exc:
         raise fail(named, str(exc)) from None
+
+
+def load_endpoints(
+    path: str | PathLike[str], env: Mapping[str, str], known_kinds: Sequence[str]
+) -> tuple[Endpoint, ...]:
+    """Read and check the endpoints file at ``path`` (``MOMENTS_ENDPOINTS_FILE``).
+
+    Raises:
+        EndpointsError: unreadable, not TOML, or an endpoint is invalid (see
+            :func:`parse_endpoints`).
+    """
+    text = read_toml_text(
+        path, what="the endpoints file", setting="MOMENTS_ENDPOINTS_FILE", error=EndpointsError
+    )
+    return parse_endpoints(parse_toml(text, str(path), EndpointsError), env, known_kinds, str(path))
