@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from config.settings import Settings
 from domain.delivery.endpoints import Endpoint
@@ -33,15 +34,16 @@ async def read_dead_letters(
         bootstrap_servers=list(settings.kafka_bootstrap),
         group_id=None,
         enable_auto_commit=False,
+        # Not only seek_to_beginning: a reset to the end (the default) started by assign()
+        # can win the race and read nothing.
+        auto_offset_reset="earliest",
         client_id="moments-deliver-replay",
         **client_kwargs,
     )
     await consumer.start()
     letters: list[tuple[int, DeadLetter]] = []
     try:
-        await consumer.topics()  # metadata of every topic, so that the next line knows it
-        parts = consumer.partitions_for_topic(settings.topic_deliver_dlq) or set()
-        tps = [TopicPartition(settings.topic_deliver_dlq, p) for p in sorted(parts)]
+        tps = await _partitions(settings, client_kwargs)
         if not tps:
             return []
         consumer.assign(tps)
@@ -64,6 +66,23 @@ async def read_dead_letters(
         await consumer.stop()
     letters.sort(key=lambda pair: pair[0])
     return [letter for _, letter in letters]
+
+
+async def _partitions(
+    settings: Settings, client_kwargs: Mapping[str, object]
+) -> list[TopicPartition]:
+    """The dead-letter topic's partitions (none when it does not exist)."""
+    topic = settings.topic_deliver_dlq
+    admin = AIOKafkaAdminClient(bootstrap_servers=list(settings.kafka_bootstrap), **client_kwargs)
+    await admin.start()
+    try:
+        # Describe only a topic that exists: asking for a missing one can auto-create it.
+        if topic not in await admin.list_topics():
+            return []
+        (info,) = await admin.describe_topics([topic])
+        return [TopicPartition(topic, p["partition"]) for p in info.get("partitions", [])]
+    finally:
+        await admin.close()
 
 
 async def replay(

@@ -76,7 +76,9 @@ async def ensure_deliver_topics(
         for spec in specs:
             if spec.name in present:
                 continue
-            topic = NewTopic(spec.name, spec.partitions, settings.replication, spec.config())
+            topic = NewTopic(
+                spec.name, spec.partitions, settings.replication, topic_configs=spec.config()
+            )
             try:
                 await admin.create_topics([topic])
                 created.append(spec.name)
