@@ -65,6 +65,8 @@ class ScriptedReceiver:
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._hanging: set[asyncio.Future[None]] = set()
+        #: Seconds each answer waits before it is sent (a receiver that does some work).
+        self.delay_s = 0.0
 
     def script(self, path: str, *steps: Reply | int) -> None:
         """The answers of ``path``'s next requests (then 200s)."""
@@ -112,6 +114,8 @@ class ScriptedReceiver:
                 await hang
             finally:
                 self._hanging.discard(hang)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if not verified:
             return web.Response(status=401, text="bad signature")
         return web.Response(status=reply.status, headers=dict(reply.headers), body=reply.body)
