@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import os
 import secrets
 import statistics
 import subprocess
@@ -23,11 +22,13 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from standardwebhooks.webhooks import Webhook
 
 from domain.delivery.records import parse_dead_letter
 from domain.plans.catalog import load_catalog
 from domain.wording.kinds import KINDS, event_kinds
 from state import jsonbytes
+from tests.harness.deliver import deliver_env, deliver_process, write_endpoints
 from tests.harness.ports import free_port
 from tests.harness.process import MOMENTS, WorkerProcess
 from tests.harness.receiver import HANG, Reply, ScriptedReceiver
@@ -79,6 +80,7 @@ class Delivery:
     secrets: dict[str, str] = field(default_factory=dict)
     process: WorkerProcess | None = None
     producer: AIOKafkaProducer | None = None
+    _plain: dict[str, str] = field(default_factory=dict)
 
     @property
     def prefix(self) -> str:
@@ -104,45 +106,24 @@ class Delivery:
         path = f"/{name}"
         if path not in self.receiver.secrets:
             secret = _secret()
-            self.receiver.secrets[path] = [__import__("standardwebhooks").Webhook(secret)]
+            self.receiver.secrets[path] = [Webhook(secret)]
             self._plain[path] = secret
         return self._plain[path]
-
-    _plain: dict[str, str] = field(default_factory=dict)
-
-    def env(self) -> dict[str, str]:
-        lines = []
-        for entry in self.endpoints:
-            lines.append("[[endpoints]]")
-            lines += [f"{k} = {orjson.dumps(v).decode()}" for k, v in entry.items()]
-        path = self.tmp / "endpoints.toml"
-        path.write_text("\n".join(lines) + "\n")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MOMENTS_")}
-        env.update(
-            MOMENTS_KAFKA_BOOTSTRAP=BOOTSTRAP,
-            MOMENTS_APP_ID=self.app_id,
-            MOMENTS_TOPIC_PREFIX=self.prefix,
-            MOMENTS_PARTITIONS="2",
-            MOMENTS_WEB_HOST="127.0.0.1",
-            MOMENTS_ENDPOINTS_FILE=str(path),
-            MOMENTS_DELIVER_SCHEDULE=SCHEDULE,
-            MOMENTS_SHUTDOWN_TIMEOUT="6s",
-            MOMENTS_LOG_LEVEL="info",
-            **self.secrets,
-        )
-        return env
 
     async def start(self, **extra: str) -> WorkerProcess:
         """Start the deliverer (again, after a kill: same environment and port)."""
         if self.process is None:
-            port = free_port()
-            env = self.env() | {"MOMENTS_DELIVER_WEB_PORT": str(port)} | extra
-            self.process = WorkerProcess(
-                env=env,
-                port=port,
-                log_path=self.tmp / "deliver.log",
-                command=[str(MOMENTS), "deliver"],
+            env = deliver_env(
+                bootstrap=BOOTSTRAP,
+                app_id=self.app_id,
+                endpoints_file=write_endpoints(self.tmp / "endpoints.toml", self.endpoints),
+                port=free_port(),
+                MOMENTS_DELIVER_SCHEDULE=SCHEDULE,
+                MOMENTS_SHUTDOWN_TIMEOUT="6s",
+                **self.secrets,
+                **extra,
             )
+            self.process = deliver_process(env, self.tmp / "deliver.log")
         self.process.start(append=True)
         try:
             await self.process.ready(time.monotonic() + 90, poll_s=0.2)
