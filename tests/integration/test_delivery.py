@@ -385,3 +385,33 @@ async def test_a_deliverer_killed_under_load_resends_at_most_its_batch(delivery:
     )
     assert _verified(receiver, steady)
     assert duplicates <= batch
+
+
+async def test_during_a_rotation_both_secrets_verify_and_neither_is_logged(
+    delivery: Delivery,
+) -> None:
+    old, new = _secret(), _secret()
+    path = "/rotating"
+    receiver = delivery.receiver
+    receiver.secrets[path] = [Webhook(old)]  # a receiver that has not got the new one yet
+    delivery.secrets.update(IT_ROTATING_NEW=new, IT_ROTATING_OLD=old)
+    delivery.endpoints.append(
+        {
+            "name": "rotating",
+            "url": receiver.url(path),
+            "kinds": ["*"],
+            "secret_env": "IT_ROTATING_NEW",
+            "previous_secret_env": "IT_ROTATING_OLD",
+        }
+    )
+    await delivery.start()
+    (event,) = [event_like("milestone", "acct-rot")]
+    await delivery.publish(event)
+    await eventually(lambda: _async(receiver.ids(path) == [event["event_id"]]))
+    (got,) = receiver.at(path)
+    assert got.verified
+    Webhook(new).verify(got.body, dict(got.headers))
+    assert len(got.headers["webhook-signature"].split(" ")) == 2
+    log = delivery.log()
+    for secret in (old, new):
+        assert secret.removeprefix("whsec_") not in log
