@@ -32,7 +32,7 @@ from domain.errors import InvalidPlanRecord
 from domain.intake.accounts import (
     AccountPlan,
     carry_active_since,
-    carry_known_since,
+    known_since,
     period_of,
     supersedes,
 )
@@ -123,9 +123,9 @@ class PlansHandler:
                 return "stale"  # older than the tombstone that deleted the account
         elif not supersedes(parsed, held):
             return "stale"
-        plan = AccountPlan.from_record(parsed)
-        # A producer's clock may run ahead: never later than the worker's.
-        plan = carry_known_since(held, plan, min(int(record.timestamp), step.now_ms))
+        # A producer's clock may run ahead: known since no later than the worker's clock.
+        since = known_since(held, min(int(record.timestamp), step.now_ms))
+        plan = AccountPlan.from_record(parsed, since)
         if self.tracks_activity:
             plan = carry_active_since(held, plan, int(record.timestamp))
         if periods_change(held, plan):

@@ -53,8 +53,8 @@ class AccountPlan:
     known_since_ms: int | None = None
 
     @classmethod
-    def from_record(cls, record: PlanRecord) -> AccountPlan:
-        """The held form of a validated plan record."""
+    def from_record(cls, record: PlanRecord, known_since_ms: int | None = None) -> AccountPlan:
+        """The held form of a validated plan record (``known_since_ms``: see the field)."""
         anchor = record.billing_anchor
         return cls(
             account_id=record.account_id,
@@ -66,6 +66,7 @@ class AccountPlan:
             members=record.members,
             region=record.region,
             birth_date=record.birth_date,
+            known_since_ms=known_since_ms,
         )
 
     def anchor(self, length: PeriodLength) -> datetime:
@@ -129,6 +130,7 @@ class AccountPlan:
             region=self.region,
             birth_date=self.birth_date,
             active_since_ms=active_since_ms,
+            known_since_ms=self.known_since_ms,
         )
 
 
@@ -149,12 +151,11 @@ def carry_active_since(held: AccountPlan | None, plan: AccountPlan, at_ms: int) 
     return plan if plan.active_since_ms == since else plan.with_active_since(since)
 
 
-def carry_known_since(held: AccountPlan | None, plan: AccountPlan, at_ms: int) -> AccountPlan:
-    """``plan`` (replacing ``held``) with its ``known_since_ms``: ``at_ms`` for an account new
-    here (none held, or forgotten by a tombstone since), else what ``held`` had (``None`` too:
-    a plan stored before the field keeps announcing as it did)."""
-    since = at_ms if held is None else held.known_since_ms
-    return plan if plan.known_since_ms == since else replace(plan, known_since_ms=since)
+def known_since(held: AccountPlan | None, at_ms: int) -> int | None:
+    """The ``known_since_ms`` of a plan replacing ``held``: ``at_ms`` for an account new here
+    (none held, or forgotten by a tombstone since), else what ``held`` had (``None`` too: a
+    plan stored before the field keeps announcing as it did)."""
+    return at_ms if held is None else held.known_since_ms
 
 
 def supersedes(new: PlanRecord, held: AccountPlan | None) -> bool:

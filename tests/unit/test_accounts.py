@@ -270,6 +270,7 @@ def test_with_active_since_carries_every_other_field() -> None:
         region="eu",
         birth_date="--02-29",
         active_since_ms=None,
+        known_since_ms=1_699_000_000_000,
     )
     assert all(
         getattr(plan, f.name) is not None for f in fields(plan) if f.name != "active_since_ms"
