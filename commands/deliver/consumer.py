@@ -201,22 +201,21 @@ class EndpointLoop:
                 await asyncio.sleep(FAILURE_PAUSE_S)
 
     async def _measure_backlog(self) -> None:
+        """The tiers' records past this consumer's position, from the brokers' end offsets
+        (a paused partition's high watermark is not refreshed by fetches)."""
         gauge = self.deliverer.metrics.retry_backlog
         labels = dict(
             zip(self.deliverer.tier_topics, self.deliverer.schedule.labels(), strict=True)
         )
         totals = dict.fromkeys(labels.values(), 0)
-        for tp in self.consumer.assignment():
-            tier = labels.get(tp.topic)
-            if tier is None:
-                continue
-            end = self.consumer.highwater(tp)
-            if end is None:
-                continue
-            try:
+        tiers = [tp for tp in self.consumer.assignment() if tp.topic in labels]
+        try:
+            ends = await self.consumer.end_offsets(tiers) if tiers else {}
+            for tp in tiers:
                 position = await self.consumer.position(tp)
-            except KafkaError:
-                continue
-            totals[tier] += max(0, end - position)
+                totals[labels[tp.topic]] += max(0, ends[tp] - position)
+        except (KafkaError, KeyError) as exc:  # a rebalance or a broker away: next time
+            logger.debug("endpoint %s: retry backlog not measured: %r", self.name, exc)
+            return
         for tier, total in totals.items():
             gauge.labels(endpoint=self.name, tier=tier).set(total)

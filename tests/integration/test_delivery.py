@@ -270,6 +270,16 @@ async def test_500_then_200_and_429_with_retry_after(delivery: Delivery) -> None
             == 1
         )
     assert await delivery.dead_letters() == []
+    # Every series exists from the start (the tiers' backlog too, drained by now).
+    for tier in ("300ms", "600ms"):
+        backlog = await delivery.metric(
+            "moments_delivery_retry_backlog", endpoint="busy", tier=tier
+        )
+        assert backlog in (0, 1)  # measured every 5 s: it may still show the 429's wait
+    attempts = await delivery.metric(
+        "moments_delivery_attempts_total", endpoint="busy", result="4xx"
+    )
+    assert attempts == 1
 
 
 async def test_retries_exhausted_go_to_the_dead_letter_topic(delivery: Delivery) -> None:
