@@ -321,7 +321,7 @@ class AnniversaryEvaluation:
             ACCOUNTS.name,
             cursor,
             judge,
-            self.runtime.settings.event_topic,
+            self.runtime.send_event,
             pass_name=f"the anniversary pass at cut {held.cut_ms}",
             max_keys=self.slice_accounts,
             budget_s=self.slice_budget_s,
@@ -378,11 +378,7 @@ class AnniversaryEvaluation:
                 )
                 continue
             for message_kind, message_key, payload in messages:
-                step.send(
-                    self.runtime.settings.event_topic(message_kind),
-                    message_key,
-                    jsonbytes.dumps(payload),
-                )
+                self.runtime.send_event(step, message_kind, message_key, payload)
                 out.events[message_kind] = out.events.get(message_kind, 0) + 1
                 sent += 1
         if not out.exhausted:

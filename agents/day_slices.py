@@ -59,7 +59,7 @@ def run_day_slice(
         table,
         held.cursor or "",
         judge,
-        runtime.settings.event_topic,
+        runtime.send_event,
         pass_name=f"{name} of day {held.day}",
         max_keys=max_keys,
         budget_s=budget_s,

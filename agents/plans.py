@@ -187,10 +187,9 @@ class PlansHandler:
             totals=usage,
             emitted_at_ms=rt.clock.now_ms(),
         )
-        topic = rt.settings.event_topic(KIND)
         key = plan.account_id.encode()
         for event in events:
-            step.send(topic, key, jsonbytes.dumps(event))
+            rt.send_event(step, KIND, key, event)
             self.changes_arrived.append(arrived_ms)
 
     def _forward(self, step: Step, record: Any, account: str, value: bytes, home: int) -> str:

@@ -118,12 +118,9 @@ class UsageHandler:
             put_lifetime(state, account_id, lifetime)
         for account_id, firings in outcome.firings.items():
             put_firings(state, account_id, firings)
-        events = rt.settings.event_topic
         moments = outcome.moments
         for moment in moments:
-            step.send(
-                events(moment.kind), moment.account_id.encode(), jsonbytes.dumps(moment.payload)
-            )
+            rt.send_event(step, moment.kind, moment.account_id.encode(), moment.payload)
         for raw, letter in result.dead_letters:
             # With the record's headers: a binary-mode CloudEvent's ce_id, ce_type... are there.
             step.send(self.dlq_topic, raw.key, jsonbytes.dumps(letter), headers=raw.headers)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 from prometheus_client import CollectorRegistry
@@ -22,8 +24,11 @@ from app.security import broker_credentials
 from config.settings import Settings
 from domain.errors import CatalogError
 from domain.plans.catalog import Catalog, load_catalog
+from domain.wording.cloudevents_out import event_headers
 from domain.wording.kinds import event_kinds
 from domain.wording.templates import Templates, load_templates
+from engine.step import Step
+from state import jsonbytes
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +89,17 @@ class Runtime:
     def daily_days(self) -> int:
         """Days of daily state kept, today included: see :func:`daily_days_kept`."""
         return daily_days_kept(self.catalog, self.settings)
+
+    def send_event(self, step: Step, kind: str, key: bytes, payload: Mapping[str, Any]) -> None:
+        """Queue the event ``payload`` of ``kind`` in ``step``: on its topic, keyed ``key`` (the
+        account id), its JSON as the value and its CloudEvents binary-mode headers beside it.
+        Every event record the worker sends goes through here."""
+        step.send(
+            self.settings.event_topic(kind),
+            key,
+            jsonbytes.dumps(payload),
+            headers=event_headers(payload, self.settings.event_source.encode()),
+        )
 
 
 def build_runtime(

@@ -1,5 +1,5 @@
 """The ``moments`` command: ``worker``, ``check-config``, ``simulate``, ``tail``, ``status``,
-``deliver``.
+``deliver``, ``receive``.
 
 Configuration comes from ``MOMENTS_*`` variables only; a bad one stops the command
 with one line naming it (exit status 2) before anything connects to Kafka.
@@ -75,6 +75,29 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     from commands.deliver.run import run_deliver
 
     return run_deliver(args)
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    """Take webhooks on loopback, verify their signatures and print each one."""
+    from commands.receive.serve import run_receive
+
+    return run_receive(args)
+
+
+def _webhook_secret(text: str) -> str:
+    from config.settings import is_webhook_secret
+
+    if not is_webhook_secret(text):
+        # The value is not echoed: it may be a real secret with a typo.
+        raise argparse.ArgumentTypeError("expected whsec_ followed by base64 (at least 12 bytes)")
+    return text
+
+
+def _port(text: str) -> int:
+    value = _count(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be at most 65535, got {value}")
+    return value
 
 
 def _count(minimum: int) -> Callable[[str], int]:
@@ -226,6 +249,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deliver.add_argument(
         "--event-id", metavar="ID", help="with --replay: only this event's dead letters"
+    )
+    receive = _command(
+        sub,
+        "receive",
+        cmd_receive,
+        "take webhooks locally, verify their signatures and print them",
+        description="Serve HTTP on loopback: every POST is verified as a Standard Webhooks "
+        "receiver would (webhook-id, webhook-timestamp within 5 minutes, a v1 signature under "
+        "one of the secrets) and answered 204, or 401 with the reason; each verified webhook "
+        "prints one line: webhook-id, kind, account, message title. GET /counts answers the "
+        "counts. Ctrl-C or SIGTERM stops it.",
+    )
+    receive.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    receive.add_argument(
+        "--port", type=_port, default=8099, help="port to listen on (default: 8099)"
+    )
+    receive.add_argument(
+        "--secret",
+        action="append",
+        type=_webhook_secret,
+        metavar="whsec_...",
+        help="a secret webhooks may be signed with; repeat it while one is rotated "
+        "(default: MOMENTS_RECEIVER_SECRET, which keeps it out of the process list)",
     )
     return parser
 

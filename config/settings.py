@@ -17,6 +17,8 @@ the README describes (``7d``, ``a:1,b:2``), not JSON.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -30,6 +32,7 @@ from pydantic_core import core_schema
 
 from domain.common.timeutil import parse_rfc3339_ms
 from domain.errors import SettingsError
+from domain.wording.cloudevents_out import default_source
 from domain.wording.kinds import KINDS
 
 ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
@@ -50,6 +53,9 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 _HOSTPORT = re.compile(r"^[A-Za-z0-9._\[\]:-]+:\d{1,5}$")
+# RFC 3986's characters of a URI-reference (percent-encoded where others are needed).
+_URI_REFERENCE = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]{1,500}$")
+_WEBHOOK_SECRET = re.compile(r"^whsec_[A-Za-z0-9+/]{16,}={0,2}$")
 
 
 def to_ms(seconds: float) -> int:
@@ -169,6 +175,29 @@ def _token(text: str) -> str:
     return _checked(text, len(text) >= 16 and not any(c.isspace() for c in text))
 
 
+def webhook_secrets(text: str) -> tuple[str, ...]:
+    """The Standard Webhooks secrets (``whsec_<base64>``) of a comma-separated list, in order:
+    more than one while a secret is rotated."""
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def is_webhook_secret(text: str) -> bool:
+    """``whsec_`` and the base64 of at least 12 bytes: a Standard Webhooks secret."""
+    if not _WEBHOOK_SECRET.match(text):
+        return False
+    try:
+        # Padded as the standardwebhooks library pads it (it accepts unpadded base64).
+        base64.b64decode(text.removeprefix("whsec_") + "==")
+    except binascii.Error:
+        return False
+    return True
+
+
+def _webhook_secrets(text: str) -> str:
+    secrets = webhook_secrets(text)
+    return _checked(text, bool(secrets) and all(is_webhook_secret(s) for s in secrets))
+
+
 def setting(default: str | None, doc: str) -> Any:
     """A setting's default, as the text its variable would hold, and what it means."""
     return Field(default, description=doc)
@@ -245,6 +274,13 @@ class Settings(BaseModel):
     topic_prefix: Annotated[str, topic("a Kafka topic name prefix")] = setting(
         "moments",
         "event topics are PREFIX.<kind>: " + ", ".join(f"PREFIX.{kind}" for kind in KINDS),
+    )
+    cloudevents_source: Annotated[
+        str | None, Reads("a URI-reference", lambda t: _checked(t, bool(_URI_REFERENCE.match(t))))
+    ] = setting(
+        None,
+        "`ce_source` of the CloudEvents headers of every event record (default: "
+        "`/usage-moments/<MOMENTS_APP_ID>`)",
     )
     plans_file: Annotated[Path, file("a readable TOML file")] = setting(
         str(PACKAGED_PLANS_FILE), "plan catalog"
@@ -383,6 +419,15 @@ class Settings(BaseModel):
         None, "client key for SSL"
     )
 
+    receiver_secret: Annotated[
+        SecretStr | None,
+        Reads("whsec_<base64> secrets, comma-separated", _webhook_secrets),
+    ] = setting(
+        None,
+        "`moments receive`: the Standard Webhooks secrets a webhook may be signed with (two "
+        "while one is rotated; never logged)",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _clock_start(cls, raw: Any) -> Any:
@@ -457,6 +502,11 @@ class Settings(BaseModel):
     def deliver_group(self, endpoint: str) -> str:
         """Consumer group of one endpoint's deliveries."""
         return f"{self.app_id}-deliver-{endpoint}"
+
+    @property
+    def event_source(self) -> str:
+        """``ce_source`` of the events: ``MOMENTS_CLOUDEVENTS_SOURCE``, or the app's default."""
+        return self.cloudevents_source or default_source(self.app_id)
 
     def event_topic(self, kind: str) -> str:
         """Topic of one event kind, e.g. ``moments.threshold-hit``."""

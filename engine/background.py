@@ -26,7 +26,6 @@ from typing import Any, Protocol
 
 from engine.ownership import Owned
 from engine.step import Step
-from state import jsonbytes
 from state.store import PartitionStore
 
 logger = logging.getLogger(__name__)
@@ -192,6 +191,9 @@ class BackgroundSchedule:
 #: the payload is encoded (JSON) outside the judgement, so an event that cannot be encoded
 #: fails the slice instead of skipping its account.
 Sent = tuple[str, bytes, Any]
+#: Queues one event in a step: ``(step, kind, key, payload)`` (the worker's
+#: ``Runtime.send_event``, which adds the topic, the JSON and the CloudEvents headers).
+SendEvent = Callable[[Step, str, bytes, Any], None]
 
 
 @dataclass(slots=True)
@@ -213,7 +215,7 @@ def slice_keys(
     table: str,
     cursor: str,
     judge: Callable[[str, bytes], Iterable[Sent]],
-    topic_of: Callable[[str], str],
+    send_event: SendEvent,
     *,
     pass_name: str,
     max_keys: int,
@@ -253,7 +255,7 @@ def slice_keys(
             )
             continue
         for kind, message_key, payload in messages:
-            step.send(topic_of(kind), message_key, jsonbytes.dumps(payload))
+            send_event(step, kind, message_key, payload)
             out.events[kind] = out.events.get(kind, 0) + 1
             sent += 1
     return out

@@ -16,8 +16,9 @@ from state.transaction import StepState
 
 #: A message's Kafka headers: (name, value) pairs, in order.
 Headers = tuple[tuple[str, bytes], ...]
-#: ``(key, value)``, or ``(key, value, headers)`` for the few messages with headers (a
-#: forwarded binary-mode CloudEvent keeps its ``ce_*`` ones): the common message stays a pair.
+#: ``(key, value)``, or ``(key, value, headers)`` for messages with headers (an event and its
+#: CloudEvents headers; a forwarded binary-mode CloudEvent keeps its ``ce_*`` ones): state
+#: changes, the common message, stay pairs.
 Message = tuple[bytes | None, bytes] | tuple[bytes | None, bytes, Headers]
 #: (topic, partition) -> [message]
 Messages = dict[tuple[str, int], list[Message]]

@@ -32,6 +32,7 @@ from tables.accounts import plan_of
 from tables.forget import forgotten_at
 from tables.registry import TABLE_COLUMNS
 from tables.totals import totals_of
+from tests.cloudevents_oracle import event_payloads
 
 COLUMNS = TABLE_COLUMNS
 PARTITIONS = 2
@@ -246,7 +247,7 @@ def test_plan_and_usage_of_one_account_meet_on_its_partition(worker: Worker) -> 
     assert home is not None
     # free: api_calls 1,000, near level 0.8: 900 is announced against the plan.
     near = home.messages[(s.event_topic("threshold-near"), HOME)]
-    assert [orjson.loads(v)["account_id"] for _, v in near] == [ACCOUNT]
+    assert [e["account_id"] for e in event_payloads(near, s.event_source)] == [ACCOUNT]
 
 
 def test_a_forwarded_tombstone_keeps_the_time_it_was_published(worker: Worker) -> None:

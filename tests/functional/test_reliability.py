@@ -35,6 +35,7 @@ from tables.daily import DAILY, daily_of
 from tables.evaluations import Evaluation, put_evaluation
 from tables.registry import TABLE_COLUMNS
 from tables.totals import totals_of
+from tests.cloudevents_oracle import event_payloads
 
 #: A slice time budget no test machine reaches: these tests are about what one slice does.
 UNBOUNDED = float("inf")
@@ -101,12 +102,12 @@ class Harness:
         return self._run(self.usage_handler, self.settings.topic_usage, records)
 
     def events(self, step: Step, kind: str) -> list[dict[str, Any]]:
-        return [
-            orjson.loads(v) for _, v in step.messages.get((self.settings.event_topic(kind), 0), [])
-        ]
+        """The events of ``kind`` the step queued, each checked as a binary-mode CloudEvent."""
+        sent = step.messages.get((self.settings.event_topic(kind), 0), [])
+        return event_payloads(sent, self.settings.event_source)
 
     def dead_letters(self, step: Step, topic: str) -> list[dict[str, Any]]:
-        return [orjson.loads(v) for _, v in step.messages.get((topic, 0), [])]
+        return [orjson.loads(m[1]) for m in step.messages.get((topic, 0), [])]
 
     def counter(self, name: str, **labels: str) -> float:
         value = self.runtime.metrics.registry.get_sample_value(name, labels)

@@ -56,7 +56,7 @@ def walk(
         TABLE,
         cursor,
         judge,
-        lambda kind: f"topic-{kind}",
+        lambda step, kind, key, payload: step.send(f"topic-{kind}", key, orjson.dumps(payload)),
         pass_name=WALK,
         max_keys=max_keys,
         budget_s=budget_s,

@@ -33,7 +33,7 @@ ACCOUNTS = 1000
 def _held_bytes(step: Step) -> tuple[int, int, int]:
     """(values, their total length, bytes freed when the step lets them go)."""
     values = [v for changes in step.state.updates().values() for v in changes.values() if v]
-    values += [v for queued in step.messages.values() for _, v in queued]
+    values += [message[1] for queued in step.messages.values() for message in queued]
     count, length = len(values), sum(len(v) for v in values)
     del values
     gc.collect()

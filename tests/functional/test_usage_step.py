@@ -23,6 +23,7 @@ from state.transaction import StepState
 from tables.accounts import plan_of
 from tables.registry import TABLE_COLUMNS
 from tables.totals import totals_of
+from tests.cloudevents_oracle import event_payloads
 
 COLUMNS = TABLE_COLUMNS
 
@@ -70,7 +71,8 @@ def test_a_usage_step_folds_records_and_queues_events(tmp_path: Path) -> None:
     # Nothing reaches RocksDB before the engine commits the step.
     assert totals_of(store, "a").periods == {}
     near = step.messages[(settings.event_topic("threshold-near"), 0)]
-    assert [orjson.loads(v)["level"] for _, v in near] == [0.8]  # 850 of 1,000
+    # Each event with its CloudEvents headers (binary mode), its JSON value the event itself.
+    assert [e["level"] for e in event_payloads(near, settings.event_source)] == [0.8]  # 850/1,000
     [(_, letter, headers)] = step.messages[(settings.topic_usage_dlq, 0)]
     assert orjson.loads(letter)["offset"] == 3
     assert headers == bad.headers  # a dead letter keeps the record's headers (contract 1.4)

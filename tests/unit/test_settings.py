@@ -18,6 +18,7 @@ from config.settings import (
     load_settings,
     to_ms,
     unknown_variables,
+    webhook_secrets,
 )
 from domain.errors import ConfigError, SettingsError
 
@@ -405,11 +406,48 @@ def test_summary_lists_every_setting_as_text() -> None:
     assert summary["web_port"] == "6066"
 
 
-def test_only_the_password_and_the_web_token_are_secret() -> None:
+def test_only_the_password_the_web_token_and_the_receiver_secret_are_secret() -> None:
     assert {v.name for v in VARIABLES if v.secret} == {
         "MOMENTS_SASL_PASSWORD",
         "MOMENTS_WEB_TOKEN",
+        "MOMENTS_RECEIVER_SECRET",
     }
+
+
+RECEIVER_SECRETS = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, whsec_c2Vjb25kLXNlY3JldC1vZi0yNA=="
+
+
+def test_the_receiver_secrets_are_a_masked_comma_separated_list() -> None:
+    s = load_settings({"MOMENTS_RECEIVER_SECRET": RECEIVER_SECRETS})
+    assert s.receiver_secret is not None
+    assert webhook_secrets(s.receiver_secret.get_secret_value()) == (
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "whsec_c2Vjb25kLXNlY3JldC1vZi0yNA==",
+    )
+    assert s.summary()["receiver_secret"] == "***"  # noqa: S105
+    assert "MfKQ9r8" not in repr(s)
+
+
+@pytest.mark.parametrize("text", ["plain", "whsec_", "whsec_short", "whsec_not-base64!!!!!!!!!!!"])
+def test_a_receiver_secret_that_is_not_whsec_base64_is_refused_unshown(text: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"MOMENTS_RECEIVER_SECRET": f"{RECEIVER_SECRETS},{text}"})
+    assert "MOMENTS_RECEIVER_SECRET" in str(caught.value)
+    assert "***" in str(caught.value)
+    assert "MfKQ9r8" not in str(caught.value)
+
+
+def test_the_cloudevents_source_defaults_to_the_app_id() -> None:
+    assert load_settings({}).event_source == "/usage-moments/usage-moments"
+    assert load_settings({"MOMENTS_APP_ID": "acme"}).event_source == "/usage-moments/acme"
+    given = load_settings({"MOMENTS_CLOUDEVENTS_SOURCE": "https://acme.example/moments"})
+    assert given.event_source == "https://acme.example/moments"
+
+
+@pytest.mark.parametrize("text", ["has space", "tab\there", "ünïcode", "x" * 501])
+def test_a_cloudevents_source_that_is_not_a_uri_reference_is_refused(text: str) -> None:
+    with pytest.raises(SettingsError, match="MOMENTS_CLOUDEVENTS_SOURCE"):
+        load_settings({"MOMENTS_CLOUDEVENTS_SOURCE": text})
 
 
 def test_the_web_token_is_masked_and_must_be_long() -> None:
