@@ -204,19 +204,23 @@ async def _serve(
             done, _ = await asyncio.wait(
                 [*tasks, waiting], timeout=1.0, return_when=asyncio.FIRST_COMPLETED
             )
-            failed = [t for t in done if t is not waiting]
-            if failed:
-                for task in failed:
-                    if task.exception() is not None:
-                        logger.error(
-                            "endpoint loop %s failed", task.get_name(), exc_info=task.exception()
-                        )
+            # A loop ends by itself only when stop is set (a SIGTERM that came meanwhile is
+            # not a failure); else it raised, and the whole process stops with status 1.
+            ended = [t for t in done if t is not waiting]
+            if ended and not stop.is_set():
+                for task in ended:
+                    error = task.exception()
+                    logger.error("endpoint loop %s ended: %r", task.get_name(), error)
                 code = 1
                 stop.set()
         logger.info("stopping: finishing or abandoning the deliveries in flight")
         await asyncio.wait(tasks, timeout=settings.shutdown_timeout_s * 2 / 3)
         for task in tasks:
             task.cancel()
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                logger.error("endpoint loop %s failed", task.get_name(), exc_info=task.exception())
+                code = 1
     except KafkaError as exc:
         logger.error("Kafka failed: %r; check MOMENTS_KAFKA_BOOTSTRAP and the brokers", exc)
         code = 1
