@@ -49,6 +49,10 @@ It prints figures next to their targets and never asserts them. The sections
     ``--plans`` (100,000) plan records, then ``--plans-usage`` usage records on fresh
     topics; one worker: seconds from process start until the group's committed offset
     on the usage topic first exceeds 0 (target < 10 s).
+``delivery``
+    ``moments deliver`` to a local receiver: deliveries/s of a burst of
+    ``--delivery-events``, then p50/p99 from event to webhook at ``--delivery-rate``
+    events/s for ``--delivery-seconds`` (scripts/benchmark/delivery.py; no target).
 
 ``--moments N`` runs the throughput section's workers (and rebuild's) on the shipped catalog
 with its own ``[[moments]]`` rules taken out and N generated ones over the bench's metrics
@@ -82,6 +86,7 @@ from pathlib import Path
 from typing import Final
 
 from benchmark.admin import create_topics
+from benchmark.delivery import delivery
 from benchmark.latency import latency
 from benchmark.plans import plans_first_commit
 from benchmark.rebuild import rebuild
@@ -92,7 +97,9 @@ from benchmark.two_workers import two_workers
 from benchmark.workers import GUARANTEES, stop_running
 from benchmark.workload import make_dataset, publish_backlog, publish_plans
 
-SECTIONS: Final = ("baseline", "throughput", "two-workers", "latency", "rebuild", "plans")
+SECTIONS: Final = (
+    "baseline", "throughput", "two-workers", "latency", "rebuild", "plans", "delivery"
+)  # fmt: skip
 
 
 def source_version() -> str:
@@ -154,6 +161,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     size.add_argument(
         "--plans-usage", type=int, default=10_000, help="plans: usage records after the plans"
     )
+    size.add_argument("--delivery-events", type=int, default=20_000, help="delivery: burst")
+    size.add_argument("--delivery-rate", type=float, default=1_000.0, help="delivery: events/s")
+    size.add_argument("--delivery-seconds", type=float, default=30.0, help="delivery: steady s")
     run = parser.add_argument_group("running")
     run.add_argument(
         "--guarantee",
@@ -294,6 +304,8 @@ async def run(args: argparse.Namespace) -> int:
         await latency(args, run_id, report)
     if "plans" in sections:
         await plans_first_commit(args, run_id, report)
+    if "delivery" in sections:
+        await delivery(args, run_id, report)
     report.print()
     print(
         "\nrates: records counted by moments_records_total (all outcomes) per second, from"
