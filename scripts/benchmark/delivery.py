@@ -269,6 +269,12 @@ async def delivery(args: argparse.Namespace, run_id: str, report: Report) -> Non
     if meter is not None:
         print(f"  {meter.text()}")
         report.other_load("delivery", meter)
+        requests = len(receiver.at(PATH))
+        if meter.worker_s and requests:
+            per = 1e6 * meter.worker_s[0] / requests
+            print(f"  deliverer CPU per request: {per:,.0f} us ({requests:,} requests)")
+            report.add(FIGURE, "deliverer CPU per webhook request", f"{per:,.0f} us", "- (none)",
+                       "(no target; CPU time, steadier than rates on a busy machine)")  # fmt: skip
     report_worker(w)
     _report(report, throughput, steady, steady_note or note, offered, (rate, kept))
 
