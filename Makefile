@@ -114,7 +114,7 @@ test-faults: $(STAMP) ## fault tier: workers killed, stopped, fenced, starved (b
 run: $(STAMP) ## worker + simulator + tail; starts a local broker when MOMENTS_KAFKA_BOOTSTRAP is unset
 	scripts/run-local
 
-bench: $(STAMP) ## engine figures against their targets: throughput, two workers, latency, RSS, rebuild, plans (prints)
+bench: $(STAMP) ## issue 20 figures, each also relative to the baseline loop: throughput, scaling, latency, RSS, rebuild, plans (prints)
 	$(KAFKA_B) reset
 	$(KAFKA_B) start
 	trap '$(KAFKA_B) stop' EXIT; \

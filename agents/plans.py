@@ -29,7 +29,13 @@ from app.main import Runtime
 from config.settings import to_ms
 from domain.common.timeutil import DAY_MS
 from domain.errors import InvalidPlanRecord
-from domain.intake.accounts import AccountPlan, carry_active_since, period_of, supersedes
+from domain.intake.accounts import (
+    AccountPlan,
+    carry_active_since,
+    known_since,
+    period_of,
+    supersedes,
+)
 from domain.intake.deadletter import dead_letter
 from domain.intake.partitioning import (
     account_partition,
@@ -117,7 +123,9 @@ class PlansHandler:
                 return "stale"  # older than the tombstone that deleted the account
         elif not supersedes(parsed, held):
             return "stale"
-        plan = AccountPlan.from_record(parsed)
+        # A producer's clock may run ahead: known since no later than the worker's clock.
+        since = known_since(held, min(int(record.timestamp), step.now_ms))
+        plan = AccountPlan.from_record(parsed, since)
         if self.tracks_activity:
             plan = carry_active_since(held, plan, int(record.timestamp))
         if periods_change(held, plan):

@@ -10,27 +10,33 @@ It prints figures next to their targets and never asserts them. The sections
 ``baseline``
     a plain aiokafka consumer (no group, read_committed) reads the backlog of N usage
     records, ``orjson.loads`` each one and sums quantities per account: the ceiling of
-    a Python consumer on this machine.
+    a Python consumer on this machine. It always runs: every figure is also printed
+    relative to it (a rate as its share, CPU per record and times as multiples).
 ``throughput``
     ONE worker per guarantee (``--guarantee``) on that backlog, fresh app id and data
     dir each: records/s from ``/readyz`` 200 until ``moments_records_total`` (all
-    outcomes) reaches N (target 50,000/s under exactly_once). Afterwards the peak RSS
+    outcomes) reaches N (target: 35 % of the baseline loop's under exactly_once), and its
+    CPU per record. Afterwards the peak RSS
     (VmHWM) and the size on disk of the worker's MOMENTS_DATA_DIR.
-``two-workers``
-    TWO exactly_once workers in one consumer group (same app id, own data dirs and
-    ports) on a copy of that backlog in other topics. The copy is published inside one
-    Kafka transaction that is committed only once both workers are steadily ready, so
-    both see all of it at the same instant (exactly_once workers read read_committed; a
-    worker counting records before the commit is reported as a leak). Records/s from
-    the commit until the two workers' counts add up to N (target: 1.7 times one
-    exactly_once worker, which is therefore measured too).
+``scaling``
+    ``--scale-workers`` (3) exactly_once workers in one consumer group (same app id, own
+    data dirs and ports) on a copy of that backlog in other topics, published inside one
+    Kafka transaction committed only once all are steadily ready, so all see it at the
+    same instant (a worker counting records before the commit is reported as a leak).
+    Judged: their CPU per record (process CPU times summed over the window) against the
+    one exactly_once worker's (which is therefore measured too), at most 1.10x; the
+    machine has two cores, so records/s is printed, not judged.
 ``latency``
-    one exactly_once worker, then a paced producer offering ``--latency-rate``
-    records/s (10,000) for ``--latency-seconds`` on fresh topics, sized so that accounts
-    cross their plan levels all along; a read_committed consumer of
-    ``<prefix>.threshold-near`` and ``<prefix>.threshold-hit`` maps each event's
-    ``trigger_record_id`` back to the time its record was handed to the producer.
-    p50/p99 of that end-to-end latency (target p99 < 500 ms); the worker's own
+    one exactly_once worker, then a paced producer offering 40 % of the exactly_once
+    worker's measured records/s (``--latency-rate`` fixes it) for ``--latency-seconds`` on
+    fresh topics, sized so that accounts cross their plan levels all along, with background
+    work falling due during the load: days of history per account (published before the
+    worker starts), ``MOMENTS_DROP_GRACE`` timed so that yesterday's close is due a third
+    of the way in, and accounts whose billing period ends (plus the late grace) in the
+    middle of it. A read_committed consumer of ``<prefix>.threshold-near`` and
+    ``<prefix>.threshold-hit`` maps each event's ``trigger_record_id`` back to the time its
+    record was handed to the producer. p50/p99 of that end-to-end latency (target p99 <
+    250 ms), the background work that ran, the steps of the load; the worker's own
     ``moments_event_latency_seconds`` histogram as a secondary figure.
 ``rebuild``
     after the exactly_once throughput run (once the group has no member left, so a
@@ -48,11 +54,13 @@ It prints figures next to their targets and never asserts them. The sections
 ``plans``
     ``--plans`` (100,000) plan records, then ``--plans-usage`` usage records on fresh
     topics; one worker: seconds from process start until the group's committed offset
-    on the usage topic first exceeds 0 (target < 10 s).
-``delivery``
-    ``moments deliver`` to a local receiver: deliveries/s of a burst of
-    ``--delivery-events``, then p50/p99 from event to webhook at ``--delivery-rate``
-    events/s for ``--delivery-seconds`` (scripts/benchmark/delivery.py; no target).
+    on the usage topic first exceeds 0 (target < 5 s).
+
+``deliver``
+    ``moments deliver`` and a local receiver (the tests' scripted one, verifying every
+    signature): deliveries/s of a ``--deliver-backlog`` burst, then the latency from an event
+    handed to the producer to its webhook's arrival, p50/p99, at a steady ``--deliver-rate``
+    (1,000) events/s for ``--deliver-seconds`` (target p99 < 500 ms).
 
 ``--moments N`` runs the throughput section's workers (and rebuild's) on the shipped catalog
 with its own ``[[moments]]`` rules taken out and N generated ones over the bench's metrics
@@ -86,20 +94,18 @@ from pathlib import Path
 from typing import Final
 
 from benchmark.admin import create_topics
-from benchmark.delivery import delivery
+from benchmark.deliver import deliver
 from benchmark.latency import latency
 from benchmark.plans import plans_first_commit
 from benchmark.rebuild import rebuild
-from benchmark.report import Report
+from benchmark.report import LATENCY_SHARE, Report
 from benchmark.rules import write_catalog
+from benchmark.scaling import scaling
 from benchmark.throughput import OneRun, baseline, one_worker
-from benchmark.two_workers import two_workers
 from benchmark.workers import GUARANTEES, stop_running
 from benchmark.workload import make_dataset, publish_backlog, publish_plans
 
-SECTIONS: Final = (
-    "baseline", "throughput", "two-workers", "latency", "rebuild", "plans", "delivery"
-)  # fmt: skip
+SECTIONS: Final = ("baseline", "throughput", "scaling", "latency", "rebuild", "plans", "deliver")
 
 
 def source_version() -> str:
@@ -149,7 +155,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     size.add_argument("--partitions", type=int, default=4, help="partitions per topic")
     size.add_argument("--duplicate-rate", type=float, default=0.03, help="share of repeats")
     size.add_argument(
-        "--latency-rate", type=float, default=10_000.0, help="latency: offered records/s"
+        "--latency-rate",
+        type=float,
+        default=None,
+        help="latency: offered records/s (None: 40%% of the exactly_once worker's measured rate)",
     )
     size.add_argument(
         "--latency-seconds", type=float, default=30.0, help="latency: seconds of offered traffic"
@@ -157,13 +166,44 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     size.add_argument(
         "--latency-accounts", type=int, default=None, help="latency: accounts (None: as --accounts)"
     )
+    size.add_argument(
+        "--deliver-backlog", type=int, default=5_000, help="deliver: events of the backlog"
+    )
+    size.add_argument(
+        "--deliver-rate", type=float, default=1_000.0, help="deliver: offered events/s"
+    )
+    size.add_argument(
+        "--deliver-seconds", type=float, default=20.0, help="deliver: seconds of offered events"
+    )
+    size.add_argument(
+        "--deliver-concurrency", type=int, default=None,
+        help="deliver: MOMENTS_DELIVER_CONCURRENCY (None: the deliverer's)",
+    )  # fmt: skip
+    size.add_argument(
+        "--history-days",
+        type=int,
+        default=27,
+        help="latency: days of usage history per account published before the worker starts",
+    )
+    size.add_argument(
+        "--anniversaries",
+        type=int,
+        default=None,
+        help="latency: accounts whose billing period ends during the load (None: a quarter of"
+        " the latency accounts)",
+    )
+    size.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=40.0,
+        help="latency: worker start to the load's start (history consumed, start-up background"
+        " work done); the day close and anniversaries are timed from it",
+    )
+    size.add_argument("--scale-workers", type=int, default=3, help="scaling: workers in one group")
     size.add_argument("--plans", type=int, default=100_000, help="plans: plan records first")
     size.add_argument(
         "--plans-usage", type=int, default=10_000, help="plans: usage records after the plans"
     )
-    size.add_argument("--delivery-events", type=int, default=20_000, help="delivery: burst")
-    size.add_argument("--delivery-rate", type=float, default=1_000.0, help="delivery: events/s")
-    size.add_argument("--delivery-seconds", type=float, default=30.0, help="delivery: steady s")
     run = parser.add_argument_group("running")
     run.add_argument(
         "--guarantee",
@@ -229,7 +269,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--moments must be 0 or more")
     if args.moments is not None and set(args.only) - {"baseline", "throughput", "rebuild"}:
         parser.error("--moments applies to the throughput section (and rebuild, which follows it)")
-    if args.latency_rate <= 0 or args.latency_seconds <= 0 or args.max_seconds <= 0:
+    if (args.latency_rate is not None and args.latency_rate <= 0) or min(
+        args.latency_seconds, args.max_seconds
+    ) <= 0:
         parser.error("--latency-rate, --latency-seconds and --max-seconds must be positive")
     return args
 
@@ -237,7 +279,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 async def run(args: argparse.Namespace) -> int:
     """Every selected section, then the table; 1 when a figure could not be measured."""
     run_id = uuid.uuid4().hex[:8]
-    sections = set(args.only)
+    # Every figure is also given relative to the baseline loop of the same run.
+    sections = set(args.only) | {"baseline"}
     report = Report()
     guarantees = GUARANTEES if args.guarantee == "both" else (args.guarantee,)
     catalog = "the shipped catalog"
@@ -253,11 +296,12 @@ async def run(args: argparse.Namespace) -> int:
         f" {os.cpu_count()} CPUs, python {sys.version.split()[0]}; worker at {source_version()}"
         f" ({args.worker_command}); {catalog}"
     )
-    # The exactly_once one-worker run is the reference of two-workers and builds the
+    # The exactly_once one-worker run is the reference of scaling and latency and builds the
     # state that rebuild restores, so those sections run it too.
     need_eos = bool(
         ("throughput" in sections and "exactly_once" in guarantees)
-        or {"rebuild", "two-workers"} & sections
+        or {"rebuild", "scaling"} & sections
+        or ("latency" in sections and args.latency_rate is None)
     )
     need_alo = "throughput" in sections and "at_least_once" in guarantees
     backlog = make_dataset(args, run_id, "backlog", args.accounts)
@@ -272,17 +316,20 @@ async def run(args: argparse.Namespace) -> int:
             " rec/s"
         )
     if "baseline" in sections:
-        base_s, base_rps, base_accounts = await baseline(args, backlog)
+        ref, base_accounts = await baseline(args, backlog)
+        report.baseline = ref
         print(
-            f"baseline aiokafka loop: {backlog.records:,} records in {base_s:.1f}s ->"
-            f" {base_rps:,.0f} rec/s ({base_accounts} accounts summed)"
+            f"baseline aiokafka loop: {backlog.records:,} records in {ref.seconds:.1f}s ->"
+            f" {ref.rate:,.0f} rec/s, {ref.cpu_us:.1f} us CPU/record ({base_accounts} accounts"
+            " summed); every figure is also given relative to it"
         )
         report.add(
             1,
             "baseline aiokafka loop (read + parse + sum), records/s",
-            f"{base_rps:,.0f}/s",
+            f"{ref.rate:,.0f}/s",
             "- (reference)",
             "(reference: a plain Python consumer on this machine)",
+            ("rate", ref.rate),
         )
     eos: OneRun | None = None
     if need_eos:
@@ -298,18 +345,29 @@ async def run(args: argparse.Namespace) -> int:
         alo = await one_worker(args, backlog, "at_least_once", report)
         if alo.window and eos and eos.window and eos.window.rate > 0:
             print(f"  at_least_once / exactly_once: {alo.window.rate / eos.window.rate:.2f}x")
-    if "two-workers" in sections:
-        await two_workers(args, run_id, eos, report)
+    if "scaling" in sections:
+        await scaling(args, run_id, eos, report)
     if "latency" in sections:
-        await latency(args, run_id, report)
+        rate = args.latency_rate
+        if rate is None:
+            own = eos.window.rate if eos is not None and eos.window is not None else 0.0
+            rate = LATENCY_SHARE * own
+            print(
+                f"\nlatency rate: {LATENCY_SHARE:.0%} of the exactly_once worker's"
+                f" {own:,.0f} rec/s measured above = {rate:,.0f} rec/s"
+            )
+        if rate > 0:
+            await latency(args, run_id, rate, report)
+        else:
+            report.failed(3, "end-to-end latency", "-", "no exactly_once rate to offer 40 % of")
     if "plans" in sections:
         await plans_first_commit(args, run_id, report)
-    if "delivery" in sections:
-        await delivery(args, run_id, report)
+    if "deliver" in sections:
+        await deliver(args, run_id, report)
     report.print()
     print(
         "\nrates: records counted by moments_records_total (all outcomes) per second, from"
-        " /readyz 200 (two workers: from the commit of the gated backlog) to the last record;"
+        " /readyz 200 (scaling: from the commit of the gated backlog) to the last record;"
         " partial when a section ran out of --max-seconds. Peak RSS: VmHWM from /proc."
     )
     return 1 if report.failures else 0

@@ -8,8 +8,9 @@ With ``MOMENTS_WEB_TOKEN`` set, ``/clock`` and ``/accounts/{id}`` need the beare
 others forward the request there (Faust's topic routing, by the usage topic). It shows what the
 worker holds of the account: plan and status, period totals with the threshold levels
 announced, lifetime totals with the milestones announced, daily totals and open drop episodes
-(with the id of the drop event that opened each), the last billing anniversary judged and the
-last birthday celebrated.
+(with the id of the drop event that opened each), the last billing anniversary judged, the
+last birthday celebrated, and when each rule of ``[[moments]]`` last fired (with the end of its
+cooldown).
 :func:`register` adds the views to a runtime's app.
 """
 
@@ -24,7 +25,7 @@ from agents.usage import key_partition
 from app.clock import ManualClock
 from app.faust_internals import fleet_urls, warm_router
 from app.main import Runtime
-from domain.common.timeutil import to_rfc3339
+from domain.common.timeutil import DAY_MS, to_rfc3339
 from domain.intake.accounts import AccountPlan, period_of
 from domain.plans.catalog import Catalog
 from domain.plans.periods import day_to_date
@@ -37,6 +38,7 @@ from tables.accounts import plan_of
 from tables.anniversaries import anniversary_of
 from tables.announced import announced_of
 from tables.birthdays import celebrated_of
+from tables.custom_firings import firings_of
 from tables.daily import DAILY, daily_of
 from tables.evaluations import evaluation_of
 from tables.lifetime import LIFETIME, lifetime_of
@@ -180,7 +182,27 @@ def account_view(
         "drops": drops,
         "last_anniversary": last_anniversary(store, catalog, account_id, plan),
         "last_birthday": None if celebrated is None else celebrated.isoformat(),
+        "moments_fired": moments_fired(store, catalog, account_id),
     }
+
+
+def moments_fired(store: PartitionStore, catalog: Catalog, account_id: str) -> dict[str, Any]:
+    """Rule id -> when it last fired for the account and until when its cooldown holds (null:
+    none), for the rules of the catalog that fired (contract 3.8)."""
+    fired = firings_of(store, account_id).fired
+    shown: dict[str, Any] = {}
+    for rule in catalog.moments:
+        firing = fired.get(rule.id)
+        if firing is None:
+            continue
+        cooldown = rule.cooldown_days
+        shown[rule.id] = {
+            "last_fired_at": to_rfc3339(firing.at_ms),
+            "cooldown_until": None
+            if cooldown is None
+            else to_rfc3339(firing.at_ms + cooldown * DAY_MS),
+        }
+    return shown
 
 
 def register(runtime: Runtime, engine: Engine) -> None:

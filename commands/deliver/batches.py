@@ -1,6 +1,6 @@
 """A fetch's records, delivered as chains per account, and the offsets safe to commit.
 
-Records of one key (the account id) go one after the other, in the order they were read;
+Records of one key (the account id) go one after the other, in the order they were written;
 chains of different keys run concurrently, at most ``concurrency`` requests at a time. The
 offsets to commit are, per partition, those of the first record whose outcome is not recorded
 yet (at least once: a record is never committed before it is delivered, retried or
@@ -11,6 +11,7 @@ abandoned (on stop) or a write to Kafka failed.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,11 +36,19 @@ class Batch:
     failed: int = 0
 
     def chains(self) -> list[list[Inbound]]:
-        """The records grouped by key, each group in the order read."""
-        by_key: dict[bytes | None, list[Inbound]] = {}
+        """The records grouped by key, each group in the order written: an account's events
+        of one kind are in one partition's order; events of several kinds (topics) are put
+        merged by their Kafka timestamps (the worker's send time), never reordering a
+        partition."""
+        by_key: dict[bytes | None, dict[tuple[str, int], list[Inbound]]] = {}
         for record in self.records:
-            by_key.setdefault(record.key, []).append(record)
-        return list(by_key.values())
+            by_tp = by_key.setdefault(record.key, {})
+            by_tp.setdefault((record.topic, record.partition), []).append(record)
+        # heapq.merge only ever takes a list's head: a partition's order is kept as read.
+        return [
+            list(heapq.merge(*by_tp.values(), key=lambda r: r.timestamp_ms))
+            for by_tp in by_key.values()
+        ]
 
     async def run(self) -> None:
         """Deliver every chain; a chain stops at a record whose outcome could not be

@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 POLL_MS = 500
 BACKLOG_EVERY_S = 5.0
+#: Longest a fetch's deliveries may run before the unfinished ones are left to the next
+#: fetch: well within the consumer's max_poll_interval_ms (run.MAX_POLL_INTERVAL_MS, 15 min).
+BATCH_DEADLINE_S = 5 * 60.0
 #: Pause after a batch whose outcome could not be written to Kafka, before reading again.
 FAILURE_PAUSE_S = 1.0
 
@@ -152,15 +155,30 @@ class EndpointLoop:
         work = asyncio.create_task(batch.run())
         stopping = asyncio.create_task(self.stop.wait())
         try:
-            await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {work, stopping}, timeout=BATCH_DEADLINE_S, return_when=asyncio.FIRST_COMPLETED
+            )
             if not work.done():
-                # Stopping: give the attempts in flight a moment, then abandon the rest.
+                # Stopping: give the attempts in flight a moment. Or the batch outlived its
+                # deadline (a hanging endpoint and one account's long chain): what finished
+                # is committed and the rest read again, so the consumer keeps polling in time
+                # to stay in its group and every pass makes progress.
+                grace = self.grace_s if self.stop.is_set() else 0.0
                 try:
-                    await asyncio.wait_for(asyncio.shield(work), self.grace_s)
+                    await asyncio.wait_for(asyncio.shield(work), grace)
                 except TimeoutError:
                     work.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await work
+                    if not self.stop.is_set():
+                        logger.warning(
+                            "endpoint %s: a fetch's deliveries outlived %.0fs; %d of %d "
+                            "finished, the rest are read again",
+                            self.name,
+                            BATCH_DEADLINE_S,
+                            len(batch.done),
+                            len(records),
+                        )
         finally:
             stopping.cancel()
         commit, rewind = batch.settle()
@@ -183,22 +201,21 @@ class EndpointLoop:
                 await asyncio.sleep(FAILURE_PAUSE_S)
 
     async def _measure_backlog(self) -> None:
+        """The tiers' records past this consumer's position, from the brokers' end offsets
+        (a paused partition's high watermark is not refreshed by fetches)."""
         gauge = self.deliverer.metrics.retry_backlog
         labels = dict(
             zip(self.deliverer.tier_topics, self.deliverer.schedule.labels(), strict=True)
         )
         totals = dict.fromkeys(labels.values(), 0)
-        for tp in self.consumer.assignment():
-            tier = labels.get(tp.topic)
-            if tier is None:
-                continue
-            end = self.consumer.highwater(tp)
-            if end is None:
-                continue
-            try:
+        tiers = [tp for tp in self.consumer.assignment() if tp.topic in labels]
+        try:
+            ends = await self.consumer.end_offsets(tiers) if tiers else {}
+            for tp in tiers:
                 position = await self.consumer.position(tp)
-            except KafkaError:
-                continue
-            totals[tier] += max(0, end - position)
+                totals[labels[tp.topic]] += max(0, ends[tp] - position)
+        except (KafkaError, KeyError) as exc:  # a rebalance or a broker away: next time
+            logger.debug("endpoint %s: retry backlog not measured: %r", self.name, exc)
+            return
         for tier, total in totals.items():
             gauge.labels(endpoint=self.name, tier=tier).set(total)

@@ -5,18 +5,16 @@ any worker does not wait for them)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin import NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 
-from app.topology import TopicSpec
+from app.topology import TopicSpec, started_admin, wait_visible
 from config.settings import Settings
 from domain.delivery.endpoints import Endpoint
 from domain.delivery.schedule import RetrySchedule
-from domain.errors import TopologyError
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +22,6 @@ logger = logging.getLogger(__name__)
 #: deliverer; the dead letters stay for a month of replays.
 TIER_RETENTION_MS = 7 * 86_400_000
 DLQ_RETENTION_MS = 30 * 86_400_000
-VISIBLE_TIMEOUT_S = 60.0
 
 
 def tier_topics(settings: Settings, endpoint: Endpoint, schedule: RetrySchedule) -> tuple[str, ...]:
@@ -60,16 +57,7 @@ async def ensure_deliver_topics(
     settings: Settings, client_kwargs: Mapping[str, object], specs: Sequence[TopicSpec]
 ) -> list[str]:
     """Create the missing topics of ``specs``; wait until the brokers list them all."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=list(settings.kafka_bootstrap), request_timeout_ms=15000, **client_kwargs
-    )
-    try:
-        await admin.start()
-    except KafkaError as exc:
-        raise TopologyError(
-            f"cannot reach Kafka at {','.join(settings.kafka_bootstrap)} ({exc!r}): "
-            "check MOMENTS_KAFKA_BOOTSTRAP and that the brokers are up"
-        ) from exc
+    admin = await started_admin(settings, client_kwargs)
     try:
         present = set(await admin.list_topics())
         created: list[str] = []
@@ -86,26 +74,9 @@ async def ensure_deliver_topics(
                 pass  # another deliverer (or the worker) won the race
         if created:
             logger.info("created topics: %s", ", ".join(created))
-        await _visible(admin, [s.name for s in specs])
+        # Topics created now with all their partitions led; those found, with one at least
+        # (their count is the worker's to check).
+        await wait_visible(admin, {s.name: s.partitions if s.name in created else 1 for s in specs})
         return created
     finally:
         await admin.close()
-
-
-async def _visible(admin: AIOKafkaAdminClient, names: Sequence[str]) -> None:
-    """Wait until every topic of ``names`` is described with led partitions: a consumer that
-    joins before would be assigned none of them (see app.topology._visible)."""
-    deadline = asyncio.get_running_loop().time() + VISIBLE_TIMEOUT_S
-    missing = set(names)
-    while missing:
-        for info in await admin.describe_topics(sorted(missing)):
-            parts = info.get("partitions") or []
-            if info.get("error_code", 0) == 0 and parts and all(p["leader"] >= 0 for p in parts):
-                missing.discard(info["topic"])
-        if not missing:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise TopologyError(
-                f"topics not visible after {VISIBLE_TIMEOUT_S:g}s: {sorted(missing)}"
-            )
-        await asyncio.sleep(0.2)

@@ -15,7 +15,9 @@ for one or two kinds, and its records are shaped by the worker's own rules, not 
   ``usage-recovered``. That cannot happen sooner: a closed day is evaluated once.
 * ``demo-year-<tag>``: billing anchor exactly a year before the latest *cut* (the whole hour at
   or before ``now - MOMENTS_LATE_GRACE``), so its 12th period became final just over the grace
-  ago: the worker's first anniversary pass announces it (``billing-anniversary``, one year).
+  ago: the worker's first anniversary pass announces it (``billing-anniversary``, one year). Its
+  plan record's Kafka timestamp is a day before that end: a period that ended before the
+  worker knew the account gets no anniversary.
 * ``demo-renew-<tag>``: anchor a year before the *next* cut, so its period ends within the
   coming hour and the hourly pass after that announces it, even on a worker that was running
   already (at most about an hour later).
@@ -53,7 +55,7 @@ UTC day and broker shows its drop and its quiet account at the next day close.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Final, Literal
@@ -262,7 +264,13 @@ class Showcase:
         for role, end_ms in (("year", self.cut_ms), ("renew", self.cut_ms + HOUR_MS)):
             account_id = self.account(role)
             anchor = to_rfc3339(self.anchor_ending_at(end_ms))
-            self.history.append(self._plan(account_id, plan, billing_anchor=anchor))
+            planned = self._plan(account_id, plan, billing_anchor=anchor)
+            if end_ms <= self.now_ms:
+                # A period that ended before the account's plan was known gets no anniversary
+                # (contract 3.5): this account's plan record carries a Kafka timestamp a day
+                # before the end, as if published then.
+                planned = replace(planned, timestamp_ms=end_ms - DAY_MS)
+            self.history.append(planned)
             # Some usage in the closed period, for the recap (late ones count only in days).
             for hours in (30, 6):
                 ts = end_ms - hours * HOUR_MS

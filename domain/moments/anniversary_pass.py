@@ -72,13 +72,19 @@ def evaluate_anniversary(
     judged again. A period is judged for every account with a plan in the catalog, active or
     not, so the next period always has its predecessor's summary; only active accounts get the
     event. A period that ends at or before the billing anchor completes no billing period and
-    is passed over.
+    is passed over, as is one that ended before the account's plan was known here
+    (``plan.known_since_ms``).
     """
     catalog_plan = catalog.plan(plan.plan_id)
     if catalog_plan is None:
         return None, None
     period = latest_closed(plan, cut_ms, catalog)
     if done_cut_ms is not None and period.end_ms <= done_cut_ms:
+        return None, None
+    if plan.known_since_ms is not None and period.end_ms <= plan.known_since_ms:
+        # Ended before the account's plan was known here: nothing of it was observed, and a
+        # recap of zeros would mislead (a fresh deployment would greet every account with one).
+        # Its successor is judged as a first period.
         return None, None
     held = held_of()
     if held is not None and held.summary.end_ms >= period.end_ms:

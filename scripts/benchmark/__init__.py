@@ -7,7 +7,7 @@
 - ``report``: what is printed, and the final table against the targets;
 - ``views``: background work from a worker's log, account views and their differences;
 - one module per section: ``throughput`` (with ``baseline``), ``rebuild``,
-  ``two_workers``, ``latency``, ``plans``.
+  ``scaling``, ``latency``, ``plans``.
 """
 
 import sys

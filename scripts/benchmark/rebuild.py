@@ -9,7 +9,7 @@ import time
 from typing import Any, Final
 
 from benchmark.admin import changelog_records, wait_group_empty
-from benchmark.report import Report, mb, report_worker
+from benchmark.report import RatioKind, Report, mb, report_worker
 from benchmark.throughput import OneRun
 from benchmark.views import account_views, background_of, differences, wait_background_idle
 from benchmark.workers import Worker
@@ -117,14 +117,17 @@ async def rebuild(
         report.failed(6, figure, "- (none)", note)
         return
     extra = f"{records:,} changelog records"
+    ready: tuple[RatioKind, float] = ("time", w.ready_s)
     if prev.killed:
         extra += "; previous worker was SIGKILLed"
     if check:
-        report.add(6, figure, f"{w.ready_s:.1f} s", "- (none)", f"{check} ({extra})")
+        report.add(6, figure, f"{w.ready_s:.1f} s", "- (none)", f"{check} ({extra})", ready)
         report.failures += 1
     else:
         verified = "state verified" if views else "state not verified"
-        report.add(6, figure, f"{w.ready_s:.1f} s", "- (none)", f"(no target; {verified}; {extra})")
+        report.add(
+            6, figure, f"{w.ready_s:.1f} s", "- (none)", f"(no target; {verified}; {extra})", ready
+        )
     if w.state_bytes is not None:
         report.add(
             5,

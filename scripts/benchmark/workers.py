@@ -55,13 +55,18 @@ class Worker(OnProcess):
         label: str,
         *,
         log_name: str | None = None,
+        extra: dict[str, str] | None = None,
     ) -> None:
         self.args = args
         self.label = label
         self.app_id = app_id
         self.guarantee = guarantee
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"{log_name or app_id}-"))
-        extra = {"MOMENTS_PROCESSING_GUARANTEE": guarantee, "MOMENTS_LOG_LEVEL": "info"}
+        extra = {
+            "MOMENTS_PROCESSING_GUARANTEE": guarantee,
+            "MOMENTS_LOG_LEVEL": "info",
+            **(extra or {}),
+        }
         if args.batch_size is not None:
             extra["MOMENTS_BATCH_SIZE"] = str(args.batch_size)
         if getattr(args, "plans_file", None) is not None:

@@ -19,7 +19,7 @@ from agents.ticks import TicksHandlers
 from agents.usage import UsageHandler
 from app.main import build_runtime
 from config.settings import load_settings
-from domain.common.timeutil import DAY_MS
+from domain.common.timeutil import DAY_MS, to_rfc3339
 from domain.plans.periods import day_start_ms, utc_day
 from domain.wording.custom import custom_event_id, day_text
 from engine.step import Step
@@ -29,6 +29,7 @@ from tables.custom_closes import close_of
 from tables.custom_firings import firings_of
 from tests.functional.test_reliability import NOW_MS, Harness, Record, plan, usage
 from tests.schema import assert_valid
+from web.views import account_view
 
 ROOT = Path(__file__).resolve().parents[2]
 TODAY = utc_day(NOW_MS)  # 2026-11-20
@@ -177,3 +178,20 @@ def test_without_at_most_rules_the_close_is_not_wired(tmp_path: Path) -> None:
         assert not CustomClose.wanted(harness.runtime)
     finally:
         harness.store.close()
+
+
+def test_the_account_view_shows_when_each_rule_last_fired(h: RulesHarness) -> None:
+    h.plan(b"a", plan("a"))
+    at = NOW_MS - 3000
+    h.usage(*(usage("a", 1, at_ms=at + i, metric="events") for i in range(3)))
+    found = account_view(h.store, 0, h.runtime.catalog, "a")
+    assert found is not None
+    # The cooldown of a window rule without one of its own is its window (7 days).
+    assert found["moments_fired"] == {
+        "busy-week": {
+            "last_fired_at": to_rfc3339(at + 2),
+            "cooldown_until": to_rfc3339(at + 2 + 7 * DAY_MS),
+        }
+    }
+    h.plan(b"b", plan("b"))
+    assert account_view(h.store, 0, h.runtime.catalog, "b")["moments_fired"] == {}  # type: ignore[index]

@@ -154,8 +154,13 @@ def test_a_million_due_on_the_1st_are_sliced_and_timers_behind_the_cursor_are_no
     assert len(first) == 5
     progress = pass_of(h.store, 0)
     assert progress is not None and not progress.complete
-    # A new account arrives mid-pass; its timer (due at once) sorts before the cursor.
-    h.plan(b"aaa-new", plan("aaa-new", billing_anchor="2026-10-01T00:00:00Z"))
+    # A new account arrives mid-pass; its timer (due at once) sorts before the cursor. Its
+    # plan record was produced before its period ended (handled late), so the period counts.
+    h.plan(
+        b"aaa-new",
+        plan("aaa-new", billing_anchor="2026-10-01T00:00:00Z"),
+        timestamp=ms("2026-11-30T23:00:00Z"),
+    )
     rest = run_pass(h, work)
     names = sorted(e["account_id"] for e in first + rest)
     assert names == sorted([*accounts, "aaa-new"])

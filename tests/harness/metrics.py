@@ -59,11 +59,13 @@ class Metrics:
                 out[labels[label]] = out.get(labels[label], 0.0) + value
         return out
 
-    def histogram_quantile(self, name: str, q: float) -> float | None:
+    def histogram_quantile(self, name: str, q: float, since: Metrics | None = None) -> float | None:
         """Prometheus-style quantile of histogram ``name``: linear within the bucket
-        that holds it; None while it counted nothing."""
+        that holds it; None while it counted nothing. ``since``: of what it counted after
+        that earlier read only."""
+        start = since.by_label(f"{name}_bucket", "le") if since is not None else {}
         buckets = sorted(
-            (math.inf if le == "+Inf" else float(le), count)
+            (math.inf if le == "+Inf" else float(le), count - start.get(le, 0.0))
             for le, count in self.by_label(f"{name}_bucket", "le").items()
         )
         if not buckets or buckets[-1][1] <= 0:

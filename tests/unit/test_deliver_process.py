@@ -223,3 +223,67 @@ async def test_an_abandoned_batch_commits_what_finished() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert batch.settle() == ({("t", 0): 2}, {("t", 0): 2})
+
+
+def test_an_accounts_chain_merges_its_topics_by_time_keeping_each_partitions_order() -> None:
+    def rec(topic: str, offset: int, ts: int) -> Inbound:
+        return Inbound(topic, 0, offset, b"a", b"{}", timestamp_ms=ts)
+
+    records = [rec("hit", 0, 10), rec("hit", 1, 30), rec("near", 0, 20), rec("hit", 2, 25)]
+    (chain,) = Batch(records, _never, asyncio.Semaphore(1)).chains()
+    # hit@2 has an earlier timestamp than hit@1 but stays after it (its partition's order).
+    assert [(r.topic, r.offset) for r in chain] == [("hit", 0), ("near", 0), ("hit", 1), ("hit", 2)]
+
+
+async def _never(record: Inbound) -> Outcome:
+    raise AssertionError("not delivered in this test")
+
+
+class FakeConsumer:
+    def __init__(self, assigned: set[Any]) -> None:
+        self.assigned = assigned
+        self.commits: list[dict[Any, int]] = []
+        self.seeks: list[tuple[Any, int]] = []
+
+    async def commit(self, offsets: dict[Any, int]) -> None:
+        self.commits.append(offsets)
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+    def assignment(self) -> set[Any]:
+        return self.assigned
+
+
+async def test_a_fetch_that_outlives_its_deadline_commits_what_finished(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    from aiokafka import TopicPartition
+
+    from commands.deliver import consumer as consumer_module
+
+    monkeypatch.setattr(consumer_module, "BATCH_DEADLINE_S", 0.2)
+
+    async def deliver(record: Inbound) -> Outcome:
+        if record.offset >= 2:
+            await asyncio.sleep(3600)  # a hanging endpoint
+        return "retried"
+
+    tp = TopicPartition("t", 0)
+    fake = FakeConsumer({tp})
+    deliverer: Any = SimpleNamespace(deliver=deliver, endpoint=SimpleNamespace(name="x"))
+    loop = consumer_module.EndpointLoop(
+        deliverer,
+        fake,  # type: ignore[arg-type]
+        ["t"],
+        concurrency=4,
+        batch_size=10,
+        stop=asyncio.Event(),
+        grace_s=5,
+        now_ms=lambda: NOW_MS,
+    )
+    await loop._deliver([_rec(0, 0, b"a"), _rec(0, 1, b"a"), _rec(0, 2, b"a"), _rec(0, 3, b"a")])
+    assert fake.commits == [{tp: 2}]
+    assert fake.seeks == [(tp, 2)]

@@ -419,3 +419,16 @@ def test_replay_selects_each_delivery_once_the_last_written_winning() -> None:
     assert [c["event_id"] for c in replay_selected(letters, "a", None)] == ["e2", "e1"]
     assert [c["endpoint"] for c in replay_selected(letters, None, "e1")] == ["b", "a"]
     assert replay_selected(letters, "c", None) == []
+
+
+def test_the_schedule_setting() -> None:
+    from config.settings import load_settings
+    from domain.errors import SettingsError
+
+    assert load_settings({}).deliver_schedule_s == (5, 60, 600, 3600, 21600)
+    schedule = load_settings({"MOMENTS_DELIVER_SCHEDULE": "200ms, 1s,2m"}).deliver_schedule_s
+    assert schedule == (0.2, 1, 120)
+    assert RetrySchedule(schedule).labels() == ("200ms", "1s", "2m")
+    for bad in ("0s", "5s,5s", "7h", "soon", "5s,,x"):
+        with pytest.raises(SettingsError, match="MOMENTS_DELIVER_SCHEDULE"):
+            load_settings({"MOMENTS_DELIVER_SCHEDULE": bad})
