@@ -47,7 +47,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
             if tp.topic in self.loop.event_topics and await consumer.committed(tp) is None:
                 fresh.append(tp)
         if fresh:
+            # A new endpoint starts at the end (not the retained backlog), and says so at
+            # once: committed, that start survives a crash before the first delivery's commit
+            # (else a restart would seek to the end again, past the events published meanwhile).
             await consumer.seek_to_end(*fresh)
+            await consumer.commit({tp: await consumer.position(tp) for tp in fresh})
         self.loop.joined = True
 
 

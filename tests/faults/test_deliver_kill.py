@@ -86,11 +86,10 @@ async def warm_up(setup: Delivery, producer: AIOKafkaProducer) -> set[str]:
     """One event on every partition of every kind's topic, delivered and COMMITTED by every
     endpoint's group, before the load.
 
-    A group's first assignment of a partition without a committed offset seeks to its end
-    (commands/deliver/consumer.py, ``_Listener``): a deliverer killed before its first commit
-    of a partition would, restarted, skip what was published there meanwhile (see
-    ``test_a_kill_before_the_first_commit_loses_nothing``, xfail). The warm-up gives every
-    partition a committed offset so the load measures the kill, not that gap."""
+    A group's first assignment of a partition without a committed offset starts at its end
+    and commits that position at once (commands/deliver/consumer.py, ``_Listener``; see
+    ``test_a_kill_before_the_first_commit_loses_nothing``). The warm-up makes sure every
+    group has joined before the load, so the events of the load are all the endpoints'."""
     events = []
     for n, kind in enumerate(KINDS):
         for partition in range(PARTITIONS):
@@ -180,15 +179,6 @@ async def test_a_deliverer_killed_twice_under_load_delivers_everything(delivery:
     print("\n".join(["deliverer SIGKILLed twice under load and restarted:", *lines]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="D2's deliverer (commands/deliver/consumer.py, _Listener.on_partitions_assigned) seeks"
-    " a partition its group has no committed offset for to its END, on every assignment: a"
-    " deliverer killed before its first commit of a partition skips, once restarted, every"
-    " event published there meanwhile (lost, not delivered at least once). Fix: commit the"
-    " end position as soon as a fresh group's partition is first assigned (so a restart"
-    " resumes from there), or seek to the end only when the group has no offsets at all.",
-)
 async def test_a_kill_before_the_first_commit_loses_nothing(delivery: Delivery) -> None:
     setup = delivery
     path = setup.endpoint("first", ["milestone"], timeout_s=30)
