@@ -287,3 +287,13 @@ async def test_a_fetch_that_outlives_its_deadline_commits_what_finished(
     await loop._deliver([_rec(0, 0, b"a"), _rec(0, 1, b"a"), _rec(0, 2, b"a"), _rec(0, 3, b"a")])
     assert fake.commits == [{tp: 2}]
     assert fake.seeks == [(tp, 2)]
+
+
+@pytest.mark.parametrize("retry_after", ["\u00b2", "9" * 400, "9" * 5000])
+async def test_a_garbage_retry_after_is_still_retried(retry_after: str) -> None:
+    """Review: the answer's Retry-After raised out of deliver (the outcome never recorded, so
+    the same event was POSTed again on every pass)."""
+    d = _deliverer([Answer(429, retry_after=retry_after)])
+    assert await d.deliver(_record(_event())) == "retried"
+    due = retry_state(d.recorder.written[-1][3]).due_ms  # type: ignore[attr-defined]
+    assert NOW_MS + 5000 <= due <= NOW_MS + 6 * 3600 * 1000
