@@ -350,3 +350,39 @@ async def test_a_long_retry_after_does_not_hold_other_accounts_retries_in_its_ti
     )
     due = loop._due({tp: messages})  # type: ignore[dict-item]
     assert [r.key for r in due] == [b"a2"]
+
+
+@pytest.mark.parametrize("event_id", ["a\r\nx-evil: 1", "a\x00b", "del\x7f"])
+async def test_an_event_id_that_cannot_be_a_header_is_dead_lettered_unsent(event_id: str) -> None:
+    """Review: an event_id with a control character cannot be sent as ``webhook-id``: aiohttp
+    raised ValueError (header injection) out of HttpPoster.post, the outcome was never
+    recorded, and the event (with its partition's later records) was read and tried again
+    every second, forever. It is an invalid event: dead-lettered, never POSTed."""
+    from aiohttp import ClientSession, web
+
+    from commands.deliver.http import HttpPoster
+
+    posted: list[str] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        posted.append(request.headers.get("webhook-id", ""))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/x", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    value = orjson.dumps({"event_id": event_id, "kind": "threshold-hit", "account_id": "a1"})
+    d = _deliverer([], url=f"http://127.0.0.1:{port}/x")
+    try:
+        async with ClientSession() as session:
+            d.poster = HttpPoster(session)  # the real poster, to a real receiver on loopback
+            assert await d.deliver(_record(value)) == "dead"
+    finally:
+        await runner.cleanup()
+    assert posted == []
+    letter = parse_dead_letter(d.recorder.written[-1][2])  # type: ignore[attr-defined]
+    assert letter["reason"] == "invalid" and letter["event"].encode() == value
