@@ -26,12 +26,14 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from domain.common.tomlfile import parse_toml, read_toml_text
-from domain.delivery.signing import Secret, parse_secret
+from domain.delivery.signing import SECRET_PREFIX, Secret, parse_secret
 from domain.errors import EndpointsError
 
 NAME: Final = re.compile(r"[a-z0-9-]{1,40}")
 #: A kind pattern: a built-in kind, ``custom.<rule id>``, ``custom.*`` or ``*``.
 _CUSTOM: Final = re.compile(r"custom\.(\*|[a-z0-9-]{1,40})")
+#: An environment variable's name (POSIX: letters, digits and _, not starting with a digit).
+_ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEFAULT_TIMEOUT_S: Final = 10.0
 MAX_TIMEOUT_S: Final = 300.0
 _Fail = Callable[[str, str], EndpointsError]
@@ -190,6 +192,13 @@ def _secret(
     if var is not None:
         if not isinstance(var, str) or not var:
             raise fail(f"{key}_env", "expected the name of an environment variable")
+        if not _ENV_NAME.fullmatch(var) or var.startswith(SECRET_PREFIX):
+            # Never echoed: it may be the secret itself, put where its variable's name goes.
+            raise fail(
+                f"{key}_env",
+                f"expected the name of an environment variable (letters, digits, _), not a "
+                f"value (a {SECRET_PREFIX} secret goes in that variable)",
+            )
         text = env.get(var)
         if not text:
             raise fail(f"{key}_env", f"the environment variable {var} is not set")

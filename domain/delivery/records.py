@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, TypedDict
@@ -21,6 +22,8 @@ import orjson
 from domain.common.timeutil import to_rfc3339
 
 EXCERPT_MAX_BYTES: Final = 1024
+#: What an HTTP field value cannot hold (RFC 9110 5.5): control characters other than HTAB.
+_NOT_IN_A_HEADER: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 #: Header names of a retry record's state (values: ASCII text).
 H_ATTEMPTS: Final = "moments-attempts"
@@ -48,7 +51,8 @@ def event_facts(value: bytes) -> EventFacts:
     """The routing facts of an event's JSON value.
 
     Raises:
-        ValueError: not a JSON object with string ``event_id``, ``kind`` and ``account_id``.
+        ValueError: not a JSON object with string ``event_id``, ``kind`` and ``account_id``,
+            or an ``event_id`` that cannot be sent as ``webhook-id`` (a control character).
     """
     try:
         data = orjson.loads(value)
@@ -62,6 +66,10 @@ def event_facts(value: bytes) -> EventFacts:
         if not isinstance(found, str) or not found:
             raise ValueError(f"{key}: missing or not a string")
         facts.append(found)
+    if _NOT_IN_A_HEADER.search(facts[0]):
+        # It is sent as webhook-id: a control character (RFC 9110 field values allow none but
+        # HTAB) would make every attempt fail before it leaves.
+        raise ValueError("event_id: holds a control character")
     plan = data.get("plan")
     plan_id = plan.get("id") if isinstance(plan, dict) else None
     emitted = data.get("emitted_at")

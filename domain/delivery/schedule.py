@@ -79,13 +79,15 @@ def wait_s(delay_s: float, retry_after_s: float | None, spread: float) -> float:
 
 def retry_after_s(value: str | None, now_s: float) -> float | None:
     """The seconds a ``Retry-After`` header asks to wait: a whole number of seconds or an
-    HTTP-date (RFC 9110 10.2.3), from ``now_s`` (unix seconds). None when absent or unreadable;
-    a date in the past is 0."""
+    HTTP-date (RFC 9110 10.2.3), from ``now_s`` (unix seconds). None when absent or unreadable
+    (seconds are ASCII digits only); a date in the past is 0; never raises."""
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
-        return float(int(text))
+    if text.isascii() and text.isdigit():
+        # Past 15 digits (millions of years) the exact figure does not matter: wait_s caps it,
+        # and int() and float() would raise on thousands of digits.
+        return float(int(text)) if len(text) <= 15 else math.inf
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

@@ -432,3 +432,28 @@ def test_the_schedule_setting() -> None:
     for bad in ("0s", "5s,5s", "7h", "soon", "5s,,x"):
         with pytest.raises(SettingsError, match="MOMENTS_DELIVER_SCHEDULE"):
             load_settings({"MOMENTS_DELIVER_SCHEDULE": bad})
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "9" * 400, "9" * 5000, "1" * 30])
+def test_retry_after_never_raises_on_what_an_endpoint_sends(value: str) -> None:
+    """Review: a Retry-After of non-ASCII digits (``²`` passes str.isdigit but not int), or
+    one too large for a float or for int()'s digit limit, raised out of the deliverer; the
+    record was then read again and POSTed again forever. Unreadable is None; huge is capped
+    by wait_s."""
+    now = 1_800_000_000.0
+    got = retry_after_s(value, now)
+    assert got is None or got >= 0
+    assert wait_s(5, got, 0) <= MAX_WAIT_S
+
+
+@pytest.mark.parametrize("key", ["secret_env", "previous_secret_env"])
+def test_a_secret_given_where_an_env_var_name_goes_is_not_shown(key: str) -> None:
+    """Review: ``secret_env = "whsec_..."`` (the secret itself where its variable's name goes, an
+    easy slip) was echoed in the error, "the environment variable whsec_... is not set": the
+    secret in the deliverer's stderr and logs."""
+    fields: dict[str, Any] = {key: SECRET}
+    if key == "secret_env":
+        fields["secret"] = None
+    with pytest.raises(EndpointsError, match=re.escape(f"endpoint 'crm': {key}")) as caught:
+        _one(**fields)
+    assert SECRET.removeprefix("whsec_") not in str(caught.value)
