@@ -133,7 +133,9 @@ class Deliverer:
             last_status=answer.status,
             last_error=answer.error or f"HTTP {answer.status}",
         )
-        await self.recorder.write(self.tier_topics[tier], record.key, record.value, retry.headers())
+        # The tier whose delay covers the wait (a long Retry-After): see tier_for_wait.
+        topic = self.tier_topics[self.schedule.tier_for_wait(wait)]
+        await self.recorder.write(topic, record.key, record.value, retry.headers())
         self.metrics.deliveries.labels(endpoint=name, outcome="retried").inc()
         logger.info(
             "endpoint %s: event %s retried in %.1fs (attempt %d: %s)",

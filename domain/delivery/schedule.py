@@ -5,7 +5,9 @@ A delivery is tried once from the event topic, then once from each retry tier of
 after a failure is due ``delay`` later, the delay of the tier it goes to, moved by a random
 jitter of up to +-10 % so that the events of an outage do not all come back in the same second;
 when the answer carried ``Retry-After`` (seconds or an HTTP-date), never before it. No wait is
-longer than :data:`MAX_WAIT_S` (6 h), whatever ``Retry-After`` asks.
+longer than :data:`MAX_WAIT_S` (6 h), whatever ``Retry-After`` asks. A wait longer than its
+tier's delay (a long ``Retry-After``) is written to the tier that covers it
+(:meth:`RetrySchedule.tier_for_wait`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,20 @@ class RetrySchedule:
         """The tier (index) a delivery goes to after its ``attempts``-th attempt failed and
         should be retried; None when that was its last attempt (it is dead)."""
         return attempts - 1 if 1 <= attempts <= len(self.delays_s) else None
+
+    def tier_for_wait(self, wait_s: float) -> int:
+        """The tier (index) whose topic a retry waiting ``wait_s`` is written to: the first
+        whose delay, jitter included, covers the wait (the last when none does).
+
+        A tier's consumer waits for its head record, so a record must never wait much longer
+        than the tier's own records do: a ``Retry-After`` of an hour on a first attempt goes to
+        the 1 h tier, not to the 5 s one, where every other account's retry behind it on the
+        partition would wait the hour too. Which attempt comes next is still counted by the
+        record's own state, not by its tier."""
+        for index, delay in enumerate(self.delays_s):
+            if wait_s <= delay * (1.0 + JITTER):
+                return index
+        return len(self.delays_s) - 1
 
     def labels(self) -> tuple[str, ...]:
         """Each tier's name in topic names: ``5s``, ``1m``, ``10m``, ``1h``, ``6h``."""

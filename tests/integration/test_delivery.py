@@ -432,8 +432,8 @@ async def test_during_a_rotation_both_secrets_verify_and_neither_is_logged(
     reason="review: one account's events of several kinds are in several topics; the order "
     "is kept within a fetch only (chains merged by Kafka timestamp), and a fetch of at most "
     "MOMENTS_DELIVER_BATCH_SIZE records can hold a backlog's later events of one kind before "
-    "the account's earlier ones of another kind: README's 'Events of one account reach an "
-    "endpoint in order' holds per kind (per topic), not across kinds",
+    "the account's earlier ones of another kind: order holds per kind (per topic), not across "
+    "kinds through a backlog (README, 'Order and isolation', says so)",
 )
 async def test_an_accounts_events_of_two_kinds_keep_their_order_through_a_backlog(
     delivery: Delivery,

@@ -457,3 +457,23 @@ def test_a_secret_given_where_an_env_var_name_goes_is_not_shown(key: str) -> Non
     with pytest.raises(EndpointsError, match=re.escape(f"endpoint 'crm': {key}")) as caught:
         _one(**fields)
     assert SECRET.removeprefix("whsec_") not in str(caught.value)
+
+
+@given(
+    delays=st.lists(
+        st.integers(min_value=1, max_value=21_600), min_size=1, max_size=6, unique=True
+    ).map(sorted),
+    wait=st.floats(min_value=0.001, max_value=21_600.0),
+)
+def test_a_retry_waits_in_the_first_tier_whose_delay_covers_its_wait(
+    delays: list[int], wait: float
+) -> None:
+    schedule = RetrySchedule(tuple(float(d) for d in delays))
+    tier = schedule.tier_for_wait(wait)
+    covering = [i for i, d in enumerate(delays) if wait <= d * 1.1]
+    # Oracle: the first covering tier; past them all, the last (no tier holds a longer wait).
+    assert tier == (covering[0] if covering else len(delays) - 1)
+    # Every jittered wait of a tier's own delay stays in that tier or an earlier one.
+    for index, delay in enumerate(delays):
+        for spread in (-1.0, 0.0, 1.0):
+            assert schedule.tier_for_wait(wait_s(delay, None, spread)) <= index
