@@ -111,7 +111,7 @@ test-faults: $(STAMP) ## fault tier: workers killed, stopped, fenced, starved (b
 	trap '$(KAFKA_T) stop' EXIT; \
 	  KAFKA_LOCAL_DIR=$(KAFKA_TEST_DIR) MOMENTS_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/pytest tests/faults -q
 
-run: $(STAMP) ## worker + simulator + tail; starts a local broker when MOMENTS_KAFKA_BOOTSTRAP is unset
+run: $(STAMP) ## worker + simulator + tail + webhook deliverer and receiver; starts a local broker when MOMENTS_KAFKA_BOOTSTRAP is unset
 	scripts/run-local
 
 bench: $(STAMP) ## issue 20 figures, each also relative to the baseline loop: throughput, scaling, latency, RSS, rebuild, plans (prints)

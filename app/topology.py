@@ -132,16 +132,7 @@ async def ensure_topics(
 ) -> list[str]:
     """Check the layout, create missing topics (an event topic per kind of ``kinds``), and
     return the names created."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=list(settings.kafka_bootstrap), request_timeout_ms=15000, **client_kwargs
-    )
-    try:
-        await admin.start()
-    except KafkaError as exc:
-        raise TopologyError(
-            f"cannot reach Kafka at {','.join(settings.kafka_bootstrap)} ({exc!r}): "
-            f"check MOMENTS_KAFKA_BOOTSTRAP and that the brokers are up"
-        ) from exc
+    admin = await started_admin(settings, client_kwargs)
     try:
         specs = required_topics(settings, tables, kinds)
         existing: dict[str, int] = {}
@@ -167,7 +158,7 @@ async def ensure_topics(
                 pass  # another worker of the group won the race
         if created:
             logger.info("created topics: %s", ", ".join(created))
-        await _visible(admin, {s.name: existing.get(s.name, s.partitions) for s in specs})
+        await wait_visible(admin, {s.name: existing.get(s.name, s.partitions) for s in specs})
         return created
     finally:
         await admin.close()
@@ -372,7 +363,25 @@ async def _check_settings(
 VISIBLE_TIMEOUT_S = 60.0
 
 
-async def _visible(admin: AIOKafkaAdminClient, wanted: Mapping[str, int]) -> None:
+async def started_admin(
+    settings: Settings, client_kwargs: Mapping[str, object]
+) -> AIOKafkaAdminClient:
+    """A started admin client of the configured cluster; :class:`TopologyError` naming the
+    setting when it cannot be reached (``moments worker`` and ``moments deliver``)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=list(settings.kafka_bootstrap), request_timeout_ms=15000, **client_kwargs
+    )
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        raise TopologyError(
+            f"cannot reach Kafka at {','.join(settings.kafka_bootstrap)} ({exc!r}): "
+            f"check MOMENTS_KAFKA_BOOTSTRAP and that the brokers are up"
+        ) from exc
+    return admin
+
+
+async def wait_visible(admin: AIOKafkaAdminClient, wanted: Mapping[str, int]) -> None:
     """Wait until the brokers' metadata lists every topic of ``wanted`` with all its
     partitions led.
 

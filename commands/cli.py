@@ -1,5 +1,5 @@
 """The ``moments`` command: ``worker``, ``check-config``, ``simulate``, ``tail``, ``status``,
-``receive``.
+``deliver``, ``receive``.
 
 Configuration comes from ``MOMENTS_*`` variables only; a bad one stops the command
 with one line naming it (exit status 2) before anything connects to Kafka.
@@ -68,6 +68,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     from commands.status.fetch import run_status
 
     return run_status(args)
+
+
+def cmd_deliver(args: argparse.Namespace) -> int:
+    """POST each event to its webhook endpoints until SIGTERM, or replay dead letters."""
+    from commands.deliver.run import run_deliver
+
+    return run_deliver(args)
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
@@ -223,6 +230,26 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: http://127.0.0.1:MOMENTS_WEB_PORT); the rest of the fleet is discovered",
     )
     status.add_argument("--json", action="store_true", help="print the answers as JSON")
+    deliver = _command(
+        sub,
+        "deliver",
+        cmd_deliver,
+        "POST moment events to the webhook endpoints configured for them",
+        description="Read the event topics and POST each event, signed per Standard Webhooks, "
+        "to every endpoint of MOMENTS_ENDPOINTS_FILE that wants it; failed deliveries are "
+        "retried through retry topics, then dead-lettered. With --replay, put dead-lettered "
+        "deliveries back onto their endpoint's first retry tier (the running deliverers send "
+        "them) and exit.",
+    )
+    deliver.add_argument(
+        "--replay", action="store_true", help="re-send dead-lettered deliveries, then exit"
+    )
+    deliver.add_argument(
+        "--endpoint", metavar="NAME", help="with --replay: only this endpoint's dead letters"
+    )
+    deliver.add_argument(
+        "--event-id", metavar="ID", help="with --replay: only this event's dead letters"
+    )
     receive = _command(
         sub,
         "receive",

@@ -44,6 +44,7 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 PACKAGED_PLANS_FILE = Path(__file__).with_name("plans.toml")
 PACKAGED_MESSAGES_FILE = Path(__file__).with_name("messages.toml")
+PACKAGED_ENDPOINTS_FILE = Path(__file__).with_name("endpoints.toml")
 
 PREFIX = "MOMENTS_"
 _T = TypeVar("_T")
@@ -115,6 +116,12 @@ def _seconds(text: str) -> float:
 def _brokers(text: str) -> tuple[str, ...]:
     brokers = tuple(b.strip() for b in text.split(",") if b.strip())
     return _checked(brokers, bool(brokers) and all(_valid_hostport(b) for b in brokers))
+
+
+def _schedule(text: str) -> tuple[float, ...]:
+    delays = tuple(_seconds(part) for part in text.split(",") if part.strip())
+    ok = bool(delays) and all(0 < d <= 6 * 3600 for d in delays)
+    return _checked(delays, ok and len(set(delays)) == len(delays))
 
 
 def integer(low: int, high: int) -> Reads:
@@ -371,6 +378,27 @@ class Settings(BaseModel):
         "restored from the beginning instead of resumed: compaction may have removed "
         "deletions it has not read",
     )
+    endpoints_file: Annotated[Path, file("a readable TOML file")] = setting(
+        str(PACKAGED_ENDPOINTS_FILE),
+        "webhook endpoints of `moments deliver` (URL, kinds, plan or account filter, secret)",
+    )
+    deliver_schedule_s: Annotated[
+        tuple[float, ...],
+        Reads("comma-separated distinct durations above 0 and at most 6h", _schedule),
+    ] = setting(
+        "5s,1m,10m,1h,6h",
+        "`moments deliver`: the delay of each retry tier (a topic per endpoint and delay); "
+        "after the last, a delivery is dead-lettered",
+    )
+    deliver_concurrency: Annotated[int, integer(1, 1000)] = setting(
+        "16", "`moments deliver`: requests in flight per endpoint (one account's in order)"
+    )
+    deliver_batch_size: Annotated[int, integer(1, 10_000)] = setting(
+        "200", "`moments deliver`: most records one fetch hands to an endpoint's deliveries"
+    )
+    deliver_web_port: Annotated[int, integer(1, 65535)] = setting(
+        "6067", "`moments deliver`: HTTP port (/metrics, /healthz) on MOMENTS_WEB_HOST"
+    )
     security_protocol: Annotated[SecurityProtocol, choice(SecurityProtocol, str.upper)] = setting(
         "PLAINTEXT", "Kafka security protocol"
     )
@@ -463,6 +491,19 @@ class Settings(BaseModel):
         return f"{self.app_id}-plans-forwarded"
 
     @property
+    def topic_deliver_dlq(self) -> str:
+        """Dead-letter topic of webhook deliveries (every endpoint's)."""
+        return f"{self.topic_prefix}.deliver.dlq"
+
+    def deliver_retry_topic(self, endpoint: str, tier: str) -> str:
+        """Retry tier ``tier`` (``5s``, ``1m``) of one endpoint's deliveries."""
+        return f"{self.topic_prefix}.deliver.{endpoint}.retry.{tier}"
+
+    def deliver_group(self, endpoint: str) -> str:
+        """Consumer group of one endpoint's deliveries."""
+        return f"{self.app_id}-deliver-{endpoint}"
+
+    @property
     def event_source(self) -> str:
         """``ce_source`` of the events: ``MOMENTS_CLOUDEVENTS_SOURCE``, or the app's default."""
         return self.cloudevents_source or default_source(self.app_id)
@@ -479,7 +520,7 @@ class Settings(BaseModel):
             if isinstance(value, SecretStr):
                 out[name] = "***"
             elif isinstance(value, tuple):
-                out[name] = ",".join(value)
+                out[name] = ",".join(f"{v:g}s" if isinstance(v, float) else str(v) for v in value)
             else:
                 out[name] = "(unset)" if value is None else str(value)
         return out

@@ -6,6 +6,7 @@ Error tree::
     ├── ConfigError              start-up refuses to go on; the message says what to change
     │   ├── SettingsError        a MOMENTS_* variable has a wrong value (names the variable)
     │   ├── CatalogError         config/plans.toml is invalid (names the plan and field)
+    │   ├── EndpointsError       config/endpoints.toml is invalid (names the endpoint and field)
     │   ├── TopologyError        topics are not co-partitioned, or cannot be created
     │   ├── BrokerAccessError    Kafka refuses this worker's connection (credentials,
     │   │                        certificates, protocol, address; names the setting)
@@ -44,6 +45,10 @@ class SettingsError(ConfigError):
 
 class CatalogError(ConfigError):
     """The plan catalog is invalid."""
+
+
+class EndpointsError(ConfigError):
+    """The webhook endpoints file of ``moments deliver`` is invalid; names endpoint and field."""
 
 
 class TopologyError(ConfigError):

@@ -213,11 +213,7 @@ class Checkpoint:
             except Exception as exc:  # noqa: BLE001 - Kafka has the step, the store has not
                 await self.latch(owned, exc)
                 return False
-            objects = step.state.objects
-            owned.store.objects.forget(
-                (t, k) for t, changes in updates.items() for k in changes if (t, k) not in objects
-            )
-            owned.store.objects.update(objects)
+            owned.store.objects.settle(updates, step.state.objects)
             for callback in step.after_commit:
                 callback()
             elapsed = time.perf_counter() - started

@@ -56,6 +56,12 @@ It prints figures next to their targets and never asserts them. The sections
     topics; one worker: seconds from process start until the group's committed offset
     on the usage topic first exceeds 0 (target < 5 s).
 
+``deliver``
+    ``moments deliver`` and a local receiver (the tests' scripted one, verifying every
+    signature): deliveries/s of a ``--deliver-backlog`` burst, then the latency from an event
+    handed to the producer to its webhook's arrival, p50/p99, at a steady ``--deliver-rate``
+    (1,000) events/s for ``--deliver-seconds`` (target p99 < 500 ms).
+
 ``--moments N`` runs the throughput section's workers (and rebuild's) on the shipped catalog
 with its own ``[[moments]]`` rules taken out and N generated ones over the bench's metrics
 added (``scripts/benchmark/rules.py``; the rules' event topics are created first). Issue 19's
@@ -88,6 +94,7 @@ from pathlib import Path
 from typing import Final
 
 from benchmark.admin import create_topics
+from benchmark.deliver import deliver
 from benchmark.latency import latency
 from benchmark.plans import plans_first_commit
 from benchmark.rebuild import rebuild
@@ -98,7 +105,7 @@ from benchmark.throughput import OneRun, baseline, one_worker
 from benchmark.workers import GUARANTEES, stop_running
 from benchmark.workload import make_dataset, publish_backlog, publish_plans
 
-SECTIONS: Final = ("baseline", "throughput", "scaling", "latency", "rebuild", "plans")
+SECTIONS: Final = ("baseline", "throughput", "scaling", "latency", "rebuild", "plans", "deliver")
 
 
 def source_version() -> str:
@@ -159,6 +166,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     size.add_argument(
         "--latency-accounts", type=int, default=None, help="latency: accounts (None: as --accounts)"
     )
+    size.add_argument(
+        "--deliver-backlog", type=int, default=5_000, help="deliver: events of the backlog"
+    )
+    size.add_argument(
+        "--deliver-rate", type=float, default=1_000.0, help="deliver: offered events/s"
+    )
+    size.add_argument(
+        "--deliver-seconds", type=float, default=20.0, help="deliver: seconds of offered events"
+    )
+    size.add_argument(
+        "--deliver-concurrency", type=int, default=None,
+        help="deliver: MOMENTS_DELIVER_CONCURRENCY (None: the deliverer's)",
+    )  # fmt: skip
     size.add_argument(
         "--history-days",
         type=int,
@@ -342,6 +362,8 @@ async def run(args: argparse.Namespace) -> int:
             report.failed(3, "end-to-end latency", "-", "no exactly_once rate to offer 40 % of")
     if "plans" in sections:
         await plans_first_commit(args, run_id, report)
+    if "deliver" in sections:
+        await deliver(args, run_id, report)
     report.print()
     print(
         "\nrates: records counted by moments_records_total (all outcomes) per second, from"

@@ -132,6 +132,9 @@ class ObjectCache:
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
         self._items: OrderedDict[tuple[str, bytes], object] = OrderedDict()
+        #: Tables that ever had an object here: a step's writes to the others (dedup
+        #: entries, one per record) have nothing to forget.
+        self._tables: set[str] = set()
 
     def get(self, table: str, key: bytes) -> object | None:
         """The cached object of ``key``, or None."""
@@ -143,14 +146,29 @@ class ObjectCache:
     def update(self, objects: Mapping[tuple[str, bytes], object]) -> None:
         """Cache ``objects`` (as now applied), evicting the least recently used."""
         items = self._items
+        tables = self._tables
         for k, obj in objects.items():
             if obj is None:
                 items.pop(k, None)
                 continue
             items[k] = obj
             items.move_to_end(k)
+            tables.add(k[0])
         while len(items) > self.max_entries:
             items.popitem(last=False)
+
+    def settle(
+        self, writes: Mapping[str, Iterable[bytes]], objects: Mapping[tuple[str, bytes], object]
+    ) -> None:
+        """A step's ``writes`` (table -> keys) are applied: forget the keys it wrote without
+        an object (what is cached of them is stale), then cache its ``objects``."""
+        items = self._items
+        for table in self._tables.intersection(writes):
+            for key in writes[table]:
+                k = (table, key)
+                if k not in objects:
+                    items.pop(k, None)
+        self.update(objects)
 
     def forget(self, keys: Iterable[tuple[str, bytes]]) -> None:
         """Drop ``keys`` (deleted, or written without an object)."""

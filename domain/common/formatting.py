@@ -45,7 +45,7 @@ from babel import Locale
 from babel.dates import format_date as babel_format_date
 from babel.numbers import NumberPattern, get_currency_precision, get_currency_symbol
 
-from domain.common.timeutil import ms_to_datetime
+from domain.common.timeutil import DAY_MS, ms_to_datetime
 
 DEFAULT_LOCALE: Final = "en_US"
 
@@ -283,6 +283,12 @@ def format_percent(ratio: Decimal, locale: str = DEFAULT_LOCALE) -> str:
 
 def format_level(level: Decimal, locale: str = DEFAULT_LOCALE) -> str:
     """A threshold level as an exact percentage: ``0.8`` -> ``80%``, ``0.125`` -> ``12.5%``."""
+    return _level_text(level, locale)
+
+
+@lru_cache(maxsize=256)
+def _level_text(level: Decimal, locale: str) -> str:
+    """:func:`format_level`, cached: a catalog has a few levels (they are checked finite)."""
     return _percent(level * _HUNDRED, 2, locale)
 
 
@@ -291,11 +297,31 @@ def format_level(level: Decimal, locale: str = DEFAULT_LOCALE) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+# Amounts written before, by (amount, currency, locale): the prices and price differences of
+# a catalog's plans are most of the amounts events write. Only amounts of up to 15 digits,
+# which no context's precision rounds; cleared when full.
+_MONEY_MAX: Final = 4096
+_money_texts: dict[tuple[Decimal, str, str], str] = {}
+
+
 def format_money(amount: Decimal, currency: str, locale: str = DEFAULT_LOCALE) -> str:
     """``amount`` of ``currency``: ``$79``, ``$19.50``, ``€1,499``, ``¥1,500``, ``CHF 20``.
 
     The currency's symbol and decimals from CLDR; no decimals when the amount is whole.
     """
+    if not amount.is_finite() or amount.adjusted() >= 15:
+        return _format_money(amount, currency, locale)
+    key = (amount, currency, locale)
+    text = _money_texts.get(key)
+    if text is None:
+        text = _format_money(amount, currency, locale)
+        if len(_money_texts) >= _MONEY_MAX:
+            _money_texts.clear()
+        _money_texts[key] = text
+    return text
+
+
+def _format_money(amount: Decimal, currency: str, locale: str) -> str:
     money = _currency(currency, locale)
     if (
         amount.is_finite()
@@ -326,9 +352,21 @@ def format_unit_price(amount: Decimal, currency: str, locale: str = DEFAULT_LOCA
 # ---------------------------------------------------------------------------------------------
 
 
+# Dates written before, by (UTC day number, locale): an event's instants fall on a few days.
+_DATES_MAX: Final = 4096
+_date_texts: dict[tuple[int, str], str] = {}
+
+
 def format_date(ms: int, locale: str = DEFAULT_LOCALE) -> str:
     """The UTC calendar date of instant ``ms`` in prose: ``December 1, 2026``."""
-    return format_calendar_date(ms_to_datetime(ms).date(), locale)
+    key = (ms // DAY_MS, locale)
+    text = _date_texts.get(key)
+    if text is None:
+        text = format_calendar_date(ms_to_datetime(ms).date(), locale)
+        if len(_date_texts) >= _DATES_MAX:
+            _date_texts.clear()
+        _date_texts[key] = text
+    return text
 
 
 @lru_cache(maxsize=4096)

@@ -268,9 +268,21 @@ def plan_fields(plan: Plan, catalog: Catalog) -> PlanFields:
     }
 
 
+# The texts of periods written before, by (start, end): an account's events fall in a few
+# periods, shared by the accounts of a billing anchor. Cleared when full.
+_PERIODS_MAX: Final = 4096
+_period_texts: dict[tuple[int, int], tuple[str, str]] = {}
+
+
 def period_fields(period: Period) -> PeriodFields:
     """``period {start, end}``."""
-    return {"start": to_rfc3339(period.start_ms), "end": to_rfc3339(period.end_ms)}
+    key = (period.start_ms, period.end_ms)
+    texts = _period_texts.get(key)
+    if texts is None:
+        if len(_period_texts) >= _PERIODS_MAX:
+            _period_texts.clear()
+        texts = _period_texts[key] = (to_rfc3339(period.start_ms), to_rfc3339(period.end_ms))
+    return {"start": texts[0], "end": texts[1]}
 
 
 def usage_fields(total: Decimal, limit: Decimal | None, unit: str) -> UsageFields:

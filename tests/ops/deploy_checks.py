@@ -12,6 +12,7 @@ so the tests can show that a broken copy is caught.
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -324,9 +325,64 @@ def quantity_bytes(text: str) -> float:
     return float(match.group(1)) * _QUANTITY_BYTES[match.group(2)]
 
 
+def component(doc: Mapping[str, Any]) -> str | None:
+    """A manifest's ``app.kubernetes.io/component`` label (worker, deliver...)."""
+    labels = doc.get("metadata", {}).get("labels", {})
+    value = labels.get("app.kubernetes.io/component")
+    return value if isinstance(value, str) else None
+
+
 def by_kind(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The manifests by kind (one of each is expected)."""
-    return {d["kind"]: d for d in docs if isinstance(d, dict) and "kind" in d}
+    """The workers' manifests by kind (one of each is expected); those of ``moments deliver``
+    (component ``deliver``) are checked by :func:`check_deliver`."""
+    return {
+        d["kind"]: d
+        for d in docs
+        if isinstance(d, dict) and "kind" in d and component(d) != "deliver"
+    }
+
+
+def check_deliver(docs: list[dict[str, Any]]) -> list[str]:
+    """``moments deliver``'s Deployment: its settings (with the workers' ConfigMap) parse,
+    it runs ``deliver``, and its endpoints file is the shipped ConfigMap's, which parses with
+    every secret it names present in the pod's environment."""
+    from domain.delivery.endpoints import parse_endpoints
+    from domain.errors import EndpointsError
+    from domain.wording.kinds import KINDS
+
+    problems: list[str] = []
+    deploys = [d for d in docs if d.get("kind") == "Deployment" and component(d) == "deliver"]
+    maps = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "ConfigMap"}
+    if len(deploys) != 1:
+        return [f"expected one Deployment of moments deliver, found {len(deploys)}"]
+    (deploy,) = deploys
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    if container.get("args") != ["deliver"]:
+        problems.append(f"the deliver container runs {container.get('args')}, not deliver")
+    env, found = pod_environment(deploy, maps)
+    problems += found
+    # The file exists in the pod only (checked below against the mounted ConfigMap).
+    path = env.pop("MOMENTS_ENDPOINTS_FILE", "")
+    found, settings = settings_problems(env, "Deployment deliver")
+    problems += found
+    if settings is None:
+        return problems
+    mounts = [
+        m
+        for m in container.get("volumeMounts", [])
+        if path.startswith(m["mountPath"].rstrip("/") + "/")
+    ]
+    volumes = {v["name"]: v for v in deploy["spec"]["template"]["spec"].get("volumes", [])}
+    source = volumes.get(mounts[0]["name"], {}).get("configMap", {}).get("name") if mounts else None
+    if source not in maps:
+        return [*problems, f"MOMENTS_ENDPOINTS_FILE {path} is not a shipped ConfigMap's file"]
+    text = maps[source]["data"].get(path.rsplit("/", 1)[1], "")
+    secrets = {name: "whsec_" + "A" * 44 for name in env}  # present (a placeholder value)
+    try:
+        parse_endpoints(tomllib.loads(text), secrets, KINDS, path)
+    except (EndpointsError, tomllib.TOMLDecodeError) as exc:
+        problems.append(str(exc))
+    return problems
 
 
 def _matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from config.settings import VARIABLES_BY_NAME
-from tests.ops.deploy_checks import ROOT, check_kubernetes
+from tests.ops.deploy_checks import ROOT, check_deliver, check_kubernetes
 
 K8S = ROOT / "deploy" / "kubernetes"
 ALERTS = ROOT / "config" / "prometheus" / "alerts.yml"
@@ -123,6 +123,14 @@ def test_kubeconform_fails_a_kind_it_has_no_schema_for(deploy_tools: Path, tmp_p
 
 def test_manifests_agree_with_the_worker_and_the_image() -> None:
     assert check_kubernetes(load_all(), yaml.safe_load(ALERTS.read_text())) == []
+
+
+def test_the_deliverer_deployment_agrees_with_its_settings_and_endpoints() -> None:
+    assert check_deliver(load_all()) == []
+    docs = copy.deepcopy(load_all())
+    endpoints = next(d for d in docs if d["metadata"]["name"] == "usage-moments-endpoints")
+    endpoints["data"]["endpoints.toml"] += "timeout = 3\n"
+    assert any("timeout: unknown field" in p for p in check_deliver(docs))
 
 
 def _pod_env(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -23,6 +23,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from app.metrics import EVENT_KINDS, OUTCOMES, PLAN_OUTCOMES, build_metrics
+from commands.deliver.metrics import OUTCOMES as DELIVERY_OUTCOMES
+from commands.deliver.metrics import build_deliver_metrics
 from tests.promql import STRING as _STRING
 from tests.promql import metric_names
 
@@ -62,6 +64,7 @@ LABEL_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("moments_records_total", "outcome"): OUTCOMES,
     ("moments_plan_records_total", "outcome"): PLAN_OUTCOMES,
     ("moments_events_total", "kind"): EVENT_KINDS,
+    ("moments_deliveries_total", "outcome"): DELIVERY_OUTCOMES,
 }
 #: Grafana's variables, replaced by something PromQL accepts before promtool parses a query.
 GRAFANA_VARIABLES = {
@@ -85,14 +88,16 @@ class Exported:
 
 @cache
 def exported_series() -> dict[str, Exported]:
-    """Series names of every metric ``build_metrics`` registers, with their label names.
+    """Series names of every metric ``build_metrics`` (and ``build_deliver_metrics``)
+    registers, with their label names.
 
     Counters are exported as ``NAME_total``, histograms as ``NAME_bucket``/``_sum``/
     ``_count`` (``le`` on buckets); ``*_created`` series are disabled in app.metrics.
     """
-    metrics = build_metrics(CollectorRegistry())
     out: dict[str, Exported] = {}
-    for field in dataclasses.fields(metrics):
+    # The worker's metrics and the deliverer's (`moments deliver`, scraped under one job).
+    built = (build_metrics(CollectorRegistry()), build_deliver_metrics(CollectorRegistry(), (), ()))
+    for metrics, field in [(m, f) for m in built for f in dataclasses.fields(m)]:
         collector = getattr(metrics, field.name)
         if isinstance(collector, CollectorRegistry):
             continue

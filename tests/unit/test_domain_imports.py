@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = ROOT / "domain"
 
-STAGES = ("common", "plans", "intake", "rules", "wording", "moments")
+STAGES = ("common", "plans", "intake", "rules", "wording", "moments", "delivery")
 """In the order a record goes: each imports only itself and the stages before it."""
 
 
