@@ -36,6 +36,7 @@ from aiokafka import TopicPartition
 from engine.background import FOLD_EVERY_S, Background, BackgroundSchedule
 from engine.changelogs import ChangelogReader, wall_ms
 from engine.checkpoint import Checkpoint, StepStats
+from engine.collector import COLLECTOR
 from engine.committers import Committer
 from engine.ownership import TEND_STORES_S, Holdings, Hooks, Owned, Ownership
 from engine.poison import ByTopic, Isolation, Poison
@@ -316,10 +317,12 @@ class Engine:
     # -- wiring ---------------------------------------------------------------------
 
     async def _run_step(self, partition: int, by_topic: ByTopic) -> None:
-        await self.isolation.run(partition, by_topic)
+        with COLLECTOR.step():  # no collection walking the step's live objects
+            await self.isolation.run(partition, by_topic)
 
     async def _housekeeping(self) -> None:
         """Between the loop's turns: the usage gates, background slices, maintenance."""
+        COLLECTOR.tend()
         now = time.monotonic()
         if now - self._last_gate_check >= _GATE_CHECK_S:
             self._last_gate_check = now

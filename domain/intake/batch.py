@@ -268,6 +268,8 @@ def run_intake(
                 found = parse_usage(raw.value, now_ms, max_skew_ms, metering)
         except InvalidUsageRecord as exc:
             found = _structured(exc, raw, catalog, now_ms, max_skew_ms)
+            if isinstance(found, InvalidUsageRecord):
+                found = _without_frames(found)
         if type(found) is UsageRecord:
             account = found.account_id
             key = dedup_key(account, found.record_id)
@@ -494,6 +496,24 @@ def _structured(
         return parse_cloudevent(raw.value, raw.headers, catalog, now_ms, max_skew_ms, exc.event)
     except InvalidUsageRecord as refusal:
         return refusal
+
+
+def _without_frames(exc: InvalidUsageRecord) -> InvalidUsageRecord:
+    """``exc`` (and the exceptions it was raised from) without their tracebacks.
+
+    A refusal lives on in ``parsed`` until its dead letter is made; its traceback held the
+    frame of :func:`run_intake` (directly, or through the frames it links back to), whose
+    locals hold ``parsed``: a reference cycle, so a whole batch's objects (every record,
+    change and result) waited for the cyclic collector instead of being freed when the
+    batch ended. Its dead letter reads only its message.
+    """
+    error: BaseException | None = exc
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
+    return exc
 
 
 def _held_at(state: IntakeState, keys: dict[str, None]) -> Mapping[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -508,3 +509,23 @@ def test_every_record_ends_under_exactly_one_outcome(
     for account, total in accepted_total.items():
         got = result.totals[account].total("api_calls", MARCH) if account in result.totals else 0
         assert got == total
+
+
+@pytest.mark.parametrize("value", [b"not json", orjson.dumps({"record_id": "r"})])
+def test_a_refused_batch_leaves_no_reference_cycle(
+    make_state: Callable[..., State], value: bytes
+) -> None:
+    """A refusal kept until its dead letter once held, through its traceback, the frame
+    whose locals hold it: the whole batch then waited for the cyclic collector."""
+    state = make_state(plan())
+    raws = Raws()
+    batch = [raws.usage(), raws.value(value), raws.usage()]
+    gc.collect()
+    gc.disable()
+    try:
+        result = state.run(batch)
+        assert result.outcomes["invalid"] == 1
+        del result
+        assert gc.collect() == 0  # nothing unreachable: freed as the batch ended
+    finally:
+        gc.enable()
