@@ -563,8 +563,12 @@ def test_a_gauge_reads_its_latest_reading_before_each_period_end_as_time_goes_by
             raws.append(RawRecord(b"acct-1", orjson.dumps(value), "usage", 0, offset, now_ms))
             offset += 1
         result = store.run(raws, _SEATS, now_ms)
+        # The read order counted before the batch: len(folded) inside the generator grows as
+        # extend() appends, so two reads of one batch could share an order (a tie the oracle
+        # then broke by quantity, not by the later read).
+        read_before = len(folded)
         folded.extend(
-            (a.record.timestamp_ms, len(folded) + i, int(a.record.quantity))
+            (a.record.timestamp_ms, read_before + i, int(a.record.quantity))
             for i, a in enumerate(result.accepted)
         )
         period = _month_of(now_ms)
