@@ -145,23 +145,36 @@ async def ensure_topics(
                 existing[info["topic"]] = len(info["partitions"])
         check_layout(settings, existing)
         await _check_settings(admin, settings, [s for s in specs if s.name in existing])
-        missing = [s for s in specs if s.name not in existing]
-        created: list[str] = []
-        for spec in missing:
-            topic = NewTopic(
-                spec.name, spec.partitions, settings.replication, topic_configs=spec.config()
-            )
-            try:
-                await admin.create_topics([topic])
-                created.append(spec.name)
-            except TopicAlreadyExistsError:
-                pass  # another worker of the group won the race
-        if created:
-            logger.info("created topics: %s", ", ".join(created))
+        created = await create_missing(
+            admin, settings, [s for s in specs if s.name not in existing]
+        )
         await wait_visible(admin, {s.name: existing.get(s.name, s.partitions) for s in specs})
         return created
     finally:
         await admin.close()
+
+
+async def create_missing(
+    admin: AIOKafkaAdminClient, settings: Settings, missing: Sequence[TopicSpec]
+) -> list[str]:
+    """Create the topics of ``missing``, one request each; return the names created here.
+
+    A topic another process created meanwhile (a worker or deliverer racing this one)
+    is not an error, and is not in the list.
+    """
+    created: list[str] = []
+    for spec in missing:
+        topic = NewTopic(
+            spec.name, spec.partitions, settings.replication, topic_configs=spec.config()
+        )
+        try:
+            await admin.create_topics([topic])
+            created.append(spec.name)
+        except TopicAlreadyExistsError:
+            pass  # another process won the race
+    if created:
+        logger.info("created topics: %s", ", ".join(created))
+    return created
 
 
 #: DescribeConfigs' config_source of a setting made on the topic itself (v1 and later).

@@ -8,10 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from aiokafka.admin import NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
-
-from app.topology import TopicSpec, started_admin, wait_visible
+from app.topology import TopicSpec, create_missing, started_admin, wait_visible
 from config.settings import Settings
 from domain.delivery.endpoints import Endpoint
 from domain.delivery.schedule import RetrySchedule
@@ -60,20 +57,7 @@ async def ensure_deliver_topics(
     admin = await started_admin(settings, client_kwargs)
     try:
         present = set(await admin.list_topics())
-        created: list[str] = []
-        for spec in specs:
-            if spec.name in present:
-                continue
-            topic = NewTopic(
-                spec.name, spec.partitions, settings.replication, topic_configs=spec.config()
-            )
-            try:
-                await admin.create_topics([topic])
-                created.append(spec.name)
-            except TopicAlreadyExistsError:
-                pass  # another deliverer (or the worker) won the race
-        if created:
-            logger.info("created topics: %s", ", ".join(created))
+        created = await create_missing(admin, settings, [s for s in specs if s.name not in present])
         # Topics created now with all their partitions led; those found, with one at least
         # (their count is the worker's to check).
         await wait_visible(admin, {s.name: s.partitions if s.name in created else 1 for s in specs})

@@ -45,6 +45,7 @@ from babel import Locale
 from babel.dates import format_date as babel_format_date
 from babel.numbers import NumberPattern, get_currency_precision, get_currency_symbol
 
+from domain.common.bounded import remember
 from domain.common.timeutil import DAY_MS, ms_to_datetime
 
 DEFAULT_LOCALE: Final = "en_US"
@@ -315,9 +316,7 @@ def format_money(amount: Decimal, currency: str, locale: str = DEFAULT_LOCALE) -
     text = _money_texts.get(key)
     if text is None:
         text = _format_money(amount, currency, locale)
-        if len(_money_texts) >= _MONEY_MAX:
-            _money_texts.clear()
-        _money_texts[key] = text
+        remember(_money_texts, key, text, _MONEY_MAX)
     return text
 
 
@@ -363,9 +362,7 @@ def format_date(ms: int, locale: str = DEFAULT_LOCALE) -> str:
     text = _date_texts.get(key)
     if text is None:
         text = format_calendar_date(ms_to_datetime(ms).date(), locale)
-        if len(_date_texts) >= _DATES_MAX:
-            _date_texts.clear()
-        _date_texts[key] = text
+        remember(_date_texts, key, text, _DATES_MAX)
     return text
 
 

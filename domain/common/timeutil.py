@@ -12,6 +12,8 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
+from domain.common.bounded import remember
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 """The Unix epoch, aware, in UTC."""
 
@@ -82,9 +84,7 @@ def to_rfc3339(ms: int) -> str:
     if date_text is None:
         # strftime, as ever, for the date (it also refuses instants outside datetime's range).
         date_text = ms_to_datetime(ms).strftime("%Y-%m-%d")
-        if len(_date_texts) >= _DAY_NUMBERS_MAX:
-            _date_texts.clear()
-        _date_texts[day] = date_text
+        remember(_date_texts, day, date_text, _DAY_NUMBERS_MAX)
     seconds, millis = divmod(ms_of_day, 1000)
     minutes, second = divmod(seconds, 60)
     hour, minute = divmod(minutes, 60)
@@ -102,9 +102,7 @@ def _day_number(text: str) -> int | None:
         except ValueError:
             return None
         day -= _EPOCH_ORDINAL
-        if len(_day_numbers) >= _DAY_NUMBERS_MAX:
-            _day_numbers.clear()
-        _day_numbers[text] = day
+        remember(_day_numbers, text, day, _DAY_NUMBERS_MAX)
     return day
 
 

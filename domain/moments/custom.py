@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
 
+from domain.common.bounded import remember
 from domain.common.timeutil import DAY_MS, to_rfc3339
 from domain.intake.accounts import AccountPlan, period_of
 from domain.intake.batch import Accepted
@@ -98,9 +99,7 @@ class CustomRules:
                 for metric, rules in at_least.items()
             },
         )
-        if len(_arranged) >= 8:
-            _arranged.clear()
-        _arranged[id(catalog)] = rules
+        remember(_arranged, id(catalog), rules, 8)
         return rules
 
     def at_least_for(self, metric: str, plan_id: str) -> tuple[MomentRule, ...]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Final, Literal, get_args
 
+from domain.common.bounded import remember
 from domain.common.timeutil import DAY_MS, EPOCH, datetime_to_ms, ms_to_datetime
 
 PeriodLength = Literal["month", "week", "day"]
@@ -118,9 +119,7 @@ def period_containing_ms(ts_ms: int, anchor_ms: int, length: PeriodLength) -> Pe
     if recent is not None and recent.start_ms <= ts_ms < recent.end_ms:
         return recent
     period = _compute_period(ts_ms, anchor_ms, length)
-    if len(_recent_periods) >= _RECENT_PERIODS_MAX:
-        _recent_periods.clear()
-    _recent_periods[key] = period
+    remember(_recent_periods, key, period, _RECENT_PERIODS_MAX)
     return period
 
 
@@ -153,9 +152,7 @@ def span_of_text(text: str) -> tuple[int, int]:
     if span is None:
         start, _, end = text.partition(":")
         span = (int(start), int(end))
-        if len(_span_of_text) >= _SPANS_MAX:
-            _span_of_text.clear()
-        _span_of_text[text] = span
+        remember(_span_of_text, text, span, _SPANS_MAX)
     return span
 
 
@@ -164,9 +161,7 @@ def span_text(span: tuple[int, int]) -> str:
     text = _text_of_span.get(span)
     if text is None:
         text = f"{span[0]}:{span[1]}"
-        if len(_text_of_span) >= _SPANS_MAX:
-            _text_of_span.clear()
-        _text_of_span[span] = text
+        remember(_text_of_span, span, text, _SPANS_MAX)
     return text
 
 

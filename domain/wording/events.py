@@ -48,6 +48,7 @@ from datetime import date
 from decimal import ROUND_FLOOR, Decimal, getcontext, localcontext
 from typing import Final, Literal, TypedDict
 
+from domain.common.bounded import remember
 from domain.common.formatting import format_milestone, format_number
 from domain.common.numbers import json_number
 from domain.common.timeutil import to_rfc3339
@@ -279,9 +280,8 @@ def period_fields(period: Period) -> PeriodFields:
     key = (period.start_ms, period.end_ms)
     texts = _period_texts.get(key)
     if texts is None:
-        if len(_period_texts) >= _PERIODS_MAX:
-            _period_texts.clear()
-        texts = _period_texts[key] = (to_rfc3339(period.start_ms), to_rfc3339(period.end_ms))
+        texts = (to_rfc3339(period.start_ms), to_rfc3339(period.end_ms))
+        remember(_period_texts, key, texts, _PERIODS_MAX)
     return {"start": texts[0], "end": texts[1]}
 
 
