@@ -79,6 +79,16 @@ def run_deliver(args: argparse.Namespace) -> int:
     endpoints = load_endpoints(settings.endpoints_file, os.environ, KINDS)
     if not endpoints:
         raise EndpointsError(f"{settings.endpoints_file}: no [[endpoints]]: nothing to deliver to")
+    for endpoint in endpoints:
+        for pattern in endpoint.kinds_matching_nothing(kinds):
+            # Not an error: the catalog's rules may change without touching endpoints.toml.
+            logger.warning(
+                "endpoint %s: kinds %r matches no event kind of the catalog %s (typo?): "
+                "nothing will be delivered for it",
+                endpoint.name,
+                pattern,
+                settings.plans_file,
+            )
     if args.endpoint is not None and args.endpoint not in {e.name for e in endpoints}:
         raise EndpointsError(
             f"--endpoint {args.endpoint}: no such endpoint in {settings.endpoints_file}"

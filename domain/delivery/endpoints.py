@@ -79,6 +79,12 @@ class Endpoint:
             return False
         return self.accounts is None or account_id in self.accounts
 
+    def kinds_matching_nothing(self, kinds: Sequence[str]) -> tuple[str, ...]:
+        """The endpoint's exact ``kinds`` (not ``*`` or ``custom.*``, which stand for rules
+        to come too) that are none of ``kinds``, the catalog's event kinds: a
+        ``custom.<id>`` naming no rule is most likely a typo."""
+        return tuple(p for p in self.kinds if p not in ("*", "custom.*") and p not in kinds)
+
 
 def kind_matches(pattern: str, kind: str) -> bool:
     """``*`` matches every kind, ``custom.*`` every rule's kind, anything else itself."""

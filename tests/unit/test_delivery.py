@@ -75,6 +75,15 @@ def test_an_endpoint_reads_every_field() -> None:
     assert endpoint.timeout_s == 2.5
 
 
+def test_a_kind_pattern_matching_no_kind_of_the_catalog_is_reported() -> None:
+    endpoint = _one(kinds=["threshold-hit", "custom.support-burst", "custom.suport", "custom.*"])
+    kinds = [*KINDS, "custom.support-burst"]
+    assert endpoint.kinds_matching_nothing(kinds) == ("custom.suport",)
+    # Wildcards stand for rules to come: never reported, even in a catalog without rules.
+    assert endpoint.kinds_matching_nothing(KINDS) == ("custom.support-burst", "custom.suport")
+    assert _one(kinds=["*"]).kinds_matching_nothing(KINDS) == ()
+
+
 def test_secrets_are_never_shown() -> None:
     endpoint = _one(previous_secret=OLD)
     shown = repr(endpoint) + str(endpoint.secrets) + repr(endpoint.secrets[0])
