@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
+from domain.delivery.endpoints import shown_url
 from domain.delivery.records import EXCERPT_MAX_BYTES
 
 
@@ -57,10 +59,22 @@ class HttpPoster:
                 return Answer(response.status, excerpt, response.headers.get("Retry-After"))
         except TimeoutError:
             return Answer(None, error=f"timeout after {timeout_s:g}s")
-        except aiohttp.ClientError as exc:
-            return Answer(None, error=f"{type(exc).__name__}: {exc}")
-        except OSError as exc:
-            return Answer(None, error=f"{type(exc).__name__}: {exc}")
+        except (aiohttp.ClientError, OSError) as exc:
+            return Answer(None, error=without_url(f"{type(exc).__name__}: {exc}", url))
+
+
+def without_url(text: str, url: str) -> str:
+    """``text`` (an error of aiohttp, which may quote the URL as given or normalised by yarl)
+    with the URL shown as :func:`shown_url`: its path, query or user info may hold a token."""
+    forms = {url}
+    try:
+        forms.add(str(URL(url)))
+    except ValueError:
+        pass  # a URL yarl refuses is quoted as given
+    shown = shown_url(url)
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, shown)
+    return text
 
 
 def new_session() -> aiohttp.ClientSession:
@@ -73,4 +87,4 @@ def new_session() -> aiohttp.ClientSession:
     )
 
 
-__all__ = ["Answer", "HttpPoster", "new_session"]
+__all__ = ["Answer", "HttpPoster", "new_session", "without_url"]

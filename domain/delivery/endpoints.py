@@ -86,6 +86,17 @@ class Endpoint:
         return tuple(p for p in self.kinds if p not in ("*", "custom.*") and p not in kinds)
 
 
+def shown_url(url: str) -> str:
+    """``url`` as logs and dead letters may show it: scheme, host and port only (a webhook
+    URL's path or query often holds a token, and its user info a password)."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:  # not a URL urllib reads (the endpoints file refuses those)
+        return "<url not shown>"
+    return f"{parts.scheme}://{parts.hostname or ''}{port}/..."
+
+
 def kind_matches(pattern: str, kind: str) -> bool:
     """``*`` matches every kind, ``custom.*`` every rule's kind, anything else itself."""
     if pattern == "*":
@@ -140,7 +151,12 @@ def _endpoint(
     if extra:
         raise fail(extra[0], f"unknown field (accepted: {', '.join(sorted(_FIELDS))})")
     url = entry.get("url")
-    parts = urlsplit(url) if isinstance(url, str) else None
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is not None:
+            parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError as exc:  # an unclosed [IPv6 host, a port out of range
+        raise fail("url", f"not a valid URL ({exc})") from None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise fail("url", "expected an http:// or https:// URL with a host")
     kinds = _strings(entry, "kinds", fail, required=True)

@@ -16,7 +16,7 @@ from standardwebhooks.webhooks import Webhook
 
 from commands.deliver.batches import Batch
 from commands.deliver.delivery import Deliverer, Inbound, Outcome
-from commands.deliver.http import Answer
+from commands.deliver.http import Answer, HttpPoster, new_session, without_url
 from commands.deliver.metrics import build_deliver_metrics
 from domain.delivery.endpoints import parse_endpoints
 from domain.delivery.records import parse_dead_letter, retry_state
@@ -381,3 +381,21 @@ async def test_an_event_id_that_cannot_be_a_header_is_dead_lettered_unsent(event
     assert posted == []
     letter = parse_dead_letter(d.recorder.written[-1][2])  # type: ignore[attr-defined]
     assert letter["reason"] == "invalid" and letter["event"].encode() == value
+
+
+def test_an_http_error_never_quotes_the_endpoints_path_or_query() -> None:
+    url = "http://user:pw@127.0.0.1:1/hooks/T0K3N?key=s3cr3t%20x"
+
+    async def attempt(target: str) -> Answer:
+        async with new_session() as session:
+            return await HttpPoster(session).post(target, b"{}", {}, 5.0)
+
+    # aiohttp quotes the URL in full in an InvalidUrlClientError (yarl refuses the port).
+    refused = asyncio.run(attempt("http://127.0.0.1:99999/hooks/T0K3N?key=s3cr3t"))
+    assert refused.status is None and refused.error.startswith("InvalidUrlClientError")
+    assert "T0K3N" not in refused.error and "s3cr3t" not in refused.error
+    # Both the form given and the form yarl normalised it to are replaced.
+    text = f"ClientError: {url} and http://user:pw@127.0.0.1:1/hooks/T0K3N?key=s3cr3t+x"
+    scrubbed = without_url(text.replace("s3cr3t+x", "s3cr3t%20x"), url)
+    assert "T0K3N" not in scrubbed and "pw" not in scrubbed
+    assert scrubbed.count("http://127.0.0.1:1/...") == 2

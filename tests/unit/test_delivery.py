@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from domain.delivery.endpoints import Endpoint, kind_matches, parse_endpoints
+from domain.delivery.endpoints import Endpoint, kind_matches, parse_endpoints, shown_url
 from domain.delivery.outcomes import classify
 from domain.delivery.records import (
     EXCERPT_MAX_BYTES,
@@ -84,6 +84,19 @@ def test_a_kind_pattern_matching_no_kind_of_the_catalog_is_reported() -> None:
     assert _one(kinds=["*"]).kinds_matching_nothing(KINDS) == ()
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://hooks.example.com/T0K3N?key=s3cr3t", "https://hooks.example.com/..."),
+        ("http://user:pw@127.0.0.1:8099/hook", "http://127.0.0.1:8099/..."),
+        ("http://[::1]:81/x", "http://::1:81/..."),
+        ("http://[::1/x", "<url not shown>"),
+    ],
+)
+def test_a_url_is_shown_without_path_query_or_user_info(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
+
+
 def test_secrets_are_never_shown() -> None:
     endpoint = _one(previous_secret=OLD)
     shown = repr(endpoint) + str(endpoint.secrets) + repr(endpoint.secrets[0])
@@ -98,6 +111,8 @@ def test_secrets_are_never_shown() -> None:
         ({"name": "Bad Name"}, "endpoint #1: name: expected"),
         ({"url": "ftp://x"}, "endpoint 'crm': url: expected an http"),
         ({"url": None}, "endpoint 'crm': url:"),
+        ({"url": "https://h:99999/t"}, "endpoint 'crm': url: not a valid URL (Port out of range"),
+        ({"url": "https://[::1/t"}, "endpoint 'crm': url: not a valid URL (Invalid IPv6 URL)"),
         ({"kinds": []}, "endpoint 'crm': kinds: expected a non-empty list"),
         ({"kinds": ["threshold-hits"]}, "endpoint 'crm': kinds: unknown kind 'threshold-hits'"),
         ({"kinds": ["custom.Bad"]}, "kinds: unknown kind"),
