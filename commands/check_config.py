@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import os
+from collections.abc import Iterator, Mapping
 
 from app.codecs import CODECS, check_codecs
-from config.settings import load_settings, unknown_variables
-from domain.plans.catalog import MomentRule, load_catalog
+from config.settings import Settings, load_settings, unknown_variables
+from domain.delivery.endpoints import load_endpoints, shown_url
+from domain.delivery.signing import SECRET_PREFIX
+from domain.plans.catalog import Catalog, MomentRule, load_catalog
+from domain.wording.kinds import KINDS
 from domain.wording.templates import load_templates
 
 
@@ -38,11 +43,58 @@ def run_check_config(_: argparse.Namespace) -> int:
         print(f"  meter: CloudEvents {meter.event_type!r} -> {meter.metric} ({value}{where})")
     for rule in catalog.moments:
         print("  " + moment_line(rule, settings.event_topic(rule.kind)))
+    print_endpoints(settings, catalog)
     print(f"compression codecs decoded: none, {', '.join(CODECS)}")
     for name in unknown_variables(os.environ):
         print(f"warning: {name} is not a setting of usage-moments (typo?)")
     print("ok")
     return 0
+
+
+class _SecretsOrStandIns(Mapping[str, str]):
+    """The environment, with a stand-in secret for each variable it lacks (remembered): the
+    deliverer's secrets are usually set in its own environment only, not where this runs."""
+
+    _STAND_IN = SECRET_PREFIX + base64.b64encode(bytes(32)).decode()
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.missing: list[str] = []
+
+    def __getitem__(self, name: str) -> str:
+        value = self.env.get(name)
+        if value:
+            return value
+        self.missing.append(name)
+        return self._STAND_IN
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.env)
+
+    def __len__(self) -> int:
+        return len(self.env)
+
+
+def print_endpoints(settings: Settings, catalog: Catalog) -> None:
+    """Check the webhook endpoints file of ``moments deliver`` as it reads it (raising its
+    one-line error) and list the endpoints; secrets are never printed."""
+    env = _SecretsOrStandIns(os.environ)
+    endpoints = load_endpoints(settings.endpoints_file, env, KINDS)
+    print(f"webhook endpoints ({settings.endpoints_file}):")
+    kinds = [*KINDS, *(rule.kind for rule in catalog.moments)]
+    for endpoint in endpoints:
+        plans = "every plan" if endpoint.plans is None else ", ".join(sorted(endpoint.plans))
+        accounts = "" if endpoint.accounts is None else f", {len(endpoint.accounts)} accounts"
+        print(
+            f"  {endpoint.name} -> {shown_url(endpoint.url)}: kinds {', '.join(endpoint.kinds)}; "
+            f"{plans}{accounts}; timeout {endpoint.timeout_s:g}s"
+        )
+        for pattern in endpoint.kinds_matching_nothing(kinds):
+            print(
+                f"  warning: endpoint {endpoint.name}: kinds {pattern!r} is no kind of the catalog"
+            )
+    for name in dict.fromkeys(env.missing):
+        print(f"  note: {name} is not set here (moments deliver's environment must set it)")
 
 
 def moment_line(rule: MomentRule, topic: str) -> str:

@@ -159,7 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moments", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _command(sub, "worker", cmd_worker, "run a stream-processing worker")
-    _command(sub, "check-config", cmd_check_config, "validate settings and the plan catalog")
+    _command(
+        sub,
+        "check-config",
+        cmd_check_config,
+        "validate settings, the plan catalog and the webhook endpoints",
+    )
     sim = _command(
         sub,
         "simulate",

@@ -161,3 +161,48 @@ def test_check_config_reads_the_message_templates(moments: Run, tmp_path: Path) 
     assert done.returncode == EXIT_CONFIG
     assert str(broken) in one_line(done.stderr)
     assert "ok" not in done.stdout
+
+
+ENDPOINT = """
+[[endpoints]]
+name = "crm"
+url = "https://hooks.example.com/T0K3N?key=s3cr3t"
+kinds = ["threshold-hit", "custom.suport-heavy"]
+secret_env = "CRM_SECRET"
+"""
+
+
+def test_check_config_checks_the_webhook_endpoints(moments: Run, tmp_path: Path) -> None:
+    path = tmp_path / "endpoints.toml"
+    path.write_text(ENDPOINT, encoding="utf-8")
+    done = moments("check-config", ENDPOINTS_FILE=str(path))
+    assert done.returncode == 0, done.stderr
+    assert "crm -> https://hooks.example.com/...: kinds threshold-hit, custom.suport-heavy" in (
+        done.stdout
+    )
+    assert "T0K3N" not in done.stdout and "s3cr3t" not in done.stdout
+    assert "kinds 'custom.suport-heavy' is no kind of the catalog" in done.stdout
+    assert "CRM_SECRET is not set here" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "names"),
+    [
+        (ENDPOINT.replace("https://", "ftp://"), {}, ("endpoint 'crm'", "url")),
+        (ENDPOINT, {"CRM_SECRET": "whsec_not-base64!"}, ("endpoint 'crm'", "CRM_SECRET")),
+        (ENDPOINT + "timeout = 3\n", {}, ("endpoint 'crm'", "timeout")),
+    ],
+)
+def test_check_config_names_the_endpoint_and_field(
+    moments: Run, tmp_path: Path, text: str, env: dict[str, str], names: tuple[str, ...]
+) -> None:
+    path = tmp_path / "endpoints.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        done = moments("check-config", ENDPOINTS_FILE=str(path))
+    assert done.returncode == EXIT_CONFIG, done.stdout
+    line = one_line(done.stderr)
+    assert all(name in line for name in names), line
+    assert "not-base64" not in done.stderr
