@@ -495,6 +495,11 @@ class Settings(BaseModel):
         """Dead-letter topic of webhook deliveries (every endpoint's)."""
         return f"{self.topic_prefix}.deliver.dlq"
 
+    @property
+    def topic_deliver_replayed(self) -> str:
+        """Positions of the delivery dead letters ``moments deliver --replay`` put back."""
+        return f"{self.topic_prefix}.deliver.replayed"
+
     def deliver_retry_topic(self, endpoint: str, tier: str) -> str:
         """Retry tier ``tier`` (``5s``, ``1m``) of one endpoint's deliveries."""
         return f"{self.topic_prefix}.deliver.{endpoint}.retry.{tier}"

@@ -31,6 +31,13 @@ def event_topics(settings: Settings, endpoint: Endpoint, kinds: Sequence[str]) -
     return tuple(settings.event_topic(k) for k in kinds if endpoint.wants_kind(k))
 
 
+def replayed_topic(settings: Settings) -> TopicSpec:
+    """Where ``--replay`` marks the dead letters it put back (kept as long as they are)."""
+    return TopicSpec(
+        settings.topic_deliver_replayed, settings.partitions, retention_ms=DLQ_RETENTION_MS
+    )
+
+
 def deliver_topics(
     settings: Settings,
     endpoints: Sequence[Endpoint],
@@ -39,7 +46,10 @@ def deliver_topics(
 ) -> list[TopicSpec]:
     """Every topic the deliverer reads or writes."""
     n = settings.partitions
-    specs = [TopicSpec(settings.topic_deliver_dlq, n, retention_ms=DLQ_RETENTION_MS)]
+    specs = [
+        TopicSpec(settings.topic_deliver_dlq, n, retention_ms=DLQ_RETENTION_MS),
+        replayed_topic(settings),
+    ]
     wanted = sorted({t for e in endpoints for t in event_topics(settings, e, kinds)})
     specs += [TopicSpec(t, n) for t in wanted]
     for endpoint in endpoints:

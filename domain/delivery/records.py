@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, TypedDict
 
@@ -204,14 +204,24 @@ def parse_dead_letter(value: bytes) -> DeadLetter:
     return letter
 
 
+#: A dead letter's place in the dead-letter topic, ``"<partition>:<offset>"``: what a replay
+#: marks as replayed.
+Position = str
+
+
 def replay_selected(
-    letters: Sequence[DeadLetter], endpoint: str | None, event_id: str | None
-) -> list[DeadLetter]:
+    letters: Sequence[tuple[Position, DeadLetter]],
+    endpoint: str | None,
+    event_id: str | None,
+    replayed: Collection[Position] = frozenset(),
+) -> list[tuple[Position, DeadLetter]]:
     """The dead letters to replay: those of ``endpoint`` and ``event_id`` when given, each
     (endpoint, event) once, the last one written winning (a delivery replayed and dead again is
-    in the topic twice)."""
-    chosen: dict[tuple[str, str | None, str], DeadLetter] = {}
-    for letter in letters:
+    in the topic twice). Without ``event_id``, a last letter already replayed (its position in
+    ``replayed``) is left: a second ``--replay`` does not send again what the first did, unless
+    it died again. An ``event_id`` asks for its event whatever was replayed before."""
+    chosen: dict[tuple[str, str | None, str], tuple[Position, DeadLetter]] = {}
+    for position, letter in letters:
         if endpoint is not None and letter["endpoint"] != endpoint:
             continue
         if event_id is not None and letter.get("event_id") != event_id:
@@ -219,5 +229,7 @@ def replay_selected(
         # Invalid events have no id: their text tells them apart.
         key = (letter["endpoint"], letter.get("event_id"), letter["event"])
         chosen.pop(key, None)
-        chosen[key] = letter
-    return list(chosen.values())
+        chosen[key] = (position, letter)
+    if event_id is not None:
+        return list(chosen.values())
+    return [pair for pair in chosen.values() if pair[0] not in replayed]

@@ -429,20 +429,27 @@ def _letter(endpoint: str, event_id: str, attempts: int) -> Any:
 
 def test_replay_selects_each_delivery_once_the_last_written_winning() -> None:
     letters = [
-        _letter("a", "e1", 1),
-        _letter("b", "e1", 6),
-        _letter("a", "e2", 6),
-        _letter("a", "e1", 2),
+        ("0:1", _letter("a", "e1", 1)),
+        ("0:2", _letter("b", "e1", 6)),
+        ("1:1", _letter("a", "e2", 6)),
+        ("0:3", _letter("a", "e1", 2)),
     ]
-    chosen = replay_selected(letters, None, None)
-    assert [(c["endpoint"], c["event_id"], c["attempts"]) for c in chosen] == [
-        ("b", "e1", 6),
-        ("a", "e2", 6),
-        ("a", "e1", 2),
+
+    def chosen(*args: Any) -> list[tuple[str, str, str | None, int]]:
+        return [(p, c["endpoint"], c["event_id"], c["attempts"]) for p, c in replay_selected(*args)]
+
+    assert chosen(letters, None, None) == [
+        ("0:2", "b", "e1", 6),
+        ("1:1", "a", "e2", 6),
+        ("0:3", "a", "e1", 2),
     ]
-    assert [c["event_id"] for c in replay_selected(letters, "a", None)] == ["e2", "e1"]
-    assert [c["endpoint"] for c in replay_selected(letters, None, "e1")] == ["b", "a"]
+    assert [c[2] for c in chosen(letters, "a", None)] == ["e2", "e1"]
+    assert [c[1] for c in chosen(letters, None, "e1")] == ["b", "a"]
     assert replay_selected(letters, "c", None) == []
+    # Replayed before: left, unless it died again (a later letter) or its id is asked for.
+    assert [c[0] for c in chosen(letters, None, None, {"0:2", "0:1"})] == ["1:1", "0:3"]
+    assert [c[0] for c in chosen(letters, "a", None, {"0:3", "1:1"})] == []
+    assert [c[0] for c in chosen(letters, None, "e1", {"0:2", "0:3"})] == ["0:2", "0:3"]
 
 
 def test_the_schedule_setting() -> None:
