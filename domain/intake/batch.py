@@ -119,13 +119,29 @@ class IntakeState:
 
 
 @dataclass(frozen=True, slots=True)
-class Accepted:
-    """A record that changed a period total, with what it changed (for detection)."""
+class Accepted(Change):
+    """A record that changed a period total, with what it changed (for detection).
+
+    It is its own :class:`Change` (``metric``, ``period``, ``before``, ``after``): one object
+    per accepted record instead of two, as every object made per record costs its allocation
+    and the garbage collector's walks over it while the batch lives.
+    """
 
     record: UsageRecord
     raw: Raw
     plan: AccountPlan | None
-    change: Change
+
+    @property
+    def change(self) -> Change:
+        """The change the record made to its period's value (this object)."""
+        return self
+
+    @classmethod
+    def of(
+        cls, record: UsageRecord, raw: Raw, plan: AccountPlan | None, change: Change
+    ) -> Accepted:
+        """The accepted ``record`` that made ``change``."""
+        return cls(change.metric, change.period, change.before, change.after, record, raw, plan)
 
 
 @dataclass(slots=True)
@@ -347,7 +363,7 @@ def run_intake(
                 if totals is None:
                     totals = account_totals(account)
                 if aggregation is None:
-                    change = totals.add(record.metric, period, record.quantity)
+                    change = totals.add(record.metric, period, record.quantity, _new(Accepted))
                     after = change.after
                     if not exact_in_json(after) or after - change.before != record.quantity:
                         # Contract 4: a total no event could carry exactly is refused, not
@@ -408,12 +424,12 @@ def run_intake(
                     late_daily.append((len(accepted), record))
             if late:
                 continue
-            # Accepted(record, raw, plan, change), by its slot setters (see domain.common.slots).
-            item: Accepted = _new(Accepted)
+            # Accepted.of(record, raw, plan, change), by its slot setters (see
+            # domain.common.slots): a sum's fold wrote its change into an Accepted already.
+            item = change if type(change) is Accepted else _accepted_of(change)
             _set_record(item, record)
             _set_raw(item, raw)
             _set_plan(item, plan)
-            _set_change(item, change)
             accepted.append(item)
         if refused:
             outcomes["invalid"] += 1
@@ -625,4 +641,19 @@ _new = object.__new__
 _set_record = slot_setter(Accepted, "record")
 _set_raw = slot_setter(Accepted, "raw")
 _set_plan = slot_setter(Accepted, "plan")
-_set_change = slot_setter(Accepted, "change")
+
+
+def _accepted_of(change: Change) -> Accepted:
+    """An Accepted holding ``change`` (its record, raw and plan set by the caller)."""
+    item: Accepted = _new(Accepted)
+    _set_metric(item, change.metric)
+    _set_period(item, change.period)
+    _set_before(item, change.before)
+    _set_after(item, change.after)
+    return item
+
+
+_set_metric = slot_setter(Change, "metric")
+_set_period = slot_setter(Change, "period")
+_set_before = slot_setter(Change, "before")
+_set_after = slot_setter(Change, "after")

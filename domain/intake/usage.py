@@ -73,9 +73,15 @@ class AccountTotals:
     stamps: dict[str, dict[tuple[int, int], int]] = field(default_factory=dict)
     carry: dict[str, Reading] = field(default_factory=dict)
 
-    def add(self, metric: str, period: Period, quantity: Decimal) -> Change:
+    def add(
+        self, metric: str, period: Period, quantity: Decimal, into: Change | None = None
+    ) -> Change:
         """Add ``quantity`` to the total of ``metric`` in ``period`` (``sum``, and ``count``
-        and ``unique_count`` with a quantity of 1)."""
+        and ``unique_count`` with a quantity of 1).
+
+        The change is written into ``into`` when given: a fresh, empty object of a subclass
+        (the intake's :class:`domain.intake.batch.Accepted`), so a record makes one object,
+        not two."""
         by_period = self.periods.get(metric)
         if by_period is None:
             by_period = self.periods[metric] = {}
@@ -84,7 +90,7 @@ class AccountTotals:
         after = before + quantity
         by_period[key] = after
         # Change(metric, period, before, after), by its slot setters (see domain.common.slots).
-        change: Change = _new(Change)
+        change: Change = _new(Change) if into is None else into
         _set_metric(change, metric)
         _set_period(change, period)
         _set_before(change, before)
