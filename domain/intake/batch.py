@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from domain.common.numbers import exact_in_json
 from domain.common.slots import slot_setter
@@ -268,6 +268,7 @@ def run_intake(
     # one more object per record for the garbage collector to walk: its passes cost in
     # proportion to the objects allocated and still alive, and take a large share of the
     # intake's CPU.
+    key_prefixes: dict[str, str] = {}
     raws: list[Raw] = []
     parsed: list[UsageRecord | MeteredEvent | InvalidUsageRecord] = []
     keys: list[str] = []
@@ -288,7 +289,11 @@ def run_intake(
                 found = _without_frames(found)
         if type(found) is UsageRecord:
             account = found.account_id
-            key = dedup_key(account, found.record_id)
+            # dedup_key(account, record_id), its account part made once per account and batch.
+            prefix = key_prefixes.get(account)
+            if prefix is None:
+                prefix = key_prefixes[account] = dedup_key(account, "")
+            key = prefix + found.record_id
         elif isinstance(found, MeteredEvent) and found.readings:
             account = found.account_id
             key = found.dedup_id
@@ -334,9 +339,8 @@ def run_intake(
         if first_seen is not None and now_ms - first_seen < horizon_ms:
             outcomes["duplicate"] += 1
             continue
-        if account in plans:
-            plan = plans[account]
-        else:
+        plan = plans.get(account, _UNREAD)
+        if plan is _UNREAD:
             plan = plans[account] = plan_of(account)
         period = last_period.get(account)
         if period is None or not period.start_ms <= timestamp_ms < period.end_ms:
@@ -444,6 +448,8 @@ def run_intake(
 
 
 _ONE: Final = Decimal(1)
+# A plan not looked up yet in this batch (None means "looked up: no plan").
+_UNREAD: Final[Any] = object()
 
 
 class _Distinct:
