@@ -85,7 +85,7 @@ class AccountTotals:
         by_period = self.periods.get(metric)
         if by_period is None:
             by_period = self.periods[metric] = {}
-        key = (period.start_ms, period.end_ms)
+        key = period.span
         before = by_period.get(key, _ABSENT)
         after = before + quantity
         by_period[key] = after
@@ -116,7 +116,7 @@ class AccountTotals:
         by_period = self.periods.get(metric)
         if by_period is None:
             by_period = self.periods[metric] = {}
-        key = (period.start_ms, period.end_ms)
+        key = period.span
         before = by_period.get(key, _ABSENT)
         after = quantity if before is _ABSENT or quantity > before else before
         by_period[key] = after
@@ -132,7 +132,7 @@ class AccountTotals:
             stamps = self.stamps[metric] = {}
             self.periods[metric] = {}
         by_period = self.periods[metric]
-        key = (period.start_ms, period.end_ms)
+        key = period.span
         held_ms = stamps.get(key)
         if held_ms is None:
             replaced = None
@@ -165,7 +165,7 @@ class AccountTotals:
     def undo(self, change: Change) -> None:
         """Take back ``change``, the latest :meth:`add` or :meth:`fold` (a record refused
         after all): the state is as before it, exactly."""
-        key = (change.period.start_ms, change.period.end_ms)
+        key = change.period.span
         metric = change.metric
         if isinstance(change, ReadingChange):
             replaced = change.replaced
@@ -186,7 +186,7 @@ class AccountTotals:
     def total(self, metric: str, period: Period) -> Decimal:
         """Value of ``metric`` in ``period`` (zero when nothing was counted); for a
         ``latest`` metric without a reading in ``period``, the latest earlier reading."""
-        value = self.periods.get(metric, {}).get((period.start_ms, period.end_ms))
+        value = self.periods.get(metric, {}).get(period.span)
         if value is not None:
             return value
         if metric in self.stamps or metric in self.carry:
@@ -208,7 +208,7 @@ class AccountTotals:
     def period_values(self, period: Period) -> dict[str, Decimal]:
         """Every metric with a value in ``period``: counted in it, or a gauge read before its
         end (carried)."""
-        key = (period.start_ms, period.end_ms)
+        key = period.span
         values = {
             metric: by_period[key] for metric, by_period in self.periods.items() if key in by_period
         }
