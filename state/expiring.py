@@ -37,9 +37,17 @@ _SUFFIX: Final = 8
 SEGMENT_ENTRIES: Final = 20_000
 
 
+# An empty BLAKE2b of the digest size, copied for each key: the same digest as a new
+# ``blake2b(data, digest_size=16)``, for about 60 % of its cost (the constructor's keyword
+# parsing dominates a 30-byte key's hash; this runs for every usage record).
+_EMPTY_HASH: Final = blake2b(digest_size=_HASH_BYTES)
+
+
 def key_hash(key: str) -> bytes:
     """Fixed-size digest of a table key (the domain's unambiguous key text)."""
-    return blake2b(key.encode(), digest_size=_HASH_BYTES).digest()
+    h = _EMPTY_HASH.copy()
+    h.update(key.encode())
+    return h.digest()
 
 
 def encode_segment(writes: Mapping[bytes, bytes | None]) -> list[bytes]:
@@ -101,9 +109,7 @@ class ExpiringHashes:
         if not hashes:
             return
         instant = _INSTANT.pack(instant_ms)
-        column = self.column
-        for h in hashes:
-            state.put(column, h, instant)
+        state.put_many(self.column, hashes, instant)
         state.put(self.index, instant + os.urandom(_SUFFIX), b"".join(hashes))
 
     def expire(

@@ -277,13 +277,14 @@ class PartitionStore:
     def apply(self, updates: Updates, offsets: Mapping[str, int] | None = None) -> None:
         """Write ``updates`` (table -> key -> value or None) and ``offsets`` atomically."""
         batch = WriteBatch(raw_mode=True)
+        put, delete = batch.put, batch.delete  # bound once: a step writes a key per record
         for table, changes in updates.items():
             handle = self._handles[table]
             for key, value in changes.items():
                 if value is None:
-                    batch.delete(key, handle)
+                    delete(key, handle)
                 else:
-                    batch.put(key, value, handle)
+                    put(key, value, handle)
         if offsets:
             meta = self._handles[META]
             for table, offset in offsets.items():

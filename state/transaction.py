@@ -9,7 +9,7 @@ leaving the store as it was.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar, cast
 
 from state.store import PartitionStore
@@ -70,6 +70,11 @@ class StepState:
     def put(self, table: str, key: bytes, value: bytes) -> None:
         """Set ``key`` (the last write of a key in a step wins)."""
         self._writes.setdefault(table, {})[key] = value
+
+    def put_many(self, table: str, keys: Iterable[bytes], value: bytes) -> None:
+        """Set every key of ``keys`` to ``value`` (one dict update: the dedup table marks
+        every record of a step this way)."""
+        self._writes.setdefault(table, {}).update(dict.fromkeys(keys, value))
 
     def delete(self, table: str, key: bytes) -> None:
         """Delete ``key``."""

@@ -38,12 +38,13 @@ a finite double."""
 _INT63: Final = 2**63
 _INT53: Final = 2**53
 _DEC53: Final = Decimal(_INT53)  # Decimal-to-Decimal comparisons are ~4x faster than to int
+_NEG_DEC53: Final = -_DEC53  # made once: a negation makes a new Decimal each time
 
 
 def exact_in_json(value: Decimal) -> bool:
     """Whether ``value`` is zero or between :data:`MIN_AMOUNT` and :data:`MAX_AMOUNT` in size,
     and written losslessly by :func:`json_number` (see the module docstring)."""
-    if -_DEC53 <= value <= _DEC53 and value == value.to_integral_value():
+    if _NEG_DEC53 <= value <= _DEC53 and value == value.to_integral_value():
         return True  # the usual case, checked cheaply: whole numbers a double holds exactly
     if not within_bounds(value):
         return False

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from domain.common.numbers import exact_in_json
 from domain.common.slots import slot_setter
@@ -119,13 +119,29 @@ class IntakeState:
 
 
 @dataclass(frozen=True, slots=True)
-class Accepted:
-    """A record that changed a period total, with what it changed (for detection)."""
+class Accepted(Change):
+    """A record that changed a period total, with what it changed (for detection).
+
+    It is its own :class:`Change` (``metric``, ``period``, ``before``, ``after``): one object
+    per accepted record instead of two, as every object made per record costs its allocation
+    and the garbage collector's walks over it while the batch lives.
+    """
 
     record: UsageRecord
     raw: Raw
     plan: AccountPlan | None
-    change: Change
+
+    @property
+    def change(self) -> Change:
+        """The change the record made to its period's value (this object)."""
+        return self
+
+    @classmethod
+    def of(
+        cls, record: UsageRecord, raw: Raw, plan: AccountPlan | None, change: Change
+    ) -> Accepted:
+        """The accepted ``record`` that made ``change``."""
+        return cls(change.metric, change.period, change.before, change.after, record, raw, plan)
 
 
 @dataclass(slots=True)
@@ -252,6 +268,7 @@ def run_intake(
     # one more object per record for the garbage collector to walk: its passes cost in
     # proportion to the objects allocated and still alive, and take a large share of the
     # intake's CPU.
+    key_prefixes: dict[str, str] = {}
     raws: list[Raw] = []
     parsed: list[UsageRecord | MeteredEvent | InvalidUsageRecord] = []
     keys: list[str] = []
@@ -272,7 +289,11 @@ def run_intake(
                 found = _without_frames(found)
         if type(found) is UsageRecord:
             account = found.account_id
-            key = dedup_key(account, found.record_id)
+            # dedup_key(account, record_id), its account part made once per account and batch.
+            prefix = key_prefixes.get(account)
+            if prefix is None:
+                prefix = key_prefixes[account] = dedup_key(account, "")
+            key = prefix + found.record_id
         elif isinstance(found, MeteredEvent) and found.readings:
             account = found.account_id
             key = found.dedup_id
@@ -318,9 +339,8 @@ def run_intake(
         if first_seen is not None and now_ms - first_seen < horizon_ms:
             outcomes["duplicate"] += 1
             continue
-        if account in plans:
-            plan = plans[account]
-        else:
+        plan = plans.get(account, _UNREAD)
+        if plan is _UNREAD:
             plan = plans[account] = plan_of(account)
         period = last_period.get(account)
         if period is None or not period.start_ms <= timestamp_ms < period.end_ms:
@@ -347,7 +367,7 @@ def run_intake(
                 if totals is None:
                     totals = account_totals(account)
                 if aggregation is None:
-                    change = totals.add(record.metric, period, record.quantity)
+                    change = totals.add(record.metric, period, record.quantity, _new(Accepted))
                     after = change.after
                     if not exact_in_json(after) or after - change.before != record.quantity:
                         # Contract 4: a total no event could carry exactly is refused, not
@@ -408,12 +428,12 @@ def run_intake(
                     late_daily.append((len(accepted), record))
             if late:
                 continue
-            # Accepted(record, raw, plan, change), by its slot setters (see domain.common.slots).
-            item: Accepted = _new(Accepted)
+            # Accepted.of(record, raw, plan, change), by its slot setters (see
+            # domain.common.slots): a sum's fold wrote its change into an Accepted already.
+            item = change if type(change) is Accepted else _accepted_of(change)
             _set_record(item, record)
             _set_raw(item, raw)
             _set_plan(item, plan)
-            _set_change(item, change)
             accepted.append(item)
         if refused:
             outcomes["invalid"] += 1
@@ -428,6 +448,8 @@ def run_intake(
 
 
 _ONE: Final = Decimal(1)
+# A plan not looked up yet in this batch (None means "looked up: no plan").
+_UNREAD: Final[Any] = object()
 
 
 class _Distinct:
@@ -625,4 +647,19 @@ _new = object.__new__
 _set_record = slot_setter(Accepted, "record")
 _set_raw = slot_setter(Accepted, "raw")
 _set_plan = slot_setter(Accepted, "plan")
-_set_change = slot_setter(Accepted, "change")
+
+
+def _accepted_of(change: Change) -> Accepted:
+    """An Accepted holding ``change`` (its record, raw and plan set by the caller)."""
+    item: Accepted = _new(Accepted)
+    _set_metric(item, change.metric)
+    _set_period(item, change.period)
+    _set_before(item, change.before)
+    _set_after(item, change.after)
+    return item
+
+
+_set_metric = slot_setter(Change, "metric")
+_set_period = slot_setter(Change, "period")
+_set_before = slot_setter(Change, "before")
+_set_after = slot_setter(Change, "after")

@@ -119,12 +119,13 @@ class DailyTotals:
         A day older than the caller's retention is counted too; the next :meth:`prune` drops
         it again, and days older than :attr:`DropRules.lookback_days` are never read.
         """
-        if not quantity.is_finite() or quantity < 0:
+        # Against a Decimal zero: a Decimal-to-int comparison costs twice as much (per record).
+        if not quantity.is_finite() or quantity < _ZERO:
             raise ValueError(f"quantity must be a finite number >= 0, not {quantity}")
         day = ts_ms // DAY_MS  # utc_day, inlined: this runs for every counted record
         if self.first_day is None or day < self.first_day:
             self.first_day = day
-        if quantity > 0:
+        if quantity > _ZERO:
             days = self._days
             if days is None and day == self._pending_day:  # _add_to_text's usual case
                 self._pending_total = self._pending_total + quantity
@@ -350,12 +351,12 @@ class DailyReadings:
     def fold(self, ts_ms: int, quantity: Decimal) -> None:
         """Fold a reading of ``quantity`` (finite, >= 0) at event time ``ts_ms`` into its UTC
         day."""
-        if not quantity.is_finite() or quantity < 0:
+        if not quantity.is_finite() or quantity < _ZERO:
             raise ValueError(f"quantity must be a finite number >= 0, not {quantity}")
         day = utc_day(ts_ms)
         if self.first_day is None or day < self.first_day:
             self.first_day = day
-        if quantity > 0 and (self.last_active_ms is None or ts_ms > self.last_active_ms):
+        if quantity > _ZERO and (self.last_active_ms is None or ts_ms > self.last_active_ms):
             self.last_active_ms = ts_ms
         values = self.values
         held = values.get(day)

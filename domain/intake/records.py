@@ -242,7 +242,13 @@ def parse_usage(
     ``quantity`` is optional and ignored: its quantity is 1. Raises :class:`InvalidUsageRecord`
     with a reason that names the field.
     """
-    value = _load_object(raw, InvalidUsageRecord)
+    # _load_object's usual case inline (a call less per record); it judges every other one.
+    try:
+        value = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        value = None
+    if type(value) is not dict:
+        value = _load_object(raw, InvalidUsageRecord)
     get = value.get
     record_id = get("record_id")
     if type(record_id) is not str or not 0 < len(record_id) <= ID_MAX_CHARS:
@@ -272,10 +278,20 @@ def parse_usage(
         quantity = _ONE
         unique = _unique(value, metric, path) if path else None
     stamp = get("timestamp")
-    if stamp is None and "timestamp" not in value:
+    # event_time_ms's usual case inline (epoch ms in range, not ahead of the clock); it judges
+    # every other one.
+    if type(stamp) is int and MIN_TIMESTAMP_MS <= stamp <= MAX_TIMESTAMP_MS:
+        if stamp > now_ms + max_skew_ms:
+            stamp = event_time_ms(stamp, "timestamp", now_ms, max_skew_ms)  # raises
+    elif stamp is None and "timestamp" not in value:
         raise InvalidUsageRecord("timestamp: missing")
-    timestamp_ms = event_time_ms(stamp, "timestamp", now_ms, max_skew_ms)
-    return _usage_record(record_id, account_id, metric, quantity, timestamp_ms, unique)
+    else:
+        stamp = event_time_ms(stamp, "timestamp", now_ms, max_skew_ms)
+    # _usage_record(...) inline: a UsageRecord built as its slotted twin (faster).
+    record: Any = _UsageRecordBuilder(record_id, account_id, metric, quantity, stamp, unique)
+    record.__class__ = UsageRecord
+    result: UsageRecord = record
+    return result
 
 
 def parse_quantity(number: object, name: str, raw: bytes | None) -> Decimal:

@@ -73,18 +73,24 @@ class AccountTotals:
     stamps: dict[str, dict[tuple[int, int], int]] = field(default_factory=dict)
     carry: dict[str, Reading] = field(default_factory=dict)
 
-    def add(self, metric: str, period: Period, quantity: Decimal) -> Change:
+    def add(
+        self, metric: str, period: Period, quantity: Decimal, into: Change | None = None
+    ) -> Change:
         """Add ``quantity`` to the total of ``metric`` in ``period`` (``sum``, and ``count``
-        and ``unique_count`` with a quantity of 1)."""
+        and ``unique_count`` with a quantity of 1).
+
+        The change is written into ``into`` when given: a fresh, empty object of a subclass
+        (the intake's :class:`domain.intake.batch.Accepted`), so a record makes one object,
+        not two."""
         by_period = self.periods.get(metric)
         if by_period is None:
             by_period = self.periods[metric] = {}
-        key = (period.start_ms, period.end_ms)
+        key = period.span
         before = by_period.get(key, _ABSENT)
         after = before + quantity
         by_period[key] = after
         # Change(metric, period, before, after), by its slot setters (see domain.common.slots).
-        change: Change = _new(Change)
+        change: Change = _new(Change) if into is None else into
         _set_metric(change, metric)
         _set_period(change, period)
         _set_before(change, before)
@@ -110,7 +116,7 @@ class AccountTotals:
         by_period = self.periods.get(metric)
         if by_period is None:
             by_period = self.periods[metric] = {}
-        key = (period.start_ms, period.end_ms)
+        key = period.span
         before = by_period.get(key, _ABSENT)
         after = quantity if before is _ABSENT or quantity > before else before
         by_period[key] = after
@@ -126,7 +132,7 @@ class AccountTotals:
             stamps = self.stamps[metric] = {}
             self.periods[metric] = {}
         by_period = self.periods[metric]
-        key = (period.start_ms, period.end_ms)
+        key = period.span
         held_ms = stamps.get(key)
         if held_ms is None:
             replaced = None
@@ -159,7 +165,7 @@ class AccountTotals:
     def undo(self, change: Change) -> None:
         """Take back ``change``, the latest :meth:`add` or :meth:`fold` (a record refused
         after all): the state is as before it, exactly."""
-        key = (change.period.start_ms, change.period.end_ms)
+        key = change.period.span
         metric = change.metric
         if isinstance(change, ReadingChange):
             replaced = change.replaced
@@ -180,7 +186,7 @@ class AccountTotals:
     def total(self, metric: str, period: Period) -> Decimal:
         """Value of ``metric`` in ``period`` (zero when nothing was counted); for a
         ``latest`` metric without a reading in ``period``, the latest earlier reading."""
-        value = self.periods.get(metric, {}).get((period.start_ms, period.end_ms))
+        value = self.periods.get(metric, {}).get(period.span)
         if value is not None:
             return value
         if metric in self.stamps or metric in self.carry:
@@ -202,7 +208,7 @@ class AccountTotals:
     def period_values(self, period: Period) -> dict[str, Decimal]:
         """Every metric with a value in ``period``: counted in it, or a gauge read before its
         end (carried)."""
-        key = (period.start_ms, period.end_ms)
+        key = period.span
         values = {
             metric: by_period[key] for metric, by_period in self.periods.items() if key in by_period
         }

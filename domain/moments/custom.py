@@ -373,7 +373,7 @@ def detect_custom(
                     before.fold(earlier, new_distinct)
                 else:
                     waiting.setdefault((earlier.account_id, earlier.metric), []).append(earlier)
-        change = item.change
+        change = item  # an Accepted is its own Change
         metric = change.metric
         if metric not in at_least:
             continue

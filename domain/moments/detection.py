@@ -133,13 +133,25 @@ def detect_thresholds(
     loaded: dict[str, AnnouncedLevels] = {}
     limits = _limits_of(catalog)
     wording = Wording(templates, catalog)
+    # What each plan object of the batch (one per account: the intake reads a plan once per
+    # batch) announces per metric: its _Limit, or None when it announces nothing. Two dict
+    # lookups per record instead of the tests and the key of _limit.
+    by_plan: dict[int, tuple[AccountPlan, dict[str, _Limit | None]]] = {}
     for item in accepted:
         plan = item.plan
-        if plan is None or not should_announce(plan):
+        if plan is None:
             continue
-        change = item.change
+        change = item  # an Accepted is its own Change
         metric = change.metric
-        found = _limit(limits, plan, metric, catalog)
+        held = by_plan.get(id(plan))
+        if held is None or held[0] is not plan:
+            held = by_plan[id(plan)] = (plan, {})
+        of_plan = held[1]
+        if metric in of_plan:
+            found = of_plan[metric]
+        else:
+            announces = should_announce(plan)
+            found = of_plan[metric] = _limit(limits, plan, metric, catalog) if announces else None
         if found is None:
             continue
         total = change.after

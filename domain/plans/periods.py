@@ -58,6 +58,9 @@ class Period:
     end: datetime
     start_ms: int = field(init=False, repr=False, compare=False)
     end_ms: int = field(init=False, repr=False, compare=False)
+    #: ``(start_ms, end_ms)``, the key of the period's cells in state, made once (the intake
+    #: folds every record into its period's cell).
+    span: tuple[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         start_ms = datetime_to_ms(self.start)
@@ -70,6 +73,7 @@ class Period:
         _set(self, "end", self.end.astimezone(UTC))
         _set(self, "start_ms", start_ms)
         _set(self, "end_ms", end_ms)
+        _set(self, "span", (start_ms, end_ms))
 
     @classmethod
     def from_ms(cls, start_ms: int, end_ms: int) -> Period:
@@ -83,6 +87,7 @@ class Period:
         _set(period, "end", ms_to_datetime(end_ms))
         _set(period, "start_ms", start_ms)
         _set(period, "end_ms", end_ms)
+        _set(period, "span", (start_ms, end_ms))
         return period
 
     def contains(self, ts_ms: int) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hashlib import blake2b
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,31 @@ def test_a_step_reads_its_own_writes_and_leaves_the_store_alone_until_applied(
     # An aborted step is simply dropped: the store is as it was.
     del step
     assert store.get("a", b"k") == b"old"
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "key", ["", "1:ax", "11:acct-000001\x1frec-1", "3:\u00e9\u4e2d\x1f" + "r" * 300]
+)
+def test_key_hash_is_the_16_byte_blake2b_of_the_key_text(key: str) -> None:
+    # The stored and changelogged form of dedup and distinct keys: it must never change.
+    assert key_hash(key) == blake2b(key.encode(), digest_size=16).digest()
+    assert key_hash(key) == key_hash(key)
+
+
+def test_mark_seen_writes_each_hash_with_its_instant_and_one_index_entry(
+    tmp_path: Path, options: StoreOptions
+) -> None:
+    store = open_partition(tmp_path, 0, COLUMNS, options)
+    step = StepState(store)
+    hashes = [key_hash(str(i)) for i in range(5)]
+    mark_seen(step, hashes[:3], 1_000)
+    mark_seen(step, hashes[2:], 2_000)
+    updates = step.updates()
+    assert updates["dedup"] == {
+        h: (1_000 if i < 2 else 2_000).to_bytes(8, "big") for i, h in enumerate(hashes)
+    }
+    assert sorted(updates[EXPIRY].values()) == [b"".join(hashes[:3]), b"".join(hashes[2:])]
     store.close()
 
 

@@ -392,7 +392,7 @@ def test_the_top_plan_suggests_nothing(announced: Callable[..., Announced]) -> N
 def test_hand_built_accepted_items_work_too(announced: Callable[..., Announced]) -> None:
     record = UsageRecord("r-x", "acct-1", "api_calls", D(5), NOW)
     raw = RawRecord(b"acct-1", b"{}", "usage-records", 0, 0, NOW - 3)
-    item = Accepted(record, raw, plan(), Change("api_calls", MARCH, D(75), D(80)))
+    item = Accepted.of(record, raw, plan(), Change("api_calls", MARCH, D(75), D(80)))
     (moment,) = announced().detect([item]).moments
     assert_valid(moment.payload)
     assert (moment.payload["usage"]["total"], moment.arrived_ms) == (80, NOW - 3)
