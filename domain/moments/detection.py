@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
 
+from domain.common.bounded import remember
 from domain.intake.accounts import AccountPlan
 from domain.intake.batch import Accepted
 from domain.plans.catalog import Catalog, Plan
@@ -72,9 +73,7 @@ def _limits_of(catalog: Catalog) -> dict[_LimitKey, _Limit | None]:
     """The remembered limits of ``catalog``."""
     held = _limits.get(id(catalog))
     if held is None or held[0] is not catalog:
-        if len(_limits) >= _CATALOGS_MAX:
-            _limits.clear()
-        held = _limits[id(catalog)] = (catalog, {})
+        held = remember(_limits, id(catalog), (catalog, {}), _CATALOGS_MAX)
     return held[1]
 
 
@@ -89,9 +88,7 @@ def _limit(
         return limits[key]
     except KeyError:
         found = _limit_of(plan, metric, catalog)
-        if len(limits) >= _LIMITS_MAX:
-            limits.clear()
-        limits[key] = found
+        remember(limits, key, found, _LIMITS_MAX)
         return found
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, localcontext
 from typing import Any, Final, Literal
 
+from domain.common.bounded import remember
 from domain.intake.accounts import AccountPlan
 from domain.plans.periods import Period, span_of_text, span_text
 
@@ -77,9 +78,7 @@ def thresholds(levels: Sequence[Decimal], limit: Decimal) -> tuple[Threshold, ..
     if found is None:
         distinct = sorted(dict.fromkeys(key[0]))
         found = tuple((level, _product(level, limit)) for level in distinct)
-        if len(_thresholds) >= _THRESHOLDS_MAX:
-            _thresholds.clear()
-        _thresholds[key] = found
+        remember(_thresholds, key, found, _THRESHOLDS_MAX)
     return found
 
 
@@ -133,9 +132,7 @@ def level_text(level: Decimal) -> str:
         if "." not in text:
             text = f"{text}.0"
         if level:
-            if len(_level_texts) >= _LEVELS_MAX:
-                _level_texts.clear()
-            _level_texts[level] = text
+            remember(_level_texts, level, text, _LEVELS_MAX)
     return text
 
 
@@ -144,9 +141,7 @@ def _level_of_text(text: str) -> Decimal:
     level = _levels_of_text.get(text)
     if level is None:
         level = Decimal(text)
-        if len(_levels_of_text) >= _LEVELS_MAX:
-            _levels_of_text.clear()
-        _levels_of_text[text] = level
+        remember(_levels_of_text, text, level, _LEVELS_MAX)
     return level
 
 
