@@ -20,6 +20,7 @@ A failure is sorted (:mod:`engine.poison` says what is whose fault):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -30,6 +31,7 @@ from aiokafka import TopicPartition
 
 from engine.background import BackgroundSchedule
 from engine.committers import Committer, Fenced, StepFailed
+from engine.deciding import Decider, InlineDecider
 from engine.ownership import Holdings, Owned
 from engine.poison import Poison, SliceFailed, environmental, refused
 from engine.step import Messages, Step
@@ -114,8 +116,11 @@ class Checkpoint:
         now_ms: Callable[[], int],
         stats: StepStats,
         on_step: Callable[[int, int, float], None] | None = None,
+        decider: Decider | None = None,
     ) -> None:
         self.holdings = holdings
+        #: Where steps decide (engine.deciding): off the event loop in the worker.
+        self.decider: Decider = InlineDecider() if decider is None else decider
         self.committer = committer
         self.waiting = waiting
         self.background = background
@@ -154,8 +159,9 @@ class Checkpoint:
                 )
                 step = Step(owned.partition, StepState(owned.store), self.now_ms())
                 try:
-                    decide(step)
-                    messages, targets = self.with_changelogs(step)
+                    messages, targets = await self.decider.run(
+                        functools.partial(self.decided, decide, step)
+                    )
                 except SliceFailed:
                     owned.store.objects.clear()  # the slice may have changed cached objects
                     raise
@@ -310,6 +316,13 @@ class Checkpoint:
             exc,
         )
         await self.holdings.crash(exc)
+
+    def decided(
+        self, decide: Callable[[Step], None], step: Step
+    ) -> tuple[Messages, dict[tuple[str, int], str]]:
+        """``decide`` ``step``; its messages with its changelog records (on the decider)."""
+        decide(step)
+        return self.with_changelogs(step)
 
     def with_changelogs(self, step: Step) -> tuple[Messages, dict[tuple[str, int], str]]:
         """The step's messages plus its changelog records (one per touched key)."""

@@ -38,6 +38,7 @@ from engine.changelogs import ChangelogReader, wall_ms
 from engine.checkpoint import Checkpoint, StepStats
 from engine.collector import COLLECTOR
 from engine.committers import Committer
+from engine.deciding import Decider, ThreadDecider
 from engine.ownership import TEND_STORES_S, Holdings, Hooks, Owned, Ownership
 from engine.poison import ByTopic, Isolation, Poison
 from engine.scheduler import Scheduler
@@ -97,6 +98,7 @@ class Engine:
         state_cleanup_delay_s: float = 600.0,
         state_stale_after_s: float = 43_200.0,
         wall_clock_ms: Callable[[], int] = wall_ms,
+        decider: Decider | None = None,
     ) -> None:
         self.handlers = dict(handlers)
         self.topic_order = tuple(topic_order)
@@ -139,6 +141,9 @@ class Engine:
             now_ms=now_ms,
             stats=stats,
             on_step=on_step,
+            # Off the event loop: a decision holding the loop held every other
+            # partition's Kafka round trips (engine.deciding).
+            decider=ThreadDecider() if decider is None else decider,
         )
         self.isolation = Isolation(
             held,
@@ -240,6 +245,7 @@ class Engine:
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
         await self.ownership.close()
+        self.checkpoint.decider.close()
         self.stopped = True
         logger.info("engine stopped: every finished step is committed and stored")
 
