@@ -54,7 +54,10 @@ class _Unavailable(Exception):
 
 
 class StepStats:
-    """Step figures logged every so often: records, steps, time deciding vs committing."""
+    """Step figures logged every so often: records, steps, time deciding vs committing.
+
+    Deciding is timed from the step handing its decision to the decider to the decision's
+    end, so it includes the wait for the decide thread (other partitions' decisions)."""
 
     def __init__(self, every_s: float = 10.0) -> None:
         self.every_s = every_s
@@ -67,12 +70,23 @@ class StepStats:
         self.messages = 0
         self.step_s = 0.0
         self.commit_s = 0.0
+        self.decide_s = 0.0
+        self.queued_s = 0.0
 
-    def add(self, messages: int, step_s: float, commit_s: float) -> None:
+    def add(
+        self,
+        messages: int,
+        step_s: float,
+        commit_s: float,
+        decide_s: float = 0.0,
+        queued_s: float = 0.0,
+    ) -> None:
         self.steps += 1
         self.messages += messages
         self.step_s += step_s
         self.commit_s += commit_s
+        self.decide_s += decide_s
+        self.queued_s += queued_s
 
     def maybe_log(self) -> None:
         now = time.monotonic()
@@ -80,7 +94,8 @@ class StepStats:
             return
         logger.info(
             "last %.0fs: %d records in %d steps (%.0f per step), %d messages out; "
-            "per step %.1f ms, of which %.1f ms in the Kafka commit",
+            "per step %.1f ms, of which %.1f ms in the Kafka commit; deciding %.1f ms, of "
+            "which %.1f ms waiting for the decide thread",
             now - self.since,
             self.records,
             self.steps,
@@ -88,6 +103,8 @@ class StepStats:
             self.messages,
             1000 * self.step_s / self.steps,
             1000 * self.commit_s / self.steps,
+            1000 * self.decide_s / self.steps,
+            1000 * self.queued_s / self.steps,
         )
         self._reset(now)
 
@@ -158,8 +175,9 @@ class Checkpoint:
                     owned.partition, offsets, self._likely.pop(owned.partition, ())
                 )
                 step = Step(owned.partition, StepState(owned.store), self.now_ms())
+                handed = time.perf_counter()
                 try:
-                    messages, targets = await self.decider.run(
+                    messages, targets, began = await self.decider.run(
                         functools.partial(self.decided, decide, step)
                     )
                 except SliceFailed:
@@ -173,6 +191,7 @@ class Checkpoint:
                         raise _Unavailable from exc
                     raise _Undecided from exc  # deterministic: the same records fail again
                 commit_started = time.perf_counter()
+                decide_s, queued_s = commit_started - handed, began - handed
                 written = await self.committer.commit(owned.partition, messages, offsets)
                 commit_s = time.perf_counter() - commit_started
             except (_Undecided, SliceFailed, _Unavailable, MemoryError) as failed:
@@ -223,7 +242,9 @@ class Checkpoint:
             for callback in step.after_commit:
                 callback()
             elapsed = time.perf_counter() - started
-            self.stats.add(sum(len(m) for m in messages.values()), elapsed, commit_s)
+            self.stats.add(
+                sum(len(m) for m in messages.values()), elapsed, commit_s, decide_s, queued_s
+            )
             if self.on_step is not None:
                 self.on_step(owned.partition, len(messages), elapsed)
             return True
@@ -319,10 +340,13 @@ class Checkpoint:
 
     def decided(
         self, decide: Callable[[Step], None], step: Step
-    ) -> tuple[Messages, dict[tuple[str, int], str]]:
-        """``decide`` ``step``; its messages with its changelog records (on the decider)."""
+    ) -> tuple[Messages, dict[tuple[str, int], str], float]:
+        """``decide`` ``step`` (on the decider): its messages with its changelog records, and
+        when the decision began (``time.perf_counter``)."""
+        began = time.perf_counter()
         decide(step)
-        return self.with_changelogs(step)
+        messages, targets = self.with_changelogs(step)
+        return messages, targets, began
 
     def with_changelogs(self, step: Step) -> tuple[Messages, dict[tuple[str, int], str]]:
         """The step's messages plus its changelog records (one per touched key)."""
