@@ -13,7 +13,8 @@ interpreter hands the GIL over every few milliseconds).
 Nothing else changes: a step decides on a StepState that only it writes, its partition
 has no other step, RocksDB is written on the loop after the commit, and a step cancelled
 while it decides waits for its decision to end before the cancellation goes on (the
-store must not be closed under it, nor its caches cleared).
+store must not be closed under it, nor its caches cleared); a step cancelled while its
+decision still waits for the thread leaves at once, and its decision never runs.
 """
 
 from __future__ import annotations
@@ -56,11 +57,16 @@ class ThreadDecider:
     async def run(self, decide: Callable[[], T]) -> T:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moments-decide")
-        future = asyncio.get_running_loop().run_in_executor(self._executor, decide)
+        handed = self._executor.submit(decide)
+        future = asyncio.wrap_future(handed)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
-            # The step is cancelled: its decision ends first, then the cancellation goes on.
+            # The step is cancelled: a decision not started yet (behind other partitions')
+            # never starts, and one running ends first; then the cancellation goes on.
+            # Left queued, the decisions of every step a stop abandons would each run, for
+            # nothing, before the stop could end.
+            handed.cancel()
             while not future.done():
                 try:
                     await asyncio.wait({future})

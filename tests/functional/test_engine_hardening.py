@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
@@ -320,3 +322,52 @@ async def test_a_stop_abandons_a_step_whose_commit_never_ends(tmp_path: Path) ->
     assert r.engine.stopped
     assert r.committer.commits == []
     assert store.closed  # closed without the step's write
+
+
+# -- the decide thread (engine.deciding): a stop never closes a store under a decision -----
+
+
+async def test_a_stop_that_abandons_a_deciding_step_closes_no_store_under_its_decision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decision that outlasts the stop's grace and its cancel rounds (a step of 20,000
+    records on a loaded machine) still runs on the decide thread: the stores are closed only
+    once it has ended, and nothing of the abandoned step is committed. The decision of
+    another abandoned step, queued behind it, never runs: a stop with many partitions'
+    decisions queued would otherwise run every one of them, for nothing, past the
+    shutdown timeout (the watchdog then ends the worker with status 1)."""
+    monkeypatch.setattr(scheduler_module, "_ABANDON_WAIT_S", 0.02)
+    r = await rig(tmp_path, (0, 1))
+    r.engine.stop_grace_s = 0.05
+    started, released = threading.Event(), threading.Event()
+    seen: list[str] = []
+    process = r.handler.process
+
+    def slow(step: Step, topic: str, items: Sequence[Any]) -> None:
+        if step.partition == 0:
+            started.set()
+            released.wait(10)
+            try:  # what a decision reads after a long while: its store, still open
+                step.state.get(TABLE.name, b"k")
+                seen.append("open")
+            except Exception as exc:  # noqa: BLE001 - the test reports what it read
+                seen.append(repr(exc))
+        process(step, topic, items)
+
+    r.handler.process = slow  # type: ignore[method-assign]
+    await r.submit(r.records(0, b"a"))
+    await until(started.is_set, "partition 0 deciding")
+    await r.submit(r.records(1, b"b"))  # its decision waits for partition 0's
+    await asyncio.sleep(0.02)
+    stopping = asyncio.ensure_future(r.stop())
+    # Well past the grace and the cancel rounds: the stop has given up on the steps.
+    await asyncio.sleep(0.3)
+    released.set()
+    try:
+        await asyncio.wait_for(stopping, 10)
+    except TimeoutError:
+        raise AssertionError("the stop did not end once the decision had") from None
+    assert seen == ["open"]
+    assert r.engine.stopped
+    assert r.committer.commits == []
+    assert r.handler.decided == [0]  # partition 1's decision, not started, never ran

@@ -147,3 +147,37 @@ def test_a_closed_decider_starts_a_new_thread_when_asked_again() -> None:
         asyncio.run(main())
     finally:
         decider.close()
+
+
+def test_a_cancelled_step_whose_decision_has_not_started_leaves_at_once() -> None:
+    """Its decision waits behind another partition's: it never runs (the step is abandoned,
+    its store may close), and the step does not wait for the decision ahead of it."""
+    decider = ThreadDecider()
+    ran: list[str] = []
+
+    async def main() -> None:
+        started, gate = threading.Event(), threading.Event()
+
+        def first() -> None:
+            started.set()
+            gate.wait(_WAIT_S)
+            ran.append("first")
+
+        ahead = asyncio.ensure_future(decider.run(first))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        queued = asyncio.ensure_future(decider.run(lambda: ran.append("queued")))
+        await asyncio.sleep(0.01)
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(queued, _WAIT_S)  # not after the decision ahead of it
+        assert not gate.is_set()
+        gate.set()
+        await ahead
+        assert await decider.run(lambda: "next") == "next"
+
+    try:
+        asyncio.run(main())
+    finally:
+        decider.close()
+    assert ran == ["first"]
