@@ -151,6 +151,9 @@ class Checkpoint:
         self._likely: dict[int, tuple[tuple[str, int], ...]] = {}
         #: Steps whose deciding failed for a reason of the machine (I/O, the store), retried.
         self.unavailable_steps = 0
+        #: Partitions whose step is deciding (from its ``now_ms`` to its decision's end, which
+        #: may wait for the decide thread): the loop leaves their stores alone meanwhile.
+        self.deciding: set[int] = set()
 
     async def commit_step(
         self,
@@ -176,6 +179,7 @@ class Checkpoint:
                 )
                 step = Step(owned.partition, StepState(owned.store), self.now_ms())
                 handed = time.perf_counter()
+                self.deciding.add(owned.partition)  # no await since its now_ms was read
                 try:
                     messages, targets, began = await self.decider.run(
                         functools.partial(self.decided, decide, step)
@@ -190,6 +194,8 @@ class Checkpoint:
                     if environmental(exc):
                         raise _Unavailable from exc
                     raise _Undecided from exc  # deterministic: the same records fail again
+                finally:
+                    self.deciding.discard(owned.partition)
                 commit_started = time.perf_counter()
                 decide_s, queued_s = commit_started - handed, began - handed
                 written = await self.committer.commit(owned.partition, messages, offsets)

@@ -171,6 +171,8 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         self._last_gate_check = 0.0
         self._last_maintenance = time.monotonic()
+        #: Partitions whose maintenance is due and waits for their decision to end.
+        self._maintenance_due: set[int] = set()
 
     # -- what the worker, agents and web read -------------------------------------
 
@@ -337,8 +339,20 @@ class Engine:
         if self.slices.due:
             for owned, work in self.slices.to_start(self.scheduler.idle):
                 self.scheduler.launch(owned.partition, self.isolation.slice(owned, work))
-        if self.maintenance is not None and now - self._last_maintenance >= _MAINTENANCE_S:
-            self._last_maintenance = now
-            for owned in list(self.owned.values()):
-                if owned.ready:
-                    self.maintenance(owned.store, self.now_ms())
+        if self.maintenance is not None:
+            if now - self._last_maintenance >= _MAINTENANCE_S:
+                self._last_maintenance = now
+                self._maintenance_due = {p for p, o in self.owned.items() if o.ready}
+            self._maintain(self.maintenance)
+
+    def _maintain(self, maintenance: Maintenance) -> None:
+        """Maintenance of the stores due, except those whose partition is deciding (their
+        turn comes at a later turn of the loop): decisions run off the loop, and a store
+        must not change under one. Expiry with the loop's later clock would delete entries
+        the step, with its own ``now_ms``, still holds (a repeat would pass as new)."""
+        deciding = self.checkpoint.deciding
+        for partition in sorted(self._maintenance_due - deciding):
+            self._maintenance_due.discard(partition)
+            owned = self.owned.get(partition)
+            if owned is not None and owned.ready:
+                maintenance(owned.store, self.now_ms())

@@ -22,6 +22,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import RecordTooLargeError
 
 import engine.background as background_module
+import engine.engine as engine_module
 import engine.scheduler as scheduler_module
 from engine.committers import StepFailed
 from engine.step import Messages, Step
@@ -371,3 +372,38 @@ async def test_a_stop_that_abandons_a_deciding_step_closes_no_store_under_its_de
     assert r.engine.stopped
     assert r.committer.commits == []
     assert r.handler.decided == [0]  # partition 1's decision, not started, never ran
+
+
+async def test_maintenance_never_writes_a_store_while_its_partition_decides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_after: list[Rig]
+) -> None:
+    """Expiry with the worker's clock may delete a dedup entry the step, with its own (older)
+    now, still holds within the horizon: a repeat then passes as new. On the loop, a
+    decision never saw maintenance run between its step's start and its end."""
+    monkeypatch.setattr(engine_module, "_MAINTENANCE_S", 0.0)  # at every loop turn
+    r = await rig(tmp_path)
+    stop_after.append(r)
+    r.engine.owned[0].store.apply({TABLE.name: {b"seen": b"1"}})
+    armed, expired = threading.Event(), threading.Event()
+
+    def maintenance(store: PartitionStore, now_ms: int) -> None:
+        if armed.is_set():
+            store.delete_many(TABLE.name, [b"seen"])
+            expired.set()
+
+    r.engine.maintenance = maintenance
+    seen: list[tuple[bytes | None, bytes | None]] = []
+    process = r.handler.process
+
+    def deciding(step: Step, topic: str, items: Sequence[Any]) -> None:
+        first = step.state.get(TABLE.name, b"seen")
+        armed.set()
+        expired.wait(1.0)  # on the loop it waits in vain: maintenance runs after the step
+        seen.append((first, step.state.get(TABLE.name, b"seen")))
+        process(step, topic, items)
+
+    r.handler.process = deciding  # type: ignore[method-assign]
+    await r.submit(r.records(0, b"a"))
+    await until(lambda: bool(seen), "the decision")
+    assert seen == [(b"1", b"1")]
+    await until(expired.is_set, "the partition's maintenance, once its decision ended")
