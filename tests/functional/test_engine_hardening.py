@@ -359,7 +359,7 @@ async def test_a_stop_that_abandons_a_deciding_step_closes_no_store_under_its_de
     await r.submit(r.records(0, b"a"))
     await until(started.is_set, "partition 0 deciding")
     await r.submit(r.records(1, b"b"))  # its decision waits for partition 0's
-    await asyncio.sleep(0.02)
+    await until(lambda: 1 in r.engine.checkpoint.deciding, "partition 1 handed to the thread")
     stopping = asyncio.ensure_future(r.stop())
     # Well past the grace and the cancel rounds: the stop has given up on the steps.
     await asyncio.sleep(0.3)
