@@ -14,7 +14,9 @@ Nothing else changes: a step decides on a StepState that only it writes, its par
 has no other step, RocksDB is written on the loop after the commit, and a step cancelled
 while it decides waits for its decision to end before the cancellation goes on (the
 store must not be closed under it, nor its caches cleared); a step cancelled while its
-decision still waits for the thread leaves at once, and its decision never runs.
+decision still waits for the thread leaves at once, and its decision never runs. The
+loop's own writes to a store (expiry: ``Engine._maintain``) wait while its partition
+decides (``Checkpoint.deciding``).
 """
 
 from __future__ import annotations
