@@ -20,6 +20,7 @@ A failure is sorted (:mod:`engine.poison` says what is whose fault):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -30,6 +31,7 @@ from aiokafka import TopicPartition
 
 from engine.background import BackgroundSchedule
 from engine.committers import Committer, Fenced, StepFailed
+from engine.deciding import Decider, InlineDecider
 from engine.ownership import Holdings, Owned
 from engine.poison import Poison, SliceFailed, environmental, refused
 from engine.step import Messages, Step
@@ -52,7 +54,10 @@ class _Unavailable(Exception):
 
 
 class StepStats:
-    """Step figures logged every so often: records, steps, time deciding vs committing."""
+    """Step figures logged every so often: records, steps, time deciding vs committing.
+
+    Deciding is timed from the step handing its decision to the decider to the decision's
+    end, so it includes the wait for the decide thread (other partitions' decisions)."""
 
     def __init__(self, every_s: float = 10.0) -> None:
         self.every_s = every_s
@@ -65,12 +70,23 @@ class StepStats:
         self.messages = 0
         self.step_s = 0.0
         self.commit_s = 0.0
+        self.decide_s = 0.0
+        self.queued_s = 0.0
 
-    def add(self, messages: int, step_s: float, commit_s: float) -> None:
+    def add(
+        self,
+        messages: int,
+        step_s: float,
+        commit_s: float,
+        decide_s: float = 0.0,
+        queued_s: float = 0.0,
+    ) -> None:
         self.steps += 1
         self.messages += messages
         self.step_s += step_s
         self.commit_s += commit_s
+        self.decide_s += decide_s
+        self.queued_s += queued_s
 
     def maybe_log(self) -> None:
         now = time.monotonic()
@@ -78,7 +94,8 @@ class StepStats:
             return
         logger.info(
             "last %.0fs: %d records in %d steps (%.0f per step), %d messages out; "
-            "per step %.1f ms, of which %.1f ms in the Kafka commit",
+            "per step %.1f ms, of which %.1f ms in the Kafka commit; deciding %.1f ms, of "
+            "which %.1f ms waiting for the decide thread",
             now - self.since,
             self.records,
             self.steps,
@@ -86,6 +103,8 @@ class StepStats:
             self.messages,
             1000 * self.step_s / self.steps,
             1000 * self.commit_s / self.steps,
+            1000 * self.decide_s / self.steps,
+            1000 * self.queued_s / self.steps,
         )
         self._reset(now)
 
@@ -114,8 +133,11 @@ class Checkpoint:
         now_ms: Callable[[], int],
         stats: StepStats,
         on_step: Callable[[int, int, float], None] | None = None,
+        decider: Decider | None = None,
     ) -> None:
         self.holdings = holdings
+        #: Where steps decide (engine.deciding): off the event loop in the worker.
+        self.decider: Decider = InlineDecider() if decider is None else decider
         self.committer = committer
         self.waiting = waiting
         self.background = background
@@ -129,6 +151,9 @@ class Checkpoint:
         self._likely: dict[int, tuple[tuple[str, int], ...]] = {}
         #: Steps whose deciding failed for a reason of the machine (I/O, the store), retried.
         self.unavailable_steps = 0
+        #: Partitions whose step is deciding (from its ``now_ms`` to its decision's end, which
+        #: may wait for the decide thread): the loop leaves their stores alone meanwhile.
+        self.deciding: set[int] = set()
 
     async def commit_step(
         self,
@@ -153,9 +178,12 @@ class Checkpoint:
                     owned.partition, offsets, self._likely.pop(owned.partition, ())
                 )
                 step = Step(owned.partition, StepState(owned.store), self.now_ms())
+                handed = time.perf_counter()
+                self.deciding.add(owned.partition)  # no await since its now_ms was read
                 try:
-                    decide(step)
-                    messages, targets = self.with_changelogs(step)
+                    messages, targets, began = await self.decider.run(
+                        functools.partial(self.decided, decide, step)
+                    )
                 except SliceFailed:
                     owned.store.objects.clear()  # the slice may have changed cached objects
                     raise
@@ -166,7 +194,10 @@ class Checkpoint:
                     if environmental(exc):
                         raise _Unavailable from exc
                     raise _Undecided from exc  # deterministic: the same records fail again
+                finally:
+                    self.deciding.discard(owned.partition)
                 commit_started = time.perf_counter()
+                decide_s, queued_s = commit_started - handed, began - handed
                 written = await self.committer.commit(owned.partition, messages, offsets)
                 commit_s = time.perf_counter() - commit_started
             except (_Undecided, SliceFailed, _Unavailable, MemoryError) as failed:
@@ -217,7 +248,9 @@ class Checkpoint:
             for callback in step.after_commit:
                 callback()
             elapsed = time.perf_counter() - started
-            self.stats.add(sum(len(m) for m in messages.values()), elapsed, commit_s)
+            self.stats.add(
+                sum(len(m) for m in messages.values()), elapsed, commit_s, decide_s, queued_s
+            )
             if self.on_step is not None:
                 self.on_step(owned.partition, len(messages), elapsed)
             return True
@@ -310,6 +343,16 @@ class Checkpoint:
             exc,
         )
         await self.holdings.crash(exc)
+
+    def decided(
+        self, decide: Callable[[Step], None], step: Step
+    ) -> tuple[Messages, dict[tuple[str, int], str], float]:
+        """``decide`` ``step`` (on the decider): its messages with its changelog records, and
+        when the decision began (``time.perf_counter``)."""
+        began = time.perf_counter()
+        decide(step)
+        messages, targets = self.with_changelogs(step)
+        return messages, targets, began
 
     def with_changelogs(self, step: Step) -> tuple[Messages, dict[tuple[str, int], str]]:
         """The step's messages plus its changelog records (one per touched key)."""

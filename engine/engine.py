@@ -38,6 +38,7 @@ from engine.changelogs import ChangelogReader, wall_ms
 from engine.checkpoint import Checkpoint, StepStats
 from engine.collector import COLLECTOR
 from engine.committers import Committer
+from engine.deciding import Decider, ThreadDecider
 from engine.ownership import TEND_STORES_S, Holdings, Hooks, Owned, Ownership
 from engine.poison import ByTopic, Isolation, Poison
 from engine.scheduler import Scheduler
@@ -97,6 +98,7 @@ class Engine:
         state_cleanup_delay_s: float = 600.0,
         state_stale_after_s: float = 43_200.0,
         wall_clock_ms: Callable[[], int] = wall_ms,
+        decider: Decider | None = None,
     ) -> None:
         self.handlers = dict(handlers)
         self.topic_order = tuple(topic_order)
@@ -139,6 +141,9 @@ class Engine:
             now_ms=now_ms,
             stats=stats,
             on_step=on_step,
+            # Off the event loop: a decision holding the loop held every other
+            # partition's Kafka round trips (engine.deciding).
+            decider=ThreadDecider() if decider is None else decider,
         )
         self.isolation = Isolation(
             held,
@@ -166,6 +171,8 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         self._last_gate_check = 0.0
         self._last_maintenance = time.monotonic()
+        #: Partitions whose maintenance is due and waits for their decision to end.
+        self._maintenance_due: set[int] = set()
 
     # -- what the worker, agents and web read -------------------------------------
 
@@ -240,6 +247,7 @@ class Engine:
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
         await self.ownership.close()
+        self.checkpoint.decider.close()
         self.stopped = True
         logger.info("engine stopped: every finished step is committed and stored")
 
@@ -331,8 +339,20 @@ class Engine:
         if self.slices.due:
             for owned, work in self.slices.to_start(self.scheduler.idle):
                 self.scheduler.launch(owned.partition, self.isolation.slice(owned, work))
-        if self.maintenance is not None and now - self._last_maintenance >= _MAINTENANCE_S:
-            self._last_maintenance = now
-            for owned in list(self.owned.values()):
-                if owned.ready:
-                    self.maintenance(owned.store, self.now_ms())
+        if self.maintenance is not None:
+            if now - self._last_maintenance >= _MAINTENANCE_S:
+                self._last_maintenance = now
+                self._maintenance_due = {p for p, o in self.owned.items() if o.ready}
+            self._maintain(self.maintenance)
+
+    def _maintain(self, maintenance: Maintenance) -> None:
+        """Maintenance of the stores due, except those whose partition is deciding (their
+        turn comes at a later turn of the loop): decisions run off the loop, and a store
+        must not change under one. Expiry with the loop's later clock would delete entries
+        the step, with its own ``now_ms``, still holds (a repeat would pass as new)."""
+        deciding = self.checkpoint.deciding
+        for partition in sorted(self._maintenance_due - deciding):
+            self._maintenance_due.discard(partition)
+            owned = self.owned.get(partition)
+            if owned is not None and owned.ready:
+                maintenance(owned.store, self.now_ms())

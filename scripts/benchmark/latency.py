@@ -151,14 +151,16 @@ def events_by_kind(metrics: Metrics | None) -> dict[str, float]:
 STEPS_LINE: Final = re.compile(
     r"last \d+s: (?P<records>\d+) records in (?P<steps>\d+) steps .*; per step"
     r" (?P<step_ms>[\d.]+) ms, of which (?P<commit_ms>[\d.]+) ms in the Kafka commit"
+    r"(?:; deciding (?P<decide_ms>[\d.]+) ms, of which (?P<queued_ms>[\d.]+) ms waiting)?"
 )
 
 
 def step_figures(lines: Sequence[str]) -> str:
-    """Steps, records per step, and the step's and its Kafka commit's milliseconds, from the
-    engine's 10 s summaries in log ``lines`` (weighted by steps)."""
-    steps = records = 0
-    step_ms = commit_ms = 0.0
+    """Steps, records per step, and the step's, its Kafka commit's and its decision's
+    milliseconds (with the wait for the decide thread), from the engine's 10 s summaries in
+    log ``lines`` (weighted by steps)."""
+    steps = records = decided = 0
+    step_ms = commit_ms = decide_ms = queued_ms = 0.0
     for line in lines:
         match = STEPS_LINE.search(line)
         if match is None:
@@ -168,12 +170,22 @@ def step_figures(lines: Sequence[str]) -> str:
         records += int(match["records"])
         step_ms += n * float(match["step_ms"])
         commit_ms += n * float(match["commit_ms"])
+        if match["decide_ms"] is not None:
+            decided += n
+            decide_ms += n * float(match["decide_ms"])
+            queued_ms += n * float(match["queued_ms"])
     if not steps:
         return "the worker's log has no step summary"
+    deciding = (
+        f", {decide_ms / decided:,.1f} ms deciding ({queued_ms / decided:,.1f} ms of it waiting"
+        " for the decide thread)"
+        if decided
+        else ""
+    )
     return (
         f"{steps:,} steps of {records / steps:,.0f} records, {step_ms / steps:,.1f} ms each"
-        f" of which {commit_ms / steps:,.1f} ms in the Kafka commit (worker's log, 10 s"
-        " summaries)"
+        f" of which {commit_ms / steps:,.1f} ms in the Kafka commit{deciding} (worker's log,"
+        " 10 s summaries)"
     )
 
 

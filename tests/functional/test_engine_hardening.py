@@ -12,14 +12,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import RecordTooLargeError
 
 import engine.background as background_module
+import engine.engine as engine_module
 import engine.scheduler as scheduler_module
 from engine.committers import StepFailed
 from engine.step import Messages, Step
@@ -320,3 +323,87 @@ async def test_a_stop_abandons_a_step_whose_commit_never_ends(tmp_path: Path) ->
     assert r.engine.stopped
     assert r.committer.commits == []
     assert store.closed  # closed without the step's write
+
+
+# -- the decide thread (engine.deciding): a stop never closes a store under a decision -----
+
+
+async def test_a_stop_that_abandons_a_deciding_step_closes_no_store_under_its_decision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decision that outlasts the stop's grace and its cancel rounds (a step of 20,000
+    records on a loaded machine) still runs on the decide thread: the stores are closed only
+    once it has ended, and nothing of the abandoned step is committed. The decision of
+    another abandoned step, queued behind it, never runs: a stop with many partitions'
+    decisions queued would otherwise run every one of them, for nothing, past the
+    shutdown timeout (the watchdog then ends the worker with status 1)."""
+    monkeypatch.setattr(scheduler_module, "_ABANDON_WAIT_S", 0.02)
+    r = await rig(tmp_path, (0, 1))
+    r.engine.stop_grace_s = 0.05
+    started, released = threading.Event(), threading.Event()
+    seen: list[str] = []
+    process = r.handler.process
+
+    def slow(step: Step, topic: str, items: Sequence[Any]) -> None:
+        if step.partition == 0:
+            started.set()
+            released.wait(10)
+            try:  # what a decision reads after a long while: its store, still open
+                step.state.get(TABLE.name, b"k")
+                seen.append("open")
+            except Exception as exc:  # noqa: BLE001 - the test reports what it read
+                seen.append(repr(exc))
+        process(step, topic, items)
+
+    r.handler.process = slow  # type: ignore[method-assign]
+    await r.submit(r.records(0, b"a"))
+    await until(started.is_set, "partition 0 deciding")
+    await r.submit(r.records(1, b"b"))  # its decision waits for partition 0's
+    await until(lambda: 1 in r.engine.checkpoint.deciding, "partition 1 handed to the thread")
+    stopping = asyncio.ensure_future(r.stop())
+    # Well past the grace and the cancel rounds: the stop has given up on the steps.
+    await asyncio.sleep(0.3)
+    released.set()
+    try:
+        await asyncio.wait_for(stopping, 10)
+    except TimeoutError:
+        raise AssertionError("the stop did not end once the decision had") from None
+    assert seen == ["open"]
+    assert r.engine.stopped
+    assert r.committer.commits == []
+    assert r.handler.decided == [0]  # partition 1's decision, not started, never ran
+
+
+async def test_maintenance_never_writes_a_store_while_its_partition_decides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_after: list[Rig]
+) -> None:
+    """Expiry with the worker's clock may delete a dedup entry the step, with its own (older)
+    now, still holds within the horizon: a repeat then passes as new. On the loop, a
+    decision never saw maintenance run between its step's start and its end."""
+    monkeypatch.setattr(engine_module, "_MAINTENANCE_S", 0.0)  # at every loop turn
+    r = await rig(tmp_path)
+    stop_after.append(r)
+    r.engine.owned[0].store.apply({TABLE.name: {b"seen": b"1"}})
+    armed, expired = threading.Event(), threading.Event()
+
+    def maintenance(store: PartitionStore, now_ms: int) -> None:
+        if armed.is_set():
+            store.delete_many(TABLE.name, [b"seen"])
+            expired.set()
+
+    r.engine.maintenance = maintenance
+    seen: list[tuple[bytes | None, bytes | None]] = []
+    process = r.handler.process
+
+    def deciding(step: Step, topic: str, items: Sequence[Any]) -> None:
+        first = step.state.get(TABLE.name, b"seen")
+        armed.set()
+        expired.wait(1.0)  # on the loop it waits in vain: maintenance runs after the step
+        seen.append((first, step.state.get(TABLE.name, b"seen")))
+        process(step, topic, items)
+
+    r.handler.process = deciding  # type: ignore[method-assign]
+    await r.submit(r.records(0, b"a"))
+    await until(lambda: bool(seen), "the decision")
+    assert seen == [(b"1", b"1")]
+    await until(expired.is_set, "the partition's maintenance, once its decision ended")

@@ -5,6 +5,7 @@ no fake clock, so the bench times them with a drop grace and billing anchors).""
 
 from __future__ import annotations
 
+import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -230,3 +231,37 @@ def test_step_figures_from_the_engines_summaries() -> None:
         " (worker's log, 10 s summaries)"
     )
     assert latency.step_figures(lines[2:]) == "the worker's log has no step summary"
+
+
+def test_step_figures_with_the_time_deciding() -> None:
+    latency = _import("latency")
+    lines = [
+        "INFO engine.checkpoint: last 10s: 1000 records in 10 steps (100 per step), 50 messages"
+        " out; per step 20.0 ms, of which 10.0 ms in the Kafka commit; deciding 8.0 ms, of"
+        " which 2.0 ms waiting for the decide thread",
+        "INFO engine.checkpoint: last 10s: 3000 records in 30 steps (100 per step), 50 messages"
+        " out; per step 40.0 ms, of which 30.0 ms in the Kafka commit; deciding 4.0 ms, of"
+        " which 1.0 ms waiting for the decide thread",
+    ]
+    assert latency.step_figures(lines) == (
+        "40 steps of 100 records, 35.0 ms each of which 25.0 ms in the Kafka commit, 5.0 ms"
+        " deciding (1.2 ms of it waiting for the decide thread) (worker's log, 10 s summaries)"
+    )
+
+
+def test_the_engines_step_summary_is_what_the_bench_reads(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from engine.checkpoint import StepStats
+
+    latency = _import("latency")
+    stats = StepStats(every_s=0.0)
+    stats.records = 300
+    stats.add(10, 0.040, 0.010, 0.020, 0.005)
+    stats.add(10, 0.020, 0.010, 0.010, 0.001)
+    with caplog.at_level(logging.INFO, logger="engine.checkpoint"):
+        stats.maybe_log()
+    assert latency.step_figures([r.getMessage() for r in caplog.records]) == (
+        "2 steps of 150 records, 30.0 ms each of which 10.0 ms in the Kafka commit, 15.0 ms"
+        " deciding (3.0 ms of it waiting for the decide thread) (worker's log, 10 s summaries)"
+    )
