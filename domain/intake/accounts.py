@@ -53,8 +53,14 @@ class AccountPlan:
     known_since_ms: int | None = None
 
     @classmethod
-    def from_record(cls, record: PlanRecord, known_since_ms: int | None = None) -> AccountPlan:
-        """The held form of a validated plan record (``known_since_ms``: see the field)."""
+    def from_record(
+        cls,
+        record: PlanRecord,
+        known_since_ms: int | None = None,
+        active_since_ms: int | None = None,
+    ) -> AccountPlan:
+        """The held form of a validated plan record (``known_since_ms``, ``active_since_ms``:
+        see the fields)."""
         anchor = record.billing_anchor
         return cls(
             account_id=record.account_id,
@@ -66,6 +72,7 @@ class AccountPlan:
             members=record.members,
             region=record.region,
             birth_date=record.birth_date,
+            active_since_ms=active_since_ms,
             known_since_ms=known_since_ms,
         )
 
@@ -142,13 +149,18 @@ def carry_active_since(held: AccountPlan | None, plan: AccountPlan, at_ms: int) 
     A move starts afresh because an ``at_most`` rule judges a window spent on its plan
     (contract 3.8: "whose plan was known and active before the window's first day"): a
     quiet month on Free is not a quiet week on the Starter plan bought yesterday."""
-    if plan.status != "active":
-        since = None
-    elif held is None or held.status != "active" or held.plan_id != plan.plan_id:
-        since = at_ms
-    else:
-        since = held.active_since_ms
+    since = active_since(held, plan.status, plan.plan_id, at_ms)
     return plan if plan.active_since_ms == since else plan.with_active_since(since)
+
+
+def active_since(held: AccountPlan | None, status: str, plan_id: str, at_ms: int) -> int | None:
+    """The ``active_since_ms`` of a plan of ``status`` on ``plan_id`` replacing ``held``, its
+    record's Kafka timestamp ``at_ms`` (see :func:`carry_active_since`)."""
+    if status != "active":
+        return None
+    if held is None or held.status != "active" or held.plan_id != plan_id:
+        return at_ms
+    return held.active_since_ms
 
 
 def known_since(held: AccountPlan | None, at_ms: int) -> int | None:
