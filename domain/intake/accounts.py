@@ -88,20 +88,28 @@ class AccountPlan:
         return override if override is not None else plan.limits.get(metric)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready form for the accounts table."""
-        return {
+        """JSON-ready form for the accounts table (optional fields only when set)."""
+        out: dict[str, Any] = {
             "account_id": self.account_id,
             "plan_id": self.plan_id,
             "anchor_ms": self.anchor_ms,
             "status": self.status,
             "limits": {m: str(v) for m, v in self.limits.items()},
             "updated_at_ms": self.updated_at_ms,
-            **({} if self.members is None else {"members": self.members}),
-            **({} if self.region is None else {"region": self.region}),
-            **({} if self.birth_date is None else {"birth_date": self.birth_date}),
-            **({} if self.active_since_ms is None else {"active_since_ms": self.active_since_ms}),
-            **({} if self.known_since_ms is None else {"known_since_ms": self.known_since_ms}),
         }
+        # Set one by one, in this order (the stored bytes keep it), rather than unpacking a
+        # dict per field: every plan record a worker reads at start is encoded (issue 20).
+        if self.members is not None:
+            out["members"] = self.members
+        if self.region is not None:
+            out["region"] = self.region
+        if self.birth_date is not None:
+            out["birth_date"] = self.birth_date
+        if self.active_since_ms is not None:
+            out["active_since_ms"] = self.active_since_ms
+        if self.known_since_ms is not None:
+            out["known_since_ms"] = self.known_since_ms
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AccountPlan:
