@@ -225,7 +225,11 @@ def run(args: argparse.Namespace, profile: cProfile.Profile | None = None) -> Ou
         )
         runtime = build_runtime(settings, CollectorRegistry())
         store = open_partition(
-            Path(tmp), 0, TABLE_COLUMNS, StoreOptions(cache_mb=64, write_buffer_mb=4), CACHED_OBJECTS
+            Path(tmp),
+            0,
+            TABLE_COLUMNS,
+            StoreOptions(cache_mb=64, write_buffer_mb=4),
+            CACHED_OBJECTS,
         )
         topic, forward = settings.topic_accounts, settings.topic_plans_forward
         if args.workload == "bench":
