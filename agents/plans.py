@@ -31,7 +31,7 @@ from domain.common.timeutil import DAY_MS
 from domain.errors import InvalidPlanRecord
 from domain.intake.accounts import (
     AccountPlan,
-    carry_active_since,
+    active_since,
     known_since,
     period_of,
     supersedes,
@@ -54,7 +54,7 @@ from tables.accounts import plan_of, put_plan
 from tables.anniversary_passes import keep_closed_after
 from tables.daily import daily_of
 from tables.forget import forget_account, forgotten_at
-from tables.totals import put_totals, totals_of
+from tables.totals import has_totals, put_totals, totals_of
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class PlansHandler:
         self.dlq_topic = settings.topic_accounts_dlq
         self.forward_topic = settings.topic_plans_forward
         self.partitions = settings.partitions
+        self.late_grace_ms = to_ms(settings.late_grace_s)
         self.misplaced = Misplaced(runtime.metrics)
         # Only at_most rules read active_since: without them plans are stored as before.
         self.tracks_activity = bool(CustomRules.of(runtime.catalog).at_most)
@@ -123,21 +124,26 @@ class PlansHandler:
                 return "stale"  # older than the tombstone that deleted the account
         elif not supersedes(parsed, held):
             return "stale"
+        arrived_ms = int(record.timestamp)
         # A producer's clock may run ahead: known since no later than the worker's clock.
-        since = known_since(held, min(int(record.timestamp), step.now_ms))
-        plan = AccountPlan.from_record(parsed, since)
-        if self.tracks_activity:
-            plan = carry_active_since(held, plan, int(record.timestamp))
+        since = known_since(held, min(arrived_ms, step.now_ms))
+        # Built once (carry_active_since on a plan built without it made two per record).
+        active = (
+            active_since(held, parsed.status, parsed.plan_id, arrived_ms)
+            if self.tracks_activity
+            else None
+        )
+        plan = AccountPlan.from_record(parsed, since, active)
         if periods_change(held, plan):
             self._regroup(step, account, plan)
         put_plan(state, account, plan)
         # Birthdays from the record's arrival (contract 3.7): one that arrived on the day and
         # is handled after midnight (lag, downtime) is still that day's, unless long past.
-        grace_ms = to_ms(self.runtime.settings.late_grace_s)
-        since_ms = max(min(step.now_ms, int(record.timestamp)), step.now_ms - DAY_MS - grace_ms)
+        grace_ms = self.late_grace_ms
+        since_ms = max(min(step.now_ms, arrived_ms), step.now_ms - DAY_MS - grace_ms)
         schedule_timers(state, step.partition, held, plan, self.runtime.catalog, since_ms)
         if held is not None:
-            self._announce_changes(step, held, plan, int(record.timestamp))
+            self._announce_changes(step, held, plan, arrived_ms)
         for reason in parsed.left_out:
             self.left_out.append(reason.partition(":")[0].partition(".")[0])
             logger.warning(
@@ -152,7 +158,7 @@ class PlansHandler:
         """Put the account's totals in ``plan``'s periods (contract 2: usage sent before the
         plan, or before an anchor change, counts in the period it falls in)."""
         state = step.state
-        if totals_of(state, account).is_empty():
+        if not has_totals(state, account):
             return
         grace_ms = to_ms(self.runtime.settings.late_grace_s)
         # As the usage path prunes: closed periods whose anniversary may still come (ending

@@ -26,7 +26,8 @@ module again. Why each reach exists:
 - **Fetch wait** (:data:`FETCH_MAX_WAIT_MS`): Faust fixes the group consumer's
   ``fetch_max_wait_ms`` at 1,500 ms, so a partition taken over waited up to that long
   for the empty fetch its plans gate needs; we set 200 ms, and poll at least every
-  200 ms (:data:`FETCH_POLL_S`; Faust polls with a 1 s timeout).
+  200 ms (:data:`FETCH_POLL_S`; Faust polls with a 1 s timeout). While every partition
+  is held, Faust's fetcher sleeps 1 s between looks; ours :data:`HELD_POLL_S`.
 - **Shutdown watchdog** (:class:`Worker`): SIGTERM must end the process within
   MOMENTS_SHUTDOWN_TIMEOUT whatever Faust's own stop does. Its last line goes straight to
   file descriptor 2 from a helper thread, and the process exits after at most
@@ -50,6 +51,10 @@ module again. Why each reach exists:
 - **The fleet's URLs** (:func:`fleet_urls`): the partition assignor ships every member's
   URL with each assignment (what ``topic_route`` forwards by); ``moments status`` reads
   the fleet from any one worker.
+- **No second's sleep at start** (:class:`PromptTableManager`): Faust's table manager
+  sleeps 1 s before it registers its tables (for tables declared late), and the
+  consumer subscribes only after that; the worker declares no Faust table (the engine
+  keeps its own), so the sleep was a second of every start (issue 20).
 - **aiokafka's transactional producer** (:class:`ProducerInternals`, what
   :mod:`engine.committers` is given): aiokafka has no public call that adds a partition
   to a transaction ahead of its first batch; no public transaction timeout; no public
@@ -71,6 +76,7 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 from aiokafka import AIOKafkaProducer, TopicPartition
+from faust.tables import TableManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -86,6 +92,8 @@ FAUST_VERSION = "0.15.3"
 FETCH_MAX_WAIT_MS = 200
 #: Longest one poll of the group consumer waits for records (Faust's own value: 1 s).
 FETCH_POLL_S = 0.2
+#: How often the fetcher looks for partitions released while every one is held (Faust: 1 s).
+HELD_POLL_S = 0.05
 #: Longest the watchdog waits for its last line to be written before it exits anyway.
 WATCHDOG_WRITE_S = 0.5
 
@@ -218,6 +226,15 @@ class BulkConsumer(faust_aiokafka.Consumer):
         coordinator = getattr(consumer, "_coordinator", None)
         return getattr(coordinator, "coordinator_id", None) is not None
 
+    async def _wait_next_records(self, timeout: float) -> Any:
+        # With every partition held (the engine prepares them), Faust sleeps a whole second
+        # before it looks again, so the plans released then waited up to that long to be
+        # fetched (issue 20: start-up); look again every HELD_POLL_S instead.
+        if self.flow_active and not self.app.client_only and not self._get_active_partitions():
+            await self.sleep(HELD_POLL_S)
+            return {}, set()
+        return await super()._wait_next_records(timeout)
+
     async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
         # Faust polls with a 1 s timeout; an idle poll is also what the engine's gates wait
         # for ("a fetch has returned since"), so poll at least every FETCH_POLL_S.
@@ -273,6 +290,16 @@ class BulkTransport(faust_aiokafka.Transport):
     """The aiokafka transport with :class:`BulkConsumer`."""
 
     Consumer = BulkConsumer
+
+
+class PromptTableManager(TableManager):
+    """Faust's table manager, without the second it sleeps before registering tables."""
+
+    async def on_start(self) -> None:
+        """Register the (no) tables and start recovery at once: nothing is declared late."""
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
 
 
 class MomentsApp(faust.App):

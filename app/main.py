@@ -18,7 +18,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from app.clock import Clock, ManualClock, WallClock
-from app.faust_internals import MomentsApp
+from app.faust_internals import MomentsApp, PromptTableManager
 from app.metrics import Metrics, build_metrics
 from app.security import broker_credentials
 from config.settings import Settings
@@ -71,6 +71,11 @@ def build_app(settings: Settings) -> faust.App:
         web_metrics_enabled=False,
         autodiscover=False,
         origin="app",
+        TableManager=PromptTableManager,
+        # No Faust leader election (nothing here runs on the leader only): its topic,
+        # created as the consumer starts, was missing from the group's first metadata
+        # once nothing slept before subscribing (PromptTableManager).
+        topic_disable_leader=True,
     )
 
 

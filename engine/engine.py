@@ -228,9 +228,7 @@ class Engine:
             return
         self._started = True
         await self.ownership.start()
-        self._task = asyncio.ensure_future(
-            self.scheduler.run(self._housekeeping, lambda: bool(self.slices.due))
-        )
+        self._task = asyncio.ensure_future(self.scheduler.run(self._housekeeping, self._eager))
         self.ownership.start_tending()
 
     async def stop(self) -> None:
@@ -327,6 +325,15 @@ class Engine:
     async def _run_step(self, partition: int, by_topic: ByTopic) -> None:
         with COLLECTOR.step():  # no collection walking the step's live objects
             await self.isolation.run(partition, by_topic)
+
+    def _eager(self) -> bool:
+        """Whether the step loop turns quickly (its housekeeping is due soon): background
+        work is due, or a partition's usage waits for its plans to be read. Otherwise a
+        loop with no records coming (usage held, the plans all fetched) waited up to half a
+        second before the gate check that releases the usage (issue 20: start-up)."""
+        return bool(self.slices.due) or any(
+            o.ready and not o.plans_caught_up for o in self._held.owned.values()
+        )
 
     async def _housekeeping(self) -> None:
         """Between the loop's turns: the usage gates, background slices, maintenance."""

@@ -149,7 +149,7 @@ class Scheduler:
         self, housekeeping: Callable[[], Awaitable[None]], eager: Callable[[], bool]
     ) -> None:
         """The step loop; stops the worker if it fails. ``housekeeping`` runs after each
-        turn; ``eager``: whether to turn quickly (background work is due)."""
+        turn; ``eager``: whether to turn quickly (housekeeping is due soon)."""
         try:
             await self._loop(housekeeping, eager)
         except asyncio.CancelledError:

@@ -143,6 +143,10 @@ class ObjectCache:
             self._items.move_to_end((table, key))
         return found
 
+    def holds(self, table: str, key: bytes) -> bool:
+        """Whether ``key`` of ``table`` is cached (without making it the most recent)."""
+        return (table, key) in self._items
+
     def update(self, objects: Mapping[tuple[str, bytes], object]) -> None:
         """Cache ``objects`` (as now applied), evicting the least recently used."""
         items = self._items

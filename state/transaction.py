@@ -59,6 +59,14 @@ class StepState:
             self.objects[k] = found
         return cast(T, found)
 
+    def known(self, table: str, key: bytes) -> bool:
+        """Whether the decoded value of ``key`` is at hand: read or written by this step, or
+        in the store's object cache and not written since (:meth:`get_object` then decodes
+        nothing)."""
+        return (table, key) in self.objects or (
+            self.store.objects.holds(table, key) and key not in self._writes.get(table, ())
+        )
+
     def put_object(self, table: str, key: bytes, obj: object, value: bytes | None) -> None:
         """Write ``value`` (None deletes) whose decoded form is ``obj``."""
         if value is None:

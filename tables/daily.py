@@ -22,6 +22,11 @@ def daily_of(view: Reader, account_id: str) -> AccountDaily:
     return read(view, DAILY.name, account_id.encode(), decode_daily)
 
 
+def has_row(view: Reader, account_id: str) -> bool:
+    """Whether the daily table has a row for ``account_id`` (its stored bytes, undecoded)."""
+    return view.get(DAILY.name, account_id.encode()) is not None
+
+
 def decode_daily(held: bytes | None) -> AccountDaily:
     """An ``AccountDaily`` from its stored bytes (empty for None)."""
     return AccountDaily.from_json(None if held is None else orjson.loads(held))

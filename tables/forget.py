@@ -16,7 +16,7 @@ from tables.anniversaries import forget_anniversary
 from tables.announced import ANNOUNCED
 from tables.birthdays import forget_birthday
 from tables.custom_firings import CUSTOM_FIRINGS
-from tables.daily import daily_of, put_daily
+from tables.daily import DAILY, daily_of, has_row, put_daily
 from tables.lifetime import LIFETIME
 from tables.totals import TOTALS
 
@@ -37,4 +37,10 @@ def forget_account(state: StepState, account_id: str, at_ms: int) -> None:
 
 def forgotten_at(state: StepState, account_id: str) -> int | None:
     """When ``account_id`` was deleted, if a tombstone did so within the daily retention."""
+    if (
+        isinstance(state, StepState)
+        and not state.known(DAILY.name, account_id.encode())
+        and not has_row(state, account_id)
+    ):
+        return None  # no row: no marker (decoding nothing would build an empty one to say so)
     return daily_of(state, account_id).forgotten_at_ms

@@ -26,6 +26,15 @@ def totals_of(view: Reader, account_id: str) -> AccountTotals:
     return read(view, TOTALS.name, account_id.encode(), decode_totals)
 
 
+def has_totals(state: StepState, account_id: str) -> bool:
+    """Whether ``account_id`` holds any period totals (``not totals_of(...).is_empty()``),
+    without building an empty value (and caching it) when the table has no row."""
+    key = account_id.encode()
+    if not state.known(TOTALS.name, key) and state.get(TOTALS.name, key) is None:
+        return False
+    return not totals_of(state, account_id).is_empty()
+
+
 def put_totals(state: StepState, account_id: str, totals: AccountTotals) -> None:
     """Store ``totals`` for ``account_id`` (deleting the key when nothing is left: no period,
     no carried gauge)."""

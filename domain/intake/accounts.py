@@ -53,8 +53,14 @@ class AccountPlan:
     known_since_ms: int | None = None
 
     @classmethod
-    def from_record(cls, record: PlanRecord, known_since_ms: int | None = None) -> AccountPlan:
-        """The held form of a validated plan record (``known_since_ms``: see the field)."""
+    def from_record(
+        cls,
+        record: PlanRecord,
+        known_since_ms: int | None = None,
+        active_since_ms: int | None = None,
+    ) -> AccountPlan:
+        """The held form of a validated plan record (``known_since_ms``, ``active_since_ms``:
+        see the fields)."""
         anchor = record.billing_anchor
         return cls(
             account_id=record.account_id,
@@ -66,6 +72,7 @@ class AccountPlan:
             members=record.members,
             region=record.region,
             birth_date=record.birth_date,
+            active_since_ms=active_since_ms,
             known_since_ms=known_since_ms,
         )
 
@@ -81,20 +88,28 @@ class AccountPlan:
         return override if override is not None else plan.limits.get(metric)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready form for the accounts table."""
-        return {
+        """JSON-ready form for the accounts table (optional fields only when set)."""
+        out: dict[str, Any] = {
             "account_id": self.account_id,
             "plan_id": self.plan_id,
             "anchor_ms": self.anchor_ms,
             "status": self.status,
             "limits": {m: str(v) for m, v in self.limits.items()},
             "updated_at_ms": self.updated_at_ms,
-            **({} if self.members is None else {"members": self.members}),
-            **({} if self.region is None else {"region": self.region}),
-            **({} if self.birth_date is None else {"birth_date": self.birth_date}),
-            **({} if self.active_since_ms is None else {"active_since_ms": self.active_since_ms}),
-            **({} if self.known_since_ms is None else {"known_since_ms": self.known_since_ms}),
         }
+        # Set one by one, in this order (the stored bytes keep it), rather than unpacking a
+        # dict per field: every plan record a worker reads at start is encoded (issue 20).
+        if self.members is not None:
+            out["members"] = self.members
+        if self.region is not None:
+            out["region"] = self.region
+        if self.birth_date is not None:
+            out["birth_date"] = self.birth_date
+        if self.active_since_ms is not None:
+            out["active_since_ms"] = self.active_since_ms
+        if self.known_since_ms is not None:
+            out["known_since_ms"] = self.known_since_ms
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AccountPlan:
@@ -142,13 +157,18 @@ def carry_active_since(held: AccountPlan | None, plan: AccountPlan, at_ms: int) 
     A move starts afresh because an ``at_most`` rule judges a window spent on its plan
     (contract 3.8: "whose plan was known and active before the window's first day"): a
     quiet month on Free is not a quiet week on the Starter plan bought yesterday."""
-    if plan.status != "active":
-        since = None
-    elif held is None or held.status != "active" or held.plan_id != plan.plan_id:
-        since = at_ms
-    else:
-        since = held.active_since_ms
+    since = active_since(held, plan.status, plan.plan_id, at_ms)
     return plan if plan.active_since_ms == since else plan.with_active_since(since)
+
+
+def active_since(held: AccountPlan | None, status: str, plan_id: str, at_ms: int) -> int | None:
+    """The ``active_since_ms`` of a plan of ``status`` on ``plan_id`` replacing ``held``, its
+    record's Kafka timestamp ``at_ms`` (see :func:`carry_active_since`)."""
+    if status != "active":
+        return None
+    if held is None or held.status != "active" or held.plan_id != plan_id:
+        return at_ms
+    return held.active_since_ms
 
 
 def known_since(held: AccountPlan | None, at_ms: int) -> int | None:

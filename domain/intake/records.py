@@ -51,6 +51,8 @@ ID_MAX_CHARS: Final = 128
 """Longest ``record_id`` or ``account_id`` accepted (contract 1.1)."""
 
 _SHOW_MAX_CHARS: Final = 60
+#: Epoch milliseconds of 0001-01-01T00:00:00Z, the first instant of ``datetime``.
+_FIRST_MS: Final = -62_135_596_800_000
 # Integers up to 2**53 are exact in JSON (domain.common.numbers) and far below its ceiling; a
 # float's repr is always exact, so floats need only the bounds.
 _INT53: Final = 2**53
@@ -513,14 +515,14 @@ def parse_plan(raw: bytes, catalog: Catalog) -> PlanRecord:
 
     if "updated_at" not in value or value["updated_at"] is None:
         raise InvalidPlanRecord("updated_at: missing")
-    updated_at = _datetime(value["updated_at"], "updated_at")
+    updated_at_ms = _instant_ms(value["updated_at"], "updated_at")
     return PlanRecord(
         account_id=account_id,
         plan_id=plan_id,
         billing_anchor=billing_anchor,
         status=status,
         limits=MappingProxyType(limits),
-        updated_at_ms=datetime_to_ms(updated_at),
+        updated_at_ms=updated_at_ms,
         left_out=tuple(left_out),
         members=members,
         region=region,
@@ -571,6 +573,22 @@ def _datetime(text: object, name: str) -> datetime:
         return parse_rfc3339(text)
     except ValueError as exc:
         raise InvalidPlanRecord(f"{name}: {exc}, got {_show(text)}") from None
+
+
+def _instant_ms(text: object, name: str) -> int:
+    """``datetime_to_ms(_datetime(text, name))``: a valid date-time by integer arithmetic
+    (:func:`parse_rfc3339_ms`; a worker reads every plan record at start, issue 20), and
+    anything else, whose refusal this words, the ``datetime`` way."""
+    if type(text) is str:
+        try:
+            ms = parse_rfc3339_ms(text)
+        except ValueError:
+            pass
+        else:
+            # The instants a UTC datetime holds: parse_rfc3339 refuses the others.
+            if _FIRST_MS <= ms <= MAX_TIMESTAMP_MS:
+                return ms
+    return datetime_to_ms(_datetime(text, name))
 
 
 def _reason(value: dict[str, Any], name: str, got: object, rule: str) -> str:

@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.common.timeutil import datetime_to_ms
-from domain.intake.accounts import AccountPlan, period_of, supersedes
+from domain.intake.accounts import AccountPlan, Status, period_of, supersedes
 from domain.intake.records import PlanRecord
 from domain.plans.catalog import Catalog, parse_catalog
 
@@ -277,3 +278,52 @@ def test_with_active_since_carries_every_other_field() -> None:
     )
     for since in (None, 1_700_000_000_002):
         assert plan.with_active_since(since) == replace(plan, active_since_ms=since)
+
+
+def _to_json_before_issue_20(plan: AccountPlan) -> dict[str, object]:
+    """AccountPlan.to_json as it was written before issue 20 (the oracle of its bytes)."""
+    return {
+        "account_id": plan.account_id,
+        "plan_id": plan.plan_id,
+        "anchor_ms": plan.anchor_ms,
+        "status": plan.status,
+        "limits": {m: str(v) for m, v in plan.limits.items()},
+        "updated_at_ms": plan.updated_at_ms,
+        **({} if plan.members is None else {"members": plan.members}),
+        **({} if plan.region is None else {"region": plan.region}),
+        **({} if plan.birth_date is None else {"birth_date": plan.birth_date}),
+        **({} if plan.active_since_ms is None else {"active_since_ms": plan.active_since_ms}),
+        **({} if plan.known_since_ms is None else {"known_since_ms": plan.known_since_ms}),
+    }
+
+
+_maybe_ms = st.none() | st.integers(-(2**50), 2**50)
+
+
+@given(
+    anchor=_maybe_ms,
+    status=st.sampled_from(["active", "paused", "cancelled"]),
+    limits=st.dictionaries(
+        st.sampled_from(["api_calls", "seats"]), st.decimals(1, 10**6, places=2)
+    ),
+    members=st.none() | st.integers(0, 10**9),
+    region=st.none() | st.text(min_size=1, max_size=8),
+    birth_date=st.none() | st.sampled_from(["1990-11-21", "--02-29"]),
+    active=_maybe_ms,
+    known=_maybe_ms,
+)
+def test_a_plans_stored_bytes_are_as_before(
+    anchor: int | None,
+    status: Status,
+    limits: dict[str, Decimal],
+    members: int | None,
+    region: str | None,
+    birth_date: str | None,
+    active: int | None,
+    known: int | None,
+) -> None:
+    plan = AccountPlan(
+        "a", "starter", anchor, status, limits, 7, members, region, birth_date, active, known
+    )
+    assert orjson.dumps(plan.to_json()) == orjson.dumps(_to_json_before_issue_20(plan))
+    assert AccountPlan.from_json(orjson.loads(orjson.dumps(plan.to_json()))) == plan

@@ -11,6 +11,7 @@ import zlib
 
 import orjson
 import pytest
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,6 +21,7 @@ from domain.intake.partitioning import (
     forwarded_tombstone,
     forwarded_tombstone_at,
     key_partition,
+    murmur2,
 )
 from domain.intake.usage import AccountTotals
 from tests.unit.factories import NOW, Raws
@@ -41,6 +43,18 @@ JAVA_MURMUR2 = {
 def test_partitions_are_the_java_clients(key: bytes, java: int, partitions: int) -> None:
     # Utils.toPositive(murmur2(key)) % numPartitions, as BuiltInPartitioner does.
     assert key_partition(key, partitions) == (java & 0x7FFFFFFF) % partitions
+
+
+@pytest.mark.parametrize(("key", "java"), JAVA_MURMUR2.items())
+def test_murmur2_is_the_java_clients(key: bytes, java: int) -> None:
+    assert murmur2(key) == java & 0xFFFFFFFF  # Java's int, read unsigned
+
+
+@given(st.binary(max_size=600))
+def test_murmur2_is_aiokafkas(key: bytes) -> None:
+    # The oracle: aiokafka's byte-by-byte port of Utils.murmur2 (what the worker used before
+    # issue 20); keys past 256 bytes take the word-by-word loop.
+    assert murmur2(key) == aiokafka_murmur2(key)
 
 
 @given(st.text(min_size=1, max_size=64), st.integers(1, 64))

@@ -9,14 +9,16 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from domain.common.numbers import json_number
+from domain.common.timeutil import datetime_to_ms, parse_rfc3339
 from domain.errors import InvalidPlanRecord, InvalidUsageRecord
 from domain.intake.deadletter import b64_or_text, dead_letter
 from domain.intake.records import SUMS, PlanRecord, UsageRecord, parse_plan, parse_usage
 from domain.plans.catalog import Catalog, Plan
+from tests.unit.test_timeutil import date_times
 
 NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SKEW_MS = 300_000
@@ -516,3 +518,28 @@ def test_members_and_region_are_read_and_invalid_ones_left_out() -> None:
     assert [reason.split(":")[0] for reason in bad.left_out] == ["members", "region"]
     for members in (True, 2.5, "3", 10**10):
         assert parse_plan(plan_record(members=members), CATALOG).members is None
+
+
+def _updated_at_before_issue_20(text: str) -> int | str:
+    """What parse_plan made of ``updated_at`` before its fast path: the ``datetime`` way
+    (``parse_rfc3339`` then ``datetime_to_ms``), or the refusal's words."""
+    try:
+        return datetime_to_ms(parse_rfc3339(text))
+    except ValueError as exc:
+        return f"updated_at: {exc}, got {orjson.dumps(text).decode()}"
+
+
+@given(text=date_times | st.text(max_size=40))
+@example(text="0001-01-01T00:00:00+00:01")  # before the first instant of datetime, in UTC
+@example(text="0001-01-01T00:00:00-00:01")
+@example(text="9999-12-31T23:59:59.9999999-00:00")
+@example(text="9999-12-31T23:30:00-00:31")  # past the last one
+@example(text="2016-12-31T23:59:60Z")  # a leap second
+@example(text="2023-02-30T23:59:60Z")
+def test_updated_at_is_read_as_the_datetime_definition(text: str) -> None:
+    # The oracle: the datetime path parse_plan took before issue 20, refusals word for word.
+    try:
+        got: int | str = parse_plan(plan_record(updated_at=text), CATALOG).updated_at_ms
+    except InvalidPlanRecord as exc:
+        got = str(exc)
+    assert got == _updated_at_before_issue_20(text)
