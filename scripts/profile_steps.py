@@ -16,7 +16,9 @@ Prints microseconds of CPU (this process's) per record, split into parts:
 - ``decide``: ``UsageHandler.process`` (intake, rules, the state's encoding, events);
 - ``changelogs``: ``with_changelogs`` (the changelog records, dedup segments encoded);
 - ``batches``: every message appended to aiokafka batches and each batch encoded;
-- ``apply``: ``PartitionStore.apply`` + the object cache settled + the callbacks;
+- ``apply``: ``PartitionStore.apply`` (RocksDB's write batch; its background flushes and
+  compactions count too: the clock is the process's);
+- ``settle``: the object cache settled, the after-commit callbacks;
 
 and per touched key, and a fingerprint of every message (events, dead letters, changelog
 records; the dedup segments' random keys left out) and of the final store, so that two
@@ -77,7 +79,8 @@ from tables.registry import TABLE_COLUMNS, table_specs  # noqa: E402
 NOW_MS: Final = 1_795_176_000_000  # 2026-11-20T12:00:00Z
 #: commands/worker/wiring.py: the producer's batches.
 MAX_BATCH: Final = 512 * 1024
-PARTS: Final = ("decide", "changelogs", "batches", "apply")
+PARTS: Final = ("decide", "changelogs", "batches", "apply", "settle")
+DUMP: Any = None
 
 
 class Record(NamedTuple):
@@ -173,6 +176,8 @@ def run(args: argparse.Namespace, profile: cProfile.Profile | None = None) -> di
         )
         store.apply(step.state.updates())
         records = usage_records(args, topic, partitions)
+        gc.collect()
+        gc.freeze()  # the workload's records are the harness's, not the worker's garbage
         handler = UsageHandler(runtime)
         producer = _Producer()
         loop = asyncio.new_event_loop()
@@ -184,6 +189,8 @@ def run(args: argparse.Namespace, profile: cProfile.Profile | None = None) -> di
             timed = start >= args.warm
             if timed and profile is not None:
                 profile.enable()
+            if timed and args.no_gc:
+                gc.disable()
             chunk = records[start : start + args.step]
             now_ms = chunk[-1].timestamp
             runtime.clock.set_ms(now_ms)  # type: ignore[attr-defined]
@@ -198,18 +205,20 @@ def run(args: argparse.Namespace, profile: cProfile.Profile | None = None) -> di
                 t3 = clock()
                 updates = step.state.updates()
                 store.apply(updates, {"totals": start})
+                t4 = clock()
                 store.objects.settle(updates, step.state.objects)
                 for callback in step.after_commit:
                     callback()
-                t4 = clock()
+                t5 = clock()
             if profile is not None:
                 profile.disable()
             if not timed:
                 continue
-            for part, dt in zip(PARTS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            for part, dt in zip(PARTS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
                 parts[part] += dt
             keys += len(step.state)
             messages_n += fingerprint(digest, messages)
+        gc.enable()
         loop.close()
         for column in TABLE_COLUMNS:
             if column.startswith("dedup"):
@@ -231,8 +240,10 @@ def fingerprint(digest: Any, messages: Messages) -> int:
     n = 0
     for target in sorted(messages, key=repr):
         for message in messages[target]:
-            shown = (None, *message[1:]) if target[0].endswith("dedup-changelog") else message
+            shown = (None, *message[1:]) if "dedup" in target[0] else message
             digest.update(repr((target, shown)).encode())
+            if DUMP is not None:
+                DUMP.write(repr((target, shown)) + "\n")
             n += 1
     return n
 
@@ -247,7 +258,13 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cprofile", type=int, default=0, metavar="N")
+    parser.add_argument("--no-gc", action="store_true", help="no cyclic GC while timing")
+    parser.add_argument("--dump", help="write every message here (one run)")
     args = parser.parse_args()
+    if args.dump:
+        global DUMP  # noqa: PLW0603 - a debugging aid
+        DUMP = open(args.dump, "w")  # noqa: SIM115, PTH123
+        args.repeat = 1
     gc.freeze()  # as the worker starts (commands/worker/run.py)
     gc.set_threshold(10_000, 10, 10)
     logging.disable(logging.WARNING)
