@@ -30,6 +30,10 @@ timestamps), for the accounts of partition 0 among ``--accounts``, first ``--war
 records (not timed: the accounts hold state, as during the latency section) then
 ``--records`` timed ones.
 
+Instruction counts of the timed steps alone: ``valgrind --tool=callgrind --instr-atstart=no
+.venv/bin/python scripts/profile_steps.py --repeat 1 --callgrind`` (the total of the
+callgrind output is theirs).
+
 Usage::
 
     .venv/bin/python scripts/profile_steps.py [--records 40000] [--step 400]
@@ -44,8 +48,10 @@ import cProfile
 import gc
 import hashlib
 import logging
+import os
 import pstats
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -185,8 +191,11 @@ def run(args: argparse.Namespace, profile: cProfile.Profile | None = None) -> di
         parts = dict.fromkeys(PARTS, 0.0)
         keys = messages_n = 0
         clock = time.process_time
+        sent: list[Messages] = []
         for start in range(0, len(records), args.step):
             timed = start >= args.warm
+            if timed and args.callgrind and start - args.step < args.warm:
+                callgrind("on")
             if timed and profile is not None:
                 profile.enable()
             if timed and args.no_gc:
@@ -217,6 +226,10 @@ def run(args: argparse.Namespace, profile: cProfile.Profile | None = None) -> di
             for part, dt in zip(PARTS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
                 parts[part] += dt
             keys += len(step.state)
+            sent.append(messages)
+        if args.callgrind:
+            callgrind("off")
+        for messages in sent:
             messages_n += fingerprint(digest, messages)
         gc.enable()
         loop.close()
@@ -233,6 +246,15 @@ def run(args: argparse.Namespace, profile: cProfile.Profile | None = None) -> di
         "bytes": producer.built,
         "fingerprint": digest.hexdigest()[:16],
     }
+
+
+def callgrind(switch: str) -> None:
+    """Turn callgrind's instrumentation of this process on or off (``--callgrind``)."""
+    subprocess.run(  # noqa: S603 - our own pid
+        ["callgrind_control", "-i", switch, str(os.getpid())],  # noqa: S607
+        check=True,
+        capture_output=True,
+    )
 
 
 def fingerprint(digest: Any, messages: Messages) -> int:
@@ -258,6 +280,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cprofile", type=int, default=0, metavar="N")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="under valgrind --tool=callgrind --instr-atstart=no: instrument the timed steps only",
+    )
     parser.add_argument("--no-gc", action="store_true", help="no cyclic GC while timing")
     parser.add_argument("--dump", help="write every message here (one run)")
     args = parser.parse_args()
