@@ -66,11 +66,12 @@ ROOT: Final = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from aiokafka.producer.message_accumulator import BatchBuilder  # noqa: E402
+from benchmark.workload import UsageSource, make_dataset  # noqa: E402
+
 from agents.plans import PlansHandler  # noqa: E402
 from agents.usage import UsageHandler  # noqa: E402
-from aiokafka.producer.message_accumulator import BatchBuilder  # noqa: E402
 from app.main import build_runtime  # noqa: E402
-from benchmark.workload import UsageSource, make_dataset  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from domain.common.timeutil import to_rfc3339  # noqa: E402
 from domain.intake.partitioning import account_partition  # noqa: E402
@@ -307,10 +308,18 @@ def main() -> int:
         f"best of {args.repeat}, CPU us per record:"
     )
     for part in PARTS:
-        print(f"  {part:<11} {best[part] / n * 1e6:7.2f}  ({best[part] / first['keys'] * 1e6:.2f} per key)")
-    print(f"  {'total':<11} {total / n * 1e6:7.2f}  (runs: "
-          + ", ".join(f"{sum(o['parts'].values()) / n * 1e6:.1f}" for o in outcomes) + ")")
-    print(f"fingerprint {' '.join(prints)}, {first['messages']:,} messages, {first['bytes']:,} bytes")
+        print(
+            f"  {part:<11} {best[part] / n * 1e6:7.2f}"
+            f"  ({best[part] / first['keys'] * 1e6:.2f} per key)"
+        )
+    print(
+        f"  {'total':<11} {total / n * 1e6:7.2f}  (runs: "
+        + ", ".join(f"{sum(o['parts'].values()) / n * 1e6:.1f}" for o in outcomes)
+        + ")"
+    )
+    print(
+        f"fingerprint {' '.join(prints)}, {first['messages']:,} messages, {first['bytes']:,} bytes"
+    )
     if args.cprofile:
         profile = cProfile.Profile()
         run(args, profile)
