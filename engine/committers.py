@@ -175,9 +175,12 @@ async def _send(producer: AIOKafkaProducer, messages: Messages) -> list[tuple[An
         batch = producer.create_batch()
         count = 0
         for message in items:
-            key, value = message[0], message[1]
-            # aiokafka's C batch builder takes headers as a list only.
-            headers = list(message[2]) if len(message) == 3 else None
+            if len(message) == 2:
+                key, value = message
+                headers = None
+            else:
+                key, value, held = message
+                headers = list(held)  # aiokafka's C batch builder takes headers as a list only
             if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 sent.append(
                     (

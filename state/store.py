@@ -137,11 +137,10 @@ class ObjectCache:
         self._tables: set[str] = set()
 
     def get(self, table: str, key: bytes) -> object | None:
-        """The cached object of ``key``, or None."""
-        found = self._items.get((table, key))
-        if found is not None:
-            self._items.move_to_end((table, key))
-        return found
+        """The cached object of ``key``, or None. Not moved to the recent end here: a step
+        keeps what it read among its objects, and :meth:`settle` moves them all there once
+        the step is applied (a failed step clears the cache)."""
+        return self._items.get((table, key))
 
     def holds(self, table: str, key: bytes) -> bool:
         """Whether ``key`` of ``table`` is cached (without making it the most recent)."""
@@ -151,12 +150,13 @@ class ObjectCache:
         """Cache ``objects`` (as now applied), evicting the least recently used."""
         items = self._items
         tables = self._tables
+        move_to_end = items.move_to_end  # bound once: a step settles an object per key
         for k, obj in objects.items():
             if obj is None:
                 items.pop(k, None)
                 continue
             items[k] = obj
-            items.move_to_end(k)
+            move_to_end(k)
             tables.add(k[0])
         while len(items) > self.max_entries:
             items.popitem(last=False)

@@ -69,15 +69,19 @@ class StepState:
 
     def put_object(self, table: str, key: bytes, obj: object, value: bytes | None) -> None:
         """Write ``value`` (None deletes) whose decoded form is ``obj``."""
-        if value is None:
-            self.delete(table, key)
-        else:
-            self.put(table, key, value)
+        writes = self._writes.get(table)
+        if writes is None:
+            writes = self._writes[table] = {}
+        writes[key] = value  # None deletes
         self.objects[(table, key)] = obj
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
         """Set ``key`` (the last write of a key in a step wins)."""
-        self._writes.setdefault(table, {})[key] = value
+        # Not setdefault(table, {}): its default is a new dict on every call.
+        writes = self._writes.get(table)
+        if writes is None:
+            writes = self._writes[table] = {}
+        writes[key] = value
 
     def put_many(self, table: str, keys: Iterable[bytes], value: bytes) -> None:
         """Set every key of ``keys`` to ``value`` (one dict update: the dedup table marks
