@@ -442,6 +442,9 @@ class DailyReadings:
 
     def has_days_before(self, day: int) -> bool:
         """Whether a day before ``day`` is kept (:meth:`prune` would change something)."""
+        cells = self._cells
+        if cells is not None:  # printed in ascending order: the first is the oldest
+            return bool(cells) and int(next(iter(cells))) < day
         return any(kept < day for kept in self.values)
 
     def is_empty(self) -> bool:
@@ -451,10 +454,10 @@ class DailyReadings:
     def prune(self, oldest_day_kept: int) -> bool:
         """Forget days before ``oldest_day_kept``; True if any went. ``first_day`` stays, and
         for ``latest`` the latest reading of the days dropped becomes the carry."""
+        if not self.has_days_before(oldest_day_kept):  # the usual case, without a walk
+            return False
         values = self.values
         old = [day for day in values if day < oldest_day_kept]
-        if not old:
-            return False
         if self.kind == "latest":
             stamps = self.stamps
             latest = max((stamps.pop(day), values[day]) for day in old)

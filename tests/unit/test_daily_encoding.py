@@ -102,6 +102,9 @@ def test_written_days_are_the_models_printed_afresh(steps: list[tuple[Any, ...]]
             daily.fold(metric, aggregation, ts_ms, quantity)
             model.fold(metric, ts_ms, quantity)
         elif op == "prune":
+            for metric, history in daily.metrics.items():
+                old = any(day < args[0] for day in model.days[metric])
+                assert history.has_days_before(args[0]) == old
             daily.prune(args[0])
             model.prune(args[0])
         elif op == "write":
