@@ -636,9 +636,13 @@ class AccountDaily:
             changed = True
         watcher = self.watcher
         for metric, daily in self.metrics.items():
-            if watcher is not None and daily.has_days_before(oldest_day_kept):
-                watcher(self, metric)
-            changed = daily.prune(oldest_day_kept) or changed
+            # A metric's prune changes something exactly when it keeps a day before the
+            # oldest kept: asked once (cheaply), the usual answer being no.
+            if daily.has_days_before(oldest_day_kept):
+                if watcher is not None:
+                    watcher(self, metric)
+                daily.prune(oldest_day_kept)
+                changed = True
         return changed
 
     def is_empty(self) -> bool:

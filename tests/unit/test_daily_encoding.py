@@ -102,10 +102,14 @@ def test_written_days_are_the_models_printed_afresh(steps: list[tuple[Any, ...]]
             daily.fold(metric, aggregation, ts_ms, quantity)
             model.fold(metric, ts_ms, quantity)
         elif op == "prune":
+            with_old = {m for m in daily.metrics if any(d < args[0] for d in model.days[m])}
             for metric, history in daily.metrics.items():
-                old = any(day < args[0] for day in model.days[metric])
-                assert history.has_days_before(args[0]) == old
-            daily.prune(args[0])
+                assert history.has_days_before(args[0]) == (metric in with_old)
+            told: list[str] = []
+            daily.watcher = lambda _, metric, told=told: told.append(metric)
+            assert daily.prune(args[0]) == bool(with_old)
+            daily.watcher = None
+            assert sorted(told) == sorted(with_old)  # told before each changed metric
             model.prune(args[0])
         elif op == "write":
             data = daily.to_json()
