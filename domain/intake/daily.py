@@ -258,7 +258,13 @@ class DailyTotals:
                 data["d"] = text
                 self._text_shared = True
         elif days:
-            data["d"] = {str(day): str(total) for day, total in sorted(days.items())}
+            # Printed once, then kept in the stored form: the next write of this value (the
+            # usage path writes an account's days at every step it is touched) prints only
+            # the days added since, as for totals read from the table.
+            text = data["d"] = {str(day): str(total) for day, total in sorted(days.items())}
+            self._days = None
+            self._text = text
+            self._text_shared = True
         return data
 
     @classmethod
@@ -293,7 +299,17 @@ class DailyReadings:
     ``last_active_ms`` mean what they mean for :class:`DailyTotals`.
     """
 
-    __slots__ = ("kind", "values", "stamps", "carry", "first_day", "last_active_ms")
+    __slots__ = (
+        "kind",
+        "values",
+        "stamps",
+        "carry",
+        "first_day",
+        "last_active_ms",
+        "_cells",
+        "_cells_last",
+        "_cells_shared",
+    )
     __match_args__ = ("kind", "values", "stamps", "carry", "first_day", "last_active_ms")
 
     def __init__(
@@ -311,6 +327,15 @@ class DailyReadings:
         self.carry: tuple[int, Decimal] | None = carry
         self.first_day: int | None = first_day
         self.last_active_ms: int | None = last_active_ms
+        # The days as :meth:`to_json` prints them (``"d"``: day text -> cell, ascending), kept
+        # from one write to the next and changed cell by cell, so a write prints only the days
+        # folded into since the last one; ``None`` until printed (or when a fold inserted a
+        # day before the last one: printed afresh next time). ``_cells_last`` is its last day;
+        # ``_cells_shared``: it went into a JSON value too, and is copied before it changes.
+        # ``values`` and ``stamps`` change only through :meth:`fold` and :meth:`prune`.
+        self._cells: dict[str, Any] | None = None
+        self._cells_last = 0
+        self._cells_shared = False
 
     def _key(self) -> tuple[Any, ...]:
         return (
@@ -363,11 +388,29 @@ class DailyReadings:
         if self.kind == "max":
             if held is None or quantity > held:
                 values[day] = quantity
+                if self._cells is not None:
+                    self._set_cell(day, held is None, str(quantity))
             return
         stamps = self.stamps
         if held is None or ts_ms >= stamps[day]:
             values[day] = quantity
             stamps[day] = ts_ms
+            if self._cells is not None:
+                self._set_cell(day, held is None, [ts_ms, str(quantity)])
+
+    def _set_cell(self, day: int, new: bool, cell: Any) -> None:
+        """Print ``day``'s new ``cell`` into the printed days (``new``: the day had none)."""
+        if new and day < self._cells_last:  # would break the ascending order: print afresh
+            self._cells = None
+            return
+        cells = self._cells
+        if self._cells_shared:
+            cells = self._cells = dict(cells or {})
+            self._cells_shared = False
+        assert cells is not None  # noqa: S101 - the caller checked
+        cells[str(day)] = cell
+        if new:
+            self._cells_last = day
 
     @property
     def days(self) -> dict[int, Decimal]:
@@ -399,6 +442,9 @@ class DailyReadings:
 
     def has_days_before(self, day: int) -> bool:
         """Whether a day before ``day`` is kept (:meth:`prune` would change something)."""
+        cells = self._cells
+        if cells is not None:  # printed in ascending order: the first is the oldest
+            return bool(cells) and int(next(iter(cells))) < day
         return any(kept < day for kept in self.values)
 
     def is_empty(self) -> bool:
@@ -408,10 +454,10 @@ class DailyReadings:
     def prune(self, oldest_day_kept: int) -> bool:
         """Forget days before ``oldest_day_kept``; True if any went. ``first_day`` stays, and
         for ``latest`` the latest reading of the days dropped becomes the carry."""
+        if not self.has_days_before(oldest_day_kept):  # the usual case, without a walk
+            return False
         values = self.values
         old = [day for day in values if day < oldest_day_kept]
-        if not old:
-            return False
         if self.kind == "latest":
             stamps = self.stamps
             latest = max((stamps.pop(day), values[day]) for day in old)
@@ -419,6 +465,13 @@ class DailyReadings:
                 self.carry = latest
         for day in old:
             del values[day]
+        cells = self._cells
+        if cells is not None:
+            if self._cells_shared:
+                cells = self._cells = dict(cells)
+                self._cells_shared = False
+            for day in old:
+                del cells[str(day)]
         return True
 
     def to_json(self) -> dict[str, Any]:
@@ -431,13 +484,19 @@ class DailyReadings:
             data["f"] = self.first_day
         if self.last_active_ms is not None:
             data["a"] = self.last_active_ms
-        values = sorted(self.values.items())
-        if values:
+        cells = self._cells
+        if cells is None:
+            values = sorted(self.values.items())
             if self.kind == "max":
-                data["d"] = {str(day): str(value) for day, value in values}
+                cells = {str(day): str(value) for day, value in values}
             else:
                 stamps = self.stamps
-                data["d"] = {str(day): [stamps[day], str(value)] for day, value in values}
+                cells = {str(day): [stamps[day], str(value)] for day, value in values}
+            self._cells = cells
+            self._cells_last = values[-1][0] if values else 0
+        if cells:
+            data["d"] = cells
+            self._cells_shared = True
         if self.carry is not None:
             data["c"] = [self.carry[0], str(self.carry[1])]
         return data
@@ -577,9 +636,13 @@ class AccountDaily:
             changed = True
         watcher = self.watcher
         for metric, daily in self.metrics.items():
-            if watcher is not None and daily.has_days_before(oldest_day_kept):
-                watcher(self, metric)
-            changed = daily.prune(oldest_day_kept) or changed
+            # A metric's prune changes something exactly when it keeps a day before the
+            # oldest kept: asked once (cheaply), the usual answer being no.
+            if daily.has_days_before(oldest_day_kept):
+                if watcher is not None:
+                    watcher(self, metric)
+                daily.prune(oldest_day_kept)
+                changed = True
         return changed
 
     def is_empty(self) -> bool:
