@@ -72,6 +72,7 @@ class ExpiringHashes:
             self.column,
             help,
             changelog="segments",
+            probed=True,  # dedup: a record's id is nearly always new
             local_columns=(self.index,),
             encode_segment=encode_segment,
             restore_segment=lambda value, now_ms: self.restore_segment(value, now_ms, horizon_ms),

@@ -27,6 +27,9 @@ class TableSpec:
     name: str
     help: str
     changelog: Literal["keyed", "segments"] = "keyed"
+    #: Whether most lookups ask for keys the table does not hold (its memtables then keep
+    #: a bloom filter: :meth:`state.store.StoreOptions.options`).
+    probed: bool = False
     #: Extra column families the table keeps locally (indexes), never changelogged.
     local_columns: tuple[str, ...] = ()
     #: ``segments`` only: the step's writes to this table -> changelog values (each well

@@ -146,7 +146,9 @@ def install(runtime: Runtime) -> Engine:
             changelog_consumer_factory(runtime), s.app_id, specs, runtime.clock.now_ms
         ),
         store_options=StoreOptions(
-            cache_mb=s.rocksdb_cache_mb, write_buffer_mb=s.rocksdb_write_buffer_mb
+            cache_mb=s.rocksdb_cache_mb,
+            write_buffer_mb=s.rocksdb_write_buffer_mb,
+            probed=[spec.name for spec in specs if spec.probed],
         ),
         now_ms=runtime.clock.now_ms,
         background=Backgrounds(*works),

@@ -6,10 +6,13 @@ from hashlib import blake2b
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from state.store import StoreOptions, open_partition
 from state.transaction import StepState
 from tables.dedup import EXPIRY, encode_segment, expire, key_hash, mark_seen, restore_segment
+from tables.registry import table_specs
 
 COLUMNS = ("a", "b", "dedup", EXPIRY)
 
@@ -145,3 +148,40 @@ def test_dedup_hash_distinguishes_what_a_separator_join_would_not() -> None:
     from domain.intake.batch import dedup_key
 
     assert key_hash(dedup_key("a\x1fb", "c")) != key_hash(dedup_key("a", "b\x1fc"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    held=st.sets(st.binary(min_size=16, max_size=16), max_size=400),
+    asked=st.lists(st.binary(min_size=16, max_size=16), max_size=200),
+    flush_every=st.integers(min_value=1, max_value=200),
+)
+def test_a_probed_column_answers_every_lookup_as_an_unprobed_one(
+    tmp_path_factory: pytest.TempPathFactory,
+    held: set[bytes],
+    asked: list[bytes],
+    flush_every: int,
+) -> None:
+    # The memtable bloom filter may only skip keys the column does not hold: held keys in the
+    # memtable, in flushed files or both, and absent ones, read the same with it as without.
+    root = tmp_path_factory.mktemp("probed")
+    store = open_partition(
+        root, 0, ("probed", "plain"), StoreOptions(cache_mb=8, write_buffer_mb=1, probed=["probed"])
+    )
+    keys = sorted(held)
+    for start in range(0, len(keys), flush_every):
+        chunk = dict.fromkeys(keys[start : start + flush_every], b"v")
+        store.apply({"probed": chunk, "plain": chunk})
+        if start % (3 * flush_every) == 0:
+            store._db.flush()  # some keys in files, some in the memtable
+    lookups = [*asked, *keys[::3]]
+    assert store.get_many("probed", lookups) == store.get_many("plain", lookups)
+    assert store.get_many("probed", lookups) == [b"v" if k in held else None for k in lookups]
+    store.close()
+
+
+def test_the_workers_expiring_tables_are_the_probed_ones() -> None:
+    # Dedup and distinct are asked once per record for a key they nearly never hold; the
+    # per-account tables are asked for keys they mostly hold (no filter: it costs memory).
+    specs = table_specs(86_400_000, 90_000_000)
+    assert {spec.name for spec in specs if spec.probed} == {"dedup", "distinct"}
