@@ -39,6 +39,7 @@ ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["text", "json"]
 ClockKind = Literal["wall", "manual"]
+EventLoop = Literal["uvloop", "asyncio"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
@@ -261,6 +262,11 @@ class Settings(BaseModel):
     )
     processing_guarantee: Annotated[ProcessingGuarantee, choice(ProcessingGuarantee)] = setting(
         "exactly_once", "Kafka transactions (exactly_once) or plain commits"
+    )
+    event_loop: Annotated[EventLoop, choice(EventLoop)] = setting(
+        "uvloop",
+        "the worker's event loop: uvloop (less CPU per record, docs/benchmark.md) or asyncio, "
+        "the standard library's",
     )
     commit_interval_s: Annotated[float, duration(high="5m")] = setting(
         "1s", "accepted for compatibility; every step commits its own transaction (no commit timer)"

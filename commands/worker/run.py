@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import logging
 import os
@@ -14,7 +15,7 @@ from app.preflight import check_broker_access_sync
 from app.security import client_kwargs
 from app.topology import ensure_topics_sync
 from commands.worker.wiring import install, worker_runtime, worker_tables
-from config.settings import load_settings, unknown_variables
+from config.settings import EventLoop, load_settings, unknown_variables
 from domain.wording.kinds import event_kinds
 from state.store import pin_mmap_threshold
 from web.views import register
@@ -30,6 +31,8 @@ def run_worker(_: argparse.Namespace) -> int:
     settings = load_settings(os.environ)
     for name in unknown_variables(os.environ):
         logger.warning("%s is not a setting of usage-moments (typo?)", name)
+    # Before any loop exists: the checks below and Faust's worker each make theirs.
+    use_event_loop(settings.event_loop)
     check_codecs()
     runtime = worker_runtime(settings)
     retries = runtime.metrics.kafka_retries
@@ -54,3 +57,13 @@ def run_worker(_: argparse.Namespace) -> int:
     worker.engine = engine
     worker.execute_from_commandline()
     return 0  # pragma: no cover - execute_from_commandline exits the process
+
+
+def use_event_loop(kind: EventLoop) -> None:
+    """Make every event loop created from now on a ``kind`` loop (uvloop or asyncio's)."""
+    if kind == "uvloop":
+        import uvloop  # noqa: PLC0415 - only when chosen
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    else:
+        asyncio.set_event_loop_policy(None)  # the standard library's default policy

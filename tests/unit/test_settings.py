@@ -462,6 +462,13 @@ def test_the_web_token_is_masked_and_must_be_long() -> None:
     assert "short-secret" not in str(err.value)
 
 
+def test_event_loop_is_uvloop_unless_asyncio_is_asked_for() -> None:
+    assert load_settings({}).event_loop == "uvloop"
+    assert load_settings({"MOMENTS_EVENT_LOOP": "AsyncIO"}).event_loop == "asyncio"
+    with pytest.raises(SettingsError, match="MOMENTS_EVENT_LOOP"):
+        load_settings({"MOMENTS_EVENT_LOOP": "trio"})
+
+
 def test_log_format_is_text_or_json() -> None:
     assert load_settings({}).log_format == "text"
     assert load_settings({"MOMENTS_LOG_FORMAT": "JSON"}).log_format == "json"
