@@ -28,54 +28,43 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import hashlib
-import logging
-import pstats
 import random
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Final, NamedTuple
 
 import orjson
-from prometheus_client import CollectorRegistry
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from profiling import as_a_worker, cprofile_report, fingerprint, fingerprint_store  # noqa: E402
+
 from agents.plans import PlansHandler  # noqa: E402
 from agents.usage import UsageHandler  # noqa: E402
-from app.main import Runtime, build_runtime  # noqa: E402
-from config.settings import load_settings  # noqa: E402
+from app.main import Runtime  # noqa: E402
 from domain.common.timeutil import DAY_MS, to_rfc3339  # noqa: E402
 from domain.intake.partitioning import account_partition, forwarded_tombstone  # noqa: E402
-from engine.checkpoint import Checkpoint  # noqa: E402
 from engine.collector import COLLECTOR  # noqa: E402
-from engine.step import Step  # noqa: E402
-from state.store import PartitionStore, StoreOptions, open_partition  # noqa: E402
+from engine.step import Messages, Step  # noqa: E402
+from state.store import PartitionStore, StoreOptions  # noqa: E402
 from state.transaction import StepState  # noqa: E402
 from tables.anniversary_passes import Pass, put_pass  # noqa: E402
-from tables.registry import TABLE_COLUMNS, table_specs  # noqa: E402
+from tests.harness.steps import (  # noqa: E402
+    Record,
+    commit,
+    open_store,
+    runtime_of,
+    with_changelogs,
+)
 
 NOW_MS: Final = 1_795_176_000_000  # 2026-11-20T12:00:00Z
 PLAN_IDS: Final = ("free", "starter", "growth", "scale")
 #: The worker's object cache per partition with the bench's four (commands/worker/wiring.py).
 CACHED_OBJECTS: Final = 80_000 // 4
-
-
-class Record(NamedTuple):
-    """The fields of an aiokafka ConsumerRecord the handlers read."""
-
-    key: bytes | None
-    value: bytes | None
-    offset: int
-    timestamp: int
-    topic: str
-    partition: int = 0
-    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def iso(ms: int) -> str:
@@ -184,25 +173,19 @@ def seed(runtime: Runtime, store: PartitionStore, n: int, rng: random.Random) ->
 def one_step(
     handler: PlansHandler,
     store: PartitionStore,
-    changelogs: Any,
     chunk: list[Record],
     topics: tuple[str, str],
-    sent: list[tuple[tuple[str, int], Any]],
-) -> None:
-    """One step of ``chunk`` as the engine runs and applies it; its messages go to ``sent``."""
+) -> Messages:
+    """One step of ``chunk`` as the engine runs and applies it; returns its messages."""
     step = Step(0, StepState(store), NOW_MS)
     # The engine hands a step's records per topic, in offset order.
     for top in topics:
         of_topic = [r for r in chunk if r.topic == top]
         if of_topic:
             handler.process(step, top, of_topic)
-    messages, _ = Checkpoint.with_changelogs(changelogs, step)
-    store.apply(step.state.updates())
-    store.objects.settle(step.state.updates(), step.state.objects)
-    for callback in step.after_commit:
-        callback()
-    for target in sorted(messages, key=repr):
-        sent.extend((target, message) for message in messages[target])
+    messages = with_changelogs(step)
+    commit(store, step)
+    return messages
 
 
 class Outcome(NamedTuple):
@@ -216,20 +199,10 @@ def run(args: argparse.Namespace, profile: cProfile.Profile | None = None) -> Ou
     rng = random.Random(args.seed)  # noqa: S311 - reproducible test data
     partitions = 1 if args.workload == "bench" else 2
     with tempfile.TemporaryDirectory(prefix="profile-plans-") as tmp:
-        settings = load_settings(
-            {
-                "MOMENTS_DATA_DIR": tmp,
-                "MOMENTS_PARTITIONS": str(partitions),
-                "MOMENTS_CLOCK": f"manual:{iso(NOW_MS)}",
-            }
-        )
-        runtime = build_runtime(settings, CollectorRegistry())
-        store = open_partition(
-            Path(tmp),
-            0,
-            TABLE_COLUMNS,
-            StoreOptions(cache_mb=64, write_buffer_mb=4),
-            CACHED_OBJECTS,
+        runtime = runtime_of(Path(tmp), partitions, clock_ms=NOW_MS)
+        settings = runtime.settings
+        store = open_store(
+            Path(tmp), 0, StoreOptions(cache_mb=64, write_buffer_mb=4), CACHED_OBJECTS
         )
         topic, forward = settings.topic_accounts, settings.topic_plans_forward
         if args.workload == "bench":
@@ -237,36 +210,23 @@ def run(args: argparse.Namespace, profile: cProfile.Profile | None = None) -> Ou
         else:
             seed(runtime, store, args.records, rng)
             records = mixed_records(args.records, topic, forward, partitions, rng)
-        changelogs = SimpleNamespace(
-            _changelogged={s.name: s for s in table_specs(1, 1)}, app_id="profile"
-        )
         handler = PlansHandler(runtime)
-        sent: list[tuple[tuple[str, int], Any]] = []
+        sent: list[Messages] = []
         if profile is not None:
             profile.enable()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         for start in range(0, len(records), args.step):
             chunk = records[start : start + args.step]
             with COLLECTOR.step():  # as the engine runs a step
-                one_step(handler, store, changelogs, chunk, (topic, forward), sent)
+                sent.append(one_step(handler, store, chunk, (topic, forward)))
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         if profile is not None:
             profile.disable()
         digest = hashlib.sha256()
-        for target, message in sent:
-            line = repr((target, message))
-            digest.update(line.encode())
-            if args.dump:
-                args.dump.write(line + "\n")
-        for column in TABLE_COLUMNS:
-            if column.startswith("dedup"):
-                continue  # the seed's usage, keyed by random segment ids
-            for key, value in store.items(column):
-                digest.update(repr((column, key, value)).encode())
-                if args.dump:
-                    args.dump.write(repr((column, key, value)) + "\n")
+        messages = sum(fingerprint(digest, step_messages, args.dump) for step_messages in sent)
+        fingerprint_store(digest, store, args.dump)  # the dedup tables: the seed's usage
         store.close()
-    return Outcome(cpu, wall, digest.hexdigest()[:16], len(sent))
+    return Outcome(cpu, wall, digest.hexdigest()[:16], messages)
 
 
 def main() -> int:
@@ -281,9 +241,7 @@ def main() -> int:
         "--dump", type=argparse.FileType("w"), help="write every message and stored value here"
     )
     args = parser.parse_args()
-    gc.freeze()  # as the worker starts (commands/worker/run.py)
-    gc.set_threshold(10_000, 10, 10)
-    logging.disable(logging.WARNING)  # the entries left out, one line each
+    as_a_worker()
     outcomes = [run(args) for _ in range(args.repeat)]
     best = min(outcomes, key=lambda o: o.cpu_s)
     prints = {o.fingerprint for o in outcomes}
@@ -294,9 +252,7 @@ def main() -> int:
         f"{best.messages:,} messages, fingerprint {' '.join(sorted(prints))}"
     )
     if args.cprofile:
-        profile = cProfile.Profile()
-        run(args, profile)
-        pstats.Stats(profile).sort_stats("tottime").print_stats(args.cprofile)
+        cprofile_report(lambda profile: run(args, profile), args.cprofile)
     return 0
 
 

@@ -47,9 +47,7 @@ import asyncio
 import cProfile
 import gc
 import hashlib
-import logging
 import os
-import pstats
 import random
 import subprocess
 import sys
@@ -57,10 +55,9 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Final, NamedTuple
+from typing import IO, Any, Final
 
 import orjson
-from prometheus_client import CollectorRegistry
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -68,38 +65,24 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from aiokafka.producer.message_accumulator import BatchBuilder  # noqa: E402
 from benchmark.workload import UsageSource, make_dataset  # noqa: E402
+from profiling import as_a_worker, cprofile_report, fingerprint, fingerprint_store  # noqa: E402
 
 from agents.plans import PlansHandler  # noqa: E402
 from agents.usage import UsageHandler  # noqa: E402
-from app.main import build_runtime  # noqa: E402
-from config.settings import load_settings  # noqa: E402
 from domain.common.timeutil import to_rfc3339  # noqa: E402
 from domain.intake.partitioning import account_partition  # noqa: E402
-from engine.checkpoint import Checkpoint  # noqa: E402
 from engine.collector import COLLECTOR  # noqa: E402
 from engine.committers import _send  # noqa: E402
 from engine.step import Messages, Step  # noqa: E402
-from state.store import PartitionStore, StoreOptions, open_partition  # noqa: E402
+from state.store import PartitionStore, StoreOptions  # noqa: E402
 from state.transaction import StepState  # noqa: E402
-from tables.registry import TABLE_COLUMNS, table_specs  # noqa: E402
+from tests.harness.steps import Record, open_store, runtime_of, with_changelogs  # noqa: E402
 
 NOW_MS: Final = 1_795_176_000_000  # 2026-11-20T12:00:00Z
 #: commands/worker/wiring.py: the producer's batches.
 MAX_BATCH: Final = 512 * 1024
 PARTS: Final = ("decide", "changelogs", "batches", "apply", "settle")
-DUMP: Any = None
-
-
-class Record(NamedTuple):
-    """The fields of an aiokafka ConsumerRecord the handlers read."""
-
-    key: bytes | None
-    value: bytes | None
-    offset: int
-    timestamp: int
-    topic: str
-    partition: int = 0
-    headers: tuple[tuple[str, bytes], ...] = ()
+DUMP: IO[str] | None = None
 
 
 class _Producer:
@@ -151,23 +134,13 @@ def usage_records(args: argparse.Namespace, topic: str, partitions: int) -> list
 def run(args: argparse.Namespace, profile: cProfile.Profile | None = None) -> dict[str, Any]:
     partitions = args.partitions
     with tempfile.TemporaryDirectory(prefix="profile-steps-") as tmp:
-        settings = load_settings(
-            {
-                "MOMENTS_DATA_DIR": tmp,
-                "MOMENTS_PARTITIONS": str(partitions),
-                "MOMENTS_CLOCK": f"manual:{to_rfc3339(NOW_MS)}",
-            }
-        )
-        runtime = build_runtime(settings, CollectorRegistry())
-        store: PartitionStore = open_partition(
+        runtime = runtime_of(Path(tmp), partitions, clock_ms=NOW_MS)
+        settings = runtime.settings
+        store: PartitionStore = open_store(
             Path(tmp),
             0,
-            TABLE_COLUMNS,
             StoreOptions(cache_mb=64, write_buffer_mb=4),
             max(1000, 80_000 // partitions),  # commands/worker/wiring.py
-        )
-        checkpoint = SimpleNamespace(
-            _changelogged={s.name: s for s in table_specs(1, 1)}, app_id="profile"
         )
         topic = settings.topic_usage
         data = make_dataset(
@@ -209,7 +182,7 @@ def run(args: argparse.Namespace, profile: cProfile.Profile | None = None) -> di
                 step = Step(0, StepState(store), now_ms)
                 handler.process(step, topic, chunk)
                 t1 = clock()
-                messages, _ = Checkpoint.with_changelogs(checkpoint, step)  # type: ignore[arg-type]
+                messages = with_changelogs(step)
                 t2 = clock()
                 loop.run_until_complete(_send(producer, messages))  # type: ignore[arg-type]
                 t3 = clock()
@@ -231,14 +204,10 @@ def run(args: argparse.Namespace, profile: cProfile.Profile | None = None) -> di
         if args.callgrind:
             callgrind("off")
         for messages in sent:
-            messages_n += fingerprint(digest, messages)
+            messages_n += fingerprint(digest, messages, DUMP)
         gc.enable()
         loop.close()
-        for column in TABLE_COLUMNS:
-            if column.startswith("dedup"):
-                continue  # keyed by hashes whose segments have random keys
-            for key, value in store.items(column):
-                digest.update(repr((column, key, value)).encode())
+        fingerprint_store(digest, store)
         store.close()
     return {
         "parts": parts,
@@ -256,19 +225,6 @@ def callgrind(switch: str) -> None:
         check=True,
         capture_output=True,
     )
-
-
-def fingerprint(digest: Any, messages: Messages) -> int:
-    """Add ``messages`` to ``digest`` (the dedup segments' random keys left out)."""
-    n = 0
-    for target in sorted(messages, key=repr):
-        for message in messages[target]:
-            shown = (None, *message[1:]) if "dedup" in target[0] else message
-            digest.update(repr((target, shown)).encode())
-            if DUMP is not None:
-                DUMP.write(repr((target, shown)) + "\n")
-            n += 1
-    return n
 
 
 def main() -> int:
@@ -293,9 +249,7 @@ def main() -> int:
         global DUMP  # noqa: PLW0603 - a debugging aid
         DUMP = open(args.dump, "w")  # noqa: SIM115, PTH123
         args.repeat = 1
-    gc.freeze()  # as the worker starts (commands/worker/run.py)
-    gc.set_threshold(10_000, 10, 10)
-    logging.disable(logging.WARNING)
+    as_a_worker()
     outcomes = [run(args) for _ in range(args.repeat)]
     n = args.records
     best = {part: min(o["parts"][part] for o in outcomes) for part in PARTS}
@@ -321,9 +275,7 @@ def main() -> int:
         f"fingerprint {' '.join(prints)}, {first['messages']:,} messages, {first['bytes']:,} bytes"
     )
     if args.cprofile:
-        profile = cProfile.Profile()
-        run(args, profile)
-        pstats.Stats(profile).sort_stats("tottime").print_stats(args.cprofile)
+        cprofile_report(lambda profile: run(args, profile), args.cprofile)
     return 0
 
 

@@ -27,7 +27,8 @@ from state.transaction import StepState
 from tables.accounts import plan_of, put_plan
 from tables.custom_closes import close_of
 from tables.custom_firings import firings_of
-from tests.functional.test_reliability import NOW_MS, Harness, Record, plan, usage
+from tests.functional.test_reliability import NOW_MS, Harness, plan, usage
+from tests.harness.steps import Record, commit
 from tests.schema import assert_valid
 from web.views import account_view
 
@@ -68,12 +69,13 @@ def shipped_without_rules() -> str:
 
 
 class RulesHarness(Harness):
-    """The harness with the shipped catalog's plans and meters plus :data:`RULES`."""
+    """The harness with the shipped catalog's plans and meters (not its example rules) plus
+    ``rules`` (:data:`RULES` unless given)."""
 
-    def __init__(self, tmp_path: Path, now_ms: int) -> None:
+    def __init__(self, tmp_path: Path, now_ms: int, rules: str = RULES) -> None:
         super().__init__(tmp_path, now_ms)
         plans = tmp_path / "plans.toml"
-        plans.write_text(shipped_without_rules() + RULES, "utf-8")
+        plans.write_text(shipped_without_rules() + rules, "utf-8")
         self.settings = load_settings(
             {
                 "MOMENTS_DATA_DIR": str(tmp_path),
@@ -89,14 +91,13 @@ class RulesHarness(Harness):
 
     def tick(self, day: int) -> Step:
         """A day tick, then the day close's slices until done; the last slice's step."""
-        record = Record(b"tick", orjson.dumps({"day": day, "cut": 0}), 1, self.now_ms)
-        step = self._run(self.ticks, self.settings.topic_ticks, [record])
+        topic = self.settings.topic_ticks
+        record = Record(b"tick", orjson.dumps({"day": day, "cut": 0}), 1, self.now_ms, topic)
+        step = self._run(self.ticks, topic, [record])
         while self.close.pending(self.store, 0):
             step = Step(0, StepState(self.store), self.now_ms)
             self.close.run_slice(step)
-            self.store.apply(step.state.updates())
-            for callback in step.after_commit:
-                callback()
+            commit(self.store, step)
         return step
 
     def custom(self, step: Step, rule: str) -> list[dict[str, Any]]:

@@ -10,17 +10,13 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agents.custom_close import CustomClose
-from agents.plans import PlansHandler
-from agents.ticks import TicksHandlers
-from agents.usage import UsageHandler, intake_rules
+from agents.usage import intake_rules
 from app.main import build_runtime
 from config.settings import load_settings
 from domain.common.timeutil import DAY_MS
 from tables.accounts import ACCOUNTS
 from tests.functional.test_custom_moments import (
     TODAY,
-    UNBOUNDED,
     RulesHarness,
     shipped_without_rules,
 )
@@ -39,32 +35,10 @@ action = "pause"
 """
 
 
-class OwnRulesHarness(RulesHarness):
-    """:class:`RulesHarness` with the shipped catalog's plans and meters (not its example
-    rules) plus ``rules``."""
-
-    def __init__(self, tmp_path: Path, now_ms: int, rules: str) -> None:
-        Harness.__init__(self, tmp_path, now_ms)
-        plans = tmp_path / "plans.toml"
-        plans.write_text(shipped_without_rules() + rules, "utf-8")
-        self.settings = load_settings(
-            {
-                "MOMENTS_DATA_DIR": str(tmp_path),
-                "MOMENTS_PARTITIONS": "1",
-                "MOMENTS_PLANS_FILE": str(plans),
-            }
-        )
-        self.runtime = build_runtime(self.settings, CollectorRegistry())
-        self.usage_handler = UsageHandler(self.runtime)
-        self.plans_handler = PlansHandler(self.runtime)
-        self.close = CustomClose(self.runtime, slice_budget_s=UNBOUNDED)
-        self.ticks = TicksHandlers(self.close)
-
-
 @pytest.fixture
 def plain(tmp_path: Path) -> Iterator[Harness]:
     """A catalog without [[moments]]: the shipped one without its example rules."""
-    harness = OwnRulesHarness(tmp_path, NOW_MS, "")
+    harness = RulesHarness(tmp_path, NOW_MS, "")
     yield harness
     harness.store.close()
 
@@ -83,7 +57,7 @@ def test_an_at_most_rule_waits_a_whole_window_on_a_plan_it_watches(tmp_path: Pat
     # window's first day". An account quiet for weeks on Free that buys Starter yesterday has
     # not been quiet for a week *on Starter*: telling it "A quiet week on Starter", and
     # suggesting it pause the plan it bought yesterday, is the wrong moment.
-    h = OwnRulesHarness(tmp_path, NOW_MS, QUIET_ON_PAID)
+    h = RulesHarness(tmp_path, NOW_MS, QUIET_ON_PAID)
     try:
         h.plan(b"a", plan("a", "free"), timestamp=NOW_MS - 30 * DAY_MS)
         h.plan(
@@ -101,7 +75,7 @@ def test_pause_is_not_suggested_for_a_plan_that_cannot_be_paused(tmp_path: Path)
     # is `pausable = false` ("nothing to pause: it costs nothing"). A rule with action "pause"
     # on it tells the account "Your Free plan ($0 a month) can be paused".
     rules = QUIET_ON_PAID.replace('plans = ["starter", "growth", "scale"]\n', "")
-    h = OwnRulesHarness(tmp_path, NOW_MS, rules)
+    h = RulesHarness(tmp_path, NOW_MS, rules)
     try:
         h.plan(b"f", plan("f", "free"), timestamp=NOW_MS - 30 * DAY_MS)
         [event] = h.custom(h.tick(TODAY - 1), "quiet-paid")

@@ -13,42 +13,27 @@ import logging
 import time
 import zlib
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 
 from agents.plans import PlansHandler
 from agents.usage import UsageHandler
-from app.main import build_runtime
-from config.settings import Settings, load_settings
+from config.settings import Settings
 from domain.common.timeutil import to_rfc3339
 from domain.intake.partitioning import account_partition
 from engine.step import Step
-from state.store import PartitionStore, StoreOptions, open_partition
+from state.store import PartitionStore
 from state.transaction import StepState
 from tables.accounts import plan_of
 from tables.forget import forgotten_at
-from tables.registry import TABLE_COLUMNS
 from tables.totals import totals_of
 from tests.cloudevents_oracle import event_payloads
+from tests.harness.steps import Record, commit, open_store, runtime_of
 
-COLUMNS = TABLE_COLUMNS
 PARTITIONS = 2
 NOW_MS = int(time.time() * 1000)
-
-
-class Record(NamedTuple):
-    """The fields of an aiokafka ConsumerRecord the handlers read."""
-
-    key: bytes | None
-    value: bytes | None
-    offset: int
-    timestamp: int
-    topic: str
-    partition: int
-    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def _misplaced_account() -> str:
@@ -69,13 +54,10 @@ class Worker:
     """Both partitions' stores and handlers, steps applied as the engine does after commit."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.settings: Settings = load_settings(
-            {"MOMENTS_DATA_DIR": str(tmp_path), "MOMENTS_PARTITIONS": str(PARTITIONS)}
-        )
-        self.runtime = build_runtime(self.settings, CollectorRegistry())
-        options = StoreOptions(cache_mb=8, write_buffer_mb=1)
+        self.runtime = runtime_of(tmp_path, PARTITIONS)
+        self.settings: Settings = self.runtime.settings
         self.stores: dict[int, PartitionStore] = {
-            p: open_partition(tmp_path, p, COLUMNS, options) for p in range(PARTITIONS)
+            p: open_store(tmp_path, p) for p in range(PARTITIONS)
         }
         self.usage = UsageHandler(self.runtime)
         self.plans = PlansHandler(self.runtime)
@@ -98,9 +80,7 @@ class Worker:
         handler = self.plans if "plans" in topic or "account" in topic else self.usage
         step = Step(partition, StepState(self.stores[partition]), NOW_MS)
         handler.process(step, topic, list(records))
-        self.stores[partition].apply(step.state.updates())
-        for callback in step.after_commit:
-            callback()
+        commit(self.stores[partition], step)
         return step
 
     def deliver(self, step: Step, topic: str) -> Step | None:

@@ -11,61 +11,41 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 
 from agents.anniversaries import AnniversaryEvaluation
 from agents.drops import DropEvaluation
 from agents.plans import PlansHandler
 from agents.usage import UsageHandler
-from app.main import Runtime, build_runtime
-from config.settings import load_settings
+from app.main import Runtime
 from domain.common.timeutil import DAY_MS, to_rfc3339
 from domain.rules.anniversaries import due_cut
 from engine.step import Step
-from state.store import PartitionStore, StoreOptions, open_partition
+from state.store import PartitionStore
 from state.transaction import StepState
 from tables.accounts import plan_of
 from tables.anniversary_passes import Pass, put_pass
 from tables.announced import announced_of
 from tables.daily import DAILY, daily_of
 from tables.evaluations import Evaluation, put_evaluation
-from tables.registry import TABLE_COLUMNS
 from tables.totals import totals_of
 from tests.cloudevents_oracle import event_payloads
+from tests.harness.steps import Record, commit, open_store, runtime_of
 
 #: A slice time budget no test machine reaches: these tests are about what one slice does.
 UNBOUNDED = float("inf")
-
-COLUMNS = TABLE_COLUMNS
-
-
-class Record(NamedTuple):
-    """The fields of an aiokafka ConsumerRecord the handlers read."""
-
-    key: bytes | None
-    value: bytes | None
-    offset: int
-    timestamp: int
-    topic: str = "usage-records"  # the default usage topic: where these tests' records are
-    partition: int = 0
-    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class Harness:
     """A runtime, one partition's store, and steps run and applied as the engine does."""
 
     def __init__(self, tmp_path: Path, now_ms: int) -> None:
-        self.settings = load_settings(
-            {"MOMENTS_DATA_DIR": str(tmp_path), "MOMENTS_PARTITIONS": "1"}
-        )
-        self.runtime: Runtime = build_runtime(self.settings, CollectorRegistry())
-        self.store: PartitionStore = open_partition(
-            tmp_path, 0, COLUMNS, StoreOptions(cache_mb=8, write_buffer_mb=1)
-        )
+        self.runtime: Runtime = runtime_of(tmp_path, 1)
+        self.settings = self.runtime.settings
+        self.store: PartitionStore = open_store(tmp_path, 0)
         self.now_ms = now_ms
         self.offset = 0
         self.usage_handler = UsageHandler(self.runtime)
@@ -88,9 +68,7 @@ class Harness:
     def _run(self, handler: Any, topic: str, records: Sequence[Record]) -> Step:
         step = Step(0, StepState(self.store), self.now_ms)
         handler.process(step, topic, records)
-        self.store.apply(step.state.updates())
-        for callback in step.after_commit:
-            callback()
+        commit(self.store, step)
         return step
 
     def plan(self, key: bytes | None, value: Any, timestamp: int | None = None) -> Step:

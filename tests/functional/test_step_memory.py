@@ -16,16 +16,12 @@ import tracemalloc
 from pathlib import Path
 
 import orjson
-from prometheus_client import CollectorRegistry
 
 from agents.plans import PlansHandler
 from agents.usage import UsageHandler
-from app.main import build_runtime
-from config.settings import load_settings
 from engine.step import Step
-from state.store import StoreOptions, open_partition
 from state.transaction import StepState
-from tests.functional.test_usage_step import COLUMNS, Record
+from tests.harness.steps import Record, open_store, runtime_of
 
 ACCOUNTS = 1000
 
@@ -54,9 +50,9 @@ def _assert_right_sized(step: Step) -> None:
 
 
 def test_a_step_holds_its_values_at_their_size(tmp_path: Path) -> None:
-    settings = load_settings({"MOMENTS_DATA_DIR": str(tmp_path), "MOMENTS_PARTITIONS": "1"})
-    runtime = build_runtime(settings, CollectorRegistry())
-    store = open_partition(tmp_path, 0, COLUMNS, StoreOptions(cache_mb=8, write_buffer_mb=1))
+    runtime = runtime_of(tmp_path, 1)
+    settings = runtime.settings
+    store = open_store(tmp_path, 0)
     now = int(time.time() * 1000)
     accounts = [f"acct-{i:06d}" for i in range(ACCOUNTS)]
     plans = [
@@ -67,6 +63,7 @@ def test_a_step_holds_its_values_at_their_size(tmp_path: Path) -> None:
             ),
             i,
             now,
+            settings.topic_accounts,
         )
         for i, a in enumerate(accounts)
     ]
@@ -84,6 +81,7 @@ def test_a_step_holds_its_values_at_their_size(tmp_path: Path) -> None:
             ),
             i,
             now,
+            settings.topic_usage,
         )
         for i, a in enumerate(accounts)
     ]

@@ -8,48 +8,31 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import orjson
-from prometheus_client import CollectorRegistry
 
 from agents.plans import PlansHandler
 from agents.usage import UsageHandler
-from app.main import build_runtime
-from config.settings import load_settings
 from engine.step import Step
-from state.store import StoreOptions, open_partition
 from state.transaction import StepState
 from tables.accounts import plan_of
-from tables.registry import TABLE_COLUMNS
 from tables.totals import totals_of
 from tests.cloudevents_oracle import event_payloads
-
-COLUMNS = TABLE_COLUMNS
-
-
-class Record(NamedTuple):
-    """The fields of an aiokafka ConsumerRecord the handlers read."""
-
-    key: bytes | None
-    value: bytes | None
-    offset: int
-    timestamp: int
-    topic: str = "usage-records"  # the default usage topic: where these tests' records are
-    partition: int = 0
-    headers: tuple[tuple[str, bytes], ...] = ()
+from tests.harness.steps import Record, open_store, runtime_of
 
 
 def test_a_usage_step_folds_records_and_queues_events(tmp_path: Path) -> None:
-    settings = load_settings({"MOMENTS_DATA_DIR": str(tmp_path), "MOMENTS_PARTITIONS": "1"})
-    runtime = build_runtime(settings, CollectorRegistry())
-    store = open_partition(tmp_path, 0, COLUMNS, StoreOptions(cache_mb=8, write_buffer_mb=1))
+    runtime = runtime_of(tmp_path, 1)
+    settings = runtime.settings
+    store = open_store(tmp_path, 0)
     now = int(time.time() * 1000)
 
     plans = Step(0, StepState(store), now)
     plan = {"account_id": "a", "plan_id": "free", "updated_at": "2026-01-01T00:00:00Z"}
     PlansHandler(runtime).process(
-        plans, settings.topic_accounts, [Record(b"a", orjson.dumps(plan), 0, now)]
+        plans,
+        settings.topic_accounts,
+        [Record(b"a", orjson.dumps(plan), 0, now, settings.topic_accounts)],
     )
     store.apply(plans.state.updates())
     assert plan_of(store, "a") is not None
@@ -62,10 +45,11 @@ def test_a_usage_step_folds_records_and_queues_events(tmp_path: Path) -> None:
             "quantity": quantity,
             "timestamp": now,
         }
-        return Record(b"a", orjson.dumps(value), i, now)
+        return Record(b"a", orjson.dumps(value), i, now, settings.topic_usage)
 
     step = Step(0, StepState(store), now)
-    bad = Record(b"a", b"{", 3, now, headers=(("ce_id", b"e-1"), ("ce_type", b"x")))
+    headers = (("ce_id", b"e-1"), ("ce_type", b"x"))
+    bad = Record(b"a", b"{", 3, now, settings.topic_usage, headers=headers)
     records = [usage(0, 400), usage(1, 450), usage(1, 450), bad]
     UsageHandler(runtime).process(step, settings.topic_usage, records)
     # Nothing reaches RocksDB before the engine commits the step.

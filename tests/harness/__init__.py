@@ -12,6 +12,10 @@ these modules:
 - ``meters``: CPU, RSS and disk figures of processes and directories, from /proc;
 - ``kafka``: topic creation and read_committed readers.
 
+``steps`` runs a partition's steps in-process instead (the real handlers on real RocksDB
+stores, no Kafka), for ``tests/functional`` and ``scripts/profile_plans.py`` /
+``scripts/profile_steps.py``.
+
 It lives under ``tests/`` so the packaging (pyproject's package list, the Dockerfile's
 COPY lines) never ships it; a script puts the repository root on ``sys.path`` first.
 """

@@ -10,7 +10,7 @@ value in the store's object cache (fresh, or overwritten by this step), written 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,24 +19,42 @@ import pytest
 from domain.intake.daily import AccountDaily
 from domain.intake.usage import AccountTotals
 from domain.plans.periods import calendar_month
-from state.store import PartitionStore, StoreOptions, open_partition
+from state.store import PartitionStore
 from state.transaction import StepState
 from tables.daily import DAILY, daily_of, put_daily
 from tables.forget import forgotten_at
-from tables.registry import TABLE_COLUMNS
 from tables.totals import TOTALS, has_totals, put_totals, totals_of
+from tests.harness.steps import open_store
 
 ACCOUNT = "acct-1"
 KEY = ACCOUNT.encode()
 
+#: Something a step does to the state.
+Act = Callable[[StepState], object]
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[PartitionStore]:
-    opened = open_partition(
-        tmp_path, 0, TABLE_COLUMNS, StoreOptions(cache_mb=8, write_buffer_mb=1), 100
-    )
+    opened = open_store(tmp_path, 0, cached_objects=100)
     yield opened
     opened.close()
+
+
+def committed(store: PartitionStore, act: Act, *, cached: str) -> None:
+    """A step that did ``act`` applied to ``store``; its decoded values settled in the
+    store's object cache if ``cached`` is "yes"."""
+    seed = StepState(store)
+    act(seed)
+    store.apply(seed.updates())
+    if cached == "yes":
+        store.objects.settle(seed.updates(), seed.objects)
+
+
+def step_that(store: PartitionStore, act: Act) -> StepState:
+    """A new step's state on ``store``, once it did ``act``."""
+    state = StepState(store)
+    act(state)
+    return state
 
 
 def totals(n: int) -> AccountTotals:
@@ -46,70 +64,54 @@ def totals(n: int) -> AccountTotals:
     return held
 
 
-STORED = ("none", "marker", "days")  # what the store holds (daily), or totals 0 / 5
-CACHED = ("no", "yes")  # its decoded value in the store's object cache
-STEP = ("nothing", "read", "wrote-marker", "wrote-empty")  # what this step did first
-
-
-def daily(kind: str) -> AccountDaily | None:
-    if kind == "marker":
-        return AccountDaily.forgotten(123)
-    if kind == "days":
-        held = AccountDaily()
-        held.forgotten_at_ms = None
-        return held
-    return None
+CACHED = ("no", "yes")  # the stored value decoded in the store's object cache
+#: What the store holds (daily): no row, a forgotten marker, days (no marker).
+DAILY_STORED: dict[str, Act] = {
+    "none": lambda state: None,
+    "marker": lambda state: put_daily(state, ACCOUNT, AccountDaily.forgotten(123), keep=True),
+    "days": lambda state: put_daily(state, ACCOUNT, AccountDaily(), keep=True),
+}
+#: What the step did first (daily).
+DAILY_STEP: dict[str, Act] = {
+    "nothing": lambda state: None,
+    "read": lambda state: daily_of(state, ACCOUNT),
+    "wrote-marker": lambda state: put_daily(state, ACCOUNT, AccountDaily.forgotten(456)),
+    "wrote-empty": lambda state: put_daily(state, ACCOUNT, AccountDaily()),
+}
+#: What the step did first (totals).
+TOTALS_STEP: dict[str, Act] = {
+    "nothing": lambda state: None,
+    "read": lambda state: totals_of(state, ACCOUNT),
+    "wrote-0": lambda state: put_totals(state, ACCOUNT, totals(0)),
+    "wrote-7": lambda state: put_totals(state, ACCOUNT, totals(7)),
+}
 
 
 @pytest.mark.parametrize(
-    ("stored", "cached", "step"), list(itertools.product(STORED, CACHED, STEP))
+    ("stored", "cached", "step"), list(itertools.product(DAILY_STORED, CACHED, DAILY_STEP))
 )
 def test_forgotten_at_is_the_decoded_daily_value(
     store: PartitionStore, stored: str, cached: str, step: str
 ) -> None:
-    seed = StepState(store)
-    held = daily(stored)
-    if held is not None:
-        put_daily(seed, ACCOUNT, held, keep=True)
-    store.apply(seed.updates())
-    if cached == "yes":
-        store.objects.settle(seed.updates(), seed.objects)
-
-    def prepared() -> StepState:
-        state = StepState(store)
-        if step == "read":
-            daily_of(state, ACCOUNT)
-        elif step == "wrote-marker":
-            put_daily(state, ACCOUNT, AccountDaily.forgotten(456))
-        elif step == "wrote-empty":
-            put_daily(state, ACCOUNT, AccountDaily())
-        return state
-
-    assert forgotten_at(prepared(), ACCOUNT) == daily_of(prepared(), ACCOUNT).forgotten_at_ms
+    committed(store, DAILY_STORED[stored], cached=cached)
+    act = DAILY_STEP[step]
+    assert (
+        forgotten_at(step_that(store, act), ACCOUNT)
+        == daily_of(step_that(store, act), ACCOUNT).forgotten_at_ms
+    )
 
 
 @pytest.mark.parametrize(
-    ("stored", "cached", "step"),
-    list(itertools.product((0, 5), CACHED, ("nothing", "read", "wrote-0", "wrote-7"))),
+    ("stored", "cached", "step"), list(itertools.product((0, 5), CACHED, TOTALS_STEP))
 )
 def test_has_totals_is_the_decoded_totals_value(
     store: PartitionStore, stored: int, cached: str, step: str
 ) -> None:
-    seed = StepState(store)
-    put_totals(seed, ACCOUNT, totals(stored))
-    store.apply(seed.updates())
-    if cached == "yes":
-        store.objects.settle(seed.updates(), seed.objects)
-
-    def prepared() -> StepState:
-        state = StepState(store)
-        if step == "read":
-            totals_of(state, ACCOUNT)
-        elif step.startswith("wrote-"):
-            put_totals(state, ACCOUNT, totals(int(step[6:])))
-        return state
-
-    assert has_totals(prepared(), ACCOUNT) == (not totals_of(prepared(), ACCOUNT).is_empty())
+    committed(store, lambda seed: put_totals(seed, ACCOUNT, totals(stored)), cached=cached)
+    act = TOTALS_STEP[step]
+    assert has_totals(step_that(store, act), ACCOUNT) == (
+        not totals_of(step_that(store, act), ACCOUNT).is_empty()
+    )
 
 
 def test_known_reads_nothing_new(store: PartitionStore) -> None:
