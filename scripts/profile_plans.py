@@ -41,7 +41,13 @@ import orjson
 ROOT: Final = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from profiling import as_a_worker, cprofile_report, fingerprint, fingerprint_store  # noqa: E402
+from profiling import (  # noqa: E402
+    as_a_worker,
+    cprofile_report,
+    fingerprint,
+    fingerprint_store,
+    worker_store_options,
+)
 
 from agents.plans import PlansHandler  # noqa: E402
 from agents.usage import UsageHandler  # noqa: E402
@@ -50,7 +56,7 @@ from domain.common.timeutil import DAY_MS, to_rfc3339  # noqa: E402
 from domain.intake.partitioning import account_partition, forwarded_tombstone  # noqa: E402
 from engine.collector import COLLECTOR  # noqa: E402
 from engine.step import Messages, Step  # noqa: E402
-from state.store import PartitionStore, StoreOptions  # noqa: E402
+from state.store import PartitionStore  # noqa: E402
 from state.transaction import StepState  # noqa: E402
 from tables.anniversary_passes import Pass, put_pass  # noqa: E402
 from tests.harness.steps import (  # noqa: E402
@@ -201,9 +207,7 @@ def run(args: argparse.Namespace, profile: cProfile.Profile | None = None) -> Ou
     with tempfile.TemporaryDirectory(prefix="profile-plans-") as tmp:
         runtime = runtime_of(Path(tmp), partitions, clock_ms=NOW_MS)
         settings = runtime.settings
-        store = open_store(
-            Path(tmp), 0, StoreOptions(cache_mb=64, write_buffer_mb=4), CACHED_OBJECTS
-        )
+        store = open_store(Path(tmp), 0, worker_store_options(), CACHED_OBJECTS)
         topic, forward = settings.topic_accounts, settings.topic_plans_forward
         if args.workload == "bench":
             records = bench_records(args.records, topic, rng)

@@ -65,7 +65,13 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from aiokafka.producer.message_accumulator import BatchBuilder  # noqa: E402
 from benchmark.workload import UsageSource, make_dataset  # noqa: E402
-from profiling import as_a_worker, cprofile_report, fingerprint, fingerprint_store  # noqa: E402
+from profiling import (  # noqa: E402
+    as_a_worker,
+    cprofile_report,
+    fingerprint,
+    fingerprint_store,
+    worker_store_options,
+)
 
 from agents.plans import PlansHandler  # noqa: E402
 from agents.usage import UsageHandler  # noqa: E402
@@ -74,7 +80,7 @@ from domain.intake.partitioning import account_partition  # noqa: E402
 from engine.collector import COLLECTOR  # noqa: E402
 from engine.committers import _send  # noqa: E402
 from engine.step import Messages, Step  # noqa: E402
-from state.store import PartitionStore, StoreOptions  # noqa: E402
+from state.store import PartitionStore  # noqa: E402
 from state.transaction import StepState  # noqa: E402
 from tests.harness.steps import Record, open_store, runtime_of, with_changelogs  # noqa: E402
 
@@ -139,7 +145,7 @@ def run(args: argparse.Namespace, profile: cProfile.Profile | None = None) -> di
         store: PartitionStore = open_store(
             Path(tmp),
             0,
-            StoreOptions(cache_mb=64, write_buffer_mb=4),
+            worker_store_options(),
             max(1000, 80_000 // partitions),  # commands/worker/wiring.py
         )
         topic = settings.topic_usage

@@ -15,8 +15,15 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from engine.step import Messages
-from state.store import PartitionStore
-from tables.registry import TABLE_COLUMNS
+from state.store import PartitionStore, StoreOptions
+from tables.registry import TABLE_COLUMNS, table_specs
+
+
+def worker_store_options() -> StoreOptions:
+    """RocksDB options as a worker's at its defaults (commands/worker/wiring.py): 4 MB
+    memtables, and the probed tables' memtable bloom filters."""
+    probed = [spec.name for spec in table_specs(1, 1) if spec.probed]
+    return StoreOptions(cache_mb=64, write_buffer_mb=4, probed=probed)
 
 
 def as_a_worker() -> None:
