@@ -1,7 +1,8 @@
-"""Period totals keep their printed parts between writes (:meth:`AccountTotals.encoded`):
-after any sequence of additions, folds, undos, prunes, gauge drops, reloads and writes, the
-bytes written are those of an independent model of the cells printed afresh by orjson, and
-those of ``to_json`` encoded as before (the store's and changelog's format)."""
+"""Period totals and lifetime values keep their printed parts between writes
+(:meth:`AccountTotals.encoded`, :meth:`AccountLifetime.encoded`): after any sequence of
+additions, folds, undos, prunes, gauge drops, reloads and writes, the bytes written are
+those of an independent model of the cells printed afresh by orjson, and those of
+``to_json`` encoded as before (the store's and changelog's format)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.intake.lifetime import AccountLifetime
 from domain.intake.usage import CARRY_KEY, AccountTotals, Change
+from domain.plans.catalog import Milestones
 from domain.plans.periods import Period
 from state import jsonbytes
 
@@ -167,3 +170,50 @@ def test_written_totals_are_the_models_printed_afresh(steps: list[tuple[Any, ...
         else:
             totals = AccountTotals.from_json(orjson.loads(totals.encoded()))
     assert totals.encoded() == model.encoded() == jsonbytes.dumps(totals.to_json())
+
+
+MILESTONES = {m: Milestones(m, (Decimal(10), Decimal(100), Decimal("1E+3")), "r") for m in METRICS}
+
+lifetime_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.sampled_from(METRICS), quantities),
+        st.tuples(st.just("announce"), st.sampled_from(METRICS), st.decimals(0, 2000, places=0)),
+        st.tuples(st.just("write")),
+        st.tuples(st.just("reload")),
+    ),
+    min_size=10,
+    max_size=50,
+)
+
+
+@settings(max_examples=300)
+@given(lifetime_ops)
+def test_written_lifetime_is_the_models_printed_afresh(steps: list[tuple[Any, ...]]) -> None:
+    lifetime = AccountLifetime()
+    totals: dict[str, Decimal] = {}
+    announced: dict[str, list[Decimal]] = {}
+
+    def printed() -> bytes:
+        out: dict[str, Any] = {"totals": {m: str(t) for m, t in totals.items()}}
+        if announced:
+            out["announced"] = {m: [str(v) for v in sorted(at)] for m, at in announced.items()}
+        return orjson.dumps(out)
+
+    for op, *args in steps:
+        if op == "add":
+            metric, quantity = args
+            after = lifetime.add(metric, quantity)
+            if after is not None:  # else refused (inexact): nothing changes
+                totals[metric] = totals.get(metric, Decimal(0)) + quantity
+                assert totals[metric] == after
+        elif op == "announce":
+            metric, total = args
+            new = [m for m in MILESTONES[metric].at if m <= total]
+            lifetime.announce(metric, MILESTONES[metric], total)
+            if new:
+                announced[metric] = sorted({*announced.get(metric, []), *new})
+        elif op == "write":
+            assert lifetime.encoded() == printed() == jsonbytes.dumps(lifetime.to_json())
+        else:
+            lifetime = AccountLifetime.from_json(orjson.loads(lifetime.encoded()))
+    assert lifetime.encoded() == printed()
