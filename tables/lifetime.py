@@ -11,7 +11,6 @@ from __future__ import annotations
 import orjson
 
 from domain.intake.lifetime import AccountLifetime
-from state import jsonbytes
 from state.table import TableSpec
 from state.transaction import StepState
 from tables import Reader, read
@@ -31,5 +30,5 @@ def lifetime_of(view: Reader, account_id: str) -> AccountLifetime:
 
 def put_lifetime(state: StepState, account_id: str, lifetime: AccountLifetime) -> None:
     """Store ``lifetime`` for ``account_id`` (deleting the key when it holds nothing)."""
-    value = None if lifetime.is_empty() else jsonbytes.dumps(lifetime.to_json())
+    value = None if lifetime.is_empty() else lifetime.encoded()
     state.put_object(LIFETIME.name, account_id.encode(), lifetime, value)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import orjson
 
 from domain.intake.usage import AccountTotals
-from state import jsonbytes
 from state.table import TableSpec
 from state.transaction import StepState
 from tables import Reader, read
@@ -38,5 +37,5 @@ def has_totals(state: StepState, account_id: str) -> bool:
 def put_totals(state: StepState, account_id: str, totals: AccountTotals) -> None:
     """Store ``totals`` for ``account_id`` (deleting the key when nothing is left: no period,
     no carried gauge)."""
-    value = None if totals.is_empty() else jsonbytes.dumps(totals.to_json())
+    value = None if totals.is_empty() else totals.encoded()
     state.put_object(TOTALS.name, account_id.encode(), totals, value)

@@ -21,6 +21,7 @@ from typing import Any, Final
 from domain.common.numbers import exact_in_json
 from domain.intake.accounts import AccountPlan
 from domain.intake.records import UsageRecord
+from domain.intake.usage import key_text
 from domain.plans.catalog import Milestones
 from domain.plans.periods import Period
 
@@ -56,6 +57,9 @@ class AccountLifetime:
     ``announced[metric]`` is ascending. Milestones are compared exactly (Decimal), and each
     (account, metric, milestone) is announced at most once for as long as the account is
     kept (a tombstone forgets it, announced milestones included).
+
+    ``totals`` and ``announced`` change only through the methods (which keep
+    :meth:`encoded`'s printed parts in step).
     """
 
     totals: dict[str, Decimal] = field(default_factory=dict)
@@ -65,6 +69,12 @@ class AccountLifetime:
     _lowest: dict[str, tuple[Milestones, Decimal | None]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # What :meth:`encoded` printed, kept from one write to the next: per metric its member of
+    # ``"totals"`` (``"metric":"total"``, dropped when the total changes), and the
+    # ``"announced"`` member with its leading comma (``None``: printed afresh next time).
+    # A write then prints only the totals added to since the last one. Not stored.
+    _printed: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _printed_announced: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def add(self, metric: str, quantity: Decimal) -> Decimal | None:
         """Add ``quantity`` to the lifetime total of ``metric`` and return the new total;
@@ -78,6 +88,7 @@ class AccountLifetime:
         if not exact_in_json(after):
             return None
         totals[metric] = after
+        self._printed.pop(metric, None)
         return after
 
     def exact_after(
@@ -134,6 +145,7 @@ class AccountLifetime:
         new = tuple(m for m in milestones.at if m <= total and m not in done)
         if new:
             self.announced[metric] = tuple(sorted((*done, *new)))
+            self._printed_announced = None
         self._lowest.pop(metric, None)
         return new
 
@@ -147,6 +159,32 @@ class AccountLifetime:
         if self.announced:
             data["announced"] = {m: [str(v) for v in at] for m, at in self.announced.items()}
         return data
+
+    def encoded(self) -> bytes:
+        """The stored form: exactly the bytes of :meth:`to_json` encoded by orjson
+        (:func:`state.jsonbytes.dumps`), printed by parts: only the totals changed since the
+        last call are printed again (a decimal's ``str`` has nothing to escape in JSON)."""
+        printed = self._printed
+        parts = []
+        for metric, total in self.totals.items():
+            part = printed.get(metric)
+            if part is None:
+                part = printed[metric] = f'{key_text(metric)}"{total!s}"'
+            parts.append(part)
+        announced = ""
+        if self.announced:
+            announced = self._printed_announced or self._print_announced()
+        return f'{{"totals":{{{",".join(parts)}}}{announced}}}'.encode()
+
+    def _print_announced(self) -> str:
+        members = ",".join(
+            [
+                key_text(m) + "[" + ",".join([f'"{v!s}"' for v in at]) + "]"
+                for m, at in self.announced.items()
+            ]
+        )
+        text = self._printed_announced = f',"announced":{{{members}}}'
+        return text
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> AccountLifetime:

@@ -18,8 +18,11 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
+import orjson
+
+from domain.common.bounded import remember
 from domain.common.slots import slot_setter
 from domain.plans.catalog import Aggregation
 from domain.plans.periods import Period, span_of_text, span_text
@@ -33,6 +36,19 @@ _ABSENT = Decimal(0)
 
 #: The top-level JSON key of the carried gauge readings (metric names cannot start with ``@``).
 CARRY_KEY = "@carry"
+
+_KEYS_MAX: Final = 4_096
+_key_texts: dict[str, str] = {}
+
+
+def key_text(name: str) -> str:
+    """``name`` printed as a JSON object key with its colon, as orjson prints it (``"name":``):
+    the start of a member of a value printed by parts (:meth:`AccountTotals.encoded`)."""
+    text = _key_texts.get(name)
+    if text is None:
+        text = remember(_key_texts, name, orjson.dumps(name).decode() + ":", _KEYS_MAX)
+    return text
+
 
 Reading = tuple[int, Decimal]
 """A gauge reading: ``(ts_ms, value)``."""
@@ -67,11 +83,18 @@ class AccountTotals:
     quantity of the period's latest reading (``latest``). For a ``latest`` metric
     ``stamps[metric]`` holds the timestamp of each period's reading (same keys), and
     ``carry[metric]`` the latest reading of the periods already pruned.
+
+    ``periods`` and ``stamps`` change only through the methods (which keep
+    :meth:`encoded`'s printed metrics in step); ``carry`` may be set from outside.
     """
 
     periods: dict[str, dict[tuple[int, int], Decimal]] = field(default_factory=dict)
     stamps: dict[str, dict[tuple[int, int], int]] = field(default_factory=dict)
     carry: dict[str, Reading] = field(default_factory=dict)
+    # metric -> its member of :meth:`encoded` (``"metric":{...}``), kept from one write to the
+    # next: every change to a metric's cells drops it, so a write prints only the metrics
+    # changed since the last one (a step touches one or two of an account's). Not stored.
+    _printed: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def add(
         self, metric: str, period: Period, quantity: Decimal, into: Change | None = None
@@ -89,6 +112,7 @@ class AccountTotals:
         before = by_period.get(key, _ABSENT)
         after = before + quantity
         by_period[key] = after
+        self._printed.pop(metric, None)
         # Change(metric, period, before, after), by its slot setters (see domain.common.slots).
         change: Change = _new(Change) if into is None else into
         _set_metric(change, metric)
@@ -120,6 +144,7 @@ class AccountTotals:
         before = by_period.get(key, _ABSENT)
         after = quantity if before is _ABSENT or quantity > before else before
         by_period[key] = after
+        self._printed.pop(metric, None)
         return Change(metric, period, before, after)
 
     def _fold_latest(
@@ -144,6 +169,7 @@ class AccountTotals:
         if held_ms is None or ts_ms >= held_ms:
             by_period[key] = after = quantity
             stamps[key] = ts_ms
+            self._printed.pop(metric, None)
         return ReadingChange(metric, period, before, after, replaced)
 
     def keep_gauges(self, latest: AbstractSet[str]) -> None:
@@ -161,12 +187,14 @@ class AccountTotals:
         self.periods.pop(metric, None)
         self.stamps.pop(metric, None)
         self.carry.pop(metric, None)
+        self._printed.pop(metric, None)
 
     def undo(self, change: Change) -> None:
         """Take back ``change``, the latest :meth:`add` or :meth:`fold` (a record refused
         after all): the state is as before it, exactly."""
         key = change.period.span
         metric = change.metric
+        self._printed.pop(metric, None)
         if isinstance(change, ReadingChange):
             replaced = change.replaced
             stamps = self.stamps[metric]
@@ -235,6 +263,8 @@ class AccountTotals:
             stamps = self.stamps.get(metric)
             if stamps is not None and old:
                 self._keep_carry(metric, max((stamps.pop(k), by_period[k]) for k in old))
+            if old:
+                self._printed.pop(metric, None)
             for key in old:
                 del by_period[key]
                 changed = True
@@ -267,6 +297,37 @@ class AccountTotals:
                     m: [ts_ms, str(value)] for m, (ts_ms, value) in self.carry.items()
                 }
         return data
+
+    def encoded(self) -> bytes:
+        """The stored form: exactly the bytes of :meth:`to_json` encoded by orjson
+        (:func:`state.jsonbytes.dumps`), printed by parts. A metric's member is printed only
+        when its cells changed since the last call; the carried readings, rare, every time."""
+        printed = self._printed
+        parts = []
+        for metric, by_period in self.periods.items():
+            part = printed.get(metric)
+            if part is None:
+                part = printed[metric] = self._print(metric, by_period)
+            parts.append(part)
+        if self.carry:
+            carried = ",".join(
+                [f'{key_text(m)}[{ts_ms},"{value!s}"]' for m, (ts_ms, value) in self.carry.items()]
+            )
+            parts.append(f"{_CARRY_TEXT}{{{carried}}}")
+        return f"{{{','.join(parts)}}}".encode()
+
+    def _print(self, metric: str, by_period: dict[tuple[int, int], Decimal]) -> str:
+        """``metric``'s member of :meth:`encoded`. Span texts and decimals print as JSON
+        strings with nothing to escape (digits, ``:``, ``.``, ``-``, ``+``, ``E``, letters of
+        ``NaN`` and ``Infinity``); an int's ``str`` is its JSON."""
+        stamps = self.stamps.get(metric)
+        if stamps is None:
+            cells = ",".join([f'"{span_text(s)}":"{total!s}"' for s, total in by_period.items()])
+        else:
+            cells = ",".join(
+                [f'"{span_text(s)}":[{stamps[s]},"{value!s}"]' for s, value in by_period.items()]
+            )
+        return f"{key_text(metric)}{{{cells}}}"
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> AccountTotals:
@@ -307,6 +368,7 @@ def _all_open(periods: dict[str, dict[tuple[int, int], Decimal]], keep_end_after
     return True
 
 
+_CARRY_TEXT: Final = key_text(CARRY_KEY)
 _new = object.__new__
 _set_metric = slot_setter(Change, "metric")
 _set_period = slot_setter(Change, "period")
