@@ -64,10 +64,10 @@ def _quantize(value: Decimal, places: int, rounding: str) -> Decimal:
     quantum = _QUANTA[places] if 0 <= places < len(_QUANTA) else _ONE.scaleb(-places)
     needed = value.adjusted() + places + 4
     if needed <= getcontext().prec:  # the context has the digits already (the usual case)
-        return value.quantize(quantum, rounding=rounding)
+        return value.quantize(quantum, rounding)
     with localcontext() as ctx:
         ctx.prec = needed
-        return value.quantize(quantum, rounding=rounding)
+        return value.quantize(quantum, rounding)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, Literal
 
-from domain.common.formatting import format_approx, format_days, format_money, format_number
 from domain.common.bounded import remember
+from domain.common.formatting import format_approx, format_days, format_money, format_number
 from domain.plans.catalog import Catalog, Plan
 
 Action = Literal["upgrade", "downgrade", "pause", "resume", "none"]

@@ -106,10 +106,10 @@ _RATIO_QUANTUM: Final = Decimal("0.000001")
 def round_ratio(value: Decimal) -> Decimal:
     """``value`` rounded down to 6 decimals, as ratios are written in events."""
     if value.adjusted() + 10 <= getcontext().prec:  # the context has the digits already
-        return value.quantize(_RATIO_QUANTUM, rounding=ROUND_FLOOR)
+        return value.quantize(_RATIO_QUANTUM, ROUND_FLOOR)
     with localcontext() as ctx:
         ctx.prec = max(ctx.prec, value.adjusted() + 10)
-        return value.quantize(_RATIO_QUANTUM, rounding=ROUND_FLOOR)
+        return value.quantize(_RATIO_QUANTUM, ROUND_FLOOR)
 
 
 def ratio_of(part: Decimal, whole: Decimal | None) -> Decimal | None:
