@@ -124,22 +124,6 @@ def _capital(clause: str) -> str:
     return clause[:1].upper() + clause[1:]
 
 
-def _where_heading(catalog: Catalog, metric: str, amount: Decimal) -> tuple[str, str]:
-    """How a threshold's rationale says where ``metric`` is heading, as a sentence start and
-    as a clause: ``At this pace you'll use about 12,500 API calls this month`` / ``you're on
-    track for ...`` (``amount`` projected); for a level, what it is now (:func:`level_words`).
-    """
-    level = level_words(catalog, metric, amount)
-    if level is not None:
-        return _capital(level), level
-    loc = catalog.locale
-    projected = (
-        f"about {format_approx(amount, locale=loc)} {catalog.unit(metric)} this {catalog.period}"
-    )
-    verb = pace_verb(catalog, metric)
-    return f"At this pace you'll {verb} {projected}", f"you're on track for {projected}"
-
-
 def suggest_upgrade(
     catalog: Catalog,
     current: Plan,
@@ -182,9 +166,11 @@ def suggest_upgrade(
 
 @dataclass(frozen=True, slots=True)
 class _Heading:
-    """The words of :func:`_where_heading` around the amount, for one catalog and metric:
-    ``lead + amount + unit`` starts a sentence, ``clause + amount + unit`` is a clause; the
-    amount is :func:`format_number` of a level, else ``about`` :func:`format_approx`."""
+    """How a threshold's rationale says where a metric is heading, around the amount, for one
+    catalog and metric: ``lead + amount + unit`` starts a sentence (``At this pace you'll use
+    about 12,500 API calls this month``), ``clause + amount + unit`` is a clause (``you're on
+    track for ...``). The amount is ``about`` :func:`format_approx` of the projected total;
+    for a level (:func:`level_words`), :func:`format_number` of what it is now."""
 
     level: bool
     lead: str
@@ -193,7 +179,7 @@ class _Heading:
 
 
 def _heading_of(catalog: Catalog, metric: str) -> _Heading:
-    """:func:`_where_heading`'s words, without the amount."""
+    """The :class:`_Heading` of ``metric`` in ``catalog``."""
     unit = catalog.unit(metric)
     aggregation = catalog.aggregations.get(metric)
     if aggregation in ("latest", "max"):  # level_words

@@ -280,14 +280,17 @@ class Templates:
     ) -> Message:
         """The message of ``kind`` for a suggestion ``action``, filled with ``values``: its
         ``variant`` (an aggregation, or ``levels``) where the file has one, else the plain one."""
-        template = self.messages[(kind, action)]
-        if variant is not None:
-            found = self.variants.get((kind, action, variant))
-            if isinstance(found, Mapping):
-                template = found
-        return Message(
-            _fill(template["title"], values).strip(), _fill(template["body"], values).strip()
-        )
+        key = (id(self), kind, action, variant)
+        held = _renderers.get(key)
+        if held is None or held[0] is not self:
+            template = self.messages[(kind, action)]
+            if variant is not None:
+                found = self.variants.get((kind, action, variant))
+                if isinstance(found, Mapping):
+                    template = found
+            title, body = _compiled_of(template["title"]), _compiled_of(template["body"])
+            held = remember(_renderers, key, (self, title, body), _COMPILED_MAX)
+        return Message(held[1](values).strip(), held[2](values).strip())
 
     def sentence(
         self,
@@ -309,18 +312,26 @@ class Templates:
 
 def _fill(template: str, values: Mapping[str, str]) -> str:
     # Validation guarantees that every placeholder is one the caller supplies.
-    compiled = _compiled.get(template)
-    if compiled is None:
-        compiled = remember(_compiled, template, _compile(template), _COMPILED_MAX)
-    return compiled(values)
+    return _compiled_of(template)(values)
 
 
 _Compiled = Callable[[Mapping[str, str]], str]
 
 # Each template text compiled once (by its text, so any Templates object shares them): a file
-# has about a hundred. Bounded all the same, as templates could come from anywhere.
+# has about a hundred. And the compiled title and body Templates.render uses, by (templates,
+# kind, action, variant): Templates are immutable (read once at start-up); an entry holds its
+# Templates, so the id in its key stays its. Bounded all the same.
 _COMPILED_MAX: Final = 1024
 _compiled: dict[str, _Compiled] = {}
+_renderers: dict[tuple[int, str, str, str | None], tuple[Templates, _Compiled, _Compiled]] = {}
+
+
+def _compiled_of(template: str) -> _Compiled:
+    """:func:`_compile` of ``template``, remembered."""
+    compiled = _compiled.get(template)
+    if compiled is None:
+        compiled = remember(_compiled, template, _compile(template), _COMPILED_MAX)
+    return compiled
 
 
 def _compile(template: str) -> _Compiled:
