@@ -64,10 +64,10 @@ def _quantize(value: Decimal, places: int, rounding: str) -> Decimal:
     quantum = _QUANTA[places] if 0 <= places < len(_QUANTA) else _ONE.scaleb(-places)
     needed = value.adjusted() + places + 4
     if needed <= getcontext().prec:  # the context has the digits already (the usual case)
-        return value.quantize(quantum, rounding=rounding)
+        return value.quantize(quantum, rounding)
     with localcontext() as ctx:
         ctx.prec = needed
-        return value.quantize(quantum, rounding=rounding)
+        return value.quantize(quantum, rounding)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,18 +243,38 @@ def format_number(value: Decimal | int, places: int = 2, locale: str = DEFAULT_L
     ``Decimal("12345")`` -> ``12,345``; ``Decimal("1234.50")`` -> ``1,234.5``;
     ``Decimal("0.1") + Decimal("0.2")`` -> ``0.3``. Rounds half to even; never prints ``-0``.
     """
-    number = _rounded(value, places)
     if locale == DEFAULT_LOCALE and _EN_US_PYTHON:  # most messages: no lookups, no calls
+        if type(value) is Decimal:
+            # Python's own text of the decimal (exact, grouped) is the answer when it has no
+            # fractional digits (a whole number written with an exponent of 0 or above) and is
+            # not a negative zero: what _rounded's int() would give, for half the work.
+            text = format(value, ",f")
+            if "." not in text and value.is_finite() and text != "-0":
+                return text
+        number = _rounded(value, places)
         return f"{number:,}" if type(number) is int else format(number, ",f")
-    return _style(locale).digits(number, places)
+    return _style(locale).digits(_rounded(value, places), places)
 
 
 def format_approx(value: Decimal | int, locale: str = DEFAULT_LOCALE) -> str:
     """``value`` rounded the way people say "about": whole from 100 up, one decimal from 1 up,
     two below (``about 1,200 a day``, ``about 13.3 a day``, ``about 0.25 GB``)."""
+    # A threshold event writes its projected total twice (the suggestion's rationale and the
+    # message): the same object, so the last text is kept for it. One tuple, swapped whole.
+    global _last_approx
+    last = _last_approx
+    if last[0] is value and last[1] == locale:
+        return last[2]
     number = abs(Decimal(value))
     places = 0 if number >= _HUNDRED else 1 if number >= _ONE else 2
-    return format_number(value, places, locale)
+    text = format_number(value, places, locale)
+    _last_approx = (value, locale, text)
+    return text
+
+
+# (value, locale, text) of the last format_approx: values are immutable, so the same object
+# in the same locale always reads the same.
+_last_approx: tuple[object, str, str] = (None, "", "")
 
 
 def _percent(number: Decimal, places: int, locale: str) -> str:
@@ -277,9 +297,19 @@ def format_percent(ratio: Decimal, locale: str = DEFAULT_LOCALE) -> str:
     A ratio strictly between 0 and 1 % reads ``under 1%`` rather than a misleading ``0%``.
     """
     percent = ratio * _HUNDRED
+    if _ONE <= percent < _PERCENTS_WRITTEN and locale == DEFAULT_LOCALE and _EN_US_PYTHON:
+        return _EN_US_PERCENTS[int(percent)]  # int() rounds a positive percentage down
     if _ZERO < percent < _ONE:
         return f"under {_percent(_ONE, 0, locale)}"
     return _percent(_quantize(percent, 0, ROUND_FLOOR), 0, locale)
+
+
+_PERCENTS_WRITTEN: Final = Decimal(1000)
+_EN_US_PERCENTS: Final = tuple(
+    f"{_EN_US.percent[0][0]}{n:,}{_EN_US.percent[0][1]}" for n in range(int(_PERCENTS_WRITTEN))
+)
+"""The whole percentages below 1,000 % in en_US (what :func:`_percent` writes), written once:
+threshold messages write one or two each."""
 
 
 def format_level(level: Decimal, locale: str = DEFAULT_LOCALE) -> str:

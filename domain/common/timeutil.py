@@ -59,6 +59,18 @@ _day_numbers: dict[str, int] = {}
 _date_texts: dict[int, str] = {}
 
 
+# The time-of-day parts of to_rfc3339, written once (an event writes three or four instants):
+# "HH:MM" of each minute of a day, "SS" of each second, ".mmmZ" of each millisecond.
+_TWO_DIGITS: Final = tuple(f"{n:02d}" for n in range(60))
+_HOURS_MINUTES: Final = tuple(f"{h:02d}:{m:02d}" for h in range(24) for m in range(60))
+_MILLIS: Final = tuple(f".{n:03d}Z" for n in range(1000))
+
+# "YYYY-MM-DDTHH:MM:SS" of the seconds written lately, by epoch second: the events of a batch
+# share their emitted_at second, and the periods and records of busy accounts their seconds.
+_SECONDS_MAX: Final = 4096
+_second_texts: dict[int, str] = {}
+
+
 def ms_to_datetime(ms: int) -> datetime:
     """The aware UTC datetime of epoch milliseconds ``ms``."""
     return EPOCH + timedelta(milliseconds=ms)
@@ -79,18 +91,19 @@ def to_rfc3339(ms: int) -> str:
 
     Milliseconds are written only when not zero, so whole seconds read cleanly in messages.
     """
-    day, ms_of_day = divmod(ms, DAY_MS)
-    date_text = _date_texts.get(day)
-    if date_text is None:
-        # strftime, as ever, for the date (it also refuses instants outside datetime's range).
-        date_text = ms_to_datetime(ms).strftime("%Y-%m-%d")
-        remember(_date_texts, day, date_text, _DAY_NUMBERS_MAX)
-    seconds, millis = divmod(ms_of_day, 1000)
-    minutes, second = divmod(seconds, 60)
-    hour, minute = divmod(minutes, 60)
-    if millis:
-        return f"{date_text}T{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}Z"
-    return f"{date_text}T{hour:02d}:{minute:02d}:{second:02d}Z"
+    seconds, millis = divmod(ms, 1000)
+    text = _second_texts.get(seconds)
+    if text is None:
+        day, second_of_day = divmod(seconds, 86_400)
+        date_text = _date_texts.get(day)
+        if date_text is None:
+            # strftime, as ever, for the date (it also refuses instants outside datetime's range).
+            date_text = ms_to_datetime(ms).strftime("%Y-%m-%d")
+            remember(_date_texts, day, date_text, _DAY_NUMBERS_MAX)
+        minutes, second = divmod(second_of_day, 60)
+        text = f"{date_text}T{_HOURS_MINUTES[minutes]}:{_TWO_DIGITS[second]}"
+        remember(_second_texts, seconds, text, _SECONDS_MAX)
+    return f"{text}{_MILLIS[millis]}" if millis else f"{text}Z"
 
 
 def _day_number(text: str) -> int | None:

@@ -61,6 +61,10 @@ class _Limit:
 
 _LimitKey = tuple[str, str, str | None]
 
+_UNSEEN: Final = _Limit(Plan("", "", -1, Decimal(0), False, {}, ()), Decimal(0), (), Decimal(0))
+"""A marker: what a plan's metric maps to in :func:`detect_thresholds` before it is first
+looked up (one dict lookup per record rather than two)."""
+
 # _limit_of remembered per catalog (by id, the catalog kept alive next to its entries) and per
 # (plan id, metric, the account's own limit): a few plans and metrics make nearly every
 # record's limit. Bounded like the other caches (accounts may have limits of their own).
@@ -144,9 +148,8 @@ def detect_thresholds(
         if held is None or held[0] is not plan:
             held = by_plan[id(plan)] = (plan, {})
         of_plan = held[1]
-        if metric in of_plan:
-            found = of_plan[metric]
-        else:
+        found = of_plan.get(metric, _UNSEEN)
+        if found is _UNSEEN:
             announces = should_announce(plan)
             found = of_plan[metric] = _limit(limits, plan, metric, catalog) if announces else None
         if found is None:

@@ -66,16 +66,16 @@ def round_total(projected: Decimal, total: Decimal) -> Decimal:
     # quantize fails rather than round when the result needs more digits than the context.
     needed = projected.adjusted() + 4
     if needed <= getcontext().prec:  # the context has the digits already (the usual case)
-        rounded = projected.quantize(quantum, rounding=ROUND_HALF_EVEN)
+        rounded = projected.quantize(quantum, ROUND_HALF_EVEN)
     else:
         with localcontext() as ctx:
             ctx.prec = needed
-            rounded = projected.quantize(quantum, rounding=ROUND_HALF_EVEN)
-    return max(rounded, total)
+            rounded = projected.quantize(quantum, ROUND_HALF_EVEN)
+    return total if total > rounded else rounded  # max(rounded, total), without the call
 
 
 def _ceil_ms(value: Decimal) -> int:
-    return int(value.to_integral_value(rounding=ROUND_CEILING))
+    return int(value.to_integral_value(ROUND_CEILING))
 
 
 def project(
@@ -93,8 +93,13 @@ def project(
     ``limit``, the limit was reached at ``crossed_limit_at_ms``: the event time of the record
     that reached it, which only the caller knows (``None`` when it does not).
     """
-    length = period.end_ms - period.start_ms
-    elapsed = min(max(at_ms - period.start_ms, 1), length)
+    start_ms = period.start_ms
+    length = period.end_ms - start_ms
+    elapsed = at_ms - start_ms
+    if elapsed < 1:
+        elapsed = 1
+    elif elapsed > length:
+        elapsed = length
     period_total = round_total(total * length / elapsed, total)
     if limit is None:
         return Projection(period_total, None)
@@ -103,7 +108,7 @@ def project(
     if total <= _ZERO:
         return Projection(period_total, None)
     # At pace total/elapsed the limit is reached limit/pace = limit*elapsed/total after start.
-    reached = period.start_ms + _ceil_ms(limit * elapsed / total)
+    reached = start_ms + _ceil_ms(limit * elapsed / total)
     return Projection(period_total, reached if reached < period.end_ms else None)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, Literal
 
+from domain.common.bounded import remember
 from domain.common.formatting import format_approx, format_days, format_money, format_number
 from domain.plans.catalog import Catalog, Plan
 
@@ -123,22 +124,6 @@ def _capital(clause: str) -> str:
     return clause[:1].upper() + clause[1:]
 
 
-def _where_heading(catalog: Catalog, metric: str, amount: Decimal) -> tuple[str, str]:
-    """How a threshold's rationale says where ``metric`` is heading, as a sentence start and
-    as a clause: ``At this pace you'll use about 12,500 API calls this month`` / ``you're on
-    track for ...`` (``amount`` projected); for a level, what it is now (:func:`level_words`).
-    """
-    level = level_words(catalog, metric, amount)
-    if level is not None:
-        return _capital(level), level
-    loc = catalog.locale
-    projected = (
-        f"about {format_approx(amount, locale=loc)} {catalog.unit(metric)} this {catalog.period}"
-    )
-    verb = pace_verb(catalog, metric)
-    return f"At this pace you'll {verb} {projected}", f"you're on track for {projected}"
-
-
 def suggest_upgrade(
     catalog: Catalog,
     current: Plan,
@@ -153,47 +138,141 @@ def suggest_upgrade(
     account whose ``account_limit_override`` already exceeds a bigger plan's limit would gain
     nothing from that plan, so such plans are passed over (and with none left, ``none``). For a
     ``latest`` or ``max`` metric, which has no pace, ``projected_total`` is its current value.
+
+    What does not depend on ``projected_total`` (the plans that give more room, cheapest
+    first, and the words offering each) is worked out once per plan, metric and limit
+    (:class:`_Ladder`).
     """
-    loc = catalog.locale
+    key = (id(catalog), id(current), metric, account_limit_override)
+    ladder = _ladders.get(key)
+    if ladder is None or ladder.catalog is not catalog or ladder.current is not current:
+        ladder = _ladder(catalog, current, metric, account_limit_override)
+        remember(_ladders, key, ladder, _LADDERS_MAX)
+    heading = ladder.heading
+    if heading.level:
+        amount = f"{format_number(projected_total, locale=catalog.locale)}{heading.unit}"
+        lead, on_track = f"{heading.lead}{amount}", f"{heading.clause}{amount}"
+    else:
+        projected = f"about {format_approx(projected_total, locale=catalog.locale)}{heading.unit}"
+        lead, on_track = f"{heading.lead}{projected}", f"{heading.clause}{projected}"
+    for rung in ladder.cheapest_first:
+        if rung.limit is None or rung.limit >= projected_total:  # covers(rung.plan, ...)
+            return rung.suggestion(f"{lead}; {rung.offer}.")
+    largest = ladder.largest
+    if largest is None:
+        return no_plan("none", f"{ladder.none_lead}{on_track}{ladder.none_tail}")
+    return largest.suggestion(f"{lead}, more than any plan includes; the largest, {largest.offer}.")
+
+
+@dataclass(frozen=True, slots=True)
+class _Heading:
+    """How a threshold's rationale says where a metric is heading, around the amount, for one
+    catalog and metric: ``lead + amount + unit`` starts a sentence (``At this pace you'll use
+    about 12,500 API calls this month``), ``clause + amount + unit`` is a clause (``you're on
+    track for ...``). The amount is ``about`` :func:`format_approx` of the projected total;
+    for a level (:func:`level_words`), :func:`format_number` of what it is now."""
+
+    level: bool
+    lead: str
+    clause: str
+    unit: str
+
+
+def _heading_of(catalog: Catalog, metric: str) -> _Heading:
+    """The :class:`_Heading` of ``metric`` in ``catalog``."""
     unit = catalog.unit(metric)
-    heading, on_track = _where_heading(catalog, metric, projected_total)
+    aggregation = catalog.aggregations.get(metric)
+    if aggregation in ("latest", "max"):  # level_words
+        clause = "you have " if aggregation == "latest" else f"your peak this {catalog.period} is "
+        return _Heading(True, _capital(clause), clause, f" {unit}")
+    verb = pace_verb(catalog, metric)
+    return _Heading(
+        False,
+        f"At this pace you'll {verb} ",
+        "you're on track for ",
+        f" {unit} this {catalog.period}",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Rung:
+    """A plan an upgrade may suggest: its ``limit`` of the metric and the words offering it."""
+
+    plan: Plan
+    limit: Decimal | None
+    price_delta: Decimal
+    offer: str
+
+    def suggestion(self, rationale: str) -> Suggestion:
+        """The upgrade to this plan (:func:`to_plan`)."""
+        plan = self.plan
+        return Suggestion("upgrade", plan.id, plan.name, plan.price, self.price_delta, rationale)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ladder:
+    """What :func:`suggest_upgrade` suggests from ``current`` for one metric and limit, less the
+    projected total: the plans that give more room (``cheapest_first``: by price, then rank;
+    the first covering the total wins), the ``largest`` of them (suggested when none covers),
+    or, with no such plan, the words of the ``none`` rationale around where usage is heading.
+    ``catalog`` and ``current`` are held so that their ids, which key the cache, stay theirs."""
+
+    catalog: Catalog
+    current: Plan
+    heading: _Heading
+    cheapest_first: tuple[_Rung, ...]
+    largest: _Rung | None
+    none_lead: str
+    none_tail: str
+
+
+# _Ladder per (catalog, current plan, metric, account limit): a few plans, metrics and limits
+# make nearly every threshold event. Catalogs and plans are immutable (read once at start-up);
+# an entry holds both, so the ids in its key stay theirs. Bounded (accounts may have limits of
+# their own).
+_LADDERS_MAX: Final = 4096
+_ladders: dict[tuple[int, int, str, Decimal | None], _Ladder] = {}
+
+
+def _ladder(
+    catalog: Catalog, current: Plan, metric: str, account_limit_override: Decimal | None
+) -> _Ladder:
+    """:class:`_Ladder` of ``current`` for ``metric``, as :func:`suggest_upgrade` defines it."""
+    heading = _heading_of(catalog, metric)
     current_limit = (
         account_limit_override if account_limit_override is not None else current.limit(metric)
     )
     higher = catalog.higher(current)
     if not higher:
-        return no_plan(
-            "none",
-            f"{current.name} is already the largest plan and {on_track}; "
-            "talk to us about a custom limit.",
+        lead, tail = (
+            f"{current.name} is already the largest plan and ",
+            "; talk to us about a custom limit.",
         )
+        return _Ladder(catalog, current, heading, (), None, lead, tail)
     roomier = list(higher)
     if current_limit is not None:
         roomier = [plan for plan in higher if _more_room(plan.limit(metric), current_limit)]
         if not roomier:
-            return no_plan(
-                "none",
-                f"Your limit of {format_number(current_limit, locale=loc)} {unit} is already "
-                "more than "
-                f"bigger plans include and {on_track}; talk to us about raising it.",
+            limit = format_number(current_limit, locale=catalog.locale)
+            lead = (
+                f"Your limit of {limit} {catalog.unit(metric)} is already more than "
+                "bigger plans include and "
             )
-    covering = [plan for plan in roomier if covers(plan, metric, projected_total)]
-    if covering:
-        plan = cheapest(covering)
-        return to_plan(
-            "upgrade",
+            return _Ladder(
+                catalog, current, heading, (), None, lead, "; talk to us about raising it."
+            )
+    rungs = [
+        _Rung(
             plan,
-            current,
-            f"{heading}; {_offer(catalog, plan, current, metric)}.",
+            plan.limit(metric),
+            plan.price - current.price,
+            _offer(catalog, plan, current, metric),
         )
-    plan = roomier[-1]
-    return to_plan(
-        "upgrade",
-        plan,
-        current,
-        f"{heading}, more than any plan includes; the largest, "
-        f"{_offer(catalog, plan, current, metric)}.",
-    )
+        for plan in roomier
+    ]
+    # cheapest(): the lowest (price, rank); sorted() is stable, so ties keep min()'s first.
+    cheapest_first = tuple(sorted(rungs, key=lambda r: (r.plan.price, r.plan.rank)))
+    return _Ladder(catalog, current, heading, cheapest_first, rungs[-1], "", "")
 
 
 def _where_after_drop(catalog: Catalog, metric: str, amount: Decimal) -> tuple[str, str]:

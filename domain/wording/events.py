@@ -71,10 +71,11 @@ from domain.wording.messages import (
     Situation,
     anniversary_message,
     birthday_message,
+    common_values,
     drop_message,
     milestone_message,
     recovered_message,
-    threshold_message,
+    threshold_message_of,
 )
 from domain.wording.payloads import (
     AccountChangeEvent,
@@ -105,10 +106,10 @@ _RATIO_QUANTUM: Final = Decimal("0.000001")
 def round_ratio(value: Decimal) -> Decimal:
     """``value`` rounded down to 6 decimals, as ratios are written in events."""
     if value.adjusted() + 10 <= getcontext().prec:  # the context has the digits already
-        return value.quantize(_RATIO_QUANTUM, rounding=ROUND_FLOOR)
+        return value.quantize(_RATIO_QUANTUM, ROUND_FLOOR)
     with localcontext() as ctx:
         ctx.prec = max(ctx.prec, value.adjusted() + 10)
-        return value.quantize(_RATIO_QUANTUM, rounding=ROUND_FLOOR)
+        return value.quantize(_RATIO_QUANTUM, ROUND_FLOOR)
 
 
 def ratio_of(part: Decimal, whole: Decimal | None) -> Decimal | None:
@@ -277,12 +278,18 @@ _period_texts: dict[tuple[int, int], tuple[str, str]] = {}
 
 def period_fields(period: Period) -> PeriodFields:
     """``period {start, end}``."""
-    key = (period.start_ms, period.end_ms)
+    start, end = _period_texts_of(period)
+    return {"start": start, "end": end}
+
+
+def _period_texts_of(period: Period) -> tuple[str, str]:
+    """:func:`to_rfc3339` of the period's start and end, remembered."""
+    key = period.span
     texts = _period_texts.get(key)
     if texts is None:
         texts = (to_rfc3339(period.start_ms), to_rfc3339(period.end_ms))
         remember(_period_texts, key, texts, _PERIODS_MAX)
-    return {"start": texts[0], "end": texts[1]}
+    return texts
 
 
 def usage_fields(total: Decimal, limit: Decimal | None, unit: str) -> UsageFields:
@@ -367,49 +374,65 @@ def threshold_event(
     if limit is None:
         raise ValueError(f"a threshold of {metric!r} needs a limit")
     crossing, triggered_at_ms = crossed.crossing, crossed.at_ms
-    kind = threshold_kind(crossing.level)
+    level = crossing.level
+    kind = threshold_kind(level)
     # A hit above 1.0 whose limit time is unknown (state written before it was kept) falls
     # back to this record's time: the limit was reached by then.
     reached = triggered_at_ms if HIT_LEVEL in crossing.crossed else crossed.limit_reached_at_ms
     if reached is None and kind == "threshold-hit":
         reached = triggered_at_ms
+    fixed = _threshold_fixed(catalog, plan, metric, limit)
     projection: Projection | None = None
     heading = total  # a level has no pace: plans must hold what it is now
-    if has_pace(catalog.aggregations.get(metric)):
+    if fixed.has_pace:
         projection = project(total, period, triggered_at_ms, limit, reached)
         heading = projection.period_total
     suggestion = suggest_upgrade(catalog, plan, metric, heading, limit)
     overage: Overage | None = None
-    if is_over_level(crossing.level):
+    if is_over_level(level):
         overage = overage_of(plan, metric, total, limit, heading)
         suggestion = overage_suggestion(catalog, plan, metric, suggestion, heading, overage)
-    message = threshold_message(
-        wording.templates,
-        _situation(wording, standing, projection, suggestion),
-        kind=kind,
-        limit=limit,
-        level=crossing.level,
-        overage=overage,
-        limit_reached_at_ms=reached,
+    account_id = standing.account_id
+    values = common_values(
+        catalog, plan, account_id, metric, period, total, projection, suggestion, limit
     )
+    message = threshold_message_of(
+        wording.templates,
+        values,
+        catalog,
+        metric,
+        total,
+        projection,
+        suggestion,
+        kind,
+        limit,
+        level,
+        overage,
+        reached,
+    )
+    start, end = _period_texts_of(period)
     event: ThresholdEvent = {
         "schema_version": SCHEMA_VERSION,
-        "event_id": event_id(
-            kind, standing.account_id, metric, period.start_ms, plan.id, crossing.level
-        ),
+        # event_id(), with the period's start as period_fields writes it
+        "event_id": _sha256(kind, account_id, metric, start, plan.id, level_text(level)),
         "kind": kind,
-        "account_id": standing.account_id,
+        "account_id": account_id,
         "metric": metric,
-        "plan": plan_fields(plan, catalog),
-        "period": period_fields(period),
+        "plan": {
+            "id": plan.id,
+            "name": plan.name,
+            "price": fixed.price,
+            "currency": catalog.currency,
+        },
+        "period": {"start": start, "end": end},
         "usage": {
             "total": json_number(total),
-            "limit": json_number(limit),
+            "limit": fixed.limit,
             "ratio": json_number(round_ratio(total / limit)),  # limits are > 0
-            "unit": catalog.unit(metric),
+            "unit": fixed.unit,
         },
-        "level": float(crossing.level),
-        "crossed_levels": [float(level) for level in crossing.crossed],
+        "level": float(level),
+        "crossed_levels": [float(crossed_level) for crossed_level in crossing.crossed],
         "trigger_record_id": crossed.record_id,
         "projection": _projection_fields(projection),
     }  # type: ignore[typeddict-item]  # the rest follows, in field order
@@ -420,11 +443,71 @@ def threshold_event(
             "cost": json_number(overage.cost),
             "projected_cost": json_number(overage.projected_cost),
         }
-    event["message"] = message_fields(message)
-    event["suggestion"] = suggestion_fields(suggestion)
+    event["message"] = {"title": message.title, "body": message.body}
+    event["suggestion"] = {
+        "action": suggestion.action,
+        "plan_id": suggestion.plan_id,
+        "plan_name": suggestion.plan_name,
+        "price": _catalog_number(suggestion.price),
+        "price_delta": _catalog_number(suggestion.price_delta),
+        "rationale": suggestion.rationale,
+    }
     event["triggered_at"] = to_rfc3339(triggered_at_ms)
     event["emitted_at"] = to_rfc3339(emitted_at_ms)
     return event
+
+
+@dataclass(frozen=True, slots=True)
+class _ThresholdFixed:
+    """What a threshold event of one catalog, plan, metric and limit always writes the same:
+    whether the metric has a pace, its unit, and the plan's price and the limit as JSON numbers.
+    ``catalog`` and ``plan`` are held so that their ids, which key the cache, stay theirs."""
+
+    catalog: Catalog
+    plan: Plan
+    has_pace: bool
+    unit: str
+    price: int | float
+    limit: int | float
+
+
+# _ThresholdFixed by (catalog, plan, metric, limit): a few plans and metrics make nearly every
+# threshold event. Catalogs and plans are immutable (read once at start-up). Bounded (accounts
+# may have limits of their own).
+_FIXED_MAX: Final = 4096
+_threshold_fixed_of: dict[tuple[int, int, str, Decimal], _ThresholdFixed] = {}
+
+
+def _threshold_fixed(catalog: Catalog, plan: Plan, metric: str, limit: Decimal) -> _ThresholdFixed:
+    key = (id(catalog), id(plan), metric, limit)
+    fixed = _threshold_fixed_of.get(key)
+    if fixed is None or fixed.catalog is not catalog or fixed.plan is not plan:
+        fixed = _ThresholdFixed(
+            catalog,
+            plan,
+            has_pace(catalog.aggregations.get(metric)),
+            catalog.unit(metric),
+            json_number(plan.price),
+            json_number(limit),
+        )
+        remember(_threshold_fixed_of, key, fixed, _FIXED_MAX)
+    return fixed
+
+
+# JSON numbers of the amounts a catalog makes (suggested prices, price differences), by value:
+# json_number depends on the value only, and a catalog has few such amounts. Bounded.
+_NUMBERS_MAX: Final = 4096
+_catalog_numbers: dict[Decimal, int | float] = {}
+
+
+def _catalog_number(value: Decimal | None) -> int | float | None:
+    """``_nullable_number(value)`` of a catalog amount, remembered."""
+    if value is None:
+        return None
+    number = _catalog_numbers.get(value)
+    if number is None:
+        number = remember(_catalog_numbers, value, json_number(value), _NUMBERS_MAX)
+    return number
 
 
 class _RecentHead(TypedDict):

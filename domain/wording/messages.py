@@ -13,6 +13,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Final, Literal
 
+from domain.common.bounded import remember
 from domain.common.formatting import (
     format_approx,
     format_calendar_date,
@@ -83,31 +84,101 @@ def _plan_values(catalog: Catalog, plan: Plan, account_id: str) -> dict[str, str
 
 
 def _common(situation: Situation) -> dict[str, str]:
-    catalog, plan, metric = situation.catalog, situation.plan, situation.metric
-    period, suggestion = situation.period, situation.suggestion
+    """The placeholders every usage message has (:func:`common_values` of ``situation``)."""
+    return common_values(
+        situation.catalog,
+        situation.plan,
+        situation.account_id,
+        situation.metric,
+        situation.period,
+        situation.total,
+        situation.projection,
+        situation.suggestion,
+    )
+
+
+def common_values(
+    catalog: Catalog,
+    plan: Plan,
+    account_id: str,
+    metric: str,
+    period: Period,
+    total: Decimal,
+    projection: Projection | None,
+    suggestion: Suggestion,
+    limit: Decimal | None = None,
+) -> dict[str, str]:
+    """The placeholders every usage message has, of a :class:`Situation` given field by field
+    (see :func:`threshold_message_of`), and ``{limit}`` when ``limit`` is given."""
+    loc = catalog.locale
+    key = (
+        id(catalog),
+        id(plan),
+        metric,
+        suggestion.plan_id,
+        suggestion.price,
+        suggestion.price_delta,
+        limit,
+    )
+    held = _fixed.get(key)
+    if held is None or held[0] is not catalog or held[1] is not plan:
+        fixed = _fixed_values(catalog, plan, metric, suggestion, limit)
+        held = remember(_fixed, key, (catalog, plan, fixed), _FIXED_MAX)
+    values = held[2].copy()
+    values["account_id"] = account_id
+    span = (period.start_ms, period.end_ms, loc)
+    dates = _period_dates.get(span)
+    if dates is None:
+        dates = (format_date(period.start_ms, locale=loc), format_date(period.end_ms, locale=loc))
+        remember(_period_dates, span, dates, _FIXED_MAX)
+    values["period_start_date"], values["reset_date"] = dates
+    values["total"] = format_number(total, locale=loc)
+    values["rationale"] = suggestion.rationale
+    if projection is not None:
+        values["projected_total"] = format_approx(projection.period_total, locale=loc)
+    return values
+
+
+# The placeholders of common_values that depend on the catalog, the plan, the metric, the
+# suggested plan and the limit only, by (catalog, plan, metric, suggested plan id, price, price
+# delta, limit): a few plans and metrics make nearly every usage message. Catalogs and plans are
+# immutable (read once at start-up); an entry holds both, so the ids in its key stay theirs.
+# And the period's two dates, by (start, end, locale). Both bounded (accounts may have limits
+# and billing anchors of their own).
+_FIXED_MAX: Final = 4096
+_fixed: dict[
+    tuple[int, int, str, str | None, Decimal | None, Decimal | None, Decimal | None],
+    tuple[Catalog, Plan, dict[str, str]],
+] = {}
+_period_dates: dict[tuple[int, int, str], tuple[str, str]] = {}
+
+
+def _fixed_values(
+    catalog: Catalog, plan: Plan, metric: str, suggestion: Suggestion, limit: Decimal | None
+) -> dict[str, str]:
+    """What :func:`common_values` writes that neither the account, the period nor the totals
+    change: the plan's, the metric's and the suggested plan's placeholders, and the limit's."""
     loc = catalog.locale
     values = {
-        **_plan_values(catalog, plan, situation.account_id),
+        "plan_name": plan.name,
+        "plan_price": format_money(plan.price, catalog.currency, locale=loc),
+        "period_word": catalog.period,
         "metric": metric,
         "unit": catalog.unit(metric),
-        "period_start_date": format_date(period.start_ms, locale=loc),
-        "reset_date": format_date(period.end_ms, locale=loc),
-        "total": format_number(situation.total, locale=loc),
-        "rationale": suggestion.rationale,
     }
-    if situation.projection is not None:
-        values["projected_total"] = format_approx(situation.projection.period_total, locale=loc)
     suggested = None if suggestion.plan_id is None else catalog.plan(suggestion.plan_id)
     if suggested is not None and suggestion.price is not None:
-        limit = suggested.limit(metric)
+        suggested_limit = suggested.limit(metric)
         values["suggested_plan"] = suggested.name
         values["suggested_price"] = format_money(suggestion.price, catalog.currency, locale=loc)
         values["suggested_limit"] = (
-            "unlimited" if limit is None else format_number(limit, locale=loc)
+            "unlimited" if suggested_limit is None else format_number(suggested_limit, locale=loc)
         )
         values["price_delta"] = format_money(
             abs(suggestion.price_delta or _ZERO), catalog.currency, locale=loc
         )
+    if limit is not None:
+        values["limit"] = format_number(limit, locale=loc)
     return values
 
 
@@ -134,16 +205,55 @@ def threshold_message(
     A threshold-hit above level 1.0 renders the ``threshold-over`` templates, whose
     ``{overage}`` sentence speaks of the ``overage`` cost when the plan prices it.
     """
-    catalog, total, suggestion = situation.catalog, situation.total, situation.suggestion
-    loc = catalog.locale
-    values = _common(situation)
-    values.update(
-        limit=format_number(limit, locale=loc),
-        percent=format_percent(total / limit, locale=loc),
-        level_percent=format_level(level, locale=loc),
-        remaining=format_number(max(limit - total, _ZERO), locale=loc),
+    return threshold_message_of(
+        templates,
+        common_values(
+            situation.catalog,
+            situation.plan,
+            situation.account_id,
+            situation.metric,
+            situation.period,
+            situation.total,
+            situation.projection,
+            situation.suggestion,
+            limit,
+        ),
+        situation.catalog,
+        situation.metric,
+        situation.total,
+        situation.projection,
+        situation.suggestion,
+        kind,
+        limit,
+        level,
+        overage,
+        limit_reached_at_ms,
     )
-    projection, variant = situation.projection, situation.variant
+
+
+def threshold_message_of(
+    templates: Templates,
+    values: dict[str, str],
+    catalog: Catalog,
+    metric: str,
+    total: Decimal,
+    projection: Projection | None,
+    suggestion: Suggestion,
+    kind: Literal["threshold-near", "threshold-hit"],
+    limit: Decimal,
+    level: Decimal,
+    overage: Overage | None,
+    limit_reached_at_ms: int | None,
+) -> Message:
+    """:func:`threshold_message` of a :class:`Situation` given field by field, ``values`` being
+    its :func:`common_values` with the ``limit`` (which this function adds to). The threshold
+    path (:func:`domain.wording.events.threshold_event`) calls it so: a frozen ``Situation``
+    per event cost more than a twentieth of the event."""
+    loc = catalog.locale
+    values["percent"] = format_percent(total / limit, locale=loc)
+    values["level_percent"] = format_level(level, locale=loc)
+    values["remaining"] = format_number(max(limit - total, _ZERO), locale=loc)
+    variant = catalog.aggregations.get(metric)
     reached = limit_reached_at_ms if projection is None else projection.limit_reached_at_ms
     if kind == "threshold-hit":
         values["over"] = format_number(max(total - limit, _ZERO), locale=loc)
@@ -152,29 +262,36 @@ def threshold_message(
             raise ValueError("a threshold-hit projection needs limit_reached_at_ms")
         values["limit_date"] = format_date(reached, locale=loc)
         if level > _ONE:
-            _overage_values(templates, values, situation, limit, overage)
+            _overage_values(templates, values, catalog, total, variant, projection, limit, overage)
             return templates.render("threshold-over", suggestion.action, values, variant)
     elif projection is not None:
-        pace_values = {k: v for k, v in values.items() if k != "rationale"}
+        # The [pace] sentence has every placeholder but {rationale}; the message, not its
+        # {limit_date}. Taken out and put back rather than copying the values.
+        rationale = values.pop("rationale")
         if reached is not None:
-            pace_values["limit_date"] = format_date(reached, locale=loc)
-            values["pace"] = templates.sentence("pace", "reaches_limit", pace_values, variant)
+            values["limit_date"] = format_date(reached, locale=loc)
+            pace = templates.sentence("pace", "reaches_limit", values, variant)
+            del values["limit_date"]
         else:
-            values["pace"] = templates.sentence("pace", "within_limit", pace_values, variant)
+            pace = templates.sentence("pace", "within_limit", values, variant)
+        values["pace"] = pace
+        values["rationale"] = rationale
     return templates.render(kind, suggestion.action, values, variant)
 
 
 def _overage_values(
     templates: Templates,
     values: dict[str, str],
-    situation: Situation,
+    catalog: Catalog,
+    total: Decimal,
+    variant: str | None,
+    projection: Projection | None,
     limit: Decimal,
     overage: Overage | None,
 ) -> None:
     """Add ``{over_percent}`` and the ``{overage}`` sentence of an overage message to
     ``values`` (which already hold the threshold-hit ones). A metric with no pace has no
     ``{projected_overage_cost}``."""
-    catalog, total, variant = situation.catalog, situation.total, situation.variant
     loc = catalog.locale
     values["over_percent"] = format_percent(max(total - limit, _ZERO) / limit, locale=loc)
     sentence = {k: v for k, v in values.items() if k != "rationale"}
@@ -185,7 +302,7 @@ def _overage_values(
         unit_price=format_unit_price(overage.unit_price, catalog.currency, locale=loc),
         overage_cost=format_money(overage.cost, catalog.currency, locale=loc),
     )
-    if situation.projection is not None:
+    if projection is not None:
         sentence["projected_overage_cost"] = format_money(
             overage.projected_cost, catalog.currency, locale=loc
         )

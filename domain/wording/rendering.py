@@ -40,8 +40,11 @@ _T = TypeVar("_T")
 
 
 def one_line(text: str, limit: int = 60) -> str:
-    """One line of printable text: control characters and newlines become spaces."""
+    """One line of printable text: control characters, newlines and any other character that
+    does not print (unassigned, format, separator, surrogate) become spaces."""
     text = _CONTROL.sub(" ", text).strip()
+    if not text.isprintable():
+        text = "".join(char if char.isprintable() else " " for char in text).strip()
     text = " ".join(text.split())
     if len(text) > limit:
         text = text[: limit - 3] + "..."

@@ -24,13 +24,15 @@ recap is then a list of levels, not of what was used).
 
 from __future__ import annotations
 
+import operator
 import string
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 from types import MappingProxyType
 from typing import Final, Literal
 
+from domain.common.bounded import remember
 from domain.common.tomlfile import parse_toml, read_toml_text
 from domain.errors import ConfigError
 from domain.plans.catalog import AGGREGATIONS, Aggregation
@@ -278,14 +280,17 @@ class Templates:
     ) -> Message:
         """The message of ``kind`` for a suggestion ``action``, filled with ``values``: its
         ``variant`` (an aggregation, or ``levels``) where the file has one, else the plain one."""
-        template = self.messages[(kind, action)]
-        if variant is not None:
-            found = self.variants.get((kind, action, variant))
-            if isinstance(found, Mapping):
-                template = found
-        return Message(
-            _fill(template["title"], values).strip(), _fill(template["body"], values).strip()
-        )
+        key = (id(self), kind, action, variant)
+        held = _renderers.get(key)
+        if held is None or held[0] is not self:
+            template = self.messages[(kind, action)]
+            if variant is not None:
+                found = self.variants.get((kind, action, variant))
+                if isinstance(found, Mapping):
+                    template = found
+            title, body = _compiled_of(template["title"]), _compiled_of(template["body"])
+            held = remember(_renderers, key, (self, title, body), _COMPILED_MAX)
+        return Message(held[1](values).strip(), held[2](values).strip())
 
     def sentence(
         self,
@@ -307,7 +312,57 @@ class Templates:
 
 def _fill(template: str, values: Mapping[str, str]) -> str:
     # Validation guarantees that every placeholder is one the caller supplies.
-    return template.format_map(values)
+    return _compiled_of(template)(values)
+
+
+_Compiled = Callable[[Mapping[str, str]], str]
+
+# Each template text compiled once (by its text, so any Templates object shares them): a file
+# has about a hundred. And the compiled title and body Templates.render uses, by (templates,
+# kind, action, variant): Templates are immutable (read once at start-up); an entry holds its
+# Templates, so the id in its key stays its. Bounded all the same.
+_COMPILED_MAX: Final = 1024
+_compiled: dict[str, _Compiled] = {}
+_renderers: dict[tuple[int, str, str, str | None], tuple[Templates, _Compiled, _Compiled]] = {}
+
+
+def _compiled_of(template: str) -> _Compiled:
+    """:func:`_compile` of ``template``, remembered."""
+    compiled = _compiled.get(template)
+    if compiled is None:
+        compiled = remember(_compiled, template, _compile(template), _COMPILED_MAX)
+    return compiled
+
+
+def _compile(template: str) -> _Compiled:
+    """``template.format_map`` as a function of the values, made faster: ``str.format_map``
+    parses the template on every call, which costs more than filling it. A template of plain
+    ``{name}`` placeholders (all that validation lets through) becomes a ``%``-format of its
+    text (``%`` doubled, braces undoubled) filled from the values' placeholders in order; any
+    other template (a format spec, an attribute, a positional field) keeps ``format_map``."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError:
+        return template.format_map  # the same error, on each call
+    names: list[str] = []
+    pieces: list[str] = []
+    for literal, name, spec, conversion in parts:
+        pieces.append(literal.replace("%", "%%"))
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            return template.format_map
+        names.append(name)
+        pieces.append("%s")
+    text = "".join(pieces)
+    if not names:
+        plain = text.replace("%%", "%")
+        return lambda values: plain
+    if len(names) == 1:
+        name = names[0]
+        return lambda values: text % (values[name],)
+    get = operator.itemgetter(*names)
+    return lambda values: text % get(values)
 
 
 def load_templates(

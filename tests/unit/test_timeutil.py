@@ -124,8 +124,13 @@ def test_parse_rfc3339_ms_errors_say_why(text: str, reason: str) -> None:
 @example(ms=-1)
 @example(ms=-62_135_596_800_000)  # 0001-01-01T00:00:00Z
 @example(ms=MAX_TIMESTAMP_MS)
+@example(ms=1_794_873_599_999)  # 2026-11-16T23:59:59.999Z, the last millisecond of a day
 def test_to_rfc3339_is_the_strftime_definition(ms: int) -> None:
     assert to_rfc3339(ms) == reference_to_rfc3339(ms)
+    # The text of its second is remembered: the other instants of that second read right too.
+    second = ms - ms % 1000
+    for other in (second, second + 1, second + 999, ms):
+        assert to_rfc3339(other) == reference_to_rfc3339(other)
 
 
 @pytest.mark.parametrize("ms", [MAX_TIMESTAMP_MS + 1, -62_135_596_800_001])
