@@ -62,20 +62,30 @@ module again. Why each reach exists:
   large), which otherwise fails every later batch there as out of order; no public
   "fatal" state (its sender died fenced); and ``stop`` waits for pending batches for
   ever while the broker is away, so a stop that runs out of time cancels its sender.
+- **Writes to a lost connection** (:func:`mend_closed_transport_writes`): once a broker
+  resets a connection, aiokafka notices only when its read task ends, a loop iteration or
+  two later; a request sent meanwhile writes to the lost transport. asyncio drops that
+  write and the request fails with ``KafkaConnectionError``, which aiokafka's routines
+  retry; uvloop (the worker's loop) raises ``RuntimeError`` ("the handler is closed",
+  aio-libs/aiokafka#1038, open in 0.14.0), and the coordinator, fetcher or sender routine
+  that sent it dies. Such a write fails as aiokafka's own ``OSError`` branch fails it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sys
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import faust
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.conn import AIOKafkaConnection, CloseReason
+from aiokafka.errors import KafkaConnectionError
 from faust.tables import TableManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -537,3 +547,33 @@ class ProducerInternals:
         if sender is not None:
             sender.cancel()
         return sender
+
+
+def mend_closed_transport_writes() -> None:
+    """Make a Kafka request written to a lost connection fail as ``KafkaConnectionError``
+    under uvloop too, as it does under asyncio (see the module's docstring, "Writes to a
+    lost connection"). Idempotent; changes nothing under asyncio, whose writes to a lost
+    transport never raise."""
+    for name in ("send", "_send_sasl_token"):
+        write = getattr(AIOKafkaConnection, name)
+        if not getattr(write, "_moments_mended", False):
+            setattr(AIOKafkaConnection, name, _mended(write))
+
+
+def _mended(write: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(write)
+    def mended(conn: AIOKafkaConnection, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return write(conn, *args, **kwargs)
+        except RuntimeError as err:
+            writer = getattr(conn, "_writer", None)
+            if writer is None or not writer.transport.is_closing():
+                raise  # not a write to a lost transport
+            # What aiokafka does when the write raises OSError.
+            conn.close(reason=CloseReason.CONNECTION_BROKEN, exc=err)
+            raise KafkaConnectionError(
+                f"Connection at {conn.host}:{conn.port} broken: {err}"
+            ) from err
+
+    mended._moments_mended = True  # type: ignore[attr-defined]
+    return mended

@@ -188,7 +188,14 @@ class Scheduler:
         by_partition: dict[int, ByTopic] = {}
         for tp, items in records.items():
             owned = held.owned.get(tp.partition)
-            if owned is None or not owned.ready or not items:
+            if (
+                owned is None
+                or not owned.ready
+                or not items
+                # Usage before its partition's plans are read: judged without them, its
+                # accounts would count as unknown (ownership.check_gates releases it).
+                or (tp.topic in self.usage_topics and not owned.plans_caught_up)
+            ):
                 if items and owned is not None:
                     # Fetched before the hold took effect: fetch them again later.
                     await held.hooks.seek(TopicPartition(tp.topic, tp.partition), items[0].offset)

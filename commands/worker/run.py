@@ -9,7 +9,7 @@ import logging
 import os
 
 from app.codecs import check_codecs
-from app.faust_internals import Worker
+from app.faust_internals import Worker, mend_closed_transport_writes
 from app.logs import install_kafka_retry_counter
 from app.preflight import check_broker_access_sync
 from app.security import client_kwargs
@@ -65,5 +65,7 @@ def use_event_loop(kind: EventLoop) -> None:
         import uvloop  # noqa: PLC0415 - only when chosen
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        # aiokafka expects asyncio's writes to a lost connection (see the function).
+        mend_closed_transport_writes()
     else:
         asyncio.set_event_loop_policy(None)  # the standard library's default policy

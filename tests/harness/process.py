@@ -23,6 +23,9 @@ from tests.harness.metrics import Metrics
 MOMENTS = Path(sys.executable).with_name("moments")
 """The ``moments`` command of the running interpreter's environment."""
 WORKER_COMMAND = (str(MOMENTS), "worker")
+#: Settings the workers take from the test run's own environment, so one tier can be run
+#: on either event loop (``MOMENTS_EVENT_LOOP=asyncio pytest tests/faults``).
+PASSED_THROUGH = frozenset({"MOMENTS_EVENT_LOOP"})
 
 
 def worker_env(
@@ -36,10 +39,12 @@ def worker_env(
     partitions: int,
     **extra: str,
 ) -> dict[str, str]:
-    """A worker's environment: this process's, without its ``MOMENTS_*`` variables, plus
-    the app, its topics (events under ``<app_id>.moments``), its data dir, a loopback web
-    port, and ``extra`` (full variable names)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOMENTS_")}
+    """A worker's environment: this process's, without its ``MOMENTS_*`` variables but
+    :data:`PASSED_THROUGH`, plus the app, its topics (events under ``<app_id>.moments``),
+    its data dir, a loopback web port, and ``extra`` (full variable names)."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("MOMENTS_") or k in PASSED_THROUGH
+    }
     env.update(
         MOMENTS_KAFKA_BOOTSTRAP=bootstrap,
         MOMENTS_APP_ID=app_id,

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import uvloop
+from aiokafka.conn import AIOKafkaConnection
 
 from commands.worker.run import use_event_loop
 
@@ -32,6 +33,8 @@ def test_loops_made_after_the_choice_are_of_its_kind(kind: str, loop_type: type 
             assert isinstance(loop, asyncio.BaseEventLoop)
         else:
             assert isinstance(loop, loop_type)
+        if kind == "uvloop":  # aiokafka's writes to a lost connection fail as on asyncio
+            assert getattr(AIOKafkaConnection.send, "_moments_mended", False)
         # A thread's work handed back to the loop (the decide thread's way) completes on it.
         assert loop.run_until_complete(loop.run_in_executor(None, sum, [1, 2, 3])) == 6
     finally:
